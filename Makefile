@@ -1,0 +1,29 @@
+# Two commands get a newcomer from clone to result:
+#   make demo   set up .venv (once; again only when requirements change) and run the main demo
+#   make test   set up .venv the same way and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+
+.PHONY: demo test bench lint clean-venv
+
+$(STAMP): requirements.txt setup.py package.xml
+	scripts/bootstrap.sh $(PYTHON) $(VENV)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mtrl-robot demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/mtrl-robot bench sim
+
+lint: $(STAMP)
+	$(BIN)/ruff check mtrl_robot tests
+
+clean-venv:
+	rm -rf $(VENV)

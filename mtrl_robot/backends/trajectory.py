@@ -1,0 +1,122 @@
+"""Time-stamped joint trajectories: validation against limits, reordering by name, interpolation.
+
+Semantics follow ros2_control's joint trajectory controller: joints are matched by name, times are
+``time_from_start``; with velocities given, segments are cubic Hermite, otherwise linear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Slack on limit checks, so a trajectory computed exactly at a limit is not refused for round-off.
+POSITION_SLACK = 1e-6  # rad
+VELOCITY_SLACK = 1.02  # ×, between-waypoint velocities are finite differences
+
+
+class TrajectoryError(ValueError):
+    """A trajectory the robot refuses to execute; the message names the joint and the limit."""
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    names: tuple[str, ...]
+    lower: np.ndarray
+    upper: np.ndarray
+    velocity: np.ndarray
+    effort: np.ndarray
+
+
+@dataclass(frozen=True)
+class JointState:
+    names: tuple[str, ...]
+    positions: np.ndarray
+    velocities: np.ndarray
+    stamp: float  # seconds, on the backend's clock
+
+
+@dataclass(frozen=True)
+class JointTrajectory:
+    joint_names: tuple[str, ...]
+    times: np.ndarray  # (T,) seconds from start, strictly increasing
+    positions: np.ndarray  # (T, n)
+    velocities: np.ndarray | None = None  # (T, n)
+
+    @property
+    def duration(self) -> float:
+        return float(self.times[-1])
+
+    def reordered(self, names: Sequence[str]) -> JointTrajectory:
+        """The same trajectory with columns in the order of ``names`` (all must be present)."""
+        index = [self.joint_names.index(n) for n in names]
+        vel = None if self.velocities is None else self.velocities[:, index]
+        return JointTrajectory(tuple(names), self.times, self.positions[:, index], vel)
+
+    def sample(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Position and velocity at ``t`` seconds from start; held at the ends."""
+        times, pos = self.times, self.positions
+        if t <= times[0]:
+            return pos[0].copy(), np.zeros(pos.shape[1])
+        if t >= times[-1]:
+            return pos[-1].copy(), np.zeros(pos.shape[1])
+        k = int(np.searchsorted(times, t, side="right")) - 1
+        h = times[k + 1] - times[k]
+        s = (t - times[k]) / h
+        p0, p1 = pos[k], pos[k + 1]
+        if self.velocities is None:
+            return p0 + s * (p1 - p0), (p1 - p0) / h
+        v0, v1 = self.velocities[k] * h, self.velocities[k + 1] * h
+        h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
+        d00, d10, d01, d11 = 6 * s**2 - 6 * s, 3 * s**2 - 4 * s + 1, -6 * s**2 + 6 * s, 3 * s**2 - 2 * s
+        p = h00 * p0 + h10 * v0 + h01 * p1 + h11 * v1
+        v = (d00 * p0 + d10 * v0 + d01 * p1 + d11 * v1) / h
+        return p, v
+
+
+def check_trajectory(traj: JointTrajectory, limits: JointLimits) -> JointTrajectory:
+    """Validate ``traj`` against ``limits`` and return it reordered to the robot's joint order."""
+    names = tuple(traj.joint_names)
+    unknown = [n for n in names if n not in limits.names]
+    if unknown:
+        raise TrajectoryError(f"unknown joints {unknown}; this robot has {list(limits.names)}")
+    missing = [n for n in limits.names if n not in names]
+    if missing:
+        raise TrajectoryError(f"trajectory is missing joints {missing}")
+    if len(set(names)) != len(names):
+        raise TrajectoryError(f"duplicate joint names in {list(names)}")
+    times = np.asarray(traj.times, dtype=float)
+    positions = np.asarray(traj.positions, dtype=float)
+    if times.ndim != 1 or len(times) == 0:
+        raise TrajectoryError("trajectory has no points")
+    if positions.shape != (len(times), len(names)):
+        raise TrajectoryError(f"positions must have shape {(len(times), len(names))}, got {positions.shape}")
+    velocities = None if traj.velocities is None else np.asarray(traj.velocities, dtype=float)
+    if velocities is not None and velocities.shape != positions.shape:
+        raise TrajectoryError(f"velocities must have shape {positions.shape}, got {velocities.shape}")
+    for label, arr in (("times", times), ("positions", positions), ("velocities", velocities)):
+        if arr is not None and not np.all(np.isfinite(arr)):
+            raise TrajectoryError(f"{label} contain NaN or inf")
+    if times[0] < 0 or np.any(np.diff(times) <= 0):
+        raise TrajectoryError("times must start at or after 0 and increase strictly")
+    ordered = JointTrajectory(names, times, positions, velocities).reordered(limits.names)
+    for j, name in enumerate(limits.names):
+        col = ordered.positions[:, j]
+        lo, hi = limits.lower[j], limits.upper[j]
+        bad = np.flatnonzero((col < lo - POSITION_SLACK) | (col > hi + POSITION_SLACK))
+        if bad.size:
+            k = bad[0]
+            raise TrajectoryError(f"{name}: position {col[k]:.4f} rad at point {k} is outside [{lo:.4f}, {hi:.4f}]")
+    vmax = limits.velocity * VELOCITY_SLACK
+    if len(times) > 1:
+        dt = np.diff(ordered.times)[:, None]
+        speed = np.abs(np.diff(ordered.positions, axis=0)) / dt
+        if ordered.velocities is not None:
+            speed = np.maximum(speed, np.abs(ordered.velocities[1:]))
+        over = np.argwhere(speed > vmax)
+        if over.size:
+            k, j = over[0]
+            raise TrajectoryError(f"{limits.names[j]}: velocity {speed[k, j]:.3f} rad/s between points {k} and {k + 1} "
+                                  f"exceeds the limit {limits.velocity[j]:.3f} rad/s")
+    return ordered

@@ -1,0 +1,198 @@
+"""The ``mtrl-robot`` command: populations, robots, randomization, pictures, benchmarks, the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mtrl_robot.arms import population as populations
+from mtrl_robot.arms.chain import Arm
+from mtrl_robot.arms.families import family_names, load_family
+from mtrl_robot.arms.fk import flange_position
+from mtrl_robot.errors import ConfigError, JointVectorError
+from mtrl_robot.paths import data_dir
+
+RUNS = Path("runs")
+
+
+def _robot(args: argparse.Namespace) -> Arm:
+    """A robot named by family, population id (with --population) or URDF (with --urdf/--flange)."""
+    if args.urdf:
+        from mtrl_robot.arms.urdf import load_urdf_arm
+
+        if not args.flange:
+            raise ConfigError(args.urdf, "--flange", "a URDF arm needs --flange LINK")
+        return load_urdf_arm(args.urdf, flange_link=args.flange)
+    if args.population:
+        return populations.load(args.population).get(args.robot)
+    return load_family(args.robot)
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    config = populations.load_config(args.config, seed=args.seed, robots_per_family=args.per_family,
+                                     families=args.families)
+    pop = populations.generate(config, progress=True)
+    path = populations.save(pop, args.output)
+    print(f"wrote {len(pop)} robots ({', '.join(config.families)}; seed {config.seed}) to {path}")
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    pop = populations.load(args.population)
+    print(f"{args.population}: {len(pop)} robots, seed {pop.config.seed}")
+    print(f"{'family':8} {'robots':>6} {'first id':>12} {'reach at home (m)':>22} {'arm mass (kg)':>16}")
+    for name in pop.config.families:
+        robots = pop.family(name)
+        reach = [np.linalg.norm(flange_position(r, r.home_q)) for r in robots]
+        mass = [sum(ln.mass for ln in r.links) for r in robots]
+        print(f"{name:8} {len(robots):6d} {robots[0].robot_id:>12} "
+              f"{np.min(reach):10.3f} – {np.max(reach):.3f} {np.min(mass):8.2f} – {np.max(mass):.2f}")
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    arm = _robot(args)
+    q = arm.home_q if args.q is None else arm.check_q(np.array(args.q), "--q")
+    print(f"{arm.robot_id}  ({arm.description}; base {arm.base_link}, flange {arm.flange_link})")
+    print(f"{'joint':16} {'lower':>8} {'upper':>8} {'vel':>7} {'effort':>7} {'zero off':>9} {'q':>8}")
+    for j, qi in zip(arm.joints, q):
+        print(f"{j.name:16} {j.lower:8.3f} {j.upper:8.3f} {j.velocity:7.3f} {j.effort:7.1f} {j.zero_offset:9.4f} {qi:8.3f}")
+    print(f"flange at q: {np.round(flange_position(arm, q), 4).tolist()} m")
+
+
+def cmd_randomize(args: argparse.Namespace) -> None:
+    from mtrl_robot.backends.scene import load_scene
+    from mtrl_robot.randomization import Randomizer, SampleLog, load_spec
+
+    spec = load_spec(args.spec)
+    scene = load_scene()
+    randomizer = Randomizer(spec, scene.nominal_parameters(), seed=args.seed)
+    backend = None
+    if args.apply:
+        backend = _make_backend(args.apply, load_family(args.family), scene)
+    log = SampleLog(args.log) if args.log else None
+    names = spec.names
+    print("episode  " + "  ".join(f"{n.split('.', 1)[1]:>16}" for n in names))
+    for episode in range(args.n):
+        values = randomizer.sample("reset" if episode == 0 else "episode")
+        shown = backend.apply_randomization(values) if backend else values
+        print(f"{episode:7d}  " + "  ".join(f"{shown[n]:16.5f}" for n in names))
+        if log:
+            log.write(episode, shown, seed=args.seed, engine=args.apply or "none")
+    if backend:
+        print(f"(values read back from {args.apply})")
+        backend.close()
+
+
+def _make_backend(engine: str, arm: Arm, scene=None):
+    if engine == "mujoco":
+        from mtrl_robot.backends.mujoco_backend import MujocoBackend
+
+        return MujocoBackend(arm, scene=scene)
+    from mtrl_robot.backends.pybullet_backend import PybulletBackend
+
+    return PybulletBackend(arm, scene=scene)
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    from mtrl_robot.backends.render import render_population_png
+
+    pop = populations.load(args.population) if args.population else populations.generate(
+        populations.load_config(robots_per_family=args.per_family))
+    arms = {name: pop.family(name)[: args.per_family] for name in pop.config.families}
+    path = render_population_png(arms, args.output)
+    print(f"wrote {path}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from mtrl_robot.bench.report import run_sim_bench
+
+    run_sim_bench(Path(args.output), seconds=args.seconds)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """Everything that exists so far, end to end, in about a minute."""
+    out = Path(args.output)
+    pop_path = out / "population.json"
+    print("== 1. generate a population: 4 families × 100 robots ==")
+    cmd_generate(argparse.Namespace(config=None, seed=args.seed, per_family=None, families=None, output=pop_path))
+    print("\n== 2. inspect it ==")
+    cmd_inspect(argparse.Namespace(population=pop_path))
+    print("\n== 3. one perturbed robot ==")
+    cmd_show(argparse.Namespace(robot="panda-007", population=pop_path, urdf=None, flange=None, q=None))
+    print("\n== 4. domain randomization of the puck scene, applied to MuJoCo and read back ==")
+    cmd_randomize(argparse.Namespace(spec=data_dir("config") / "randomization.yaml", seed=args.seed, n=5,
+                                     apply="mujoco", family="panda", log=out / "randomization.jsonl"))
+    print("\n== 5. a picture of three robots per family ==")
+    cmd_render(argparse.Namespace(population=pop_path, per_family=3, output=out / "robots.png"))
+    print(f"\nall outputs are in {out}/")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtrl-robot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("population", help="generate or inspect a robot population")
+    psub = p.add_subparsers(dest="action", required=True)
+    g = psub.add_parser("generate", help="perturb the arm families into a population file")
+    g.add_argument("--config", type=Path, help="population YAML (default: config/population.yaml)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--per-family", type=int, help="robots per family (default from the config: 100)")
+    g.add_argument("--families", nargs="+", choices=family_names())
+    g.add_argument("-o", "--output", type=Path, default=RUNS / "population.json")
+    g.set_defaults(func=cmd_generate)
+    i = psub.add_parser("inspect", help="summarize a population file")
+    i.add_argument("population", type=Path)
+    i.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("show", help="print a robot's joints, limits and flange position")
+    s.add_argument("robot", nargs="?", default="panda", help="family name, or robot id with --population")
+    s.add_argument("--population", type=Path)
+    s.add_argument("--urdf", type=Path, help="bring-your-own-arm URDF (needs --flange)")
+    s.add_argument("--flange", help="flange link of the URDF")
+    s.add_argument("--q", type=float, nargs="+", help="joint vector (default: home)")
+    s.set_defaults(func=cmd_show)
+
+    r = sub.add_parser("randomize", help="sample domain randomization values")
+    r.add_argument("--spec", type=Path, default=data_dir("config") / "randomization.yaml")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("-n", type=int, default=5, help="episodes to sample")
+    r.add_argument("--apply", choices=["mujoco", "pybullet"], help="apply to a backend and print read-back values")
+    r.add_argument("--family", default="panda", choices=family_names())
+    r.add_argument("--log", type=Path, help="append sampled values to this JSON-lines file")
+    r.set_defaults(func=cmd_randomize)
+
+    d = sub.add_parser("render", help="PNG of a few robots of each family side by side")
+    d.add_argument("--population", type=Path, help="population file (default: generate one)")
+    d.add_argument("--per-family", type=int, default=3)
+    d.add_argument("-o", "--output", type=Path, default=RUNS / "robots.png")
+    d.set_defaults(func=cmd_render)
+
+    b = sub.add_parser("bench", help="benchmarks; figures are printed and saved as JSON")
+    b.add_argument("suite", choices=["sim"])
+    b.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    b.add_argument("-o", "--output", type=Path, default=Path("results"))
+    b.set_defaults(func=cmd_bench)
+
+    m = sub.add_parser("demo", help="the main job: population, randomization, picture")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("-o", "--output", type=Path, default=RUNS / "demo")
+    m.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, JointVectorError, KeyError, FileNotFoundError, ValueError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else exc
+        print(f"mtrl-robot: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

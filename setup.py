@@ -1,0 +1,34 @@
+"""ament_python set-up: the same file serves colcon in a ROS 2 workspace and pip in a virtual environment."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "mtrl_robot"
+
+
+def share(folder: str, pattern: str = "*") -> tuple[str, list[str]]:
+    return (f"share/{PACKAGE}/{folder}", [p for p in glob(f"{folder}/{pattern}") if not p.endswith("/")])
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["tests", "tests.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        share("launch", "*.xml"),
+        share("config", "*.yaml"),
+        share("sim/arms", "*.yaml"),
+        share("sim/scenes", "*.yaml"),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="mtrl_robot maintainers",
+    maintainer_email="maintainers@mtrl-robot.org",
+    description="Sim-to-real robot learning stack with ROS 2 integration",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    entry_points={"console_scripts": [f"mtrl-robot = {PACKAGE}.cli:main"]},
+)
