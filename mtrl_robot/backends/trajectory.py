@@ -78,14 +78,14 @@ class JointTrajectory:
 def check_trajectory(traj: JointTrajectory, limits: JointLimits) -> JointTrajectory:
     """Validate ``traj`` against ``limits`` and return it reordered to the robot's joint order."""
     names = tuple(traj.joint_names)
+    if len(set(names)) != len(names):
+        raise TrajectoryError(f"duplicate joint names in {list(names)}")
     unknown = [n for n in names if n not in limits.names]
     if unknown:
         raise TrajectoryError(f"unknown joints {unknown}; this robot has {list(limits.names)}")
     missing = [n for n in limits.names if n not in names]
     if missing:
         raise TrajectoryError(f"trajectory is missing joints {missing}")
-    if len(set(names)) != len(names):
-        raise TrajectoryError(f"duplicate joint names in {list(names)}")
     times = np.asarray(traj.times, dtype=float)
     positions = np.asarray(traj.positions, dtype=float)
     if times.ndim != 1 or len(times) == 0:

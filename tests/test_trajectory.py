@@ -1,0 +1,56 @@
+"""Joint trajectories: refusal messages name the joint and the limit; interpolation is exact at waypoints."""
+
+import numpy as np
+import pytest
+
+from mtrl_robot.backends.trajectory import JointLimits, JointTrajectory, TrajectoryError, check_trajectory
+
+NAMES = ("a", "b", "c")
+LIMITS = JointLimits(NAMES, np.array([-1.0, -2.0, 0.0]), np.array([1.0, 2.0, 3.0]),
+                     np.array([1.0, 1.0, 2.0]), np.array([10.0, 10.0, 5.0]))
+
+
+def traj(names=NAMES, times=(0.0, 1.0, 2.0), positions=None, velocities=None):
+    positions = np.array([[0.0, 0.0, 1.0], [0.5, 0.5, 1.5], [0.9, 1.0, 2.0]]) if positions is None else positions
+    return JointTrajectory(tuple(names), np.array(times), np.asarray(positions, float), velocities)
+
+
+def test_reordered_by_name():
+    shuffled = traj(names=("c", "a", "b"), positions=[[1.0, 0.0, 0.0], [1.5, 0.5, 0.5], [2.0, 0.9, 1.0]])
+    ordered = check_trajectory(shuffled, LIMITS)
+    assert ordered.joint_names == NAMES
+    np.testing.assert_allclose(ordered.positions, traj().positions)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(names=("a", "b", "x")), r"unknown joints \['x'\]"),
+    (dict(names=("a", "b", "b")), "duplicate"),
+    (dict(times=(0.0, 1.0, 1.0)), "increase strictly"),
+    (dict(positions=[[0.0, 0.0, 1.0], [np.nan, 0.5, 1.5], [0.9, 1.0, 2.0]]), "NaN"),
+    (dict(positions=[[0.0, 0.0, 1.0], [0.5, 0.5, 1.5], [0.9, 1.0, 3.2]]), r"c: position 3.2000 rad at point 2"),
+    (dict(times=(0.0, 0.2, 2.0)), r"a: velocity 2.500 rad/s between points 0 and 1 exceeds the limit 1.000"),
+    (dict(positions=np.zeros((3, 2))), "shape"),
+])
+def test_refusals(bad, message):
+    with pytest.raises(TrajectoryError, match=message):
+        check_trajectory(traj(**bad), LIMITS)
+
+
+def test_missing_joint():
+    t = JointTrajectory(("a", "b"), np.array([1.0]), np.zeros((1, 2)))
+    with pytest.raises(TrajectoryError, match=r"missing joints \['c'\]"):
+        check_trajectory(t, LIMITS)
+
+
+def test_sampling_linear_and_cubic():
+    t = traj()
+    np.testing.assert_allclose(t.sample(1.0)[0], t.positions[1])
+    np.testing.assert_allclose(t.sample(0.5)[0], (t.positions[0] + t.positions[1]) / 2)
+    np.testing.assert_allclose(t.sample(5.0)[0], t.positions[-1])
+    cubic = traj(velocities=np.zeros((3, 3)))
+    p, v = cubic.sample(1.0)
+    np.testing.assert_allclose(p, t.positions[1])
+    np.testing.assert_allclose(v, 0.0, atol=1e-12)
+    eps = 1e-6
+    fd = (cubic.sample(0.3 + eps)[0] - cubic.sample(0.3 - eps)[0]) / (2 * eps)
+    np.testing.assert_allclose(cubic.sample(0.3)[1], fd, atol=1e-6)
