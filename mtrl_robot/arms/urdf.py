@@ -1,0 +1,313 @@
+"""URDF export of any :class:`Arm`, and import of a serial chain from any URDF (bring your own arm).
+
+Export writes ``world → base_link`` (``base_xyz``/``base_rpy``), one revolute joint per arm joint whose
+origin is :meth:`Arm.joint_origin` (so zero offsets are baked in), and a fixed joint to the flange link.
+
+Import reads the chain from a base link to a flange link. Fixed joints inside the chain are folded into
+the next joint's origin (or into the flange transform after the last joint); links rigidly attached to a
+moving link by fixed joints add their mass to it. Links beyond joints that are off the chain are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from mtrl_robot.arms.chain import Arm, Joint, Link, rpy_to_matrix, transform
+from mtrl_robot.errors import ConfigError
+
+GEOMETRY_RADIUS = 0.04  # m, radius of the exported visual and collision cylinders
+CONTINUOUS_LIMIT = 2 * math.pi  # rad, limits given to continuous joints on import
+_MOVABLE = ("revolute", "continuous")
+
+
+def matrix_to_rpy(rotation: np.ndarray) -> tuple[float, float, float]:
+    """Inverse of :func:`rpy_to_matrix`, exact to round-off also at pitch = ±π/2."""
+    yaw = math.atan2(rotation[1, 0], rotation[0, 0])
+    c, s = math.cos(yaw), math.sin(yaw)
+    m = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]]) @ rotation  # = Ry(pitch) · Rx(roll)
+    return math.atan2(-m[1, 2], m[1, 1]), math.atan2(-m[2, 0], m[0, 0]), yaw
+
+
+def _text(values: Iterable[float]) -> str:
+    return " ".join(repr(float(v) + 0.0) for v in values)  # + 0.0 turns -0.0 into 0.0
+
+
+def _origin(parent: ET.Element, pose: np.ndarray) -> None:
+    ET.SubElement(parent, "origin", xyz=_text(pose[:3, 3]), rpy=_text(matrix_to_rpy(pose[:3, :3])))
+
+
+def _geometry(link: ET.Element, end: np.ndarray) -> None:
+    """A cylinder from the link frame's origin to ``end`` (a sphere if they coincide)."""
+    length = float(np.linalg.norm(end))
+    if length < 1e-6:
+        pose, shape = np.eye(4), {"tag": "sphere", "radius": repr(GEOMETRY_RADIUS)}
+    else:
+        z = end / length
+        helper = np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        x = np.cross(helper, z)
+        x /= np.linalg.norm(x)
+        pose = transform(end / 2, np.column_stack([x, np.cross(z, x), z]))
+        shape = {"tag": "cylinder", "radius": repr(GEOMETRY_RADIUS), "length": repr(length)}
+    for kind in ("visual", "collision"):
+        element = ET.SubElement(link, kind)
+        _origin(element, pose)
+        ET.SubElement(ET.SubElement(element, "geometry"), shape["tag"],
+                      {k: v for k, v in shape.items() if k != "tag"})
+
+
+def _inertial(element: ET.Element, link: Link) -> None:
+    inertial = ET.SubElement(element, "inertial")
+    ET.SubElement(inertial, "origin", xyz=_text(link.com), rpy="0 0 0")
+    ET.SubElement(inertial, "mass", value=repr(float(link.mass)))
+    ixx, iyy, izz = (repr(float(v)) for v in link.inertia)
+    ET.SubElement(inertial, "inertia", ixx=ixx, ixy="0", ixz="0", iyy=iyy, iyz="0", izz=izz)
+
+
+def _fixed_joint(robot: ET.Element, name: str, parent: str, child: str, pose: np.ndarray) -> None:
+    joint = ET.SubElement(robot, "joint", name=name, type="fixed")
+    _origin(joint, pose)
+    ET.SubElement(joint, "parent", link=parent)
+    ET.SubElement(joint, "child", link=child)
+
+
+def arm_to_urdf(arm: Arm) -> str:
+    """A URDF document of ``arm``: a fixed ``world`` root, the revolute chain and the flange link.
+
+    Base and flange links get an explicit zero-mass inertial (PyBullet gives 1 kg to a link without one).
+    """
+    taken = {arm.base_link, arm.flange_link, *(ln.name for ln in arm.links)}
+    root_name = "world" if "world" not in taken else "world_root"
+    robot = ET.Element("robot", name=arm.robot_id)
+    ET.SubElement(robot, "link", name=root_name)
+    base = ET.SubElement(robot, "link", name=arm.base_link)
+    _inertial(base, Link(arm.base_link, 0.0, inertia=(0.0, 0.0, 0.0)))
+    _geometry(base, arm.joint_origin(0)[:3, 3])
+    _fixed_joint(robot, f"{root_name}_to_{arm.base_link}", root_name, arm.base_link, arm.base_transform())
+    for i, (joint, link) in enumerate(zip(arm.joints, arm.links, strict=True)):
+        element = ET.SubElement(robot, "link", name=link.name)
+        _inertial(element, link)
+        end = arm.joint_origin(i + 1) if i + 1 < arm.dof else arm.flange_transform()
+        _geometry(element, end[:3, 3])
+        urdf_joint = ET.SubElement(robot, "joint", name=joint.name, type="revolute")
+        _origin(urdf_joint, arm.joint_origin(i))
+        ET.SubElement(urdf_joint, "parent", link=joint.parent)
+        ET.SubElement(urdf_joint, "child", link=joint.child)
+        ET.SubElement(urdf_joint, "axis", xyz=_text(joint.axis))
+        ET.SubElement(urdf_joint, "limit", lower=repr(joint.lower), upper=repr(joint.upper),
+                      effort=repr(joint.effort), velocity=repr(joint.velocity))
+        damping = arm.damping[i] if arm.damping else 0.0
+        friction = arm.friction[i] if arm.friction else 0.0
+        ET.SubElement(urdf_joint, "dynamics", damping=repr(float(damping)), friction=repr(float(friction)))
+    _inertial(ET.SubElement(robot, "link", name=arm.flange_link), Link(arm.flange_link, 0.0, inertia=(0.0, 0.0, 0.0)))
+    _fixed_joint(robot, f"{arm.flange_link}_fixed", arm.joints[-1].child, arm.flange_link, arm.flange_transform())
+    ET.indent(robot)
+    return ET.tostring(robot, encoding="unicode") + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- import
+
+
+class _Reader:
+    """Typed access to URDF attributes with errors naming the file and the element."""
+
+    def __init__(self, source: Path):
+        self.source = source
+
+    def floats(self, element: ET.Element | None, attribute: str, field: str, count: int,
+               default: tuple[float, ...] | None = None) -> tuple[float, ...]:
+        text = None if element is None else element.get(attribute)
+        if text is None:
+            if default is None:
+                raise ConfigError(self.source, field, "required attribute is missing")
+            return default
+        try:
+            values = tuple(float(v) for v in text.split())
+        except ValueError:
+            values = ()
+        if len(values) != count or not all(math.isfinite(v) for v in values):
+            raise ConfigError(self.source, field, f"expected {count} finite number(s), got {text!r}")
+        return values
+
+    def number(self, element: ET.Element | None, attribute: str, field: str, default: float | None = None) -> float:
+        return self.floats(element, attribute, field, 1, None if default is None else (default,))[0]
+
+    def pose(self, element: ET.Element, field: str) -> np.ndarray:
+        origin = element.find("origin")
+        xyz = self.floats(origin, "xyz", f"{field}/origin/@xyz", 3, (0.0, 0.0, 0.0))
+        rpy = self.floats(origin, "rpy", f"{field}/origin/@rpy", 3, (0.0, 0.0, 0.0))
+        return transform(np.array(xyz), rpy_to_matrix(np.array(rpy)))
+
+
+def _parse(path: Path) -> ET.Element:
+    if not path.is_file():
+        raise ConfigError(path, None, "file not found")
+    try:
+        robot = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise ConfigError(path, None, f"malformed XML: {exc}") from None
+    if robot.tag != "robot":
+        raise ConfigError(path, None, f"the root element is <{robot.tag}>, not <robot>")
+    return robot
+
+
+def _link_list(names: list[str], limit: int = 8) -> str:
+    more = f", … ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _rigid_body(name: str, links: dict[str, ET.Element], joints_by_parent: dict[str, list[ET.Element]],
+                read: _Reader) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mass, centre of mass and 3×3 inertia (about that centre, in ``name``'s frame) of ``name`` and of the
+    links fixed to it downstream."""
+    parts = []
+    stack = [(name, np.eye(4))]
+    while stack:
+        link_name, pose = stack.pop()
+        inertial = links[link_name].find("inertial")
+        if inertial is not None:
+            field = f"link[@name='{link_name}']/inertial"
+            mass = read.number(inertial.find("mass"), "value", f"{field}/mass/@value")
+            if mass < 0:
+                raise ConfigError(read.source, f"{field}/mass/@value", f"must not be negative, got {mass}")
+            frame = pose @ read.pose(inertial, field)
+            element = inertial.find("inertia")
+            i = {k: read.number(element, k, f"{field}/inertia/@{k}", 0.0)
+                 for k in ("ixx", "ixy", "ixz", "iyy", "iyz", "izz")}
+            tensor = np.array([[i["ixx"], i["ixy"], i["ixz"]], [i["ixy"], i["iyy"], i["iyz"]],
+                               [i["ixz"], i["iyz"], i["izz"]]])
+            parts.append((mass, frame[:3, 3], frame[:3, :3] @ tensor @ frame[:3, :3].T))
+        for joint in joints_by_parent.get(link_name, []):
+            if joint.get("type") == "fixed":
+                child = joint.find("child").get("link")
+                stack.append((child, pose @ read.pose(joint, f"joint[@name='{joint.get('name')}']")))
+    mass = sum(m for m, _, _ in parts)
+    if mass <= 0:
+        return 0.0, np.zeros(3), np.zeros((3, 3))
+    com = sum(m * c for m, c, _ in parts) / mass
+    inertia = sum(t + m * (np.dot(c - com, c - com) * np.eye(3) - np.outer(c - com, c - com)) for m, c, t in parts)
+    return mass, com, inertia
+
+
+def _chain(robot: ET.Element, source: Path, base_link: str | None,
+           flange_link: str) -> tuple[dict[str, ET.Element], dict[str, list[ET.Element]], list[ET.Element], str]:
+    """Links by name, joints by parent link, and the joints from the base link to the flange link."""
+    links = {ln.get("name"): ln for ln in robot.findall("link")}
+    by_child: dict[str, ET.Element] = {}
+    by_parent: dict[str, list[ET.Element]] = {}
+    for joint in robot.findall("joint"):
+        field = f"joint[@name='{joint.get('name')}']"
+        ends = [joint.find(tag) for tag in ("parent", "child")]
+        if any(e is None or e.get("link") not in links for e in ends):
+            raise ConfigError(source, field, "parent and child must name links of this URDF")
+        parent, child = (e.get("link") for e in ends)
+        if child in by_child:
+            raise ConfigError(source, field, f"link '{child}' has two parent joints; a URDF must be a tree")
+        by_child[child] = joint
+        by_parent.setdefault(parent, []).append(joint)
+    names = list(links)
+    roots = [n for n in names if n not in by_child]
+    if flange_link not in links:
+        raise ConfigError(source, "flange_link", f"no link '{flange_link}' in the URDF (links: {_link_list(names)})")
+    if base_link is None:
+        if len(roots) != 1:
+            raise ConfigError(source, "base_link", f"the URDF has {len(roots)} root links ({_link_list(roots)}); "
+                              "name the base link")
+        base_link = roots[0]
+    elif base_link not in links:
+        raise ConfigError(source, "base_link", f"no link '{base_link}' in the URDF (links: {_link_list(names)})")
+    path, link = [], flange_link
+    while link != base_link:
+        if link not in by_child:
+            raise ConfigError(source, "base_link", f"no chain from '{base_link}' to '{flange_link}': "
+                              f"'{flange_link}' descends from root '{link}' without passing '{base_link}'")
+        path.append(by_child[link])
+        link = by_child[link].find("parent").get("link")
+    return links, by_parent, path[::-1], base_link
+
+
+def _joint(element: ET.Element, parent: str, origin: np.ndarray, read: _Reader) -> Joint:
+    """An :class:`Arm` joint from a revolute or continuous URDF joint, its fixed predecessors in ``origin``."""
+    name, kind = element.get("name"), element.get("type")
+    field = f"joint[@name='{name}']"
+    if element.find("mimic") is not None:
+        raise ConfigError(read.source, f"{field}/mimic", "mimic joints are not supported on the arm's chain: "
+                          "every joint between base and flange must be driven independently")
+    axis = np.array(read.floats(element.find("axis"), "xyz", f"{field}/axis/@xyz", 3, (1.0, 0.0, 0.0)))
+    if np.linalg.norm(axis) < 1e-9:
+        raise ConfigError(read.source, f"{field}/axis/@xyz", "axis must not be zero")
+    limit = element.find("limit")
+    if limit is None:
+        raise ConfigError(read.source, f"{field}/limit", f"a {kind} joint needs <limit effort=... velocity=...>")
+    if kind == "continuous":
+        lower, upper = -CONTINUOUS_LIMIT, CONTINUOUS_LIMIT
+    else:
+        lower = read.number(limit, "lower", f"{field}/limit/@lower", 0.0)
+        upper = read.number(limit, "upper", f"{field}/limit/@upper", 0.0)
+        if lower >= upper:
+            raise ConfigError(read.source, f"{field}/limit/@lower",
+                              f"lower limit {lower} is not below upper limit {upper}")
+    velocity = read.number(limit, "velocity", f"{field}/limit/@velocity")
+    effort = read.number(limit, "effort", f"{field}/limit/@effort")
+    for label, value in (("velocity", velocity), ("effort", effort)):
+        if value <= 0:
+            raise ConfigError(read.source, f"{field}/limit/@{label}", f"must be positive, got {value}")
+    return Joint(name=name, parent=parent, child=element.find("child").get("link"),
+                 xyz=tuple(float(v) for v in origin[:3, 3]), rpy=matrix_to_rpy(origin[:3, :3]),
+                 axis=tuple(float(a) for a in axis / np.linalg.norm(axis)),
+                 lower=lower, upper=upper, velocity=velocity, effort=effort)
+
+
+def load_urdf_arm(path: str | Path, flange_link: str, base_link: str | None = None,
+                  family: str | None = None) -> Arm:
+    """The serial chain from ``base_link`` (default: the root link) to ``flange_link`` of a URDF as an Arm.
+
+    Revolute and continuous joints become arm joints; continuous joints get limits of ±2π (their
+    ``<limit>`` still has to give effort and velocity). Prismatic, floating, planar and mimic joints on the
+    chain are refused. ``home`` is 0 where 0 is within a joint's limits, else the middle of the limits;
+    damping and friction come from ``<dynamics>`` (0 where absent). A moving link's inertia is the diagonal
+    of the inertia of it and its fixed attachments, about their common centre of mass, in the link frame.
+    ``family`` defaults to the file's stem.
+    """
+    source = Path(path)
+    read = _Reader(source)
+    robot = _parse(source)
+    links, by_parent, chain, base_link = _chain(robot, source, base_link, flange_link)
+    joints, arm_links, damping, friction = [], [], [], []
+    pending = np.eye(4)  # fixed transforms since the last moving joint
+    for element in chain:
+        field = f"joint[@name='{element.get('name')}']"
+        kind = element.get("type")
+        origin = read.pose(element, field)
+        if kind == "fixed":
+            pending = pending @ origin
+            continue
+        if kind not in _MOVABLE:
+            raise ConfigError(source, f"{field}/@type", f"'{kind}' joints are not supported on the arm's chain "
+                              "(only revolute, continuous and fixed)")
+        joint = _joint(element, joints[-1].child if joints else base_link, pending @ origin, read)
+        mass, com, inertia = _rigid_body(joint.child, links, by_parent, read)
+        if mass <= 0:
+            raise ConfigError(source, f"link[@name='{joint.child}']/inertial",
+                              f"the link moved by {joint.name} and its fixed attachments have no mass")
+        arm_links.append(Link(name=joint.child, mass=mass, com=tuple(float(c) for c in com),
+                              inertia=tuple(float(v) for v in np.diag(inertia))))
+        dynamics = element.find("dynamics")
+        damping.append(read.number(dynamics, "damping", f"{field}/dynamics/@damping", 0.0))
+        friction.append(read.number(dynamics, "friction", f"{field}/dynamics/@friction", 0.0))
+        joints.append(joint)
+        pending = np.eye(4)
+    if not joints:
+        raise ConfigError(source, "flange_link", f"no revolute or continuous joint between '{base_link}' and "
+                          f"'{flange_link}'")
+    home = tuple(0.0 if j.lower <= 0.0 <= j.upper else (j.lower + j.upper) / 2 for j in joints)
+    family = family or source.stem
+    return Arm(family=family, robot_id=f"{family}-nominal", base_link=base_link, flange_link=flange_link,
+               joints=tuple(joints), links=tuple(arm_links),
+               flange_xyz=tuple(float(v) for v in pending[:3, 3]), flange_rpy=matrix_to_rpy(pending[:3, :3]),
+               home=home, damping=tuple(damping), friction=tuple(friction),
+               description=robot.get("name", family))

@@ -1,0 +1,258 @@
+"""The MuJoCo implementation of the robot interface: one arm, optionally on the puck table.
+
+Trajectories are sampled once, when sent, into one position-actuator set point per control step (with
+velocity feed-forward ``p + kv/kp · v``, which turns the actuator into a PD on position and velocity
+error), so stepping costs little more than ``mj_step`` itself. Randomization edits the compiled
+``MjModel`` in place; the model is never rebuilt.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import mujoco
+import numpy as np
+from mujoco import rollout
+from scipy.interpolate import CubicHermiteSpline, make_interp_spline
+
+from mtrl_robot.arms.chain import Arm
+from mtrl_robot.backends.interface import ExecutionResult, SimBackend
+from mtrl_robot.backends.mujoco_model import build_model
+from mtrl_robot.backends.scene import FRICTION_PARAMETERS, Scene
+from mtrl_robot.backends.trajectory import JointLimits, JointState, JointTrajectory, TrajectoryError, check_trajectory
+from mtrl_robot.randomization import PARAMETERS
+
+START_TOLERANCE = 0.05  # rad; a first point at time 0 must be this close to the current position
+GOAL_TOLERANCE = 0.01  # rad; settled when every joint is this close to the final point
+SETTLE_TIME = 1.0  # s of extra time after the trajectory's end to settle
+_SETTLE_CHUNK = 5  # control steps between settle checks
+_ROLLOUT_MIN_STEPS = 8  # shorter chunks are stepped from Python, longer ones by mujoco.rollout
+_FULL_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
+_ARM_PARAMETERS = ("arm.damping_scale", "arm.friction_scale", "arm.mass_scale")
+_RANDOMIZED_ARRAYS = ("pair_friction", "body_mass", "body_inertia", "dof_damping", "dof_frictionloss", "qpos0")
+
+
+def _span(ids) -> slice:
+    """Consecutive indices as a slice (the model builder adds each arm's elements in order)."""
+    ids = [int(i) for i in ids]
+    if ids != list(range(ids[0], ids[0] + len(ids))):
+        raise ValueError(f"expected consecutive model indices, got {ids}")
+    return slice(ids[0], ids[-1] + 1)
+
+
+def _setpoints(traj: JointTrajectory, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and velocities at times ``t`` (within the trajectory), as ``JointTrajectory.sample``."""
+    if len(traj.times) == 1:
+        return np.repeat(traj.positions[:1], len(t), axis=0), np.zeros((len(t), traj.positions.shape[1]))
+    if traj.velocities is None:
+        curve = make_interp_spline(traj.times, traj.positions, k=1)
+    else:
+        curve = CubicHermiteSpline(traj.times, traj.positions, traj.velocities)
+    velocities = curve(t, 1)
+    velocities[(t <= traj.times[0]) | (t >= traj.times[-1])] = 0.0  # held at the ends
+    return curve(t), velocities
+
+
+class MujocoBackend(SimBackend):
+    """A simulated arm in MuJoCo; ``control_dt`` must be a multiple of the physics timestep."""
+
+    def __init__(self, arm: Arm, scene: Scene | None = None, control_dt: float = 0.002):
+        self.arm, self.scene = arm, scene
+        self.model = build_model(arm, scene)
+        self.data = mujoco.MjData(self.model)
+        self._scratch = mujoco.MjData(self.model)  # for mj_setConst, which overwrites the state it is given
+        m = self.model
+        self._substeps = round(control_dt / m.opt.timestep)
+        if self._substeps < 1 or not math.isclose(self._substeps * m.opt.timestep, control_dt, rel_tol=1e-6):
+            raise ValueError(f"control_dt {control_dt} s is not a multiple of the timestep {m.opt.timestep} s")
+        self.control_dt = self._substeps * m.opt.timestep
+        joints = [m.joint(name).id for name in arm.joint_names]
+        self._qadr = _span(m.jnt_qposadr[joints])
+        self._dofs = _span(m.jnt_dofadr[joints])
+        self._bodies = _span([m.body(link.name).id for link in arm.links])
+        self._feedforward = -m.actuator_biasprm[:, 2] / m.actuator_gainprm[:, 0]  # kv / kp
+        self._site = m.site("flange").id
+        self._limits = JointLimits(arm.joint_names, arm.lower, arm.upper, arm.velocity_limits,
+                                   np.array([j.effort for j in arm.joints]))
+        if scene is not None:
+            self._pair = m.pair("puck_table").id
+            self._puck = m.body("puck").id
+            self._puck_qadr = int(m.jnt_qposadr[m.joint("puck").id])
+            self._friction_names = [f"puck.friction.{n}" for n in FRICTION_PARAMETERS]
+        # Views into the model's arrays (stable: the model is never reallocated) and their nominal values.
+        self._views = {name: getattr(m, name) for name in _RANDOMIZED_ARRAYS}
+        self._nominal_arrays = {name: view.copy() for name, view in self._views.items()}
+        self._nominal_sums = {"arm.damping_scale": m.dof_damping[self._dofs].sum(),
+                              "arm.friction_scale": m.dof_frictionloss[self._dofs].sum(),
+                              "arm.mass_scale": m.body_mass[self._bodies].sum()}
+        self._plan: np.ndarray | None = None  # (steps, dof) actuator set points, one per physics step
+        self._k = 0  # next plan row
+        self._roller = rollout.Rollout(nthread=0)  # runs on the calling thread
+        self._ctrl = self.data.ctrl  # a view, cached: fetching it costs as much as writing it
+        self._state0 = np.empty((1, mujoco.mj_stateSize(m, _FULL_STATE)))
+        self._goal: np.ndarray | None = None
+        self._start = 0.0
+        self.reset()
+
+    @property
+    def limits(self) -> JointLimits:
+        return self._limits
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    def read_state(self) -> JointState:
+        d = self.data
+        return JointState(self.arm.joint_names, d.qpos[self._qadr].copy(), d.qvel[self._dofs].copy(), float(d.time))
+
+    def send_trajectory(self, trajectory: JointTrajectory) -> None:
+        traj = check_trajectory(trajectory, self._limits)
+        q = self.data.qpos[self._qadr]
+        if traj.times[0] > 0:
+            start = np.clip(q, self.arm.lower, self.arm.upper)
+            vel = None if traj.velocities is None else np.vstack([np.zeros(len(q)), traj.velocities])
+            traj = JointTrajectory(traj.joint_names, np.concatenate([[0.0], traj.times]),
+                                   np.vstack([start, traj.positions]), vel)
+            try:
+                check_trajectory(traj, self._limits)
+            except TrajectoryError as exc:
+                raise TrajectoryError(f"moving from the current position to the first point: {exc}") from None
+        else:
+            gap = np.abs(traj.positions[0] - q)
+            j = int(np.argmax(gap))
+            if gap[j] > START_TOLERANCE:
+                raise TrajectoryError(
+                    f"{traj.joint_names[j]}: first point {traj.positions[0, j]:.4f} rad at time 0 is {gap[j]:.4f} rad "
+                    f"from the current position {q[j]:.4f} (limit {START_TOLERANCE}); give it a time_from_start > 0")
+        steps = max(1, math.ceil(traj.duration / self.control_dt - 1e-9))
+        t = np.minimum(self.control_dt * np.arange(1, steps + 1), traj.duration)
+        positions, velocities = _setpoints(traj, t)
+        self._plan = np.repeat(positions + self._feedforward * velocities, self._substeps, axis=0)
+        self._k = 0
+        self._goal = traj.positions[-1].copy()
+        self._start = self.time
+
+    def is_executing(self) -> bool:
+        return self._plan is not None and self._k < len(self._plan)
+
+    def step(self, n: int = 1) -> None:
+        m, d, plan, k = self.model, self.data, self._plan, self._k
+        todo = n * self._substeps
+        if plan is not None and k < len(plan):
+            end = min(k + todo, len(plan))
+            # Long chunks run in C and leave ``d`` exactly as the loop would; rollout clears applied forces.
+            if end - k >= _ROLLOUT_MIN_STEPS and not (d.qfrc_applied.any() or d.xfrc_applied.any()):
+                mujoco.mj_getState(m, d, self._state0[0], _FULL_STATE)
+                self._roller.rollout([m], [d], self._state0, plan[None, k:end], skip_checks=True, nstep=end - k,
+                                     initial_warmstart=d.qacc_warmstart[None])
+            else:
+                ctrl = self._ctrl
+                for i in range(k, end):
+                    np.copyto(ctrl, plan[i])
+                    mujoco.mj_step(m, d)
+            self._k = end
+            todo -= end - k
+        if todo > 0:
+            mujoco.mj_step(m, d, todo)
+
+    def wait(self, timeout: float | None = None) -> ExecutionResult:
+        if self._goal is None:
+            return ExecutionResult(True, "no trajectory to wait for", np.zeros(self.arm.dof), 0.0)
+        budget = math.inf if timeout is None else max(0, round(timeout / self.control_dt))
+        remaining = math.ceil((len(self._plan) - self._k) / self._substeps)
+        self.step(int(min(remaining, budget)))
+        budget -= min(remaining, budget)
+        if self.is_executing():
+            return ExecutionResult(False, f"timeout after {timeout} s, trajectory still executing",
+                                   self._error(), self.time - self._start)
+        settle = min(round(SETTLE_TIME / self.control_dt), budget)
+        while settle > 0 and np.max(np.abs(self._error())) > GOAL_TOLERANCE:
+            chunk = int(min(_SETTLE_CHUNK, settle))
+            self.step(chunk)
+            settle -= chunk
+        error = self._error()
+        j = int(np.argmax(np.abs(error)))
+        success = abs(error[j]) <= GOAL_TOLERANCE
+        message = "goal reached" if success else (
+            f"{self.arm.joint_names[j]}: {error[j]:+.4f} rad from the final point after settling "
+            f"(tolerance {GOAL_TOLERANCE})")
+        self._goal = None
+        return ExecutionResult(success, message, error, self.time - self._start)
+
+    def _error(self) -> np.ndarray:
+        return self.data.qpos[self._qadr] - self._goal
+
+    def stop(self) -> None:
+        self._plan, self._goal = None, None
+        self.data.ctrl[:] = self.data.qpos[self._qadr]
+
+    def reset(self, q: np.ndarray | None = None) -> JointState:
+        q = self.arm.home_q if q is None else self.arm.check_q(q, "reset posture")
+        outside = [n for n, v, lo, hi in zip(self.arm.joint_names, q, self.arm.lower, self.arm.upper, strict=True)
+                   if not lo <= v <= hi]
+        if outside:
+            raise ValueError(f"reset posture is outside the joint limits at {', '.join(outside)}")
+        m, d = self.model, self.data
+        mujoco.mj_resetData(m, d)  # the puck goes to qpos0: its start plus the current offset
+        d.qpos[self._qadr] = q
+        d.ctrl[:] = q
+        mujoco.mj_forward(m, d)
+        self._plan, self._goal = None, None
+        return self.read_state()
+
+    def nominal_parameters(self) -> dict[str, float]:
+        if self.scene is not None:
+            return self.scene.nominal_parameters()
+        return dict.fromkeys(_ARM_PARAMETERS, 1.0)
+
+    def apply_randomization(self, sample: Mapping[str, float]) -> dict[str, float]:
+        """Restore nominal values, apply ``sample`` in place (puck offsets take effect at reset), read back."""
+        known = self.nominal_parameters()
+        unknown = [name for name in sample if name not in PARAMETERS]
+        if unknown:
+            raise ValueError(f"unknown randomization parameters {unknown} (known: {', '.join(PARAMETERS)})")
+        unsupported = [name for name in sample if name not in known]
+        if unsupported:
+            raise ValueError(f"parameters {unsupported} need the puck scene; this backend has none")
+        for name, value in sample.items():
+            bound = PARAMETERS[name]
+            if not math.isfinite(value) or value < bound.lower_bound or (bound.strict and value <= bound.lower_bound):
+                raise ValueError(f"{name} = {value} is not allowed ({bound.description} must be "
+                                 f"{'>' if bound.strict else '≥'} {bound.lower_bound})")
+        v, dofs, bodies = self._views, self._dofs, self._bodies
+        for name, nominal in self._nominal_arrays.items():
+            np.copyto(v[name], nominal)
+        values = {**known, **sample}
+        v["dof_damping"][dofs] *= values["arm.damping_scale"]
+        v["dof_frictionloss"][dofs] *= values["arm.friction_scale"]
+        v["body_mass"][bodies] *= values["arm.mass_scale"]
+        v["body_inertia"][bodies] *= values["arm.mass_scale"]
+        if self.scene is not None:
+            v["pair_friction"][self._pair, :5] = [values[n] for n in self._friction_names]
+            mass_ratio = values["puck.mass"] / self.scene.puck_mass
+            v["body_mass"][self._puck] *= mass_ratio
+            v["body_inertia"][self._puck] *= mass_ratio
+            v["qpos0"][self._puck_qadr:self._puck_qadr + 2] += (values["puck.offset_x"], values["puck.offset_y"])
+        mujoco.mj_setConst(self.model, self._scratch)  # constraint scaling depends on the masses
+        return self._read_parameters()
+
+    def _read_parameters(self) -> dict[str, float]:
+        """Every randomizable parameter as the engine now holds it (a scale with nothing to act on reads nan)."""
+        v, sums = self._views, self._nominal_sums
+        values = {name: float(v[array][index].sum() / sums[name]) if sums[name] > 0 else math.nan
+                  for name, array, index in (("arm.damping_scale", "dof_damping", self._dofs),
+                                             ("arm.friction_scale", "dof_frictionloss", self._dofs),
+                                             ("arm.mass_scale", "body_mass", self._bodies))}
+        if self.scene is not None:
+            values.update(zip(self._friction_names, v["pair_friction"][self._pair, :5].tolist(), strict=True))
+            values["puck.mass"] = float(v["body_mass"][self._puck])
+            a = self._puck_qadr
+            offset = v["qpos0"][a:a + 2] - self._nominal_arrays["qpos0"][a:a + 2]
+            values["puck.offset_x"], values["puck.offset_y"] = offset.tolist()
+        return values
+
+    def flange_position(self) -> np.ndarray:
+        mujoco.mj_kinematics(self.model, self.data)
+        return self.data.site_xpos[self._site].copy()

@@ -1,0 +1,224 @@
+"""URDF export and import: round trips of every family, a hand-written URDF, and clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import xml.etree.ElementTree as ET
+
+import mujoco
+import numpy as np
+import pytest
+
+from mtrl_robot.arms.chain import axis_angle_to_matrix, rpy_to_matrix, transform
+from mtrl_robot.arms.families import load_family
+from mtrl_robot.arms.fk import flange_pose, joint_frames
+from mtrl_robot.arms.urdf import arm_to_urdf, load_urdf_arm, matrix_to_rpy
+from mtrl_robot.errors import ConfigError
+
+FAMILIES = ["baxter", "gen3", "panda", "yumi"]
+
+
+def perturbed(arm, seed: int = 0):
+    """The arm with moved joint origins, zero offsets and a tilted, shifted base."""
+    rng = np.random.default_rng(seed)
+    joints = tuple(dataclasses.replace(j, xyz=tuple(np.add(j.xyz, rng.normal(0, 0.01, 3))),
+                                       zero_offset=float(rng.uniform(-0.05, 0.05))) for j in arm.joints)
+    return dataclasses.replace(arm, joints=joints, base_xyz=(0.1, -0.2, 0.3), base_rpy=(0.1, 0.2, -0.3))
+
+
+def round_trip(arm, tmp_path):
+    path = tmp_path / f"{arm.robot_id}.urdf"
+    path.write_text(arm_to_urdf(arm))
+    return load_urdf_arm(path, arm.flange_link, family=arm.family)
+
+
+def test_matrix_to_rpy_inverts_rpy_to_matrix_including_gimbal_lock():
+    rng = np.random.default_rng(0)
+    angles = [(0.3, math.pi / 2, 0.2), (0.3, -math.pi / 2, -1.0), (math.pi / 2, -math.pi / 2, 0.0), (math.pi, 0, 0)]
+    for rpy in angles + [tuple(rng.uniform(-4, 4, 3)) for _ in range(500)]:
+        rotation = rpy_to_matrix(np.array(rpy))
+        assert np.allclose(rpy_to_matrix(np.array(matrix_to_rpy(rotation))), rotation, atol=1e-14)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("perturb", [False, True], ids=["nominal", "perturbed"])
+def test_round_trip_keeps_kinematics_limits_and_inertials(family, perturb, tmp_path):
+    arm = load_family(family)
+    arm = perturbed(arm) if perturb else arm
+    loaded = round_trip(arm, tmp_path)
+    q = np.random.default_rng(1).uniform(arm.lower, arm.upper, (500, arm.dof))
+    assert np.abs(flange_pose(loaded, q) - flange_pose(arm, q)).max() < 1e-9
+    assert loaded.joint_names == arm.joint_names
+    assert loaded.flange_link == arm.flange_link and loaded.base_link == "world"
+    for a, b in zip(loaded.joints, arm.joints, strict=True):
+        assert (a.lower, a.upper, a.velocity, a.effort) == (b.lower, b.upper, b.velocity, b.effort)
+        assert a.zero_offset == 0.0  # baked into the origin
+    for a, b in zip(loaded.links, arm.links, strict=True):
+        assert a.name == b.name and a.mass == pytest.approx(b.mass, abs=1e-12)
+        assert np.allclose(a.com, b.com, atol=1e-12) and np.allclose(a.inertia, b.inertia, atol=1e-12)
+    assert np.allclose(loaded.damping, arm.damping) and np.allclose(loaded.friction, arm.friction)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mujoco_reads_the_export_with_the_same_kinematics(family):
+    arm = perturbed(load_family(family))
+    model = mujoco.MjModel.from_xml_string(arm_to_urdf(arm))  # an independent URDF reader
+    data = mujoco.MjData(model)
+    assert model.njnt == arm.dof and model.body(model.nbody - 1).name == arm.links[-1].name
+    for q in np.random.default_rng(4).uniform(arm.lower, arm.upper, (20, arm.dof)):
+        data.qpos[:] = q
+        mujoco.mj_kinematics(model, data)
+        assert np.abs(data.xpos[-1] - joint_frames(arm, q)[-2, :3, 3]).max() < 1e-12
+
+
+def test_export_is_a_urdf_tree_rooted_at_world():
+    arm = load_family("panda")
+    robot = ET.fromstring(arm_to_urdf(arm))
+    links = [ln.get("name") for ln in robot.findall("link")]
+    assert links[0] == "world" and arm.base_link in links and arm.flange_link in links
+    types = {j.get("name"): j.get("type") for j in robot.findall("joint")}
+    assert types == {"world_to_panda_link0": "fixed", **{n: "revolute" for n in arm.joint_names},
+                     "panda_link8_fixed": "fixed"}
+    for link in robot.findall("link")[2:-1]:
+        assert link.find("visual/geometry/*") is not None and link.find("collision/geometry/*") is not None
+
+
+HAND_WRITTEN = """<?xml version="1.0"?>
+<robot name="two_link">
+  <link name="ground"/>
+  <link name="base"/>
+  <link name="upper"><inertial><origin xyz="0 0 0.1"/><mass value="2"/>
+    <inertia ixx="0.02" ixy="0" ixz="0" iyy="0.02" iyz="0" izz="0.001"/></inertial></link>
+  <link name="elbow_block"><inertial><origin xyz="0 0 0.1"/><mass value="2"/>
+    <inertia ixx="0.01" ixy="0" ixz="0" iyy="0.01" iyz="0" izz="0.001"/></inertial></link>
+  <link name="lower"><inertial><mass value="1"/>
+    <inertia ixx="0.01" ixy="0" ixz="0" iyy="0.01" iyz="0" izz="0.001"/></inertial></link>
+  <link name="tool"/>
+  <link name="finger"><inertial><mass value="5"/>
+    <inertia ixx="1" ixy="0" ixz="0" iyy="1" iyz="0" izz="1"/></inertial></link>
+  <joint name="mount" type="fixed"><parent link="ground"/><child link="base"/>
+    <origin xyz="0 0 0.5" rpy="0 0 1.5707963267948966"/></joint>
+  <joint name="shoulder" type="revolute"><parent link="base"/><child link="upper"/>
+    <origin xyz="0 0 0.1"/><axis xyz="0 2 0"/>
+    <limit lower="-1.5" upper="1.5" effort="50" velocity="2"/><dynamics damping="0.7" friction="0.3"/></joint>
+  <joint name="elbow_mount" type="fixed"><parent link="upper"/><child link="elbow_block"/>
+    <origin xyz="0 0 0.3" rpy="0.2 0 0"/></joint>
+  <joint name="elbow" type="continuous"><parent link="elbow_block"/><child link="lower"/>
+    <origin xyz="0 0 0.2" rpy="0 0.3 0"/><axis xyz="1 0 0"/><limit effort="20" velocity="3"/></joint>
+  <joint name="tool_mount" type="fixed"><parent link="lower"/><child link="tool"/>
+    <origin xyz="0.05 0 0.25" rpy="3.141592653589793 0 0"/></joint>
+  <joint name="finger_slide" type="prismatic"><parent link="tool"/><child link="finger"/>
+    <axis xyz="1 0 0"/><limit lower="0" upper="0.04" effort="10" velocity="0.1"/></joint>
+</robot>
+"""
+
+
+def expected_two_link_pose(q: np.ndarray) -> np.ndarray:
+    def pose(xyz, rpy=(0.0, 0.0, 0.0)):
+        return transform(np.array(xyz, float), rpy_to_matrix(np.array(rpy, float)))
+
+    def turn(axis, angle):
+        return transform(np.zeros(3), axis_angle_to_matrix(np.array(axis, float), angle))
+
+    return (pose((0, 0, 0.5), (0, 0, math.pi / 2)) @ pose((0, 0, 0.1)) @ turn((0, 1, 0), q[0])
+            @ pose((0, 0, 0.3), (0.2, 0, 0)) @ pose((0, 0, 0.2), (0, 0.3, 0)) @ turn((1, 0, 0), q[1])
+            @ pose((0.05, 0, 0.25), (math.pi, 0, 0)))
+
+
+def test_hand_written_urdf_with_fixed_joints_and_a_continuous_joint(tmp_path):
+    path = tmp_path / "two_link.urdf"
+    path.write_text(HAND_WRITTEN)
+    arm = load_urdf_arm(path, "tool")
+    assert (arm.family, arm.base_link, arm.joint_names) == ("two_link", "ground", ("shoulder", "elbow"))
+    assert [j.parent for j in arm.joints] == ["ground", "upper"]
+    rng = np.random.default_rng(0)
+    for q in rng.uniform(arm.lower, arm.upper, (50, 2)):
+        assert np.abs(flange_pose(arm, q) - expected_two_link_pose(q)).max() < 1e-12
+    shoulder, elbow = arm.joints
+    assert shoulder.axis == (0.0, 1.0, 0.0)  # normalised
+    assert (shoulder.lower, shoulder.upper, shoulder.effort, shoulder.velocity) == (-1.5, 1.5, 50.0, 2.0)
+    assert (elbow.lower, elbow.upper) == (-2 * math.pi, 2 * math.pi)
+    assert arm.damping == (0.7, 0.0) and arm.friction == (0.3, 0.0) and arm.home == (0.0, 0.0)
+    # "upper" carries the fixed elbow block (2 kg at z = 0.3 + 0.1 rotated): mass and COM combine;
+    # the finger behind the off-chain prismatic joint is ignored.
+    upper, lower = arm.links
+    block_com = np.array([0, 0, 0.3]) + rpy_to_matrix(np.array([0.2, 0, 0])) @ np.array([0, 0, 0.1])
+    assert upper.mass == 4.0 and np.allclose(upper.com, (np.array([0, 0, 0.1]) + block_com) / 2)
+    tilt = rpy_to_matrix(np.array([0.2, 0, 0]))
+    half = (block_com - np.array([0, 0, 0.1])) / 2  # each part's offset from the common centre, up to sign
+    steiner = 2 * 2.0 * (half @ half * np.eye(3) - np.outer(half, half))
+    tensor = np.diag([0.02, 0.02, 0.001]) + tilt @ np.diag([0.01, 0.01, 0.001]) @ tilt.T + steiner
+    assert np.allclose(upper.inertia, np.diag(tensor), atol=1e-15)
+    assert lower.mass == 1.0 and lower.inertia == (0.01, 0.01, 0.001)
+
+
+def test_base_link_and_home_in_the_middle_of_limits(tmp_path):
+    path = tmp_path / "two_link.urdf"
+    path.write_text(HAND_WRITTEN.replace('lower="-1.5" upper="1.5"', 'lower="0.5" upper="1.5"'))
+    arm = load_urdf_arm(path, "lower", base_link="base", family="mine")
+    assert (arm.family, arm.robot_id, arm.base_link, arm.home) == ("mine", "mine-nominal", "base", (1.0, 0.0))
+    assert arm.flange_xyz == (0.0, 0.0, 0.0)
+
+
+def error_for(tmp_path, text: str | None, flange: str = "tool", base: str | None = None) -> ConfigError:
+    path = tmp_path / "robot.urdf"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_urdf_arm(path, flange, base_link=base)
+    assert info.value.source == str(path)
+    return info.value
+
+
+def test_missing_file_and_malformed_xml(tmp_path):
+    assert "file not found" in str(error_for(tmp_path, None))
+    error = error_for(tmp_path, HAND_WRITTEN.replace("</robot>", ""))
+    assert "malformed XML" in error.problem and "line" in error.problem
+    assert "<robot>" in error_for(tmp_path, "<sdf/>").problem
+
+
+def test_unknown_flange_lists_links(tmp_path):
+    error = error_for(tmp_path, HAND_WRITTEN, flange="gripper")
+    assert error.field == "flange_link" and "'gripper'" in error.problem and "ground, base, upper" in error.problem
+
+
+def test_no_path_from_base_to_flange(tmp_path):
+    error = error_for(tmp_path, HAND_WRITTEN, flange="upper", base="lower")
+    assert error.field == "base_link" and "no chain from 'lower' to 'upper'" in error.problem
+
+
+def test_two_roots_need_a_base_link(tmp_path):
+    text = HAND_WRITTEN.replace('<link name="tool"/>', '<link name="tool"/><link name="stray"/>')
+    error = error_for(tmp_path, text)
+    assert error.field == "base_link" and "2 root links (ground, stray)" in error.problem
+    path = tmp_path / "robot.urdf"
+    assert load_urdf_arm(path, "tool", base_link="ground").dof == 2
+
+
+def test_missing_limit_and_bad_limits(tmp_path):
+    no_limit = HAND_WRITTEN.replace('<limit lower="-1.5" upper="1.5" effort="50" velocity="2"/>', "")
+    error = error_for(tmp_path, no_limit)
+    assert error.field == "joint[@name='shoulder']/limit" and "revolute" in error.problem
+    no_velocity = HAND_WRITTEN.replace('<limit effort="20" velocity="3"/>', '<limit effort="20"/>')
+    assert error_for(tmp_path, no_velocity).field == "joint[@name='elbow']/limit/@velocity"
+    empty_range = HAND_WRITTEN.replace('lower="-1.5" upper="1.5"', 'upper="0"')
+    assert "not below" in error_for(tmp_path, empty_range).problem
+    bad_number = HAND_WRITTEN.replace('effort="50"', 'effort="fifty"')
+    assert error_for(tmp_path, bad_number).field == "joint[@name='shoulder']/limit/@effort"
+
+
+def test_prismatic_and_mimic_joints_on_the_chain_are_refused(tmp_path):
+    error = error_for(tmp_path, HAND_WRITTEN, flange="finger")
+    assert error.field == "joint[@name='finger_slide']/@type" and "'prismatic'" in error.problem
+    mimic = HAND_WRITTEN.replace('<axis xyz="1 0 0"/><limit effort="20"',
+                                 '<mimic joint="shoulder"/><axis xyz="1 0 0"/><limit effort="20"')
+    error = error_for(tmp_path, mimic)
+    assert error.field == "joint[@name='elbow']/mimic" and "mimic" in error.problem
+
+
+def test_massless_moving_link_and_chain_without_joints(tmp_path):
+    massless = HAND_WRITTEN.replace('<link name="lower"><inertial><mass value="1"/>', '<link name="lower"><inertial>'
+                                    '<mass value="0"/>')
+    assert "no mass" in error_for(tmp_path, massless).problem
+    assert "no revolute or continuous joint" in error_for(tmp_path, HAND_WRITTEN, flange="base").problem
