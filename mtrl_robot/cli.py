@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -57,8 +56,9 @@ def cmd_show(args: argparse.Namespace) -> None:
     q = arm.home_q if args.q is None else arm.check_q(np.array(args.q), "--q")
     print(f"{arm.robot_id}  ({arm.description}; base {arm.base_link}, flange {arm.flange_link})")
     print(f"{'joint':16} {'lower':>8} {'upper':>8} {'vel':>7} {'effort':>7} {'zero off':>9} {'q':>8}")
-    for j, qi in zip(arm.joints, q):
-        print(f"{j.name:16} {j.lower:8.3f} {j.upper:8.3f} {j.velocity:7.3f} {j.effort:7.1f} {j.zero_offset:9.4f} {qi:8.3f}")
+    for j, qi in zip(arm.joints, q, strict=True):
+        print(f"{j.name:16} {j.lower:8.3f} {j.upper:8.3f} {j.velocity:7.3f} {j.effort:7.1f} "
+              f"{j.zero_offset:9.4f} {qi:8.3f}")
     print(f"flange at q: {np.round(flange_position(arm, q), 4).tolist()} m")
 
 

@@ -74,7 +74,8 @@ def parse_distribution(raw: object, source: str | Path | None, field: str,
     unknown_keys(raw, {"distribution", "range", "mean", "std", "clip"} | set(extra_fields), source, field)
     kind = raw.get("distribution", "uniform")
     if kind not in DISTRIBUTIONS:
-        raise ConfigError(source, f"{field}.distribution", f"unknown distribution '{kind}' (use {', '.join(DISTRIBUTIONS)})")
+        raise ConfigError(source, f"{field}.distribution",
+                          f"unknown distribution '{kind}' (use {', '.join(DISTRIBUTIONS)})")
     if kind == "normal":
         if "mean" not in raw or "std" not in raw:
             raise ConfigError(source, field, "a normal distribution needs 'mean' and 'std'")

@@ -8,7 +8,7 @@ import pytest
 from mtrl_robot.arms import ik
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_family
-from mtrl_robot.arms.fk import flange_position, position_jacobian
+from mtrl_robot.arms.fk import flange_position
 
 FAMILIES = ("panda", "gen3", "yumi", "baxter")
 
@@ -110,11 +110,3 @@ def test_sampled_targets_are_deterministic():
     b = ik.sample_reachable_targets(arm, 10, np.random.default_rng(7))
     assert a.shape == (10, 3) and np.array_equal(a, b)
     assert not np.array_equal(a, ik.sample_reachable_targets(arm, 10, np.random.default_rng(8)))
-
-
-def test_internal_kinematics_match_fk(arm):
-    q = np.random.default_rng(6).uniform(arm.lower, arm.upper, size=(5, arm.dof))
-    positions, jacobians = ik._Kinematics(arm).evaluate(q)
-    np.testing.assert_allclose(positions, flange_position(arm, q), atol=1e-12)
-    for qi, jac in zip(q, jacobians, strict=True):
-        np.testing.assert_allclose(jac, position_jacobian(arm, qi), atol=1e-12)

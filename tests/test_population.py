@@ -40,11 +40,11 @@ def test_robots_are_distinct_and_within_ranges(small_config):
     assert len(set(pop.ids)) == len(pop) == 20
     for robot in pop:
         nominal = load_family(robot.family)
-        for j, jn in zip(robot.joints, nominal.joints):
+        for j, jn in zip(robot.joints, nominal.joints, strict=True):
             assert abs(j.zero_offset) <= 0.03 + 1e-12
             # length factor within ±10 % plus at most 5 mm offset per component
             assert np.all(np.abs(np.array(j.xyz)) <= np.abs(np.array(jn.xyz)) * 1.1 + 0.005 + 1e-12)
-        for ln, lnn in zip(robot.links, nominal.links):
+        for ln, lnn in zip(robot.links, nominal.links, strict=True):
             assert 0.8 * lnn.mass - 1e-12 <= ln.mass <= 1.2 * lnn.mass + 1e-12
     homes = [flange_position(r, r.home_q) for r in pop.family("panda")]
     assert min(np.linalg.norm(a - b) for i, a in enumerate(homes) for b in homes[i + 1:]) > 1e-3

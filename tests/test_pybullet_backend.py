@@ -11,9 +11,9 @@ import pytest
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
-from mtrl_robot.backends.pybullet_backend import GOAL_TOLERANCE, PybulletBackend
+from mtrl_robot.backends.pybullet_backend import PybulletBackend
 from mtrl_robot.backends.scene import load_scene
-from mtrl_robot.backends.trajectory import JointTrajectory, TrajectoryError
+from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, JointTrajectory, TrajectoryError
 
 FAMILIES = ["baxter", "gen3", "panda", "yumi"]
 

@@ -104,7 +104,7 @@ def load_family_file(path: str | Path) -> Arm:
         for i, v in enumerate(values):
             number(v, src, f"dynamics.{name}[{i}]", non_negative=True)
     home = vector(data.get("home", [0.0] * dof), dof, src, "home")
-    for i, (q, joint) in enumerate(zip(home, joints)):
+    for i, (q, joint) in enumerate(zip(home, joints, strict=True)):
         if not joint.lower <= q <= joint.upper:
             raise ConfigError(src, f"home[{i}]",
                               f"{q} is outside the limits of {joint.name} [{joint.lower}, {joint.upper}]")

@@ -1,4 +1,8 @@
-"""Forward kinematics in numpy, batched over any leading dimensions."""
+"""Forward kinematics in numpy, batched over any leading dimensions.
+
+:class:`CompiledChain` precomputes an arm's constant transforms once; hot loops (IK, demo generation)
+hold one, and the module functions build one per call.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +11,59 @@ import numpy as np
 from mtrl_robot.arms.chain import Arm
 
 
-def _axis_rotations(axis: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """Rotations about one unit axis for a batch of angles: (...,) → (..., 3, 3)."""
-    x, y, z = axis
-    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-    s = np.sin(angles)[..., None, None]
-    c = np.cos(angles)[..., None, None]
-    return np.eye(3) + s * k + (1.0 - c) * (k @ k)
+def skew_matrices(axes: np.ndarray) -> np.ndarray:
+    """(n, 3) unit axes → (n, 3, 3) cross-product matrices K, so Rot(axis, θ) = I + sin θ K + (1 − cos θ) K²."""
+    k = np.zeros((len(axes), 3, 3))
+    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axes[:, 2], axes[:, 1], -axes[:, 0]
+    k[:, 1, 0], k[:, 2, 0], k[:, 2, 1] = axes[:, 2], -axes[:, 1], axes[:, 0]
+    return k
+
+
+class CompiledChain:
+    """One arm's constant chain (base, joint origins with zero offsets, axes, flange), ready for batched FK."""
+
+    def __init__(self, arm: Arm):
+        self.arm = arm
+        self.base = arm.base_transform()
+        self.origins = np.stack([arm.joint_origin(i) for i in range(arm.dof)])
+        self.axes = np.stack([np.asarray(j.axis, float) for j in arm.joints])
+        self.skew = skew_matrices(self.axes)
+        self.skew2 = self.skew @ self.skew
+        self.flange = arm.flange_transform()
+
+    def _local_rotations(self, q: np.ndarray) -> np.ndarray:
+        """(..., dof) → (..., dof, 3, 3): each joint's origin rotation times its rotation by q."""
+        s, c = np.sin(q)[..., None, None], np.cos(q)[..., None, None]
+        return self.origins[:, :3, :3] @ (np.eye(3) + s * self.skew + (1.0 - c) * self.skew2)
+
+    def frames(self, q: np.ndarray) -> np.ndarray:
+        """World poses of every joint frame and the flange: (..., dof + 1, 4, 4)."""
+        local = self._local_rotations(q)
+        batch = q.shape[:-1]
+        r = np.broadcast_to(self.base[:3, :3], batch + (3, 3))
+        p = np.broadcast_to(self.base[:3, 3], batch + (3,))
+        frames = np.zeros(batch + (self.arm.dof + 1, 4, 4))
+        frames[..., 3, 3] = 1.0
+        for i in range(self.arm.dof):
+            p = p + r @ self.origins[i, :3, 3]
+            r = r @ local[..., i, :, :]
+            frames[..., i, :3, :3], frames[..., i, :3, 3] = r, p
+        frames[..., -1, :3, :3] = r @ self.flange[:3, :3]
+        frames[..., -1, :3, 3] = p + r @ self.flange[:3, 3]
+        return frames
+
+    def position_and_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(..., dof) → flange positions (..., 3) and position Jacobians (..., 3, dof)."""
+        frames = self.frames(q)
+        flange = frames[..., -1, :3, 3]
+        axes = np.einsum("...jab,jb->...ja", frames[..., :-1, :3, :3], self.axes)  # (..., dof, 3) in the world
+        jac = np.cross(axes, flange[..., None, :] - frames[..., :-1, :3, 3])
+        return flange, np.swapaxes(jac, -1, -2)
 
 
 def joint_frames(arm: Arm, q: np.ndarray) -> np.ndarray:
-    """World poses of every joint frame and the flange: (..., dof + 1, 4, 4)."""
-    q = arm.check_q(q)
-    batch = q.shape[:-1]
-    t = np.broadcast_to(arm.base_transform(), batch + (4, 4)).copy()
-    frames = []
-    for i, joint in enumerate(arm.joints):
-        t = t @ arm.joint_origin(i)
-        rot = np.zeros(batch + (4, 4))
-        rot[..., :3, :3] = _axis_rotations(np.asarray(joint.axis, float), q[..., i])
-        rot[..., 3, 3] = 1.0
-        t = t @ rot
-        frames.append(t)
-    frames.append(t @ arm.flange_transform())
-    return np.stack(frames, axis=-3)
+    """World poses of every joint frame and the flange, (..., dof + 1, 4, 4)."""
+    return CompiledChain(arm).frames(arm.check_q(q))
 
 
 def flange_pose(arm: Arm, q: np.ndarray) -> np.ndarray:
@@ -44,11 +77,5 @@ def flange_position(arm: Arm, q: np.ndarray) -> np.ndarray:
 
 
 def position_jacobian(arm: Arm, q: np.ndarray) -> np.ndarray:
-    """Geometric Jacobian of the flange position, (3, dof), for one joint vector."""
-    frames = joint_frames(arm, q)
-    p = frames[-1, :3, 3]
-    jac = np.empty((3, arm.dof))
-    for i, joint in enumerate(arm.joints):
-        axis_world = frames[i, :3, :3] @ np.asarray(joint.axis, float)
-        jac[:, i] = np.cross(axis_world, p - frames[i, :3, 3])
-    return jac
+    """Geometric Jacobian of the flange position, (..., 3, dof)."""
+    return CompiledChain(arm).position_and_jacobian(arm.check_q(q))[1]

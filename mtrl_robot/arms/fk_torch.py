@@ -6,10 +6,10 @@ call costs one small matrix product per joint.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from mtrl_robot.arms.chain import Arm
+from mtrl_robot.arms.fk import CompiledChain
 
 
 class TorchFK(torch.nn.Module):
@@ -18,16 +18,9 @@ class TorchFK(torch.nn.Module):
     def __init__(self, arm: Arm, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.dof = arm.dof
-        origins = np.stack([arm.joint_origin(i) for i in range(arm.dof)])
-        axes = np.stack([np.asarray(j.axis, float) for j in arm.joints])
-        skew = np.zeros((arm.dof, 3, 3))
-        skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -axes[:, 2], axes[:, 1], -axes[:, 0]
-        skew[:, 1, 0], skew[:, 2, 0], skew[:, 2, 1] = axes[:, 2], -axes[:, 1], axes[:, 0]
-        self.register_buffer("base", torch.tensor(arm.base_transform(), dtype=dtype))
-        self.register_buffer("origins", torch.tensor(origins, dtype=dtype))
-        self.register_buffer("skew", torch.tensor(skew, dtype=dtype))
-        self.register_buffer("skew2", torch.tensor(skew @ skew, dtype=dtype))
-        self.register_buffer("flange", torch.tensor(arm.flange_transform(), dtype=dtype))
+        chain = CompiledChain(arm)
+        for name in ("base", "origins", "skew", "skew2", "flange"):
+            self.register_buffer(name, torch.tensor(getattr(chain, name), dtype=dtype))
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """(..., dof) joint angles → (..., 4, 4) flange pose in the world frame."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.arms.fk import flange_position
+from mtrl_robot.arms.fk import CompiledChain, flange_position
 
 HOME_WEIGHT = 0.1  # w₁, m/rad
 POLISH_WEIGHT = 1e-3  # w₂, m/rad
@@ -40,43 +40,7 @@ class IKResult:
     iterations: int
 
 
-class _Kinematics:
-    """Flange positions and position Jacobians of one arm, batched, with the constant chain precomputed."""
-
-    def __init__(self, arm: Arm):
-        base = arm.base_transform()
-        origins = np.stack([arm.joint_origin(i) for i in range(arm.dof)])
-        axes = np.stack([np.asarray(j.axis, float) for j in arm.joints])
-        skew = np.zeros((arm.dof, 3, 3))
-        skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -axes[:, 2], axes[:, 1], -axes[:, 0]
-        skew[:, 1, 0], skew[:, 2, 0], skew[:, 2, 1] = axes[:, 2], -axes[:, 1], axes[:, 0]
-        self.base_r, self.base_p = base[:3, :3], base[:3, 3]
-        self.origin_r, self.origin_p = origins[:, :3, :3], origins[:, :3, 3, None]
-        self.axes = axes[:, :, None]
-        self.skew, self.skew2, self.eye = skew, skew @ skew, np.eye(3)
-        self.flange_p = arm.flange_transform()[:3, 3, None]
-
-    def evaluate(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n, dof) joint vectors → flange positions (n, 3) and position Jacobians (n, 3, dof)."""
-        s, c = np.sin(q)[..., None, None], np.cos(q)[..., None, None]
-        local = self.origin_r @ (self.eye + s * self.skew + (1.0 - c) * self.skew2)  # (n, dof, 3, 3)
-        r = np.broadcast_to(self.base_r, (len(q), 3, 3))
-        p = np.broadcast_to(self.base_p[:, None], (len(q), 3, 1))
-        axes, points = [], []
-        for i in range(q.shape[-1]):
-            p = p + r @ self.origin_p[i]
-            r = r @ local[:, i]
-            axes.append(r @ self.axes[i])
-            points.append(p)
-        flange = p + r @ self.flange_p
-        axes_w, points_w = np.concatenate(axes, axis=-1), np.concatenate(points, axis=-1)  # (n, 3, dof)
-        a, b = axes_w, flange - points_w
-        jac = np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
-                        a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], axis=1)
-        return flange[..., 0], jac
-
-
-def _minimise(kin: _Kinematics, targets: np.ndarray, q0: np.ndarray, anchor: np.ndarray, weight: float,
+def _minimise(kin: CompiledChain, targets: np.ndarray, q0: np.ndarray, anchor: np.ndarray, weight: float,
               step_tol: float, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Projected LM on ``|p(q) − t|² + weight² |q − anchor|²`` per row; returns q and iterations.
 
@@ -85,7 +49,7 @@ def _minimise(kin: _Kinematics, targets: np.ndarray, q0: np.ndarray, anchor: np.
     """
     n, dof = q0.shape
     q = q0.copy()
-    p, jac = kin.evaluate(q)
+    p, jac = kin.position_and_jacobian(q)
     cost = _cost(p, targets, q, anchor, weight)
     damping = np.full(n, _INITIAL_DAMPING)
     iterations = np.zeros(n, dtype=int)
@@ -103,7 +67,7 @@ def _minimise(kin: _Kinematics, targets: np.ndarray, q0: np.ndarray, anchor: np.
         hessian = np.where(mask, jt @ j, 0.0) + (weight**2 + damping[idx, None, None]) * eye
         step = -np.linalg.solve(hessian, np.where(free, grad, 0.0)[..., None])[..., 0]
         trial = np.clip(qi + step, lower, upper)
-        p_trial, jac_trial = kin.evaluate(trial)
+        p_trial, jac_trial = kin.position_and_jacobian(trial)
         cost_trial = _cost(p_trial, targets[idx], trial, anchor[idx], weight)
         better = cost_trial < cost[idx]
         moved = np.abs(trial - qi).max(axis=-1)
@@ -140,10 +104,10 @@ def solve_ik_batch(arm: Arm, targets: np.ndarray, q_seed: np.ndarray | None = No
     lower, upper = arm.lower + LIMIT_MARGIN, arm.upper - LIMIT_MARGIN
     home = np.broadcast_to(np.clip(arm.home_q, lower, upper), (len(targets), arm.dof))
     start = home if q_seed is None else np.broadcast_to(arm.check_q(q_seed, "IK seed"), home.shape)
-    kin = _Kinematics(arm)
+    kin = CompiledChain(arm)
     q1, it1 = _minimise(kin, targets, np.clip(start, lower, upper), home, HOME_WEIGHT, _HOME_STEP_TOL, lower, upper)
     q2, it2 = _minimise(kin, targets, q1, q1, POLISH_WEIGHT, _POLISH_STEP_TOL, lower, upper)
-    errors = np.linalg.norm(kin.evaluate(q2)[0] - targets, axis=-1)
+    errors = np.linalg.norm(kin.position_and_jacobian(q2)[0] - targets, axis=-1)
     return [IKResult(q=q.copy(), error=float(e), success=bool(e < tol), iterations=int(i))
             for q, e, i in zip(q2, errors, it1 + it2, strict=True)]
 

@@ -67,7 +67,8 @@ def load_config(path: str | Path | None = None, **overrides) -> PopulationConfig
     for name, spec in raw.items():
         dist = parse_distribution(spec, src, f"perturbation.{name}")
         if name in _FACTORS and dist.low <= 0:
-            raise ConfigError(src, f"perturbation.{name}", f"a factor must stay positive, but the distribution allows {dist.low}")
+            raise ConfigError(src, f"perturbation.{name}",
+                              f"a factor must stay positive, but the distribution allows {dist.low}")
         perturbation[name] = dist
     return PopulationConfig(seed=seed, families=tuple(families), robots_per_family=count, perturbation=perturbation)
 

@@ -56,7 +56,7 @@ class RobotBackend(ABC):
         self.send_trajectory(trajectory)
         return self.wait(timeout)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
         """Release engine or connection resources."""
 
 

@@ -20,12 +20,16 @@ from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
 from mtrl_robot.backends.mujoco_model import build_model
 from mtrl_robot.backends.scene import FRICTION_PARAMETERS, Scene
-from mtrl_robot.backends.trajectory import JointLimits, JointState, JointTrajectory, TrajectoryError, check_trajectory
+from mtrl_robot.backends.trajectory import (
+    GOAL_TOLERANCE,
+    SETTLE_TIME,
+    JointLimits,
+    JointState,
+    JointTrajectory,
+    start_from,
+)
 from mtrl_robot.randomization import PARAMETERS
 
-START_TOLERANCE = 0.05  # rad; a first point at time 0 must be this close to the current position
-GOAL_TOLERANCE = 0.01  # rad; settled when every joint is this close to the final point
-SETTLE_TIME = 1.0  # s of extra time after the trajectory's end to settle
 _SETTLE_CHUNK = 5  # control steps between settle checks
 _ROLLOUT_MIN_STEPS = 8  # shorter chunks are stepped from Python, longer ones by mujoco.rollout
 _FULL_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -108,24 +112,7 @@ class MujocoBackend(SimBackend):
         return JointState(self.arm.joint_names, d.qpos[self._qadr].copy(), d.qvel[self._dofs].copy(), float(d.time))
 
     def send_trajectory(self, trajectory: JointTrajectory) -> None:
-        traj = check_trajectory(trajectory, self._limits)
-        q = self.data.qpos[self._qadr]
-        if traj.times[0] > 0:
-            start = np.clip(q, self.arm.lower, self.arm.upper)
-            vel = None if traj.velocities is None else np.vstack([np.zeros(len(q)), traj.velocities])
-            traj = JointTrajectory(traj.joint_names, np.concatenate([[0.0], traj.times]),
-                                   np.vstack([start, traj.positions]), vel)
-            try:
-                check_trajectory(traj, self._limits)
-            except TrajectoryError as exc:
-                raise TrajectoryError(f"moving from the current position to the first point: {exc}") from None
-        else:
-            gap = np.abs(traj.positions[0] - q)
-            j = int(np.argmax(gap))
-            if gap[j] > START_TOLERANCE:
-                raise TrajectoryError(
-                    f"{traj.joint_names[j]}: first point {traj.positions[0, j]:.4f} rad at time 0 is {gap[j]:.4f} rad "
-                    f"from the current position {q[j]:.4f} (limit {START_TOLERANCE}); give it a time_from_start > 0")
+        traj = start_from(trajectory, self._limits, self.data.qpos[self._qadr])
         steps = max(1, math.ceil(traj.duration / self.control_dt - 1e-9))
         t = np.minimum(self.control_dt * np.arange(1, steps + 1), traj.duration)
         positions, velocities = _setpoints(traj, t)

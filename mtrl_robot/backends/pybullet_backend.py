@@ -45,13 +45,17 @@ from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.urdf import arm_to_urdf
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
 from mtrl_robot.backends.scene import Scene
-from mtrl_robot.backends.trajectory import JointLimits, JointState, JointTrajectory, TrajectoryError, check_trajectory
+from mtrl_robot.backends.trajectory import (
+    GOAL_TOLERANCE,
+    SETTLE_TIME,
+    JointLimits,
+    JointState,
+    JointTrajectory,
+    start_from,
+)
 from mtrl_robot.randomization import PARAMETERS
 
 GRAVITY = 9.81  # m/s²
-START_TOLERANCE = 0.05  # rad; a first point at time 0 must be this close to the current position
-GOAL_TOLERANCE = 0.01  # rad, per joint, at the end of a trajectory
-SETTLE_TIME = 1.0  # s after a trajectory's end allowed for reaching GOAL_TOLERANCE
 POSITION_GAIN = 0.3  # PyBullet position-motor gain: fraction of the position error corrected per step
 _ARM_PARAMETERS = ("arm.damping_scale", "arm.friction_scale", "arm.mass_scale")
 
@@ -155,23 +159,7 @@ class PybulletBackend(SimBackend):
 
     def send_trajectory(self, trajectory: JointTrajectory) -> None:
         """Validate and start; a first point after time 0 is reached from the current position (as ros2_control)."""
-        traj = check_trajectory(trajectory, self._limits)
-        q = self._measured()[0]
-        if traj.times[0] > 0:
-            velocities = None if traj.velocities is None else np.vstack([np.zeros(self.arm.dof), traj.velocities])
-            traj = JointTrajectory(traj.joint_names, np.concatenate([[0.0], traj.times]),
-                                   np.vstack([np.clip(q, self.arm.lower, self.arm.upper), traj.positions]), velocities)
-            try:
-                check_trajectory(traj, self._limits)
-            except TrajectoryError as exc:
-                raise TrajectoryError(f"moving from the current position to the first point: {exc}") from None
-        else:
-            gap = np.abs(traj.positions[0] - q)
-            j = int(np.argmax(gap))
-            if gap[j] > START_TOLERANCE:
-                raise TrajectoryError(f"{traj.joint_names[j]}: first point {traj.positions[0, j]:.4f} rad at time 0 "
-                                      f"is {gap[j]:.4f} rad from the current position {q[j]:.4f} "
-                                      f"(limit {START_TOLERANCE}); give it a time_from_start > 0")
+        traj = start_from(trajectory, self._limits, self._measured()[0])
         self._trajectory, self._start, self._result = traj, self.time, None
 
     def is_executing(self) -> bool:

@@ -35,7 +35,7 @@ class Scene:
 
     def nominal_parameters(self) -> dict[str, float]:
         """Nominal values of every randomizable parameter (see ``mtrl_robot.randomization``)."""
-        values = {f"puck.friction.{n}": v for n, v in zip(FRICTION_PARAMETERS, self.puck_friction)}
+        values = {f"puck.friction.{n}": v for n, v in zip(FRICTION_PARAMETERS, self.puck_friction, strict=True)}
         values.update({"puck.mass": self.puck_mass, "puck.offset_x": 0.0, "puck.offset_y": 0.0,
                        "arm.damping_scale": 1.0, "arm.friction_scale": 1.0, "arm.mass_scale": 1.0})
         return values
@@ -59,7 +59,8 @@ def load_scene(name_or_path: str | Path = "puck_table") -> Scene:
     mounts = mapping(data.get("arm_mount_height", {}), src, "arm_mount_height")
     return Scene(
         table_center=vector(table.get("center"), 2, src, "table.center"),
-        table_size=tuple(number(v, src, "table.size", positive=True) for v in vector(table.get("size"), 2, src, "table.size")),
+        table_size=tuple(number(v, src, "table.size", positive=True)
+                         for v in vector(table.get("size"), 2, src, "table.size")),
         table_top=number(table.get("top_height", 0.0), src, "table.top_height"),
         table_thickness=number(table.get("thickness", 0.04), src, "table.thickness", positive=True),
         puck_radius=number(puck.get("radius"), src, "puck.radius", positive=True),

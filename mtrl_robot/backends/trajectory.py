@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+START_TOLERANCE = 0.05  # rad; a first point at time 0 must be this close to the measured position
+GOAL_TOLERANCE = 0.01  # rad; a trajectory succeeds when every joint settles this close to its final point
+SETTLE_TIME = 1.0  # s after the trajectory's end allowed for reaching GOAL_TOLERANCE
 # Slack on limit checks, so a trajectory computed exactly at a limit is not refused for round-off.
 POSITION_SLACK = 1e-6  # rad
 VELOCITY_SLACK = 1.02  # ×, between-waypoint velocities are finite differences
@@ -95,9 +98,12 @@ def check_trajectory(traj: JointTrajectory, limits: JointLimits) -> JointTraject
     velocities = None if traj.velocities is None else np.asarray(traj.velocities, dtype=float)
     if velocities is not None and velocities.shape != positions.shape:
         raise TrajectoryError(f"velocities must have shape {positions.shape}, got {velocities.shape}")
-    for label, arr in (("times", times), ("positions", positions), ("velocities", velocities)):
+    if not np.all(np.isfinite(times)):
+        raise TrajectoryError("times contain NaN or inf")
+    for label, arr in (("position", positions), ("velocity", velocities)):
         if arr is not None and not np.all(np.isfinite(arr)):
-            raise TrajectoryError(f"{label} contain NaN or inf")
+            k, j = np.argwhere(~np.isfinite(arr))[0]
+            raise TrajectoryError(f"{names[j]}: {label} at point {k} is {arr[k, j]} (NaN or inf)")
     if times[0] < 0 or np.any(np.diff(times) <= 0):
         raise TrajectoryError("times must start at or after 0 and increase strictly")
     ordered = JointTrajectory(names, times, positions, velocities).reordered(limits.names)
@@ -120,3 +126,28 @@ def check_trajectory(traj: JointTrajectory, limits: JointLimits) -> JointTraject
             raise TrajectoryError(f"{limits.names[j]}: velocity {speed[k, j]:.3f} rad/s between points {k} and {k + 1} "
                                   f"exceeds the limit {limits.velocity[j]:.3f} rad/s")
     return ordered
+
+
+def start_from(traj: JointTrajectory, limits: JointLimits, measured: np.ndarray) -> JointTrajectory:
+    """Validate ``traj`` and anchor it at the measured position, as ros2_control does.
+
+    A first point after time 0 is reached from the measured position (the added segment must respect
+    the limits too); a first point at time 0 must lie within ``START_TOLERANCE`` of it.
+    """
+    traj = check_trajectory(traj, limits)
+    if traj.times[0] > 0:
+        start = np.clip(measured, limits.lower, limits.upper)
+        velocities = None if traj.velocities is None else np.vstack([np.zeros(len(start)), traj.velocities])
+        anchored = JointTrajectory(traj.joint_names, np.concatenate([[0.0], traj.times]),
+                                   np.vstack([start, traj.positions]), velocities)
+        try:
+            return check_trajectory(anchored, limits)
+        except TrajectoryError as exc:
+            raise TrajectoryError(f"moving from the current position to the first point: {exc}") from None
+    gap = np.abs(traj.positions[0] - measured)
+    j = int(np.argmax(gap))
+    if gap[j] > START_TOLERANCE:
+        raise TrajectoryError(f"{traj.joint_names[j]}: first point {traj.positions[0, j]:.4f} rad at time 0 is "
+                              f"{gap[j]:.4f} rad from the current position {measured[j]:.4f} "
+                              f"(limit {START_TOLERANCE}); give it a time_from_start > 0")
+    return traj
