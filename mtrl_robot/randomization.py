@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +41,24 @@ PARAMETERS: dict[str, Parameter] = {
     "arm.friction_scale": Parameter("factor on every joint's friction loss", "", 0.0),
     "arm.mass_scale": Parameter("factor on every link's mass", "", 0.0, strict=True),
 }
+ARM_PARAMETERS = ("arm.damping_scale", "arm.friction_scale", "arm.mass_scale")  # nominal 1.0 on every robot
 DISTRIBUTIONS = ("uniform", "log_uniform", "normal")
 WHEN = ("episode", "reset")
+
+
+def check_sample(sample: Mapping[str, float], supported: Iterable[str]) -> None:
+    """Refuse unknown names, parameters this world lacks, and unphysical values, before anything is applied."""
+    unknown = sorted(set(sample) - set(PARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown randomization parameters {unknown} (known: {', '.join(PARAMETERS)})")
+    unsupported = sorted(set(sample) - set(supported))
+    if unsupported:
+        raise ValueError(f"parameters {unsupported} need the puck scene; this backend was built without one")
+    for name, value in sample.items():
+        bound = PARAMETERS[name]
+        if not math.isfinite(value) or value < bound.lower_bound or (bound.strict and value <= bound.lower_bound):
+            raise ValueError(f"{name} = {value} is not allowed ({bound.description} must be "
+                             f"{'>' if bound.strict else '≥'} {bound.lower_bound})")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from scipy.interpolate import CubicHermiteSpline, make_interp_spline
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
 from mtrl_robot.backends.mujoco_model import build_model
-from mtrl_robot.backends.scene import FRICTION_PARAMETERS, Scene
+from mtrl_robot.backends.scene import FRICTION_PARAMETERS, Scene, world_nominal_parameters
 from mtrl_robot.backends.trajectory import (
     GOAL_TOLERANCE,
     SETTLE_TIME,
@@ -28,12 +28,11 @@ from mtrl_robot.backends.trajectory import (
     JointTrajectory,
     start_from,
 )
-from mtrl_robot.randomization import PARAMETERS
+from mtrl_robot.randomization import check_sample
 
 _SETTLE_CHUNK = 5  # control steps between settle checks
 _ROLLOUT_MIN_STEPS = 8  # shorter chunks are stepped from Python, longer ones by mujoco.rollout
 _FULL_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
-_ARM_PARAMETERS = ("arm.damping_scale", "arm.friction_scale", "arm.mass_scale")
 _RANDOMIZED_ARRAYS = ("pair_friction", "body_mass", "body_inertia", "dof_damping", "dof_frictionloss", "qpos0")
 
 
@@ -190,24 +189,12 @@ class MujocoBackend(SimBackend):
         return self.read_state()
 
     def nominal_parameters(self) -> dict[str, float]:
-        if self.scene is not None:
-            return self.scene.nominal_parameters()
-        return dict.fromkeys(_ARM_PARAMETERS, 1.0)
+        return world_nominal_parameters(self.scene)
 
     def apply_randomization(self, sample: Mapping[str, float]) -> dict[str, float]:
         """Restore nominal values, apply ``sample`` in place (puck offsets take effect at reset), read back."""
         known = self.nominal_parameters()
-        unknown = [name for name in sample if name not in PARAMETERS]
-        if unknown:
-            raise ValueError(f"unknown randomization parameters {unknown} (known: {', '.join(PARAMETERS)})")
-        unsupported = [name for name in sample if name not in known]
-        if unsupported:
-            raise ValueError(f"parameters {unsupported} need the puck scene; this backend has none")
-        for name, value in sample.items():
-            bound = PARAMETERS[name]
-            if not math.isfinite(value) or value < bound.lower_bound or (bound.strict and value <= bound.lower_bound):
-                raise ValueError(f"{name} = {value} is not allowed ({bound.description} must be "
-                                 f"{'>' if bound.strict else '≥'} {bound.lower_bound})")
+        check_sample(sample, known)
         v, dofs, bodies = self._views, self._dofs, self._bodies
         for name, nominal in self._nominal_arrays.items():
             np.copyto(v[name], nominal)

@@ -44,7 +44,7 @@ import pybullet as p
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.urdf import arm_to_urdf
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
-from mtrl_robot.backends.scene import Scene
+from mtrl_robot.backends.scene import Scene, world_nominal_parameters
 from mtrl_robot.backends.trajectory import (
     GOAL_TOLERANCE,
     SETTLE_TIME,
@@ -53,11 +53,10 @@ from mtrl_robot.backends.trajectory import (
     JointTrajectory,
     start_from,
 )
-from mtrl_robot.randomization import PARAMETERS
+from mtrl_robot.randomization import check_sample
 
 GRAVITY = 9.81  # m/s²
 POSITION_GAIN = 0.3  # PyBullet position-motor gain: fraction of the position error corrected per step
-_ARM_PARAMETERS = ("arm.damping_scale", "arm.friction_scale", "arm.mass_scale")
 
 
 def _release(client: int, folder: str) -> None:
@@ -236,21 +235,11 @@ class PybulletBackend(SimBackend):
 
     def nominal_parameters(self) -> dict[str, float]:
         """Nominal value of every randomizable parameter of this world."""
-        return self.scene.nominal_parameters() if self.scene else dict.fromkeys(_ARM_PARAMETERS, 1.0)
+        return world_nominal_parameters(self.scene)
 
     def apply_randomization(self, sample: Mapping[str, float]) -> dict[str, float]:
         nominal = self.nominal_parameters()
-        unknown = sorted(set(sample) - set(PARAMETERS))
-        if unknown:
-            raise ValueError(f"unknown randomization parameters {unknown} (known: {', '.join(PARAMETERS)})")
-        unsupported = sorted(set(sample) - set(nominal))
-        if unsupported:
-            raise ValueError(f"parameters {unsupported} need the puck scene; this backend was built without one")
-        for name, value in sample.items():
-            bound = PARAMETERS[name]
-            if not math.isfinite(value) or value < bound.lower_bound or (bound.strict and value <= bound.lower_bound):
-                raise ValueError(f"{name} = {value} is not allowed ({bound.description} must be "
-                                 f"{'>' if bound.strict else '≥'} {bound.lower_bound})")
+        check_sample(sample, nominal)
         values = {**nominal, **sample}
         if self.scene and values["puck.friction.slide_x"] <= 0 < values["puck.friction.slide_y"]:
             raise ValueError("PyBullet scales y friction from x friction: slide_y > 0 needs slide_x > 0")

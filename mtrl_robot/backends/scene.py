@@ -8,6 +8,7 @@ from pathlib import Path
 from mtrl_robot.config_io import load_yaml, mapping, number, unknown_keys, vector
 from mtrl_robot.errors import ConfigError
 from mtrl_robot.paths import data_dir
+from mtrl_robot.randomization import ARM_PARAMETERS
 
 FRICTION_PARAMETERS = ("slide_x", "slide_y", "torsional", "roll_x", "roll_y")
 
@@ -36,9 +37,18 @@ class Scene:
     def nominal_parameters(self) -> dict[str, float]:
         """Nominal values of every randomizable parameter (see ``mtrl_robot.randomization``)."""
         values = {f"puck.friction.{n}": v for n, v in zip(FRICTION_PARAMETERS, self.puck_friction, strict=True)}
-        values.update({"puck.mass": self.puck_mass, "puck.offset_x": 0.0, "puck.offset_y": 0.0,
-                       "arm.damping_scale": 1.0, "arm.friction_scale": 1.0, "arm.mass_scale": 1.0})
-        return values
+        values.update({"puck.mass": self.puck_mass, "puck.offset_x": 0.0, "puck.offset_y": 0.0})
+        return {**values, **arm_nominal_parameters()}
+
+
+def arm_nominal_parameters() -> dict[str, float]:
+    """The arm's randomizable parameters are scale factors, nominally 1."""
+    return dict.fromkeys(ARM_PARAMETERS, 1.0)
+
+
+def world_nominal_parameters(scene: Scene | None) -> dict[str, float]:
+    """Nominal values of everything randomizable in a world: the arm's, plus the scene's if there is one."""
+    return scene.nominal_parameters() if scene is not None else arm_nominal_parameters()
 
 
 def load_scene(name_or_path: str | Path = "puck_table") -> Scene:
