@@ -1,9 +1,9 @@
 """Position IK: reaches reachable targets, stays inside the limits, and is one smooth function of the target."""
 
-from dataclasses import replace
 
 import numpy as np
 import pytest
+from arm_variants import perturbed
 
 from mtrl_robot.arms import ik
 from mtrl_robot.arms.chain import Arm
@@ -11,14 +11,6 @@ from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 
 FAMILIES = ("panda", "gen3", "yumi", "baxter")
-
-
-def perturbed(arm: Arm, seed: int = 1) -> Arm:
-    """A robot unlike the nominal one: every joint origin scaled and every joint zero offset nonzero."""
-    rng = np.random.default_rng(seed)
-    joints = tuple(replace(j, xyz=tuple(float(v) for v in np.array(j.xyz) * rng.uniform(0.9, 1.1)),
-                           zero_offset=float(rng.uniform(-0.1, 0.1))) for j in arm.joints)
-    return replace(arm, joints=joints, robot_id=f"{arm.family}-perturbed")
 
 
 @pytest.fixture(params=[(f, p) for f in FAMILIES for p in (False, True)],

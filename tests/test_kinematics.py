@@ -4,11 +4,11 @@ The DH tables are those of ``shared/reference/arm_parameters.md``; their chains 
 plain rotations and translations, without the package's own transform helpers.
 """
 
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from arm_variants import perturbed
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_family
@@ -77,14 +77,6 @@ def standard_dh(rows, q: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 def random_q(arm: Arm, n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(arm.lower, arm.upper, size=(n, arm.dof))
-
-
-def perturbed(arm: Arm, seed: int = 1) -> Arm:
-    """A robot unlike the nominal one: every joint origin scaled and every joint zero offset nonzero."""
-    rng = np.random.default_rng(seed)
-    joints = tuple(replace(j, xyz=tuple(float(v) for v in np.array(j.xyz) * rng.uniform(0.9, 1.1)),
-                           zero_offset=float(rng.uniform(-0.1, 0.1))) for j in arm.joints)
-    return replace(arm, joints=joints, robot_id=f"{arm.family}-perturbed")
 
 
 def max_pose_error(arm: Arm, reference, q: np.ndarray) -> tuple[float, float]:

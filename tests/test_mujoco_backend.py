@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import time
 import mujoco
 import numpy as np
 import pytest
+from arm_variants import perturbed
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
@@ -22,15 +22,6 @@ from mtrl_robot.randomization import Randomizer, load_spec
 
 FAMILIES = ["baxter", "gen3", "panda", "yumi"]
 SCENE = load_scene()
-
-
-def perturbed(arm, seed: int = 0):
-    """A robot whose link offsets, joint orientations and zero offsets differ from the nominal ones."""
-    rng = np.random.default_rng(seed)
-    joints = tuple(dataclasses.replace(j, xyz=tuple(np.add(j.xyz, rng.normal(0, 0.01, 3))),
-                                       rpy=tuple(np.add(j.rpy, rng.normal(0, 0.02, 3))),
-                                       zero_offset=float(rng.uniform(-0.05, 0.05))) for j in arm.joints)
-    return dataclasses.replace(arm, joints=joints, robot_id=f"{arm.family}-perturbed")
 
 
 def smooth_move(arm, q0, q1, duration: float, points: int = 41, with_velocities: bool = False) -> JointTrajectory:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pybullet as p
 import pytest
+from arm_variants import perturbed
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
@@ -16,13 +17,6 @@ from mtrl_robot.backends.scene import load_scene
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, JointTrajectory, TrajectoryError
 
 FAMILIES = ["baxter", "gen3", "panda", "yumi"]
-
-
-def perturbed(arm, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    joints = tuple(dataclasses.replace(j, xyz=tuple(np.add(j.xyz, rng.normal(0, 0.01, 3))),
-                                       zero_offset=float(rng.uniform(-0.03, 0.03))) for j in arm.joints)
-    return dataclasses.replace(arm, joints=joints, robot_id=f"{arm.family}-perturbed")
 
 
 def smooth_move(arm, q0, q1, duration=1.5, points=31) -> JointTrajectory:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import xml.etree.ElementTree as ET
 
 import mujoco
 import numpy as np
 import pytest
+from arm_variants import perturbed
 
 from mtrl_robot.arms.chain import axis_angle_to_matrix, rpy_to_matrix, transform
 from mtrl_robot.arms.families import load_family
@@ -17,14 +17,6 @@ from mtrl_robot.arms.urdf import arm_to_urdf, load_urdf_arm, matrix_to_rpy
 from mtrl_robot.errors import ConfigError
 
 FAMILIES = ["baxter", "gen3", "panda", "yumi"]
-
-
-def perturbed(arm, seed: int = 0):
-    """The arm with moved joint origins, zero offsets and a tilted, shifted base."""
-    rng = np.random.default_rng(seed)
-    joints = tuple(dataclasses.replace(j, xyz=tuple(np.add(j.xyz, rng.normal(0, 0.01, 3))),
-                                       zero_offset=float(rng.uniform(-0.05, 0.05))) for j in arm.joints)
-    return dataclasses.replace(arm, joints=joints, base_xyz=(0.1, -0.2, 0.3), base_rpy=(0.1, 0.2, -0.3))
 
 
 def round_trip(arm, tmp_path):
