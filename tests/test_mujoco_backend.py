@@ -14,7 +14,7 @@ from arm_variants import perturbed
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
-from mtrl_robot.backends.mujoco_backend import MujocoBackend, _setpoints
+from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.scene import load_scene
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, JointTrajectory, TrajectoryError
 from mtrl_robot.paths import data_dir
@@ -167,18 +167,6 @@ def test_chunked_stepping_equals_single_steps(push):
     np.testing.assert_array_equal(chunked.data.qpos, single.data.qpos)
     np.testing.assert_array_equal(chunked.data.qvel, single.data.qvel)
     np.testing.assert_array_equal(chunked.data.ctrl, single.data.ctrl)
-
-
-@pytest.mark.parametrize("with_velocities", [False, True])
-def test_precomputed_setpoints_match_trajectory_sampling(with_velocities):
-    arm = load_family("panda")
-    traj = smooth_move(arm, arm.home_q, arm.home_q + 0.4, 1.3, points=9, with_velocities=with_velocities)
-    t = np.linspace(0.0, traj.duration, 157)
-    positions, velocities = _setpoints(traj, t)
-    for k, tk in enumerate(t):
-        p, v = traj.sample(tk)
-        np.testing.assert_allclose(positions[k], p, atol=1e-12)
-        np.testing.assert_allclose(velocities[k], v, atol=1e-9)
 
 
 def test_control_dt_must_be_a_multiple_of_the_timestep():

@@ -54,3 +54,18 @@ def test_sampling_linear_and_cubic():
     eps = 1e-6
     fd = (cubic.sample(0.3 + eps)[0] - cubic.sample(0.3 - eps)[0]) / (2 * eps)
     np.testing.assert_allclose(cubic.sample(0.3)[1], fd, atol=1e-6)
+
+
+def test_array_sampling_matches_scalar_and_holds_at_ends():
+    for t in (traj(), traj(times=(0.5, 1.0, 2.0), velocities=np.ones((3, 3)) * 0.1)):
+        times = np.array([0.0, 0.2, 0.75, 1.0, 1.3, 2.0, 2.5])
+        positions, velocities = t.sample(times)
+        for k, tk in enumerate(times):
+            p, v = t.sample(tk)
+            np.testing.assert_allclose(positions[k], p)
+            np.testing.assert_allclose(velocities[k], v)
+        np.testing.assert_allclose(velocities[times >= 2.0], 0.0)
+        np.testing.assert_allclose(positions[-1], t.positions[-1])
+    p, v = traj(times=(0.5, 1.0, 2.0)).sample(0.1)
+    np.testing.assert_allclose(p, traj().positions[0])
+    np.testing.assert_allclose(v, 0.0)

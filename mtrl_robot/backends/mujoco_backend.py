@@ -14,7 +14,6 @@ from collections.abc import Mapping
 import mujoco
 import numpy as np
 from mujoco import rollout
-from scipy.interpolate import CubicHermiteSpline, make_interp_spline
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
@@ -42,19 +41,6 @@ def _span(ids) -> slice:
     if ids != list(range(ids[0], ids[0] + len(ids))):
         raise ValueError(f"expected consecutive model indices, got {ids}")
     return slice(ids[0], ids[-1] + 1)
-
-
-def _setpoints(traj: JointTrajectory, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and velocities at times ``t`` (within the trajectory), as ``JointTrajectory.sample``."""
-    if len(traj.times) == 1:
-        return np.repeat(traj.positions[:1], len(t), axis=0), np.zeros((len(t), traj.positions.shape[1]))
-    if traj.velocities is None:
-        curve = make_interp_spline(traj.times, traj.positions, k=1)
-    else:
-        curve = CubicHermiteSpline(traj.times, traj.positions, traj.velocities)
-    velocities = curve(t, 1)
-    velocities[(t <= traj.times[0]) | (t >= traj.times[-1])] = 0.0  # held at the ends
-    return curve(t), velocities
 
 
 class MujocoBackend(SimBackend):
@@ -114,7 +100,7 @@ class MujocoBackend(SimBackend):
         traj = start_from(trajectory, self._limits, self.data.qpos[self._qadr])
         steps = max(1, math.ceil(traj.duration / self.control_dt - 1e-9))
         t = np.minimum(self.control_dt * np.arange(1, steps + 1), traj.duration)
-        positions, velocities = _setpoints(traj, t)
+        positions, velocities = traj.sample(t)
         self._plan = np.repeat(positions + self._feedforward * velocities, self._substeps, axis=0)
         self._k = 0
         self._goal = traj.positions[-1].copy()

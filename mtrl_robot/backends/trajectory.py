@@ -1,7 +1,7 @@
 """Time-stamped joint trajectories: validation against limits, reordering by name, interpolation.
 
 Semantics follow ros2_control's joint trajectory controller: joints are matched by name, times are
-``time_from_start``; with velocities given, segments are cubic Hermite, otherwise linear.
+``time_from_start``; with velocities given, segments are cubic Hermite, otherwise linear (scipy splines).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.interpolate import CubicHermiteSpline, make_interp_spline
 
 START_TOLERANCE = 0.05  # rad; a first point at time 0 must be this close to the measured position
 GOAL_TOLERANCE = 0.01  # rad; a trajectory succeeds when every joint settles this close to its final point
@@ -57,25 +58,23 @@ class JointTrajectory:
         vel = None if self.velocities is None else self.velocities[:, index]
         return JointTrajectory(tuple(names), self.times, self.positions[:, index], vel)
 
-    def sample(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Position and velocity at ``t`` seconds from start; held at the ends."""
-        times, pos = self.times, self.positions
-        if t <= times[0]:
-            return pos[0].copy(), np.zeros(pos.shape[1])
-        if t >= times[-1]:
-            return pos[-1].copy(), np.zeros(pos.shape[1])
-        k = int(np.searchsorted(times, t, side="right")) - 1
-        h = times[k + 1] - times[k]
-        s = (t - times[k]) / h
-        p0, p1 = pos[k], pos[k + 1]
-        if self.velocities is None:
-            return p0 + s * (p1 - p0), (p1 - p0) / h
-        v0, v1 = self.velocities[k] * h, self.velocities[k + 1] * h
-        h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
-        d00, d10, d01, d11 = 6 * s**2 - 6 * s, 3 * s**2 - 4 * s + 1, -6 * s**2 + 6 * s, 3 * s**2 - 2 * s
-        p = h00 * p0 + h10 * v0 + h01 * p1 + h11 * v1
-        v = (d00 * p0 + d10 * v0 + d01 * p1 + d11 * v1) / h
-        return p, v
+    def sample(self, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and velocities at ``t`` seconds from start (a scalar or an array of times).
+
+        The arm is held still before the first point and from the last point on.
+        """
+        t = np.asarray(t, dtype=float)
+        times = np.atleast_1d(t)
+        if len(self.times) == 1:
+            positions = np.repeat(self.positions[:1], len(times), axis=0)
+            velocities = np.zeros_like(positions)
+        else:
+            curve = (make_interp_spline(self.times, self.positions, k=1) if self.velocities is None
+                     else CubicHermiteSpline(self.times, self.positions, self.velocities))
+            inside = np.clip(times, self.times[0], self.times[-1])
+            positions, velocities = curve(inside), curve(inside, 1)
+            velocities[(times <= self.times[0]) | (times >= self.times[-1])] = 0.0
+        return (positions, velocities) if t.ndim else (positions[0], velocities[0])
 
 
 def check_trajectory(traj: JointTrajectory, limits: JointLimits) -> JointTrajectory:
