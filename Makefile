@@ -9,7 +9,7 @@ export MUJOCO_GL ?= egl
 
 .PHONY: demo test bench lint clean-venv
 
-$(STAMP): requirements.txt setup.py package.xml
+$(STAMP): requirements.txt requirements-build.txt setup.py package.xml scripts/bootstrap.sh scripts/build_interfaces.sh $(wildcard interfaces/*/* interfaces/*/*/*)
 	scripts/bootstrap.sh $(PYTHON) $(VENV)
 	touch $(STAMP)
 
