@@ -1,0 +1,280 @@
+"""Model-agnostic meta-learning (Finn et al., 2017) for any ``torch.nn.Module`` and any loss, on ``torch.func``.
+
+A task is a support set and a query set. The inner loop takes a few gradient steps on the support set,
+starting from the meta-parameters; the outer loop moves the meta-parameters (Adam) so that the adapted
+parameters do well on the query set. Second-order MAML differentiates through the inner gradients,
+first-order MAML treats them as constants, and Meta-SGD (Li et al., 2017) also learns the inner step sizes,
+one per parameter tensor or one per element.
+
+The tasks of a meta-batch are adapted together with ``torch.func.vmap``: on one CPU core, for 25 sinusoid
+tasks and a 1-40-40-1 MLP, a second-order meta-step takes about 7 ms this way against about 55 ms with a
+Python loop over tasks and ``torch.autograd.grad(create_graph=True)``; the meta-gradients agree to 1e-7.
+Buffers that change in the forward pass (batch norm in training mode) are not supported under ``vmap``.
+
+Only parameters with ``requires_grad`` are adapted and meta-learned; the others stay as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+Params = dict[str, Tensor]
+LossFn = Callable[[Tensor, Tensor], Tensor]  # (prediction, target) -> scalar
+
+FORMAT = "mtrl_robot.meta"  # checkpoint format tag
+VERSION = 1
+LR_MODES = ("none", "per_tensor", "per_element")
+
+
+@dataclass
+class MAMLConfig:
+    inner_steps: int = 1  # gradient steps on the support set
+    inner_lr: float = 0.01  # inner step size (the initial value when learned)
+    first_order: bool = False  # treat inner gradients as constants (FOMAML)
+    learn_inner_lr: str = "none"  # Meta-SGD: "none", "per_tensor" or "per_element"
+    outer_lr: float = 1e-3  # Adam step size on the meta-parameters
+    meta_batch_size: int = 25  # tasks per meta-step in fit()
+    seed: int = 0  # task sampling and latent noise
+    # probabilistic variant: latent_dim > 0 selects ProbabilisticMAML (see mtrl_robot.meta.make_meta_learner)
+    latent_dim: int = 0  # size of the latent task variable z
+    kl_weight: float = 0.1  # beta, the weight of KL(q(z | support) || N(0, I)) in the meta-loss
+    encoder_hidden: int = 64  # width of the support-set encoder
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.inner_steps < 0:
+            problems.append(f"inner_steps must be >= 0, got {self.inner_steps}")
+        if not self.inner_lr > 0:
+            problems.append(f"inner_lr must be > 0, got {self.inner_lr}")
+        if self.learn_inner_lr not in LR_MODES:
+            problems.append(f"learn_inner_lr must be one of {LR_MODES}, got {self.learn_inner_lr!r}")
+        if not self.outer_lr > 0:
+            problems.append(f"outer_lr must be > 0, got {self.outer_lr}")
+        if self.meta_batch_size < 1:
+            problems.append(f"meta_batch_size must be >= 1, got {self.meta_batch_size}")
+        if self.latent_dim < 0 or self.encoder_hidden < 1 or self.kl_weight < 0:
+            problems.append("latent_dim must be >= 0, encoder_hidden >= 1 and kl_weight >= 0")
+        if problems:
+            raise ValueError("MAMLConfig: " + "; ".join(problems))
+
+
+class TaskBatch(NamedTuple):
+    """A meta-batch: every tensor has a leading task dimension, then points, then features."""
+
+    support_x: Tensor
+    support_y: Tensor
+    query_x: Tensor
+    query_y: Tensor
+
+
+TaskSampler = Callable[[int, torch.Generator], TaskBatch]  # (number of tasks, generator) -> meta-batch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, not ours, or does not fit this learner."""
+
+
+class MAML:
+    """Meta-learns the initial parameters of ``model`` (and, with Meta-SGD, its inner step sizes)."""
+
+    uses_latent: ClassVar[bool] = False
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn = F.mse_loss, config: MAMLConfig | None = None):
+        self.config = config if config is not None else MAMLConfig()
+        if self.config.latent_dim > 0 and not self.uses_latent:
+            raise ValueError("MAMLConfig.latent_dim > 0 selects ProbabilisticMAML; build it with make_meta_learner")
+        self.model, self.loss_fn = model, loss_fn
+        self.names = [name for name, p in model.named_parameters() if p.requires_grad]
+        self.meta = nn.ModuleDict(self._meta_modules())
+        self.optimizer = torch.optim.Adam(self.meta.parameters(), lr=self.config.outer_lr)
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.step = 0
+
+    def _meta_modules(self) -> dict[str, nn.Module]:
+        """Everything the outer loop learns: the model and, with Meta-SGD, the inner step sizes."""
+        mode, params = self.config.learn_inner_lr, dict(self.model.named_parameters())
+        lrs = nn.ParameterList()
+        if mode != "none":
+            for name in self.names:
+                shape = params[name].shape if mode == "per_element" else ()
+                lrs.append(torch.full(shape, self.config.inner_lr, dtype=params[name].dtype))
+        return {"model": self.model, "inner_lrs": lrs}
+
+    # ---- the algorithm
+
+    def params(self) -> Params:
+        """The meta-parameters that the inner loop adapts."""
+        named = dict(self.model.named_parameters())
+        return {name: named[name] for name in self.names}
+
+    def inner_lrs(self) -> dict[str, Tensor | float]:
+        """The inner step size of each adapted parameter tensor (learned tensors with Meta-SGD)."""
+        if self.config.learn_inner_lr == "none":
+            return dict.fromkeys(self.names, self.config.inner_lr)
+        return dict(zip(self.names, self.meta["inner_lrs"], strict=True))
+
+    def _call(self, params: Params, x: Tensor) -> Tensor:
+        return functional_call(self.model, params, (x,))
+
+    def _adapt(self, params: Params, x: Tensor, y: Tensor, steps: int) -> Params:
+        """``steps`` gradient steps on (x, y); differentiable w.r.t. the starting parameters and the step sizes."""
+
+        def support_loss(p: Params) -> Tensor:
+            return self.loss_fn(self._call(p, x), y)
+
+        lrs = self.inner_lrs()
+        for _ in range(steps):
+            grads = grad(support_loss)(params)
+            if self.config.first_order:
+                grads = {name: g.detach() for name, g in grads.items()}
+            params = {name: p - lrs[name] * grads[name] for name, p in params.items()}
+        return params
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
+        """Parameters adapted to one task's support set; under ``torch.no_grad()`` they carry no graph."""
+        return self._adapt(self.params(), support_x, support_y, self.config.inner_steps if steps is None else steps)
+
+    def predict(self, params: Params, x: Tensor) -> Tensor:
+        """The model's output with ``params`` (e.g. from ``adapt``)."""
+        return self._call(params, x)
+
+    def _query_losses(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor) -> Tensor:
+        """Each task's query loss after adaptation on its support set, all tasks at once."""
+        params, steps = self.params(), self.config.inner_steps
+
+        def task_loss(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
+            return self.loss_fn(self._call(self._adapt(params, sx, sy, steps), qx), qy)
+
+        return vmap(task_loss, randomness="different")(support_x, support_y, query_x, query_y)
+
+    def meta_loss(self, tasks: TaskBatch) -> Tensor:
+        """Mean query loss over the meta-batch after adaptation, differentiable w.r.t. the meta-parameters."""
+        return self._query_losses(*tasks).mean()
+
+    def meta_step(self, tasks: TaskBatch) -> float:
+        """One Adam step on the meta-parameters; returns the meta-loss before the step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.meta_loss(tasks)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return loss.item()
+
+    def fit(self, sample_tasks: TaskSampler, meta_steps: int) -> list[float]:
+        """``meta_steps`` meta-steps, each on a fresh meta-batch drawn with this learner's seeded generator."""
+        return [self.meta_step(sample_tasks(self.config.meta_batch_size, self.generator)) for _ in range(meta_steps)]
+
+    # ---- state and checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: meta-parameters, optimiser, task generator, step count and config."""
+        return {"format": FORMAT, "version": VERSION, "kind": type(self).__name__, "config": asdict(self.config),
+                "step": self.step, "meta": self.meta.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "state") -> None:
+        """Restore a ``state_dict()``; raises ``CheckpointError`` and changes nothing when it does not fit."""
+        _check_header(state, source)
+        if state.get("kind") != type(self).__name__:
+            raise CheckpointError(f"{source}: holds a {state.get('kind')} learner, this is a {type(self).__name__}")
+        try:
+            config = MAMLConfig(**state["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{source}: invalid config: {e}") from e
+        if config.learn_inner_lr != self.config.learn_inner_lr:
+            raise CheckpointError(f"{source}: learn_inner_lr is {config.learn_inner_lr!r} in the checkpoint, "
+                                  f"{self.config.learn_inner_lr!r} here")
+        _check_shapes(state.get("meta"), self.meta.state_dict(), source)
+        backup = copy.deepcopy(self.state_dict())
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            self._restore(backup)
+            raise CheckpointError(f"{source}: cannot restore the optimiser or generator state: {e}") from e
+        self.config = config
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.meta.load_state_dict(state["meta"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step = int(state["step"])
+
+    def save_checkpoint(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write ``state_dict()`` plus ``extra`` atomically: a failed write leaves any old file untouched.
+
+        ``extra`` may hold tensors, numbers, strings, lists and dicts (what ``weights_only`` loading accepts);
+        the file is read back before it replaces the old one.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {**self.state_dict(), "extra": extra or {}}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                torch.load(tmp, map_location="cpu", weights_only=True)
+            except Exception as e:
+                raise CheckpointError(f"{path}: would not load back with weights_only=True "
+                                      f"(is there an object in extra?): {e}") from e
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        """Restore a checkpoint written by ``save_checkpoint``; returns its ``extra``."""
+        state = read_checkpoint(path)
+        self.load_state_dict(state, source=str(path))
+        return state.get("extra", {})
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and check a checkpoint file (``weights_only=True``) without applying it, e.g. to read its config."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated, corrupt or unsafe files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (corrupt, truncated or unsafe): "
+                              f"{reason}") from e
+    _check_header(state, str(path))
+    return state
+
+
+def _check_header(state: Any, source: str) -> None:
+    tag = state.get("format") if isinstance(state, dict) else None
+    if tag != FORMAT:
+        raise CheckpointError(f"{source}: not a {FORMAT} checkpoint (format tag {tag!r})")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{source}: checkpoint version {state.get('version')!r}, this code reads {VERSION}")
+
+
+def _check_shapes(theirs: Any, mine: dict[str, Tensor], source: str) -> None:
+    if not isinstance(theirs, dict):
+        raise CheckpointError(f"{source}: no meta-parameters")
+    missing, unexpected = sorted(mine.keys() - theirs.keys()), sorted(theirs.keys() - mine.keys())
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: model does not match: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for key, tensor in mine.items():
+        other = theirs[key]
+        if not isinstance(other, Tensor) or other.shape != tensor.shape:
+            shape = tuple(other.shape) if isinstance(other, Tensor) else type(other).__name__
+            raise CheckpointError(f"{source}: model does not match: {key} is {shape} in the checkpoint, "
+                                  f"{tuple(tensor.shape)} here")

@@ -1,0 +1,103 @@
+"""Probabilistic MAML: MAML whose model also sees a low-dimensional latent task variable z.
+
+An amortised encoder q(z | support set) -- an MLP on each (x, y) pair, mean-pooled, so the order of the
+support points does not matter -- gives a diagonal Gaussian over z. The model takes ``cat(x, z)`` as input,
+so it must be built with ``x_dim + latent_dim`` inputs. For each task of a meta-batch, z is drawn from q
+(reparameterised), the model is adapted on the support set with the usual inner loop, and the meta-loss is
+the query loss plus ``kl_weight`` times KL(q(z | support) || N(0, I)). Few shots leave z uncertain: drawing
+several z, adapting for each and predicting gives a predictive mean and spread (``predict_distribution``).
+
+This is in the spirit of Bayesian meta-learning (PLATIPUS, Finn et al., 2018; neural processes, Garnelo et
+al., 2018), kept deliberately simple: the latent is inferred by the encoder, not adapted by the inner loop.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import vmap
+
+from mtrl_robot.meta.maml import MAML, LossFn, MAMLConfig, Params, TaskBatch
+
+LATENT = "latent:z"  # the key under which adapt() returns z with the parameters (no module name has a ':')
+
+
+class SetEncoder(nn.Module):
+    """q(z | support set): a shared MLP on each (x, y) pair, mean-pooled, then the mean and log-variance of z."""
+
+    def __init__(self, pair_dim: int, hidden: int, latent_dim: int):
+        super().__init__()
+        self.pair = nn.Sequential(nn.Linear(pair_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, 2 * latent_dim)
+
+    def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        pooled = self.pair(torch.cat([x, y], dim=-1)).mean(dim=-2)
+        mean, log_var = self.head(pooled).chunk(2, dim=-1)
+        return mean, log_var.clamp(-10.0, 5.0)
+
+
+class ProbabilisticMAML(MAML):
+    """MAML with a latent task variable; same API as ``MAML`` plus ``encode`` and ``predict_distribution``."""
+
+    uses_latent = True
+
+    def __init__(self, model: nn.Module, x_dim: int, y_dim: int, loss_fn: LossFn = F.mse_loss,
+                 config: MAMLConfig | None = None):
+        config = config if config is not None else MAMLConfig(latent_dim=4)
+        if config.latent_dim < 1:
+            raise ValueError(f"ProbabilisticMAML needs MAMLConfig.latent_dim >= 1, got {config.latent_dim}")
+        self.x_dim, self.y_dim = x_dim, y_dim
+        super().__init__(model, loss_fn, config)
+
+    def _meta_modules(self) -> dict[str, nn.Module]:
+        encoder = SetEncoder(self.x_dim + self.y_dim, self.config.encoder_hidden, self.config.latent_dim)
+        return {**super()._meta_modules(), "encoder": encoder}
+
+    def encode(self, support_x: Tensor, support_y: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of q(z | support set); leading batch dimensions are kept."""
+        return self.meta["encoder"](support_x, support_y)
+
+    def _sample(self, mean: Tensor, log_var: Tensor, num: tuple[int, ...] = ()) -> Tensor:
+        noise = torch.randn((*num, *mean.shape), generator=self.generator, dtype=mean.dtype)
+        return mean + (0.5 * log_var).exp() * noise
+
+    @staticmethod
+    def _condition(x: Tensor, z: Tensor) -> Tensor:
+        """``cat(x, z)`` for every point: x is (..., points, x_dim), z is (..., latent_dim)."""
+        return torch.cat([x, z.unsqueeze(-2).expand(*x.shape[:-1], -1)], dim=-1)
+
+    def meta_loss(self, tasks: TaskBatch) -> Tensor:
+        """Query loss after adaptation with z ~ q(z | support), plus ``kl_weight`` times the KL to N(0, I)."""
+        mean, log_var = self.encode(tasks.support_x, tasks.support_y)
+        z = self._sample(mean, log_var)
+        query = self._query_losses(self._condition(tasks.support_x, z), tasks.support_y,
+                                   self._condition(tasks.query_x, z), tasks.query_y).mean()
+        kl = 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var).sum(dim=-1).mean()
+        return query + self.config.kl_weight * kl
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None, sample: bool = False) -> Params:
+        """Adapted parameters for one task, with z (the posterior mean, or a draw) under the key ``LATENT``."""
+        mean, log_var = self.encode(support_x, support_y)
+        z = self._sample(mean, log_var) if sample else mean
+        return {**super().adapt(self._condition(support_x, z), support_y, steps), LATENT: z}
+
+    def predict(self, params: Params, x: Tensor) -> Tensor:
+        """The model's output for x with the parameters and latent returned by ``adapt``."""
+        params = dict(params)
+        z = params.pop(LATENT)
+        return self._call(params, self._condition(x, z))
+
+    def predict_distribution(self, support_x: Tensor, support_y: Tensor, x: Tensor, num_samples: int = 32,
+                             steps: int | None = None) -> tuple[Tensor, Tensor]:
+        """Predictive mean and standard deviation at x over ``num_samples`` draws of z, each adapted separately."""
+        steps = self.config.inner_steps if steps is None else steps
+        mean, log_var = self.encode(support_x, support_y)
+        params = self.params()
+
+        def one_draw(z: Tensor) -> Tensor:
+            adapted = self._adapt(params, self._condition(support_x, z), support_y, steps)
+            return self._call(adapted, self._condition(x, z))
+
+        predictions = vmap(one_draw, randomness="different")(self._sample(mean, log_var, (num_samples,)))
+        return predictions.mean(dim=0), predictions.std(dim=0)
