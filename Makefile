@@ -21,6 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/mtrl-robot bench sim
+	$(BIN)/mtrl-robot bench meta
 
 lint: $(STAMP)
 	$(BIN)/ruff check mtrl_robot tests

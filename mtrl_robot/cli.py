@@ -107,9 +107,9 @@ def cmd_render(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from mtrl_robot.bench.report import run_sim_bench
+    from mtrl_robot.bench.report import run_bench
 
-    run_sim_bench(Path(args.output), seconds=args.seconds)
+    run_bench(args.suite, Path(args.output), seconds=args.seconds)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_render)
 
     b = sub.add_parser("bench", help="benchmarks; figures are printed and saved as JSON")
-    b.add_argument("suite", choices=["sim"])
+    b.add_argument("suite", choices=["sim", "meta"])
     b.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     b.add_argument("-o", "--output", type=Path, default=Path("results"))
     b.set_defaults(func=cmd_bench)

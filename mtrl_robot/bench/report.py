@@ -15,23 +15,35 @@ def _print_figures(title: str, figures: dict) -> None:
         print(f"   {key:38} {shown}")
 
 
-def run_sim_bench(output_dir: Path, seconds: float = 2.0) -> Path:
-    """MuJoCo and PyBullet step rates, randomization cost, population build time → ``bench_sim.json``."""
+def _sim_suite(seconds: float) -> dict[str, dict]:
+    """MuJoCo and PyBullet step rates, randomization cost, population build time."""
     from mtrl_robot.bench.population_bench import bench_population_build
     from mtrl_robot.bench.pybullet_bench import bench_pybullet
     from mtrl_robot.bench.sim_bench import bench_mujoco
 
-    results = {
-        "machine": {"python": platform.python_version(), "processor": platform.machine(),
-                    "date": time.strftime("%Y-%m-%d %H:%M:%S")},
-        "mujoco": bench_mujoco(seconds=seconds),
-        "pybullet": bench_pybullet(seconds=seconds),
-        "population_400": bench_population_build(robots_per_family=100),
-    }
-    for title in ("mujoco", "pybullet", "population_400"):
-        _print_figures(title, results[title])
+    return {"mujoco": bench_mujoco(seconds=seconds), "pybullet": bench_pybullet(seconds=seconds),
+            "population_400": bench_population_build(robots_per_family=100)}
+
+
+def _meta_suite(seconds: float) -> dict[str, dict]:
+    """Time per meta-step of our functional MAML against ``higher`` on the same model and data."""
+    from mtrl_robot.bench.meta_bench import bench_meta
+
+    return {"maml_vs_higher": bench_meta(seconds=seconds)}
+
+
+SUITES = {"sim": _sim_suite, "meta": _meta_suite}
+
+
+def run_bench(suite: str, output_dir: Path, seconds: float = 2.0) -> Path:
+    """Run one suite, print its figures and write ``<output_dir>/bench_<suite>.json``."""
+    figures = SUITES[suite](seconds)
+    for title, values in figures.items():
+        _print_figures(title, values)
+    results = {"machine": {"python": platform.python_version(), "processor": platform.machine(),
+                           "date": time.strftime("%Y-%m-%d %H:%M:%S")}, **figures}
     output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "bench_sim.json"
+    path = output_dir / f"bench_{suite}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"saved {path}")
     return path
