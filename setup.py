@@ -20,6 +20,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         share("launch", "*.xml"),
         share("config", "*.yaml"),
+        share("config/hardware", "*.yaml"),
+        share("config/training", "*.yaml"),
         share("sim/arms", "*.yaml"),
         share("sim/scenes", "*.yaml"),
     ],

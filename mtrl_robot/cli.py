@@ -130,6 +130,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"\nall outputs are in {out}/")
 
 
+def cmd_launch(args: argparse.Namespace) -> None:
+    from mtrl_robot.launch_runner import main as launch_main
+
+    code = launch_main([str(args.file), *args.arguments, *(["--print"] if args.print else [])])
+    if code:
+        raise SystemExit(code)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtrl-robot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     b.add_argument("-o", "--output", type=Path, default=Path("results"))
     b.set_defaults(func=cmd_bench)
+
+    la = sub.add_parser("launch", help="run a ROS 2 XML launch file (the subset this package uses)")
+    la.add_argument("file", type=Path)
+    la.add_argument("arguments", nargs="*", help="launch arguments as name:=value")
+    la.add_argument("--print", action="store_true", help="print each node's command line instead of running")
+    la.set_defaults(func=cmd_launch)
 
     m = sub.add_parser("demo", help="the main job: population, randomization, picture")
     m.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,119 @@
+"""Hardware presets: every shipped preset loads and agrees with its family; bad presets fail naming the field."""
+
+import numpy as np
+import pytest
+import yaml
+
+from mtrl_robot.arms.families import load_family
+from mtrl_robot.arms.fk import flange_position
+from mtrl_robot.backends.trajectory import JointState, JointTrajectory
+from mtrl_robot.errors import ConfigError
+from mtrl_robot.hardware_presets import hardware_dir, load_preset, preset_names
+from mtrl_robot.safety import SafetyChecker
+
+PRESETS = preset_names()
+
+
+def test_the_five_presets_exist():
+    assert PRESETS == ["abb_yumi", "franka_fr3", "franka_panda", "kinova_gen3", "rethink_baxter"]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_agrees_with_its_family(name):
+    preset = load_preset(name)
+    arm = load_family(preset.family)
+    assert preset.dry_run is True
+    assert sorted(preset.model_names) == sorted(arm.joint_names) and len(preset.joint_names) == arm.dof
+    model = [arm.joint_names.index(m) for m in preset.model_names]
+    assert np.all(preset.lower >= arm.lower[model]) and np.all(preset.upper <= arm.upper[model])
+    assert np.all(preset.velocity <= 0.5 * arm.velocity_limits[model] + 1e-7)  # 50 % for first use
+    assert preset.action.endswith("/follow_joint_trajectory")
+    assert preset.watchdog_timeout >= 2 / preset.joint_states_rate
+    limits = preset.safety_limits()
+    home = arm.home_q[model]
+    assert np.all((home >= limits.inner_lower) & (home <= limits.inner_upper))
+    flange = flange_position(arm, arm.home_q)
+    assert np.all((flange >= preset.workspace.lower) & (flange <= preset.workspace.upper))
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_small_move_from_home_passes_the_safety_check_in_hardware_names(name):
+    preset = load_preset(name)
+    arm = load_family(preset.family)
+    times = np.linspace(0.0, 3.0, 31)
+    s = 3 * (times / 3.0) ** 2 - 2 * (times / 3.0) ** 3
+    move = JointTrajectory(arm.joint_names, times, arm.home_q + s[:, None] * 0.1)
+    hardware = preset.to_hardware(move)
+    assert hardware.joint_names == preset.joint_names
+    measured = JointState(preset.joint_names, hardware.positions[0], np.zeros(arm.dof), 0.0)
+    checked = SafetyChecker(preset.safety_limits()).check(hardware, measured)
+    back = preset.to_model(JointState(checked.joint_names, checked.positions[-1], np.zeros(arm.dof), 1.0))
+    np.testing.assert_allclose(back.positions, move.positions[-1][[arm.joint_names.index(n) for n in back.names]])
+
+
+def test_verified_driver_facts():
+    fr3, panda = load_preset("franka_fr3"), load_preset("franka_panda")
+    assert fr3.controller == "fr3_arm_controller" and fr3.joint_names[0] == "fr3_joint1"
+    assert fr3.joint_map["fr3_joint6"] == "panda_joint6" and fr3.lower[5] == 0.5445  # FR3's own joint 6 range
+    assert panda.controller == "joint_trajectory_controller" and panda.joint_names[-1] == "panda_joint7"
+    assert load_preset("kinova_gen3").joint_names == tuple(f"joint_{i}" for i in range(1, 8))
+    yumi = load_preset("abb_yumi")
+    assert yumi.joint_map["robr_joint_7"] == "yumi_joint_7_r" and yumi.model_names[2] == "yumi_joint_3_r"
+    baxter = load_preset("rethink_baxter")
+    assert baxter.trajectory_topic is None and baxter.joint_states_topic == "/robot/joint_states"
+    assert baxter.action == "/robot/limb/right/follow_joint_trajectory"
+
+
+def test_to_model_picks_one_arm_out_of_a_larger_joint_state():
+    yumi = load_preset("abb_yumi")
+    names = tuple(f"robl_joint_{i}" for i in range(1, 8)) + yumi.joint_names[::-1]
+    positions = np.arange(14.0)
+    state = yumi.to_model(JointState(names, positions, np.array([]), 3.0))
+    assert state.names == yumi.model_names and state.stamp == 3.0
+    np.testing.assert_allclose(state.positions, positions[7:][::-1])
+    np.testing.assert_allclose(state.velocities, 0.0)
+
+
+def write_variant(tmp_path, change):
+    data = yaml.safe_load((hardware_dir() / "franka_fr3.yaml").read_text())
+    change(data)
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _drop_last_joint(d):
+    last = d["joint_names"].pop()
+    del d["joint_map"][last], d["limits"][last]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(family="kuka"), r"family: unknown arm family 'kuka'"),
+    (_drop_last_joint, r"joint_names: 6 joints, but the panda family has 7"),
+    (lambda d: d["limits"]["fr3_joint6"].update(upper=4.5169),
+     r"limits.fr3_joint6.upper: 4.5169 is wider than the panda family's published limit for panda_joint6 \(3.7525\)"),
+    (lambda d: d["limits"]["fr3_joint1"].update(velocity=2.62),
+     r"limits.fr3_joint1.velocity: 2.62 rad/s exceeds the panda family's published limit"),
+    (lambda d: d["limits"]["fr3_joint2"].update(acceleration=9.0), r"limits.fr3_joint2.acceleration: 9.0 rad/s²"),
+    (lambda d: d["limits"]["fr3_joint3"].pop("lower"), r"limits.fr3_joint3.lower: required field is missing"),
+    (lambda d: d["joint_map"].update(fr3_joint1="joint1"), r"joint_map.fr3_joint1: 'joint1' is not a joint of"),
+    (lambda d: d["joint_map"].update(fr3_joint1="panda_joint2"), r"joint_map: model joints \['panda_joint2'\] are "
+                                                                 r"mapped more than once"),
+    (lambda d: d.pop("dry_run"), r"dry_run: required field is missing"),
+    (lambda d: d.update(dry_run="yes"), r"dry_run: expected true or false"),
+    (lambda d: d.update(speed=1), r"speed: unknown field"),
+    (lambda d: d.update(action="fr3_arm_controller/follow_joint_trajectory"), r"action: .* must be an absolute"),
+    (lambda d: d.update(watchdog_timeout=0.05), r"watchdog_timeout: 0.05 s is shorter than two joint-state periods"),
+    (lambda d: d["workspace"].update(min=[0, 0, 2.0]), r"workspace: workspace z: minimum"),
+    (lambda d: d.update(position_margin=2.0), r"limits: .*leaves nothing inside a margin"),
+])
+def test_bad_presets_name_file_field_and_problem(tmp_path, change, message):
+    path = write_variant(tmp_path, change)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_preset(path)
+    assert str(path) in str(caught.value)
+
+
+def test_unknown_preset_name():
+    with pytest.raises(ConfigError, match=r"unknown hardware preset 'ur5' \(known: abb_yumi, franka_fr3"):
+        load_preset("ur5")
