@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/mtrl-robot bench sim
 	$(BIN)/mtrl-robot bench meta
+	$(BIN)/mtrl-robot bench ros
 
 lint: $(STAMP)
 	$(BIN)/ruff check mtrl_robot tests

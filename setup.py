@@ -32,5 +32,8 @@ setup(
     description="Sim-to-real robot learning stack with ROS 2 integration",
     license="Apache-2.0",
     python_requires=">=3.10",
-    entry_points={"console_scripts": [f"mtrl-robot = {PACKAGE}.cli:main"]},
+    entry_points={"console_scripts": [
+        f"mtrl-robot = {PACKAGE}.cli:main",
+        f"arm_node = {PACKAGE}.ros.arm_node:main",
+    ]},
 )

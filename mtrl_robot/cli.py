@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_render)
 
     b = sub.add_parser("bench", help="benchmarks; figures are printed and saved as JSON")
-    b.add_argument("suite", choices=["sim", "meta"])
+    b.add_argument("suite", choices=["sim", "meta", "ros"])
     b.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     b.add_argument("-o", "--output", type=Path, default=Path("results"))
     b.set_defaults(func=cmd_bench)

@@ -32,7 +32,14 @@ def _meta_suite(seconds: float) -> dict[str, dict]:
     return {"maml_vs_higher": bench_meta(seconds=seconds)}
 
 
-SUITES = {"sim": _sim_suite, "meta": _meta_suite}
+def _ros_suite(seconds: float) -> dict[str, dict]:
+    """/joint_states rate and jitter, and FollowJointTrajectory round trips, against a real arm_node process."""
+    from mtrl_robot.bench.ros_bench import bench_ros
+
+    return {"arm_node": bench_ros(seconds=seconds)}
+
+
+SUITES = {"sim": _sim_suite, "meta": _meta_suite, "ros": _ros_suite}
 
 
 def run_bench(suite: str, output_dir: Path, seconds: float = 2.0) -> Path:

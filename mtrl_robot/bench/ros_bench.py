@@ -1,0 +1,145 @@
+"""The simulated arm node as a ROS 2 client sees it: ``/joint_states`` rate and jitter, action round trips.
+
+The node runs as a real subprocess on a ROS domain of its own with localhost discovery; this process is the
+client. The rate is counted by the node's stamps; inter-arrival times are taken on arrival here (they
+include delivery and this process's scheduling), stamp intervals are the node's own publication times.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from control_msgs.action import FollowJointTrajectory
+from rclpy.action import ActionClient
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.task import Future
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectoryPoint
+
+from mtrl_robot.ros.arm_node import node_command
+from mtrl_robot.ros.conversions import seconds as stamp_seconds
+from mtrl_robot.ros.conversions import to_duration
+
+STARTUP_TIMEOUT = 30.0  # s for the node to come up and publish
+REPLY_TIMEOUT = 10.0  # s for any one action reply
+GOAL_DURATION = 0.1  # s, time_from_start of the single point of each timed goal
+GOAL_STEP = 0.02  # rad moved by the first joint in each timed goal, alternately up and down
+
+
+def _wait(future: Future, timeout: float = REPLY_TIMEOUT):
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    if not done.wait(timeout):
+        raise TimeoutError(f"no reply from the arm node within {timeout} s")
+    return future.result()
+
+
+def _ms(values: list[float], prefix: str) -> dict[str, float]:
+    ms = 1e3 * np.asarray(values)
+    return {f"{prefix}_p50_ms": float(np.percentile(ms, 50)), f"{prefix}_p99_ms": float(np.percentile(ms, 99)),
+            f"{prefix}_max_ms": float(ms.max())}
+
+
+def _spin(executor: SingleThreadedExecutor, done: threading.Event) -> None:
+    """Spin until ``done``; stopping here, not by ``executor.shutdown`` from another thread, avoids an rclpy race."""
+    while not done.is_set():
+        executor.spin_once(timeout_sec=0.05)
+
+
+def _client_context(domain: int) -> rclpy.Context:
+    """An rclpy context on ``domain`` with localhost discovery, like the node's."""
+    key, previous = "ROS_AUTOMATIC_DISCOVERY_RANGE", os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
+    os.environ[key] = "LOCALHOST"
+    try:
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain)
+    finally:
+        if previous is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = previous
+    return context
+
+
+def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", robot: str = "panda",
+              rate: float = 250.0) -> dict[str, float]:
+    """Joint-state rate and jitter over ``seconds``, then ``goals`` short FollowJointTrajectory goals."""
+    domain = 1 + os.getpid() % 100
+    with tempfile.TemporaryDirectory(prefix="mtrl_ros_bench_") as tmp:
+        env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+               "ROS_LOG_DIR": tmp}
+        log_path = Path(tmp) / "arm_node.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(node_command({"robot": robot, "backend": backend, "joint_states_rate": rate}),
+                                       env=env, stdout=log, stderr=subprocess.STDOUT)
+        context = _client_context(domain)
+        node = rclpy.create_node("ros_bench_client", context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        done = threading.Event()
+        spinner = threading.Thread(target=_spin, args=(executor, done), daemon=True)
+        arrivals: list[tuple[float, float, JointState]] = []
+        node.create_subscription(JointState, "/joint_states",
+                                 lambda m: arrivals.append((time.perf_counter(), stamp_seconds(m.header.stamp), m)), 50)
+        spinner.start()
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            while not arrivals:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"arm node did not publish joint states:\n{log_path.read_text()[-2000:]}")
+                time.sleep(0.05)
+            figures = {"joint_states_target_hz": rate, **_joint_states(arrivals, seconds)}
+            figures.update(_round_trips(node, arrivals, goals))
+        finally:
+            done.set()
+            spinner.join(timeout=5.0)
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.shutdown(context=context)
+            process.terminate()
+            try:
+                process.wait(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    return figures
+
+
+def _joint_states(arrivals: list, seconds: float) -> dict[str, float]:
+    start = len(arrivals)
+    time.sleep(seconds)
+    window = arrivals[start:]
+    received = np.array([a[0] for a in window])
+    stamps = np.array([a[1] for a in window])
+    return {"joint_states_rate_hz": float((len(stamps) - 1) / (stamps[-1] - stamps[0])),
+            **_ms(np.diff(received), "joint_states_interarrival"),
+            **_ms(np.diff(stamps), "joint_states_stamp_interval")}
+
+
+def _round_trips(node, arrivals: list, goals: int) -> dict[str, float]:
+    client = ActionClient(node, FollowJointTrajectory, "/joint_trajectory_controller/follow_joint_trajectory")
+    if not client.wait_for_server(timeout_sec=REPLY_TIMEOUT):
+        raise TimeoutError("FollowJointTrajectory server not found")
+    accepted, finished, succeeded = [], [], 0
+    for k in range(goals):
+        state = arrivals[-1][2]
+        positions = list(state.position)
+        positions[0] += GOAL_STEP if k % 2 == 0 else -GOAL_STEP
+        goal = FollowJointTrajectory.Goal()
+        goal.trajectory.joint_names = list(state.name)
+        goal.trajectory.points = [JointTrajectoryPoint(positions=positions, time_from_start=to_duration(GOAL_DURATION))]
+        t0 = time.perf_counter()
+        handle = _wait(client.send_goal_async(goal))
+        accepted.append(time.perf_counter() - t0)
+        response = _wait(handle.get_result_async())
+        finished.append(time.perf_counter() - t0)
+        succeeded += response.result.error_code == FollowJointTrajectory.Result.SUCCESSFUL
+    return {**_ms(accepted, "goal_accept"), **_ms(finished, "goal_result"),
+            "goal_trajectory_s": GOAL_DURATION, "goals_succeeded": succeeded, "goals": goals}

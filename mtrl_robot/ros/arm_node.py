@@ -1,0 +1,385 @@
+"""The simulated arm node: any robot on a simulated backend, behind ros2_control's controller interface.
+
+Interfaces (relative names, so a namespace applies; in the root namespace):
+
+- ``/joint_states`` (``sensor_msgs/JointState``), published every ``joint_states_rate`` tick, stamped with ROS time.
+- ``/<controller_name>/follow_joint_trajectory`` (``control_msgs/action/FollowJointTrajectory``) and
+  ``/<controller_name>/joint_trajectory`` (``trajectory_msgs/JointTrajectory``) with the joint trajectory
+  controller's semantics (:mod:`mtrl_robot.ros.trajectory_controller`). Every goal is accepted and a goal the
+  controller refuses ends aborted at once, so the client gets its error code (``INVALID_JOINTS``, …); a
+  ros2_control controller rejects such goals without a result instead.
+- ``~/randomize`` (``std_srvs/srv/Trigger``): draw new domain-randomization values from ``randomization_file``
+  and apply them; the reply's ``message`` is JSON (:func:`~mtrl_robot.ros.conversions.randomization_to_json`).
+  Puck position offsets take effect at the next reset.
+- ``~/reset`` (``std_srvs/srv/Trigger``): abort any trajectory, put the arm at home at rest, reset the scene.
+- with ``camera``: ``camera/image_raw`` (``rgb8``) and ``camera/camera_info`` (MuJoCo only).
+
+Physics runs in real time on a thread of its own: every 1/``joint_states_rate`` s, on an absolute schedule, it
+steps the backend by the wall-clock time elapsed since its previous tick (in whole control steps), updates the
+controller and publishes the joint state. Requests are served by a MultiThreadedExecutor, in a reentrant
+callback group, and a running goal waits in its own executor thread. (An rclpy timer in the executor cost three
+times the CPU and, since rcl skips missed periods, fell to 190–215 Hz on a loaded 2-core machine; the thread
+keeps 250 Hz there.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+
+import rclpy
+from control_msgs.action import FollowJointTrajectory
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action.server import ServerGoalHandle
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.exceptions import ParameterException
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import JointState as JointStateMsg
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
+
+from mtrl_robot.arms import population as populations
+from mtrl_robot.arms.chain import Arm
+from mtrl_robot.arms.families import load_family
+from mtrl_robot.backends.interface import SimBackend
+from mtrl_robot.backends.scene import load_scene
+from mtrl_robot.errors import ConfigError
+from mtrl_robot.paths import data_dir
+from mtrl_robot.randomization import Randomizer, load_spec
+from mtrl_robot.ros.conversions import (
+    camera_info_msg,
+    feedback_to_msg,
+    goal_from_msg,
+    image_to_msg,
+    joint_state_to_msg,
+    randomization_to_json,
+    seconds,
+)
+from mtrl_robot.ros.trajectory_controller import (
+    ErrorCode,
+    Execution,
+    Goal,
+    GoalRejected,
+    Status,
+    TrajectoryController,
+)
+
+EXECUTOR_THREADS = 4  # services, topic and goals; a running goal keeps one waiting
+MAX_CATCH_UP = 0.25  # s of physics stepped at most per tick; a longer stall is dropped, not replayed
+CANCEL_HANDSHAKE = 1.0  # s to wait for the action server to register a cancel request
+SHUTDOWN_DRAIN = 0.3  # s of spinning after SIGINT/SIGTERM so that aborted goals' results go out
+FREE_CAMERA_SIZE = (320, 240)  # width, height without a scene camera
+
+PARAMETERS = {  # name: (default, description)
+    "robot": ("panda", "Arm family name (panda, gen3, yumi, baxter), a robot id of population_file, or 'urdf'"),
+    "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)"),
+    "urdf_file": ("", "URDF to load when robot is 'urdf'"),
+    "flange_link": ("", "Flange link of urdf_file when robot is 'urdf'"),
+    "backend": ("mujoco", "Physics engine: mujoco or pybullet"),
+    "scene": ("none", "Scene around the arm: none, or a scene name or YAML path such as puck_table"),
+    "controller_name": ("joint_trajectory_controller", "Name the action and trajectory topic are under"),
+    "joint_states_rate": (250.0, "Rate in Hz of physics ticks, each publishing /joint_states"),
+    "action_monitor_rate": (20.0, "Rate in Hz of FollowJointTrajectory feedback while a goal runs"),
+    "randomization_file": ("", "Domain-randomization spec YAML for ~/randomize (empty: the package's default)"),
+    "seed": (0, "Seed of the domain-randomization sampler"),
+    "camera": (False, "Render and publish camera/image_raw and camera/camera_info (MuJoCo only)"),
+    "camera_rate": (10.0, "Camera frame rate in Hz"),
+}
+
+
+def load_arm(robot: str, population_file: str, urdf_file: str, flange_link: str) -> Arm:
+    """A robot named by family, by population id (with ``population_file``) or by URDF (``robot='urdf'``)."""
+    if robot == "urdf":
+        from mtrl_robot.arms.urdf import load_urdf_arm
+
+        if not urdf_file or not flange_link:
+            raise ConfigError(None, "urdf_file", "robot 'urdf' needs the parameters urdf_file and flange_link")
+        return load_urdf_arm(urdf_file, flange_link=flange_link)
+    if population_file:
+        return populations.load(population_file).get(robot)
+    return load_family(robot)
+
+
+def make_backend(engine: str, arm: Arm, scene_name: str) -> SimBackend:
+    scene = None if scene_name == "none" else load_scene(scene_name)
+    if engine == "mujoco":
+        os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering; must precede the first mujoco import
+        from mtrl_robot.backends.mujoco_backend import MujocoBackend
+
+        return MujocoBackend(arm, scene)
+    if engine == "pybullet":
+        from mtrl_robot.backends.pybullet_backend import PybulletBackend
+
+        return PybulletBackend(arm, scene)
+    raise ConfigError(None, "backend", f"unknown backend '{engine}' (use mujoco or pybullet)")
+
+
+def node_command(parameters: Mapping[str, object] | None = None, namespace: str = "") -> list[str]:
+    """The command line that runs this node with ``parameters`` (see :data:`PARAMETERS`) in ``namespace``."""
+    args = [sys.executable, "-m", "mtrl_robot.ros.arm_node", "--ros-args"]
+    if namespace:
+        args += ["-r", f"__ns:={namespace}"]
+    for name, value in (parameters or {}).items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        args += ["-p", f"{name}:={text}"]
+    return args
+
+
+class ArmNode(Node):
+    """A simulated arm that looks like a ros2_control robot with a joint trajectory controller."""
+
+    def __init__(self) -> None:
+        super().__init__("arm_node")
+        p = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
+             for name, (default, text) in PARAMETERS.items()}
+        for name in ("joint_states_rate", "action_monitor_rate", "camera_rate"):
+            if not p[name] > 0:
+                raise ConfigError(None, name, f"must be positive, got {p[name]}")
+        if p["camera"] and p["backend"] != "mujoco":
+            raise ConfigError(None, "camera", "the camera needs backend mujoco")
+        self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
+        self.backend = make_backend(p["backend"], self.arm, p["scene"])
+        self.control_dt = self.backend.control_dt
+        self.controller = TrajectoryController(self.backend, self.control_dt)
+        spec = load_spec(p["randomization_file"] or data_dir("config") / "randomization.yaml")
+        self.randomizer = Randomizer(spec, self.backend.nominal_parameters(), seed=p["seed"])
+        self.monitor_period = 1.0 / p["action_monitor_rate"]
+        self._lock = threading.Lock()  # guards the backend and the controller
+        self._executions: dict[bytes, Execution] = {}
+        self._closing = threading.Event()
+        self._debt = 0.0
+        self._last_tick: float | None = None  # monotonic time of the previous physics tick
+
+        requests = ReentrantCallbackGroup()  # goals wait in their own executor threads while they run
+        controller = p["controller_name"]
+        self._joint_states = self.create_publisher(JointStateMsg, "joint_states", 10)
+        self.create_subscription(JointTrajectoryMsg, f"{controller}/joint_trajectory", self._on_trajectory, 10,
+                                 callback_group=requests)
+        self._action = ActionServer(self, FollowJointTrajectory, f"{controller}/follow_joint_trajectory",
+                                    self._execute, goal_callback=lambda _: GoalResponse.ACCEPT,
+                                    cancel_callback=self._on_cancel, callback_group=requests)
+        self.create_service(Trigger, "~/randomize", self._randomize, callback_group=requests)
+        self.create_service(Trigger, "~/reset", self._reset, callback_group=requests)
+        self._physics = threading.Thread(target=self._physics_loop, args=(1.0 / p["joint_states_rate"],),
+                                         daemon=True)
+        self._camera = None
+        if p["camera"]:
+            self._camera = threading.Thread(target=self._camera_loop, args=(p["camera_rate"], p["scene"]), daemon=True)
+            self._images = self.create_publisher(Image, "camera/image_raw", 1)
+            self._infos = self.create_publisher(CameraInfo, "camera/camera_info", 1)
+            self._camera.start()
+        self.get_logger().info(f"{self.arm.robot_id} ({len(self.arm.joint_names)} joints) on {p['backend']}, "
+                               f"scene {p['scene']}; controller '{controller}', joint states at "
+                               f"{p['joint_states_rate']:g} Hz")
+        self._physics.start()
+
+    # ------------------------------------------------------------------------------------------ physics
+
+    def _physics_loop(self, period: float) -> None:
+        """Tick every ``period`` s on an absolute schedule; late ticks are made up, a long stall is dropped."""
+        deadline = time.monotonic()
+        while not self._closing.is_set():
+            try:
+                self._tick()
+            except Exception as exc:  # keep serving; a failing step is reported, not fatal
+                self.get_logger().error(f"physics tick failed: {exc!r}", throttle_duration_sec=1.0)
+            deadline += period
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                self._closing.wait(delay)
+            elif delay < -MAX_CATCH_UP:
+                deadline = time.monotonic()
+
+    def _tick(self) -> None:
+        """Step physics up to now, update the controller, publish the joint state."""
+        now = time.monotonic()
+        self._debt += now - (self._last_tick or now)
+        self._last_tick = now
+        if self._debt > MAX_CATCH_UP:
+            self.get_logger().warning(f"physics fell {self._debt:.3f} s behind real time; skipping ahead",
+                                      throttle_duration_sec=5.0)
+            self._debt = MAX_CATCH_UP
+        steps = int(self._debt / self.control_dt)
+        self._debt -= steps * self.control_dt
+        with self._lock:
+            if steps:
+                self.backend.step(steps)
+            self.controller.update()
+            state = self.backend.read_state()
+        self._joint_states.publish(joint_state_to_msg(state, self.get_clock().now().to_msg()))
+
+    # ------------------------------------------------------------------------------ trajectory commands
+
+    def _goal(self, msg: FollowJointTrajectory.Goal) -> Goal:
+        """A validated-by-name goal; malformed messages become ``INVALID_GOAL``."""
+        if self._closing.is_set():
+            raise GoalRejected(ErrorCode.INVALID_GOAL, "the arm node is shutting down")
+        self.controller.check_joint_names(msg.trajectory.joint_names)
+        try:
+            return goal_from_msg(msg, seconds(self.get_clock().now().to_msg()))
+        except ValueError as exc:
+            raise GoalRejected(ErrorCode.INVALID_GOAL, str(exc)) from None
+
+    def _on_trajectory(self, msg: JointTrajectoryMsg) -> None:
+        try:
+            goal = self._goal(FollowJointTrajectory.Goal(trajectory=msg))
+            with self._lock:
+                self.controller.start(goal)
+        except GoalRejected as exc:
+            self.get_logger().error(f"ignoring trajectory on the topic: {exc.code.name}: {exc}")
+
+    def _execute(self, goal_handle: ServerGoalHandle) -> FollowJointTrajectory.Result:
+        key = bytes(goal_handle.goal_id.uuid)
+        try:
+            goal = self._goal(goal_handle.request)
+            with self._lock:
+                execution = self.controller.start(goal)
+                self._executions[key] = execution
+        except GoalRejected as exc:
+            self.get_logger().warning(f"goal refused: {exc.code.name}: {exc}")
+            goal_handle.abort()
+            return FollowJointTrajectory.Result(error_code=int(exc.code), error_string=str(exc))
+        try:
+            return self._follow(goal_handle, execution)
+        finally:
+            self._executions.pop(key, None)
+
+    def _follow(self, goal_handle: ServerGoalHandle, execution: Execution) -> FollowJointTrajectory.Result:
+        """Send feedback until ``execution`` ends, then report its outcome."""
+        while not execution.finished.wait(self.monitor_period):
+            if goal_handle.is_cancel_requested:  # asked before the execution was registered
+                with self._lock:
+                    self.controller.cancel(execution)
+            elif execution.feedback is not None:
+                goal_handle.publish_feedback(feedback_to_msg(execution.feedback, self.get_clock().now().to_msg()))
+        outcome = execution.outcome
+        result = FollowJointTrajectory.Result(error_code=int(outcome.code), error_string=outcome.message)
+        if outcome.status is Status.CANCELED:
+            deadline = time.monotonic() + CANCEL_HANDSHAKE
+            while not goal_handle.is_cancel_requested and time.monotonic() < deadline:
+                time.sleep(0.001)  # the server marks the goal canceling right after _on_cancel returns
+        if outcome.status is Status.SUCCEEDED:
+            goal_handle.succeed()
+        elif outcome.status is Status.CANCELED and goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
+        report = f"goal {outcome.status.value}: {outcome.code.name}: {outcome.message}"
+        if outcome.code is ErrorCode.SUCCESSFUL:  # rclpy wants one severity per logging call site
+            self.get_logger().info(report)
+        else:
+            self.get_logger().warning(report)
+        return result
+
+    def _on_cancel(self, goal_handle: ServerGoalHandle) -> CancelResponse:
+        execution = self._executions.get(bytes(goal_handle.goal_id.uuid))
+        if execution is not None:
+            with self._lock:
+                self.controller.cancel(execution)
+        return CancelResponse.ACCEPT
+
+    # ---------------------------------------------------------------------------------------- services
+
+    def _randomize(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        try:
+            with self._lock:
+                sampled = self.randomizer.sample("reset")
+                applied = self.backend.apply_randomization(sampled)
+        except ValueError as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        response.success, response.message = True, randomization_to_json(sampled, applied)
+        return response
+
+    def _reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            self.controller.reset()
+        response.success, response.message = True, "arm at home, at rest; scene reset"
+        return response
+
+    # ------------------------------------------------------------------------------------------ camera
+
+    def _camera_loop(self, rate: float, scene_name: str) -> None:
+        """Render and publish frames at ``rate``; owns the GL context, so it runs on one thread."""
+        import mujoco
+
+        model, data = self.backend.model, self.backend.data
+        if scene_name == "none":
+            width, height = FREE_CAMERA_SIZE
+            camera = mujoco.MjvCamera()
+            camera.lookat[:] = (0.0, 0.0, 0.5)
+            camera.distance, camera.azimuth, camera.elevation = 2.5, 135.0, -20.0
+            fovy, frame = float(model.vis.global_.fovy), "camera_optical_frame"
+        else:
+            camera = "overhead"
+            width, height = (int(v) for v in model.cam_resolution[model.camera(camera).id])
+            fovy, frame = float(model.cam_fovy[model.camera(camera).id]), "overhead_camera_optical_frame"
+        period, deadline = 1.0 / rate, time.monotonic()
+        with mujoco.Renderer(model, height, width) as renderer:
+            while not self._closing.wait(max(0.0, deadline - time.monotonic())):
+                deadline = max(deadline + period, time.monotonic())  # a slow frame delays, never bunches, the next
+                with self._lock:
+                    renderer.update_scene(data, camera)
+                rgb = renderer.render()
+                stamp = self.get_clock().now().to_msg()
+                self._images.publish(image_to_msg(rgb, stamp, frame))
+                self._infos.publish(camera_info_msg(width, height, fovy, stamp, frame))
+
+    # ---------------------------------------------------------------------------------------- shutdown
+
+    def close(self) -> None:
+        """Stop the physics and camera threads and end running goals; call before destroying the node."""
+        self._closing.set()
+        self._physics.join(timeout=5.0)
+        with self._lock:
+            self.controller.abort("the arm node is shutting down")
+        if self._camera is not None:
+            self._camera.join(timeout=5.0)
+
+    def destroy_node(self) -> None:
+        super().destroy_node()
+        self.backend.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the node until SIGINT or SIGTERM (exit code 0); exit code 1 on a configuration error."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+    node = None
+    try:
+        node = ArmNode()
+        executor.add_node(node)
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
+        node.close()
+        drain = time.monotonic() + SHUTDOWN_DRAIN
+        while time.monotonic() < drain:  # let aborted goals' results reach their clients
+            executor.spin_once(timeout_sec=0.05)
+        # Tasks already handed to the thread pool must run before shutdown destroys the executor's guard
+        # condition, or rclpy reports an InvalidHandle error for each.
+        executor.remove_node(node)
+        time.sleep(0.05)
+    except (KeyError, ValueError, ParameterException) as exc:  # configuration errors, ConfigError included
+        print(f"arm_node: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

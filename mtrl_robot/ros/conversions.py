@@ -1,0 +1,177 @@
+"""Conversions between ROS 2 messages and mtrl_robot's own types.
+
+- ``sensor_msgs/JointState`` ↔ :class:`~mtrl_robot.backends.trajectory.JointState`; header stamps ↔ float seconds.
+- ``trajectory_msgs/JointTrajectory`` ↔ :class:`~mtrl_robot.backends.trajectory.JointTrajectory`:
+  ``time_from_start`` ↔ seconds; velocities empty in every point ↔ ``None``; a point whose positions or
+  velocities do not have one value per joint name raises ``ValueError`` naming the point.
+- ``control_msgs/action/FollowJointTrajectory`` goals → :class:`~mtrl_robot.ros.trajectory_controller.Goal`,
+  controller feedback → its Feedback message.
+- Domain randomization ↔ ``std_srvs/srv/Trigger``: the response's ``message`` holds JSON
+  ``{"sampled": {name: value}, "applied": {name: value}}`` — what the randomizer drew and what the engine
+  reports after applying it (``null`` where the engine has nothing to read back).
+- Rendered frames → ``sensor_msgs/Image`` (``rgb8``) and a pinhole ``sensor_msgs/CameraInfo``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from control_msgs.action import FollowJointTrajectory
+from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import JointState as JointStateMsg
+from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
+from trajectory_msgs.msg import JointTrajectoryPoint
+
+from mtrl_robot.backends.trajectory import JointState, JointTrajectory
+from mtrl_robot.ros.trajectory_controller import Feedback, Goal, JointToleranceRequest
+
+
+def seconds(stamp: Time | Duration) -> float:
+    """A ``builtin_interfaces`` Time or Duration in seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def _split(value: float) -> tuple[int, int]:
+    sec = math.floor(value)
+    nanosec = round((value - sec) * 1e9)
+    return (sec + 1, 0) if nanosec >= 1_000_000_000 else (sec, nanosec)
+
+
+def to_duration(value: float) -> Duration:
+    sec, nanosec = _split(value)
+    return Duration(sec=sec, nanosec=nanosec)
+
+
+def to_time(value: float) -> Time:
+    sec, nanosec = _split(value)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def joint_state_to_msg(state: JointState, stamp: Time) -> JointStateMsg:
+    """``state`` as a JointState message stamped ``stamp`` (ROS time; ``state.stamp`` is on the backend's clock)."""
+    msg = JointStateMsg(name=list(state.names), position=state.positions.tolist(),
+                        velocity=state.velocities.tolist())
+    msg.header.stamp = stamp
+    return msg
+
+
+def joint_state_from_msg(msg: JointStateMsg) -> JointState:
+    """A JointState message as :class:`JointState`; velocities the message leaves empty are NaN."""
+    names = tuple(msg.name)
+    if len(msg.position) != len(names):
+        raise ValueError(f"JointState has {len(names)} names but {len(msg.position)} positions")
+    if msg.velocity and len(msg.velocity) != len(names):
+        raise ValueError(f"JointState has {len(names)} names but {len(msg.velocity)} velocities")
+    velocities = np.array(msg.velocity, dtype=float) if msg.velocity else np.full(len(names), np.nan)
+    return JointState(names, np.array(msg.position, dtype=float), velocities, seconds(msg.header.stamp))
+
+
+def trajectory_from_msg(msg: JointTrajectoryMsg) -> JointTrajectory:
+    """A JointTrajectory message as :class:`JointTrajectory`, joints still in the message's order."""
+    names = tuple(msg.joint_names)
+    n = len(names)
+    with_velocities = [bool(p.velocities) for p in msg.points]
+    if any(with_velocities) and not all(with_velocities):
+        k = with_velocities.index(False)
+        raise ValueError(f"point {k} has no velocities while other points have them; give all or none")
+    for k, point in enumerate(msg.points):
+        if len(point.positions) != n:
+            raise ValueError(f"point {k} has {len(point.positions)} positions for {n} joint names {list(names)}")
+        if point.velocities and len(point.velocities) != n:
+            raise ValueError(f"point {k} has {len(point.velocities)} velocities for {n} joint names {list(names)}")
+    times = np.array([seconds(p.time_from_start) for p in msg.points], dtype=float)
+    positions = np.array([p.positions for p in msg.points], dtype=float).reshape(len(times), n)
+    velocities = np.array([p.velocities for p in msg.points], dtype=float).reshape(len(times), n) \
+        if msg.points and all(with_velocities) else None
+    return JointTrajectory(names, times, positions, velocities)
+
+
+def trajectory_to_msg(trajectory: JointTrajectory, stamp: Time | None = None) -> JointTrajectoryMsg:
+    """``trajectory`` as a message; a zero (default) stamp means "start on arrival"."""
+    msg = JointTrajectoryMsg(joint_names=list(trajectory.joint_names))
+    if stamp is not None:
+        msg.header.stamp = stamp
+    for k, t in enumerate(trajectory.times):
+        point = JointTrajectoryPoint(positions=trajectory.positions[k].tolist(), time_from_start=to_duration(t))
+        if trajectory.velocities is not None:
+            point.velocities = trajectory.velocities[k].tolist()
+        msg.points.append(point)
+    return msg
+
+
+def start_delay(stamp: Time, now: float) -> float:
+    """Seconds from ``now`` until a trajectory stamped ``stamp`` starts; a zero stamp means now."""
+    return 0.0 if stamp.sec == 0 and stamp.nanosec == 0 else seconds(stamp) - now
+
+
+def tolerances_from_msg(tolerances: Iterable) -> tuple[JointToleranceRequest, ...]:
+    """``control_msgs/JointTolerance`` entries as requests (0: keep the default, -1: do not check)."""
+    return tuple(JointToleranceRequest(t.name, t.position, t.velocity, t.acceleration) for t in tolerances)
+
+
+def goal_from_msg(goal: FollowJointTrajectory.Goal, now: float) -> Goal:
+    """A FollowJointTrajectory goal received at ROS time ``now`` (s); raises ``ValueError`` if malformed."""
+    return Goal(trajectory=trajectory_from_msg(goal.trajectory),
+                start_delay=start_delay(goal.trajectory.header.stamp, now),
+                path_tolerance=tolerances_from_msg(goal.path_tolerance),
+                goal_tolerance=tolerances_from_msg(goal.goal_tolerance),
+                goal_time_tolerance=seconds(goal.goal_time_tolerance),
+                multi_dof_joints=tuple(goal.multi_dof_trajectory.joint_names)
+                + tuple(t.joint_name for t in (*goal.component_path_tolerance, *goal.component_goal_tolerance)))
+
+
+def _point(state: JointState, time_from_start: float) -> JointTrajectoryPoint:
+    return JointTrajectoryPoint(positions=state.positions.tolist(), velocities=state.velocities.tolist(),
+                                time_from_start=to_duration(max(time_from_start, 0.0)))
+
+
+def feedback_to_msg(feedback: Feedback, stamp: Time) -> FollowJointTrajectory.Feedback:
+    msg = FollowJointTrajectory.Feedback(joint_names=list(feedback.desired.names), index=feedback.index,
+                                         desired=_point(feedback.desired, feedback.time),
+                                         actual=_point(feedback.actual, feedback.time),
+                                         error=_point(feedback.error, feedback.time))
+    msg.header.stamp = stamp
+    return msg
+
+
+def _finite_or_none(values: Mapping[str, float]) -> dict[str, float | None]:
+    return {name: (float(v) if math.isfinite(v) else None) for name, v in values.items()}
+
+
+def randomization_to_json(sampled: Mapping[str, float], applied: Mapping[str, float]) -> str:
+    """The ``~/randomize`` reply: drawn values and the engine's read-back values (``null`` for NaN)."""
+    return json.dumps({"sampled": _finite_or_none(sampled), "applied": _finite_or_none(applied)}, sort_keys=True)
+
+
+def randomization_from_json(text: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Inverse of :func:`randomization_to_json` (``null`` back to NaN)."""
+    data = json.loads(text)
+    return tuple({name: math.nan if v is None else float(v) for name, v in data[key].items()}
+                 for key in ("sampled", "applied"))
+
+
+def image_to_msg(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
+    """An (H, W, 3) uint8 RGB frame as an ``rgb8`` Image."""
+    height, width, _ = rgb.shape
+    msg = Image(height=height, width=width, encoding="rgb8", is_bigendian=0, step=3 * width,
+                data=np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def camera_info_msg(width: int, height: int, fovy_deg: float, stamp: Time, frame_id: str) -> CameraInfo:
+    """An ideal pinhole camera (square pixels, no distortion) with vertical field of view ``fovy_deg``."""
+    f = 0.5 * height / math.tan(math.radians(fovy_deg) / 2)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    msg = CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5,
+                     k=[f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0], r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                     p=[f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
+

@@ -1,0 +1,187 @@
+"""Fixtures for tests against real arm_node processes.
+
+Each pytest process gets a ROS domain of its own (1-100, from its process id) with localhost discovery and
+its ROS logs in a temporary folder. Nodes run as subprocesses with their output in a file; teardown stops
+each one (SIGTERM, then SIGKILL) so none outlives the tests. The client is an rclpy node in this process,
+spun by a background thread.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import rclpy
+from rclpy.exceptions import InvalidHandle
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.subscription import Subscription
+from rclpy.task import Future
+from sensor_msgs.msg import JointState
+
+from mtrl_robot.ros.arm_node import node_command
+from mtrl_robot.ros.conversions import seconds
+
+STARTUP_TIMEOUT = 30.0  # s for a node to come up and publish joint states
+REPLY_TIMEOUT = 10.0  # s for a service or action reply
+STOP_TIMEOUT = 10.0  # s for a node to exit after SIGTERM before it is killed
+
+
+class ArmNodeProcess:
+    """An arm_node subprocess; ``namespace`` prefixes every name it uses."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, namespace: str, parameters: dict[str, object]):
+        self.namespace = namespace
+        self.log_path = log_dir / f"arm_node{namespace.replace('/', '_') or '_root'}.log"
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(node_command(parameters, namespace), env=env, stdout=log,
+                                            stderr=subprocess.STDOUT)
+
+    def name(self, relative: str) -> str:
+        """The absolute name of ``relative`` (``~/x`` names are under ``<namespace>/arm_node``)."""
+        return f"{self.namespace}/{relative.replace('~', 'arm_node')}"
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> int:
+        """SIGTERM the node, wait for it (SIGKILL it if it hangs) and return its exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+class JointStateLog:
+    """Every message received on a JointState topic."""
+
+    def __init__(self) -> None:
+        self.messages: list[JointState] = []
+
+    def __call__(self, msg: JointState) -> None:
+        self.messages.append(msg)
+
+    def latest(self) -> JointState:
+        return self.messages[-1]
+
+    def after(self, moment: float, timeout: float = REPLY_TIMEOUT) -> JointState:
+        """The first message stamped after ``moment`` (``time.time()``; the node stamps with the system clock).
+
+        Stamps, not arrival order: a service reply may overtake joint states published before it.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            later = [msg for msg in self.messages[-100:] if seconds(msg.header.stamp) > moment]
+            if later:
+                return later[0]
+            time.sleep(0.005)
+        raise TimeoutError("no joint state arrived")
+
+
+class RosClient:
+    """An rclpy node spun in a background thread, with helpers to wait for replies."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("arm_node_test_client", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._closed = threading.Event()
+        self._spinner = threading.Thread(target=self._spin, daemon=True)
+        self._spinner.start()
+
+    def _spin(self) -> None:
+        while not self._closed.is_set():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except InvalidHandle:  # an entity the test thread destroyed while the executor was waiting on it
+                pass
+
+    def wait(self, future: Future, timeout: float = REPLY_TIMEOUT):
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        assert done.wait(timeout), f"no reply within {timeout} s"
+        return future.result()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._spinner.join(timeout=5.0)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture(scope="session")
+def ros_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """This process's ROS environment (also set in ``os.environ`` for the client), given to every node."""
+    values = {"ROS_DOMAIN_ID": str(1 + os.getpid() % 100), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+              "ROS_LOG_DIR": str(tmp_path_factory.mktemp("ros_log"))}
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    yield dict(os.environ)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def ros_client(ros_env: dict[str, str]) -> Iterator[RosClient]:
+    client = RosClient()
+    yield client
+    client.close()
+
+
+class NodeLauncher:
+    """Starts arm nodes and stops all of them on :meth:`close`."""
+
+    def __init__(self, env: dict[str, str], client: RosClient, log_dir: Path):
+        self.env, self.client, self.log_dir = env, client, log_dir
+        self._started: list[tuple[ArmNodeProcess, Subscription]] = []
+
+    def start(self, namespace: str = "", **parameters: object) -> tuple[ArmNodeProcess, JointStateLog]:
+        """A node publishing joint states, and the log of those; fails with the node's output if it does not."""
+        node = ArmNodeProcess(self.env, self.log_dir, namespace, parameters)
+        states = JointStateLog()
+        subscription = self.client.node.create_subscription(JointState, node.name("joint_states"), states, 50)
+        self._started.append((node, subscription))
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not states.messages:
+            if node.process.poll() is not None or time.monotonic() > deadline:
+                seen = self.client.node.count_publishers(node.name("joint_states"))
+                pytest.fail(f"no joint states from the arm node (exit code {node.process.poll()}, {seen} publishers "
+                            f"discovered):\n{node.output()}")
+            time.sleep(0.05)
+        return node, states
+
+    def close(self) -> None:
+        for node, subscription in self._started:
+            node.stop()
+            self.client.node.destroy_subscription(subscription)
+
+
+@pytest.fixture(scope="module")
+def module_launcher(ros_env: dict[str, str], ros_client: RosClient,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeLauncher]:
+    """Nodes that live as long as the test module."""
+    launcher = NodeLauncher(ros_env, ros_client, tmp_path_factory.mktemp("arm_node"))
+    yield launcher
+    launcher.close()
+
+
+@pytest.fixture
+def launcher(ros_env: dict[str, str], ros_client: RosClient, tmp_path: Path) -> Iterator[NodeLauncher]:
+    """Nodes that live as long as one test."""
+    launcher = NodeLauncher(ros_env, ros_client, tmp_path)
+    yield launcher
+    launcher.close()
