@@ -82,3 +82,12 @@ class SimBackend(RobotBackend):
     @abstractmethod
     def flange_position(self) -> np.ndarray:
         """World position of the flange as the engine computes it."""
+
+    @abstractmethod
+    def puck_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """World position (x, y, z) and linear velocity of the puck; ValueError in a world without one."""
+
+    @abstractmethod
+    def settle_puck(self, max_time: float, rest_speed: float) -> float:
+        """Hold the arm still and simulate until the puck's horizontal speed is below ``rest_speed`` (m/s), it
+        drops below the table top, or ``max_time`` s pass; return the time simulated."""

@@ -3,7 +3,8 @@
 Trajectories are sampled once, when sent, into one position-actuator set point per control step (with
 velocity feed-forward ``p + kv/kp · v``, which turns the actuator into a PD on position and velocity
 error), so stepping costs little more than ``mj_step`` itself. Randomization edits the compiled
-``MjModel`` in place; the model is never rebuilt.
+``MjModel`` in place; the model is never rebuilt. With a scene, :meth:`MujocoBackend.settle_puck` freezes the
+arm and simulates the puck alone, in an arm-free copy of the scene stepped at ``PUCK_TIMESTEP``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from mujoco import rollout
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
-from mtrl_robot.backends.mujoco_model import build_model
+from mtrl_robot.backends.mujoco_model import TIMESTEP, build_model, build_puck_model
 from mtrl_robot.backends.scene import FRICTION_PARAMETERS, Scene, world_nominal_parameters
 from mtrl_robot.backends.trajectory import (
     GOAL_TOLERANCE,
@@ -30,6 +31,8 @@ from mtrl_robot.backends.trajectory import (
 from mtrl_robot.randomization import check_sample
 
 _SETTLE_CHUNK = 5  # control steps between settle checks
+PUCK_TIMESTEP = 0.01  # s, physics step of the arm-free puck model (sliding needs no finer step)
+_PUCK_CHECK = 0.02  # s of puck-only simulation between rest checks
 _ROLLOUT_MIN_STEPS = 8  # shorter chunks are stepped from Python, longer ones by mujoco.rollout
 _FULL_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
 _RANDOMIZED_ARRAYS = ("pair_friction", "body_mass", "body_inertia", "dof_damping", "dof_frictionloss", "qpos0")
@@ -44,11 +47,13 @@ def _span(ids) -> slice:
 
 
 class MujocoBackend(SimBackend):
-    """A simulated arm in MuJoCo; ``control_dt`` must be a multiple of the physics timestep."""
+    """A simulated arm in MuJoCo; ``control_dt`` (default: one physics step) must be a multiple of ``timestep``."""
 
-    def __init__(self, arm: Arm, scene: Scene | None = None, control_dt: float = 0.002):
+    def __init__(self, arm: Arm, scene: Scene | None = None, control_dt: float | None = None,
+                 timestep: float = TIMESTEP):
         self.arm, self.scene = arm, scene
-        self.model = build_model(arm, scene)
+        self.model = build_model(arm, scene, timestep)
+        control_dt = timestep if control_dt is None else control_dt
         self.data = mujoco.MjData(self.model)
         self._scratch = mujoco.MjData(self.model)  # for mj_setConst, which overwrites the state it is given
         m = self.model
@@ -68,7 +73,10 @@ class MujocoBackend(SimBackend):
             self._pair = m.pair("puck_table").id
             self._puck = m.body("puck").id
             self._puck_qadr = int(m.jnt_qposadr[m.joint("puck").id])
+            self._puck_dof = int(m.jnt_dofadr[m.joint("puck").id])
             self._friction_names = [f"puck.friction.{n}" for n in FRICTION_PARAMETERS]
+            self._solo = build_puck_model(scene, PUCK_TIMESTEP)
+            self._solo_data = mujoco.MjData(self._solo)
         # Views into the model's arrays (stable: the model is never reallocated) and their nominal values.
         self._views = {name: getattr(m, name) for name in _RANDOMIZED_ARRAYS}
         self._nominal_arrays = {name: view.copy() for name, view in self._views.items()}
@@ -196,6 +204,11 @@ class MujocoBackend(SimBackend):
             v["body_inertia"][self._puck] *= mass_ratio
             v["qpos0"][self._puck_qadr:self._puck_qadr + 2] += (values["puck.offset_x"], values["puck.offset_y"])
         mujoco.mj_setConst(self.model, self._scratch)  # constraint scaling depends on the masses
+        if self.scene is not None:
+            solo, puck = self._solo, self._solo.body("puck").id
+            solo.pair_friction[0] = self.model.pair_friction[self._pair]
+            solo.body_mass[puck], solo.body_inertia[puck] = v["body_mass"][self._puck], v["body_inertia"][self._puck]
+            mujoco.mj_setConst(solo, self._solo_data)
         return self._read_parameters()
 
     def _read_parameters(self) -> dict[str, float]:
@@ -216,3 +229,30 @@ class MujocoBackend(SimBackend):
     def flange_position(self) -> np.ndarray:
         mujoco.mj_kinematics(self.model, self.data)
         return self.data.site_xpos[self._site].copy()
+
+    def puck_state(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.scene is None:
+            raise ValueError("this backend was built without the puck scene")
+        a, v = self._puck_qadr, self._puck_dof
+        return self.data.qpos[a:a + 3].copy(), self.data.qvel[v:v + 3].copy()
+
+    def settle_puck(self, max_time: float, rest_speed: float) -> float:
+        """The arm is frozen, not simulated: call this once it can no longer touch the puck."""
+        if self.scene is None:
+            raise ValueError("this backend was built without the puck scene")
+        m, d, solo, sd = self.model, self.data, self._solo, self._solo_data
+        a, v = self._puck_qadr, self._puck_dof
+        mujoco.mj_resetData(solo, sd)
+        sd.qpos[:], sd.qvel[:] = d.qpos[a:a + 7], d.qvel[v:v + 6]
+        steps = math.ceil(max_time / solo.opt.timestep - 1e-9)
+        chunk = max(1, round(_PUCK_CHECK / solo.opt.timestep))
+        done = 0
+        while done < steps and math.hypot(sd.qvel[0], sd.qvel[1]) >= rest_speed and sd.qpos[2] >= self.scene.table_top:
+            mujoco.mj_step(solo, sd, min(chunk, steps - done))
+            done += min(chunk, steps - done)
+        self.stop()
+        d.qvel[self._dofs] = 0.0
+        d.qpos[a:a + 7], d.qvel[v:v + 6] = sd.qpos, sd.qvel
+        d.time += sd.time
+        mujoco.mj_forward(m, d)
+        return float(sd.time)

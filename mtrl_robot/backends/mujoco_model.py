@@ -2,8 +2,9 @@
 
 Names in the compiled model: bodies are the arm's link names, hinge joints and position actuators the arm's
 joint names, the flange site is ``flange``; the scene adds geoms ``table``, ``puck``, ``goal``, body and
-free joint ``puck``, contact pair ``puck_table`` and camera ``overhead``. ``prefix`` is prepended to every
-arm name so several arms can share one model.
+free joint ``puck``, contact pair ``puck_table``, camera ``overhead`` and, if it has one, the paddle on the
+arm's last link (geoms ``paddle_stick`` and ``paddle``, massless). ``prefix`` is prepended to every arm name
+so several arms can share one model.
 
 Collisions: arm geoms touch only the puck (no self-collision, no arm–table contact); the puck touches the
 table only through the explicit condim-6 pair, whose five friction coefficients are randomized.
@@ -15,7 +16,7 @@ import mujoco
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.backends.scene import Scene
+from mtrl_robot.backends.scene import PADDLE_STICK_RADIUS, Scene
 
 TIMESTEP = 0.002  # s
 ARMATURE = 0.1  # kg·m², rotor inertia on every joint; keeps light wrists stable
@@ -35,13 +36,16 @@ def _quat(rotation: np.ndarray) -> np.ndarray:
     return quat
 
 
-def new_spec(name: str = "mtrl_robot") -> mujoco.MjSpec:
+def new_spec(name: str = "mtrl_robot", timestep: float = TIMESTEP) -> mujoco.MjSpec:
     """An empty spec with the project's simulation and rendering options."""
+    if not timestep > 0:
+        raise ValueError(f"the physics timestep must be positive, got {timestep} s")
     spec = mujoco.MjSpec()
     spec.modelname = name
     spec.compiler.degree = False  # joint ranges in radians
-    spec.option.timestep = TIMESTEP
+    spec.option.timestep = timestep
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC  # pyramidal cones bend a sliding puck towards their edges
     spec.visual.quality.shadowsize = 0
     spec.visual.global_.offwidth = OFFSCREEN_SIZE[0]
     spec.visual.global_.offheight = OFFSCREEN_SIZE[1]
@@ -86,6 +90,17 @@ def _add_segment(body: mujoco.MjsBody, end: np.ndarray, rgba) -> None:
                       fromto=np.concatenate([np.zeros(3), end]), **common)
 
 
+def add_paddle(spec: mujoco.MjSpec, arm: Arm, length: float, radius: float, prefix: str = "") -> None:
+    """A massless stick from the flange along its z axis, ending in a ball of ``radius``; both touch the puck."""
+    flange = arm.flange_transform()
+    tip = flange[:3, 3] + length * flange[:3, 2]
+    body = spec.body(prefix + arm.links[-1].name)
+    common = dict(contype=_ARM_CONTYPE, conaffinity=_ARM_CONAFFINITY, rgba=(0.85, 0.85, 0.85, 1.0), mass=0.0)
+    body.add_geom(name=prefix + "paddle_stick", type=mujoco.mjtGeom.mjGEOM_CAPSULE, size=(PADDLE_STICK_RADIUS, 0, 0),
+                  fromto=np.concatenate([flange[:3, 3], tip]), **common)
+    body.add_geom(name=prefix + "paddle", type=mujoco.mjtGeom.mjGEOM_SPHERE, size=(radius, 0, 0), pos=tip, **common)
+
+
 def add_lights(spec: mujoco.MjSpec) -> None:
     """A key light from above and a soft fill light, no shadows."""
     spec.worldbody.add_light(name="key", pos=(0, 0, 4), dir=(0.3, 0.2, -1), diffuse=(0.7, 0.7, 0.7),
@@ -117,9 +132,9 @@ def add_scene(spec: mujoco.MjSpec, scene: Scene) -> None:
     camera.resolution = scene.camera_size
 
 
-def build_spec(arm: Arm, scene: Scene | None = None) -> mujoco.MjSpec:
+def build_spec(arm: Arm, scene: Scene | None = None, timestep: float = TIMESTEP) -> mujoco.MjSpec:
     """One arm, optionally mounted at its family's height above the table of ``scene``."""
-    spec = new_spec(arm.robot_id)
+    spec = new_spec(arm.robot_id, timestep)
     add_lights(spec)
     mount = np.eye(4)
     if scene is not None:
@@ -127,8 +142,17 @@ def build_spec(arm: Arm, scene: Scene | None = None) -> mujoco.MjSpec:
     add_arm(spec, arm, mount)
     if scene is not None:
         add_scene(spec, scene)
+        if scene.paddle_radius > 0:
+            add_paddle(spec, arm, scene.paddle_length, scene.paddle_radius)
     return spec
 
 
-def build_model(arm: Arm, scene: Scene | None = None) -> mujoco.MjModel:
-    return build_spec(arm, scene).compile()
+def build_model(arm: Arm, scene: Scene | None = None, timestep: float = TIMESTEP) -> mujoco.MjModel:
+    return build_spec(arm, scene, timestep).compile()
+
+
+def build_puck_model(scene: Scene, timestep: float) -> mujoco.MjModel:
+    """The scene without any arm: the puck alone on the table."""
+    spec = new_spec("puck", timestep)
+    add_scene(spec, scene)
+    return spec.compile()

@@ -3,7 +3,9 @@
 Each backend owns a PyBullet client in DIRECT mode, so several can coexist in one process. Joints are
 driven by POSITION_CONTROL motors whose force limit is the joint's effort limit; one control step is one
 physics step. With a scene, the arm's base stands at ``table_top + scene.mount_height(family)`` and
-:meth:`PybulletBackend.flange_position` is in that world frame.
+:meth:`PybulletBackend.flange_position` is in that world frame. A scene's paddle is a massless ``paddle``
+link fixed to the flange (a thin stick along the flange z axis ending in a ball, as in MuJoCo); like every
+arm geom in MuJoCo, it touches the puck but not the table.
 
 Domain randomization maps onto PyBullet as follows. The table has lateral friction 1 and no rolling or
 spinning friction; Bullet multiplies lateral coefficients and combines rolling and spinning ones as
@@ -35,6 +37,7 @@ import math
 import shutil
 import tempfile
 import weakref
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -44,7 +47,7 @@ import pybullet as p
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.urdf import arm_to_urdf
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
-from mtrl_robot.backends.scene import Scene, world_nominal_parameters
+from mtrl_robot.backends.scene import PADDLE_STICK_RADIUS, Scene, world_nominal_parameters
 from mtrl_robot.backends.trajectory import (
     GOAL_TOLERANCE,
     SETTLE_TIME,
@@ -57,6 +60,29 @@ from mtrl_robot.randomization import check_sample
 
 GRAVITY = 9.81  # m/s²
 POSITION_GAIN = 0.3  # PyBullet position-motor gain: fraction of the position error corrected per step
+
+
+def _with_paddle(urdf: str, arm: Arm, scene: Scene) -> str:
+    """``urdf`` plus the scene's paddle as a massless link fixed to the flange (unchanged without a paddle)."""
+    if scene.paddle_radius <= 0:
+        return urdf
+    robot = ET.fromstring(urdf)
+    link = ET.SubElement(robot, "link", name="paddle")
+    inertial = ET.SubElement(link, "inertial")
+    ET.SubElement(inertial, "mass", value="0")
+    ET.SubElement(inertial, "inertia", ixx="0", ixy="0", ixz="0", iyy="0", iyz="0", izz="0")
+    length = scene.paddle_length
+    for z, shape in ((length / 2, {"tag": "cylinder", "radius": PADDLE_STICK_RADIUS, "length": length}),
+                     (length, {"tag": "sphere", "radius": scene.paddle_radius})):
+        for kind in ("visual", "collision"):
+            element = ET.SubElement(link, kind)
+            ET.SubElement(element, "origin", xyz=f"0 0 {z!r}", rpy="0 0 0")
+            ET.SubElement(ET.SubElement(element, "geometry"), shape["tag"],
+                          {k: repr(v) for k, v in shape.items() if k != "tag"})
+    joint = ET.SubElement(robot, "joint", name="paddle_fixed", type="fixed")
+    ET.SubElement(joint, "parent", link=arm.flange_link)
+    ET.SubElement(joint, "child", link="paddle")
+    return ET.tostring(robot, encoding="unicode") + "\n"
 
 
 def _release(client: int, folder: str) -> None:
@@ -74,7 +100,7 @@ class PybulletBackend(SimBackend):
                                    np.array([j.effort for j in arm.joints]))
         folder = tempfile.mkdtemp(prefix="mtrl_pybullet_")
         self.urdf_path = Path(folder) / f"{arm.robot_id}.urdf"
-        self.urdf_path.write_text(arm_to_urdf(arm))
+        self.urdf_path.write_text(arm_to_urdf(arm) if scene is None else _with_paddle(arm_to_urdf(arm), arm, scene))
         self.client = p.connect(p.DIRECT)
         self._closer = weakref.finalize(self, _release, self.client, folder)
         self._steps = 0
@@ -103,6 +129,8 @@ class PybulletBackend(SimBackend):
             names[info[1].decode()] = index
             if info[12].decode() == self.arm.flange_link:
                 self._flange_index = index
+            if info[12].decode() == "paddle":
+                self._paddle_index = index
             self._call(p.changeDynamics, self.robot, index, linearDamping=0.0, angularDamping=0.0)
         self._joints = [names[n] for n in self.arm.joint_names]
         self._link_mass = np.array([self._call(p.getDynamicsInfo, self.robot, i)[0] for i in self._joints])
@@ -120,6 +148,8 @@ class PybulletBackend(SimBackend):
                                 self._call(p.createVisualShape, p.GEOM_BOX, halfExtents=half,
                                            rgbaColor=[0.6, 0.45, 0.3, 1]), table_center)
         self._call(p.changeDynamics, self.table, -1, lateralFriction=1.0, rollingFriction=0.0, spinningFriction=0.0)
+        if scene.paddle_radius > 0:
+            self._call(p.setCollisionFilterPair, self.robot, self.table, self._paddle_index, -1, 0)
         shape = self._call(p.createCollisionShape, p.GEOM_CYLINDER, radius=scene.puck_radius, height=scene.puck_height)
         visual = self._call(p.createVisualShape, p.GEOM_CYLINDER, radius=scene.puck_radius, length=scene.puck_height,
                             rgbaColor=[0.1, 0.1, 0.1, 1])
@@ -227,6 +257,24 @@ class PybulletBackend(SimBackend):
 
     def flange_position(self) -> np.ndarray:
         return np.array(self._call(p.getLinkState, self.robot, self._flange_index, computeForwardKinematics=True)[4])
+
+    def puck_state(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.scene is None:
+            raise ValueError("this backend was built without the puck scene")
+        position = self._call(p.getBasePositionAndOrientation, self.puck)[0]
+        return np.array(position), np.array(self._call(p.getBaseVelocity, self.puck)[0])
+
+    def settle_puck(self, max_time: float, rest_speed: float) -> float:
+        if self.scene is None:
+            raise ValueError("this backend was built without the puck scene")
+        self.stop()
+        start, steps = self._steps, math.ceil(max_time / self.control_dt - 1e-9)
+        position, velocity = self.puck_state()
+        while (self._steps - start < steps and math.hypot(velocity[0], velocity[1]) >= rest_speed
+               and position[2] >= self.scene.table_top):
+            self.step()
+            position, velocity = self.puck_state()
+        return (self._steps - start) * self.control_dt
 
     def close(self) -> None:
         self._closer()

@@ -1,4 +1,4 @@
-"""The table-top scene template (``sim/scenes/*.yaml``): table, puck, goal marker, overhead camera."""
+"""The table-top scene template (``sim/scenes/*.yaml``): table, puck, goal marker, overhead camera, paddle."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from mtrl_robot.paths import data_dir
 from mtrl_robot.randomization import ARM_PARAMETERS
 
 FRICTION_PARAMETERS = ("slide_x", "slide_y", "torsional", "roll_x", "roll_y")
+PADDLE_STICK_RADIUS = 0.01  # m, radius of the stick that holds the paddle ball
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Scene:
     camera_fovy: float
     camera_size: tuple[int, int]  # width, height
     mount_heights: dict[str, float]
+    paddle_length: float = 0.0  # flange to the paddle ball's centre along the flange z axis; 0: no paddle
+    paddle_radius: float = 0.0  # radius of the paddle ball
 
     def mount_height(self, family: str) -> float:
         return self.mount_heights.get(family, self.mount_heights.get("default", 0.0))
@@ -57,7 +60,7 @@ def load_scene(name_or_path: str | Path = "puck_table") -> Scene:
         path = data_dir("sim") / "scenes" / f"{name_or_path}.yaml"
     src = path
     data = mapping(load_yaml(path), src, "")
-    unknown_keys(data, {"table", "puck", "goal", "camera", "arm_mount_height"}, src, "")
+    unknown_keys(data, {"table", "puck", "goal", "camera", "arm_mount_height", "paddle"}, src, "")
     table = mapping(data.get("table"), src, "table")
     puck = mapping(data.get("puck"), src, "puck")
     goal = mapping(data.get("goal"), src, "goal")
@@ -67,6 +70,8 @@ def load_scene(name_or_path: str | Path = "puck_table") -> Scene:
         if f < 0:
             raise ConfigError(src, f"puck.friction[{i}]", f"friction must not be negative, got {f}")
     mounts = mapping(data.get("arm_mount_height", {}), src, "arm_mount_height")
+    paddle = mapping(data.get("paddle", {"length": 0.0, "radius": 0.0}), src, "paddle")
+    unknown_keys(paddle, {"length", "radius"}, src, "paddle")
     return Scene(
         table_center=vector(table.get("center"), 2, src, "table.center"),
         table_size=tuple(number(v, src, "table.size", positive=True)
@@ -85,4 +90,6 @@ def load_scene(name_or_path: str | Path = "puck_table") -> Scene:
         camera_size=(int(number(camera.get("width"), src, "camera.width", positive=True)),
                      int(number(camera.get("height"), src, "camera.height", positive=True))),
         mount_heights={str(k): number(v, src, f"arm_mount_height.{k}") for k, v in mounts.items()},
+        paddle_length=number(paddle.get("length"), src, "paddle.length", non_negative=True),
+        paddle_radius=number(paddle.get("radius"), src, "paddle.radius", non_negative=True),
     )

@@ -1,0 +1,1 @@
+"""Tasks over the robot interface, Gymnasium API: puck hitting."""
