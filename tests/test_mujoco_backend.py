@@ -15,6 +15,7 @@ from arm_variants import perturbed
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
+from mtrl_robot.backends.mujoco_model import PAIR_FRICTION_ORDER
 from mtrl_robot.backends.scene import load_scene
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, JointTrajectory, TrajectoryError
 from mtrl_robot.paths import data_dir
@@ -183,7 +184,8 @@ def test_model_settings():
     assert model.vis.quality.shadowsize == 0
     pair = model.pair("puck_table").id
     assert model.pair_dim[pair] == 6
-    np.testing.assert_allclose(model.pair_friction[pair], SCENE.puck_friction)
+    nominal = dict(zip(("slide_x", "slide_y", "torsional", "roll_x", "roll_y"), SCENE.puck_friction, strict=True))
+    np.testing.assert_allclose(model.pair_friction[pair], [nominal[n] for n in PAIR_FRICTION_ORDER])
     assert np.all(model.body_gravcomp[[model.body(link.name).id for link in load_family("baxter").links]] == 1)
     assert model.cam("overhead").id >= 0
 
@@ -209,8 +211,7 @@ def test_randomization_is_read_back_from_the_model():
         assert values.keys() == backend.nominal_parameters().keys()
         for name, value in sample.items():
             assert values[name] == pytest.approx(value, abs=1e-12), name
-        friction = [sample[f"puck.friction.{n}"] for n in ("slide_x", "slide_y", "torsional", "roll_x", "roll_y")]
-        np.testing.assert_allclose(m.pair_friction[pair], friction)
+        np.testing.assert_allclose(m.pair_friction[pair], [sample[f"puck.friction.{n}"] for n in PAIR_FRICTION_ORDER])
         assert m.body_mass[puck] == pytest.approx(sample["puck.mass"])
         np.testing.assert_allclose(m.body_inertia[puck], nominal_inertia * sample["puck.mass"] / SCENE.puck_mass)
         np.testing.assert_allclose(m.body_mass[arm_bodies], 1.3 * nominal_arm_mass)
@@ -303,3 +304,17 @@ def test_population_picture(tmp_path):
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env, timeout=120)
     assert path.is_file()
+
+
+def test_anisotropic_friction_acts_along_world_axes():
+    """Low slide_x and high slide_y: a puck pushed along world x slides farther than one pushed along y."""
+    distances = []
+    for axis in (0, 1):
+        backend = MujocoBackend(load_family("panda"), SCENE)
+        backend.apply_randomization({"puck.friction.slide_x": 0.15, "puck.friction.slide_y": 0.6})
+        backend.reset()
+        start = backend.puck_state()[0]
+        backend.data.qvel[backend.model.joint("puck").dofadr[0] + axis] = 1.0
+        backend.step(500)
+        distances.append(float(np.linalg.norm(backend.puck_state()[0][:2] - start[:2])))
+    assert distances[0] > 2.5 * distances[1], distances

@@ -7,6 +7,7 @@ import pytest
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import CompiledChain
+from mtrl_robot.backends.mujoco_model import PAIR_FRICTION_ORDER
 from mtrl_robot.backends.scene import load_scene
 from mtrl_robot.backends.trajectory import check_trajectory
 from mtrl_robot.bench.hitting_bench import bench_hitting
@@ -108,7 +109,7 @@ def test_randomization_is_read_back_from_the_engine_and_in_range(env):
     for _ in range(20):
         _, info = env.reset()
         values = info["randomization"]
-        friction = [values[f"puck.friction.{n}"] for n in ("slide_x", "slide_y", "torsional", "roll_x", "roll_y")]
+        friction = [values[f"puck.friction.{n}"] for n in PAIR_FRICTION_ORDER]
         np.testing.assert_allclose(m.pair_friction[pair], friction)  # what the engine holds
         assert m.body_mass[puck] == pytest.approx(values["puck.mass"])
         assert 0.15 <= values["puck.friction.slide_x"] <= 0.95
@@ -134,8 +135,8 @@ def test_fixed_conditions_are_applied(env):
         assert info["randomization"]["puck.mass"] == pytest.approx(EVAL_PUCK_MASS)
         for key, value in condition.items():
             assert info["randomization"][key] == pytest.approx(value, abs=1e-12), key
-        assert m.pair_friction[pair, :2].tolist() == pytest.approx([condition["puck.friction.slide_x"],
-                                                                    condition["puck.friction.slide_y"]])
+        assert m.pair_friction[pair, :2].tolist() == pytest.approx([condition["puck.friction.slide_y"],
+                                                                    condition["puck.friction.slide_x"]])
     assert CONDITIONS["aniso_low_x"]["puck.friction.slide_x"] < CONDITIONS["aniso_low_x"]["puck.friction.slide_y"]
     assert CONDITIONS["aniso_low_y"]["puck.friction.slide_y"] < CONDITIONS["aniso_low_y"]["puck.friction.slide_x"]
 

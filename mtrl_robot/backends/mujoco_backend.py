@@ -18,8 +18,8 @@ from mujoco import rollout
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
-from mtrl_robot.backends.mujoco_model import TIMESTEP, build_model, build_puck_model
-from mtrl_robot.backends.scene import FRICTION_PARAMETERS, Scene, world_nominal_parameters
+from mtrl_robot.backends.mujoco_model import PAIR_FRICTION_ORDER, TIMESTEP, build_model, build_puck_model
+from mtrl_robot.backends.scene import Scene, world_nominal_parameters
 from mtrl_robot.backends.trajectory import (
     GOAL_TOLERANCE,
     SETTLE_TIME,
@@ -74,7 +74,7 @@ class MujocoBackend(SimBackend):
             self._puck = m.body("puck").id
             self._puck_qadr = int(m.jnt_qposadr[m.joint("puck").id])
             self._puck_dof = int(m.jnt_dofadr[m.joint("puck").id])
-            self._friction_names = [f"puck.friction.{n}" for n in FRICTION_PARAMETERS]
+            self._friction_names = [f"puck.friction.{n}" for n in PAIR_FRICTION_ORDER]
             self._solo = build_puck_model(scene, PUCK_TIMESTEP)
             self._solo_data = mujoco.MjData(self._solo)
         # Views into the model's arrays (stable: the model is never reallocated) and their nominal values.

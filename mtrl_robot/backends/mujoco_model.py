@@ -16,7 +16,7 @@ import mujoco
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.backends.scene import PADDLE_STICK_RADIUS, Scene
+from mtrl_robot.backends.scene import FRICTION_PARAMETERS, PADDLE_STICK_RADIUS, Scene
 
 TIMESTEP = 0.002  # s
 ARMATURE = 0.1  # kg·m², rotor inertia on every joint; keeps light wrists stable
@@ -28,6 +28,11 @@ OFFSCREEN_SIZE = (1920, 1080)  # minimum offscreen framebuffer, pixels
 # Collision bits: arm geoms collide with the puck only; puck–table contact comes from the explicit pair.
 _ARM_CONTYPE, _ARM_CONAFFINITY = 1, 0
 _PUCK_CONTYPE, _PUCK_CONAFFINITY = 0, 1
+
+# MuJoCo's contact frame for the puck on the flat table: normal −z, first tangent world y, second world x.
+# The pair's five coefficients are [slide t1, slide t2, torsional, roll about t1, roll about t2], so the
+# scene's x/y coefficients go in this order to act along world x and y.
+PAIR_FRICTION_ORDER = ("slide_y", "slide_x", "torsional", "roll_y", "roll_x")
 
 
 def _quat(rotation: np.ndarray) -> np.ndarray:
@@ -127,7 +132,9 @@ def add_scene(spec: mujoco.MjSpec, scene: Scene) -> None:
     puck.add_freejoint(name="puck")
     puck.add_geom(name="puck", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=(r, h / 2, 0), contype=_PUCK_CONTYPE,
                   conaffinity=_PUCK_CONAFFINITY, rgba=(0.15, 0.15, 0.8, 1.0), mass=0.0)
-    spec.add_pair(name="puck_table", geomname1="puck", geomname2="table", condim=6, friction=scene.puck_friction)
+    nominal = dict(zip(FRICTION_PARAMETERS, scene.puck_friction, strict=True))
+    spec.add_pair(name="puck_table", geomname1="puck", geomname2="table", condim=6,
+                  friction=[nominal[name] for name in PAIR_FRICTION_ORDER])
     camera = world.add_camera(name="overhead", pos=scene.camera_position, quat=(1, 0, 0, 0), fovy=scene.camera_fovy)
     camera.resolution = scene.camera_size
 
