@@ -35,5 +35,6 @@ setup(
     entry_points={"console_scripts": [
         f"mtrl-robot = {PACKAGE}.cli:main",
         f"arm_node = {PACKAGE}.ros.arm_node:main",
+        f"perception_node = {PACKAGE}.ros.perception_node:main",
     ]},
 )

@@ -14,15 +14,15 @@ from mtrl_robot.safety import SafetyChecker
 PRESETS = preset_names()
 
 
-def test_the_five_presets_exist():
-    assert PRESETS == ["abb_yumi", "franka_fr3", "franka_panda", "kinova_gen3", "rethink_baxter"]
+def test_the_presets_exist():
+    assert PRESETS == ["abb_yumi", "franka_fr3", "franka_panda", "kinova_gen3", "rethink_baxter", "sim_panda"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_agrees_with_its_family(name):
     preset = load_preset(name)
     arm = load_family(preset.family)
-    assert preset.dry_run is True
+    assert preset.dry_run is (name != "sim_panda")  # only the simulated arm moves without an explicit opt-in
     assert sorted(preset.model_names) == sorted(arm.joint_names) and len(preset.joint_names) == arm.dof
     model = [arm.joint_names.index(m) for m in preset.model_names]
     assert np.all(preset.lower >= arm.lower[model]) and np.all(preset.upper <= arm.upper[model])

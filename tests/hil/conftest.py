@@ -1,0 +1,166 @@
+"""Fixtures for the hardware-in-the-loop suite: the same tests on simulation-as-hardware or on a real arm.
+
+- Without ``MTRL_HIL_PRESET``: an ``arm_node`` subprocess configured like ``config/hardware/sim_panda.yaml``, in a
+  ROS domain of this test module's own with localhost discovery and ROS logs in a temporary folder. Teardown
+  stops it (SIGTERM, then SIGKILL).
+- With ``MTRL_HIL_PRESET=<name or YAML path>``: the real arm in the environment's ROS domain; nothing is started.
+  Tests that move the arm run only with ``MTRL_HIL_ALLOW_MOTION=1``; without it the client is in dry-run mode,
+  so nothing at all is sent to the controller, and those tests are skipped.
+
+Either way the client is a :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend` with a node of its own.
+A :class:`Tap` listens to the controller's goal status and trajectory topic, to tell whether anything was sent.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+from action_msgs.msg import GoalStatusArray
+from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
+
+from mtrl_robot.hardware_presets import HardwarePreset, load_preset
+from mtrl_robot.ros.arm_node import node_command
+from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
+
+SIM_PRESET = "sim_panda"
+STARTUP_TIMEOUT = 60.0  # s for an arm node to come up on a loaded machine
+STOP_TIMEOUT = 10.0  # s for a node to exit after SIGTERM before it is killed
+PRESET = os.environ.get("MTRL_HIL_PRESET", "")
+ALLOW_MOTION = os.environ.get("MTRL_HIL_ALLOW_MOTION") == "1"
+
+
+class SimArm:
+    """An ``arm_node`` subprocess serving ``preset``'s interfaces, under ``namespace``."""
+
+    def __init__(self, preset: HardwarePreset, log_dir: Path, namespace: str = ""):
+        parameters = {"robot": preset.family, "controller_name": preset.controller,
+                      "joint_states_rate": preset.joint_states_rate}
+        self.log_path = log_dir / f"arm_node{namespace.replace('/', '_')}.log"
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(node_command(parameters, namespace), stdout=log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def close(self) -> None:
+        """SIGTERM the node, wait for it (SIGKILL it if it hangs)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def namespaced(preset: HardwarePreset, namespace: str) -> HardwarePreset:
+    """``preset`` with every ROS name under ``namespace`` (where an arm node started there serves them)."""
+    return replace(preset, action=namespace + preset.action, joint_states_topic=namespace + preset.joint_states_topic,
+                   trajectory_topic=None if preset.trajectory_topic is None else namespace + preset.trajectory_topic)
+
+
+class Tap:
+    """Goal ids the controller's action server reports, and messages on its trajectory topic."""
+
+    def __init__(self, backend: HardwareBackend):
+        self._lock = threading.Lock()
+        self._goals: set[bytes] = set()
+        self._trajectories = 0
+        preset, node = backend.preset, backend.node
+        node.create_subscription(GoalStatusArray, f"{preset.action}/_action/status", self._on_status, 10)
+        if preset.trajectory_topic is not None:
+            node.create_subscription(JointTrajectoryMsg, preset.trajectory_topic, self._on_trajectory, 10)
+
+    def _on_status(self, msg: GoalStatusArray) -> None:
+        with self._lock:
+            self._goals.update(bytes(s.goal_info.goal_id.uuid) for s in msg.status_list)
+
+    def _on_trajectory(self, msg: JointTrajectoryMsg) -> None:
+        with self._lock:
+            self._trajectories += 1
+
+    def snapshot(self) -> tuple[frozenset[bytes], int]:
+        with self._lock:
+            return frozenset(self._goals), self._trajectories
+
+
+@dataclass
+class Rig:
+    """The arm under test, how it is reached, and the extra clients and arm nodes tests start (closed at the end)."""
+
+    preset: HardwarePreset
+    simulated: bool
+    log_dir: Path
+    backend: HardwareBackend | None = None
+    tap: Tap | None = None
+    startup_timeout: float = STARTUP_TIMEOUT
+    _started: list[HardwareBackend | SimArm] = field(default_factory=list)
+
+    def connect(self, preset: HardwarePreset, sim: SimArm | None = None, **options: object) -> HardwareBackend:
+        """A ready client of ``preset``; fails with the arm node's output if it does not come up."""
+        backend = HardwareBackend(preset, **options)
+        self._started.append(backend)
+        try:
+            backend.wait_ready(STARTUP_TIMEOUT)
+        except HardwareError as exc:
+            output = "" if sim is None else f"\narm node (exit code {sim.process.poll()}):\n{sim.output()}"
+            pytest.fail(f"{exc}{output}")
+        return backend
+
+    def start_sim(self, namespace: str = "") -> tuple[HardwarePreset, SimArm]:
+        """An arm node serving this rig's preset under ``namespace``, and the preset renamed to match."""
+        preset = namespaced(self.preset, namespace)
+        sim = SimArm(preset, self.log_dir, namespace)
+        self._started.append(sim)
+        return preset, sim
+
+    def require_motion(self) -> None:
+        if not self.simulated and not ALLOW_MOTION:
+            pytest.skip(f"moves the arm of preset '{self.preset.name}': set MTRL_HIL_ALLOW_MOTION=1 to allow it")
+
+    def require_simulation(self, why: str) -> None:
+        if not self.simulated:
+            pytest.skip(f"needs the simulated arm node: {why}")
+
+    def close(self) -> None:
+        for started in reversed(self._started):
+            started.close()
+
+
+@pytest.fixture(scope="module")
+def ros_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """ROS logs in a temporary folder; in simulation also a domain of this module's own and localhost discovery."""
+    values = {"ROS_LOG_DIR": str(tmp_path_factory.mktemp("ros_log"))}
+    if not PRESET:
+        offset = zlib.crc32(request.module.__name__.encode()) + os.getpid()
+        values.update(ROS_DOMAIN_ID=str(101 + offset % 100), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in values.items():
+            patch.setenv(key, value)
+        yield
+
+
+@pytest.fixture(scope="module")
+def rig(ros_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    rig = Rig(load_preset(PRESET or SIM_PRESET), simulated=not PRESET, log_dir=tmp_path_factory.mktemp("hil"))
+    try:
+        preset, sim = rig.start_sim() if rig.simulated else (rig.preset, None)
+        rig.backend = rig.connect(preset, sim, dry_run=None if sim else not ALLOW_MOTION, node_name="hil_client")
+        rig.tap = Tap(rig.backend)
+        yield rig
+    finally:
+        rig.close()
+
+
+@pytest.fixture
+def arm(rig: Rig) -> Rig:
+    """The rig, for a test that moves the arm (skipped on a real arm unless motion is allowed)."""
+    rig.require_motion()
+    return rig
