@@ -11,7 +11,9 @@ tasks and a 1-40-40-1 MLP, a second-order meta-step takes about 7 ms this way ag
 Python loop over tasks and ``torch.autograd.grad(create_graph=True)``; the meta-gradients agree to 1e-7.
 Buffers that change in the forward pass (batch norm in training mode) are not supported under ``vmap``.
 
-Only parameters with ``requires_grad`` are adapted and meta-learned; the others stay as they are.
+Only parameters with ``requires_grad`` are meta-learned; the others stay as they are. The inner loop adapts all
+of them, or with ``MAMLConfig.adapt_only`` only those whose names start with one of its prefixes (e.g. a head or a
+decoder); the rest are then meta-learned but shared by every task, as in ANIL (Raghu et al., 2020).
 """
 
 from __future__ import annotations
@@ -50,9 +52,14 @@ class MAMLConfig:
     latent_dim: int = 0  # size of the latent task variable z
     kl_weight: float = 0.1  # beta, the weight of KL(q(z | support) || N(0, I)) in the meta-loss
     encoder_hidden: int = 64  # width of the support-set encoder
+    adapt_only: tuple[str, ...] = ()  # name prefixes of the parameters the inner loop adapts; empty: all
 
     def __post_init__(self) -> None:
         problems = []
+        if isinstance(self.adapt_only, str) or not all(isinstance(p, str) and p for p in self.adapt_only):
+            problems.append(f"adapt_only must be a list of parameter-name prefixes, got {self.adapt_only!r}")
+        else:
+            self.adapt_only = tuple(self.adapt_only)
         if self.inner_steps < 0:
             problems.append(f"inner_steps must be >= 0, got {self.inner_steps}")
         if not self.inner_lr > 0:
@@ -95,7 +102,7 @@ class MAML:
         if self.config.latent_dim > 0 and not self.uses_latent:
             raise ValueError("MAMLConfig.latent_dim > 0 selects ProbabilisticMAML; build it with make_meta_learner")
         self.model, self.loss_fn = model, loss_fn
-        self.names = [name for name, p in model.named_parameters() if p.requires_grad]
+        self.names = _adapted_names(model, self.config.adapt_only)
         self.meta = nn.ModuleDict(self._meta_modules())
         self.optimizer = torch.optim.Adam(self.meta.parameters(), lr=self.config.outer_lr)
         self.generator = torch.Generator().manual_seed(self.config.seed)
@@ -192,9 +199,10 @@ class MAML:
             config = MAMLConfig(**state["config"])
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{source}: invalid config: {e}") from e
-        if config.learn_inner_lr != self.config.learn_inner_lr:
-            raise CheckpointError(f"{source}: learn_inner_lr is {config.learn_inner_lr!r} in the checkpoint, "
-                                  f"{self.config.learn_inner_lr!r} here")
+        for key in ("learn_inner_lr", "adapt_only"):
+            if getattr(config, key) != getattr(self.config, key):
+                raise CheckpointError(f"{source}: {key} is {getattr(config, key)!r} in the checkpoint, "
+                                      f"{getattr(self.config, key)!r} here")
         _check_shapes(state.get("meta"), self.meta.state_dict(), source)
         backup = copy.deepcopy(self.state_dict())
         try:
@@ -241,6 +249,16 @@ class MAML:
         state = read_checkpoint(path)
         self.load_state_dict(state, source=str(path))
         return state.get("extra", {})
+
+
+def _adapted_names(model: nn.Module, prefixes: tuple[str, ...]) -> list[str]:
+    """Names of the trainable parameters the inner loop adapts; every prefix must select at least one."""
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    unused = [prefix for prefix in prefixes if not any(name.startswith(prefix) for name in names)]
+    if unused:
+        raise ValueError(f"MAMLConfig.adapt_only: no trainable parameter name starts with {unused} "
+                         f"(parameters: {names[:8]}{', …' if len(names) > 8 else ''})")
+    return [name for name in names if not prefixes or name.startswith(prefixes)]
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

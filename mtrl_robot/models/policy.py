@@ -1,0 +1,67 @@
+"""The high-level policy (target position → latent z) and the reaching model (the policy, then the VAE decoder)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mtrl_robot.models.motor_vae import MotorVAE, mlp
+
+MIN_TARGET_SCALE = 1e-3  # m, the smallest per-axis normalisation scale of targets
+
+
+class TargetPolicy(nn.Module):
+    """Target xyz (m), normalised with buffered dataset statistics, → latent z of the motor VAE.
+
+    With ``task_dim`` > 0 the input is ``cat(target, task latent)`` (probabilistic MAML's task variable); only
+    the target part is normalised.
+    """
+
+    def __init__(self, latent_dim: int, hidden: Sequence[int] = (256, 256, 256), task_dim: int = 0):
+        super().__init__()
+        self.task_dim = task_dim
+        self.register_buffer("target_mean", torch.zeros(3))
+        self.register_buffer("target_scale", torch.ones(3))
+        self.body = mlp([3 + task_dim, *hidden], final_activation=True)
+        self.head = nn.Linear(hidden[-1], latent_dim)
+
+    def set_statistics(self, targets: Tensor) -> None:
+        """Normalisation from a dataset of targets (N, 3)."""
+        if targets.ndim != 2 or targets.shape[1] != 3 or len(targets) < 2:
+            raise ValueError(f"statistics need targets of shape (N >= 2, 3), got {tuple(targets.shape)}")
+        self.target_mean.copy_(targets.mean(dim=0))
+        self.target_scale.copy_(targets.std(dim=0).clamp_min(MIN_TARGET_SCALE))
+
+    def forward(self, x: Tensor) -> Tensor:
+        target = (x[..., :3] - self.target_mean) / self.target_scale
+        return self.head(self.body(torch.cat([target, x[..., 3:]], dim=-1)))
+
+
+class ReachingModel(nn.Module):
+    """Target (m) → normalised flat trajectory: the policy, then the VAE's decoder and scaler (shared, not copied)."""
+
+    def __init__(self, vae: MotorVAE, policy: TargetPolicy):
+        super().__init__()
+        self.policy = policy
+        self.decoder = vae.decoder
+        self.scaler = vae.scaler
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decoder(self.policy(x))
+
+    def inputs(self, targets: Tensor, task: Tensor | None = None) -> Tensor:
+        """The model's input for targets (..., 3): with a task latent, ``cat(target, task)`` (zeros: the prior)."""
+        if self.policy.task_dim == 0:
+            return targets
+        task = targets.new_zeros(self.policy.task_dim) if task is None else task
+        return torch.cat([targets, task.expand(*targets.shape[:-1], -1)], dim=-1)
+
+    def normalize(self, offsets: Tensor) -> Tensor:
+        """(..., T, dof) joint offsets → (..., T·dof), the units of ``forward``."""
+        return self.scaler.normalize(offsets)
+
+    def offsets(self, flat: Tensor) -> Tensor:
+        """``forward``'s output → (..., T, dof) joint offsets from the start posture, rad."""
+        return self.scaler.denormalize(flat)
