@@ -130,6 +130,20 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"\nall outputs are in {out}/")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from mtrl_robot.training.meta_train import train_from_preset
+
+    out = train_from_preset(args.preset, args.output, resume=args.resume, progress=True)
+    print(f"training run in {out} (checkpoints/, logs/, report.json)")
+
+
+def cmd_adapt(args: argparse.Namespace) -> None:
+    from mtrl_robot.training.adapt import adapt_cli
+
+    path = adapt_cli(args.checkpoint, args.demos, args.robot, args.k, out=args.output, steps=args.steps)
+    print(f"wrote adapted checkpoint {path}")
+
+
 def cmd_launch(args: argparse.Namespace) -> None:
     from mtrl_robot.launch_runner import main as launch_main
 
@@ -184,6 +198,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", type=Path, default=Path("results"))
     b.set_defaults(func=cmd_bench)
 
+    t = sub.add_parser("train", help="pretrain and meta-train the reaching model from a preset")
+    t.add_argument("preset", help="preset name in config/training (small, full) or a YAML path")
+    t.add_argument("-o", "--output", type=Path, default=RUNS / "train")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    t.set_defaults(func=cmd_train)
+
+    a = sub.add_parser("adapt", help="adapt a meta-trained checkpoint to a new arm from K demonstrations")
+    a.add_argument("checkpoint", type=Path, help="a checkpoint file, or a training run folder")
+    a.add_argument("demos", type=Path, help="demonstrations (.npz dataset)")
+    a.add_argument("--robot", help="robot id in the dataset (needed when it holds several)")
+    a.add_argument("-k", type=int, default=5, help="number of demonstrations to adapt on")
+    a.add_argument("--steps", type=int, help="gradient steps (default: the checkpoint's preset)")
+    a.add_argument("-o", "--output", type=Path, help="adapted checkpoint (default: beside the checkpoint)")
+    a.set_defaults(func=cmd_adapt)
+
     la = sub.add_parser("launch", help="run a ROS 2 XML launch file (the subset this package uses)")
     la.add_argument("file", type=Path)
     la.add_argument("arguments", nargs="*", help="launch arguments as name:=value")
@@ -201,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, JointVectorError, KeyError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, JointVectorError, KeyError, FileNotFoundError, FileExistsError, ValueError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else exc
         print(f"mtrl-robot: error: {message}", file=sys.stderr)
         return 2
