@@ -36,5 +36,8 @@ setup(
         f"mtrl-robot = {PACKAGE}.cli:main",
         f"arm_node = {PACKAGE}.ros.arm_node:main",
         f"perception_node = {PACKAGE}.ros.perception_node:main",
+        f"demo_recorder = {PACKAGE}.ros.demo_recorder:main",
+        f"adaptation_node = {PACKAGE}.ros.adaptation_node:main",
+        f"policy_node = {PACKAGE}.ros.policy_node:main",
     ]},
 )

@@ -80,7 +80,7 @@ class NodeSpec:
         for path in self.param_files:
             args += ["--params-file", path]
         for name, value in self.parameters:
-            args += ["-p", f"{name}:={value}"]
+            args += ["-p", f"{name}:={value if value != '' else repr('')}"]  # rcl refuses an empty override
         for source, target in self.remaps:
             args += ["-r", f"{source}:={target}"]
         return args

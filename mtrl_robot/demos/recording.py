@@ -252,3 +252,51 @@ def convert_recording(path: str | Path, arm: Arm, n_waypoints: int = N_WAYPOINTS
                            targets=np.array([ep.target for ep in episodes]), times=np.array(times),
                            positions=np.array(positions), velocities=np.array(velocities), info=info)
 
+
+
+class BagStream:
+    """A rosbag2 MCAP bag written message by message; it appears at ``path`` only on :meth:`close`."""
+
+    def __init__(self, path: str | Path, *, joint_states_topic: str = JOINT_STATES_TOPIC,
+                 target_topic: str = TARGET_TOPIC):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        self.path = Path(path)
+        if self.path.exists():
+            raise FileExistsError(f"{self.path}: already exists; a recording is never overwritten")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"))
+        self._store = store = _typestore()
+        self._writer = Writer(self._tmp / self.path.name, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        self._connections = {JOINT_STATE_TYPE: self._writer.add_connection(joint_states_topic, JOINT_STATE_TYPE,
+                                                                           typestore=store),
+                             TARGET_TYPE: self._writer.add_connection(target_topic, TARGET_TYPE, typestore=store)}
+
+    def write_joint_state(self, stamp_ns: int, names, positions, velocities) -> None:
+        """Append a JointState stamped ``stamp_ns`` (header and log time)."""
+        types = self._store.types
+        msg = types[JOINT_STATE_TYPE](header=types["std_msgs/msg/Header"](stamp=_stamp(self._store, stamp_ns),
+                                                                            frame_id=""),
+                                      name=list(names), position=np.asarray(positions, dtype=float),
+                                      velocity=np.asarray(velocities, dtype=float), effort=np.empty(0))
+        self._writer.write(self._connections[JOINT_STATE_TYPE], stamp_ns,
+                           self._store.serialize_cdr(msg, JOINT_STATE_TYPE))
+
+    def write_target(self, stamp_ns: int, target, frame_id: str = WORLD_FRAME) -> None:
+        """Append a PointStamped target (x, y, z) stamped ``stamp_ns``: it starts an episode."""
+        types = self._store.types
+        x, y, z = (float(v) for v in target)
+        msg = types[TARGET_TYPE](header=types["std_msgs/msg/Header"](stamp=_stamp(self._store, stamp_ns),
+                                                                       frame_id=frame_id),
+                                 point=types["geometry_msgs/msg/Point"](x=x, y=y, z=z))
+        self._writer.write(self._connections[TARGET_TYPE], stamp_ns, self._store.serialize_cdr(msg, TARGET_TYPE))
+
+    def close(self) -> Path:
+        """Finish the bag and move it to ``path`` in one rename."""
+        try:
+            self._writer.close()
+            os.rename(self._tmp / self.path.name, self.path)
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        return self.path

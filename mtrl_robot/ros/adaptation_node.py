@@ -1,0 +1,152 @@
+"""The adaptation node: the last K recorded demonstrations → an adapted checkpoint → the policy node.
+
+``~/adapt`` (``std_srvs/Trigger``) converts the newest ``k`` episode bags in ``recordings_dir`` (the demo
+recorder's, one episode per bag; hidden, unfinished folders are skipped) for the configured robot, adapts
+``checkpoint`` to them with :func:`~mtrl_robot.training.adapt.adapt`, writes the result into ``output_dir``,
+then sets the policy node's ``checkpoint`` parameter and calls its ``reload`` service. The reply's
+``message`` is the new checkpoint's path, or what went wrong.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
+from std_srvs.srv import Trigger
+
+from mtrl_robot.arms.chain import Arm
+from mtrl_robot.demos.dataset import DatasetError, DemoDataset, concat
+from mtrl_robot.demos.recording import convert_recording
+from mtrl_robot.meta import CheckpointError
+from mtrl_robot.ros.arm_node import load_arm
+from mtrl_robot.training import checkpoint as checkpoints
+from mtrl_robot.training.adapt import adapt
+
+REPLY_TIMEOUT = 10.0  # s for the policy node to answer
+TRIM_REST = 0.01  # rad/s: samples before and after the motion slower than this are dropped
+
+PARAMETERS = {  # name: (default, description)
+    "checkpoint": ("", "Meta-trained reaching checkpoint (.pt) to adapt"),
+    "recordings_dir": ("recordings", "Folder of the demo recorder's episode bags"),
+    "output_dir": ("", "Folder for adapted checkpoints (empty: beside checkpoint)"),
+    "k": (5, "Number of most recent episodes to adapt on"),
+    "steps": (-1, "Inner-loop adaptation steps (-1: the checkpoint preset's adapt.steps)"),
+    "policy_node": ("policy_node", "Node whose checkpoint parameter is set and whose reload service is called"),
+    "robot": ("panda", "Arm family name, a robot id of population_file, or 'urdf' (as arm_node)"),
+    "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)"),
+    "urdf_file": ("", "URDF to load when robot is 'urdf'"),
+    "flange_link": ("", "Flange link of urdf_file when robot is 'urdf'"),
+}
+
+
+def latest_bags(folder: str | Path, k: int) -> list[Path]:
+    """The ``k`` newest complete bags (by name, which the recorder makes sortable) in ``folder``, oldest first."""
+    bags = sorted(p for p in Path(folder).glob("*/metadata.yaml") if not p.parent.name.startswith("."))
+    if len(bags) < k:
+        raise DatasetError(folder, f"{k} episodes needed, {len(bags)} recorded")
+    return [p.parent for p in bags[len(bags) - k:]]
+
+
+def recorded_demos(folder: str | Path, arm: Arm, k: int, n_waypoints: int) -> DemoDataset:
+    """The last ``k`` recorded episodes of ``arm`` as one dataset."""
+    return concat([convert_recording(bag, arm, n_waypoints, trim_rest=TRIM_REST) for bag in latest_bags(folder, k)])
+
+
+class AdaptationNode(Node):
+    """Serves ``~/adapt``: few-shot adaptation on the latest recordings, handed to the policy node."""
+
+    def __init__(self) -> None:
+        super().__init__("adaptation_node")
+        p = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
+             for name, (default, text) in PARAMETERS.items()}
+        self.p = p
+        self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
+        group = ReentrantCallbackGroup()  # the service waits for the policy node's replies
+        self._parameters = AsyncParameterClient(self, p["policy_node"], callback_group=group)
+        self._reload = self.create_client(Trigger, f"{p['policy_node']}/reload", callback_group=group)
+        self.create_service(Trigger, "~/adapt", self._adapt, callback_group=group)
+        self.get_logger().info(f"adapting {p['checkpoint']} to {self.arm.robot_id} on the last {p['k']} episodes "
+                               f"in {p['recordings_dir']}")
+
+    def _wait(self, future: Future, what: str):
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(REPLY_TIMEOUT):
+            raise TimeoutError(f"{what}: no reply from {self.p['policy_node']} within {REPLY_TIMEOUT} s")
+        return future.result()
+
+    def adapt_latest(self) -> Path:
+        """Adapt on the latest episodes and return the new checkpoint."""
+        p = self.p
+        n_waypoints = int(checkpoints.load(p["checkpoint"]).info["n_waypoints"])
+        demos = recorded_demos(p["recordings_dir"], self.arm, p["k"], n_waypoints)
+        source = Path(p["checkpoint"])
+        folder = Path(p["output_dir"]) if p["output_dir"] else source.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / f"{source.stem}-{self.arm.robot_id}-k{p['k']}-{time.strftime('%Y%m%dT%H%M%S')}.pt"
+        return adapt(source, demos, p["k"], None if p["steps"] < 0 else p["steps"], out)
+
+    def hand_over(self, path: Path) -> str:
+        """Set the policy node's checkpoint to ``path`` and make it reload; returns its reply."""
+        if not self._parameters.wait_for_services(REPLY_TIMEOUT) or not self._reload.wait_for_service(REPLY_TIMEOUT):
+            raise TimeoutError(f"the policy node {self.p['policy_node']} is not reachable")
+        result = self._wait(self._parameters.set_parameters([Parameter("checkpoint", value=str(path))]),
+                            "set checkpoint")
+        if not all(r.successful for r in result.results):
+            raise RuntimeError(f"policy node refused the checkpoint parameter: {result.results[0].reason}")
+        reply = self._wait(self._reload.call_async(Trigger.Request()), "reload")
+        if not reply.success:
+            raise RuntimeError(f"policy node could not reload: {reply.message}")
+        return reply.message
+
+    def _adapt(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        try:
+            path = self.adapt_latest()
+            reply = self.hand_over(path)
+        except (DatasetError, CheckpointError, ValueError, OSError, RuntimeError, TimeoutError) as exc:
+            self.get_logger().error(f"adaptation failed: {exc}")
+            response.success, response.message = False, str(exc)
+            return response
+        self.get_logger().info(f"adapted checkpoint {path}; policy node: {reply}")
+        response.success, response.message = True, str(path)
+        return response
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run until SIGINT or SIGTERM (exit code 0); exit code 1 on a configuration error."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    executor = MultiThreadedExecutor(num_threads=3)
+    node = None
+    try:
+        node = AdaptationNode()
+        executor.add_node(node)
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyError, ValueError) as exc:  # configuration errors, ConfigError included
+        print(f"adaptation_node: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The policy node: a flange target → the (adapted) reaching model's trajectory → the arm's controller.
+
+- Subscribes ``target`` (``geometry_msgs/PointStamped``, frame ``world``). Each target is planned with
+  :func:`~mtrl_robot.training.predict.predict` from the measured joint state, slowed down if needed to fit the
+  preset's velocity and acceleration limits (times ``LIMIT_FRACTION``), and sent through
+  :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend`, so the safety layer checks it. A new target
+  replaces the running trajectory; each outcome is logged.
+- ``~/reload`` (``std_srvs/Trigger``): load the file the ``checkpoint`` parameter names now (set it first).
+- Latency from a target's arrival to its trajectory being handed to the controller is logged as p50/p99
+  every ``LATENCY_EVERY`` targets and at shutdown; :func:`plan_latency` measures it without ROS.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PointStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from std_srvs.srv import Trigger
+
+from mtrl_robot.arms.chain import Arm
+from mtrl_robot.backends.trajectory import JointTrajectory
+from mtrl_robot.meta import CheckpointError
+from mtrl_robot.ros.arm_node import load_arm
+from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
+from mtrl_robot.safety import SafetyError, SafetyLimits
+from mtrl_robot.training import checkpoint as checkpoints
+from mtrl_robot.training.checkpoint import ReachingCheckpoint
+from mtrl_robot.training.predict import predict
+
+LIMIT_FRACTION = 0.9  # of the preset's velocity and acceleration limits a planned trajectory may use
+LATENCY_EVERY = 20  # targets between latency reports
+
+PARAMETERS = {  # name: (default, description, read_only)
+    "checkpoint": ("", "Reaching checkpoint (.pt) to plan with; ~/reload re-reads it", False),
+    "preset": ("sim_panda", "Hardware preset name or YAML path of the arm's controller and safety limits", True),
+    "robot": ("panda", "Arm family name, a robot id of population_file, or 'urdf' (as arm_node)", True),
+    "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)", True),
+    "urdf_file": ("", "URDF to load when robot is 'urdf'", True),
+    "flange_link": ("", "Flange link of urdf_file when robot is 'urdf'", True),
+}
+
+
+def fit_limits(trajectory: JointTrajectory, limits: SafetyLimits, fraction: float = LIMIT_FRACTION) -> JointTrajectory:
+    """``trajectory`` (model joint names) slowed down uniformly until it uses at most ``fraction`` of ``limits``."""
+    index = [limits.model_names.index(n) for n in trajectory.joint_names]
+    velocity, acceleration = fraction * limits.velocity[index], fraction * limits.acceleration[index]
+    dt = np.diff(trajectory.times)[:, None]
+    dp = np.diff(trajectory.positions, axis=0)
+    v = trajectory.velocities if trajectory.velocities is not None else np.zeros_like(trajectory.positions)
+    v0, v1 = v[:-1], v[1:]
+    accel = np.maximum(np.abs(6 * dp - dt * (4 * v0 + 2 * v1)), np.abs(-6 * dp + dt * (2 * v0 + 4 * v1))) / dt**2
+    speed = np.maximum(np.abs(dp) / dt, np.maximum(np.abs(v0), np.abs(v1)))
+    scale = max(1.0, float((speed / velocity).max()), float(np.sqrt((accel / acceleration).max())))
+    return JointTrajectory(trajectory.joint_names, trajectory.times * scale, trajectory.positions, v / scale)
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50 and p99 (ms) of latencies in s, and how many there are."""
+    values = np.asarray(samples, dtype=float) * 1e3
+    return {"n": len(values), "p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
+
+
+def plan_latency(checkpoint: str | Path | ReachingCheckpoint, arm: Arm, targets: np.ndarray,
+                 limits: SafetyLimits | None = None) -> dict[str, float]:
+    """Target → timed trajectory latency percentiles of the policy's planning step, one target at a time."""
+    state = checkpoint if isinstance(checkpoint, ReachingCheckpoint) else checkpoints.load(checkpoint)
+    limits = limits or SafetyLimits.from_arm(arm)
+    samples = []
+    for target in np.asarray(targets, dtype=float).reshape(-1, 3):
+        started = time.perf_counter()
+        fit_limits(predict(state, arm, target[None])[0], limits)
+        samples.append(time.perf_counter() - started)
+    return percentiles(samples)
+
+
+class PolicyNode(Node):
+    """Reaches each target it receives with the reaching model, through the safety-checked hardware client."""
+
+    def __init__(self) -> None:
+        super().__init__("policy_node")
+        p = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text,
+                                                                             read_only=read_only)).value
+             for name, (default, text, read_only) in PARAMETERS.items()}
+        self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
+        self.state = self._load(p["checkpoint"])
+        self.backend = HardwareBackend(p["preset"], arm=self.arm, node_name="policy_node_client")
+        self.latencies: list[float] = []
+        self._lock = threading.Lock()  # one target planned and sent at a time
+        self.create_subscription(PointStamped, "target", self._on_target, 10)
+        self.create_service(Trigger, "~/reload", self._reload)
+        self.get_logger().info(f"policy for {self.arm.robot_id} from {p['checkpoint'] or 'no checkpoint yet'}, "
+                               f"preset {p['preset']}")
+
+    def _load(self, path: str) -> ReachingCheckpoint | None:
+        return checkpoints.load(path) if path else None
+
+    def _reload(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        path = self.get_parameter("checkpoint").value
+        try:
+            state = self._load(path)
+        except CheckpointError as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        with self._lock:
+            self.state = state
+        response.success, response.message = True, f"loaded {path}"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_target(self, msg: PointStamped) -> None:
+        received = time.perf_counter()
+        target = np.array([msg.point.x, msg.point.y, msg.point.z])
+        if msg.header.frame_id not in ("", "world") or not np.all(np.isfinite(target)):
+            self.get_logger().error(f"ignoring target {target.tolist()} in frame '{msg.header.frame_id}' "
+                                    "(expected finite, in 'world')")
+            return
+        with self._lock:
+            if self.state is None:
+                self.get_logger().error("no checkpoint loaded; set the checkpoint parameter and call ~/reload")
+                return
+            try:
+                start = self.backend.read_state().positions
+                trajectory = predict(self.state, self.arm, target[None], start)[0]
+                self.backend.send_trajectory(fit_limits(trajectory, self.backend.checker.limits))
+            except (SafetyError, HardwareError, ValueError) as exc:
+                self.get_logger().error(f"target {target.round(3).tolist()} not executed: {exc}")
+                return
+            self.latencies.append(time.perf_counter() - received)
+        self.get_logger().info(f"reaching {target.round(3).tolist()}: {trajectory.times[-1]:.2f} s trajectory sent")
+        if len(self.latencies) % LATENCY_EVERY == 0:
+            self.report_latency()
+        threading.Thread(target=self._report, daemon=True).start()
+
+    def _report(self) -> None:
+        result = self.backend.wait()
+        self.get_logger().info(f"trajectory {'succeeded' if result.success else 'failed'}: {result.message}")
+
+    def report_latency(self) -> None:
+        """Log the target → trajectory latency percentiles so far."""
+        if self.latencies:
+            stats = percentiles(self.latencies)
+            self.get_logger().info(f"target→trajectory latency over {stats['n']} targets: "
+                                   f"p50 {stats['p50_ms']:.1f} ms, p99 {stats['p99_ms']:.1f} ms")
+
+    def destroy_node(self) -> None:
+        self.report_latency()
+        self.backend.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run until SIGINT or SIGTERM (exit code 0); exit code 1 on a configuration error."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    executor = MultiThreadedExecutor(num_threads=2)
+    node = None
+    try:
+        node = PolicyNode()
+        executor.add_node(node)
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyError, ValueError, CheckpointError) as exc:  # configuration errors, ConfigError included
+        print(f"policy_node: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

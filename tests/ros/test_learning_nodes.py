@@ -1,0 +1,212 @@
+"""End to end through ROS on a held-out simulated arm: record K demos, adapt, reach fresh targets with the policy.
+
+A tiny Panda-only run is meta-trained first; arm_node, demo_recorder, adaptation_node and policy_node run as
+real subprocesses in this test's ROS domain (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from control_msgs.action import FollowJointTrajectory
+from geometry_msgs.msg import PointStamped
+from rclpy.action import ActionClient
+from std_srvs.srv import Trigger
+
+from mtrl_robot.arms import population as populations
+from mtrl_robot.arms.fk import flange_position
+from mtrl_robot.backends.trajectory import JointTrajectory
+from mtrl_robot.demos.planner import plan_robot_demos
+from mtrl_robot.demos.recording import convert_recording
+from mtrl_robot.hardware_presets import load_preset
+from mtrl_robot.launch_runner import parse_launch
+from mtrl_robot.ros.conversions import trajectory_to_msg
+from mtrl_robot.ros.policy_node import fit_limits
+from mtrl_robot.training import checkpoint as checkpoints
+from mtrl_robot.training.meta_train import train_from_preset
+from mtrl_robot.training.presets import load_preset as load_training_preset
+
+K = 3
+LAUNCH = Path(__file__).resolve().parents[2] / "launch"
+TINY = """name: tiny
+data: {families: [panda], robots_per_family: 5, held_out_per_family: 1, demos_per_robot: 8,
+       population_seed: 0, demo_seed: 0}
+model: {latent_dim: 4, vae_hidden: [32], policy_hidden: [32, 32], beta: 1.0e-3}
+pretrain: {source: nominal, nominal_demos: 100, vae_steps: 40, policy_steps: 150, batch_size: 64, lr: 3.0e-3, seed: 0}
+meta: {variant: maml, learn_inner_lr: per_tensor, adapt_only: [policy.head], k_support: 3, k_query: 3,
+       inner_steps: 2, inner_lr: 0.01, outer_lr: 1.0e-3, outer_lr_final: 1.0e-4, meta_batch_size: 2,
+       meta_steps: 10, checkpoint_every: 10, seed: 0}
+adapt: {steps: 5, k: 3}
+compute: {workers: 1, threads: 1}
+"""
+
+
+class Process:
+    """One of our nodes as a subprocess, output in a file."""
+
+    def __init__(self, module: str, log: Path, env: dict[str, str], **parameters: object):
+        self.log = log
+        args = [sys.executable, "-m", f"mtrl_robot.ros.{module}", "--ros-args"]
+        for name, value in parameters.items():
+            args += ["-p", f"{name}:={value}"]
+        with log.open("w") as out:
+            self.process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def call(client, name: str, timeout: float = 30.0) -> Trigger.Response:
+    service = client.node.create_client(Trigger, name)
+    try:
+        assert service.wait_for_service(timeout_sec=30.0), f"{name} not found"
+        return client.wait(service.call_async(Trigger.Request()), timeout)
+    finally:
+        client.node.destroy_client(service)
+
+
+def point(target: np.ndarray) -> PointStamped:
+    msg = PointStamped()
+    msg.header.frame_id = "world"
+    msg.point.x, msg.point.y, msg.point.z = (float(v) for v in target)
+    return msg
+
+
+def settled(states, names: tuple[str, ...], timeout: float = 15.0) -> np.ndarray:
+    """Joint positions (robot order) once the arm has moved and come to rest."""
+    def now() -> np.ndarray:
+        msg = states.latest()
+        return np.array([dict(zip(msg.name, msg.position, strict=True))[n] for n in names])
+
+    start, deadline = now(), time.monotonic() + timeout
+    while np.abs(now() - start).max() < 1e-3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    previous = now()
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        current = now()
+        if np.abs(current - previous).max() < 1e-4:
+            return current
+        previous = current
+    return now()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A tiny meta-trained run, its population file and a held-out robot id."""
+    folder = tmp_path_factory.mktemp("tiny_run")
+    (folder / "tiny.yaml").write_text(TINY)
+    preset = load_training_preset(folder / "tiny.yaml")
+    started = time.monotonic()
+    out = train_from_preset(preset, folder / "run", progress=False)
+    assert time.monotonic() - started < 60.0
+    data = preset.data
+    config = populations.load_config(data.population_config, seed=data.population_seed, families=list(data.families),
+                                     robots_per_family=data.robots_per_family)
+    population = populations.save(populations.generate(config), folder / "population.json")
+    state = checkpoints.load(out / "checkpoints" / "panda.pt")
+    return out / "checkpoints" / "panda.pt", population, state.info["held_out"][0]
+
+
+def reach(client, publisher, states, arm, targets: np.ndarray) -> np.ndarray:
+    """Flange errors (m) of the policy node reaching each target from home."""
+    errors = []
+    for target in targets:
+        assert call(client, "/arm_node/reset").success
+        time.sleep(0.2)
+        publisher.publish(point(target))
+        q = settled(states, arm.joint_names)
+        errors.append(float(np.linalg.norm(flange_position(arm, q) - target)))
+    return np.array(errors)
+
+
+def test_record_adapt_reach(run, launcher, ros_client, ros_env, tmp_path):
+    checkpoint, population_file, robot = run
+    arm = populations.load(population_file).get(robot)
+    robot_params = {"robot": robot, "population_file": population_file}
+    _, states = launcher.start(**robot_params)
+    recordings = tmp_path / "recordings"
+    nodes = [Process("demo_recorder", tmp_path / "recorder.log", ros_env, output_dir=recordings),
+             Process("adaptation_node", tmp_path / "adaptation.log", ros_env, checkpoint=checkpoint,
+                     recordings_dir=recordings, output_dir=tmp_path / "adapted", k=K, **robot_params),
+             Process("policy_node", tmp_path / "policy.log", ros_env, checkpoint=checkpoint, **robot_params)]
+    client = ros_client.node
+    action = ActionClient(client, FollowJointTrajectory, "/joint_trajectory_controller/follow_joint_trajectory")
+    demo_targets = client.create_publisher(PointStamped, "/demo_target", 10)
+    policy_targets = client.create_publisher(PointStamped, "/target", 10)
+    try:
+        assert action.wait_for_server(timeout_sec=30.0)
+        deadline = time.monotonic() + 30.0
+        while demo_targets.get_subscription_count() == 0 or policy_targets.get_subscription_count() == 0:
+            assert time.monotonic() < deadline, "the recorder or the policy node does not subscribe"
+            time.sleep(0.05)
+        limits = load_preset("sim_panda").safety_limits(arm)
+        demos = plan_robot_demos(arm, K, seed=123)
+        for i in range(K):
+            assert call(ros_client, "/arm_node/reset").success
+            demo_targets.publish(point(demos.targets[i]))
+            time.sleep(0.3)
+            assert call(ros_client, "/demo_recorder/start_episode").success
+            planned = fit_limits(JointTrajectory(arm.joint_names, demos.times[i], demos.positions[i],
+                                                 demos.velocities[i]), limits)
+            goal = FollowJointTrajectory.Goal(trajectory=trajectory_to_msg(planned))
+            handle = ros_client.wait(action.send_goal_async(goal))
+            assert ros_client.wait(handle.get_result_async(), 30.0).result.error_code == 0
+            assert call(ros_client, "/demo_recorder/stop_episode").success
+        bags = sorted(p for p in recordings.iterdir())
+        assert len(bags) == K and not any(p.name.startswith(".") for p in bags)
+        assert len(convert_recording(bags[0], arm)) == 1
+
+        fresh = plan_robot_demos(arm, 3, seed=456).targets
+        before = reach(ros_client, policy_targets, states, arm, fresh)
+        reply = call(ros_client, "/adaptation_node/adapt", timeout=60.0)
+        assert reply.success, reply.message + (tmp_path / "adaptation.log").read_text()
+        after = reach(ros_client, policy_targets, states, arm, fresh)
+        print(f"\nE2E reaching error on {robot}: before {before.mean() * 100:.2f} cm, "
+              f"after K={K} adaptation {after.mean() * 100:.2f} cm")
+        assert np.all(np.isfinite(after)) and after.mean() < 0.25
+    finally:
+        action.destroy()
+        codes = [node.stop() for node in nodes]
+        logs = {node.log.name: node.log.read_text() for node in nodes}
+    print(logs["policy.log"][-1500:])
+    assert codes == [0, 0, 0], logs
+    assert "latency" in logs["policy.log"]
+
+
+def test_recorder_sigterm_leaves_complete_bag(launcher, ros_client, ros_env, tmp_path):
+    _, states = launcher.start()
+    recorder = Process("demo_recorder", tmp_path / "recorder.log", ros_env, output_dir=tmp_path / "rec")
+    publisher = ros_client.node.create_publisher(PointStamped, "/demo_target", 10)
+    try:
+        deadline = time.monotonic() + 30.0
+        while publisher.get_subscription_count() == 0:
+            assert time.monotonic() < deadline, "the recorder does not subscribe"
+            time.sleep(0.05)
+        publisher.publish(point(np.array([0.4, 0.0, 0.5])))
+        time.sleep(0.3)
+        assert call(ros_client, "/demo_recorder/start_episode").success
+        time.sleep(0.5)
+    finally:
+        code = recorder.stop()
+    assert code == 0, recorder.log.read_text()
+    bags = list((tmp_path / "rec").iterdir())
+    assert len(bags) == 1 and not bags[0].name.startswith("."), bags
+    assert (bags[0] / "metadata.yaml").is_file()
+
+
+@pytest.mark.parametrize("name", ["sim_training", "few_shot_adaptation", "hil_test"])
+def test_launch_files_parse(name):
+    assert parse_launch(LAUNCH / f"{name}.launch.xml")
