@@ -190,6 +190,10 @@ class PybulletBackend(SimBackend):
         """Validate and start; a first point after time 0 is reached from the current position (as ros2_control)."""
         traj = start_from(trajectory, self._limits, self._measured()[0])
         self._trajectory, self._start, self._result = traj, self.time, None
+        # Set points for every control step, sampled once (vectorized) rather than per step.
+        steps = math.ceil(traj.duration / self.control_dt - 1e-9) + 1
+        self._plan = traj.sample(self.control_dt * np.arange(1, steps + 1))
+        self._plan_step = 0
 
     def is_executing(self) -> bool:
         return self._trajectory is not None
@@ -197,7 +201,9 @@ class PybulletBackend(SimBackend):
     def step(self, n: int = 1) -> None:
         for _ in range(n):
             if self._trajectory is not None:
-                self._command(*self._trajectory.sample(self.time + self.control_dt - self._start))
+                k = min(self._plan_step, len(self._plan[0]) - 1)
+                self._command(self._plan[0][k], self._plan[1][k])
+                self._plan_step += 1
             self._call(p.stepSimulation)
             self._steps += 1
             if self._trajectory is not None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-from scipy.interpolate import CubicHermiteSpline, make_interp_spline
+from scipy.interpolate import BSpline, CubicHermiteSpline, PPoly, make_interp_spline
 
 START_TOLERANCE = 0.05  # rad; a first point at time 0 must be this close to the measured position
 GOAL_TOLERANCE = 0.01  # rad; a trajectory succeeds when every joint settles this close to its final point
@@ -58,6 +59,13 @@ class JointTrajectory:
         vel = None if self.velocities is None else self.velocities[:, index]
         return JointTrajectory(tuple(names), self.times, self.positions[:, index], vel)
 
+    @cached_property
+    def _curve(self) -> BSpline | PPoly:
+        """The interpolating spline, built once per trajectory (backends sample it every control step)."""
+        if self.velocities is None:
+            return make_interp_spline(self.times, self.positions, k=1)
+        return CubicHermiteSpline(self.times, self.positions, self.velocities)
+
     def sample(self, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions and velocities at ``t`` seconds from start (a scalar or an array of times).
 
@@ -69,10 +77,8 @@ class JointTrajectory:
             positions = np.repeat(self.positions[:1], len(times), axis=0)
             velocities = np.zeros_like(positions)
         else:
-            curve = (make_interp_spline(self.times, self.positions, k=1) if self.velocities is None
-                     else CubicHermiteSpline(self.times, self.positions, self.velocities))
             inside = np.clip(times, self.times[0], self.times[-1])
-            positions, velocities = curve(inside), curve(inside, 1)
+            positions, velocities = self._curve(inside), self._curve(inside, 1)
             velocities[(times <= self.times[0]) | (times >= self.times[-1])] = 0.0
         return (positions, velocities) if t.ndim else (positions[0], velocities[0])
 
