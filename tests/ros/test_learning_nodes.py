@@ -120,6 +120,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     return out / "checkpoints" / "panda.pt", population, state.info["held_out"][0]
 
 
+def start_episode(client, publisher, target: np.ndarray, timeout: float = 30.0) -> None:
+    """Publish the target and start an episode; the first target can be lost while discovery completes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        publisher.publish(point(target))
+        time.sleep(0.3)
+        reply = call(client, "/demo_recorder/start_episode")
+        if reply.success or time.monotonic() > deadline:
+            break
+    assert reply.success, reply.message
+
+
 def reach(client, publisher, states, arm, targets: np.ndarray) -> np.ndarray:
     """Flange errors (m) of the policy node reaching each target from home."""
     errors = []
@@ -156,9 +168,7 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, tmp_path):
         demos = plan_robot_demos(arm, K, seed=123)
         for i in range(K):
             assert call(ros_client, "/arm_node/reset").success
-            demo_targets.publish(point(demos.targets[i]))
-            time.sleep(0.3)
-            assert call(ros_client, "/demo_recorder/start_episode").success
+            start_episode(ros_client, demo_targets, demos.targets[i])
             planned = fit_limits(JointTrajectory(arm.joint_names, demos.times[i], demos.positions[i],
                                                  demos.velocities[i]), limits)
             goal = FollowJointTrajectory.Goal(trajectory=trajectory_to_msg(planned))
@@ -195,9 +205,7 @@ def test_recorder_sigterm_leaves_complete_bag(launcher, ros_client, ros_env, tmp
         while publisher.get_subscription_count() == 0:
             assert time.monotonic() < deadline, "the recorder does not subscribe"
             time.sleep(0.05)
-        publisher.publish(point(np.array([0.4, 0.0, 0.5])))
-        time.sleep(0.3)
-        assert call(ros_client, "/demo_recorder/start_episode").success
+        start_episode(ros_client, publisher, np.array([0.4, 0.0, 0.5]))
         time.sleep(0.5)
     finally:
         code = recorder.stop()
