@@ -1,0 +1,1 @@
+"""Evaluation: few-shot errors, baselines, tables and plots."""
