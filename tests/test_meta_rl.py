@@ -1,0 +1,150 @@
+"""Meta-RL for puck hitting: a tiny run, checkpoints, the inner step, presets, evaluation and camera mode."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mtrl_robot.errors import ConfigError
+from mtrl_robot.evaluation.puck import OverheadCamera, evaluate_puck
+from mtrl_robot.meta import CheckpointError
+from mtrl_robot.meta.policy_gradient_maml import Batch, GaussianPolicy, adapt, meta_parameters, sample
+from mtrl_robot.tasks.meta_rl import (
+    BASELINE_FILE,
+    META_FILE,
+    SUMMARY_FILE,
+    VAE_FILE,
+    InnerLearningRates,
+    PuckWorld,
+    adaptation_curve,
+    load_policy,
+    load_preset,
+    new_policy,
+    save_policy,
+    train_puck,
+)
+from mtrl_robot.tasks.motion_vae import HittingVAE
+from mtrl_robot.tasks.puck_hitting import PuckHittingEnv
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return train_puck("small", tmp_path_factory.mktemp("puck_meta_rl"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def env(run):
+    environment = PuckHittingEnv("panda", motion_vae=HittingVAE.load(run / VAE_FILE))
+    yield environment
+    environment.close()
+
+
+def test_tiny_run_trains_without_nan(run):
+    config = load_preset("small")
+    summary = json.loads((run / SUMMARY_FILE).read_text())
+    assert summary["hits_per_policy"] == config.iterations * config.tasks_per_iteration * 2 * config.rollouts
+    for file, kind in ((META_FILE, "meta"), (BASELINE_FILE, "baseline")):
+        trained = load_policy(run / file)
+        assert trained.kind == kind and trained.config == config
+        assert len(trained.history) == config.iterations
+        assert all(torch.all(torch.isfinite(p)) for p in trained.policy.parameters())
+        assert np.all(np.isfinite([h["distance_by_step"] for h in trained.history]))
+        assert np.isfinite([h["loss"] for h in trained.history]).all()
+    meta, baseline = load_policy(run / META_FILE), load_policy(run / BASELINE_FILE)
+    assert not torch.allclose(meta.lrs.log_lr.exp(), torch.tensor(config.inner_lr))  # learned step sizes
+    scores = summary["baseline_lr_scores"]  # step size → mean distance after the inner steps
+    assert len(scores) == len(config.baseline_lr_factors)
+    assert torch.allclose(baseline.lrs.log_lr.exp(), torch.tensor(float(min(scores, key=scores.get))), rtol=1e-5)
+
+
+def test_checkpoint_round_trip(run, tmp_path):
+    trained = load_policy(run / META_FILE)
+    again = load_policy(save_policy(trained, tmp_path / "copy.pt"))
+    assert again.config == trained.config and again.kind == trained.kind and again.history == trained.history
+    obs = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    for a, b in zip(trained.policy(obs), again.policy(obs), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(again.lrs.log_lr, trained.lrs.log_lr, rtol=0, atol=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.pt"]  # no temporary file left behind
+    (tmp_path / "garbage.pt").write_bytes(b"not a torch file")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    for name, message in (("missing.pt", "no such"), ("garbage.pt", "not a readable"), ("other.pt", "not a puck")):
+        with pytest.raises(CheckpointError, match=message):
+            load_policy(tmp_path / name)
+
+
+def test_nan_is_refused():
+    policy = GaussianPolicy(2, 2, (8,))
+    params = meta_parameters(policy)
+    obs, generator = torch.zeros(4, 2), torch.Generator().manual_seed(0)
+    actions, log_probs = sample(policy, params, obs, generator)
+    lrs = InnerLearningRates({name: p.shape for name, p in params.items()}, 0.1, learn=False)()
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        adapt(policy, params, Batch(obs, actions, log_probs, torch.full((4,), torch.nan)), lrs, create_graph=False)
+    with torch.no_grad():
+        policy.body[0].weight.fill_(torch.nan)
+    with pytest.raises(FloatingPointError, match="non-finite actions"):
+        sample(policy, params, obs, generator)
+
+
+def test_one_inner_step_improves_a_fixed_condition_on_average(env):
+    """Untrained policy, iso_low: after one inner step on 16 hits the mean action lands closer (fixed seed)."""
+    config = dataclasses.replace(load_preset("small"), rollouts=16, eval_goals=16)
+    world = PuckWorld(env, config)
+    torch.manual_seed(0)
+    policy, lrs = new_policy(config, learn_lr=False)
+    curves = np.array([adaptation_curve(policy, lrs, world, world.condition("iso_low"), 1, [0, i])
+                       for i in range(6)])
+    before, after = curves[:, 0], curves[:, 1]
+    assert after.mean() < 0.8 * before.mean(), curves
+    assert (after < before).sum() >= 5, curves
+
+
+def test_presets_are_validated(tmp_path):
+    default, small = load_preset("default"), load_preset("small")
+    assert default.name == "default" and small.name == "small"
+    assert small.seed == default.seed and small.iterations < default.iterations  # inherits, overrides
+    path = tmp_path / "presets.yaml"
+    for text, field in (("a: {iterations: 0}", "a"), ("a: {iterations: 2.5}", "a.iterations"),
+                        ("a: {bogus: 1}", "a.bogus"), ("a: {goal_distance: [0.3, 0.1]}", "a"),
+                        ("a: {learn_inner_lr: 1}", "a.learn_inner_lr"), ("a: {base: b}\nb: {base: a}", "cycle"),
+                        ("a: {base: nowhere}", "nowhere")):
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=field):
+            load_preset("a", path)
+
+
+def test_evaluation_writes_table_and_plot(run, tmp_path):
+    for camera in (False, True):
+        table, plot = evaluate_puck(run, tmp_path, repeats=2, camera=camera,
+                                    conditions=("iso_low", "aniso_low_y") if not camera else ("iso_medium",),
+                                    progress=False)
+        text = table.read_text()
+        assert "| iso_low | meta |" in text or "| iso_medium | meta |" in text
+        assert ("camera" in text) == camera and "step 2" in text
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        raw = json.loads((tmp_path / f"puck_eval_{'camera' if camera else 'sim'}.json").read_text())
+        steps = load_preset("small").eval_steps + 1
+        assert np.array(raw["curves_m"]["baseline"][raw["conditions"][0]]).shape == (2, steps)
+    with pytest.raises(ValueError, match="at least 2"):
+        evaluate_puck(run, tmp_path, repeats=1)
+
+
+def test_camera_sees_the_puck_where_the_simulator_has_it(env):
+    camera = OverheadCamera(env)
+    rng = np.random.default_rng(0)
+    low, high = env.action_space.low, env.action_space.high
+    try:
+        for condition in ("iso_low", "iso_medium", "aniso_low_x", "aniso_low_y"):
+            for _ in range(3):
+                env.reset(options={"condition": condition, "goal": (0.6, 0.0)})
+                info = env.step(rng.uniform(low, high))[4]
+                seen = camera()
+                assert seen is not None
+                assert np.linalg.norm(seen - info["puck_final"]) < 0.004, (seen, info["puck_final"])
+    finally:
+        camera.close()
