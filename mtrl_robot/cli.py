@@ -144,6 +144,28 @@ def cmd_adapt(args: argparse.Namespace) -> None:
     print(f"wrote adapted checkpoint {path}")
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from mtrl_robot.evaluation.reaching import evaluate_reaching
+
+    table, plot, _ = evaluate_reaching(args.run, args.output, ks=tuple(args.ks), targets_per_robot=args.targets,
+                                       robots_per_family=args.robots)
+    print(table.read_text())
+    print(f"wrote {table} and {plot}")
+
+
+def cmd_puck(args: argparse.Namespace) -> None:
+    if args.action == "train":
+        from mtrl_robot.tasks.meta_rl import train_puck
+
+        print(f"puck run in {train_puck(args.preset, args.output)}")
+        return
+    from mtrl_robot.evaluation.puck import evaluate_puck
+
+    table, plot = evaluate_puck(args.run, args.output, repeats=args.repeats, camera=args.camera)
+    print(table.read_text())
+    print(f"wrote {table} and {plot}")
+
+
 def cmd_launch(args: argparse.Namespace) -> None:
     from mtrl_robot.launch_runner import main as launch_main
 
@@ -212,6 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--steps", type=int, help="gradient steps (default: the checkpoint's preset)")
     a.add_argument("-o", "--output", type=Path, help="adapted checkpoint (default: beside the checkpoint)")
     a.set_defaults(func=cmd_adapt)
+
+    e = sub.add_parser("evaluate", help="reaching error in cm on held-out robots, executed in MuJoCo")
+    e.add_argument("run", type=Path, help="a training run folder")
+    e.add_argument("-o", "--output", type=Path, default=RUNS / "evaluation")
+    e.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10])
+    e.add_argument("--targets", type=int, default=10, help="fresh targets per robot")
+    e.add_argument("--robots", type=int, help="held-out robots per family (default: all)")
+    e.set_defaults(func=cmd_evaluate)
+
+    pk = sub.add_parser("puck", help="puck hitting: meta-RL training and evaluation")
+    pk.add_argument("action", choices=["train", "evaluate"])
+    pk.add_argument("--preset", default="default", help="section of config/puck_meta_rl.yaml (small, default)")
+    pk.add_argument("--run", type=Path, default=RUNS / "puck", help="run folder to evaluate")
+    pk.add_argument("--repeats", type=int, default=25)
+    pk.add_argument("--camera", action="store_true", help="puck position from the overhead camera")
+    pk.add_argument("-o", "--output", type=Path, default=RUNS / "puck")
+    pk.set_defaults(func=cmd_puck)
 
     la = sub.add_parser("launch", help="run a ROS 2 XML launch file (the subset this package uses)")
     la.add_argument("file", type=Path)
