@@ -9,20 +9,17 @@ then sets the policy node's ``checkpoint`` parameter and calls its ``reload`` se
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
-from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from std_srvs.srv import Trigger
 
@@ -31,6 +28,7 @@ from mtrl_robot.demos.dataset import DatasetError, DemoDataset, concat
 from mtrl_robot.demos.recording import convert_recording
 from mtrl_robot.meta import CheckpointError
 from mtrl_robot.ros.arm_node import load_arm
+from mtrl_robot.ros.run import run_node
 from mtrl_robot.training import checkpoint as checkpoints
 from mtrl_robot.training.adapt import adapt
 
@@ -126,26 +124,7 @@ class AdaptationNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run until SIGINT or SIGTERM (exit code 0); exit code 1 on a configuration error."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    executor = MultiThreadedExecutor(num_threads=3)
-    node = None
-    try:
-        node = AdaptationNode()
-        executor.add_node(node)
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyError, ValueError) as exc:  # configuration errors, ConfigError included
-        print(f"adaptation_node: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        executor.shutdown(timeout_sec=5.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("adaptation_node", AdaptationNode, lambda: MultiThreadedExecutor(num_threads=3), args)
 
 
 if __name__ == "__main__":

@@ -16,21 +16,16 @@ blob publish nothing and are logged, at most once per ``LOG_THROTTLE`` per kind 
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 from dataclasses import replace
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from mtrl_robot.errors import ConfigError
@@ -40,6 +35,7 @@ from mtrl_robot.models.perception import (
     back_project_to_plane,
     load_perception_config,
 )
+from mtrl_robot.ros.run import run_node
 
 LOG_THROTTLE = 2.0  # s between repeated log messages about skipped frames
 
@@ -138,27 +134,8 @@ class PerceptionNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node until SIGINT or SIGTERM (exit code 0); exit code 1 on a configuration error."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    executor = SingleThreadedExecutor()
-    node = None
-    try:
-        node = PerceptionNode()
-        executor.add_node(node)
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyError, ValueError, ParameterException) as exc:  # configuration errors, ConfigError included
-        print(f"perception_node: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        executor.shutdown(timeout_sec=5.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run until SIGINT or SIGTERM (exit code 0); exit code 1 on a configuration error."""
+    return run_node("perception_node", PerceptionNode, SingleThreadedExecutor, args)
 
 
 if __name__ == "__main__":

@@ -12,19 +12,16 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import Trigger
 
 from mtrl_robot.arms.chain import Arm
@@ -32,6 +29,7 @@ from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.meta import CheckpointError
 from mtrl_robot.ros.arm_node import load_arm
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
+from mtrl_robot.ros.run import run_node
 from mtrl_robot.safety import SafetyError, SafetyLimits
 from mtrl_robot.training import checkpoint as checkpoints
 from mtrl_robot.training.checkpoint import ReachingCheckpoint
@@ -160,26 +158,7 @@ class PolicyNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run until SIGINT or SIGTERM (exit code 0); exit code 1 on a configuration error."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    executor = MultiThreadedExecutor(num_threads=2)
-    node = None
-    try:
-        node = PolicyNode()
-        executor.add_node(node)
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyError, ValueError, CheckpointError) as exc:  # configuration errors, ConfigError included
-        print(f"policy_node: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        executor.shutdown(timeout_sec=5.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("policy_node", PolicyNode, lambda: MultiThreadedExecutor(num_threads=2), args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,41 @@
+"""Running a node until SIGINT or SIGTERM: exit code 0 then, 1 on a configuration error."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+import rclpy
+from rclpy.exceptions import ParameterException
+from rclpy.executors import Executor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+CONFIGURATION_ERRORS = (KeyError, ValueError, ParameterException)  # ConfigError and CheckpointError included
+
+
+def run_node(name: str, make_node: Callable[[], Node], make_executor: Callable[[], Executor],
+             args: list[str] | None = None) -> int:
+    """Spin ``make_node()`` on ``make_executor()`` until a signal; a configuration error prints one line, returns 1."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    executor = make_executor()  # executors need an initialized context
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    node = None
+    try:
+        node = make_node()
+        executor.add_node(node)
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
+    except CONFIGURATION_ERRORS as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
