@@ -12,7 +12,8 @@ The run (:func:`train_puck`), top to bottom:
    tasks, K = ``rollouts`` hits with the current parameters, one inner policy-gradient step
    (:mod:`mtrl_robot.meta.policy_gradient_maml`: linear-baseline advantages, learned per-element step sizes),
    K hits with the adapted parameters, … up to ``inner_steps`` steps. The outer loss is PPO's clipped surrogate
-   of every adapted step's hits (steps 1..H, as in multi-step-loss MAML), differentiated through the inner steps
+   of every adapted step's hits (steps 1..H as in multi-step-loss MAML; with ``score_first_step`` also step 0, the
+   return over every trial as in meta-RL's cumulative objectives), differentiated through the inner steps
    (second order unless ``first_order``), ``epochs`` Adam steps per iteration on the same hits.
 4. **Baseline** (``meta=False``): the same policy, domain randomization, hit budget and PPO loss, but no inner
    steps in training (all H+1 batches of a task use the current parameters). At test time it adapts with the
@@ -90,6 +91,7 @@ class PuckMetaRLConfig:
     inner_lr: float = 0.05  # inner step size (the initial value when learned)
     learn_inner_lr: bool = True  # Meta-SGD, one step size per parameter element
     first_order: bool = False  # treat inner gradients as constants
+    score_first_step: bool = False  # the meta outer loss also scores step 0 (the return of every trial), not only 1..H
     # outer loop: PPO-clip through the inner steps
     iterations: int = 150
     tasks_per_iteration: int = 8
@@ -299,14 +301,15 @@ def collect(policy: GaussianPolicy, lrs: InnerLearningRates, world: PuckWorld, t
 
 def outer_loss(policy: GaussianPolicy, lrs: InnerLearningRates, data: list[list[Batch]], config: PuckMetaRLConfig,
                meta: bool) -> torch.Tensor:
-    """Mean PPO-clip loss over the meta-batch: meta, each adapted step's batch through the inner steps; else all."""
-    used = [(t, h) for t, batches in enumerate(data) for h in range(len(batches)) if h > 0 or not meta]
+    """Mean PPO-clip loss over the meta-batch: meta, the scored steps' batches through the inner steps; else all."""
+    first = 0 if config.score_first_step or not meta else 1
+    used = [(t, h) for t, batches in enumerate(data) for h in range(first, len(batches))]
     scale = torch.cat([data[t][h].advantages for t, h in used]).std().clamp_min(1e-6)
     losses, rates = [], lrs()
     for batches in data:
         params = meta_parameters(policy)
         for h, batch in enumerate(batches):
-            if h > 0 or not meta:
+            if h >= first:
                 losses.append(clip_loss(policy, params, batch._replace(advantages=batch.advantages / scale),
                                         config.clip))
             if meta and h < config.inner_steps:
