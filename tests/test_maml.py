@@ -277,7 +277,7 @@ def test_probabilistic_maml_learns_and_its_spread_shrinks_with_more_shots():
     config = MAMLConfig(inner_steps=2, inner_lr=0.01, outer_lr=0.01, meta_batch_size=10, latent_dim=latent,
                         kl_weight=1.0, seed=0)
     learner = ProbabilisticMAML(make_mlp(in_dim=1 + latent, seed=0), x_dim=1, y_dim=1, config=config)
-    learner.fit(SINUSOIDS.sampler((1, 10), 10), 500)
+    learner.fit(SINUSOIDS.sampler((1, 10), 10), 800)
 
     fresh = SINUSOIDS.sample(50, 10, 100, torch.Generator().manual_seed(4321))
     spread, error = {}, {}

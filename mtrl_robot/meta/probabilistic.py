@@ -51,7 +51,9 @@ class ProbabilisticMAML(MAML):
         super().__init__(model, loss_fn, config)
 
     def _meta_modules(self) -> dict[str, nn.Module]:
-        encoder = SetEncoder(self.x_dim + self.y_dim, self.config.encoder_hidden, self.config.latent_dim)
+        with torch.random.fork_rng():  # the encoder's initial weights follow config.seed, not the global RNG
+            torch.manual_seed(self.config.seed)
+            encoder = SetEncoder(self.x_dim + self.y_dim, self.config.encoder_hidden, self.config.latent_dim)
         return {**super()._meta_modules(), "encoder": encoder}
 
     def encode(self, support_x: Tensor, support_y: Tensor) -> tuple[Tensor, Tensor]:
