@@ -12,9 +12,10 @@ The run (:func:`train_puck`), top to bottom:
    tasks, K = ``rollouts`` hits with the current parameters, one inner policy-gradient step
    (:mod:`mtrl_robot.meta.policy_gradient_maml`: linear-baseline advantages, learned per-element step sizes),
    K hits with the adapted parameters, … up to ``inner_steps`` steps. The outer loss is PPO's clipped surrogate
-   of every adapted step's hits (steps 1..H as in multi-step-loss MAML; with ``score_first_step`` also step 0, the
-   return over every trial as in meta-RL's cumulative objectives), differentiated through the inner steps
-   (second order unless ``first_order``), ``epochs`` Adam steps per iteration on the same hits.
+   of the hits of every step 0..H (the return over all trials, as in meta-RL's cumulative objectives; without
+   ``score_first_step`` only the adapted steps 1..H, as in multi-step-loss MAML, which in the measured run left
+   the un-adapted policy far off on low friction), differentiated through the inner steps (second order unless
+   ``first_order``), ``epochs`` Adam steps per iteration on the same hits.
 4. **Baseline** (``meta=False``): the same policy, domain randomization, hit budget and PPO loss, but no inner
    steps in training (all H+1 batches of a task use the current parameters). At test time it adapts with the
    same inner update; its fixed step size is the best of ``baseline_lr_factors`` × ``inner_lr`` after
@@ -91,7 +92,7 @@ class PuckMetaRLConfig:
     inner_lr: float = 0.05  # inner step size (the initial value when learned)
     learn_inner_lr: bool = True  # Meta-SGD, one step size per parameter element
     first_order: bool = False  # treat inner gradients as constants
-    score_first_step: bool = False  # the meta outer loss also scores step 0 (the return of every trial), not only 1..H
+    score_first_step: bool = True  # the meta outer loss also scores step 0 (the return of every trial), not only 1..H
     # outer loop: PPO-clip through the inner steps
     iterations: int = 150
     tasks_per_iteration: int = 8
