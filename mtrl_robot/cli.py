@@ -113,7 +113,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    """Everything that exists so far, end to end, in about a minute."""
+    """The project end to end in a few minutes: robots, randomization, then the small learning loop."""
     out = Path(args.output)
     pop_path = out / "population.json"
     print("== 1. generate a population: 4 families × 100 robots ==")
@@ -127,13 +127,41 @@ def cmd_demo(args: argparse.Namespace) -> None:
                                      apply="mujoco", family="panda", log=out / "randomization.jsonl"))
     print("\n== 5. a picture of three robots per family ==")
     cmd_render(argparse.Namespace(population=pop_path, per_family=3, output=out / "robots.png"))
+    if not args.skip_learning:
+        _demo_learning_loop(out)
     print(f"\nall outputs are in {out}/")
+
+
+def _demo_learning_loop(out: Path) -> None:
+    """Steps 6–8 of the demo: meta-train the demo preset, adapt to a held-out arm, evaluate in MuJoCo."""
+    from mtrl_robot.evaluation.reaching import evaluate_reaching
+    from mtrl_robot.training import checkpoint as checkpoints
+    from mtrl_robot.training.adapt import adapt_cli
+    from mtrl_robot.training.meta_train import train_from_preset
+
+    run = out / "train"
+    print("\n== 6. meta-train the demo preset: Panda and Gen3, 26 training robots each (MAML) ==")
+    train_from_preset("demo", run, resume=run.exists(), progress=True)  # a finished run is reused
+    checkpoint = run / "checkpoints" / "panda.pt"
+    robot = checkpoints.load(checkpoint).info["held_out"][0]
+    adapted = out / f"panda-adapted-{robot}-k5.pt"
+    print(f"\n== 7. adapt to the held-out robot {robot} from 5 of its demos ==")
+    adapted.unlink(missing_ok=True)  # the demo's own output from an earlier run
+    state = checkpoints.load(adapt_cli(checkpoint, run / "demos.npz", robot, 5, out=adapted))
+    print(f"wrote {adapted} ({state.info['adaptation']['steps']} gradient steps, "
+          f"{state.info['adaptation']['seconds'] * 1000:.0f} ms)")
+    print("\n== 8. reaching error on the held-out robots, executed in MuJoCo (cm) ==")
+    table, plot, _ = evaluate_reaching(run, out / "evaluation", ks=(1, 5), targets_per_robot=5)
+    print(table.read_text())
+    print(f"wrote {table} and {plot}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from mtrl_robot.training.meta_train import train_from_preset
+    from mtrl_robot.training.presets import load_preset
 
-    out = train_from_preset(args.preset, args.output, resume=args.resume, progress=True)
+    preset = load_preset(args.preset, args.set)
+    out = train_from_preset(preset, args.output, resume=args.resume, progress=True)
     print(f"training run in {out} (checkpoints/, logs/, report.json)")
 
 
@@ -224,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("preset", help="preset name in config/training (small, full) or a YAML path")
     t.add_argument("-o", "--output", type=Path, default=RUNS / "train")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a preset value, e.g. --set meta.variant=probabilistic (repeatable)")
     t.set_defaults(func=cmd_train)
 
     a = sub.add_parser("adapt", help="adapt a meta-trained checkpoint to a new arm from K demonstrations")
@@ -258,8 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--print", action="store_true", help="print each node's command line instead of running")
     la.set_defaults(func=cmd_launch)
 
-    m = sub.add_parser("demo", help="the main job: population, randomization, picture")
-    m.add_argument("--seed", type=int, default=0)
+    m = sub.add_parser("demo", help="the main job: robots, randomization, then train, adapt and evaluate (small)")
+    m.add_argument("--seed", type=int, default=0, help="population and randomization seed")
+    m.add_argument("--skip-learning", action="store_true", help="stop after the picture (about a minute)")
     m.add_argument("-o", "--output", type=Path, default=RUNS / "demo")
     m.set_defaults(func=cmd_demo)
     return parser

@@ -19,6 +19,7 @@ from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.arms.population import generate, load_config
 from mtrl_robot.backends.trajectory import JointLimits, check_trajectory
+from mtrl_robot.cli import main as cli_main
 from mtrl_robot.demos.dataset import DatasetError, DemoDataset
 from mtrl_robot.demos.dataset import load as load_demos
 from mtrl_robot.demos.generate import generate_demos
@@ -278,6 +279,27 @@ def test_preset_errors_name_the_file_and_the_field(tmp_path, text, field, proble
     assert error.value.field == field and error.value.source == str(path)
     with pytest.raises(ConfigError, match="unknown training preset 'huge'"):
         load_preset("huge")
+
+
+def test_overrides_change_one_field_and_are_checked_like_the_file():
+    preset = load_preset("full", ["meta.variant=probabilistic", "data.families=[panda]", "adapt.steps=3"])
+    full = load_preset("full")
+    assert (preset.meta.variant, preset.data.families, preset.adapt.steps) == ("probabilistic", ("panda",), 3)
+    assert preset.meta.meta_steps == full.meta.meta_steps and preset.model == full.model
+    for override, field, problem in [("meta.variant=reptile", "meta.variant", "expected one of"),
+                                     ("meta.inner_stepz=3", "meta.inner_stepz", "unknown field"),
+                                     ("optimizer.lr=1", "optimizer.lr", "unknown section 'optimizer'"),
+                                     ("meta_steps=10", "meta_steps", "section.field=value"),
+                                     ("meta.adapt_only=[policy", "meta.adapt_only", "not YAML")]:
+        with pytest.raises(ConfigError, match=problem) as error:
+            load_preset("full", [override])
+        assert error.value.field == field
+
+
+def test_train_command_refuses_a_bad_override_before_writing_anything(tmp_path, capsys):
+    assert cli_main(["train", "small", "-o", str(tmp_path / "run"), "--set", "meta.meta_steps=-5"]) == 2
+    assert "meta.meta_steps: must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 # ---- the MAML extension: adapting only some parameters

@@ -81,7 +81,7 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
     if workers == 1:
         report = dict(map(_family_job, jobs))
     else:  # families are independent: one process each, as many at a time as there are workers
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, _thread_only_progress_lock) as pool:
             report = dict(pool.imap(_family_job, jobs))
     _write_atomic(out / "report.json", json.dumps(report, indent=1))
     return out
@@ -96,6 +96,15 @@ def _family_job(job: tuple) -> tuple[str, dict]:
         return family, _train_family(preset, family, dataset, out, progress, position)
     finally:
         torch.set_num_threads(threads)
+
+
+def _thread_only_progress_lock() -> None:
+    """Give a worker's progress bars a thread lock: tqdm's default multiprocessing one leaks a semaphore."""
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
 
 
 def _demos(preset: Preset, path: Path, progress: bool) -> DemoDataset:

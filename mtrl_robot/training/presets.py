@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from mtrl_robot.config_io import load_yaml, mapping, unknown_keys
 from mtrl_robot.errors import ConfigError
@@ -116,8 +119,12 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in presets_dir().glob("*.yaml"))
 
 
-def load_preset(preset: str | Path) -> Preset:
-    """A preset by name (``small``, ``full``) or by path to a YAML file."""
+def load_preset(preset: str | Path, overrides: Sequence[str] = ()) -> Preset:
+    """A preset by name (``small``, ``full``) or by path to a YAML file.
+
+    ``overrides`` are ``section.field=value`` strings (the value read as YAML, e.g. ``meta.variant=probabilistic``
+    or ``data.families=[panda]``), applied before validation, so they are checked like the file's own values.
+    """
     path = Path(preset)
     if path.suffix not in (".yaml", ".yml"):
         path = presets_dir() / f"{preset}.yaml"
@@ -125,6 +132,8 @@ def load_preset(preset: str | Path) -> Preset:
             raise ConfigError(None, "preset", f"unknown training preset '{preset}' "
                               f"(known: {', '.join(preset_names())}; or give a path to a YAML file)")
     data = mapping(load_yaml(path), path, "")
+    for override in overrides:
+        _apply_override(data, override, path)
     unknown_keys(data, {"name", *SECTIONS}, path, "")
     sections = {key: _section(cls, data.get(key, {}), path, key) for key, cls in SECTIONS.items()}
     name = data.get("name", path.stem)
@@ -140,6 +149,21 @@ def preset_from_dict(data: dict[str, Any], source: str = "<checkpoint>") -> Pres
     data = mapping(data, source, "")
     sections = {key: _section(cls, data.get(key, {}), source, key) for key, cls in SECTIONS.items()}
     return Preset(name=str(data.get("name", "")), **sections)
+
+
+def _apply_override(data: dict[str, Any], override: str, src: Path) -> None:
+    """Set ``section.field`` of the raw preset to the YAML value after ``=``."""
+    key, sep, text = override.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise ConfigError(src, key or override, f"an override reads section.field=value, got {override!r}")
+    if section not in SECTIONS:
+        raise ConfigError(src, key, f"unknown section '{section}' (known: {', '.join(SECTIONS)})")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(src, key, f"the override's value {text!r} is not YAML ({e})") from e
+    data[section] = {**mapping(data.get(section) or {}, src, section), name: value}
 
 
 def _section(cls: type, raw: Any, src: str | Path, prefix: str) -> Any:

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 import rclpy
-from rclpy.exceptions import InvalidHandle
+from rclpy.action import ActionClient
+from rclpy.client import Client
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.publisher import Publisher
 from rclpy.subscription import Subscription
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
@@ -26,7 +28,7 @@ from sensor_msgs.msg import JointState
 from mtrl_robot.ros.arm_node import node_command
 from mtrl_robot.ros.conversions import seconds
 
-STARTUP_TIMEOUT = 30.0  # s for a node to come up and publish joint states
+STARTUP_TIMEOUT = 60.0  # s for a node to come up and publish joint states (on a loaded machine)
 REPLY_TIMEOUT = 10.0  # s for a service or action reply
 STOP_TIMEOUT = 10.0  # s for a node to exit after SIGTERM before it is killed
 
@@ -96,15 +98,27 @@ class RosClient:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._closed = threading.Event()
+        self._spinning = threading.Lock()  # held while the executor waits: entities are destroyed between waits
         self._spinner = threading.Thread(target=self._spin, daemon=True)
         self._spinner.start()
 
     def _spin(self) -> None:
         while not self._closed.is_set():
-            try:
+            with self._spinning:
                 self.executor.spin_once(timeout_sec=0.05)
-            except InvalidHandle:  # an entity the test thread destroyed while the executor was waiting on it
-                pass
+            time.sleep(0.001)  # lets a waiting destroy() take the lock
+
+    def destroy(self, entity: Subscription | Publisher | Client | ActionClient) -> None:
+        """Destroy one of the client's entities while the executor is not waiting on it."""
+        with self._spinning:
+            if isinstance(entity, ActionClient):
+                entity.destroy()
+            elif isinstance(entity, Subscription):
+                self.node.destroy_subscription(entity)
+            elif isinstance(entity, Publisher):
+                self.node.destroy_publisher(entity)
+            else:
+                self.node.destroy_client(entity)
 
     def wait(self, future: Future, timeout: float = REPLY_TIMEOUT):
         done = threading.Event()
@@ -167,7 +181,7 @@ class NodeLauncher:
     def close(self) -> None:
         for node, subscription in self._started:
             node.stop()
-            self.client.node.destroy_subscription(subscription)
+            self.client.destroy(subscription)
 
 
 @pytest.fixture(scope="module")

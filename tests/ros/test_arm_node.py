@@ -80,7 +80,7 @@ class Arm:
             assert client.wait_for_service(timeout_sec=10.0), f"{service} not found"
             return self.client.wait(client.call_async(Trigger.Request()))
         finally:
-            self.client.node.destroy_client(client)
+            self.client.destroy(client)
 
     def measured(self) -> dict[str, float]:
         """Joint positions by name from the first joint state published after now."""
@@ -106,7 +106,7 @@ class Arm:
         assert self.call("~/reset").success
 
     def close(self) -> None:
-        self.action.destroy()
+        self.client.destroy(self.action)
 
 
 def test_conversions_round_trip():
@@ -228,7 +228,7 @@ def test_malformed_goals_get_error_codes_and_the_node_keeps_serving(home):
         if case != "illegal tolerance":  # its trajectory is fine
             publisher.publish(goal.trajectory)
     time.sleep(0.3)
-    home.client.node.destroy_publisher(publisher)
+    home.client.destroy(publisher)
     assert np.max(np.abs(home.at(HOME))) < 1e-3  # refused goals and trajectories never moved the arm
     status, result = home.run(goal_to(TARGET, 0.8))
     assert result.error_code == FJT.Result.SUCCESSFUL, result.error_string
@@ -276,7 +276,7 @@ def test_topic_interface_moves_the_arm(home):
     deadline = time.monotonic() + 5.0
     while np.max(np.abs(home.at(TARGET))) > 0.02:
         assert time.monotonic() < deadline, "the arm did not follow the topic trajectory"
-    home.client.node.destroy_publisher(publisher)
+    home.client.destroy(publisher)
 
 
 def test_randomize_returns_sampled_values_in_range(arm):
@@ -312,7 +312,7 @@ def test_camera_publishes_images_and_camera_info(arm):
     while not (images and infos) and time.monotonic() < deadline:
         time.sleep(0.05)
     for subscription in subscriptions:
-        node.destroy_subscription(subscription)
+        arm.client.destroy(subscription)
     assert images and infos, "no camera messages"
     image, info = images[-1], infos[-1]
     assert (image.width, image.height, image.encoding) == (320, 240, "rgb8")

@@ -74,7 +74,7 @@ def call(client, name: str, timeout: float = 30.0) -> Trigger.Response:
         assert service.wait_for_service(timeout_sec=30.0), f"{name} not found"
         return client.wait(service.call_async(Trigger.Request()), timeout)
     finally:
-        client.node.destroy_client(service)
+        client.destroy(service)
 
 
 def point(target: np.ndarray) -> PointStamped:
@@ -188,7 +188,7 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, tmp_path):
               f"after K={K} adaptation {after.mean() * 100:.2f} cm")
         assert np.all(np.isfinite(after)) and after.mean() < 0.25
     finally:
-        action.destroy()
+        ros_client.destroy(action)
         codes = [node.stop() for node in nodes]
         logs = {node.log.name: node.log.read_text() for node in nodes}
     print(logs["policy.log"][-1500:])

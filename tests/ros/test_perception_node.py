@@ -23,7 +23,7 @@ from mtrl_robot.ros.perception_node import LOG_THROTTLE
 
 NAMESPACE = "/perception_test"
 STARTUP_TIMEOUT = 60.0  # s for the node to subscribe (a loaded machine imports torch slowly)
-POINT_TIMEOUT = 20.0  # s for a point to come back for a frame
+POINT_TIMEOUT = 30.0  # s for a point to come back for a frame (on a loaded machine)
 LOG_TIMEOUT = 10.0  # s for a log line to appear
 STOP_TIMEOUT = 10.0  # s for the node to exit after SIGTERM
 TOLERANCE = 0.005  # m
@@ -127,8 +127,8 @@ class Feed:
 
     def close(self) -> None:
         for entity in (self.images, self.infos):
-            self.client.node.destroy_publisher(entity)
-        self.client.node.destroy_subscription(self.subscription)
+            self.client.destroy(entity)
+        self.client.destroy(self.subscription)
 
 
 def raw_image(pixels: np.ndarray, encoding: str) -> Image:
