@@ -39,5 +39,6 @@ setup(
         f"demo_recorder = {PACKAGE}.ros.demo_recorder:main",
         f"adaptation_node = {PACKAGE}.ros.adaptation_node:main",
         f"policy_node = {PACKAGE}.ros.policy_node:main",
+        f"puck_node = {PACKAGE}.ros.puck_node:main",
     ]},
 )

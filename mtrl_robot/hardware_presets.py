@@ -3,6 +3,11 @@
 A preset names the vendor driver's controller, action and topics, the joints in hardware order with a map to
 the family model's joint names, and conservative limits that may never be wider than the family's published
 ones. :meth:`HardwarePreset.safety_limits` turns it into the safety layer's :class:`SafetyLimits`.
+
+The one exception is a preset marked ``simulation_only: true`` (optional, default false): it drives the
+simulated arm node, whose position actuators follow any acceleration, and its acceleration limits may exceed
+the published ones (positions and velocities may not). Such a preset says so in its name and driver and must
+never be pointed at a real arm.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from mtrl_robot.safety import SafetyLimits, Workspace
 _FIELDS = {"family", "driver", "controller", "action", "trajectory_topic", "joint_states_topic",
            "joint_states_rate", "watchdog_timeout", "max_start_deviation", "position_margin", "workspace",
            "dry_run", "joint_names", "joint_map", "limits"}
+_OPTIONAL = {"simulation_only": False}
 _LIMIT_FIELDS = ("lower", "upper", "velocity", "acceleration")
 _SLACK = 1e-9  # a preset value equal to the family's, up to round-off, is not wider
 
@@ -50,6 +56,7 @@ class HardwarePreset:
     upper: np.ndarray
     velocity: np.ndarray
     acceleration: np.ndarray
+    simulation_only: bool = False  # drives the simulated arm node only; acceleration limits may exceed published
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -104,7 +111,10 @@ def _text(data: dict, key: str, src: Path, *, absolute: bool = False) -> str:
 
 def _parse(src: Path) -> HardwarePreset:
     data = mapping(load_yaml(src), src, "")
-    unknown_keys(data, _FIELDS, src, "")
+    unknown_keys(data, _FIELDS | set(_OPTIONAL), src, "")
+    simulation_only = data.get("simulation_only", _OPTIONAL["simulation_only"])
+    if not isinstance(simulation_only, bool):
+        raise ConfigError(src, "simulation_only", f"expected true or false, got {simulation_only!r}")
     for key in sorted(_FIELDS):
         if key not in data:
             raise ConfigError(src, key, "required field is missing")
@@ -126,8 +136,8 @@ def _parse(src: Path) -> HardwarePreset:
     if set(limits) != set(names):
         raise ConfigError(src, "limits", f"needs exactly the joints {names}, got {list(limits)}")
     family_joints = {j.name: j for j in arm.joints}
-    table = np.array([_joint_limits(limits[n], family_joints[joint_map[n]], arm.family, src, f"limits.{n}")
-                      for n in names])
+    table = np.array([_joint_limits(limits[n], family_joints[joint_map[n]], arm.family, src, f"limits.{n}",
+                                    simulation_only) for n in names])
 
     rate = number(data["joint_states_rate"], src, "joint_states_rate", positive=True)
     timeout = number(data["watchdog_timeout"], src, "watchdog_timeout", positive=True)
@@ -161,6 +171,7 @@ def _parse(src: Path) -> HardwarePreset:
         joint_names=tuple(names),
         joint_map=joint_map,
         lower=table[:, 0], upper=table[:, 1], velocity=table[:, 2], acceleration=table[:, 3],
+        simulation_only=simulation_only,
     )
     try:
         preset.safety_limits(arm)
@@ -184,8 +195,10 @@ def _joint_map(raw: dict, names: list[str], arm: Arm, src: Path) -> dict[str, st
     return {n: raw[n] for n in names}
 
 
-def _joint_limits(raw: object, joint: Joint, family: str, src: Path, field: str) -> list[float]:
-    """One joint's [lower, upper, velocity, acceleration], refused if wider than the family's."""
+def _joint_limits(raw: object, joint: Joint, family: str, src: Path, field: str,
+                  simulation_only: bool = False) -> list[float]:
+    """One joint's [lower, upper, velocity, acceleration], refused if wider than the family's (acceleration may be
+    for a ``simulation_only`` preset)."""
     raw = mapping(raw, src, field)
     unknown_keys(raw, set(_LIMIT_FIELDS), src, field)
     for key in _LIMIT_FIELDS:
@@ -203,7 +216,7 @@ def _joint_limits(raw: object, joint: Joint, family: str, src: Path, field: str)
         raise ConfigError(src, f"{field}.upper", f"{upper} is wider than {published} ({joint.upper})")
     if velocity > joint.velocity + _SLACK:
         raise ConfigError(src, f"{field}.velocity", f"{velocity} rad/s exceeds {published} ({joint.velocity})")
-    if acceleration > joint.acceleration + _SLACK:
+    if acceleration > joint.acceleration + _SLACK and not simulation_only:
         raise ConfigError(src, f"{field}.acceleration",
                           f"{acceleration} rad/s² exceeds {published} ({joint.acceleration})")
     return [lower, upper, velocity, acceleration]

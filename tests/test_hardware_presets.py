@@ -12,21 +12,24 @@ from mtrl_robot.hardware_presets import hardware_dir, load_preset, preset_names
 from mtrl_robot.safety import SafetyChecker
 
 PRESETS = preset_names()
+SIMULATION = ("sim_panda", "sim_panda_hitting")  # the simulated arm node; every other preset is a real arm
 
 
 def test_the_presets_exist():
-    assert PRESETS == ["abb_yumi", "franka_fr3", "franka_panda", "kinova_gen3", "rethink_baxter", "sim_panda"]
+    assert PRESETS == ["abb_yumi", "franka_fr3", "franka_panda", "kinova_gen3", "rethink_baxter", "sim_panda",
+                       "sim_panda_hitting"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_agrees_with_its_family(name):
     preset = load_preset(name)
     arm = load_family(preset.family)
-    assert preset.dry_run is (name != "sim_panda")  # only the simulated arm moves without an explicit opt-in
+    assert preset.dry_run is (name not in SIMULATION)  # only the simulated arm moves without an explicit opt-in
     assert sorted(preset.model_names) == sorted(arm.joint_names) and len(preset.joint_names) == arm.dof
     model = [arm.joint_names.index(m) for m in preset.model_names]
     assert np.all(preset.lower >= arm.lower[model]) and np.all(preset.upper <= arm.upper[model])
-    assert np.all(preset.velocity <= 0.5 * arm.velocity_limits[model] + 1e-7)  # 50 % for first use
+    share = 1.0 if name == "sim_panda_hitting" else 0.5  # real arms: 50 % for first use; hitting needs speed
+    assert np.all(preset.velocity <= share * arm.velocity_limits[model] + 1e-7)
     assert preset.action.endswith("/follow_joint_trajectory")
     assert preset.watchdog_timeout >= 2 / preset.joint_states_rate
     limits = preset.safety_limits()
@@ -101,6 +104,9 @@ def _drop_last_joint(d):
                                                                  r"mapped more than once"),
     (lambda d: d.pop("dry_run"), r"dry_run: required field is missing"),
     (lambda d: d.update(dry_run="yes"), r"dry_run: expected true or false"),
+    (lambda d: d.update(simulation_only="no"), r"simulation_only: expected true or false"),
+    (lambda d: (d.update(simulation_only=True), d["limits"]["fr3_joint1"].update(velocity=2.62)),
+     r"limits.fr3_joint1.velocity: 2.62 rad/s exceeds"),  # simulation_only frees accelerations only
     (lambda d: d.update(speed=1), r"speed: unknown field"),
     (lambda d: d.update(action="fr3_arm_controller/follow_joint_trajectory"), r"action: .* must be an absolute"),
     (lambda d: d.update(watchdog_timeout=0.05), r"watchdog_timeout: 0.05 s is shorter than two joint-state periods"),
@@ -117,3 +123,14 @@ def test_bad_presets_name_file_field_and_problem(tmp_path, change, message):
 def test_unknown_preset_name():
     with pytest.raises(ConfigError, match=r"unknown hardware preset 'ur5' \(known: abb_yumi, franka_fr3"):
         load_preset("ur5")
+
+
+def test_only_a_simulation_only_preset_may_exceed_published_accelerations(tmp_path):
+    def faster(d):
+        d["limits"]["fr3_joint2"].update(acceleration=900.0)
+
+    with pytest.raises(ConfigError, match="acceleration: 900.0 rad/s² exceeds"):
+        load_preset(write_variant(tmp_path, faster))
+    preset = load_preset(write_variant(tmp_path, lambda d: (faster(d), d.update(simulation_only=True))))
+    assert preset.simulation_only and preset.acceleration[1] == 900.0
+    assert [name for name in PRESETS if load_preset(name).simulation_only] == ["sim_panda_hitting"]

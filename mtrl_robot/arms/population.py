@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,6 +12,7 @@ import numpy as np
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import family_names, load_family
+from mtrl_robot.atomic import write_atomic
 from mtrl_robot.config_io import load_yaml, mapping, unknown_keys
 from mtrl_robot.errors import ConfigError
 from mtrl_robot.paths import data_dir
@@ -165,19 +164,9 @@ def _config_to_dict(config: PopulationConfig) -> dict:
 
 def save(population: Population, path: str | Path) -> Path:
     """Write a population as JSON, atomically (a crash never leaves half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FILE_FORMAT, "version": FILE_VERSION, "config": _config_to_dict(population.config),
                "robots": [r.to_dict() for r in population.robots]}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, json.dumps(payload))
 
 
 def load(path: str | Path) -> Population:

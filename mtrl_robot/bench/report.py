@@ -33,10 +33,11 @@ def _meta_suite(seconds: float) -> dict[str, dict]:
 
 
 def _ros_suite(seconds: float) -> dict[str, dict]:
-    """/joint_states rate and jitter, and FollowJointTrajectory round trips, against a real arm_node process."""
+    """Real arm_node: /joint_states rate, jitter, action round trips; real policy_node: target → goal latency."""
+    from mtrl_robot.bench.policy_bench import bench_policy
     from mtrl_robot.bench.ros_bench import bench_ros
 
-    return {"arm_node": bench_ros(seconds=seconds)}
+    return {"arm_node": bench_ros(seconds=seconds), "policy_node": bench_policy()}
 
 
 SUITES = {"sim": _sim_suite, "meta": _meta_suite, "ros": _ros_suite}

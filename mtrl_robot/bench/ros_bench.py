@@ -29,11 +29,13 @@ from mtrl_robot.ros.conversions import to_duration
 
 STARTUP_TIMEOUT = 30.0  # s for the node to come up and publish
 REPLY_TIMEOUT = 10.0  # s for any one action reply
+STOP_TIMEOUT = 10.0  # s for a node to exit after SIGTERM before it is killed
 GOAL_DURATION = 0.1  # s, time_from_start of the single point of each timed goal
 GOAL_STEP = 0.02  # rad moved by the first joint in each timed goal, alternately up and down
 
 
-def _wait(future: Future, timeout: float = REPLY_TIMEOUT):
+def wait_reply(future: Future, timeout: float = REPLY_TIMEOUT):
+    """The result of ``future``; ``TimeoutError`` if the arm node has not replied within ``timeout`` s."""
     done = threading.Event()
     future.add_done_callback(lambda _: done.set())
     if not done.wait(timeout):
@@ -41,19 +43,20 @@ def _wait(future: Future, timeout: float = REPLY_TIMEOUT):
     return future.result()
 
 
-def _ms(values: list[float], prefix: str) -> dict[str, float]:
+def percentiles_ms(values: list[float], prefix: str) -> dict[str, float]:
+    """p50, p99 and max of ``values`` (s) in ms, as ``<prefix>_p50_ms``, ``<prefix>_p99_ms``, ``<prefix>_max_ms``."""
     ms = 1e3 * np.asarray(values)
     return {f"{prefix}_p50_ms": float(np.percentile(ms, 50)), f"{prefix}_p99_ms": float(np.percentile(ms, 99)),
             f"{prefix}_max_ms": float(ms.max())}
 
 
-def _spin(executor: SingleThreadedExecutor, done: threading.Event) -> None:
+def spin_until(executor: SingleThreadedExecutor, done: threading.Event) -> None:
     """Spin until ``done``; stopping here, not by ``executor.shutdown`` from another thread, avoids an rclpy race."""
     while not done.is_set():
         executor.spin_once(timeout_sec=0.05)
 
 
-def _client_context(domain: int) -> rclpy.Context:
+def client_context(domain: int) -> rclpy.Context:
     """An rclpy context on ``domain`` with localhost discovery, like the node's."""
     key, previous = "ROS_AUTOMATIC_DISCOVERY_RANGE", os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
     os.environ[key] = "LOCALHOST"
@@ -68,6 +71,17 @@ def _client_context(domain: int) -> rclpy.Context:
     return context
 
 
+def stop_process(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM ``process`` and wait for it; SIGKILL it if it has not exited after ``timeout`` s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", robot: str = "panda",
               rate: float = 250.0) -> dict[str, float]:
     """Joint-state rate and jitter over ``seconds``, then ``goals`` short FollowJointTrajectory goals."""
@@ -79,12 +93,12 @@ def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", ro
         with log_path.open("w") as log:
             process = subprocess.Popen(node_command({"robot": robot, "backend": backend, "joint_states_rate": rate}),
                                        env=env, stdout=log, stderr=subprocess.STDOUT)
-        context = _client_context(domain)
+        context = client_context(domain)
         node = rclpy.create_node("ros_bench_client", context=context)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         done = threading.Event()
-        spinner = threading.Thread(target=_spin, args=(executor, done), daemon=True)
+        spinner = threading.Thread(target=spin_until, args=(executor, done), daemon=True)
         arrivals: list[tuple[float, float, JointState]] = []
         node.create_subscription(JointState, "/joint_states",
                                  lambda m: arrivals.append((time.perf_counter(), stamp_seconds(m.header.stamp), m)), 50)
@@ -103,12 +117,7 @@ def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", ro
             executor.shutdown()
             node.destroy_node()
             rclpy.shutdown(context=context)
-            process.terminate()
-            try:
-                process.wait(timeout=10.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
     return figures
 
 
@@ -119,8 +128,8 @@ def _joint_states(arrivals: list, seconds: float) -> dict[str, float]:
     received = np.array([a[0] for a in window])
     stamps = np.array([a[1] for a in window])
     return {"joint_states_rate_hz": float((len(stamps) - 1) / (stamps[-1] - stamps[0])),
-            **_ms(np.diff(received), "joint_states_interarrival"),
-            **_ms(np.diff(stamps), "joint_states_stamp_interval")}
+            **percentiles_ms(np.diff(received), "joint_states_interarrival"),
+            **percentiles_ms(np.diff(stamps), "joint_states_stamp_interval")}
 
 
 def _round_trips(node, arrivals: list, goals: int) -> dict[str, float]:
@@ -136,10 +145,10 @@ def _round_trips(node, arrivals: list, goals: int) -> dict[str, float]:
         goal.trajectory.joint_names = list(state.name)
         goal.trajectory.points = [JointTrajectoryPoint(positions=positions, time_from_start=to_duration(GOAL_DURATION))]
         t0 = time.perf_counter()
-        handle = _wait(client.send_goal_async(goal))
+        handle = wait_reply(client.send_goal_async(goal))
         accepted.append(time.perf_counter() - t0)
-        response = _wait(handle.get_result_async())
+        response = wait_reply(handle.get_result_async())
         finished.append(time.perf_counter() - t0)
         succeeded += response.result.error_code == FollowJointTrajectory.Result.SUCCESSFUL
-    return {**_ms(accepted, "goal_accept"), **_ms(finished, "goal_result"),
+    return {**percentiles_ms(accepted, "goal_accept"), **percentiles_ms(finished, "goal_result"),
             "goal_trajectory_s": GOAL_DURATION, "goals_succeeded": succeeded, "goals": goals}

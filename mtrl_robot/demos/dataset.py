@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm
+from mtrl_robot.atomic import write_atomic
 from mtrl_robot.backends.trajectory import JointTrajectory
 
 FORMAT = "mtrl_robot.demos"
@@ -267,21 +266,9 @@ class DemoDataset:
                                    "robots": [r.to_dict() for r in self.robots], "info": self.info})
         except (TypeError, ValueError) as exc:
             raise DatasetError(path, f"metadata is not JSON-serializable: {exc}") from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, metadata=np.array(metadata), positions=self.positions,
-                                    velocities=self.velocities, times=self.times, targets=self.targets,
-                                    robot_index=self.robot_index)
-                f.flush()
-                os.fsync(f.fileno())
-                os.fchmod(f.fileno(), 0o644)  # mkstemp makes files private; a dataset is meant to be shared
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        arrays = {"metadata": np.array(metadata), "positions": self.positions, "velocities": self.velocities,
+                  "times": self.times, "targets": self.targets, "robot_index": self.robot_index}
+        return write_atomic(path, lambda f: np.savez(f, **arrays))
 
     @staticmethod
     def load(path: str | Path) -> DemoDataset:

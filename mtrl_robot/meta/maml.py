@@ -19,8 +19,6 @@ decoder); the rest are then meta-learned but shared by every task, as in ANIL (R
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
+
+from mtrl_robot.atomic import write_atomic
 
 Params = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]  # (prediction, target) -> scalar
@@ -225,24 +225,16 @@ class MAML:
         the file is read back before it replaces the old one.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {**self.state_dict(), "extra": extra or {}}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
+
+        def load_back(tmp: Path) -> None:
             try:
                 torch.load(tmp, map_location="cpu", weights_only=True)
             except Exception as e:
                 raise CheckpointError(f"{path}: would not load back with weights_only=True "
                                       f"(is there an object in extra?): {e}") from e
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+
+        return write_atomic(path, lambda f: torch.save(state, f), verify=load_back)
 
     def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
         """Restore a checkpoint written by ``save_checkpoint``; returns its ``extra``."""

@@ -12,6 +12,8 @@ Interfaces (relative names, so a namespace applies; in the root namespace):
   and apply them; the reply's ``message`` is JSON (:func:`~mtrl_robot.ros.conversions.randomization_to_json`).
   Puck position offsets take effect at the next reset.
 - ``~/reset`` (``std_srvs/srv/Trigger``): abort any trajectory, put the arm at home at rest, reset the scene.
+- ``~/reset_scene`` (``std_srvs/srv/Trigger``): abort any trajectory, reset the scene (the puck back at its
+  start, at rest); the arm stays where it is, at rest — what a person putting the puck back does on a bench.
 - with ``camera``: ``camera/image_raw`` (``rgb8``) and ``camera/camera_info`` (MuJoCo only).
 
 Physics runs in real time on a thread of its own: every 1/``joint_states_rate`` s, on an absolute schedule, it
@@ -90,6 +92,7 @@ PARAMETERS = {  # name: (default, description)
     "action_monitor_rate": (20.0, "Rate in Hz of FollowJointTrajectory feedback while a goal runs"),
     "randomization_file": ("", "Domain-randomization spec YAML for ~/randomize (empty: the package's default)"),
     "seed": (0, "Seed of the domain-randomization sampler"),
+    "paddle": (False, "Mount the puck-hitting paddle (a stick and ball) at the flange; for scenes with a puck"),
     "camera": (False, "Render and publish camera/image_raw and camera/camera_info (MuJoCo only)"),
     "camera_rate": (10.0, "Camera frame rate in Hz"),
 }
@@ -108,8 +111,14 @@ def load_arm(robot: str, population_file: str, urdf_file: str, flange_link: str)
     return load_family(robot)
 
 
-def make_backend(engine: str, arm: Arm, scene_name: str) -> SimBackend:
+def make_backend(engine: str, arm: Arm, scene_name: str, paddle: bool = False) -> SimBackend:
     scene = None if scene_name == "none" else load_scene(scene_name)
+    if paddle:
+        if scene is None:
+            raise ConfigError(None, "paddle", "the paddle needs a scene (e.g. scene:=puck_table)")
+        from mtrl_robot.tasks.hitting_motion import with_paddle
+
+        scene = with_paddle(scene)
     if engine == "mujoco":
         os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering; must precede the first mujoco import
         from mtrl_robot.backends.mujoco_backend import MujocoBackend
@@ -146,7 +155,7 @@ class ArmNode(Node):
         if p["camera"] and p["backend"] != "mujoco":
             raise ConfigError(None, "camera", "the camera needs backend mujoco")
         self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
-        self.backend = make_backend(p["backend"], self.arm, p["scene"])
+        self.backend = make_backend(p["backend"], self.arm, p["scene"], p["paddle"])
         self.control_dt = self.backend.control_dt
         self.controller = TrajectoryController(self.backend, self.control_dt)
         spec = load_spec(p["randomization_file"] or data_dir("config") / "randomization.yaml")
@@ -168,6 +177,7 @@ class ArmNode(Node):
                                     cancel_callback=self._on_cancel, callback_group=requests)
         self.create_service(Trigger, "~/randomize", self._randomize, callback_group=requests)
         self.create_service(Trigger, "~/reset", self._reset, callback_group=requests)
+        self.create_service(Trigger, "~/reset_scene", self._reset_scene, callback_group=requests)
         self._physics = threading.Thread(target=self._physics_loop, args=(1.0 / p["joint_states_rate"],),
                                          daemon=True)
         self._camera = None
@@ -303,6 +313,12 @@ class ArmNode(Node):
         with self._lock:
             self.controller.reset()
         response.success, response.message = True, "arm at home, at rest; scene reset"
+        return response
+
+    def _reset_scene(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            self.controller.reset_scene()
+        response.success, response.message = True, "scene reset; arm at rest where it was"
         return response
 
     # ------------------------------------------------------------------------------------------ camera

@@ -317,6 +317,12 @@ class TrajectoryController:
         self.abort("the simulation was reset")
         return self.backend.reset()
 
+    def reset_scene(self) -> JointState:
+        """Abort the active trajectory and reset the scene (the puck to its start); the arm stays, at rest."""
+        self.abort("the scene was reset")
+        measured = self.backend.read_state().positions
+        return self.backend.reset(np.clip(measured, self.limits.lower, self.limits.upper))
+
     def _finish(self, execution: Execution, status: Status, code: ErrorCode, message: str) -> None:
         execution.outcome = Outcome(status, code, message)
         if execution is self._active:

@@ -35,10 +35,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 import typing
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -48,6 +47,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mtrl_robot.atomic import write_atomic
 from mtrl_robot.config_io import load_yaml, mapping, unknown_keys
 from mtrl_robot.errors import ConfigError
 from mtrl_robot.meta import CheckpointError
@@ -217,16 +217,42 @@ class Task(NamedTuple):
     jitter: bool  # draw the puck's start offset anew for every hit
 
 
-class PuckWorld:
-    """Puck hitting as the policy sees it: goals in, normalised latent actions out, hits on one task's physics."""
+class HitSpace(ABC):
+    """What the policy sees, whoever makes the hits: goals around the puck's start in, normalised latent actions out."""
+
+    def __init__(self, vae: HittingVAE, puck_start: np.ndarray, config: PuckMetaRLConfig):
+        self.config, self.vae = config, vae
+        self.start = np.asarray(puck_start, dtype=float)
+        low, high = vae.latent_low.double().numpy(), vae.latent_high.double().numpy()
+        self.center, self.half = (high + low) / 2, (high - low) / 2
+
+    def goals(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` goals (x, y), uniform in distance and direction from the puck's nominal start."""
+        distance = rng.uniform(*self.config.goal_distance, n)
+        angle = np.radians(rng.uniform(*self.config.goal_angle, n))
+        return self.start + distance[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
+    def observe(self, goals: np.ndarray) -> torch.Tensor:
+        """The policy's input: goals relative to the puck's start, in units of the farthest goal distance."""
+        return torch.as_tensor((goals - self.start) / self.config.goal_distance[1], dtype=torch.float32)
+
+    def latents(self, actions: torch.Tensor) -> np.ndarray:
+        """The VAE latents of normalised actions; the box edges clip them."""
+        return self.center + self.half * np.clip(actions.double().numpy(), -1.0, 1.0)
+
+    @abstractmethod
+    def hit(self, task: Task, goals: np.ndarray, actions: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
+        """Final distances (m) of one hit per (goal, normalised action)."""
+
+
+class PuckWorld(HitSpace):
+    """Puck hitting in simulation: hits on one task's physics."""
 
     def __init__(self, env: PuckHittingEnv, config: PuckMetaRLConfig, measure: Measure | None = None):
         if env.vae is None:
             raise ValueError("the meta-RL task needs a PuckHittingEnv with a motion VAE")
-        self.env, self.config, self.measure = env, config, measure
-        self.start = np.asarray(env.scene.puck_start, dtype=float)
-        low, high = env.vae.latent_low.double().numpy(), env.vae.latent_high.double().numpy()
-        self.center, self.half = (high + low) / 2, (high - low) / 2
+        super().__init__(env.vae, env.scene.puck_start, config)
+        self.env, self.measure = env, measure
         self.spec, self.nominal = env.randomization_spec, env.backend.nominal_parameters()
         self.offsets = {p.name: p.distribution for p in self.spec.parameters if p.name in OFFSETS}
         self.misses = 0  # hits whose puck the measurement did not find
@@ -243,19 +269,9 @@ class PuckWorld:
             raise ValueError(f"unknown condition {name!r} (known: {', '.join(CONDITIONS)})")
         return Task(name, dict(CONDITIONS[name]), False)
 
-    def goals(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` goals (x, y), uniform in distance and direction from the puck's nominal start."""
-        distance = rng.uniform(*self.config.goal_distance, n)
-        angle = np.radians(rng.uniform(*self.config.goal_angle, n))
-        return self.start + distance[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
-
-    def observe(self, goals: np.ndarray) -> torch.Tensor:
-        """The policy's input: goals relative to the puck's start, in units of the farthest goal distance."""
-        return torch.as_tensor((goals - self.start) / self.config.goal_distance[1], dtype=torch.float32)
-
     def hit(self, task: Task, goals: np.ndarray, actions: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
         """Final distances (m) of one hit per (goal, normalised action); the box edges clip the actions."""
-        latents = self.center + self.half * np.clip(actions.double().numpy(), -1.0, 1.0)
+        latents = self.latents(actions)
         distances = np.empty(len(goals))
         for i, (goal, latent) in enumerate(zip(goals, latents, strict=True)):
             physics = dict(task.parameters)
@@ -275,7 +291,7 @@ class PuckWorld:
 # ---------------------------------------------------------------------------------------------- the algorithm
 
 
-def explore(policy: GaussianPolicy, params: dict, world: PuckWorld, task: Task, rng: np.random.Generator,
+def explore(policy: GaussianPolicy, params: dict, world: HitSpace, task: Task, rng: np.random.Generator,
             generator: torch.Generator) -> tuple[Batch, np.ndarray]:
     """K hits with actions sampled from the policy: the batch (with advantages) and the final distances."""
     goals = world.goals(world.config.rollouts, rng)
@@ -369,7 +385,7 @@ def train_policy(world: PuckWorld, meta: bool, progress: bool = True, checkpoint
     return trained
 
 
-def adaptation_curve(policy: GaussianPolicy, lrs: InnerLearningRates, world: PuckWorld, task: Task, steps: int,
+def adaptation_curve(policy: GaussianPolicy, lrs: InnerLearningRates, world: HitSpace, task: Task, steps: int,
                      seed: int | list[int]) -> np.ndarray:
     """Mean final distance (m) of the mean action on fresh goals before each of ``steps`` inner steps and after."""
     rng = np.random.default_rng(seed)
@@ -410,23 +426,10 @@ VAE_FILE, META_FILE, BASELINE_FILE, SUMMARY_FILE = "vae.pt", "meta_policy.pt", "
 
 def save_policy(trained: TrainedPolicy, path: str | Path) -> Path:
     """Write the policy atomically (a temporary file in the same folder, read back, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "kind": trained.kind, "config": trained.config.to_dict(),
                "policy": trained.policy.state_dict(), "log_lr": trained.lrs.log_lr.detach().clone(),
                "history": trained.history}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        torch.load(tmp, weights_only=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: torch.save(payload, f), verify=lambda tmp: torch.load(tmp, weights_only=True))
 
 
 def load_policy(path: str | Path) -> TrainedPolicy:

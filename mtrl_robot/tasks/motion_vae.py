@@ -20,8 +20,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from mtrl_robot.arms.fk import CompiledChain
+from mtrl_robot.atomic import write_atomic
 from mtrl_robot.backends.trajectory import JointLimits, JointTrajectory
 from mtrl_robot.tasks.hitting_motion import ANGLE_RANGE, SPEED_RANGE, HittingMotionGenerator, paddle_arm
 
@@ -128,6 +127,7 @@ class HittingVAE(nn.Module):
         duration = max(float(duration[0]), float(self.feature_mean[-1]) / 2)
         times = np.linspace(0.0, 1.0, self.n_waypoints)
         velocities = CubicSpline(times, positions, bc_type="clamped")(times, 1)  # per unit of normalised time
+        velocities[[0, -1]] = 0.0  # at rest exactly (the spline's end slopes are zero up to round-off)
         steps = np.abs(np.diff(positions, axis=0)) * (self.n_waypoints - 1)
         demand = np.max(np.maximum(np.abs(velocities[1:]), steps) / (VELOCITY_FRACTION * self.limits.velocity))
         duration = max(duration, float(demand))
@@ -141,22 +141,12 @@ class HittingVAE(nn.Module):
 
     def save(self, path: str | Path) -> Path:
         """Write weights and settings atomically (a temporary file in the same folder, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"format": FILE_FORMAT, "joint_names": list(self.joint_names), "n_waypoints": self.n_waypoints,
                    "latent_dim": self.latent_dim, "hidden": list(self.hidden), "beta": self.beta,
                    "limits": {k: torch.as_tensor(getattr(self.limits, k)) for k in ("lower", "upper", "velocity",
                                                                                    "effort")},
                    "state_dict": self.state_dict()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomic(path, lambda f: torch.save(payload, f))
 
     @staticmethod
     def load(path: str | Path) -> HittingVAE:

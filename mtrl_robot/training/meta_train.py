@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import math
 import multiprocessing
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +37,7 @@ import torch
 
 from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.families import load_family
+from mtrl_robot.atomic import write_atomic
 from mtrl_robot.demos.dataset import DatasetError, DemoDataset
 from mtrl_robot.demos.dataset import load as load_demos
 from mtrl_robot.demos.generate import generate_demos
@@ -71,7 +69,7 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
             raise ValueError(f"{out}: this run was started with another preset ({saved.get('name')}); "
                              "resume it with the same preset")
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "preset.json", json.dumps(preset.to_dict(), indent=1))
+    write_atomic(out / "preset.json", json.dumps(preset.to_dict(), indent=1))
     families = by_family(_demos(preset, out / "demos.npz", progress))
     missing = [f for f in preset.data.families if f not in families]
     if missing:
@@ -83,7 +81,7 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
     else:  # families are independent: one process each, as many at a time as there are workers
         with multiprocessing.get_context("spawn").Pool(workers, _thread_only_progress_lock) as pool:
             report = dict(pool.imap(_family_job, jobs))
-    _write_atomic(out / "report.json", json.dumps(report, indent=1))
+    write_atomic(out / "report.json", json.dumps(report, indent=1))
     return out
 
 
@@ -188,11 +186,9 @@ def _pretrained(preset: Preset, family: str, train, path: Path, progress: bool):
     rows = []
     vae, model = pretrain(targets, offsets, preset.model, config, tdim, progress,
                           log=lambda stage, step, loss: rows.append((stage, step, loss)))
-    _write_atomic(path.parent.parent / "logs" / f"{family}-pretrain.csv",
-                  "stage,step,loss\n" + "".join(f"{s},{i},{v:.6g}\n" for s, i, v in rows))
-    buffer = io.BytesIO()
-    torch.save({"vae": vae.state_dict(), "model": model.state_dict()}, buffer)
-    _write_atomic(path, buffer.getvalue())
+    write_atomic(path.parent.parent / "logs" / f"{family}-pretrain.csv",
+                 "stage,step,loss\n" + "".join(f"{s},{i},{v:.6g}\n" for s, i, v in rows))
+    write_atomic(path, lambda f: torch.save({"vae": vae.state_dict(), "model": model.state_dict()}, f))
     return model
 
 
@@ -206,7 +202,7 @@ class _LossLog:
             with path.open() as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= keep_until]
         text = ",".join(LOG_FIELDS) + "\n" + "".join(",".join(r[k] for k in LOG_FIELDS) + "\n" for r in rows)
-        _write_atomic(path, text)
+        write_atomic(path, text)
 
     def add(self, step: int, loss: float, lr: float, seconds: float) -> None:
         self.pending.append(f"{step},{loss:.6g},{lr:.6g},{seconds:.4f}\n")
@@ -215,19 +211,6 @@ class _LossLog:
         with self.path.open("a") as f:
             f.writelines(self.pending)
         self.pending = []
-
-
-def _write_atomic(path: Path, content: str | bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content.encode() if isinstance(content, str) else content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -215,6 +215,6 @@ def test_recorder_sigterm_leaves_complete_bag(launcher, ros_client, ros_env, tmp
     assert (bags[0] / "metadata.yaml").is_file()
 
 
-@pytest.mark.parametrize("name", ["sim_training", "few_shot_adaptation", "hil_test"])
+@pytest.mark.parametrize("name", ["sim_training", "few_shot_adaptation", "hil_test", "puck_hitting"])
 def test_launch_files_parse(name):
     assert parse_launch(LAUNCH / f"{name}.launch.xml")

@@ -1,0 +1,196 @@
+"""The puck node: meta-RL adaptation of puck hitting on an arm reached through ROS, the puck seen by a camera.
+
+A thin shell over :class:`~mtrl_robot.tasks.robot_puck_world.RobotPuckWorld` and
+:func:`~mtrl_robot.tasks.meta_rl.adaptation_curve`, the procedure of the simulated evaluation:
+
+- subscribes ``puck_position`` (``geometry_msgs/PointStamped`` in ``world``, e.g. the perception node's output);
+- moves the arm through :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend` (the ``preset``'s controller,
+  behind the safety layer);
+- before each hit puts the puck back by calling ``reset_service`` (``std_srvs/Trigger``; in simulation the arm
+  node's ``~/reset_scene``, whose success is taken as the puck being there: seen from above, the arm at its hitting
+  posture hides part of the puck); with ``reset_service`` empty it waits for a person to put the puck back: the
+  hit starts once the puck is seen at rest within ``start_tolerance`` of its start;
+- ``~/adapt`` (``std_srvs/Trigger``): ``steps`` adaptation steps of the ``policy`` (``meta`` or ``baseline``) of
+  the puck run in ``run_dir``. Before each step and after the last, the mean action is scored on ``eval_goals``
+  fresh goals; each step is ``rollouts`` exploratory hits and one policy-gradient step. The reply's message is
+  JSON (mean final distance per step in cm, hits, refused hits, misses, seconds), also written atomically to
+  ``output_file`` when set. With ``autostart`` it runs once at start-up.
+
+A puck is at rest when its points of the last ``REST_WINDOW`` s lie within ``REST_TOLERANCE`` of their mean.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from geometry_msgs.msg import PointStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from std_srvs.srv import Trigger
+
+from mtrl_robot.atomic import write_atomic
+from mtrl_robot.backends.scene import load_scene
+from mtrl_robot.errors import ConfigError
+from mtrl_robot.ros.conversions import seconds
+from mtrl_robot.ros.hardware_backend import HardwareBackend
+from mtrl_robot.ros.run import run_node
+from mtrl_robot.tasks.meta_rl import BASELINE_FILE, META_FILE, VAE_FILE, adaptation_curve, load_policy
+from mtrl_robot.tasks.motion_vae import HittingVAE
+from mtrl_robot.tasks.robot_puck_world import ROBOT_TASK, RobotPuckWorld
+
+REST_WINDOW = 0.5  # s the puck must stay still to count as at rest
+REST_TOLERANCE = 0.002  # m
+REST_TIMEOUT = 6.0  # s after a hit before the puck counts as not found
+SERVICE_TIMEOUT = 10.0  # s for the reset service
+PERSON_TIMEOUT = 120.0  # s for a person to put the puck back
+
+PARAMETERS = {  # name: (default, description)
+    "run_dir": ("", "Puck meta-RL run folder (vae.pt, meta_policy.pt, baseline_policy.pt)"),
+    "policy": ("meta", "Which policy of the run adapts: meta or baseline"),
+    "preset": ("sim_panda_hitting", "Hardware preset of the arm's controller and safety limits"),
+    "scene": ("puck_table", "Scene YAML or name: the puck's start position"),
+    "reset_service": ("/arm_node/reset_scene", "Trigger service putting the puck back; empty: wait for a person"),
+    "start_tolerance": (0.01, "m: how close to its start the puck must rest before a hit"),
+    "steps": (3, "Adaptation steps (inner policy-gradient steps)"),
+    "rollouts": (0, "Exploratory hits per step (0: the run's K)"),
+    "eval_goals": (0, "Goals scored with the mean action before each step and after the last (0: the run's)"),
+    "seed": (0, "Seed of goals and exploration"),
+    "output_file": ("", "JSON file for the adaptation result (empty: none)"),
+    "autostart": (False, "Run one adaptation at start-up"),
+}
+
+
+class PuckTracker:
+    """The latest puck positions by their image stamps, and waits for the puck to rest."""
+
+    def __init__(self) -> None:
+        self._points: list[tuple[float, np.ndarray]] = []  # (stamp in s, (x, y))
+        self._lock = threading.Lock()
+
+    def add(self, msg: PointStamped) -> None:
+        with self._lock:
+            self._points.append((seconds(msg.header.stamp), np.array([msg.point.x, msg.point.y])))
+            del self._points[:-200]
+
+    def rest(self, since: float, timeout: float = REST_TIMEOUT) -> np.ndarray | None:
+        """The puck's position once still for ``REST_WINDOW`` s in images stamped after ``since``; None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                points = [(t, p) for t, p in self._points if t >= since]
+            if points and points[-1][0] - points[0][0] >= REST_WINDOW:
+                window = [p for t, p in points if t >= points[-1][0] - REST_WINDOW]
+                mean = np.mean(window, axis=0)
+                if len(window) >= 3 and max(np.linalg.norm(p - mean) for p in window) < REST_TOLERANCE:
+                    return mean
+            time.sleep(0.05)
+        return None
+
+
+class PuckNode(Node):
+    """Adapts the puck-hitting policy of a run to the arm, puck and table it is connected to."""
+
+    def __init__(self) -> None:
+        super().__init__("puck_node")
+        p = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
+             for name, (default, text) in PARAMETERS.items()}
+        if p["policy"] not in ("meta", "baseline"):
+            raise ConfigError(None, "policy", f"expected meta or baseline, got {p['policy']!r}")
+        run = Path(p["run_dir"])
+        if not p["run_dir"] or not run.is_dir():
+            raise ConfigError(None, "run_dir", f"not a puck run folder: {p['run_dir']!r}")
+        self.p = p
+        self.trained = load_policy(run / (META_FILE if p["policy"] == "meta" else BASELINE_FILE))
+        overrides = {k: p[k] for k in ("rollouts", "eval_goals") if p[k] > 0}
+        self.config = replace(self.trained.config, **overrides)
+        vae = HittingVAE.load(run / VAE_FILE).freeze()
+        self.start = np.asarray(load_scene(p["scene"]).puck_start, dtype=float)
+        self.tracker = PuckTracker()
+        group = ReentrantCallbackGroup()
+        self.create_subscription(PointStamped, "puck_position", self.tracker.add, 10, callback_group=group)
+        self._reset = self.create_client(Trigger, p["reset_service"], callback_group=MutuallyExclusiveCallbackGroup()) \
+            if p["reset_service"] else None
+        self.backend = HardwareBackend(p["preset"], node_name="puck_node_client")
+        self.world = RobotPuckWorld(self.backend, vae, self.start, self.config, self._measure_rest, self._reset_puck,
+                                    self._wait_puck_at_start, log=self.get_logger().info)
+        self._busy = threading.Lock()
+        self.create_service(Trigger, "~/adapt", self._on_adapt, callback_group=group)
+        self.get_logger().info(f"{p['policy']} policy of {run}, preset {p['preset']}, {p['steps']} steps × "
+                               f"{self.config.rollouts} hits, puck reset by {p['reset_service'] or 'a person'}")
+        if p["autostart"]:
+            threading.Thread(target=self.adapt, daemon=True).start()
+
+    def adapt(self) -> dict:
+        """One adaptation run; the result as a dict (also logged and written to ``output_file``)."""
+        with self._busy:
+            started = time.monotonic()
+            self.backend.wait_ready()
+            curve = adaptation_curve(self.trained.policy, self.trained.lrs, self.world, ROBOT_TASK, self.p["steps"],
+                                     [self.p["seed"], 7])
+            result = {"policy": self.p["policy"], "run_dir": self.p["run_dir"], "steps": self.p["steps"],
+                      "rollouts": self.config.rollouts, "eval_goals": self.config.eval_goals,
+                      "mean_distance_cm": [round(float(d) * 100, 2) for d in curve], "hits": self.world.hits,
+                      "refused": self.world.refused, "misses": self.world.misses,
+                      "seconds": round(time.monotonic() - started, 1)}
+            self.get_logger().info(f"adaptation done: {json.dumps(result)}")
+            result["hit_record"] = self.world.record
+            if self.p["output_file"]:
+                write_atomic(self.p["output_file"], json.dumps(result, indent=1))
+            return result
+
+    def _on_adapt(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self._busy.locked():
+            response.success, response.message = False, "an adaptation is already running"
+            return response
+        response.success, response.message = True, json.dumps(self.adapt())
+        return response
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _measure_rest(self) -> np.ndarray | None:
+        return self.tracker.rest(self._now())
+
+    def _reset_puck(self) -> None:
+        if self._reset is None:
+            self.get_logger().info(f"put the puck back at {self.start.round(3).tolist()}")
+            return
+        if not self._reset.wait_for_service(timeout_sec=SERVICE_TIMEOUT):
+            raise RuntimeError(f"reset service {self.p['reset_service']} not found")
+        done = threading.Event()
+        future = self._reset.call_async(Trigger.Request())
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(SERVICE_TIMEOUT) or not future.result().success:
+            raise RuntimeError(f"reset service {self.p['reset_service']} did not reset the scene")
+
+    def _wait_puck_at_start(self) -> bool:
+        """With a reset service its success is enough; a person's reset is checked by the camera."""
+        if self._reset is not None:
+            return True
+        position = self.tracker.rest(self._now(), PERSON_TIMEOUT)
+        if position is None or float(np.linalg.norm(position - self.start)) > self.p["start_tolerance"]:
+            self.get_logger().warn(f"the puck is not at rest at its start {self.start.round(3).tolist()}: seen "
+                                   f"{'nowhere at rest' if position is None else position.round(3).tolist()}")
+            return False
+        return True
+
+    def destroy_node(self) -> None:
+        self.backend.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run until SIGINT or SIGTERM (exit code 0); exit code 1 on a configuration error."""
+    return run_node("puck_node", PuckNode, lambda: MultiThreadedExecutor(num_threads=3), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Puck-hitting adaptation through ROS: the launch file's arm node (puck scene, paddle, camera), perception
+node and puck node as real processes; the puck's outcomes come from the camera."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mtrl_robot.backends.scene import load_scene
+from mtrl_robot.tasks.meta_rl import train_puck
+
+LAUNCH = Path(__file__).resolve().parents[2] / "launch" / "puck_hitting.launch.xml"
+RUN_TIMEOUT = 240.0  # s for start-up and four hits on a loaded machine
+
+
+def test_puck_hitting_launch_adapts_from_camera_measured_hits(ros_env, tmp_path):
+    run = train_puck("small", tmp_path / "run", progress=False)
+    out = tmp_path / "adaptation.json"
+    log = tmp_path / "launch.log"
+    command = [sys.executable, "-m", "mtrl_robot.cli", "launch", str(LAUNCH), f"run_dir:={run}", "steps:=1",
+               "rollouts:=2", "eval_goals:=1", f"output_file:={out}"]
+    with log.open("w") as sink:
+        launch = subprocess.Popen(command, env=ros_env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not out.is_file():
+            assert launch.poll() is None, f"the launch ended early:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no adaptation result:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+    finally:
+        launch.send_signal(signal.SIGINT)
+        code = launch.wait(timeout=30)
+    assert code == 0, log.read_text()[-3000:]
+    result = json.loads(out.read_text())
+    assert (result["hits"], result["refused"]) == (4, 0), result  # 1 scored + 2 exploring + 1 scored
+    assert len(result["mean_distance_cm"]) == 2 and all(math.isfinite(d) for d in result["mean_distance_cm"])
+    scene = load_scene("puck_table")
+    (cx, cy), (sx, sy) = scene.table_center, scene.table_size
+    seen = [hit["final"] for hit in result["hit_record"] if hit["final"] is not None]
+    assert seen, log.read_text()[-3000:]  # the camera found the puck at rest after at least one hit
+    for x, y in seen:
+        assert abs(x - cx) <= sx / 2 and abs(y - cy) <= sy / 2  # on the table
+        assert math.dist((x, y), scene.puck_start) > 0.02  # and the hit moved it
+    assert "hit 4:" in log.read_text()
