@@ -128,8 +128,9 @@ class PolicyNode(Node):
                 return
             try:
                 start = self.backend.read_state().positions
-                trajectory = predict(self.state, self.arm, target[None], start)[0]
-                self.backend.send_trajectory(fit_limits(trajectory, self.backend.checker.limits))
+                trajectory = fit_limits(predict(self.state, self.arm, target[None], start)[0],
+                                        self.backend.checker.limits)
+                self.backend.send_trajectory(trajectory)
             except (SafetyError, HardwareError, ValueError) as exc:
                 self.get_logger().error(f"target {target.round(3).tolist()} not executed: {exc}")
                 return

@@ -36,6 +36,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
+from mtrl_robot.arms.families import load_family
 from mtrl_robot.atomic import write_atomic
 from mtrl_robot.backends.scene import load_scene
 from mtrl_robot.errors import ConfigError
@@ -120,7 +121,8 @@ class PuckNode(Node):
             if p["reset_service"] else None
         self.backend = HardwareBackend(p["preset"], node_name="puck_node_client")
         self.world = RobotPuckWorld(self.backend, vae, self.start, self.config, self._measure_rest, self._reset_puck,
-                                    self._wait_puck_at_start, log=self.get_logger().info)
+                                    self._wait_puck_at_start, home=load_family(self.backend.preset.family).home_q,
+                                    log=self.get_logger().info)
         self._busy = threading.Lock()
         self.create_service(Trigger, "~/adapt", self._on_adapt, callback_group=group)
         self.get_logger().info(f"{p['policy']} policy of {run}, preset {p['preset']}, {p['steps']} steps × "

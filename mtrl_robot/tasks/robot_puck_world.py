@@ -13,7 +13,10 @@ One hit:
    ``approach_time(…)`` (at most ``APPROACH_SPEED`` of each joint's velocity limit);
 3. **puck back at its start**: ``reset_puck()`` (in simulation the arm node's ``~/reset_scene`` service; on a
    bench a person puts the puck back), then ``wait_puck_at_start()`` until the measurement sees it there;
-4. **hit**: the motion itself; then the puck's resting position from ``measure_rest()``.
+4. **hit**: the motion itself;
+5. **retract** (with ``home``): once ``measure_rest()`` sees the puck still, back to the motion's first
+   posture (along the hitting line, away from the puck) and then to ``home``, out of the overhead camera's
+   view, as the simulated camera evaluation does; then the puck's resting position from ``measure_rest()``.
 
 A hit the safety layer or the controller refuses, or whose puck is not found, scores ``MISSED_DISTANCE`` and is
 counted in ``refused`` or ``misses``; the policy learns to avoid it like any other bad outcome.
@@ -50,12 +53,13 @@ class RobotPuckWorld(HitSpace):
 
     def __init__(self, backend: RobotBackend, vae: HittingVAE, puck_start: np.ndarray, config: PuckMetaRLConfig,
                  measure_rest: Callable[[], np.ndarray | None], reset_puck: Callable[[], None],
-                 wait_puck_at_start: Callable[[], bool], log: Callable[[str], None] = print):
+                 wait_puck_at_start: Callable[[], bool], home: np.ndarray | None = None,
+                 log: Callable[[str], None] = print):
         if tuple(backend.joint_names) != tuple(vae.joint_names):
             raise ValueError(f"the motion VAE was trained for joints {list(vae.joint_names)}, the robot has "
                              f"{list(backend.joint_names)}")
         super().__init__(vae, puck_start, config)
-        self.backend, self.log = backend, log
+        self.backend, self.log, self.home = backend, log, home
         self.measure_rest, self.reset_puck, self.wait_puck_at_start = measure_rest, reset_puck, wait_puck_at_start
         self.hits, self.refused, self.misses = 0, 0, 0
         self.record: list[dict] = []  # one entry per hit: goal, measured final position (None if none), distance
@@ -75,22 +79,18 @@ class RobotPuckWorld(HitSpace):
 
     def _hit_once(self, motion: JointTrajectory) -> np.ndarray | None:
         """The puck's resting (x, y) after ``motion``, or None if it was refused or the puck was not found."""
-        start = self.backend.read_state().positions
-        first = motion.positions[0]
-        duration = approach_time(start, first, self.backend.limits.velocity)
-        approach = JointTrajectory(motion.joint_names, np.array([0.0, duration]), np.vstack([start, first]),
-                                   np.zeros((2, len(first))))
         try:
-            for stage, trajectory in (("approach", approach), ("hit", motion)):
-                if stage == "hit":
-                    self.reset_puck()
-                    if not self.wait_puck_at_start():
-                        self.log("hit skipped: the puck is not at its start")
-                        self.misses += 1
-                        return None
-                result = self.backend.execute(trajectory)
-                if not result.success:
-                    raise TrajectoryError(f"{stage}: {result.message}")
+            self._move_to(motion.positions[0], "approach")
+            self.reset_puck()
+            if not self.wait_puck_at_start():
+                self.log("hit skipped: the puck is not at its start")
+                self.misses += 1
+                return None
+            self._execute(motion, "hit")
+            if self.home is not None:
+                self.measure_rest()  # the arm stays until the puck has stopped, then gets out of the camera's view:
+                self._move_to(motion.positions[0], "retract")  # back along the hitting line, away from the puck,
+                self._move_to(self.home, "retract")  # then home
         except TrajectoryError as exc:  # a SafetyError is one too
             self.refused += 1
             self.log(f"hit refused or failed, scored as a miss: {exc}")
@@ -99,3 +99,15 @@ class RobotPuckWorld(HitSpace):
         if final is None:
             self.misses += 1
         return final
+
+    def _move_to(self, goal: np.ndarray, stage: str) -> None:
+        """A rest-to-rest move from the measured posture to ``goal``."""
+        start = self.backend.read_state().positions
+        duration = approach_time(start, goal, self.backend.limits.velocity)
+        self._execute(JointTrajectory(self.backend.joint_names, np.array([0.0, duration]), np.vstack([start, goal]),
+                                      np.zeros((2, len(goal)))), stage)
+
+    def _execute(self, trajectory: JointTrajectory, stage: str) -> None:
+        result = self.backend.execute(trajectory)
+        if not result.success:
+            raise TrajectoryError(f"{stage}: {result.message}")
