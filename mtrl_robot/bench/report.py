@@ -16,13 +16,15 @@ def _print_figures(title: str, figures: dict) -> None:
 
 
 def _sim_suite(seconds: float) -> dict[str, dict]:
-    """MuJoCo and PyBullet step rates, randomization cost, population build time."""
+    """MuJoCo and PyBullet step rates, randomization cost, population build time, puck-hitting episodes."""
+    from mtrl_robot.bench.hitting_bench import bench_hitting
     from mtrl_robot.bench.population_bench import bench_population_build
     from mtrl_robot.bench.pybullet_bench import bench_pybullet
     from mtrl_robot.bench.sim_bench import bench_mujoco
 
     return {"mujoco": bench_mujoco(seconds=seconds), "pybullet": bench_pybullet(seconds=seconds),
-            "population_400": bench_population_build(robots_per_family=100)}
+            "population_400": bench_population_build(robots_per_family=100),
+            "puck_hitting": bench_hitting(seconds=seconds)}
 
 
 def _meta_suite(seconds: float) -> dict[str, dict]:
