@@ -281,6 +281,31 @@ def test_preset_errors_name_the_file_and_the_field(tmp_path, text, field, proble
         load_preset("huge")
 
 
+def test_a_pooled_run_trains_one_model_for_all_families_and_maps_joints_by_name(run, held_out, tmp_path):
+    shutil.copy(run / "demos.npz", tmp_path / "demos.npz")  # the same robots and demos as the per-family run
+    out = train_from_preset(load_preset("small", ["data.pooled=true"]), tmp_path, resume=True, progress=False)
+    master = load(out / "checkpoints" / "pooled" / "all.pt")
+    views = {f: load(out / "checkpoints" / f"{f}.pt") for f in ("panda", "gen3")}
+    for family, view in views.items():
+        arm = load_family(family)
+        assert view.info["family"] == family and view.joint_names == arm.joint_names and view.info["pooled"]
+        assert all(r.startswith(family) for r in view.info["robot_ids"] + view.info["held_out"])
+        for name, value in master.model.state_dict().items():
+            assert torch.equal(value, view.model.state_dict()[name])  # one model, two names
+    assert set(master.info["robot_ids"]) == set(views["panda"].info["robot_ids"]) | set(views["gen3"].info["robot_ids"])
+    report = json.loads((out / "report.json").read_text())
+    assert set(report) == {"panda", "gen3"} and all(np.isfinite(r["held_out"]["mean"]["adapted_cm"])
+                                                      for r in report.values())
+    adapted = adapt(out / "checkpoints" / "panda.pt", held_out, k=5, out=tmp_path / "adapted.pt")
+    assert predict(adapted, held_out.robots[0], held_out.targets[:2])[0].joint_names == held_out.robots[0].joint_names
+    with pytest.raises(ValueError, match="the model was trained for"):  # a Gen3 view refuses a Panda arm
+        predict(out / "checkpoints" / "gen3.pt", held_out.robots[0], held_out.targets[:1])
+    for overrides, problem in [(["data.pooled=true", "data.families=[panda]"], "two or more families"),
+                               (["data.pooled=sometimes"], "expected true or false")]:
+        with pytest.raises(ConfigError, match=problem):
+            load_preset("small", overrides)
+
+
 def test_overrides_change_one_field_and_are_checked_like_the_file():
     preset = load_preset("full", ["meta.variant=probabilistic", "data.families=[panda]", "adapt.steps=3"])
     full = load_preset("full")

@@ -1,4 +1,4 @@
-"""Demonstrations as tensors for learning: one joint set (arm family) at a time, and a seeded task sampler.
+"""Demonstrations as tensors for learning: one joint set (arm family) at a time, or pooled, and a task sampler.
 
 A demo becomes (target, offsets): the flange target (3,) in m and the joint offsets from its first waypoint
 (T, dof) in rad. Each robot is a task; a meta-batch draws robots without replacement and, for each, K support
@@ -60,6 +60,22 @@ def to_tensors(dataset: DemoDataset, joint_names: Sequence[str] | None = None,
         targets=torch.tensor(dataset.targets, dtype=torch.float32),
         offsets=torch.tensor(positions - positions[:, :1], dtype=torch.float32),
         demos_of=tuple(torch.from_numpy(dataset.demos_of(r)) for r in dataset.robot_ids))
+
+
+def pool(groups: Sequence[RobotDemos]) -> RobotDemos:
+    """Several joint sets' demos as one (columns by position, named ``joint_1``…): one group is returned as is."""
+    if len(groups) == 1:
+        return groups[0]
+    shapes = {g.offsets.shape[1:] for g in groups}
+    if len(shapes) != 1:
+        raise DatasetError(None, f"pooled demos need one number of waypoints and joints, got {sorted(shapes)}")
+    starts = np.cumsum([0] + [len(g.targets) for g in groups[:-1]])
+    dof = groups[0].dof
+    return RobotDemos(
+        joint_names=tuple(f"joint_{i + 1}" for i in range(dof)),
+        robot_ids=tuple(r for g in groups for r in g.robot_ids),
+        targets=torch.cat([g.targets for g in groups]), offsets=torch.cat([g.offsets for g in groups]),
+        demos_of=tuple(i + int(start) for g, start in zip(groups, starts, strict=True) for i in g.demos_of))
 
 
 def task_sampler(demos: RobotDemos, normalize: Callable[[Tensor], Tensor], k_support: int,

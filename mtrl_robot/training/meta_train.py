@@ -16,6 +16,12 @@ For every arm family of the preset (one joint set, one checkpoint):
 4. **Evaluation.** K-shot adaptation on each held-out robot; the reaching error (FK of the robot's own
    kinematics) on its other demos' targets goes to ``report.json``.
 
+With ``data.pooled`` the families are not separate: one model is pretrained on every family's nominal robot and
+meta-trained over the training robots of all of them (joint columns by position; the families must have the same
+number of joints), the across-families experiment. Its checkpoint is ``checkpoints/pooled/all.pt``, and
+``checkpoints/<family>.pt`` are views of it — the same weights, each with its family's joint names, home and
+robots — so adapting, predicting and evaluating work as for a per-family run and still map joints by name.
+
 Families are independent: with ``compute.workers`` > 1 they train side by side in ``spawn`` processes (as with
 any ``spawn`` pool, a script calling ``train_from_preset`` must do so under ``if __name__ == "__main__":``).
 ``--resume`` continues from the last checkpoints: finished families are skipped, the loss log is cut back to
@@ -33,6 +39,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mtrl_robot.arms import population as populations
@@ -44,12 +51,14 @@ from mtrl_robot.demos.generate import generate_demos
 from mtrl_robot.demos.planner import plan_robot_demos
 from mtrl_robot.meta import CheckpointError
 from mtrl_robot.training import checkpoint as checkpoints
-from mtrl_robot.training.data import by_family, task_sampler, to_tensors
+from mtrl_robot.training.checkpoint import ReachingCheckpoint
+from mtrl_robot.training.data import by_family, pool, task_sampler, to_tensors
 from mtrl_robot.training.evaluate import held_out_errors
-from mtrl_robot.training.presets import Preset, load_preset
+from mtrl_robot.training.presets import Preset, load_preset, preset_from_dict
 from mtrl_robot.training.pretrain import build_model, cosine, pretrain
 
 LOG_FIELDS = ("step", "meta_loss", "outer_lr", "seconds")
+POOLED = "pooled"  # the name of the one model of a run with data.pooled
 
 
 def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: bool = False,
@@ -64,7 +73,7 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
     if out.exists() and any(out.iterdir()) and not resume:
         raise FileExistsError(f"{out} already holds files; resume the run there or choose an empty folder")
     if resume and (out / "preset.json").is_file():
-        saved = json.loads((out / "preset.json").read_text())
+        saved = preset_from_dict(json.loads((out / "preset.json").read_text()), str(out / "preset.json")).to_dict()
         if {**saved, "compute": None} != {**preset.to_dict(), "compute": None}:
             raise ValueError(f"{out}: this run was started with another preset ({saved.get('name')}); "
                              "resume it with the same preset")
@@ -74,24 +83,28 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
     missing = [f for f in preset.data.families if f not in families]
     if missing:
         raise DatasetError(out / "demos.npz", f"no demos of the preset's families {missing}")
-    jobs = [(preset, f, families[f], out, progress, i) for i, f in enumerate(preset.data.families)]
+    if preset.data.pooled:
+        jobs = [(preset, POOLED, {f: families[f] for f in preset.data.families}, out, progress, 0)]
+    else:
+        jobs = [(preset, f, {f: families[f]}, out, progress, i) for i, f in enumerate(preset.data.families)]
     workers = min(preset.compute.workers, len(jobs))
     if workers == 1:
-        report = dict(map(_family_job, jobs))
+        results = list(map(_group_job, jobs))
     else:  # families are independent: one process each, as many at a time as there are workers
         with multiprocessing.get_context("spawn").Pool(workers, _thread_only_progress_lock) as pool:
-            report = dict(pool.imap(_family_job, jobs))
+            results = list(pool.imap(_group_job, jobs))
+    report = {family: entry for result in results for family, entry in result.items()}
     write_atomic(out / "report.json", json.dumps(report, indent=1))
     return out
 
 
-def _family_job(job: tuple) -> tuple[str, dict]:
-    """One family in this process, with the preset's thread count (module level, so ``spawn`` can pickle it)."""
-    preset, family, dataset, out, progress, position = job
+def _group_job(job: tuple) -> dict[str, dict]:
+    """One model in this process, with the preset's thread count (module level, so ``spawn`` can pickle it)."""
+    preset, name, datasets, out, progress, position = job
     threads = torch.get_num_threads()
     torch.set_num_threads(preset.compute.threads)
     try:
-        return family, _train_family(preset, family, dataset, out, progress, position)
+        return _train_group(preset, name, datasets, out, progress, position)
     finally:
         torch.set_num_threads(threads)
 
@@ -118,29 +131,32 @@ def _demos(preset: Preset, path: Path, progress: bool) -> DemoDataset:
     return dataset
 
 
-def _train_family(preset: Preset, family: str, dataset: DemoDataset, out: Path, progress: bool,
-                  position: int = 0) -> dict:
-    """Pretrain, meta-train and evaluate one family; returns its evaluation and the time it took (this session)."""
+def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], out: Path, progress: bool,
+                 position: int = 0) -> dict[str, dict]:
+    """Pretrain, meta-train and evaluate one model (one family, or all pooled); per family: its evaluation, the
+    checkpoint and the time it took (this session)."""
     started, cpu_started = time.perf_counter(), time.process_time()
-    meta = preset.meta
-    held_out = list(dataset.robot_ids[len(dataset.robot_ids) - preset.data.held_out_per_family:])
-    train_ids = [r for r in dataset.robot_ids if r not in held_out]
-    train = to_tensors(dataset.select(train_ids))
-    path = out / "checkpoints" / f"{family}.pt"
+    meta, pooled = preset.meta, name == POOLED
+    held_out = {f: list(ds.robot_ids[len(ds.robot_ids) - preset.data.held_out_per_family:])
+                for f, ds in datasets.items()}
+    train_ids = {f: [r for r in ds.robot_ids if r not in held_out[f]] for f, ds in datasets.items()}
+    train = pool([to_tensors(ds.select(train_ids[f])) for f, ds in datasets.items()])
+    path = out / "checkpoints" / ("pooled/all.pt" if pooled else f"{name}.pt")
     if path.is_file():
         state = checkpoints.load(path)
     else:
-        model = _pretrained(preset, family, train, out / "pretrain" / f"{family}.pt", progress)
+        model = _pretrained(preset, list(datasets), train, out / "pretrain" / f"{name}.pt", progress)
+        first = next(iter(datasets.values())).robots[0]
         state = checkpoints.new_checkpoint(model, preset, {
-            "family": family, "joint_names": list(train.joint_names), "n_waypoints": train.n_waypoints,
-            "home": dataset.robots[0].home_q.tolist(), "robot_ids": train_ids, "held_out": held_out,
-            "preset": preset.to_dict()})
+            "family": name, "joint_names": list(train.joint_names), "n_waypoints": train.n_waypoints,
+            "home": first.home_q.tolist(), "robot_ids": [r for ids in train_ids.values() for r in ids],
+            "held_out": [r for ids in held_out.values() for r in ids], "preset": preset.to_dict()})
     learner, sample = state.learner, task_sampler(train, state.model.normalize, meta.k_support, meta.k_query)
 
     from tqdm import tqdm
 
-    log = _LossLog(out / "logs" / f"{family}.csv", keep_until=learner.step)
-    with tqdm(total=meta.meta_steps, initial=learner.step, desc=f"meta-train {family}", unit="step",
+    log = _LossLog(out / "logs" / f"{name}.csv", keep_until=learner.step)
+    with tqdm(total=meta.meta_steps, initial=learner.step, desc=f"meta-train {name}", unit="step",
               disable=not progress, position=position) as bar:
         while learner.step < meta.meta_steps:
             lr = cosine(meta.outer_lr, meta.outer_lr_final, learner.step, meta.meta_steps)
@@ -149,7 +165,7 @@ def _train_family(preset: Preset, family: str, dataset: DemoDataset, out: Path, 
             start = time.perf_counter()
             loss = learner.meta_step(sample(meta.meta_batch_size, learner.generator))
             if not math.isfinite(loss):
-                raise FloatingPointError(f"{family}: meta-loss is {loss} at step {learner.step}; the last good "
+                raise FloatingPointError(f"{name}: meta-loss is {loss} at step {learner.step}; the last good "
                                          f"checkpoint is {path} (try a smaller meta.outer_lr or meta.inner_lr)")
             log.add(learner.step, loss, lr, time.perf_counter() - start)
             bar.update()
@@ -157,14 +173,26 @@ def _train_family(preset: Preset, family: str, dataset: DemoDataset, out: Path, 
             if learner.step % meta.checkpoint_every == 0 or learner.step == meta.meta_steps:
                 log.flush()
                 state.save(path)
-    held = dataset.select(held_out) if held_out else None
-    errors = held_out_errors(path, held, preset.adapt.k, preset.adapt.steps) if held else {}
-    return {"checkpoint": str(path.relative_to(out)), "meta_steps": learner.step, "held_out": errors,
-            "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started}
+    report = {}
+    for family, dataset in datasets.items():
+        family_path = path
+        if pooled:  # the family's view: the pooled weights under the family's joint names, home and robots
+            family_path = out / "checkpoints" / f"{family}.pt"
+            arm = dataset.robots[0]
+            ReachingCheckpoint(learner, state.preset, {
+                **state.info, "family": family, "joint_names": list(arm.joint_names), "home": arm.home_q.tolist(),
+                "robot_ids": train_ids[family], "held_out": held_out[family], "pooled": True}).save(family_path)
+        held = dataset.select(held_out[family]) if held_out[family] else None
+        errors = held_out_errors(family_path, held, preset.adapt.k, preset.adapt.steps) if held else {}
+        report[family] = {"checkpoint": str(family_path.relative_to(out)), "meta_steps": learner.step,
+                          "held_out": errors, "seconds": time.perf_counter() - started,
+                          "cpu_seconds": time.process_time() - cpu_started}
+    return report
 
 
-def _pretrained(preset: Preset, family: str, train, path: Path, progress: bool):
-    """The pretrained reaching model: loaded from ``path`` when there, else trained and saved there."""
+def _pretrained(preset: Preset, families: list[str], train, path: Path, progress: bool):
+    """The pretrained reaching model: loaded from ``path`` when there, else trained and saved there (with source
+    ``nominal``, on ``nominal_demos`` demos of each family's nominal robot)."""
     config, tdim = preset.pretrain, checkpoints.task_dim(preset.meta)
     vae, model = build_model(preset.model, train.n_waypoints, train.dof, tdim, config.seed)
     if path.is_file():
@@ -177,16 +205,17 @@ def _pretrained(preset: Preset, family: str, train, path: Path, progress: bool):
             raise CheckpointError(f"{path}: unreadable pretraining checkpoint ({e}); delete it to pretrain again") \
                 from e
     if config.source == "nominal":
-        nominal = load_family(family)
-        planned = plan_robot_demos(nominal, config.nominal_demos, config.seed, train.n_waypoints)
-        targets = torch.tensor(planned.targets, dtype=torch.float32)
-        offsets = torch.tensor(planned.positions - planned.positions[:, :1], dtype=torch.float32)
+        planned = [plan_robot_demos(load_family(f), config.nominal_demos, config.seed, train.n_waypoints)
+                   for f in families]
+        targets = torch.tensor(np.concatenate([d.targets for d in planned]), dtype=torch.float32)
+        offsets = torch.tensor(np.concatenate([d.positions - d.positions[:, :1] for d in planned]),
+                               dtype=torch.float32)
     else:
         targets, offsets = train.targets, train.offsets
     rows = []
     vae, model = pretrain(targets, offsets, preset.model, config, tdim, progress,
                           log=lambda stage, step, loss: rows.append((stage, step, loss)))
-    write_atomic(path.parent.parent / "logs" / f"{family}-pretrain.csv",
+    write_atomic(path.parent.parent / "logs" / f"{path.stem}-pretrain.csv",
                  "stage,step,loss\n" + "".join(f"{s},{i},{v:.6g}\n" for s, i, v in rows))
     write_atomic(path, lambda f: torch.save({"vae": vae.state_dict(), "model": model.state_dict()}, f))
     return model

@@ -36,6 +36,7 @@ class DataConfig:
     population_seed: int = 0  # robot perturbations
     demo_seed: int = 0  # demo targets
     population_config: str | None = None  # perturbation ranges (population YAML); None: config/population.yaml
+    pooled: bool = False  # one model across all the families (the across-families experiment), not one per family
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,8 @@ def _value(kind: Any, value: Any, src: str | Path, where: str) -> Any:
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise ConfigError(src, where, f"expected a list, got {value!r}")
         return tuple(_value(item, v, src, f"{where}[{i}]") for i, v in enumerate(value))
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(src, where, f"expected true or false, got {value!r}")
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(src, where, f"expected an integer, got {value!r}")
     if kind is float:
@@ -213,6 +216,13 @@ def _check_together(preset: Preset, src: Path) -> None:
             raise ConfigError(src, f"data.families[{i}]", f"unknown arm family '{family}' (known: {', '.join(known)})")
     if len(set(data.families)) != len(data.families) or not data.families:
         raise ConfigError(src, "data.families", "expected a non-empty list without repeats")
+    if data.pooled:
+        from mtrl_robot.arms.families import load_family
+
+        dofs = {f: load_family(f).dof for f in data.families}
+        if len(data.families) < 2 or len(set(dofs.values())) != 1:
+            raise ConfigError(src, "data.pooled", f"pooling needs two or more families with one number of joints, "
+                              f"got {dofs}")
     if data.robots_per_family - data.held_out_per_family < meta.meta_batch_size:
         raise ConfigError(src, "meta.meta_batch_size", f"{meta.meta_batch_size} robots per meta-step, but only "
                           f"{data.robots_per_family - data.held_out_per_family} training robots per family")

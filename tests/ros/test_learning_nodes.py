@@ -31,19 +31,9 @@ from mtrl_robot.training import checkpoint as checkpoints
 from mtrl_robot.training.meta_train import train_from_preset
 from mtrl_robot.training.presets import load_preset as load_training_preset
 
-K = 3
+K = 5
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
-TINY = """name: tiny
-data: {families: [panda], robots_per_family: 5, held_out_per_family: 1, demos_per_robot: 8,
-       population_seed: 0, demo_seed: 0}
-model: {latent_dim: 4, vae_hidden: [32], policy_hidden: [32, 32], beta: 1.0e-3}
-pretrain: {source: nominal, nominal_demos: 100, vae_steps: 40, policy_steps: 150, batch_size: 64, lr: 3.0e-3, seed: 0}
-meta: {variant: maml, learn_inner_lr: per_tensor, adapt_only: [policy.head], k_support: 3, k_query: 3,
-       inner_steps: 2, inner_lr: 0.01, outer_lr: 1.0e-3, outer_lr_final: 1.0e-4, meta_batch_size: 2,
-       meta_steps: 10, checkpoint_every: 10, seed: 0}
-adapt: {steps: 5, k: 3}
-compute: {workers: 1, threads: 1}
-"""
+PRESET = ("demo", ["data.families=[panda]", "compute.workers=1"])  # the demo preset's Panda half (about 30 s)
 
 
 class Process:
@@ -105,13 +95,10 @@ def settled(states, names: tuple[str, ...], timeout: float = 15.0) -> np.ndarray
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """A tiny meta-trained run, its population file and a held-out robot id."""
-    folder = tmp_path_factory.mktemp("tiny_run")
-    (folder / "tiny.yaml").write_text(TINY)
-    preset = load_training_preset(folder / "tiny.yaml")
-    started = time.monotonic()
+    """A small meta-trained run, its population file and a held-out robot id."""
+    folder = tmp_path_factory.mktemp("panda_run")
+    preset = load_training_preset(*PRESET)
     out = train_from_preset(preset, folder / "run", progress=False)
-    assert time.monotonic() - started < 60.0
     data = preset.data
     config = populations.load_config(data.population_config, seed=data.population_seed, families=list(data.families),
                                      robots_per_family=data.robots_per_family)
@@ -186,7 +173,7 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, tmp_path):
         after = reach(ros_client, policy_targets, states, arm, fresh)
         print(f"\nE2E reaching error on {robot}: before {before.mean() * 100:.2f} cm, "
               f"after K={K} adaptation {after.mean() * 100:.2f} cm")
-        assert np.all(np.isfinite(after)) and after.mean() < 0.25
+        assert np.all(np.isfinite(after)) and after.mean() < before.mean() and after.mean() < 0.02
     finally:
         ros_client.destroy(action)
         codes = [node.stop() for node in nodes]
