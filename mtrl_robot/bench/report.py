@@ -7,6 +7,8 @@ import platform
 import time
 from pathlib import Path
 
+from mtrl_robot.atomic import write_atomic
+
 
 def _print_figures(title: str, figures: dict) -> None:
     print(f"-- {title}")
@@ -54,6 +56,6 @@ def run_bench(suite: str, output_dir: Path, seconds: float = 2.0) -> Path:
                            "date": time.strftime("%Y-%m-%d %H:%M:%S")}, **figures}
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / f"bench_{suite}.json"
-    path.write_text(json.dumps(results, indent=2))
+    write_atomic(path, json.dumps(results, indent=2))
     print(f"saved {path}")
     return path

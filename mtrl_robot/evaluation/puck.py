@@ -24,6 +24,7 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
+from mtrl_robot.atomic import write_atomic
 from mtrl_robot.models.perception import PerceptionConfig, camera_from_mujoco, load_perception_config, locate
 from mtrl_robot.tasks.meta_rl import (
     BASELINE_FILE,
@@ -119,10 +120,10 @@ def evaluate_puck(checkpoint_dir: str | Path, out_dir: str | Path, repeats: int 
     header = {"mode": mode, "repeats": repeats, "conditions": list(conditions), "run": str(checkpoint_dir),
               "config": config.to_dict(), "hits": hits, "camera_misses": world.misses,
               "baseline_inner_lr": policies["baseline"].lrs.log_lr.exp()[0].item()}
-    (out / f"puck_eval_{mode}.json").write_text(json.dumps({**header, "curves_m": {
+    write_atomic(out / f"puck_eval_{mode}.json", json.dumps({**header, "curves_m": {
         kind: {name: curves[p, c].tolist() for c, name in enumerate(conditions)} for p, kind in enumerate(POLICIES)}}))
     table = out / f"puck_eval_{mode}.md"
-    table.write_text(markdown(curves, conditions, header))
+    write_atomic(table, markdown(curves, conditions, header))
     return table, plot(curves, conditions, mode, out / f"puck_eval_{mode}.png")
 
 

@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from mtrl_robot.arms.chain import Arm
+from mtrl_robot.atomic import write_atomic
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.demos.dataset import DemoDataset
@@ -145,9 +146,9 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
                "summary": summary, "skipped": skipped, "per_robot_cm": per_robot,
                "seconds": time.perf_counter() - started}
     json_path = out / "reaching.json"
-    json_path.write_text(json.dumps(results, indent=1))
+    write_atomic(json_path, json.dumps(results, indent=1))
     table_path = out / "reaching.md"
-    table_path.write_text(markdown_table(results))
+    write_atomic(table_path, markdown_table(results))
     plot_path = plot_results(results, out / "reaching.png")
     return table_path, plot_path, json_path
 
@@ -273,9 +274,7 @@ def _multitask_model(run: Path, out: Path, family: str, base: ReachingCheckpoint
                      vae_steps=max(1, math.ceil(preset.pretrain.vae_steps * budget)),
                      policy_steps=max(1, math.ceil(preset.pretrain.policy_steps * budget)))
     vae, model = pretrain(train.targets, train.offsets, preset.model, config, 0, progress)
-    path = candidates[-1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"vae": vae.state_dict(), "model": model.state_dict()}, path)
+    write_atomic(candidates[-1], lambda f: torch.save({"vae": vae.state_dict(), "model": model.state_dict()}, f))
     return model.eval()
 
 

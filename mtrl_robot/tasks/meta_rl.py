@@ -488,5 +488,5 @@ def train_puck(preset: str | PuckMetaRLConfig = "default", out_dir: str | Path =
                "meta_inner_lr": meta.lrs.per_tensor(),
                "baseline_inner_lr": baseline.lrs.log_lr.exp()[0].item(),
                "meta_history": meta.history, "baseline_history": baseline.history}
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    write_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1))
     return out
