@@ -30,20 +30,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from action_msgs.msg import GoalStatus, GoalStatusArray
 from geometry_msgs.msg import PointStamped
 from rclpy.client import Client
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from mtrl_robot.arms.families import load_family
-from mtrl_robot.bench.ros_bench import client_context, percentiles_ms, spin_until, stop_process, wait_reply
+from mtrl_robot.bench.ros_bench import BenchClient, percentiles_ms, stop_process, wait_reply
 from mtrl_robot.demos.planner import plan_robot_demos
 from mtrl_robot.hardware_presets import load_preset as load_hardware_preset
 from mtrl_robot.ros.arm_node import node_command
+from mtrl_robot.ros.conversions import point_msg
 from mtrl_robot.ros.policy_node import plan_latency
 from mtrl_robot.training.meta_train import train_from_preset
 from mtrl_robot.training.presets import load_preset
@@ -144,17 +143,13 @@ def bench_policy(targets: int = 20, seed: int = 0) -> dict[str, float]:
 def _measure(domain: int, nodes: list[_Node], points: np.ndarray) -> tuple[list[float], int]:
     """Seconds from publishing each target but the first to its goal's acceptance, and how many goals succeeded."""
     arm_node, policy_node = nodes
-    context = client_context(domain)
-    client = rclpy.create_node("policy_bench_client", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(client)
-    done = threading.Event()
-    spinner = threading.Thread(target=spin_until, args=(executor, done), daemon=True)
+    bench = BenchClient(domain, "policy_bench_client")
+    client = bench.node
     goals = _GoalLog()
     client.create_subscription(GoalStatusArray, STATUS_TOPIC, goals, STATUS_QOS)
     publisher = client.create_publisher(PointStamped, "/target", 10)
     reset = client.create_client(Trigger, "/arm_node/reset")
-    spinner.start()
+    bench.start()
     try:
         _until(reset.service_is_ready, nodes, arm_node, "offered no /arm_node/reset service")
         _until(lambda: client.count_publishers(STATUS_TOPIC) > 0, nodes, arm_node, "published no goal status")
@@ -165,7 +160,7 @@ def _measure(domain: int, nodes: list[_Node], points: np.ndarray) -> tuple[list[
         for target in points[1:]:
             known = goals.seen()
             started = time.perf_counter()
-            publisher.publish(_point(target))
+            publisher.publish(point_msg(target))
             goal = goals.new_goal(known, ACCEPT_TIMEOUT)
             if goal is None:
                 raise policy_node.failure(f"sent no accepted goal for target {target.round(3).tolist()} "
@@ -174,11 +169,7 @@ def _measure(domain: int, nodes: list[_Node], points: np.ndarray) -> tuple[list[
             _finish_and_reset(reset, goals)
             succeeded += goals.ended[goal] == GoalStatus.STATUS_SUCCEEDED
     finally:
-        done.set()
-        spinner.join(timeout=5.0)
-        executor.shutdown()
-        client.destroy_node()
-        rclpy.shutdown(context=context)
+        bench.close()
     return latencies, succeeded
 
 
@@ -205,7 +196,7 @@ def _warm_up(publisher: Publisher, goals: _GoalLog, nodes: list[_Node], target: 
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
         known = goals.seen()
-        publisher.publish(_point(target))
+        publisher.publish(point_msg(target))
         if goals.new_goal(known, ACCEPT_TIMEOUT) is not None:
             return
         _check_running(nodes)
@@ -221,11 +212,3 @@ def _finish_and_reset(reset: Client, goals: _GoalLog) -> None:
     if not reply.success:
         raise RuntimeError(f"/arm_node/reset failed: {reply.message}")
     time.sleep(SETTLE)
-
-
-def _point(target: np.ndarray) -> PointStamped:
-    """``target`` (m) as a point in the ``world`` frame."""
-    msg = PointStamped()
-    msg.header.frame_id = "world"
-    msg.point.x, msg.point.y, msg.point.z = (float(v) for v in target)
-    return msg

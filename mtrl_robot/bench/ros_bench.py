@@ -71,6 +71,28 @@ def client_context(domain: int) -> rclpy.Context:
     return context
 
 
+class BenchClient:
+    """The benchmark's rclpy node, on a context of its own on ``domain``, spun by a background thread."""
+
+    def __init__(self, domain: int, name: str):
+        self.context = client_context(domain)
+        self.node = rclpy.create_node(name, context=self.context)
+        self._executor = SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(self.node)
+        self._done = threading.Event()
+        self._spinner = threading.Thread(target=spin_until, args=(self._executor, self._done), daemon=True)
+
+    def start(self) -> None:
+        self._spinner.start()
+
+    def close(self) -> None:
+        self._done.set()
+        self._spinner.join(timeout=5.0)
+        self._executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
 def stop_process(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM ``process`` and wait for it; SIGKILL it if it has not exited after ``timeout`` s."""
     if process.poll() is None:
@@ -93,16 +115,12 @@ def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", ro
         with log_path.open("w") as log:
             process = subprocess.Popen(node_command({"robot": robot, "backend": backend, "joint_states_rate": rate}),
                                        env=env, stdout=log, stderr=subprocess.STDOUT)
-        context = client_context(domain)
-        node = rclpy.create_node("ros_bench_client", context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        done = threading.Event()
-        spinner = threading.Thread(target=spin_until, args=(executor, done), daemon=True)
+        client = BenchClient(domain, "ros_bench_client")
         arrivals: list[tuple[float, float, JointState]] = []
-        node.create_subscription(JointState, "/joint_states",
-                                 lambda m: arrivals.append((time.perf_counter(), stamp_seconds(m.header.stamp), m)), 50)
-        spinner.start()
+        client.node.create_subscription(
+            JointState, "/joint_states", lambda m: arrivals.append((time.perf_counter(), stamp_seconds(m.header.stamp),
+                                                                    m)), 50)
+        client.start()
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT
             while not arrivals:
@@ -110,13 +128,9 @@ def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", ro
                     raise RuntimeError(f"arm node did not publish joint states:\n{log_path.read_text()[-2000:]}")
                 time.sleep(0.05)
             figures = {"joint_states_target_hz": rate, **_joint_states(arrivals, seconds)}
-            figures.update(_round_trips(node, arrivals, goals))
+            figures.update(_round_trips(client.node, arrivals, goals))
         finally:
-            done.set()
-            spinner.join(timeout=5.0)
-            executor.shutdown()
-            node.destroy_node()
-            rclpy.shutdown(context=context)
+            client.close()
             stop_process(process)
     return figures
 

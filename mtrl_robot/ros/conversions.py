@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from control_msgs.action import FollowJointTrajectory
+from geometry_msgs.msg import PointStamped
 from sensor_msgs.msg import CameraInfo, Image
 from sensor_msgs.msg import JointState as JointStateMsg
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
@@ -28,6 +29,14 @@ from trajectory_msgs.msg import JointTrajectoryPoint
 
 from mtrl_robot.backends.trajectory import JointState, JointTrajectory
 from mtrl_robot.ros.trajectory_controller import Feedback, Goal, JointToleranceRequest
+
+
+def point_msg(xyz, frame_id: str = "world") -> PointStamped:
+    """A position (m) as a ``PointStamped`` in ``frame_id`` (stamp zero: "latest" in tf terms)."""
+    msg = PointStamped()
+    msg.header.frame_id = frame_id
+    msg.point.x, msg.point.y, msg.point.z = (float(v) for v in xyz)
+    return msg
 
 
 def seconds(stamp: Time | Duration) -> float:

@@ -25,7 +25,7 @@ from mtrl_robot.demos.planner import plan_robot_demos
 from mtrl_robot.demos.recording import convert_recording
 from mtrl_robot.hardware_presets import load_preset
 from mtrl_robot.launch_runner import parse_launch
-from mtrl_robot.ros.conversions import trajectory_to_msg
+from mtrl_robot.ros.conversions import point_msg, trajectory_to_msg
 from mtrl_robot.ros.policy_node import fit_limits
 from mtrl_robot.training import checkpoint as checkpoints
 from mtrl_robot.training.meta_train import train_from_preset
@@ -67,13 +67,6 @@ def call(client, name: str, timeout: float = 30.0) -> Trigger.Response:
         client.destroy(service)
 
 
-def point(target: np.ndarray) -> PointStamped:
-    msg = PointStamped()
-    msg.header.frame_id = "world"
-    msg.point.x, msg.point.y, msg.point.z = (float(v) for v in target)
-    return msg
-
-
 def settled(states, names: tuple[str, ...], timeout: float = 15.0) -> np.ndarray:
     """Joint positions (robot order) once the arm has moved and come to rest."""
     def now() -> np.ndarray:
@@ -111,7 +104,7 @@ def start_episode(client, publisher, target: np.ndarray, timeout: float = 30.0) 
     """Publish the target and start an episode; the first target can be lost while discovery completes."""
     deadline = time.monotonic() + timeout
     while True:
-        publisher.publish(point(target))
+        publisher.publish(point_msg(target))
         time.sleep(0.3)
         reply = call(client, "/demo_recorder/start_episode")
         if reply.success or time.monotonic() > deadline:
@@ -125,7 +118,7 @@ def reach(client, publisher, states, arm, targets: np.ndarray) -> np.ndarray:
     for target in targets:
         assert call(client, "/arm_node/reset").success
         time.sleep(0.2)
-        publisher.publish(point(target))
+        publisher.publish(point_msg(target))
         q = settled(states, arm.joint_names)
         errors.append(float(np.linalg.norm(flange_position(arm, q) - target)))
     return np.array(errors)
