@@ -27,22 +27,18 @@ keeps 250 Hz there.)
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Mapping
 
-import rclpy
 from control_msgs.action import FollowJointTrajectory
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.exceptions import ParameterException
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import Executor, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 from sensor_msgs.msg import JointState as JointStateMsg
 from std_srvs.srv import Trigger
@@ -65,6 +61,7 @@ from mtrl_robot.ros.conversions import (
     randomization_to_json,
     seconds,
 )
+from mtrl_robot.ros.run import run_node
 from mtrl_robot.ros.trajectory_controller import (
     ErrorCode,
     Execution,
@@ -365,36 +362,22 @@ class ArmNode(Node):
         self.backend.close()
 
 
+def _wind_down(node: ArmNode, executor: Executor) -> None:
+    """Stop the node's threads, end running goals and let their results reach their clients."""
+    node.close()
+    drain = time.monotonic() + SHUTDOWN_DRAIN
+    while time.monotonic() < drain:
+        executor.spin_once(timeout_sec=0.05)
+    # Tasks already handed to the thread pool must run before shutdown destroys the executor's guard
+    # condition, or rclpy reports an InvalidHandle error for each.
+    executor.remove_node(node)
+    time.sleep(0.05)
+
+
 def main(args: list[str] | None = None) -> int:
     """Run the node until SIGINT or SIGTERM (exit code 0); exit code 1 on a configuration error."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-    node = None
-    try:
-        node = ArmNode()
-        executor.add_node(node)
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
-        node.close()
-        drain = time.monotonic() + SHUTDOWN_DRAIN
-        while time.monotonic() < drain:  # let aborted goals' results reach their clients
-            executor.spin_once(timeout_sec=0.05)
-        # Tasks already handed to the thread pool must run before shutdown destroys the executor's guard
-        # condition, or rclpy reports an InvalidHandle error for each.
-        executor.remove_node(node)
-        time.sleep(0.05)
-    except (KeyError, ValueError, ParameterException) as exc:  # configuration errors, ConfigError included
-        print(f"arm_node: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        executor.shutdown(timeout_sec=5.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("arm_node", ArmNode, lambda: MultiThreadedExecutor(num_threads=EXECUTOR_THREADS), args,
+                    before_shutdown=_wind_down)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@
 - Domain randomization ↔ ``std_srvs/srv/Trigger``: the response's ``message`` holds JSON
   ``{"sampled": {name: value}, "applied": {name: value}}`` — what the randomizer drew and what the engine
   reports after applying it (``null`` where the engine has nothing to read back).
-- Rendered frames → ``sensor_msgs/Image`` (``rgb8``) and a pinhole ``sensor_msgs/CameraInfo``.
+- Rendered frames → ``sensor_msgs/Image`` (``rgb8``) and a pinhole ``sensor_msgs/CameraInfo``;
+  8-bit colour Images (:data:`~mtrl_robot.models.perception.ENCODINGS`) → (H, W, C) uint8 arrays.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 from trajectory_msgs.msg import JointTrajectoryPoint
 
 from mtrl_robot.backends.trajectory import JointState, JointTrajectory
+from mtrl_robot.models.perception import ENCODINGS
 from mtrl_robot.ros.trajectory_controller import Feedback, Goal, JointToleranceRequest
 
 
@@ -171,6 +173,21 @@ def image_to_msg(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
     return msg
+
+
+def image_from_msg(msg: Image) -> np.ndarray:
+    """The pixels of an 8-bit colour Image as an (H, W, C) uint8 array; ``ValueError`` if unusable."""
+    if msg.encoding not in ENCODINGS:
+        raise ValueError(f"unsupported encoding '{msg.encoding}' (use {', '.join(ENCODINGS)})")
+    channels = 4 if msg.encoding.endswith("a8") else 3
+    row = msg.width * channels
+    if msg.width == 0 or msg.height == 0 or msg.step < row:
+        raise ValueError(f"a {msg.width}×{msg.height} {msg.encoding} image cannot have step {msg.step}")
+    if len(msg.data) < msg.step * msg.height:
+        raise ValueError(f"a {msg.width}×{msg.height} {msg.encoding} image with step {msg.step} needs "
+                         f"{msg.step * msg.height} bytes of data, got {len(msg.data)}")
+    data = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height)
+    return data.reshape(msg.height, msg.step)[:, :row].reshape(msg.height, msg.width, channels)
 
 
 def camera_info_msg(width: int, height: int, fovy_deg: float, stamp: Time, frame_id: str) -> CameraInfo:

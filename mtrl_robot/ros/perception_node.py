@@ -19,7 +19,6 @@ import math
 import sys
 from dataclasses import replace
 
-import numpy as np
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import SingleThreadedExecutor
@@ -29,12 +28,8 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from mtrl_robot.errors import ConfigError
-from mtrl_robot.models.perception import (
-    ENCODINGS,
-    CameraModel,
-    back_project_to_plane,
-    load_perception_config,
-)
+from mtrl_robot.models.perception import CameraModel, back_project_to_plane, load_perception_config
+from mtrl_robot.ros.conversions import image_from_msg
 from mtrl_robot.ros.run import run_node
 
 LOG_THROTTLE = 2.0  # s between repeated log messages about skipped frames
@@ -53,21 +48,6 @@ PARAMETERS = {  # name: (default, or the type of a parameter that is unset by de
     "output_topic": ("perception/point", "Topic of the geometry_msgs/PointStamped output"),
     "frame_id": ("", "Frame of the extrinsics, the plane and the output (empty: config_file's)"),
 }
-
-
-def image_from_msg(msg: Image) -> np.ndarray:
-    """The pixels of an 8-bit colour Image as an (H, W, C) uint8 array; ``ValueError`` if unusable."""
-    if msg.encoding not in ENCODINGS:
-        raise ValueError(f"unsupported encoding '{msg.encoding}' (use {', '.join(ENCODINGS)})")
-    channels = 4 if msg.encoding.endswith("a8") else 3
-    row = msg.width * channels
-    if msg.width == 0 or msg.height == 0 or msg.step < row:
-        raise ValueError(f"a {msg.width}×{msg.height} {msg.encoding} image cannot have step {msg.step}")
-    if len(msg.data) < msg.step * msg.height:
-        raise ValueError(f"a {msg.width}×{msg.height} {msg.encoding} image with step {msg.step} needs "
-                         f"{msg.step * msg.height} bytes of data, got {len(msg.data)}")
-    data = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height)
-    return data.reshape(msg.height, msg.step)[:, :row].reshape(msg.height, msg.width, channels)
 
 
 def _vector(value: list[float] | None, fallback: tuple[float, float, float], name: str) -> tuple[float, ...]:

@@ -6,6 +6,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 import rclpy
 from rclpy.exceptions import ParameterException
@@ -14,11 +15,12 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 CONFIGURATION_ERRORS = (KeyError, ValueError, ParameterException)  # ConfigError and CheckpointError included
+N = TypeVar("N", bound=Node)
 
 
-def run_node(name: str, make_node: Callable[[], Node], make_executor: Callable[[], Executor],
-             args: list[str] | None = None) -> int:
-    """Spin ``make_node()`` on ``make_executor()`` until a signal; a configuration error prints one line, returns 1."""
+def run_node(name: str, make_node: Callable[[], N], make_executor: Callable[[], Executor],
+             args: list[str] | None = None, before_shutdown: Callable[[N, Executor], None] | None = None) -> int:
+    """Spin the node until a signal, then ``before_shutdown(node, executor)``; a configuration error returns 1."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     executor = make_executor()  # executors need an initialized context
     stop = threading.Event()
@@ -30,6 +32,8 @@ def run_node(name: str, make_node: Callable[[], Node], make_executor: Callable[[
         executor.add_node(node)
         while not stop.is_set():
             executor.spin_once(timeout_sec=0.1)
+        if before_shutdown is not None:
+            before_shutdown(node, executor)
     except CONFIGURATION_ERRORS as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 1

@@ -14,15 +14,14 @@ A :class:`Tap` listens to the controller's goal status and trajectory topic, to 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 from action_msgs.msg import GoalStatusArray
+from node_process import NodeProcess, domain_id, ros_environment
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from mtrl_robot.hardware_presets import HardwarePreset, load_preset
@@ -31,33 +30,21 @@ from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
 
 SIM_PRESET = "sim_panda"
 STARTUP_TIMEOUT = 60.0  # s for an arm node to come up on a loaded machine
-STOP_TIMEOUT = 10.0  # s for a node to exit after SIGTERM before it is killed
 PRESET = os.environ.get("MTRL_HIL_PRESET", "")
 ALLOW_MOTION = os.environ.get("MTRL_HIL_ALLOW_MOTION") == "1"
 
 
-class SimArm:
+class SimArm(NodeProcess):
     """An ``arm_node`` subprocess serving ``preset``'s interfaces, under ``namespace``."""
 
     def __init__(self, preset: HardwarePreset, log_dir: Path, namespace: str = ""):
         parameters = {"robot": preset.family, "controller_name": preset.controller,
                       "joint_states_rate": preset.joint_states_rate}
-        self.log_path = log_dir / f"arm_node{namespace.replace('/', '_')}.log"
-        with self.log_path.open("w") as log:
-            self.process = subprocess.Popen(node_command(parameters, namespace), stdout=log, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return self.log_path.read_text()
+        super().__init__(node_command(parameters, namespace), log_dir / f"arm_node{namespace.replace('/', '_')}.log")
 
     def close(self) -> None:
         """SIGTERM the node, wait for it (SIGKILL it if it hangs)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.stop()
 
 
 def namespaced(preset: HardwarePreset, namespace: str) -> HardwarePreset:
@@ -137,13 +124,8 @@ class Rig:
 @pytest.fixture(scope="module")
 def ros_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """ROS logs in a temporary folder; in simulation also a domain of this module's own and localhost discovery."""
-    values = {"ROS_LOG_DIR": str(tmp_path_factory.mktemp("ros_log"))}
-    if not PRESET:
-        offset = zlib.crc32(request.module.__name__.encode()) + os.getpid()
-        values.update(ROS_DOMAIN_ID=str(101 + offset % 100), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in values.items():
-            patch.setenv(key, value)
+    domain = None if PRESET else domain_id(101, request.module.__name__)
+    with ros_environment(tmp_path_factory.mktemp("ros_log"), domain):
         yield
 
 

@@ -8,8 +8,6 @@ spun by a background thread.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import rclpy
+from node_process import NodeProcess, domain_id, ros_environment
 from rclpy.action import ActionClient
 from rclpy.client import Client
 from rclpy.executors import SingleThreadedExecutor
@@ -30,36 +29,19 @@ from mtrl_robot.ros.conversions import seconds
 
 STARTUP_TIMEOUT = 60.0  # s for a node to come up and publish joint states (on a loaded machine)
 REPLY_TIMEOUT = 10.0  # s for a service or action reply
-STOP_TIMEOUT = 10.0  # s for a node to exit after SIGTERM before it is killed
 
 
-class ArmNodeProcess:
+class ArmNodeProcess(NodeProcess):
     """An arm_node subprocess; ``namespace`` prefixes every name it uses."""
 
     def __init__(self, env: dict[str, str], log_dir: Path, namespace: str, parameters: dict[str, object]):
         self.namespace = namespace
-        self.log_path = log_dir / f"arm_node{namespace.replace('/', '_') or '_root'}.log"
-        with self.log_path.open("w") as log:
-            self.process = subprocess.Popen(node_command(parameters, namespace), env=env, stdout=log,
-                                            stderr=subprocess.STDOUT)
+        super().__init__(node_command(parameters, namespace),
+                         log_dir / f"arm_node{namespace.replace('/', '_') or '_root'}.log", env)
 
     def name(self, relative: str) -> str:
         """The absolute name of ``relative`` (``~/x`` names are under ``<namespace>/arm_node``)."""
         return f"{self.namespace}/{relative.replace('~', 'arm_node')}"
-
-    def output(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self) -> int:
-        """SIGTERM the node, wait for it (SIGKILL it if it hangs) and return its exit code."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
 
 
 class JointStateLog:
@@ -137,16 +119,8 @@ class RosClient:
 @pytest.fixture(scope="session")
 def ros_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """This process's ROS environment (also set in ``os.environ`` for the client), given to every node."""
-    values = {"ROS_DOMAIN_ID": str(1 + os.getpid() % 100), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-              "ROS_LOG_DIR": str(tmp_path_factory.mktemp("ros_log"))}
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    yield dict(os.environ)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with ros_environment(tmp_path_factory.mktemp("ros_log"), domain_id(1)) as env:
+        yield env
 
 
 @pytest.fixture(scope="session")

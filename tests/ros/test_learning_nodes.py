@@ -6,8 +6,6 @@ real subprocesses in this test's ROS domain (see conftest.py).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 from control_msgs.action import FollowJointTrajectory
 from geometry_msgs.msg import PointStamped
+from node_process import NodeProcess, ros_node_command
 from rclpy.action import ActionClient
 from std_srvs.srv import Trigger
 
@@ -36,26 +35,9 @@ LAUNCH = Path(__file__).resolve().parents[2] / "launch"
 PRESET = ("demo", ["data.families=[panda]", "compute.workers=1"])  # the demo preset's Panda half (about 30 s)
 
 
-class Process:
-    """One of our nodes as a subprocess, output in a file."""
-
-    def __init__(self, module: str, log: Path, env: dict[str, str], **parameters: object):
-        self.log = log
-        args = [sys.executable, "-m", f"mtrl_robot.ros.{module}", "--ros-args"]
-        for name, value in parameters.items():
-            args += ["-p", f"{name}:={value}"]
-        with log.open("w") as out:
-            self.process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10.0)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+def start_node(module: str, log: Path, env: dict[str, str], **parameters: object) -> NodeProcess:
+    """One of our nodes (``mtrl_robot.ros.<module>``) as a subprocess, output in ``log``."""
+    return NodeProcess(ros_node_command(module, parameters), log, env)
 
 
 def call(client, name: str, timeout: float = 30.0) -> Trigger.Response:
@@ -130,10 +112,10 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, tmp_path):
     robot_params = {"robot": robot, "population_file": population_file}
     _, states = launcher.start(**robot_params)
     recordings = tmp_path / "recordings"
-    nodes = [Process("demo_recorder", tmp_path / "recorder.log", ros_env, output_dir=recordings),
-             Process("adaptation_node", tmp_path / "adaptation.log", ros_env, checkpoint=checkpoint,
-                     recordings_dir=recordings, output_dir=tmp_path / "adapted", k=K, **robot_params),
-             Process("policy_node", tmp_path / "policy.log", ros_env, checkpoint=checkpoint, **robot_params)]
+    nodes = [start_node("demo_recorder", tmp_path / "recorder.log", ros_env, output_dir=recordings),
+             start_node("adaptation_node", tmp_path / "adaptation.log", ros_env, checkpoint=checkpoint,
+                        recordings_dir=recordings, output_dir=tmp_path / "adapted", k=K, **robot_params),
+             start_node("policy_node", tmp_path / "policy.log", ros_env, checkpoint=checkpoint, **robot_params)]
     client = ros_client.node
     action = ActionClient(client, FollowJointTrajectory, "/joint_trajectory_controller/follow_joint_trajectory")
     demo_targets = client.create_publisher(PointStamped, "/demo_target", 10)
@@ -170,7 +152,7 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, tmp_path):
     finally:
         ros_client.destroy(action)
         codes = [node.stop() for node in nodes]
-        logs = {node.log.name: node.log.read_text() for node in nodes}
+        logs = {node.log_path.name: node.output() for node in nodes}
     print(logs["policy.log"][-1500:])
     assert codes == [0, 0, 0], logs
     assert "latency" in logs["policy.log"]
@@ -178,7 +160,7 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, tmp_path):
 
 def test_recorder_sigterm_leaves_complete_bag(launcher, ros_client, ros_env, tmp_path):
     _, states = launcher.start()
-    recorder = Process("demo_recorder", tmp_path / "recorder.log", ros_env, output_dir=tmp_path / "rec")
+    recorder = start_node("demo_recorder", tmp_path / "recorder.log", ros_env, output_dir=tmp_path / "rec")
     publisher = ros_client.node.create_publisher(PointStamped, "/demo_target", 10)
     try:
         deadline = time.monotonic() + 30.0
@@ -189,7 +171,7 @@ def test_recorder_sigterm_leaves_complete_bag(launcher, ros_client, ros_env, tmp
         time.sleep(0.5)
     finally:
         code = recorder.stop()
-    assert code == 0, recorder.log.read_text()
+    assert code == 0, recorder.output()
     bags = list((tmp_path / "rec").iterdir())
     assert len(bags) == 1 and not bags[0].name.startswith("."), bags
     assert (bags[0] / "metadata.yaml").is_file()

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import math
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from geometry_msgs.msg import PointStamped
+from node_process import NodeProcess, ros_node_command
 from sensor_msgs.msg import CameraInfo, Image
 
 from mtrl_robot.arms.families import load_family
@@ -25,7 +26,6 @@ NAMESPACE = "/perception_test"
 STARTUP_TIMEOUT = 60.0  # s for the node to subscribe (a loaded machine imports torch slowly)
 POINT_TIMEOUT = 30.0  # s for a point to come back for a frame (on a loaded machine)
 LOG_TIMEOUT = 10.0  # s for a log line to appear
-STOP_TIMEOUT = 10.0  # s for the node to exit after SIGTERM
 TOLERANCE = 0.005  # m
 SCENE = load_scene()
 POSITIONS = [(0.45, 0.0), (0.8, -0.35), (0.3, 0.4), (0.92, 0.5)]
@@ -52,36 +52,18 @@ def render_frames(positions: list[tuple[float, float]]) -> list[np.ndarray]:
     return frames
 
 
-class PerceptionProcess:
+class PerceptionProcess(NodeProcess):
     """A perception_node subprocess in :data:`NAMESPACE`, its output in a file."""
 
     def __init__(self, env: dict[str, str], log_path: Path, parameters: dict[str, str]):
-        self.log_path = log_path
-        args = [sys.executable, "-m", "mtrl_robot.ros.perception_node", "--ros-args", "-r", f"__ns:={NAMESPACE}"]
-        for name, value in parameters.items():
-            args += ["-p", f"{name}:={value}"]
-        with log_path.open("w") as log:
-            self.process = subprocess.Popen(args, env={**env, "RCUTILS_LOGGING_BUFFERED_STREAM": "0"}, stdout=log,
-                                            stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return self.log_path.read_text()
+        super().__init__(ros_node_command("perception_node", parameters, NAMESPACE), log_path,
+                         {**env, "RCUTILS_LOGGING_BUFFERED_STREAM": "0"})
 
     def wait_for_output(self, text: str) -> None:
         deadline = time.monotonic() + LOG_TIMEOUT
         while text not in self.output():
             assert time.monotonic() < deadline, f"'{text}' not logged:\n{self.output()}"
             time.sleep(0.05)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
 
 
 class Feed:
@@ -143,7 +125,7 @@ def frames() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def node(ros_env, tmp_path_factory) -> PerceptionProcess:
+def node(ros_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[PerceptionProcess]:
     process = PerceptionProcess(ros_env, tmp_path_factory.mktemp("perception") / "perception_node.log",
                                 {"target": "puck", "output_topic": "puck_position", "frame_id": "world"})
     yield process
@@ -201,9 +183,8 @@ def test_sigterm_exits_cleanly(feed):
 
 
 def test_configuration_error_exits_with_a_message(ros_env):
-    done = subprocess.run([sys.executable, "-m", "mtrl_robot.ros.perception_node", "--ros-args", "-r",
-                           "__ns:=/perception_bad", "-p", "target:=ball"], env=ros_env, capture_output=True,
-                          text=True, timeout=STARTUP_TIMEOUT)
+    done = subprocess.run(ros_node_command("perception_node", {"target": "ball"}, "/perception_bad"), env=ros_env,
+                          capture_output=True, text=True, timeout=STARTUP_TIMEOUT)
     assert done.returncode == 1, done.stderr
     assert "unknown target 'ball' (configured: puck, goal)" in done.stderr
     assert "Traceback" not in done.stderr
