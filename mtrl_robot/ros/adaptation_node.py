@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -28,6 +27,7 @@ from mtrl_robot.demos.dataset import DatasetError, DemoDataset, concat
 from mtrl_robot.demos.recording import convert_recording
 from mtrl_robot.meta import CheckpointError
 from mtrl_robot.ros.arm_node import load_arm
+from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.training import checkpoint as checkpoints
 from mtrl_robot.training.adapt import adapt
@@ -67,8 +67,7 @@ class AdaptationNode(Node):
 
     def __init__(self) -> None:
         super().__init__("adaptation_node")
-        p = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
-             for name, (default, text) in PARAMETERS.items()}
+        p = declare_parameters(self, PARAMETERS)
         self.p = p
         self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
         group = ReentrantCallbackGroup()  # the service waits for the policy node's replies

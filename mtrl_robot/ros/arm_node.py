@@ -33,7 +33,6 @@ import time
 from collections.abc import Mapping
 
 from control_msgs.action import FollowJointTrajectory
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -61,6 +60,7 @@ from mtrl_robot.ros.conversions import (
     randomization_to_json,
     seconds,
 )
+from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.ros.trajectory_controller import (
     ErrorCode,
@@ -144,8 +144,7 @@ class ArmNode(Node):
 
     def __init__(self) -> None:
         super().__init__("arm_node")
-        p = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
-             for name, (default, text) in PARAMETERS.items()}
+        p = declare_parameters(self, PARAMETERS)
         for name in ("joint_states_rate", "action_monitor_rate", "camera_rate"):
             if not p[name] > 0:
                 raise ConfigError(None, name, f"must be positive, got {p[name]}")

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import rclpy
 from geometry_msgs.msg import PointStamped
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -28,6 +27,7 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from mtrl_robot.demos.recording import BagStream
+from mtrl_robot.ros.parameters import declare_parameters
 
 PARAMETERS = {  # name: (default, description)
     "output_dir": ("recordings", "Folder the episode bags are written to"),
@@ -41,8 +41,7 @@ class DemoRecorder(Node):
 
     def __init__(self) -> None:
         super().__init__("demo_recorder")
-        p = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
-             for name, (default, text) in PARAMETERS.items()}
+        p = declare_parameters(self, PARAMETERS)
         self.output_dir = Path(p["output_dir"])
         self.topics = (p["joint_states_topic"], p["target_topic"])
         self._lock = threading.Lock()

@@ -20,7 +20,6 @@ import sys
 from dataclasses import replace
 
 from geometry_msgs.msg import PointStamped
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -30,6 +29,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from mtrl_robot.errors import ConfigError
 from mtrl_robot.models.perception import CameraModel, back_project_to_plane, load_perception_config
 from mtrl_robot.ros.conversions import image_from_msg
+from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
 
 LOG_THROTTLE = 2.0  # s between repeated log messages about skipped frames
@@ -63,8 +63,7 @@ class PerceptionNode(Node):
 
     def __init__(self) -> None:
         super().__init__("perception_node")
-        p = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
-             for name, (default, text) in PARAMETERS.items()}
+        p = declare_parameters(self, PARAMETERS)
         config = load_perception_config(p["config_file"] or None)
         self.target = p["target"]
         self.detector = config.detector(self.target, p["hsv_low"], p["hsv_high"])

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import PointStamped
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
@@ -29,6 +28,7 @@ from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.meta import CheckpointError
 from mtrl_robot.ros.arm_node import load_arm
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
+from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.safety import SafetyError, SafetyLimits
 from mtrl_robot.training import checkpoint as checkpoints
@@ -86,9 +86,7 @@ class PolicyNode(Node):
 
     def __init__(self) -> None:
         super().__init__("policy_node")
-        p = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text,
-                                                                             read_only=read_only)).value
-             for name, (default, text, read_only) in PARAMETERS.items()}
+        p = declare_parameters(self, PARAMETERS)
         self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
         self.state = self._load(p["checkpoint"])
         self.backend = HardwareBackend(p["preset"], arm=self.arm, node_name="policy_node_client")

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import PointStamped
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -42,6 +41,7 @@ from mtrl_robot.backends.scene import load_scene
 from mtrl_robot.errors import ConfigError
 from mtrl_robot.ros.conversions import seconds
 from mtrl_robot.ros.hardware_backend import HardwareBackend
+from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.tasks.meta_rl import BASELINE_FILE, META_FILE, VAE_FILE, adaptation_curve, load_policy
 from mtrl_robot.tasks.motion_vae import HittingVAE
@@ -101,8 +101,7 @@ class PuckNode(Node):
 
     def __init__(self) -> None:
         super().__init__("puck_node")
-        p = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True)).value
-             for name, (default, text) in PARAMETERS.items()}
+        p = declare_parameters(self, PARAMETERS)
         if p["policy"] not in ("meta", "baseline"):
             raise ConfigError(None, "policy", f"expected meta or baseline, got {p['policy']!r}")
         run = Path(p["run_dir"])
