@@ -134,7 +134,7 @@ def _demos(preset: Preset, path: Path, progress: bool) -> DemoDataset:
 def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], out: Path, progress: bool,
                  position: int = 0) -> dict[str, dict]:
     """Pretrain, meta-train and evaluate one model (one family, or all pooled); per family: its evaluation, the
-    checkpoint and the time it took (this session)."""
+    checkpoint and the time it took (this run of the process, since any resume)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     meta, pooled = preset.meta, name == POOLED
     held_out = {f: list(ds.robot_ids[len(ds.robot_ids) - preset.data.held_out_per_family:])
