@@ -26,6 +26,7 @@ from trajectory_msgs.msg import JointTrajectoryPoint
 from mtrl_robot.ros.arm_node import node_command
 from mtrl_robot.ros.conversions import seconds as stamp_seconds
 from mtrl_robot.ros.conversions import to_duration
+from mtrl_robot.ros.futures import wait_for
 
 STARTUP_TIMEOUT = 30.0  # s for the node to come up and publish
 REPLY_TIMEOUT = 10.0  # s for any one action reply
@@ -36,9 +37,7 @@ GOAL_STEP = 0.02  # rad moved by the first joint in each timed goal, alternately
 
 def wait_reply(future: Future, timeout: float = REPLY_TIMEOUT):
     """The result of ``future``; ``TimeoutError`` if the arm node has not replied within ``timeout`` s."""
-    done = threading.Event()
-    future.add_done_callback(lambda _: done.set())
-    if not done.wait(timeout):
+    if not wait_for(future, timeout):
         raise TimeoutError(f"no reply from the arm node within {timeout} s")
     return future.result()
 

@@ -10,7 +10,6 @@ then sets the policy node's ``checkpoint`` parameter and calls its ``reload`` se
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from mtrl_robot.demos.dataset import DatasetError, DemoDataset, concat
 from mtrl_robot.demos.recording import convert_recording
 from mtrl_robot.meta import CheckpointError
 from mtrl_robot.ros.arm_node import load_arm
+from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.training import checkpoint as checkpoints
@@ -78,9 +78,7 @@ class AdaptationNode(Node):
                                f"in {p['recordings_dir']}")
 
     def _wait(self, future: Future, what: str):
-        done = threading.Event()
-        future.add_done_callback(lambda _: done.set())
-        if not done.wait(REPLY_TIMEOUT):
+        if not wait_for(future, REPLY_TIMEOUT):
             raise TimeoutError(f"{what}: no reply from {self.p['policy_node']} within {REPLY_TIMEOUT} s")
         return future.result()
 

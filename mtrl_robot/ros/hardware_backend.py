@@ -61,6 +61,7 @@ from mtrl_robot.backends.interface import ExecutionResult, RobotBackend
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, SETTLE_TIME, JointLimits, JointState, JointTrajectory
 from mtrl_robot.hardware_presets import HardwarePreset, load_preset
 from mtrl_robot.ros.conversions import joint_state_from_msg, to_duration, trajectory_to_msg
+from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.safety import SafetyChecker, SafetyError, Watchdog
 
 FJT = FollowJointTrajectory
@@ -306,9 +307,7 @@ class HardwareBackend(RobotBackend):
         self._connect(SERVER_TIMEOUT)
         future = self._action.send_goal_async(goal_msg(checked), feedback_callback=partial(self._on_feedback,
                                                                                            execution))
-        replied = threading.Event()
-        future.add_done_callback(lambda _: replied.set())
-        if not replied.wait(REPLY_TIMEOUT):
+        if not wait_for(future, REPLY_TIMEOUT):
             future.add_done_callback(self._cancel_late_goal)
             raise HardwareError(f"{action} did not answer the goal within {REPLY_TIMEOUT} s")
         handle = future.result()

@@ -40,6 +40,7 @@ from mtrl_robot.atomic import write_atomic
 from mtrl_robot.backends.scene import load_scene
 from mtrl_robot.errors import ConfigError
 from mtrl_robot.ros.conversions import seconds
+from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.hardware_backend import HardwareBackend
 from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
@@ -166,10 +167,8 @@ class PuckNode(Node):
             return
         if not self._reset.wait_for_service(timeout_sec=SERVICE_TIMEOUT):
             raise RuntimeError(f"reset service {self.p['reset_service']} not found")
-        done = threading.Event()
         future = self._reset.call_async(Trigger.Request())
-        future.add_done_callback(lambda _: done.set())
-        if not done.wait(SERVICE_TIMEOUT) or not future.result().success:
+        if not wait_for(future, SERVICE_TIMEOUT) or not future.result().success:
             raise RuntimeError(f"reset service {self.p['reset_service']} did not reset the scene")
 
     def _wait_puck_at_start(self) -> bool:

@@ -24,6 +24,7 @@ from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, SETTLE_TIME, JointState, JointTrajectory
 from mtrl_robot.hardware_presets import load_preset
 from mtrl_robot.ros.conversions import seconds, to_time
+from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError, goal_msg, to_hardware_names
 from mtrl_robot.safety import SafetyChecker, SafetyError, Workspace
 
@@ -346,10 +347,8 @@ def test_stop_service(arm: Rig):
     try:
         assert client.wait_for_service(timeout_sec=REPLY_TIMEOUT), f"{service} not found"
         q0, _ = _start_long_move(arm)
-        replied = threading.Event()
         future = client.call_async(Trigger.Request())
-        future.add_done_callback(lambda _: replied.set())
-        assert replied.wait(REPLY_TIMEOUT), f"no reply from {service}"
+        assert wait_for(future, REPLY_TIMEOUT), f"no reply from {service}"
         response = future.result()
         assert response.success and "cancel" in response.message, response.message
         result = arm.backend.wait(1.0)

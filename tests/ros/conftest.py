@@ -26,6 +26,7 @@ from sensor_msgs.msg import JointState
 
 from mtrl_robot.ros.arm_node import node_command
 from mtrl_robot.ros.conversions import seconds
+from mtrl_robot.ros.futures import wait_for
 
 STARTUP_TIMEOUT = 60.0  # s for a node to come up and publish joint states (on a loaded machine)
 REPLY_TIMEOUT = 10.0  # s for a service or action reply
@@ -103,9 +104,7 @@ class RosClient:
                 self.node.destroy_client(entity)
 
     def wait(self, future: Future, timeout: float = REPLY_TIMEOUT):
-        done = threading.Event()
-        future.add_done_callback(lambda _: done.set())
-        assert done.wait(timeout), f"no reply within {timeout} s"
+        assert wait_for(future, timeout), f"no reply within {timeout} s"
         return future.result()
 
     def close(self) -> None:
