@@ -206,6 +206,11 @@ def test_latent_out_of_range_is_clipped_and_nan_refused(vae, tmp_path):
     np.testing.assert_array_equal(loaded.decode_motion([0.3, -0.2])[0].positions,
                                   vae.decode_motion([0.3, -0.2])[0].positions)
     assert [p.name for p in tmp_path.joinpath("vae").iterdir()] == ["hitting.pt"]  # no temporary file left
+    (tmp_path / "vae" / "torn.pt").write_bytes(tmp_path.joinpath("vae", "hitting.pt").read_bytes()[:500])
+    with pytest.raises(ValueError, match="not a readable torch hitting VAE"):
+        HittingVAE.load(tmp_path / "vae" / "torn.pt")
+    with pytest.raises(ValueError, match="no such hitting VAE file"):
+        HittingVAE.load(tmp_path / "vae" / "missing.pt")
 
 
 def test_env_acts_in_the_vae_latent_space(vae):

@@ -54,6 +54,7 @@ from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.demos.dataset import DemoDataset
 from mtrl_robot.demos.dataset import load as load_demos
 from mtrl_robot.demos.planner import plan_robot_demos
+from mtrl_robot.meta import load_torch_file
 from mtrl_robot.training import checkpoint as checkpoints
 from mtrl_robot.training.checkpoint import ReachingCheckpoint
 from mtrl_robot.training.data import by_family, to_tensors
@@ -265,7 +266,7 @@ def _multitask_model(run: Path, out: Path, family: str, base: ReachingCheckpoint
     for path in candidates:
         if path.is_file():
             vae, model = build_model(preset.model, n_waypoints, dof, 0)
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_torch_file(path, "multi-task model")
             vae.load_state_dict(state["vae"])
             model.load_state_dict(state["model"])
             return model.eval()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from mtrl_robot.meta.maml import MAML, CheckpointError, LossFn, MAMLConfig, TaskBatch, read_checkpoint
+from mtrl_robot.meta.maml import MAML, CheckpointError, LossFn, MAMLConfig, TaskBatch, load_torch_file, read_checkpoint
 from mtrl_robot.meta.probabilistic import ProbabilisticMAML
 
-__all__ = ["MAML", "CheckpointError", "MAMLConfig", "ProbabilisticMAML", "TaskBatch", "make_meta_learner",
-           "read_checkpoint"]
+__all__ = ["MAML", "CheckpointError", "MAMLConfig", "ProbabilisticMAML", "TaskBatch", "load_torch_file",
+           "make_meta_learner", "read_checkpoint"]
 
 
 def make_meta_learner(model: nn.Module, config: MAMLConfig, loss_fn: LossFn = F.mse_loss,

@@ -253,17 +253,21 @@ def _adapted_names(model: nn.Module, prefixes: tuple[str, ...]) -> list[str]:
     return [name for name in names if not prefixes or name.startswith(prefixes)]
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load and check a checkpoint file (``weights_only=True``) without applying it, e.g. to read its config."""
+def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load`` on the CPU with ``weights_only=True``; ``CheckpointError`` naming a missing or unreadable file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such {what} file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for truncated, corrupt or unsafe files
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (corrupt, truncated or unsafe): "
-                              f"{reason}") from e
+        raise CheckpointError(f"{path}: not a readable torch {what} (corrupt, truncated or unsafe): {reason}") from e
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and check a checkpoint file (``weights_only=True``) without applying it, e.g. to read its config."""
+    state = load_torch_file(path)
     _check_header(state, str(path))
     return state
 

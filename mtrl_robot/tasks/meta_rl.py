@@ -50,7 +50,7 @@ from tqdm import tqdm
 from mtrl_robot.atomic import write_atomic
 from mtrl_robot.config_io import load_yaml, mapping, unknown_keys
 from mtrl_robot.errors import ConfigError
-from mtrl_robot.meta import CheckpointError
+from mtrl_robot.meta import CheckpointError, load_torch_file
 from mtrl_robot.meta.policy_gradient_maml import (
     Batch,
     GaussianPolicy,
@@ -434,13 +434,7 @@ def save_policy(trained: TrainedPolicy, path: str | Path) -> Path:
 
 def load_policy(path: str | Path) -> TrainedPolicy:
     """A policy written by :func:`save_policy` (``weights_only=True``); ``CheckpointError`` if it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such policy file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for truncated, corrupt or unsafe files
-        raise CheckpointError(f"{path}: not a readable torch file (corrupt, truncated or unsafe): {e}") from e
+    payload = load_torch_file(path, "policy")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("version") != VERSION:
         raise CheckpointError(f"{path}: not a puck meta-RL policy of version {VERSION}")
     try:

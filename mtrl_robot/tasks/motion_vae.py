@@ -32,6 +32,7 @@ from tqdm import tqdm
 from mtrl_robot.arms.fk import CompiledChain
 from mtrl_robot.atomic import write_atomic
 from mtrl_robot.backends.trajectory import JointLimits, JointTrajectory
+from mtrl_robot.meta import CheckpointError, load_torch_file
 from mtrl_robot.tasks.hitting_motion import ANGLE_RANGE, SPEED_RANGE, HittingMotionGenerator, paddle_arm
 
 LATENT_DIM = 2
@@ -150,10 +151,11 @@ class HittingVAE(nn.Module):
 
     @staticmethod
     def load(path: str | Path) -> HittingVAE:
-        """A frozen model from :meth:`save` (``weights_only=True``: tensors and plain containers only)."""
-        payload = torch.load(Path(path), weights_only=True)
+        """A frozen model from :meth:`save` (``weights_only=True``: tensors and plain containers only);
+        ``CheckpointError`` (a ``ValueError``) for a missing, unreadable or foreign file."""
+        payload = load_torch_file(path, "hitting VAE")
         if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-            raise ValueError(f"{path}: not a hitting VAE file of format {FILE_FORMAT}")
+            raise CheckpointError(f"{path}: not a hitting VAE file of format {FILE_FORMAT}")
         limits = JointLimits(tuple(payload["joint_names"]), *(payload["limits"][k].numpy() for k in
                                                              ("lower", "upper", "velocity", "effort")))
         vae = HittingVAE(limits, payload["n_waypoints"], payload["latent_dim"], tuple(payload["hidden"]),
