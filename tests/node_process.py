@@ -1,8 +1,8 @@
 """Our ROS nodes as subprocesses in tests, and the ROS environment the tests and those nodes share.
 
 A node's output (stdout and stderr) goes to a file; stopping it sends SIGTERM, then SIGKILL if it has not exited
-within :data:`STOP_TIMEOUT`. Used by ``tests/ros`` and ``tests/hil`` (``tests/conftest.py`` puts this folder on
-``sys.path``).
+within :data:`STOP_TIMEOUT`. Used by ``tests/ros`` and ``tests/hil`` (``pythonpath`` in ``pyproject.toml`` puts this
+folder on ``sys.path``).
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ class PuckNode(Node):
         self.trained = load_policy(run / (META_FILE if p["policy"] == "meta" else BASELINE_FILE))
         overrides = {k: p[k] for k in ("rollouts", "eval_goals") if p[k] > 0}
         self.config = replace(self.trained.config, **overrides)
-        vae = HittingVAE.load(run / VAE_FILE).freeze()
+        vae = HittingVAE.load(run / VAE_FILE)  # frozen
         self.start = np.asarray(load_scene(p["scene"]).puck_start, dtype=float)
         self.tracker = PuckTracker()
         group = ReentrantCallbackGroup()
@@ -130,9 +130,12 @@ class PuckNode(Node):
         if p["autostart"]:
             threading.Thread(target=self.adapt, daemon=True).start()
 
-    def adapt(self) -> dict:
-        """One adaptation run; the result as a dict (also logged and written to ``output_file``)."""
-        with self._busy:
+    def adapt(self, wait: bool = True) -> dict | None:
+        """One adaptation run; the result as a dict (also logged and written to ``output_file``), or None without
+        ``wait`` when one is already running."""
+        if not self._busy.acquire(blocking=wait):
+            return None
+        try:
             started = time.monotonic()
             self.backend.wait_ready()
             curve = adaptation_curve(self.trained.policy, self.trained.lrs, self.world, ROBOT_TASK, self.p["steps"],
@@ -147,12 +150,13 @@ class PuckNode(Node):
             if self.p["output_file"]:
                 write_atomic(self.p["output_file"], json.dumps(result, indent=1))
             return result
+        finally:
+            self._busy.release()
 
     def _on_adapt(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        if self._busy.locked():
-            response.success, response.message = False, "an adaptation is already running"
-            return response
-        response.success, response.message = True, json.dumps(self.adapt())
+        result = self.adapt(wait=False)
+        response.success = result is not None
+        response.message = json.dumps(result) if result is not None else "an adaptation is already running"
         return response
 
     def _now(self) -> float:

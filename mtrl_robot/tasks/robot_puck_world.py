@@ -61,8 +61,12 @@ class RobotPuckWorld(HitSpace):
         super().__init__(vae, puck_start, config)
         self.backend, self.log, self.home = backend, log, home
         self.measure_rest, self.reset_puck, self.wait_puck_at_start = measure_rest, reset_puck, wait_puck_at_start
-        self.hits, self.refused, self.misses = 0, 0, 0
+        self.refused, self.misses = 0, 0
         self.record: list[dict] = []  # one entry per hit: goal, measured final position (None if none), distance
+
+    @property
+    def hits(self) -> int:
+        return len(self.record)
 
     def hit(self, task: Task, goals: np.ndarray, actions: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
         """Final distances (m) of one real hit per (goal, normalised action); ``task`` and ``rng`` are unused."""
@@ -70,7 +74,6 @@ class RobotPuckWorld(HitSpace):
         for i, (goal, latent) in enumerate(zip(goals, self.latents(actions), strict=True)):
             final = self._hit_once(self.vae.decode_motion(latent)[0])
             distances[i] = MISSED_DISTANCE if final is None else float(np.linalg.norm(final[:2] - goal))
-            self.hits += 1
             self.record.append({"goal": goal.tolist(), "final": None if final is None else final.tolist(),
                                 "distance": float(distances[i])})
             self.log(f"hit {self.hits}: goal {goal.round(3).tolist()}, puck at "
