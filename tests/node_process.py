@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,13 +19,6 @@ import pytest
 from mtrl_robot.bench.ros_bench import stop_process
 
 STOP_TIMEOUT = 10.0  # s for a node to exit after SIGTERM before it is killed
-
-
-def ros_node_command(module: str, parameters: Mapping[str, object], namespace: str = "") -> list[str]:
-    """The command line that runs ``mtrl_robot.ros.<module>`` with ROS ``parameters`` in ``namespace``."""
-    remap = ["-r", f"__ns:={namespace}"] if namespace else []
-    overrides = [arg for name, value in parameters.items() for arg in ("-p", f"{name}:={value}")]
-    return [sys.executable, "-m", f"mtrl_robot.ros.{module}", "--ros-args", *remap, *overrides]
 
 
 class NodeProcess:

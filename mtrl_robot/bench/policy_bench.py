@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -41,9 +40,9 @@ from mtrl_robot.arms.families import load_family
 from mtrl_robot.bench.ros_bench import BenchClient, percentiles_ms, stop_process, wait_reply
 from mtrl_robot.demos.planner import plan_robot_demos
 from mtrl_robot.hardware_presets import load_preset as load_hardware_preset
-from mtrl_robot.ros.arm_node import node_command
 from mtrl_robot.ros.conversions import point_msg
 from mtrl_robot.ros.policy_node import plan_latency
+from mtrl_robot.ros.run import node_command
 from mtrl_robot.training.meta_train import train_from_preset
 from mtrl_robot.training.presets import load_preset
 
@@ -124,12 +123,11 @@ def bench_policy(targets: int = 20, seed: int = 0) -> dict[str, float]:
         checkpoint = run / "checkpoints" / "panda.pt"
         env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
                "ROS_LOG_DIR": tmp}
-        policy_command = [sys.executable, "-m", "mtrl_robot.ros.policy_node", "--ros-args",
-                          "-p", f"checkpoint:={checkpoint}", "-p", "robot:=panda", "-p", "preset:=sim_panda"]
         nodes: list[_Node] = []
         try:
-            nodes.append(_Node("arm_node", node_command({"robot": "panda"}), env, folder))
-            nodes.append(_Node("policy_node", policy_command, env, folder))
+            nodes.append(_Node("arm_node", node_command("arm_node", {"robot": "panda"}), env, folder))
+            nodes.append(_Node("policy_node", node_command("policy_node", {
+                "checkpoint": checkpoint, "robot": "panda", "preset": "sim_panda"}), env, folder))
             latencies, succeeded = _measure(domain, nodes, points)
         finally:
             for node in reversed(nodes):

@@ -23,10 +23,10 @@ from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectoryPoint
 
-from mtrl_robot.ros.arm_node import node_command
 from mtrl_robot.ros.conversions import seconds as stamp_seconds
 from mtrl_robot.ros.conversions import to_duration
 from mtrl_robot.ros.futures import wait_for
+from mtrl_robot.ros.run import node_command
 
 STARTUP_TIMEOUT = 30.0  # s for the node to come up and publish
 REPLY_TIMEOUT = 10.0  # s for any one action reply
@@ -112,8 +112,8 @@ def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", ro
                "ROS_LOG_DIR": tmp}
         log_path = Path(tmp) / "arm_node.log"
         with log_path.open("w") as log:
-            process = subprocess.Popen(node_command({"robot": robot, "backend": backend, "joint_states_rate": rate}),
-                                       env=env, stdout=log, stderr=subprocess.STDOUT)
+            command = node_command("arm_node", {"robot": robot, "backend": backend, "joint_states_rate": rate})
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         client = BenchClient(domain, "ros_bench_client")
         arrivals: list[tuple[float, float, JointState]] = []
         client.node.create_subscription(

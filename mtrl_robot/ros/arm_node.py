@@ -30,7 +30,6 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
 
 from control_msgs.action import FollowJointTrajectory
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -126,17 +125,6 @@ def make_backend(engine: str, arm: Arm, scene_name: str, paddle: bool = False) -
 
         return PybulletBackend(arm, scene)
     raise ConfigError(None, "backend", f"unknown backend '{engine}' (use mujoco or pybullet)")
-
-
-def node_command(parameters: Mapping[str, object] | None = None, namespace: str = "") -> list[str]:
-    """The command line that runs this node with ``parameters`` (see :data:`PARAMETERS`) in ``namespace``."""
-    args = [sys.executable, "-m", "mtrl_robot.ros.arm_node", "--ros-args"]
-    if namespace:
-        args += ["-r", f"__ns:={namespace}"]
-    for name, value in (parameters or {}).items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        args += ["-p", f"{name}:={text}"]
-    return args
 
 
 class ArmNode(Node):

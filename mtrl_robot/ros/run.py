@@ -1,11 +1,12 @@
-"""Running a node until SIGINT or SIGTERM: exit code 0 then, 1 on a configuration error."""
+"""Running a node: its command line as a process, and its loop until SIGINT or SIGTERM (exit code 0, 1 on a
+configuration error)."""
 
 from __future__ import annotations
 
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import rclpy
@@ -16,6 +17,17 @@ from rclpy.signals import SignalHandlerOptions
 
 CONFIGURATION_ERRORS = (KeyError, ValueError, ParameterException)  # ConfigError and CheckpointError included
 N = TypeVar("N", bound=Node)
+
+
+def node_command(module: str, parameters: Mapping[str, object] | None = None, namespace: str = "") -> list[str]:
+    """The command line that runs ``mtrl_robot.ros.<module>`` with ROS ``parameters`` in ``namespace``."""
+    args = [sys.executable, "-m", f"mtrl_robot.ros.{module}", "--ros-args"]
+    if namespace:
+        args += ["-r", f"__ns:={namespace}"]
+    for name, value in (parameters or {}).items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        args += ["-p", f"{name}:={text}"]
+    return args
 
 
 def run_node(name: str, make_node: Callable[[], N], make_executor: Callable[[], Executor],

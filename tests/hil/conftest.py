@@ -25,8 +25,8 @@ from node_process import NodeProcess, domain_id, ros_environment
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from mtrl_robot.hardware_presets import HardwarePreset, load_preset
-from mtrl_robot.ros.arm_node import node_command
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
+from mtrl_robot.ros.run import node_command
 
 SIM_PRESET = "sim_panda"
 STARTUP_TIMEOUT = 60.0  # s for an arm node to come up on a loaded machine
@@ -40,7 +40,8 @@ class SimArm(NodeProcess):
     def __init__(self, preset: HardwarePreset, log_dir: Path, namespace: str = ""):
         parameters = {"robot": preset.family, "controller_name": preset.controller,
                       "joint_states_rate": preset.joint_states_rate}
-        super().__init__(node_command(parameters, namespace), log_dir / f"arm_node{namespace.replace('/', '_')}.log")
+        super().__init__(node_command("arm_node", parameters, namespace),
+                         log_dir / f"arm_node{namespace.replace('/', '_')}.log")
 
     def close(self) -> None:
         """SIGTERM the node, wait for it (SIGKILL it if it hangs)."""

@@ -24,9 +24,9 @@ from rclpy.subscription import Subscription
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
 
-from mtrl_robot.ros.arm_node import node_command
 from mtrl_robot.ros.conversions import seconds
 from mtrl_robot.ros.futures import wait_for
+from mtrl_robot.ros.run import node_command
 
 STARTUP_TIMEOUT = 60.0  # s for a node to come up and publish joint states (on a loaded machine)
 REPLY_TIMEOUT = 10.0  # s for a service or action reply
@@ -37,7 +37,7 @@ class ArmNodeProcess(NodeProcess):
 
     def __init__(self, env: dict[str, str], log_dir: Path, namespace: str, parameters: dict[str, object]):
         self.namespace = namespace
-        super().__init__(node_command(parameters, namespace),
+        super().__init__(node_command("arm_node", parameters, namespace),
                          log_dir / f"arm_node{namespace.replace('/', '_') or '_root'}.log", env)
 
     def name(self, relative: str) -> str:

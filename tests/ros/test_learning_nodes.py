@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from control_msgs.action import FollowJointTrajectory
 from geometry_msgs.msg import PointStamped
-from node_process import NodeProcess, ros_node_command
+from node_process import NodeProcess
 from rclpy.action import ActionClient
 from std_srvs.srv import Trigger
 
@@ -26,6 +26,7 @@ from mtrl_robot.hardware_presets import load_preset
 from mtrl_robot.launch_runner import parse_launch
 from mtrl_robot.ros.conversions import point_msg, trajectory_to_msg
 from mtrl_robot.ros.policy_node import fit_limits
+from mtrl_robot.ros.run import node_command
 from mtrl_robot.training import checkpoint as checkpoints
 from mtrl_robot.training.meta_train import train_from_preset
 from mtrl_robot.training.presets import load_preset as load_training_preset
@@ -37,7 +38,7 @@ PRESET = ("demo", ["data.families=[panda]", "compute.workers=1"])  # the demo pr
 
 def start_node(module: str, log: Path, env: dict[str, str], **parameters: object) -> NodeProcess:
     """One of our nodes (``mtrl_robot.ros.<module>``) as a subprocess, output in ``log``."""
-    return NodeProcess(ros_node_command(module, parameters), log, env)
+    return NodeProcess(node_command(module, parameters), log, env)
 
 
 def call(client, name: str, timeout: float = 30.0) -> Trigger.Response:

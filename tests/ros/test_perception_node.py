@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from geometry_msgs.msg import PointStamped
-from node_process import NodeProcess, ros_node_command
+from node_process import NodeProcess
 from sensor_msgs.msg import CameraInfo, Image
 
 from mtrl_robot.arms.families import load_family
@@ -21,6 +21,7 @@ from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.scene import load_scene
 from mtrl_robot.ros.conversions import camera_info_msg, image_to_msg, seconds, to_time
 from mtrl_robot.ros.perception_node import LOG_THROTTLE
+from mtrl_robot.ros.run import node_command
 
 NAMESPACE = "/perception_test"
 STARTUP_TIMEOUT = 60.0  # s for the node to subscribe (a loaded machine imports torch slowly)
@@ -56,7 +57,7 @@ class PerceptionProcess(NodeProcess):
     """A perception_node subprocess in :data:`NAMESPACE`, its output in a file."""
 
     def __init__(self, env: dict[str, str], log_path: Path, parameters: dict[str, str]):
-        super().__init__(ros_node_command("perception_node", parameters, NAMESPACE), log_path,
+        super().__init__(node_command("perception_node", parameters, NAMESPACE), log_path,
                          {**env, "RCUTILS_LOGGING_BUFFERED_STREAM": "0"})
 
     def wait_for_output(self, text: str) -> None:
@@ -183,7 +184,7 @@ def test_sigterm_exits_cleanly(feed):
 
 
 def test_configuration_error_exits_with_a_message(ros_env):
-    done = subprocess.run(ros_node_command("perception_node", {"target": "ball"}, "/perception_bad"), env=ros_env,
+    done = subprocess.run(node_command("perception_node", {"target": "ball"}, "/perception_bad"), env=ros_env,
                           capture_output=True, text=True, timeout=STARTUP_TIMEOUT)
     assert done.returncode == 1, done.stderr
     assert "unknown target 'ball' (configured: puck, goal)" in done.stderr
