@@ -33,7 +33,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     entry_points={"console_scripts": [
-        f"mtrl-robot = {PACKAGE}.cli:main",
+        f"mtrl-robot = {PACKAGE}.cli.main:main",
         f"arm_node = {PACKAGE}.ros.arm_node:main",
         f"perception_node = {PACKAGE}.ros.perception_node:main",
         f"demo_recorder = {PACKAGE}.ros.demo_recorder:main",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mtrl_robot.config_io import load_yaml, mapping, number, unknown_keys, vector
-from mtrl_robot.errors import ConfigError
+from mtrl_robot.core.config import load_yaml, mapping, number, unknown_keys, vector
+from mtrl_robot.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

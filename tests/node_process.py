@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mtrl_robot.bench.ros_bench import stop_process
+from mtrl_robot.tools.bench.ros_bench import stop_process
 
 STOP_TIMEOUT = 10.0  # s for a node to exit after SIGTERM before it is killed
 

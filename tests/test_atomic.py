@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from mtrl_robot.atomic import write_atomic
+from mtrl_robot.core.atomic import write_atomic
 
 
 def test_text_bytes_and_writer(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mtrl_robot.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "mtrl_robot.cli.main", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, timeout=300)
 
 

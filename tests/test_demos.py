@@ -13,10 +13,10 @@ from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.arms.population import Population, generate, load_config
 from mtrl_robot.backends.trajectory import JointLimits, JointTrajectory, check_trajectory
-from mtrl_robot.demos import dataset as dataset_module
-from mtrl_robot.demos.dataset import DatasetError, DemoDataset, concat, load
-from mtrl_robot.demos.generate import generate_demos
-from mtrl_robot.demos.planner import (
+from mtrl_robot.motions import dataset as dataset_module
+from mtrl_robot.motions.dataset import DatasetError, DemoDataset, concat, load
+from mtrl_robot.motions.generate import generate_demos
+from mtrl_robot.motions.reach import (
     ACCELERATION_FRACTION,
     N_WAYPOINTS,
     acceleration_limits,
@@ -248,7 +248,7 @@ def test_save_is_atomic(demos, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ recordings
 def test_recording_round_trip_with_shuffled_joints(demos, tmp_path):
-    from mtrl_robot.demos.recording import Episode, convert_recording, write_recording
+    from mtrl_robot.motions.recording import Episode, convert_recording, write_recording
 
     panda = demos.for_robot("panda-001")
     arm = panda.arm("panda-001")
@@ -286,7 +286,7 @@ def test_recording_round_trip_with_shuffled_joints(demos, tmp_path):
 
 
 def test_bad_recordings_give_clear_errors(demos, tmp_path):
-    from mtrl_robot.demos.recording import Episode, convert_recording, write_recording
+    from mtrl_robot.motions.recording import Episode, convert_recording, write_recording
 
     arm = demos.arm("panda-000")
     trajectory = demos.for_robot("panda-000").trajectory(0)
@@ -313,7 +313,7 @@ def test_bad_recordings_give_clear_errors(demos, tmp_path):
 def test_ompl_plans_around_a_box_the_straight_line_hits():
     pytest.importorskip("ompl")
     from mtrl_robot.arms.ik import solve_ik
-    from mtrl_robot.demos.obstacles import Box, CollisionChecker, plan_around
+    from mtrl_robot.motions.obstacles import Box, CollisionChecker, plan_around
 
     arm = load_family("panda")
     target = np.array([0.35, 0.45, 0.35])

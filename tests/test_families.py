@@ -5,7 +5,7 @@ import pytest
 
 from mtrl_robot.arms.families import families_dir, family_names, load_family, load_family_file
 from mtrl_robot.arms.fk import flange_position
-from mtrl_robot.errors import ConfigError, JointVectorError
+from mtrl_robot.core.errors import ConfigError, JointVectorError
 
 
 def test_four_seven_dof_families():

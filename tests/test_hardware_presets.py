@@ -7,9 +7,9 @@ import yaml
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.trajectory import JointState, JointTrajectory
-from mtrl_robot.errors import ConfigError
-from mtrl_robot.hardware_presets import hardware_dir, load_preset, preset_names
-from mtrl_robot.safety import SafetyChecker
+from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.hardware.presets import hardware_dir, load_preset, preset_names
+from mtrl_robot.hardware.safety import SafetyChecker
 
 PRESETS = preset_names()
 SIMULATION = ("sim_panda", "sim_panda_hitting")  # the simulated arm node; every other preset is a real arm

@@ -14,7 +14,7 @@ from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_pose, flange_position, joint_frames, position_jacobian
 from mtrl_robot.arms.fk_torch import TorchFK
-from mtrl_robot.errors import JointVectorError
+from mtrl_robot.core.errors import JointVectorError
 
 PI = np.pi
 FAMILIES = ("panda", "gen3", "yumi", "baxter")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mtrl_robot.errors import ConfigError
-from mtrl_robot.launch_runner import NodeSpec, command, parse_launch, run
-from mtrl_robot.paths import data_dir
+from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.core.paths import data_dir
+from mtrl_robot.tools.launch_runner import NodeSpec, command, parse_launch, run
 
 INCLUDED = """\
 <launch>
@@ -199,7 +199,7 @@ def node_env(tmp_path):
 
 
 def start_runner(xml: Path, env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mtrl_robot.launch_runner", str(xml), *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "mtrl_robot.tools.launch_runner", str(xml), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -132,7 +132,7 @@ def test_vmapped_meta_loss_equals_per_task_adaptation():
 
 def test_meta_gradient_agrees_with_the_higher_library():
     pytest.importorskip("higher")
-    from mtrl_robot.bench.meta_bench import bench_meta
+    from mtrl_robot.tools.bench.meta_bench import bench_meta
 
     figures = bench_meta(seconds=0.1, meta_batch_size=4, support_size=5, inner_steps=2)
     assert figures["first_meta_grad_relative_gap"] < 1e-5 and figures["first_meta_loss_gap"] < 1e-5

@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from mtrl_robot.errors import ConfigError
-from mtrl_robot.evaluation.puck import OverheadCamera, evaluate_puck
-from mtrl_robot.meta import CheckpointError
-from mtrl_robot.meta.policy_gradient_maml import Batch, GaussianPolicy, adapt, meta_parameters, sample
-from mtrl_robot.tasks.meta_rl import (
+from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.learning.puck.evaluate import OverheadCamera, evaluate_puck
+from mtrl_robot.learning.puck.train import (
     BASELINE_FILE,
     META_FILE,
     SUMMARY_FILE,
@@ -27,8 +25,10 @@ from mtrl_robot.tasks.meta_rl import (
     save_policy,
     train_puck,
 )
-from mtrl_robot.tasks.motion_vae import HittingVAE
-from mtrl_robot.tasks.puck_hitting import PuckHittingEnv
+from mtrl_robot.meta import CheckpointError
+from mtrl_robot.meta.policy_gradient_maml import Batch, GaussianPolicy, adapt, meta_parameters, sample
+from mtrl_robot.models.hitting_vae import HittingVAE
+from mtrl_robot.tasks.puck import PuckHittingEnv
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.mujoco_model import PAIR_FRICTION_ORDER
-from mtrl_robot.backends.scene import load_scene
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, JointTrajectory, TrajectoryError
-from mtrl_robot.paths import data_dir
+from mtrl_robot.core.paths import data_dir
 from mtrl_robot.randomization import Randomizer, load_spec
+from mtrl_robot.scenes.puck_table import load_scene
 
 FAMILIES = ["baxter", "gen3", "panda", "yumi"]
 SCENE = load_scene()

@@ -12,9 +12,9 @@ import pytest
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.mujoco_model import add_lights, new_spec
-from mtrl_robot.backends.scene import load_scene
-from mtrl_robot.errors import ConfigError
-from mtrl_robot.models.perception import (
+from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.core.paths import data_dir
+from mtrl_robot.perception.colour_blob import (
     MUJOCO_TO_OPTICAL,
     CameraModel,
     ColourBlobDetector,
@@ -24,7 +24,7 @@ from mtrl_robot.models.perception import (
     locate,
     rotation_from_rpy,
 )
-from mtrl_robot.paths import data_dir
+from mtrl_robot.scenes.puck_table import load_scene
 
 SCENE = load_scene()
 CONFIG = load_perception_config()

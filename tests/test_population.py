@@ -9,7 +9,7 @@ import pytest
 from mtrl_robot.arms import population as P
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
-from mtrl_robot.errors import ConfigError
+from mtrl_robot.core.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

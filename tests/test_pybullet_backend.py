@@ -13,8 +13,8 @@ from arm_variants import perturbed
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.pybullet_backend import PybulletBackend
-from mtrl_robot.backends.scene import load_scene
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, JointTrajectory, TrajectoryError
+from mtrl_robot.scenes.puck_table import load_scene
 
 FAMILIES = ["baxter", "gen3", "panda", "yumi"]
 

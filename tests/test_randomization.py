@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from mtrl_robot.backends.scene import load_scene
-from mtrl_robot.errors import ConfigError
-from mtrl_robot.paths import data_dir
+from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.core.paths import data_dir
 from mtrl_robot.randomization import Randomizer, SampleLog, load_spec, parse_spec
+from mtrl_robot.scenes.puck_table import load_scene
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from mtrl_robot.evaluation.reaching import LABELS, METHODS, NOT_TRAINED, evaluate_reaching
-from mtrl_robot.training.meta_train import train_from_preset
+from mtrl_robot.learning.reaching.evaluate import LABELS, METHODS, NOT_TRAINED, evaluate_reaching
+from mtrl_robot.learning.reaching.train import train_from_preset
 
 TINY = """\
 name: tiny

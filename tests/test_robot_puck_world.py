@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mtrl_robot.tasks.meta_rl import VAE_FILE, PuckWorld, Task, load_preset, train_puck
-from mtrl_robot.tasks.motion_vae import HittingVAE
-from mtrl_robot.tasks.puck_hitting import MAX_SLIDE_TIME, REST_SPEED, PuckHittingEnv, make_backend
+from mtrl_robot.learning.puck.train import VAE_FILE, PuckWorld, Task, load_preset, train_puck
+from mtrl_robot.models.hitting_vae import HittingVAE
+from mtrl_robot.tasks.puck import MAX_SLIDE_TIME, REST_SPEED, PuckHittingEnv, make_backend
 from mtrl_robot.tasks.robot_puck_world import MIN_APPROACH_TIME, ROBOT_TASK, RobotPuckWorld, approach_time
 
 NOMINAL = Task("nominal", {}, False)

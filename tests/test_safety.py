@@ -8,7 +8,7 @@ import pytest
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.trajectory import JointState, JointTrajectory
-from mtrl_robot.safety import SafetyChecker, SafetyError, SafetyLimits, Watchdog, Workspace
+from mtrl_robot.hardware.safety import SafetyChecker, SafetyError, SafetyLimits, Watchdog, Workspace
 
 ARM = load_family("panda")
 NAMES = ARM.joint_names

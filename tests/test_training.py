@@ -19,17 +19,17 @@ from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.arms.population import generate, load_config
 from mtrl_robot.backends.trajectory import JointLimits, check_trajectory
-from mtrl_robot.cli import main as cli_main
-from mtrl_robot.demos.dataset import DatasetError, DemoDataset
-from mtrl_robot.demos.dataset import load as load_demos
-from mtrl_robot.demos.generate import generate_demos
-from mtrl_robot.demos.planner import plan_robot_demos
-from mtrl_robot.errors import ConfigError
+from mtrl_robot.cli.main import main as cli_main
+from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.learning.reaching import adapt, adapt_cli, load, load_preset, predict, train_from_preset
+from mtrl_robot.learning.reaching.data import to_tensors
+from mtrl_robot.learning.reaching.pretrain import build_model
 from mtrl_robot.meta import MAML, CheckpointError, MAMLConfig
 from mtrl_robot.meta.sinusoid import SinusoidTasks, make_mlp
-from mtrl_robot.training import adapt, adapt_cli, load, load_preset, predict, train_from_preset
-from mtrl_robot.training.data import to_tensors
-from mtrl_robot.training.pretrain import build_model
+from mtrl_robot.motions.dataset import DatasetError, DemoDataset
+from mtrl_robot.motions.dataset import load as load_demos
+from mtrl_robot.motions.generate import generate_demos
+from mtrl_robot.motions.reach import plan_robot_demos
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -346,7 +346,7 @@ def test_adapt_only_adapts_the_named_parameters_and_meta_learns_all(tmp_path):
 
 
 def test_demos_of_a_population_become_per_robot_tensors_and_seeded_tasks():
-    from mtrl_robot.training.data import task_sampler
+    from mtrl_robot.learning.reaching.data import task_sampler
 
     population = generate(load_config(robots_per_family=3, families=["yumi"]))
     dataset = generate_demos(population, 8, seed=0, workers=1, progress=False)

@@ -14,7 +14,7 @@ from mtrl_robot.arms.chain import axis_angle_to_matrix, rpy_to_matrix, transform
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_pose, joint_frames
 from mtrl_robot.arms.urdf import arm_to_urdf, load_urdf_arm, matrix_to_rpy
-from mtrl_robot.errors import ConfigError
+from mtrl_robot.core.errors import ConfigError
 
 FAMILIES = ["baxter", "gen3", "panda", "yumi"]
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from mtrl_robot.errors import JointVectorError
+from mtrl_robot.core.errors import JointVectorError
 
 
 def rpy_to_matrix(rpy: np.ndarray) -> np.ndarray:

@@ -8,9 +8,9 @@ import numpy as np
 
 from mtrl_robot.arms.chain import Arm, Joint, Link
 from mtrl_robot.arms.inertia import rod_inertia
-from mtrl_robot.config_io import load_yaml, mapping, number, unknown_keys, vector
-from mtrl_robot.errors import ConfigError
-from mtrl_robot.paths import data_dir
+from mtrl_robot.core.config import load_yaml, mapping, number, unknown_keys, vector
+from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.core.paths import data_dir
 
 _TOP_FIELDS = {"family", "description", "base_link", "flange_link", "base", "joints", "links",
                "flange", "home", "dynamics"}

@@ -12,10 +12,10 @@ import numpy as np
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import family_names, load_family
-from mtrl_robot.atomic import write_atomic
-from mtrl_robot.config_io import load_yaml, mapping, unknown_keys
-from mtrl_robot.errors import ConfigError
-from mtrl_robot.paths import data_dir
+from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.config import load_yaml, mapping, unknown_keys
+from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.core.paths import data_dir
 from mtrl_robot.randomization import Distribution, parse_distribution
 
 FILE_FORMAT = "mtrl_robot.population"

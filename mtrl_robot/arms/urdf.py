@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm, Joint, Link, rpy_to_matrix, transform
-from mtrl_robot.errors import ConfigError
+from mtrl_robot.core.errors import ConfigError
 
 GEOMETRY_RADIUS = 0.04  # m, radius of the exported visual and collision cylinders
 CONTINUOUS_LIMIT = 2 * math.pi  # rad, limits given to continuous joints on import

@@ -19,7 +19,6 @@ from mujoco import rollout
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
 from mtrl_robot.backends.mujoco_model import PAIR_FRICTION_ORDER, TIMESTEP, build_model, build_puck_model
-from mtrl_robot.backends.scene import Scene, world_nominal_parameters
 from mtrl_robot.backends.trajectory import (
     GOAL_TOLERANCE,
     SETTLE_TIME,
@@ -29,6 +28,7 @@ from mtrl_robot.backends.trajectory import (
     start_from,
 )
 from mtrl_robot.randomization import check_sample
+from mtrl_robot.scenes.puck_table import Scene, world_nominal_parameters
 
 _SETTLE_CHUNK = 5  # control steps between settle checks
 PUCK_TIMESTEP = 0.01  # s, physics step of the arm-free puck model (sliding needs no finer step)

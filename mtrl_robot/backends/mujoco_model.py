@@ -16,7 +16,7 @@ import mujoco
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.backends.scene import FRICTION_PARAMETERS, PADDLE_STICK_RADIUS, Scene
+from mtrl_robot.scenes.puck_table import FRICTION_PARAMETERS, PADDLE_STICK_RADIUS, Scene
 
 TIMESTEP = 0.002  # s
 ARMATURE = 0.1  # kg·m², rotor inertia on every joint; keeps light wrists stable

@@ -47,7 +47,6 @@ import pybullet as p
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.urdf import arm_to_urdf
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
-from mtrl_robot.backends.scene import PADDLE_STICK_RADIUS, Scene, world_nominal_parameters
 from mtrl_robot.backends.trajectory import (
     GOAL_TOLERANCE,
     SETTLE_TIME,
@@ -57,6 +56,7 @@ from mtrl_robot.backends.trajectory import (
     start_from,
 )
 from mtrl_robot.randomization import check_sample
+from mtrl_robot.scenes.puck_table import PADDLE_STICK_RADIUS, Scene, world_nominal_parameters
 
 GRAVITY = 9.81  # m/s²
 POSITION_GAIN = 0.3  # PyBullet position-motor gain: fraction of the position error corrected per step

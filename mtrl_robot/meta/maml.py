@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from mtrl_robot.atomic import write_atomic
+from mtrl_robot.core.atomic import write_atomic
 
 Params = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]  # (prediction, target) -> scalar

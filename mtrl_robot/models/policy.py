@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from mtrl_robot.models.motor_vae import MotorVAE, mlp
+from mtrl_robot.models.trajectory_vae import MotorVAE, mlp
 
 MIN_TARGET_SCALE = 1e-3  # m, the smallest per-axis normalisation scale of targets
 

@@ -2,7 +2,7 @@
 
 ``~/adapt`` (``std_srvs/Trigger``) converts the newest ``k`` episode bags in ``recordings_dir`` (the demo
 recorder's, one episode per bag; hidden, unfinished folders are skipped) for the configured robot, adapts
-``checkpoint`` to them with :func:`~mtrl_robot.training.adapt.adapt`, writes the result into ``output_dir``,
+``checkpoint`` to them with :func:`~mtrl_robot.learning.reaching.adapt.adapt`, writes the result into ``output_dir``,
 then sets the policy node's ``checkpoint`` parameter and calls its ``reload`` service. The reply's
 ``message`` is the new checkpoint's path, or what went wrong.
 """
@@ -22,15 +22,15 @@ from rclpy.task import Future
 from std_srvs.srv import Trigger
 
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.demos.dataset import DatasetError, DemoDataset, concat
-from mtrl_robot.demos.recording import convert_recording
+from mtrl_robot.learning.reaching import checkpoint as checkpoints
+from mtrl_robot.learning.reaching.adapt import adapt
 from mtrl_robot.meta import CheckpointError
+from mtrl_robot.motions.dataset import DatasetError, DemoDataset, concat
+from mtrl_robot.motions.recording import convert_recording
 from mtrl_robot.ros.arm_node import load_arm
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
-from mtrl_robot.training import checkpoint as checkpoints
-from mtrl_robot.training.adapt import adapt
 
 REPLY_TIMEOUT = 10.0  # s for the policy node to answer
 TRIM_REST = 0.01  # rad/s: samples before and after the motion slower than this are dropped

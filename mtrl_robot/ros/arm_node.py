@@ -5,7 +5,7 @@ Interfaces (relative names, so a namespace applies; in the root namespace):
 - ``/joint_states`` (``sensor_msgs/JointState``), published every ``joint_states_rate`` tick, stamped with ROS time.
 - ``/<controller_name>/follow_joint_trajectory`` (``control_msgs/action/FollowJointTrajectory``) and
   ``/<controller_name>/joint_trajectory`` (``trajectory_msgs/JointTrajectory``) with the joint trajectory
-  controller's semantics (:mod:`mtrl_robot.ros.trajectory_controller`). Every goal is accepted and a goal the
+  controller's semantics (:mod:`mtrl_robot.backends.controller`). Every goal is accepted and a goal the
   controller refuses ends aborted at once, so the client gets its error code (``INVALID_JOINTS``, …); a
   ros2_control controller rejects such goals without a result instead.
 - ``~/randomize`` (``std_srvs/srv/Trigger``): draw new domain-randomization values from ``randomization_file``
@@ -45,10 +45,17 @@ from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_family
+from mtrl_robot.backends.controller import (
+    ErrorCode,
+    Execution,
+    Goal,
+    GoalRejected,
+    Status,
+    TrajectoryController,
+)
 from mtrl_robot.backends.interface import SimBackend
-from mtrl_robot.backends.scene import load_scene
-from mtrl_robot.errors import ConfigError
-from mtrl_robot.paths import data_dir
+from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.core.paths import data_dir
 from mtrl_robot.randomization import Randomizer, load_spec
 from mtrl_robot.ros.conversions import (
     camera_info_msg,
@@ -61,14 +68,7 @@ from mtrl_robot.ros.conversions import (
 )
 from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
-from mtrl_robot.ros.trajectory_controller import (
-    ErrorCode,
-    Execution,
-    Goal,
-    GoalRejected,
-    Status,
-    TrajectoryController,
-)
+from mtrl_robot.scenes.puck_table import load_scene
 
 EXECUTOR_THREADS = 4  # services, topic and goals; a running goal keeps one waiting
 MAX_CATCH_UP = 0.25  # s of physics stepped at most per tick; a longer stall is dropped, not replayed
@@ -112,7 +112,7 @@ def make_backend(engine: str, arm: Arm, scene_name: str, paddle: bool = False) -
     if paddle:
         if scene is None:
             raise ConfigError(None, "paddle", "the paddle needs a scene (e.g. scene:=puck_table)")
-        from mtrl_robot.tasks.hitting_motion import with_paddle
+        from mtrl_robot.motions.hitting import with_paddle
 
         scene = with_paddle(scene)
     if engine == "mujoco":

@@ -4,13 +4,13 @@
 - ``trajectory_msgs/JointTrajectory`` ↔ :class:`~mtrl_robot.backends.trajectory.JointTrajectory`:
   ``time_from_start`` ↔ seconds; velocities empty in every point ↔ ``None``; a point whose positions or
   velocities do not have one value per joint name raises ``ValueError`` naming the point.
-- ``control_msgs/action/FollowJointTrajectory`` goals → :class:`~mtrl_robot.ros.trajectory_controller.Goal`,
+- ``control_msgs/action/FollowJointTrajectory`` goals → :class:`~mtrl_robot.backends.controller.Goal`,
   controller feedback → its Feedback message.
 - Domain randomization ↔ ``std_srvs/srv/Trigger``: the response's ``message`` holds JSON
   ``{"sampled": {name: value}, "applied": {name: value}}`` — what the randomizer drew and what the engine
   reports after applying it (``null`` where the engine has nothing to read back).
 - Rendered frames → ``sensor_msgs/Image`` (``rgb8``) and a pinhole ``sensor_msgs/CameraInfo``;
-  8-bit colour Images (:data:`~mtrl_robot.models.perception.ENCODINGS`) → (H, W, C) uint8 arrays.
+  8-bit colour Images (:data:`~mtrl_robot.perception.colour_blob.ENCODINGS`) → (H, W, C) uint8 arrays.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from sensor_msgs.msg import JointState as JointStateMsg
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 from trajectory_msgs.msg import JointTrajectoryPoint
 
+from mtrl_robot.backends.controller import Feedback, Goal, JointToleranceRequest
 from mtrl_robot.backends.trajectory import JointState, JointTrajectory
-from mtrl_robot.models.perception import ENCODINGS
-from mtrl_robot.ros.trajectory_controller import Feedback, Goal, JointToleranceRequest
+from mtrl_robot.perception.colour_blob import ENCODINGS
 
 
 def point_msg(xyz, frame_id: str = "world") -> PointStamped:

@@ -1,4 +1,4 @@
-"""Records demonstrations as rosbag2 MCAP bags, one bag per episode (see :mod:`mtrl_robot.demos.recording`).
+"""Records demonstrations as rosbag2 MCAP bags, one bag per episode (see :mod:`mtrl_robot.motions.recording`).
 
 - Subscribes ``joint_states_topic`` (``sensor_msgs/JointState``) and ``target_topic``
   (``geometry_msgs/PointStamped``, frame ``world``).
@@ -26,7 +26,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
-from mtrl_robot.demos.recording import BagStream
+from mtrl_robot.motions.recording import BagStream
 from mtrl_robot.ros.parameters import declare_parameters
 
 PARAMETERS = {  # name: (default, description)

@@ -1,12 +1,12 @@
 """The one robot interface on a real arm: a ROS 2 client of the vendor driver's joint trajectory controller.
 
-:class:`HardwareBackend` reaches the arm only through a :class:`~mtrl_robot.hardware_presets.HardwarePreset`'s
+:class:`HardwareBackend` reaches the arm only through a :class:`~mtrl_robot.hardware.presets.HardwarePreset`'s
 joint-state topic and its controller's ``FollowJointTrajectory`` action (or, with ``use_topic``, its
 ``JointTrajectory`` topic). Callers use the family model's joint names; the preset's ``joint_map`` renames them.
 
 - **Joint states.** Messages lacking any of the arm's joints (a gripper's, say) are ignored; extra joints are
   dropped. :meth:`~HardwareBackend.read_state` waits up to ``state_timeout`` s for the first message.
-- **Safety.** Every trajectory goes through :meth:`SafetyChecker.check <mtrl_robot.safety.SafetyChecker.check>`
+- **Safety.** Every trajectory goes through :meth:`SafetyChecker.check <mtrl_robot.hardware.safety.SafetyChecker.check>`
   against the latest measured state; a refusal raises ``SafetyError`` and nothing is sent. Nothing is sent on
   stale joint states either (:class:`HardwareError`). The one command sent unchecked is a hold at the measured
   position (see stop).
@@ -17,10 +17,10 @@ joint-state topic and its controller's ``FollowJointTrajectory`` action (or, wit
 - **Stop** (:meth:`~HardwareBackend.stop`, or the ``~/stop`` ``std_srvs/Trigger`` service on the client's node):
   cancel the active goal and, where the controller has a trajectory topic and joint states are fresh, publish a
   hold at the measured position (which also stops motion commanded by anyone else).
-- **Watchdog.** While a trajectory runs, joint states going stale (:class:`~mtrl_robot.safety.Watchdog`, the
+- **Watchdog.** While a trajectory runs, joint states going stale (:class:`~mtrl_robot.hardware.safety.Watchdog`, the
   preset's ``watchdog_timeout``) or the action server vanishing fails the execution and stops the arm.
 - **Dry run** (the preset's ``dry_run`` unless overridden): trajectories are checked and logged with
-  :meth:`SafetyChecker.describe <mtrl_robot.safety.SafetyChecker.describe>`; nothing is sent, stop included.
+  :meth:`SafetyChecker.describe <mtrl_robot.hardware.safety.SafetyChecker.describe>`; nothing is sent, stop included.
 
 Every wait is bounded: ``wait(None)`` gives up (and stops the arm) ``RESULT_GRACE`` s after the trajectory
 should have settled. The backend spins its own node in a background thread unless given one, which the caller
@@ -59,10 +59,10 @@ from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.backends.interface import ExecutionResult, RobotBackend
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, SETTLE_TIME, JointLimits, JointState, JointTrajectory
-from mtrl_robot.hardware_presets import HardwarePreset, load_preset
+from mtrl_robot.hardware.presets import HardwarePreset, load_preset
+from mtrl_robot.hardware.safety import SafetyChecker, SafetyError, Watchdog
 from mtrl_robot.ros.conversions import joint_state_from_msg, to_duration, trajectory_to_msg
 from mtrl_robot.ros.futures import wait_for
-from mtrl_robot.safety import SafetyChecker, SafetyError, Watchdog
 
 FJT = FollowJointTrajectory
 STATE_TIMEOUT = 10.0  # s to wait for the first joint state

@@ -8,7 +8,7 @@ Interfaces (relative names, so a namespace or remapping applies):
   z = ``plane_height`` in ``frame_id``, stamped with the image's stamp.
 
 Colour presets, the table height and the camera's extrinsics come from ``config_file``
-(:func:`~mtrl_robot.models.perception.load_perception_config`); parameters override them. Images that cannot
+(:func:`~mtrl_robot.perception.colour_blob.load_perception_config`); parameters override them. Images that cannot
 be used (unknown encoding, short data, size unlike the CameraInfo's, no CameraInfo yet) and frames without the
 blob publish nothing and are logged, at most once per ``LOG_THROTTLE`` per kind of message.
 """
@@ -26,8 +26,8 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
-from mtrl_robot.errors import ConfigError
-from mtrl_robot.models.perception import CameraModel, back_project_to_plane, load_perception_config
+from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.perception.colour_blob import CameraModel, back_project_to_plane, load_perception_config
 from mtrl_robot.ros.conversions import image_from_msg
 from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node

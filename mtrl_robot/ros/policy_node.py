@@ -1,7 +1,7 @@
 """The policy node: a flange target → the (adapted) reaching model's trajectory → the arm's controller.
 
 - Subscribes ``target`` (``geometry_msgs/PointStamped``, frame ``world``). Each target is planned with
-  :func:`~mtrl_robot.training.predict.predict` from the measured joint state, slowed down if needed to fit the
+  :func:`~mtrl_robot.learning.reaching.predict.predict` from the measured joint state, slowed down if needed to fit the
   preset's velocity and acceleration limits (times ``LIMIT_FRACTION``), and sent through
   :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend`, so the safety layer checks it. A new target
   replaces the running trajectory; each outcome is logged.
@@ -25,15 +25,15 @@ from std_srvs.srv import Trigger
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.trajectory import JointTrajectory
+from mtrl_robot.hardware.safety import SafetyError, SafetyLimits
+from mtrl_robot.learning.reaching import checkpoint as checkpoints
+from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
+from mtrl_robot.learning.reaching.predict import predict
 from mtrl_robot.meta import CheckpointError
 from mtrl_robot.ros.arm_node import load_arm
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
 from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
-from mtrl_robot.safety import SafetyError, SafetyLimits
-from mtrl_robot.training import checkpoint as checkpoints
-from mtrl_robot.training.checkpoint import ReachingCheckpoint
-from mtrl_robot.training.predict import predict
 
 LIMIT_FRACTION = 0.9  # of the preset's velocity and acceleration limits a planned trajectory may use
 LATENCY_EVERY = 20  # targets between latency reports

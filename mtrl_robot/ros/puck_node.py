@@ -1,7 +1,7 @@
 """The puck node: meta-RL adaptation of puck hitting on an arm reached through ROS, the puck seen by a camera.
 
 A thin shell over :class:`~mtrl_robot.tasks.robot_puck_world.RobotPuckWorld` and
-:func:`~mtrl_robot.tasks.meta_rl.adaptation_curve`, the procedure of the simulated evaluation:
+:func:`~mtrl_robot.learning.puck.train.adaptation_curve`, the procedure of the simulated evaluation:
 
 - subscribes ``puck_position`` (``geometry_msgs/PointStamped`` in ``world``, e.g. the perception node's output);
 - moves the arm through :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend` (the ``preset``'s controller,
@@ -36,16 +36,16 @@ from rclpy.node import Node
 from std_srvs.srv import Trigger
 
 from mtrl_robot.arms.families import load_family
-from mtrl_robot.atomic import write_atomic
-from mtrl_robot.backends.scene import load_scene
-from mtrl_robot.errors import ConfigError
+from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.learning.puck.train import BASELINE_FILE, META_FILE, VAE_FILE, adaptation_curve, load_policy
+from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.ros.conversions import seconds
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.hardware_backend import HardwareBackend
 from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
-from mtrl_robot.tasks.meta_rl import BASELINE_FILE, META_FILE, VAE_FILE, adaptation_curve, load_policy
-from mtrl_robot.tasks.motion_vae import HittingVAE
+from mtrl_robot.scenes.puck_table import load_scene
 from mtrl_robot.tasks.robot_puck_world import ROBOT_TASK, RobotPuckWorld
 
 REST_WINDOW = 0.5  # s the puck must stay still to count as at rest

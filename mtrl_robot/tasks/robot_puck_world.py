@@ -1,14 +1,14 @@
 """Puck hitting on a robot reached through the one robot interface: the meta-RL world outside the simulator.
 
-:class:`RobotPuckWorld` is the :class:`~mtrl_robot.tasks.meta_rl.HitSpace` of a trained run (its goals,
+:class:`RobotPuckWorld` is the :class:`~mtrl_robot.learning.puck.train.HitSpace` of a trained run (its goals,
 observations and latent box) whose hits run on any :class:`~mtrl_robot.backends.interface.RobotBackend` — in
 practice the hardware client, so every motion passes the safety layer — with the puck measured from outside
 (the overhead camera through the perception node). The physics are whatever the puck and table really are,
-so :func:`~mtrl_robot.tasks.meta_rl.adaptation_curve` with this world adapts the policy to them.
+so :func:`~mtrl_robot.learning.puck.train.adaptation_curve` with this world adapts the policy to them.
 
 One hit:
 
-1. decode the latent into a hitting motion (:meth:`~mtrl_robot.tasks.motion_vae.HittingVAE.decode_motion`);
+1. decode the latent into a hitting motion (:meth:`~mtrl_robot.models.hitting_vae.HittingVAE.decode_motion`);
 2. **approach**: move from the measured posture to the motion's first posture, at rest, in
    ``approach_time(…)`` (at most ``APPROACH_SPEED`` of each joint's velocity limit);
 3. **puck back at its start**: ``reset_puck()`` (in simulation the arm node's ``~/reset_scene`` service; on a
@@ -31,8 +31,8 @@ import torch
 
 from mtrl_robot.backends.interface import RobotBackend
 from mtrl_robot.backends.trajectory import JointTrajectory, TrajectoryError
-from mtrl_robot.tasks.meta_rl import MISSED_DISTANCE, HitSpace, PuckMetaRLConfig, Task
-from mtrl_robot.tasks.motion_vae import HittingVAE
+from mtrl_robot.learning.puck.train import MISSED_DISTANCE, HitSpace, PuckMetaRLConfig, Task
+from mtrl_robot.models.hitting_vae import HittingVAE
 
 APPROACH_SPEED = 0.3  # fraction of each joint's velocity limit the approach may use (its peak)
 MIN_APPROACH_TIME = 1.0  # s

@@ -24,7 +24,7 @@ from action_msgs.msg import GoalStatusArray
 from node_process import NodeProcess, domain_id, ros_environment
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
-from mtrl_robot.hardware_presets import HardwarePreset, load_preset
+from mtrl_robot.hardware.presets import HardwarePreset, load_preset
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
 from mtrl_robot.ros.run import node_command
 

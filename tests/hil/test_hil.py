@@ -22,11 +22,11 @@ from std_srvs.srv import Trigger
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, SETTLE_TIME, JointState, JointTrajectory
-from mtrl_robot.hardware_presets import load_preset
+from mtrl_robot.hardware.presets import load_preset
+from mtrl_robot.hardware.safety import SafetyChecker, SafetyError, Workspace
 from mtrl_robot.ros.conversions import seconds, to_time
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError, goal_msg, to_hardware_names
-from mtrl_robot.safety import SafetyChecker, SafetyError, Workspace
 
 if TYPE_CHECKING:
     from conftest import Rig

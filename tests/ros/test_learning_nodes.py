@@ -20,16 +20,16 @@ from std_srvs.srv import Trigger
 from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.trajectory import JointTrajectory
-from mtrl_robot.demos.planner import plan_robot_demos
-from mtrl_robot.demos.recording import convert_recording
-from mtrl_robot.hardware_presets import load_preset
-from mtrl_robot.launch_runner import parse_launch
+from mtrl_robot.hardware.presets import load_preset
+from mtrl_robot.learning.reaching import checkpoint as checkpoints
+from mtrl_robot.learning.reaching.presets import load_preset as load_training_preset
+from mtrl_robot.learning.reaching.train import train_from_preset
+from mtrl_robot.motions.reach import plan_robot_demos
+from mtrl_robot.motions.recording import convert_recording
 from mtrl_robot.ros.conversions import point_msg, trajectory_to_msg
 from mtrl_robot.ros.policy_node import fit_limits
 from mtrl_robot.ros.run import node_command
-from mtrl_robot.training import checkpoint as checkpoints
-from mtrl_robot.training.meta_train import train_from_preset
-from mtrl_robot.training.presets import load_preset as load_training_preset
+from mtrl_robot.tools.launch_runner import parse_launch
 
 K = 5
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"

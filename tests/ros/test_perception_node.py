@@ -18,10 +18,10 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
-from mtrl_robot.backends.scene import load_scene
 from mtrl_robot.ros.conversions import camera_info_msg, image_to_msg, seconds, to_time
 from mtrl_robot.ros.perception_node import LOG_THROTTLE
 from mtrl_robot.ros.run import node_command
+from mtrl_robot.scenes.puck_table import load_scene
 
 NAMESPACE = "/perception_test"
 STARTUP_TIMEOUT = 60.0  # s for the node to subscribe (a loaded machine imports torch slowly)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from mtrl_robot.bench.policy_bench import bench_policy
+from mtrl_robot.tools.bench.policy_bench import bench_policy
 
 
 def test_bench_policy_figures():

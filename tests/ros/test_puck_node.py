@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from mtrl_robot.backends.scene import load_scene
-from mtrl_robot.tasks.meta_rl import train_puck
+from mtrl_robot.learning.puck.train import train_puck
+from mtrl_robot.scenes.puck_table import load_scene
 
 LAUNCH = Path(__file__).resolve().parents[2] / "launch" / "puck_hitting.launch.xml"
 RUN_TIMEOUT = 240.0  # s for start-up and four hits on a loaded machine
@@ -22,7 +22,7 @@ def test_puck_hitting_launch_adapts_from_camera_measured_hits(ros_env, tmp_path)
     run = train_puck("small", tmp_path / "run", progress=False)
     out = tmp_path / "adaptation.json"
     log = tmp_path / "launch.log"
-    command = [sys.executable, "-m", "mtrl_robot.cli", "launch", str(LAUNCH), f"run_dir:={run}", "steps:=1",
+    command = [sys.executable, "-m", "mtrl_robot.cli.main", "launch", str(LAUNCH), f"run_dir:={run}", "steps:=1",
                "rollouts:=2", "eval_goals:=1", f"output_file:={out}"]
     with log.open("w") as sink:
         launch = subprocess.Popen(command, env=ros_env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)

@@ -1,0 +1,199 @@
+"""Puck-hitting evaluation: final distance to the goal against adaptation step, meta-policy against baseline.
+
+For every fixed condition (:data:`~mtrl_robot.tasks.puck.CONDITIONS`) and ``repeats`` repeats, each
+policy of a run (:func:`~mtrl_robot.learning.puck.train.train_puck`) starts from its trained parameters and follows
+:func:`~mtrl_robot.learning.puck.train.adaptation_curve`: at steps 0..``eval_steps`` the mean final distance of its mean
+action on ``eval_goals`` fresh goals, with K exploratory hits and one inner step between steps. Both policies of a
+repeat see the same goals (common random numbers). Reported: the mean over repeats and its 95 % confidence
+interval (Student t), as a Markdown table and a PNG plot, plus the raw curves as JSON.
+
+Camera mode: every hit's final puck position, for the distances reported and for the rewards the inner steps
+adapt on, comes from the scene's overhead camera through the OpenCV perception code
+(:func:`~mtrl_robot.perception.colour_blob.locate`) instead of the simulator state. Before the picture the arm is
+put at its home posture, out of the camera's view (as a real arm would retract); a puck the camera cannot find
+counts as :data:`~mtrl_robot.learning.puck.train.MISSED_DISTANCE` and the misses are reported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+from tqdm import tqdm
+
+from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.learning.puck.train import (
+    BASELINE_FILE,
+    META_FILE,
+    VAE_FILE,
+    PuckWorld,
+    adaptation_curve,
+    load_policy,
+)
+from mtrl_robot.models.hitting_vae import HittingVAE
+from mtrl_robot.perception.colour_blob import PerceptionConfig, camera_from_mujoco, load_perception_config, locate
+from mtrl_robot.tasks.puck import CONDITIONS, PuckHittingEnv
+
+POLICIES = ("meta", "baseline")
+GOAL_STEP = 3  # the goal: after this many steps the meta-policy beats its own step 0 and the baseline
+EVAL_STREAM = 3  # seed stream of the evaluation (training uses the run's seed, tuning streams 1 and 2)
+
+
+class OverheadCamera:
+    """The puck's (x, y) as the overhead camera sees it: arm moved home, render, colour blob back-projected."""
+
+    def __init__(self, env: PuckHittingEnv, config: PerceptionConfig | None = None):
+        import mujoco  # after mtrl_robot has chosen offscreen rendering
+
+        self._mujoco, self.env = mujoco, env
+        model = env.backend.model
+        self.arm_qpos = np.array([model.joint(name).qposadr[0] for name in env.arm.joint_names])
+        width, height = (int(v) for v in model.cam_resolution[model.camera("overhead").id])
+        self.renderer = mujoco.Renderer(model, height, width)
+        config = config or load_perception_config()
+        self.detector, self.plane_z = config.detector("puck"), config.plane_z("puck")
+        self.camera = camera_from_mujoco(model, env.backend.data)
+
+    def __call__(self) -> np.ndarray | None:
+        """The puck's (x, y) on the table now, or None if the camera does not find it."""
+        model, data = self.env.backend.model, self.env.backend.data
+        data.qpos[self.arm_qpos] = self.env.arm.home_q  # only for the picture: the next hit resets the arm
+        self._mujoco.mj_kinematics(model, data)
+        self.renderer.update_scene(data, "overhead")
+        found = locate(self.renderer.render(), self.detector, self.camera, self.plane_z, encoding="rgb8")
+        return None if found is None else found[:2]
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
+def confidence(values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over the first axis and the half-width of its ``level`` Student-t confidence interval."""
+    n = values.shape[0]
+    if n < 2:
+        raise ValueError(f"a confidence interval needs at least 2 repeats, got {n}")
+    sem = values.std(axis=0, ddof=1) / np.sqrt(n)
+    return values.mean(axis=0), stats.t.ppf(0.5 + level / 2, n - 1) * sem
+
+
+def evaluate_puck(checkpoint_dir: str | Path, out_dir: str | Path, repeats: int = 25, camera: bool = False, *,
+                  conditions: tuple[str, ...] = tuple(CONDITIONS), progress: bool = True) -> tuple[Path, Path]:
+    """Run the evaluation of a trained run; returns the Markdown table and the PNG plot (also writes JSON)."""
+    if repeats < 2:
+        raise ValueError(f"repeats must be at least 2 (for a confidence interval), got {repeats}")
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown or not conditions:
+        raise ValueError(f"unknown or no conditions {unknown} (known: {', '.join(CONDITIONS)})")
+    checkpoint_dir, out = Path(checkpoint_dir), Path(out_dir)
+    policies = {kind: load_policy(checkpoint_dir / file) for kind, file in zip(POLICIES, (META_FILE, BASELINE_FILE),
+                                                                            strict=True)}
+    config = policies["meta"].config
+    env = PuckHittingEnv(config.arm, motion_vae=HittingVAE.load(checkpoint_dir / VAE_FILE))
+    measure = OverheadCamera(env) if camera else None
+    world = PuckWorld(env, config, measure)
+    curves = np.empty((len(POLICIES), len(conditions), repeats, config.eval_steps + 1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        bar = tqdm(total=len(conditions) * repeats, desc=f"puck evaluation ({'camera' if camera else 'sim'})",
+                   disable=not progress)
+        for c, name in enumerate(conditions):
+            task = world.condition(name)
+            for r in range(repeats):
+                for p, kind in enumerate(POLICIES):
+                    curves[p, c, r] = adaptation_curve(policies[kind].policy, policies[kind].lrs, world, task,
+                                                       config.eval_steps, [config.seed, EVAL_STREAM, c, r])
+                bar.update()
+        bar.close()
+    finally:
+        torch.set_num_threads(threads)
+        if measure is not None:
+            measure.close()
+        env.close()
+    mode = "camera" if camera else "sim"
+    out.mkdir(parents=True, exist_ok=True)
+    hits = curves.size // (config.eval_steps + 1) * (config.eval_steps * config.rollouts
+                                                     + (config.eval_steps + 1) * config.eval_goals)
+    header = {"mode": mode, "repeats": repeats, "conditions": list(conditions), "run": str(checkpoint_dir),
+              "config": config.to_dict(), "hits": hits, "camera_misses": world.misses,
+              "baseline_inner_lr": policies["baseline"].lrs.log_lr.exp()[0].item()}
+    write_atomic(out / f"puck_eval_{mode}.json", json.dumps({**header, "curves_m": {
+        kind: {name: curves[p, c].tolist() for c, name in enumerate(conditions)} for p, kind in enumerate(POLICIES)}}))
+    table = out / f"puck_eval_{mode}.md"
+    write_atomic(table, markdown(curves, conditions, header))
+    return table, plot(curves, conditions, mode, out / f"puck_eval_{mode}.png")
+
+
+def goal_checks(curves: np.ndarray, conditions: tuple[str, ...]) -> dict[str, dict[str, bool]]:
+    """Per condition: is the meta-policy's mean after ``GOAL_STEP`` steps below its step 0, below the baseline's?"""
+    if curves.shape[-1] <= GOAL_STEP:
+        return {}
+    means = curves.mean(axis=2)
+    return {name: {"improves": bool(means[0, c, GOAL_STEP] < means[0, c, 0]),
+                   "beats_baseline": bool(means[0, c, GOAL_STEP] < means[1, c, GOAL_STEP])}
+            for c, name in enumerate(conditions)}
+
+
+def markdown(curves: np.ndarray, conditions: tuple[str, ...], header: dict) -> str:
+    """The table: mean ± 95 % CI half-width of the final distance in cm, per condition, policy and step."""
+    steps = curves.shape[-1]
+    config = header["config"]
+    lines = [f"# Puck hitting: final distance to the goal (cm) against adaptation step ({header['mode']} mode)", "",
+             f"Mean ± 95 % CI half-width over {header['repeats']} repeats; each entry is the mean over "
+             f"{config['eval_goals']} fresh goals of the policy's mean action; between steps, {config['rollouts']} "
+             f"exploratory hits and one inner policy-gradient step. Baseline inner step size "
+             f"{header['baseline_inner_lr']:.4g}. Puck position from "
+             f"{'the overhead camera (OpenCV)' if header['mode'] == 'camera' else 'the simulator state'}"
+             + (f"; camera misses: {header['camera_misses']} of {header['hits']} hits." if header['mode'] == 'camera'
+                else "."), "",
+             "| condition | policy | " + " | ".join(f"step {s}" for s in range(steps)) + " |",
+             "|---|---|" + "---:|" * steps]
+    for c, name in enumerate(conditions):
+        for p, kind in enumerate(POLICIES):
+            mean, half = confidence(100 * curves[p, c])
+            lines.append(f"| {name} | {kind} | " + " | ".join(f"{m:.2f} ± {h:.2f}" for m, h in zip(mean, half,
+                                                                                                   strict=True)) + " |")
+    checks = goal_checks(curves, conditions)
+    if checks:
+        met = all(all(v.values()) for v in checks.values())
+        lines += ["", f"Goal (after {GOAL_STEP} steps the meta-policy's mean is below its step 0 and below the "
+                  f"baseline's, on every condition): **{'met' if met else 'not met'}**", ""]
+        lines += [f"- {name}: below its step 0: {'yes' if v['improves'] else 'no'}; below the baseline: "
+                  f"{'yes' if v['beats_baseline'] else 'no'}" for name, v in checks.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(curves: np.ndarray, conditions: tuple[str, ...], mode: str, path: Path) -> Path:
+    """One panel per condition: mean final distance (cm) and its 95 % CI against step, meta vs baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(len(conditions), 2)
+    rows = -(-len(conditions) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False, sharey=True)
+    steps = np.arange(curves.shape[-1])
+    for c, name in enumerate(conditions):
+        ax = axes.flat[c]
+        for p, (kind, colour) in enumerate(zip(POLICIES, ("tab:blue", "tab:orange"), strict=True)):
+            mean, half = confidence(100 * curves[p, c])
+            ax.plot(steps, mean, marker="o", color=colour, label=kind)
+            ax.fill_between(steps, mean - half, mean + half, color=colour, alpha=0.2)
+        ax.set_title(name)
+        ax.set_xlabel("adaptation step")
+        ax.set_xticks(steps)
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("final distance to goal (cm)")
+    for ax in axes.flat[len(conditions):]:
+        ax.set_visible(False)
+    axes.flat[0].legend()
+    fig.suptitle(f"Puck hitting, {curves.shape[2]} repeats, mean and 95 % CI ({mode} mode)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,80 @@
+"""Few-shot adaptation: a meta-trained checkpoint + K demos of one robot → an adapted checkpoint.
+
+The first ``k`` demos of the robot are the support set; ``steps`` inner-loop gradient steps (the learner's own
+rule: its adapted parameters and, with Meta-SGD, its learned step sizes) give the adapted parameters, which are
+written into a new checkpoint of the same format (``adaptation`` records what was done). Nothing is written
+until every check has passed, an existing file is never replaced, and the write is atomic.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from mtrl_robot.learning.reaching import checkpoint as checkpoints
+from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
+from mtrl_robot.learning.reaching.data import to_tensors
+from mtrl_robot.meta.probabilistic import LATENT
+from mtrl_robot.motions.dataset import DatasetError, DemoDataset
+from mtrl_robot.motions.dataset import load as load_demos
+
+
+def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: int) -> dict[str, torch.Tensor]:
+    """Adapted parameters (and, probabilistic, the task latent under ``LATENT``) from the first ``k`` demos."""
+    if len(demos.robots) != 1:
+        raise DatasetError(None, f"adaptation needs the demos of one robot, got {len(demos.robots)} robots "
+                           f"({', '.join(demos.robot_ids[:4])}); select one with DemoDataset.for_robot")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive number of demos, got {k!r}")
+    if k > len(demos):
+        raise ValueError(f"k = {k} demos asked for, but robot {demos.robot_ids[0]} has only {len(demos)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    data = to_tensors(demos, state.joint_names, int(state.info["n_waypoints"]))
+    with torch.no_grad():
+        return state.learner.adapt(data.targets[:k], state.model.normalize(data.offsets[:k]), steps)
+
+
+def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None = None,
+          out: str | Path | None = None) -> Path:
+    """Adapt ``checkpoint`` to the one robot of ``demos`` with its first ``k`` demos; returns the new file.
+
+    ``steps`` defaults to the preset's ``adapt.steps``; ``out`` to ``<checkpoint>-<robot id>-k<k>.pt`` beside
+    the checkpoint. Raises ``CheckpointError`` (corrupt, foreign), ``DatasetError`` (another joint set, NaN,
+    several robots), ``ValueError`` (bad ``k`` or ``steps``) or ``FileExistsError`` (``out`` exists).
+    """
+    started = time.perf_counter()
+    checkpoint = Path(checkpoint)
+    state = checkpoints.load(checkpoint)
+    robot_id = demos.robot_ids[0]
+    out = Path(out) if out is not None else checkpoint.with_name(f"{checkpoint.stem}-{robot_id}-k{k}.pt")
+    if out.exists():
+        raise FileExistsError(f"{out} exists; adaptation never overwrites a file, choose another output path")
+    steps = state.preset.adapt.steps if steps is None else steps
+    params = adapt_params(state, demos, k, steps)
+    latent = params.pop(LATENT, None)
+    checkpoints.load_params(state.model, params)
+    if latent is not None:
+        state.info["task_latent"] = latent.clone()
+    state.info["adaptation"] = {"robot_id": robot_id, "family": demos.robots[0].family, "k": k, "steps": steps,
+                                "source": str(checkpoint), "source_step": state.learner.step,
+                                "seconds": time.perf_counter() - started}
+    return state.save(out)
+
+
+def adapt_cli(checkpoint: str | Path, demos_path: str | Path, robot_id: str | None, k: int,
+              out: str | Path | None = None, steps: int | None = None) -> Path:
+    """``mtrl-robot adapt``: ``checkpoint`` is a checkpoint file or a training run folder (its checkpoint for the
+    robot's joint set is used); ``robot_id`` may be None when the dataset holds one robot."""
+    dataset = load_demos(demos_path)
+    if robot_id is None:
+        if len(dataset.robots) != 1:
+            raise DatasetError(demos_path, f"holds {len(dataset.robots)} robots; name one with --robot")
+        robot_id = dataset.robot_ids[0]
+    demos = dataset.for_robot(robot_id)
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoints.find_for_joints(checkpoint, demos.joint_names)
+    return adapt(checkpoint, demos, k, steps, out)

@@ -1,0 +1,127 @@
+"""Reaching-model checkpoints: a ``mtrl_robot.meta`` learner checkpoint plus what the model is for.
+
+The learner's ``extra`` holds (all plain data, so ``weights_only=True`` loads it):
+
+=================  ==========================================================================================
+``kind``           ``"mtrl_robot.reaching"`` (anything else is a foreign checkpoint)
+``family``         arm family the model was trained on
+``joint_names``    the joint set, in the model's column order: demos and robots must match it by name
+``n_waypoints``    waypoints per trajectory
+``home``           the family's start posture, rad (the default start when predicting)
+``robot_ids``      robots meta-trained on; ``held_out``: robots of the family kept out for evaluation
+``preset``         the whole training preset (``Preset.to_dict()``)
+``adaptation``     ``None``, or for an adapted model: robot id, K, steps, the source checkpoint and its step
+``task_latent``    probabilistic variant, adapted: the task variable z (a tensor); otherwise absent
+=================  ==========================================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mtrl_robot.learning.reaching.presets import MetaConfig, Preset, preset_from_dict
+from mtrl_robot.learning.reaching.pretrain import build_model
+from mtrl_robot.meta import MAML, CheckpointError, MAMLConfig, make_meta_learner, read_checkpoint
+from mtrl_robot.models.policy import ReachingModel
+
+KIND = "mtrl_robot.reaching"
+_REQUIRED = ("family", "joint_names", "n_waypoints", "home", "robot_ids", "held_out", "preset")
+
+
+@dataclass
+class ReachingCheckpoint:
+    """A loaded checkpoint: the learner (its model holds the weights), the preset and the metadata."""
+
+    learner: MAML
+    preset: Preset
+    info: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def model(self) -> ReachingModel:
+        return self.learner.model  # type: ignore[return-value]
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return tuple(self.info["joint_names"])
+
+    @property
+    def task_latent(self) -> Tensor | None:
+        return self.info.get("task_latent")
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (see ``MAML.save_checkpoint``)."""
+        return self.learner.save_checkpoint(path, extra=self.info)
+
+
+def task_dim(config: MetaConfig) -> int:
+    """Width of the latent task variable the model takes beside the target (probabilistic variant only)."""
+    return config.task_latent_dim if config.variant == "probabilistic" else 0
+
+
+def make_learner(model: ReachingModel, config: MetaConfig) -> MAML:
+    """The meta-learner the preset's ``meta`` section describes, around ``model``."""
+    maml_config = MAMLConfig(
+        inner_steps=config.inner_steps, inner_lr=config.inner_lr, first_order=config.variant == "first_order",
+        learn_inner_lr=config.learn_inner_lr, outer_lr=config.outer_lr, meta_batch_size=config.meta_batch_size,
+        seed=config.seed, latent_dim=task_dim(config), kl_weight=config.kl_weight,
+        adapt_only=config.adapt_only)
+    n_out = model.scaler.n_waypoints * model.scaler.dof
+    return make_meta_learner(model, maml_config, x_dim=3, y_dim=n_out)
+
+
+def new_checkpoint(model: ReachingModel, preset: Preset, info: dict[str, Any]) -> ReachingCheckpoint:
+    """A learner around a freshly pretrained model, with its metadata."""
+    missing = [key for key in _REQUIRED if key not in info]
+    if missing:
+        raise ValueError(f"checkpoint metadata lacks {missing}")
+    return ReachingCheckpoint(make_learner(model, preset.meta), preset, {"kind": KIND, "adaptation": None, **info})
+
+
+def load(path: str | Path) -> ReachingCheckpoint:
+    """Read a reaching checkpoint; ``CheckpointError`` for a missing, corrupt, foreign or inconsistent file."""
+    path = Path(path)
+    state = read_checkpoint(path)  # format tag, version, weights_only
+    info = state.get("extra")
+    if not isinstance(info, dict) or info.get("kind") != KIND:
+        found = info.get("kind") if isinstance(info, dict) else None
+        raise CheckpointError(f"{path}: a meta-learning checkpoint, but not of a reaching model (kind {found!r})")
+    missing = [key for key in _REQUIRED if key not in info]
+    if missing:
+        raise CheckpointError(f"{path}: reaching checkpoint without {missing}")
+    try:
+        preset = preset_from_dict(info["preset"], str(path))
+        model = build_model(preset.model, int(info["n_waypoints"]), len(info["joint_names"]),
+                            task_dim(preset.meta))[1]
+        learner = make_learner(model, preset.meta)
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild the model it describes: {e}") from e
+    learner.load_state_dict(state, source=str(path))
+    if "task_latent" in info and not isinstance(info["task_latent"], Tensor):
+        raise CheckpointError(f"{path}: task_latent is not a tensor")
+    return ReachingCheckpoint(learner, preset, info, path)
+
+
+def find_for_joints(run_dir: str | Path, joint_names: tuple[str, ...]) -> Path:
+    """The meta-trained (not adapted) checkpoint in a run's ``checkpoints/`` whose joint set is ``joint_names``."""
+    folder = Path(run_dir) / "checkpoints"
+    candidates = sorted(folder.glob("*.pt"))
+    for candidate in candidates:
+        info = read_checkpoint(candidate).get("extra", {})
+        if isinstance(info, dict) and info.get("kind") == KIND and info.get("adaptation") is None \
+                and tuple(info.get("joint_names", ())) == tuple(joint_names):
+            return candidate
+    raise CheckpointError(f"{run_dir}: no checkpoint for the joints {list(joint_names)} among "
+                          f"{[c.name for c in candidates] or 'no checkpoints'}")
+
+
+def load_params(model: ReachingModel, params: dict[str, Tensor]) -> None:
+    """Copy (adapted) parameters into the model in place."""
+    with torch.no_grad():
+        for name, value in params.items():
+            model.get_parameter(name).copy_(value)

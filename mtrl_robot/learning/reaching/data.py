@@ -1,0 +1,103 @@
+"""Demonstrations as tensors for learning: one joint set (arm family) at a time, or pooled, and a task sampler.
+
+A demo becomes (target, offsets): the flange target (3,) in m and the joint offsets from its first waypoint
+(T, dof) in rad. Each robot is a task; a meta-batch draws robots without replacement and, for each, K support
+and Q query demos without replacement, all from one ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mtrl_robot.meta import TaskBatch
+from mtrl_robot.meta.maml import TaskSampler
+from mtrl_robot.motions.dataset import DatasetError, DemoDataset
+
+
+@dataclass(frozen=True)
+class RobotDemos:
+    """The demos of robots that share one joint set, as float32 tensors, grouped by robot."""
+
+    joint_names: tuple[str, ...]
+    robot_ids: tuple[str, ...]
+    targets: Tensor  # (N, 3) m
+    offsets: Tensor  # (N, T, dof) rad from each demo's first waypoint
+    demos_of: tuple[Tensor, ...]  # per robot: indices into targets / offsets
+
+    @property
+    def n_waypoints(self) -> int:
+        return self.offsets.shape[1]
+
+    @property
+    def dof(self) -> int:
+        return self.offsets.shape[2]
+
+
+def by_family(dataset: DemoDataset) -> dict[str, DemoDataset]:
+    """The dataset split by arm family, in order of first appearance."""
+    families = dict.fromkeys(r.family for r in dataset.robots)
+    return {f: dataset.select([r.robot_id for r in dataset.robots if r.family == f]) for f in families}
+
+
+def to_tensors(dataset: DemoDataset, joint_names: Sequence[str] | None = None,
+               n_waypoints: int | None = None) -> RobotDemos:
+    """Tensors of a one-joint-set dataset; with ``joint_names``/``n_waypoints`` given, demos must match them."""
+    names = dataset.joint_names  # raises DatasetError if the dataset mixes joint sets
+    if joint_names is not None:
+        dataset.require_joint_names(joint_names)
+    if n_waypoints is not None and dataset.n_waypoints != n_waypoints:
+        raise DatasetError(None, f"demos have {dataset.n_waypoints} waypoints, the model expects {n_waypoints}")
+    positions = np.asarray(dataset.positions)
+    if not (np.isfinite(positions).all() and np.isfinite(dataset.targets).all()):
+        raise DatasetError(None, "demos contain NaN or inf")  # DemoDataset refuses these too; never train on them
+    return RobotDemos(
+        joint_names=names, robot_ids=dataset.robot_ids,
+        targets=torch.tensor(dataset.targets, dtype=torch.float32),
+        offsets=torch.tensor(positions - positions[:, :1], dtype=torch.float32),
+        demos_of=tuple(torch.from_numpy(dataset.demos_of(r)) for r in dataset.robot_ids))
+
+
+def pool(groups: Sequence[RobotDemos]) -> RobotDemos:
+    """Several joint sets' demos as one (columns by position, named ``joint_1``…): one group is returned as is."""
+    if len(groups) == 1:
+        return groups[0]
+    shapes = {g.offsets.shape[1:] for g in groups}
+    if len(shapes) != 1:
+        raise DatasetError(None, f"pooled demos need one number of waypoints and joints, got {sorted(shapes)}")
+    starts = np.cumsum([0] + [len(g.targets) for g in groups[:-1]])
+    dof = groups[0].dof
+    return RobotDemos(
+        joint_names=tuple(f"joint_{i + 1}" for i in range(dof)),
+        robot_ids=tuple(r for g in groups for r in g.robot_ids),
+        targets=torch.cat([g.targets for g in groups]), offsets=torch.cat([g.offsets for g in groups]),
+        demos_of=tuple(i + int(start) for g, start in zip(groups, starts, strict=True) for i in g.demos_of))
+
+
+def task_sampler(demos: RobotDemos, normalize: Callable[[Tensor], Tensor], k_support: int,
+                 k_query: int) -> TaskSampler:
+    """Meta-batches of robots, each with ``k_support`` + ``k_query`` of its demos; y is ``normalize(offsets)``."""
+    short = [(r, len(i)) for r, i in zip(demos.robot_ids, demos.demos_of, strict=True) if len(i) < k_support + k_query]
+    if short:
+        raise DatasetError(None, f"robot {short[0][0]} has {short[0][1]} demos; a task needs k_support + k_query = "
+                           f"{k_support + k_query}")
+    y = normalize(demos.offsets)
+    counts = torch.tensor([len(i) for i in demos.demos_of])
+    table = torch.nn.utils.rnn.pad_sequence(list(demos.demos_of), batch_first=True)  # (robots, max demos)
+
+    def sample(num_tasks: int, generator: torch.Generator) -> TaskBatch:
+        if num_tasks > len(demos.robot_ids):
+            raise ValueError(f"{num_tasks} tasks per meta-batch, but only {len(demos.robot_ids)} robots")
+        robots = torch.randperm(len(demos.robot_ids), generator=generator)[:num_tasks]
+        # a random permutation of each robot's own demos: argsort of uniform keys, padding sorted last
+        keys = torch.rand(num_tasks, table.shape[1], generator=generator)
+        keys[torch.arange(table.shape[1]) >= counts[robots, None]] = 2.0
+        chosen = table[robots[:, None], keys.argsort(dim=1)[:, :k_support + k_query]]
+        x, t = demos.targets[chosen], y[chosen]
+        return TaskBatch(x[:, :k_support], t[:, :k_support], x[:, k_support:], t[:, k_support:])
+
+    return sample

@@ -1,0 +1,377 @@
+"""The headline result: few-shot reaching error on held-out robots, executed in MuJoCo, method by method.
+
+For every family of a training run (one checkpoint per family) and each of its held-out robots:
+
+* **fresh targets**: ``targets_per_robot`` targets drawn in the robot's reachable workspace with a seed of their own
+  (:func:`~mtrl_robot.motions.reach.plan_robot_demos` with ``seed``; never the demo targets), kept only where IK
+  with the robot's true kinematics succeeds, so that every method is asked for the same reachable targets;
+* **support set**: the robot's first K demos of the run's ``demos.npz`` (as in ``training.evaluate``);
+* **execution**: every trajectory runs in :class:`~mtrl_robot.backends.mujoco_backend.MujocoBackend` built from
+  the robot (one backend per robot, reset to home before each trajectory); the error is the distance in cm from
+  the simulated flange to the target once the trajectory has finished and settled.
+
+Methods (keys of the results, rows of the table):
+
+==================  =============================================================================================
+``no_adaptation``   the meta-trained initialisation, 0 adaptation steps (independent of K)
+``finetune``        the multi-task model: the same architecture trained on all training robots' demos of the family
+                    jointly (pooled regression, no meta-learning; the run's ``pretrain/<family>.pt`` when the run
+                    pretrained with ``source: population``, otherwise trained here with the run's pretraining
+                    budget and cached in ``<out_dir>/multitask/<family>.pt``), then fine-tuned on the K demos: all
+                    parameters, Adam (``finetune_lr``), as many steps as MAML adapts (``adapt.steps``)
+``scratch``         the same architecture from a random initialisation, trained on the K demos only (Adam,
+                    ``scratch_steps`` full-batch steps); its normalisation statistics come from the K demos too
+``maml``            the run's meta-trained checkpoint (MAML / first-order MAML / Meta-SGD as trained), adapted with
+                    the K demos and ``adapt.steps`` inner steps
+``pmaml``           probabilistic MAML: only when a checkpoint of the probabilistic variant exists for the family
+                    (in the run or in ``pmaml_run_dir``); otherwise "not trained in this run" in the table
+``ik_oracle``       IK with the robot's true kinematics, then the planner's trajectory: the floor (independent of K)
+==================  =============================================================================================
+
+Interval: mean ± 1.96·std/√n over all robot×target errors of a cell (a normal interval; targets of one robot are
+not independent, so it is somewhat narrow). The ``all`` rows pool every family of the run: a 4-family run is the
+"across families" experiment, a run restricted to one family the "within one family" one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mtrl_robot.arms.chain import Arm
+from mtrl_robot.backends.mujoco_backend import MujocoBackend
+from mtrl_robot.backends.trajectory import JointTrajectory
+from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.learning.reaching import checkpoint as checkpoints
+from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
+from mtrl_robot.learning.reaching.data import by_family, to_tensors
+from mtrl_robot.learning.reaching.predict import predict_positions, timed
+from mtrl_robot.learning.reaching.pretrain import build_model, pretrain
+from mtrl_robot.meta import load_torch_file
+from mtrl_robot.motions.dataset import DemoDataset
+from mtrl_robot.motions.dataset import load as load_demos
+from mtrl_robot.motions.reach import plan_robot_demos
+
+METHODS = ("no_adaptation", "finetune", "scratch", "maml", "pmaml", "ik_oracle")
+LABELS = {"no_adaptation": "no adaptation (meta-trained init)", "finetune": "fine-tune multi-task model",
+          "scratch": "from scratch (K demos)", "maml": "MAML", "pmaml": "probabilistic MAML",
+          "ik_oracle": "IK oracle (true kinematics)"}
+K_FREE = ("no_adaptation", "ik_oracle")  # the same numbers for every K
+NOT_TRAINED = "not trained in this run"
+SCRATCH_MIN_SCALE = 0.1  # rad / m: normalisation scale floor of the from-scratch model (K may be 1)
+
+
+def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int] = (1, 5, 10),
+                      methods: Sequence[str] = METHODS, targets_per_robot: int = 10, seed: int = 1000,
+                      progress: bool = True, robots_per_family: int | None = None, scratch_steps: int = 300,
+                      scratch_lr: float = 3e-3, finetune_lr: float = 1e-3, pmaml_run_dir: str | Path | None = None,
+                      multitask_budget: float = 1.0) -> tuple[Path, Path, Path]:
+    """Evaluate a training run; returns the paths of ``reaching.md``, ``reaching.png`` and ``reaching.json``.
+
+    ``robots_per_family`` limits the held-out robots per family (default: all of them); ``multitask_budget``
+    scales the steps of the multi-task model when it has to be trained here (1.0: the run's pretraining steps).
+    """
+    started = time.perf_counter()
+    run, out = Path(run_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ks = tuple(int(k) for k in ks)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not ks or min(ks) < 1:
+        raise ValueError(f"unknown methods {unknown} (known: {METHODS}) or bad ks {ks}")
+    torch.manual_seed(seed)
+    dataset = load_demos(run / "demos.npz")
+    families = by_family(dataset)
+    maml_ckpts = _checkpoints(run)
+    pmaml_ckpts = {f: p for f, (p, v) in maml_ckpts.items() if v == "probabilistic"}
+    if pmaml_run_dir is not None:
+        pmaml_ckpts.update({f: p for f, (p, v) in _checkpoints(Path(pmaml_run_dir)).items() if v == "probabilistic"})
+    maml_ckpts = {f: p for f, (p, v) in maml_ckpts.items() if v != "probabilistic"}
+
+    errors: dict[str, dict[str, dict[int, list[float]]]] = {}  # family → method → K → errors (cm)
+    per_robot: dict[str, dict] = {}
+    skipped: dict[str, dict[str, str]] = {}
+    for family in sorted(set(maml_ckpts) | set(pmaml_ckpts), key=list(families).index):
+        base_path = maml_ckpts.get(family) or pmaml_ckpts[family]
+        base = checkpoints.load(base_path)
+        held = list(base.info["held_out"])[:robots_per_family]
+        fam_methods = list(methods)
+        skipped[family] = {}
+        if "pmaml" in fam_methods and family not in pmaml_ckpts:
+            fam_methods.remove("pmaml")
+            skipped[family]["pmaml"] = NOT_TRAINED
+        if family not in maml_ckpts:
+            for m in ("maml", "no_adaptation"):
+                if m in fam_methods:
+                    fam_methods.remove(m)
+                    skipped[family][m] = NOT_TRAINED
+        states = {"maml": base if family in maml_ckpts else None,
+                  "pmaml": checkpoints.load(pmaml_ckpts[family]) if family in pmaml_ckpts else None}
+        multitask = _multitask_model(run, out, family, base, families[family], progress, multitask_budget) \
+            if "finetune" in fam_methods else None
+        errors[family] = {m: {k: [] for k in ks} for m in fam_methods}
+
+        from tqdm import tqdm
+
+        for robot_id in tqdm(held, desc=f"evaluate {family}", unit="robot", disable=not progress):
+            demos = families[family].for_robot(robot_id)
+            row = _evaluate_robot(demos, states, multitask, base, fam_methods, ks, targets_per_robot, seed,
+                                  scratch_steps, scratch_lr, finetune_lr)
+            per_robot[robot_id] = {m: {str(k): v for k, v in by_k.items()} for m, by_k in row.items()}
+            for m, by_k in row.items():
+                for k, errs in by_k.items():
+                    errors[family][m][k].extend(errs)
+
+    summary = {fam: {m: {str(k): _stats(v) for k, v in by_k.items()} for m, by_k in fm.items()}
+               for fam, fm in errors.items()}
+    if len(errors) > 1:
+        pooled: dict[str, dict[int, list[float]]] = {}
+        for fm in errors.values():
+            for m, by_k in fm.items():
+                for k, v in by_k.items():
+                    pooled.setdefault(m, {}).setdefault(k, []).extend(v)
+        summary["all"] = {m: {str(k): _stats(v) for k, v in by_k.items()} for m, by_k in pooled.items()}
+    results = {"run_dir": str(run), "ks": list(ks), "methods": list(methods), "targets_per_robot": targets_per_robot,
+               "seed": seed, "robots_per_family": robots_per_family, "adapt_steps": base.preset.adapt.steps,
+               "scratch_steps": scratch_steps, "scratch_lr": scratch_lr, "finetune_lr": finetune_lr,
+               "multitask_budget": multitask_budget,
+               "interval": "mean ± 1.96·std/√n over robots×targets (normal approximation)",
+               "summary": summary, "skipped": skipped, "per_robot_cm": per_robot,
+               "seconds": time.perf_counter() - started}
+    json_path = out / "reaching.json"
+    write_atomic(json_path, json.dumps(results, indent=1))
+    table_path = out / "reaching.md"
+    write_atomic(table_path, markdown_table(results))
+    plot_path = plot_results(results, out / "reaching.png")
+    return table_path, plot_path, json_path
+
+
+def _checkpoints(run: Path) -> dict[str, tuple[Path, str]]:
+    """The run's meta-trained (not adapted) reaching checkpoints: family → (path, meta variant)."""
+    found = {}
+    for path in sorted((run / "checkpoints").glob("*.pt")):
+        try:
+            state = checkpoints.load(path)
+        except (ValueError, OSError):
+            continue  # foreign or broken files are not evaluated
+        if state.info.get("adaptation") is None:
+            found.setdefault(state.info["family"], (path, state.preset.meta.variant))
+    return found
+
+
+def _evaluate_robot(demos: DemoDataset, states: dict, multitask, base: ReachingCheckpoint, methods: list[str],
+                    ks: tuple[int, ...], n_targets: int, seed: int, scratch_steps: int, scratch_lr: float,
+                    finetune_lr: float) -> dict[str, dict[int, list[float]]]:
+    arm = demos.robots[0]
+    n_waypoints = int(base.info["n_waypoints"])
+    oracle = plan_robot_demos(arm, n_targets, seed, n_waypoints)  # fresh targets, reachable by true IK
+    targets = oracle.targets
+    backend = MujocoBackend(arm)
+    data = to_tensors(demos, base.joint_names, n_waypoints)
+    steps = base.preset.adapt.steps
+    x = torch.as_tensor(targets, dtype=torch.float32)
+    out: dict[str, dict[int, list[float]]] = {}
+
+    def run(positions: np.ndarray) -> list[float]:
+        return [_execute(backend, arm, timed(arm, p), t) for p, t in zip(positions, targets, strict=True)]
+
+    if "ik_oracle" in methods:
+        errs = [_execute(backend, arm, JointTrajectory(arm.joint_names, oracle.times[i], oracle.positions[i],
+                                                       oracle.velocities[i]), targets[i]) for i in range(len(targets))]
+        out["ik_oracle"] = dict.fromkeys(ks, errs)
+    if "no_adaptation" in methods:
+        out["no_adaptation"] = dict.fromkeys(ks, run(predict_positions(states["maml"], arm, targets)))
+    for k in ks:
+        if k > len(demos):
+            raise ValueError(f"K = {k}, but {arm.robot_id} has only {len(demos)} demos")
+        sx, so = data.targets[:k], data.offsets[:k]
+        for name in ("maml", "pmaml"):
+            if name in methods:
+                state = states[name]
+                with torch.no_grad():
+                    params = state.learner.adapt(sx, state.model.normalize(so), steps)
+                out.setdefault(name, {})[k] = run(predict_positions(state, arm, targets, params=params))
+        if "finetune" in methods:
+            model = copy.deepcopy(multitask)
+            _fit(model, sx, so, steps, finetune_lr)
+            out.setdefault("finetune", {})[k] = run(_positions(model, arm, x))
+        if "scratch" in methods:
+            model = _scratch_model(base, sx, so, seed + k)
+            _fit(model, sx, so, scratch_steps, scratch_lr)
+            out.setdefault("scratch", {})[k] = run(_positions(model, arm, x))
+    return out
+
+
+def _execute(backend: MujocoBackend, arm: Arm, trajectory: JointTrajectory, target: np.ndarray) -> float:
+    """Run one trajectory from home in MuJoCo; the final flange-to-target distance in cm."""
+    backend.reset(arm.home_q)
+    backend.send_trajectory(trajectory)
+    backend.wait()
+    return float(np.linalg.norm(backend.flange_position() - target) * 100.0)
+
+
+def _fit(model, targets: torch.Tensor, offsets: torch.Tensor, steps: int, lr: float) -> None:
+    """Full-batch Adam on every parameter: MSE between the model's output and the normalised demos."""
+    model.train()
+    y = model.normalize(offsets)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = F.mse_loss(model(model.inputs(targets)), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+def _positions(model, arm: Arm, x: torch.Tensor) -> np.ndarray:
+    """(n, T, dof) joint positions from home for a plain reaching model (as ``predict_positions`` does)."""
+    with torch.no_grad():
+        offsets = model.offsets(model(model.inputs(x))).double().numpy()
+    positions = arm.home_q + offsets
+    positions[:, 0] = arm.home_q
+    return np.clip(positions, arm.lower, arm.upper)
+
+
+def _scratch_model(base: ReachingCheckpoint, targets: torch.Tensor, offsets: torch.Tensor, seed: int):
+    """The run's architecture, randomly initialised, normalised with the K demos' own statistics."""
+    _, model = build_model(base.preset.model, offsets.shape[1], offsets.shape[2], 0, seed)
+    with torch.no_grad():
+        scaler, policy = model.scaler, model.policy
+        scaler.mean.copy_(offsets.mean(dim=0))
+        spread = offsets[:, -1].std(dim=0) if len(offsets) > 1 else torch.zeros(offsets.shape[2])
+        scaler.scale.copy_(spread.nan_to_num(0.0).clamp_min(SCRATCH_MIN_SCALE).expand_as(scaler.scale))
+        policy.target_mean.copy_(targets.mean(dim=0))
+        tspread = targets.std(dim=0) if len(targets) > 1 else torch.zeros(3)
+        policy.target_scale.copy_(tspread.nan_to_num(0.0).clamp_min(SCRATCH_MIN_SCALE))
+    return model
+
+
+def _multitask_model(run: Path, out: Path, family: str, base: ReachingCheckpoint, dataset: DemoDataset,
+                     progress: bool, budget: float):
+    """Same architecture, pooled regression on every training robot's demos of the family (no meta-learning)."""
+    preset = base.preset
+    train_ids = list(base.info["robot_ids"])
+    n_waypoints, dof = int(base.info["n_waypoints"]), len(base.joint_names)
+    candidates = [out / "multitask" / f"{family}.pt"]
+    if preset.pretrain.source == "population":
+        candidates.insert(0, run / "pretrain" / f"{family}.pt")
+    for path in candidates:
+        if path.is_file():
+            vae, model = build_model(preset.model, n_waypoints, dof, 0)
+            state = load_torch_file(path, "multi-task model")
+            vae.load_state_dict(state["vae"])
+            model.load_state_dict(state["model"])
+            return model.eval()
+    train = to_tensors(dataset.select(train_ids), base.joint_names, n_waypoints)
+    config = replace(preset.pretrain, source="population",
+                     vae_steps=max(1, math.ceil(preset.pretrain.vae_steps * budget)),
+                     policy_steps=max(1, math.ceil(preset.pretrain.policy_steps * budget)))
+    vae, model = pretrain(train.targets, train.offsets, preset.model, config, 0, progress)
+    write_atomic(candidates[-1], lambda f: torch.save({"vae": vae.state_dict(), "model": model.state_dict()}, f))
+    return model.eval()
+
+
+def _stats(values: list[float]) -> dict:
+    v = np.asarray(values, dtype=float)
+    n = len(v)
+    mean = float(v.mean()) if n else float("nan")
+    half = float(1.96 * v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
+
+
+def markdown_table(results: dict) -> str:
+    """Rows family × method, columns K: ``mean [lo, hi]`` in cm."""
+    ks = results["ks"]
+    lines = [f"Final flange-to-target distance in cm, executed in MuJoCo ({results['interval']}); "
+             f"{results['targets_per_robot']} fresh targets per held-out robot, adaptation steps "
+             f"{results['adapt_steps']} (MAML and fine-tuning), from scratch {results['scratch_steps']} steps, "
+             f"multi-task model trained here with {results.get('multitask_budget', 1.0):g}× the run's pretraining "
+             f"steps (unless the run pretrained on the population). "
+             f"'no adaptation' and 'IK oracle' do not depend on K.", "",
+             "| family | method | " + " | ".join(f"K = {k}" for k in ks) + " |",
+             "|---|---|" + "---|" * len(ks)]
+    for family, by_method in results["summary"].items():
+        for method in results["methods"]:
+            if method in by_method:
+                cells = [f"{s['mean']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]"
+                         for s in (by_method[method][str(k)] for k in ks)]
+            elif results["skipped"].get(family, {}).get(method) or (
+                    family == "all" and any(method in s for s in results["skipped"].values())):
+                cells = [NOT_TRAINED] * len(ks)
+            else:
+                continue
+            lines.append(f"| {family} | {LABELS[method]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(results: dict, path: str | Path) -> Path:
+    """Error against K, one panel per family (and ``all``), one line per method, log y, 95% band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks, panels = results["ks"], list(results["summary"])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, family in zip(axes[0], panels, strict=True):
+        for method in results["methods"]:
+            stats = results["summary"][family].get(method)
+            if stats is None:
+                continue
+            mean = np.array([stats[str(k)]["mean"] for k in ks])
+            lo = np.array([stats[str(k)]["lo"] for k in ks])
+            hi = np.array([stats[str(k)]["hi"] for k in ks])
+            style = "--" if method in K_FREE else "-"
+            line, = ax.plot(ks, mean, style, marker="o", label=LABELS[method])
+            ax.fill_between(ks, np.maximum(lo, mean * 0.05), hi, color=line.get_color(), alpha=0.15)
+        ax.set_yscale("log")
+        ax.set_xticks(ks)
+        ax.set_title(family)
+        ax.set_xlabel("K (demos)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("final reaching error (cm)")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mtrl_robot.learning.reaching.evaluate RUN_DIR --out DIR [--ks 1 5 10] [--targets 10]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--targets", type=int, default=10)
+    parser.add_argument("--robots", type=int, default=None, help="held-out robots per family (default: all)")
+    parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--pmaml-run", default=None, help="a run of the probabilistic variant")
+    parser.add_argument("--scratch-steps", type=int, default=300)
+    parser.add_argument("--multitask-budget", type=float, default=1.0,
+                        help="fraction of the run's pretraining steps for the multi-task model, if trained here")
+    args = parser.parse_args(argv)
+    table, plot, data = evaluate_reaching(args.run_dir, args.out, args.ks, args.methods, args.targets, args.seed,
+                                          robots_per_family=args.robots, pmaml_run_dir=args.pmaml_run,
+                                          scratch_steps=args.scratch_steps, multitask_budget=args.multitask_budget)
+    print(table.read_text())
+    print(f"{table}\n{plot}\n{data}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

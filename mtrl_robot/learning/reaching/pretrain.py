@@ -1,0 +1,80 @@
+"""Pretraining the generative motor model on one joint set: first the β-VAE on trajectories, then target → z.
+
+1. **VAE.** Normalisation statistics from the demos, then Adam on the β-VAE loss (reconstruction + β KL).
+2. **Policy.** The target policy is trained on the reaching loss -- MSE between decoder(policy(target)) and
+   the demo, in normalised units -- while the VAE keeps training on its own loss, so that encoder and decoder
+   stay a VAE while the decoder also serves the policy. The step size decays along a cosine.
+
+The demos are the nominal robot's (``source: nominal``) or every training robot's (``source: population``, the
+multi-task baseline). Both stages draw batches from one seeded generator, so a pretraining run is repeatable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mtrl_robot.learning.reaching.presets import ModelConfig, PretrainConfig
+from mtrl_robot.models.policy import ReachingModel, TargetPolicy
+from mtrl_robot.models.trajectory_vae import MotorVAE
+
+LogFn = Callable[[str, int, float], None]  # (stage, step, loss)
+
+
+def build_model(config: ModelConfig, n_waypoints: int, dof: int, task_dim: int = 0,
+                seed: int = 0) -> tuple[MotorVAE, ReachingModel]:
+    """A fresh VAE and the reaching model sharing its decoder, initialised from ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = MotorVAE(n_waypoints, dof, config.latent_dim, config.vae_hidden, config.beta)
+        policy = TargetPolicy(config.latent_dim, config.policy_hidden, task_dim)
+    return vae, ReachingModel(vae, policy)
+
+
+def pretrain(targets: Tensor, offsets: Tensor, model_config: ModelConfig, config: PretrainConfig,
+             task_dim: int = 0, progress: bool = True, log: LogFn | None = None) -> tuple[MotorVAE, ReachingModel]:
+    """Train the VAE on ``offsets`` (N, T, dof), then the policy on ``targets`` (N, 3) → offsets (VAE alongside)."""
+    from tqdm import tqdm
+
+    if len(targets) < 2 or len(targets) != len(offsets):
+        raise ValueError(f"pretraining needs at least 2 demos with one target each, got {len(targets)} targets "
+                         f"and {len(offsets)} trajectories")
+    vae, model = build_model(model_config, offsets.shape[1], offsets.shape[2], task_dim, config.seed)
+    vae.scaler.set_statistics(offsets)
+    model.policy.set_statistics(targets)
+    generator = torch.Generator().manual_seed(config.seed)
+    batch = min(config.batch_size, len(targets))
+    optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr)
+    for step in tqdm(range(config.vae_steps), desc="pretrain vae", unit="step", disable=not progress, leave=False):
+        index = torch.randint(len(offsets), (batch,), generator=generator)
+        loss, _, _ = vae.loss(offsets[index], generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if log:
+            log("vae", step, loss.item())
+
+    y = model.normalize(offsets)
+    optimizer = torch.optim.Adam([*vae.parameters(), *model.policy.parameters()], lr=config.lr)
+    for step in tqdm(range(config.policy_steps), desc="pretrain policy", unit="step", disable=not progress,
+                     leave=False):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine(config.lr, config.lr * 1e-2, step, config.policy_steps)
+        index = torch.randint(len(targets), (batch,), generator=generator)
+        reaching = F.mse_loss(model(model.inputs(targets[index])), y[index])
+        loss = reaching + vae.loss(offsets[index], generator)[0]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if log:
+            log("policy", step, reaching.item())
+    return vae, model
+
+
+def cosine(start: float, end: float, step: int, total: int) -> float:
+    """Step size at ``step`` of a cosine decay from ``start`` to ``end`` over ``total`` steps."""
+    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))

@@ -1,0 +1,269 @@
+"""Meta-training the reaching model over a robot population, from a preset, top to bottom.
+
+For every arm family of the preset (one joint set, one checkpoint):
+
+1. **Data.** The population (``data.robots_per_family`` robots, seeded) and its planned demos, made once and
+   kept as ``demos.npz`` in the run folder. The last ``data.held_out_per_family`` robots of each family are
+   held out.
+2. **Pretraining.** The motor VAE and the target policy on the nominal robot's demos (or on every training
+   robot's: the multi-task baseline); kept as ``pretrain/<family>.pt``.
+3. **Meta-learning.** Each training robot is a task: K support and Q query demos. MAML (or first-order MAML,
+   or probabilistic MAML; Meta-SGD step sizes optional) adapts the parameters named in ``meta.adapt_only`` on
+   the support demos and meta-learns everything on the query loss. The outer step size follows a cosine from
+   ``outer_lr`` to ``outer_lr_final`` (a function of the step, so resuming needs no scheduler state).
+   Every meta-step's loss goes to ``logs/<family>.csv``; every ``checkpoint_every`` steps and at the end,
+   ``checkpoints/<family>.pt`` is written atomically.
+4. **Evaluation.** K-shot adaptation on each held-out robot; the reaching error (FK of the robot's own
+   kinematics) on its other demos' targets goes to ``report.json``.
+
+With ``data.pooled`` the families are not separate: one model is pretrained on every family's nominal robot and
+meta-trained over the training robots of all of them (joint columns by position; the families must have the same
+number of joints), the across-families experiment. Its checkpoint is ``checkpoints/pooled/all.pt``, and
+``checkpoints/<family>.pt`` are views of it — the same weights, each with its family's joint names, home and
+robots — so adapting, predicting and evaluating work as for a per-family run and still map joints by name.
+
+Families are independent: with ``compute.workers`` > 1 they train side by side in ``spawn`` processes (as with
+any ``spawn`` pool, a script calling ``train_from_preset`` must do so under ``if __name__ == "__main__":``).
+``--resume`` continues from the last checkpoints: finished families are skipped, the loss log is cut back to
+the checkpoint's step and continues, and the task stream is the same as in an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mtrl_robot.arms import population as populations
+from mtrl_robot.arms.families import load_family
+from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.learning.reaching import checkpoint as checkpoints
+from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
+from mtrl_robot.learning.reaching.data import by_family, pool, task_sampler, to_tensors
+from mtrl_robot.learning.reaching.held_out import held_out_errors
+from mtrl_robot.learning.reaching.presets import Preset, load_preset, preset_from_dict
+from mtrl_robot.learning.reaching.pretrain import build_model, cosine, pretrain
+from mtrl_robot.meta import CheckpointError
+from mtrl_robot.motions.dataset import DatasetError, DemoDataset
+from mtrl_robot.motions.dataset import load as load_demos
+from mtrl_robot.motions.generate import generate_demos
+from mtrl_robot.motions.reach import plan_robot_demos
+
+LOG_FIELDS = ("step", "meta_loss", "outer_lr", "seconds")
+POOLED = "pooled"  # the name of the one model of a run with data.pooled
+
+
+def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: bool = False,
+                      progress: bool = True) -> Path:
+    """Run a whole preset into ``out_dir``; returns ``out_dir``. Refuses to touch a used folder unless resuming.
+
+    ``out_dir`` then holds ``preset.json``, ``demos.npz``, ``pretrain/<family>.pt``, ``logs/<family>.csv``,
+    ``checkpoints/<family>.pt`` (one reaching checkpoint per family) and ``report.json``.
+    """
+    preset = preset if isinstance(preset, Preset) else load_preset(preset)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise FileExistsError(f"{out} already holds files; resume the run there or choose an empty folder")
+    if resume and (out / "preset.json").is_file():
+        saved = preset_from_dict(json.loads((out / "preset.json").read_text()), str(out / "preset.json")).to_dict()
+        if {**saved, "compute": None} != {**preset.to_dict(), "compute": None}:
+            raise ValueError(f"{out}: this run was started with another preset ({saved.get('name')}); "
+                             "resume it with the same preset")
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "preset.json", json.dumps(preset.to_dict(), indent=1))
+    families = by_family(_demos(preset, out / "demos.npz", progress))
+    missing = [f for f in preset.data.families if f not in families]
+    if missing:
+        raise DatasetError(out / "demos.npz", f"no demos of the preset's families {missing}")
+    if preset.data.pooled:
+        jobs = [(preset, POOLED, {f: families[f] for f in preset.data.families}, out, progress, 0)]
+    else:
+        jobs = [(preset, f, {f: families[f]}, out, progress, i) for i, f in enumerate(preset.data.families)]
+    workers = min(preset.compute.workers, len(jobs))
+    if workers == 1:
+        results = list(map(_group_job, jobs))
+    else:  # families are independent: one process each, as many at a time as there are workers
+        with multiprocessing.get_context("spawn").Pool(workers, _thread_only_progress_lock) as pool:
+            results = list(pool.imap(_group_job, jobs))
+    report = {family: entry for result in results for family, entry in result.items()}
+    write_atomic(out / "report.json", json.dumps(report, indent=1))
+    return out
+
+
+def _group_job(job: tuple) -> dict[str, dict]:
+    """One model in this process, with the preset's thread count (module level, so ``spawn`` can pickle it)."""
+    preset, name, datasets, out, progress, position = job
+    threads = torch.get_num_threads()
+    torch.set_num_threads(preset.compute.threads)
+    try:
+        return _train_group(preset, name, datasets, out, progress, position)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _thread_only_progress_lock() -> None:
+    """Give a worker's progress bars a thread lock: tqdm's default multiprocessing one leaks a semaphore."""
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+
+
+def _demos(preset: Preset, path: Path, progress: bool) -> DemoDataset:
+    """The population's demos: read from ``path`` when a previous run made them, else planned and saved."""
+    if path.is_file():
+        return load_demos(path)
+    data = preset.data
+    config = populations.load_config(data.population_config, seed=data.population_seed,
+                                     families=list(data.families), robots_per_family=data.robots_per_family)
+    robots = populations.generate(config)
+    dataset = generate_demos(robots, data.demos_per_robot, data.demo_seed, preset.compute.workers, progress)
+    dataset.save(path)
+    return dataset
+
+
+def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], out: Path, progress: bool,
+                 position: int = 0) -> dict[str, dict]:
+    """Pretrain, meta-train and evaluate one model (one family, or all pooled); per family: its evaluation, the
+    checkpoint and the time it took (this run of the process, since any resume)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    meta, pooled = preset.meta, name == POOLED
+    held_out = {f: list(ds.robot_ids[len(ds.robot_ids) - preset.data.held_out_per_family:])
+                for f, ds in datasets.items()}
+    train_ids = {f: [r for r in ds.robot_ids if r not in held_out[f]] for f, ds in datasets.items()}
+    train = pool([to_tensors(ds.select(train_ids[f])) for f, ds in datasets.items()])
+    path = out / "checkpoints" / ("pooled/all.pt" if pooled else f"{name}.pt")
+    if path.is_file():
+        state = checkpoints.load(path)
+    else:
+        model = _pretrained(preset, list(datasets), train, out / "pretrain" / f"{name}.pt", progress)
+        first = next(iter(datasets.values())).robots[0]
+        state = checkpoints.new_checkpoint(model, preset, {
+            "family": name, "joint_names": list(train.joint_names), "n_waypoints": train.n_waypoints,
+            "home": first.home_q.tolist(), "robot_ids": [r for ids in train_ids.values() for r in ids],
+            "held_out": [r for ids in held_out.values() for r in ids], "preset": preset.to_dict()})
+    learner, sample = state.learner, task_sampler(train, state.model.normalize, meta.k_support, meta.k_query)
+
+    from tqdm import tqdm
+
+    log = _LossLog(out / "logs" / f"{name}.csv", keep_until=learner.step)
+    with tqdm(total=meta.meta_steps, initial=learner.step, desc=f"meta-train {name}", unit="step",
+              disable=not progress, position=position) as bar:
+        while learner.step < meta.meta_steps:
+            lr = cosine(meta.outer_lr, meta.outer_lr_final, learner.step, meta.meta_steps)
+            for group in learner.optimizer.param_groups:
+                group["lr"] = lr
+            start = time.perf_counter()
+            loss = learner.meta_step(sample(meta.meta_batch_size, learner.generator))
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"{name}: meta-loss is {loss} at step {learner.step}; the last good "
+                                         f"checkpoint is {path} (try a smaller meta.outer_lr or meta.inner_lr)")
+            log.add(learner.step, loss, lr, time.perf_counter() - start)
+            bar.update()
+            bar.set_postfix(loss=f"{loss:.2e}")
+            if learner.step % meta.checkpoint_every == 0 or learner.step == meta.meta_steps:
+                log.flush()
+                state.save(path)
+    report = {}
+    for family, dataset in datasets.items():
+        family_path = path
+        if pooled:  # the family's view: the pooled weights under the family's joint names, home and robots
+            family_path = out / "checkpoints" / f"{family}.pt"
+            arm = dataset.robots[0]
+            ReachingCheckpoint(learner, state.preset, {
+                **state.info, "family": family, "joint_names": list(arm.joint_names), "home": arm.home_q.tolist(),
+                "robot_ids": train_ids[family], "held_out": held_out[family], "pooled": True}).save(family_path)
+        held = dataset.select(held_out[family]) if held_out[family] else None
+        errors = held_out_errors(family_path, held, preset.adapt.k, preset.adapt.steps) if held else {}
+        report[family] = {"checkpoint": str(family_path.relative_to(out)), "meta_steps": learner.step,
+                          "held_out": errors, "seconds": time.perf_counter() - started,
+                          "cpu_seconds": time.process_time() - cpu_started}
+    return report
+
+
+def _pretrained(preset: Preset, families: list[str], train, path: Path, progress: bool):
+    """The pretrained reaching model: loaded from ``path`` when there, else trained and saved there (with source
+    ``nominal``, on ``nominal_demos`` demos of each family's nominal robot)."""
+    config, tdim = preset.pretrain, checkpoints.task_dim(preset.meta)
+    vae, model = build_model(preset.model, train.n_waypoints, train.dof, tdim, config.seed)
+    if path.is_file():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            vae.load_state_dict(state["vae"])
+            model.load_state_dict(state["model"])
+            return model
+        except Exception as e:
+            raise CheckpointError(f"{path}: unreadable pretraining checkpoint ({e}); delete it to pretrain again") \
+                from e
+    if config.source == "nominal":
+        planned = [plan_robot_demos(load_family(f), config.nominal_demos, config.seed, train.n_waypoints)
+                   for f in families]
+        targets = torch.tensor(np.concatenate([d.targets for d in planned]), dtype=torch.float32)
+        offsets = torch.tensor(np.concatenate([d.positions - d.positions[:, :1] for d in planned]),
+                               dtype=torch.float32)
+    else:
+        targets, offsets = train.targets, train.offsets
+    rows = []
+    vae, model = pretrain(targets, offsets, preset.model, config, tdim, progress,
+                          log=lambda stage, step, loss: rows.append((stage, step, loss)))
+    write_atomic(path.parent.parent / "logs" / f"{path.stem}-pretrain.csv",
+                 "stage,step,loss\n" + "".join(f"{s},{i},{v:.6g}\n" for s, i, v in rows))
+    write_atomic(path, lambda f: torch.save({"vae": vae.state_dict(), "model": model.state_dict()}, f))
+    return model
+
+
+class _LossLog:
+    """``step,meta_loss,outer_lr,seconds`` rows; on resume, rows after the checkpoint's step are dropped."""
+
+    def __init__(self, path: Path, keep_until: int):
+        self.path, self.pending = path, []
+        rows = []
+        if path.is_file():
+            with path.open() as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= keep_until]
+        text = ",".join(LOG_FIELDS) + "\n" + "".join(",".join(r[k] for k in LOG_FIELDS) + "\n" for r in rows)
+        write_atomic(path, text)
+
+    def add(self, step: int, loss: float, lr: float, seconds: float) -> None:
+        self.pending.append(f"{step},{loss:.6g},{lr:.6g},{seconds:.4f}\n")
+
+    def flush(self) -> None:
+        with self.path.open("a") as f:
+            f.writelines(self.pending)
+        self.pending = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mtrl_robot.learning.reaching.train PRESET --out DIR [--resume]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("preset", help="preset name (small, full) or path to a YAML file")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    args = parser.parse_args(argv)
+    try:
+        out = train_from_preset(args.preset, args.out, resume=args.resume)
+    except (ValueError, OSError) as e:  # ConfigError, DatasetError, CheckpointError, FileExistsError, …
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report = json.loads((out / "report.json").read_text())
+    for family, result in report.items():
+        held = result["held_out"]
+        line = f"{family}: {out / result['checkpoint']}"
+        if held:
+            line += (f"; held-out reaching error {held['mean']['zero_shot_cm']:.2f} cm without adaptation, "
+                     f"{held['mean']['adapted_cm']:.2f} cm after {held['k']}-shot adaptation")
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

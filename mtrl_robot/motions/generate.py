@@ -1,0 +1,94 @@
+"""Demonstrations for a whole robot population, on several cores, reproducibly.
+
+Each robot's demos depend only on (its parameters, ``demos_per_robot``, ``seed``): its targets come from
+a generator seeded with (seed, robot id) (:func:`~mtrl_robot.motions.reach.robot_rng`), and IK solves
+every target independently. Robots are handed to worker processes in chunks and the results are put
+back in population order, so the dataset is the same, bit for bit, for any number of workers.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from collections.abc import Sequence
+
+import numpy as np
+
+from mtrl_robot.arms.chain import Arm
+from mtrl_robot.arms.population import Population
+from mtrl_robot.motions import reach as planner
+from mtrl_robot.motions.dataset import DatasetError, DemoDataset
+
+_CHUNKS_PER_WORKER = 8  # more chunks: a smoother progress bar and better balance; fewer: less overhead
+
+
+def _plan_chunk(task: tuple[Sequence[Arm], int, int, int]) -> list[planner.PlannedDemos]:
+    """Worker entry point (module level, so ``spawn`` can pickle it)."""
+    arms, demos_per_robot, seed, n_waypoints = task
+    return [planner.plan_robot_demos(arm, demos_per_robot, seed, n_waypoints) for arm in arms]
+
+
+def _population_config(population: Population) -> dict:
+    config = population.config
+    return {"seed": config.seed, "families": list(config.families), "robots_per_family": config.robots_per_family,
+            "perturbation": {name: vars(dist) for name, dist in config.perturbation.items()}}
+
+
+def generate_demos(population: Population | Sequence[Arm], demos_per_robot: int, seed: int, workers: int = 2,
+                   progress: bool = True, n_waypoints: int = planner.N_WAYPOINTS) -> DemoDataset:
+    """``demos_per_robot`` reaching demos for every robot of ``population``, as one dataset.
+
+    ``workers`` > 1 runs a ``spawn`` process pool (safe on every platform and with threads in the
+    parent); 1 plans in this process. As with any ``spawn`` pool, a script that calls this with
+    ``workers`` > 1 must do so under ``if __name__ == "__main__":``. Targets whose IK fails are redrawn (see
+    :func:`~mtrl_robot.motions.reach.plan_robot_demos`); ``info["ik_failures"]`` counts them per robot.
+    """
+    robots = tuple(population)
+    if not robots:
+        raise DatasetError(None, "the population is empty: no robots to make demos for")
+    if isinstance(demos_per_robot, bool) or not isinstance(demos_per_robot, int) or demos_per_robot < 1:
+        raise ValueError(f"demos_per_robot must be a positive integer, got {demos_per_robot!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    from tqdm import tqdm
+
+    size = max(1, min(16, math.ceil(len(robots) / (workers * _CHUNKS_PER_WORKER))))
+    tasks = [(robots[i:i + size], demos_per_robot, seed, n_waypoints) for i in range(0, len(robots), size)]
+    planned: list[planner.PlannedDemos] = []
+    with tqdm(total=len(robots), desc="demos", unit="robot", disable=not progress) as bar:
+        if workers == 1:
+            results = map(_plan_chunk, tasks)
+            for chunk in results:
+                planned.extend(chunk)
+                bar.update(len(chunk))
+        else:
+            with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+                for chunk in pool.imap(_plan_chunk, tasks):
+                    planned.extend(chunk)
+                    bar.update(len(chunk))
+
+    kept = [(arm, demos) for arm, demos in zip(robots, planned, strict=True) if len(demos)]
+    if not kept:
+        raise DatasetError(None, "IK failed for every target of every robot: no demonstrations")
+    info = {
+        "source": "planner",
+        "seed": seed,
+        "demos_per_robot": demos_per_robot,
+        "n_waypoints": n_waypoints,
+        "planner": {"velocity_fraction": planner.VELOCITY_FRACTION,
+                    "acceleration_fraction": planner.ACCELERATION_FRACTION,
+                    "min_duration": planner.MIN_DURATION, "ik_tolerance": planner.IK_TOLERANCE},
+        "ik_failures": {d.robot_id: d.n_failed for d in planned},
+        "robots_without_demos": [d.robot_id for d in planned if not len(d)],
+    }
+    if isinstance(population, Population):
+        info["population"] = _population_config(population)
+    return DemoDataset(
+        robots=tuple(arm for arm, _ in kept),
+        robot_index=np.concatenate([np.full(len(d), r) for r, (_, d) in enumerate(kept)]),
+        targets=np.concatenate([d.targets for _, d in kept]),
+        times=np.concatenate([d.times for _, d in kept]),
+        positions=np.concatenate([d.positions for _, d in kept]),
+        velocities=np.concatenate([d.velocities for _, d in kept]),
+        info=info,
+    )

@@ -1,0 +1,212 @@
+"""Target → trajectory latency of the policy node, through ROS, against real arm_node and policy_node processes.
+
+Both nodes run as subprocesses on a ROS domain of their own (101-200 from this process's id, apart from the
+1-100 of the arm-node bench and the ROS tests) with localhost discovery and their ROS logs in a temporary
+folder. The policy node plans with a Panda checkpoint of the ``small`` preset's model, trained here in a few
+seconds (latency does not depend on how well it reaches), for the nominal Panda behind the ``sim_panda`` preset.
+
+This process publishes one reachable target at a time on ``/target`` and times it until a new goal shows up as
+accepted (or executing) on the FollowJointTrajectory action's status topic. The interval holds the target's trip
+to the policy node; there, callback scheduling, reading the joint state, the model's prediction, fitting the
+trajectory to the limits, the safety check and sending the goal; in the arm node, accepting the goal; and the
+status message's trip back here, which the policy node does not wait for, so the figure slightly overestimates.
+
+Every target starts from home at rest with no goal running: after each goal is accepted, its trajectory runs to
+its end (seen on the status topic; the count that succeeded is reported), then ``/arm_node/reset`` puts the arm
+back at home. One untimed target first lets the nodes finish discovering each other. For comparison,
+:func:`~mtrl_robot.ros.policy_node.plan_latency` times the planning step alone, without ROS, on the same
+checkpoint and targets.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from action_msgs.msg import GoalStatus, GoalStatusArray
+from geometry_msgs.msg import PointStamped
+from rclpy.client import Client
+from rclpy.publisher import Publisher
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_srvs.srv import Trigger
+
+from mtrl_robot.arms.families import load_family
+from mtrl_robot.hardware.presets import load_preset as load_hardware_preset
+from mtrl_robot.learning.reaching.presets import load_preset
+from mtrl_robot.learning.reaching.train import train_from_preset
+from mtrl_robot.motions.reach import plan_robot_demos
+from mtrl_robot.ros.conversions import point_msg
+from mtrl_robot.ros.policy_node import plan_latency
+from mtrl_robot.ros.run import node_command
+from mtrl_robot.tools.bench.ros_bench import BenchClient, percentiles_ms, stop_process, wait_reply
+
+STARTUP_TIMEOUT = 60.0  # s for both nodes to come up and the first target to become a goal (loaded machine)
+ACCEPT_TIMEOUT = 10.0  # s from publishing a target to its goal's acceptance
+TRAJECTORY_TIMEOUT = 30.0  # s from a goal's acceptance to its end
+SETTLE = 0.1  # s after the reset, so the policy node's joint state is the home one
+LOG_TAIL = 3000  # characters of a node's log quoted when it fails
+STATUS_TOPIC = "/joint_trajectory_controller/follow_joint_trajectory/_action/status"
+STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+ACTIVE = (GoalStatus.STATUS_ACCEPTED, GoalStatus.STATUS_EXECUTING)
+ENDED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_ABORTED, GoalStatus.STATUS_CANCELED)
+TRAINING = [  # overrides of the small preset: its model, Panda only, trained in a few seconds
+    "data.families=[panda]", "data.robots_per_family=3", "data.held_out_per_family=1", "data.demos_per_robot=6",
+    "pretrain.nominal_demos=100", "pretrain.vae_steps=40", "pretrain.policy_steps=150",
+    "meta.k_support=3", "meta.k_query=3", "meta.meta_batch_size=2", "meta.meta_steps=2", "meta.checkpoint_every=2"]
+
+
+class _Node:
+    """A node subprocess with its output in a file."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], folder: Path):
+        self.name, self.log = name, folder / f"{name}.log"
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def failure(self, what: str) -> RuntimeError:
+        """An error saying ``what`` went wrong, with the exit code (if any) and the end of the node's log."""
+        return RuntimeError(f"{self.name} {what} (exit code {self.process.poll()}); end of its log:\n"
+                            f"{self.log.read_text()[-LOG_TAIL:]}")
+
+
+class _GoalLog:
+    """When each goal id was first seen active (``perf_counter``), and how it ended, on the action's status topic."""
+
+    def __init__(self) -> None:
+        self.accepted: dict[bytes, float] = {}
+        self.ended: dict[bytes, int] = {}
+        self._changed = threading.Condition()
+
+    def __call__(self, msg: GoalStatusArray) -> None:
+        now = time.perf_counter()
+        with self._changed:
+            for status in msg.status_list:
+                goal = bytes(status.goal_info.goal_id.uuid)
+                if status.status in ACTIVE:
+                    self.accepted.setdefault(goal, now)
+                elif status.status in ENDED:
+                    self.ended.setdefault(goal, status.status)
+            self._changed.notify_all()
+
+    def seen(self) -> set[bytes]:
+        """Every goal id seen so far."""
+        with self._changed:
+            return set(self.accepted) | set(self.ended)
+
+    def new_goal(self, known: set[bytes], timeout: float) -> bytes | None:
+        """The earliest accepted goal not in ``known``, waiting up to ``timeout`` s for one; None if none came."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.accepted.keys() - known, timeout)
+            fresh = self.accepted.keys() - known
+            return min(fresh, key=self.accepted.__getitem__) if fresh else None
+
+    def idle(self, timeout: float) -> bool:
+        """Whether every accepted goal has ended, waiting up to ``timeout`` s for it."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.accepted.keys() <= self.ended.keys(), timeout)
+
+
+def bench_policy(targets: int = 20, seed: int = 0) -> dict[str, float]:
+    """Target → accepted-goal latency of the policy node over ``targets`` reachable targets, and planning alone."""
+    arm = load_family("panda")
+    points = plan_robot_demos(arm, targets + 1, seed=seed).targets  # the first one is the untimed warm-up
+    domain = 101 + os.getpid() % 100
+    with tempfile.TemporaryDirectory(prefix="mtrl_policy_bench_") as tmp:
+        folder = Path(tmp)
+        run = train_from_preset(load_preset("small", TRAINING), folder / "run", progress=False)
+        checkpoint = run / "checkpoints" / "panda.pt"
+        env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+               "ROS_LOG_DIR": tmp}
+        nodes: list[_Node] = []
+        try:
+            nodes.append(_Node("arm_node", node_command("arm_node", {"robot": "panda"}), env, folder))
+            nodes.append(_Node("policy_node", node_command("policy_node", {
+                "checkpoint": checkpoint, "robot": "panda", "preset": "sim_panda"}), env, folder))
+            latencies, succeeded = _measure(domain, nodes, points)
+        finally:
+            for node in reversed(nodes):
+                stop_process(node.process)
+        planning = plan_latency(checkpoint, arm, points[1:], load_hardware_preset("sim_panda").safety_limits(arm))
+    return {"targets": len(latencies), "trajectories_succeeded": succeeded,
+            **percentiles_ms(latencies, "target_to_goal_accepted"),
+            "planning_only_p50_ms": planning["p50_ms"], "planning_only_p99_ms": planning["p99_ms"]}
+
+
+def _measure(domain: int, nodes: list[_Node], points: np.ndarray) -> tuple[list[float], int]:
+    """Seconds from publishing each target but the first to its goal's acceptance, and how many goals succeeded."""
+    arm_node, policy_node = nodes
+    bench = BenchClient(domain, "policy_bench_client")
+    client = bench.node
+    goals = _GoalLog()
+    client.create_subscription(GoalStatusArray, STATUS_TOPIC, goals, STATUS_QOS)
+    publisher = client.create_publisher(PointStamped, "/target", 10)
+    reset = client.create_client(Trigger, "/arm_node/reset")
+    bench.start()
+    try:
+        _until(reset.service_is_ready, nodes, arm_node, "offered no /arm_node/reset service")
+        _until(lambda: client.count_publishers(STATUS_TOPIC) > 0, nodes, arm_node, "published no goal status")
+        _until(lambda: publisher.get_subscription_count() > 0, nodes, policy_node, "did not subscribe to /target")
+        _warm_up(publisher, goals, nodes, points[0])
+        _finish_and_reset(reset, goals)
+        latencies, succeeded = [], 0
+        for target in points[1:]:
+            known = goals.seen()
+            started = time.perf_counter()
+            publisher.publish(point_msg(target))
+            goal = goals.new_goal(known, ACCEPT_TIMEOUT)
+            if goal is None:
+                raise policy_node.failure(f"sent no accepted goal for target {target.round(3).tolist()} "
+                                          f"within {ACCEPT_TIMEOUT} s")
+            latencies.append(goals.accepted[goal] - started)
+            _finish_and_reset(reset, goals)
+            succeeded += goals.ended[goal] == GoalStatus.STATUS_SUCCEEDED
+    finally:
+        bench.close()
+    return latencies, succeeded
+
+
+def _until(condition: Callable[[], bool], nodes: list[_Node], culprit: _Node, what: str) -> None:
+    """Wait for ``condition``; if a node exits first, or ``STARTUP_TIMEOUT`` passes, fail with a node's log."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not condition():
+        _check_running(nodes)
+        if time.monotonic() > deadline:
+            raise culprit.failure(f"{what} within {STARTUP_TIMEOUT} s")
+        time.sleep(0.05)
+
+
+def _check_running(nodes: list[_Node]) -> None:
+    """Fail with the log of the first node that has exited, if any."""
+    for node in nodes:
+        if node.process.poll() is not None:
+            raise node.failure("exited")
+
+
+def _warm_up(publisher: Publisher, goals: _GoalLog, nodes: list[_Node], target: np.ndarray) -> None:
+    """Publish ``target`` until it becomes an accepted goal: the first one may be lost while discovery completes."""
+    _, policy_node = nodes
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        known = goals.seen()
+        publisher.publish(point_msg(target))
+        if goals.new_goal(known, ACCEPT_TIMEOUT) is not None:
+            return
+        _check_running(nodes)
+        if time.monotonic() > deadline:
+            raise policy_node.failure(f"sent no accepted goal for the first target within {STARTUP_TIMEOUT} s")
+
+
+def _finish_and_reset(reset: Client, goals: _GoalLog) -> None:
+    """Wait for every goal to end, put the arm at home at rest, and let the policy node's joint state catch up."""
+    if not goals.idle(TRAJECTORY_TIMEOUT):
+        raise TimeoutError(f"a goal still runs {TRAJECTORY_TIMEOUT} s after its acceptance")
+    reply = wait_reply(reset.call_async(Trigger.Request()))
+    if not reply.success:
+        raise RuntimeError(f"/arm_node/reset failed: {reply.message}")
+    time.sleep(SETTLE)
