@@ -75,7 +75,7 @@ def overhead():
 
 def test_config_extrinsics_match_the_scene_camera(overhead):
     camera = camera_from_mujoco(overhead.backend.model, overhead.backend.data)
-    configured = CONFIG.camera(camera.width, camera.height, camera.k.ravel())
+    configured = CONFIG.camera_model(camera.width, camera.height, camera.k.ravel())
     np.testing.assert_allclose(configured.position, SCENE.camera_position, atol=1e-9)
     np.testing.assert_allclose(configured.rotation, camera.rotation, atol=1e-9)
     assert (camera.width, camera.height) == SCENE.camera_size
@@ -230,13 +230,14 @@ def _write_config(tmp_path: Path, edit) -> Path:
 
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda t: t.replace("hsv_low: [105, 120, 40]", "hsv_low: [205, 120, 40]"), "targets.puck.hsv_low: H must be"),
-    (lambda t: t.replace("hsv_low: [105, 120, 40]", "hsv_low: [105.5, 120, 40]"), "expected three integers"),
+    (lambda t: t.replace("hsv_low: [105, 120, 40]", "hsv_low: [105.5, 120, 40]"),
+     r"targets.puck.hsv_low\[0\]: expected an integer"),
     (lambda t: t.replace("hsv_high: [135, 255, 255]", "hsv_high: [135, 100, 255]"), "targets.puck: hsv_low S 120"),
-    (lambda t: t.replace("min_area: 20 ", "min_area: 0 "), "targets.puck.min_area: must be positive"),
+    (lambda t: t.replace("min_area: 20 ", "min_area: 0 "), "targets.puck.min_area: must be > 0"),
     (lambda t: t.replace("kernel_size: 3", "kernel_size: 2"), "kernel_size: must be a positive odd integer"),
     (lambda t: t.replace("  rpy:", "  rpy_deg:"), "camera.rpy_deg: unknown field"),
     (lambda t: t.replace("position: [0.55, 0.0, 1.4]", "position: [0.55, 1.4]"), "camera.position: expected a list"),
-    (lambda t: t.replace("frame_id: world", "frame_id: 7"), "frame_id: expected a frame name"),
+    (lambda t: t.replace("frame_id: world", "frame_id: 7"), "frame_id: expected a non-empty string"),
     (lambda t: t.replace("targets:", "colours:"), "colours: unknown field"),
 ])
 def test_bad_config_errors(tmp_path, edit, message):

@@ -183,9 +183,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_puck(args: argparse.Namespace) -> None:
     if args.action == "train":
-        from mtrl_robot.learning.puck.train import train_puck
+        from mtrl_robot.learning.puck.train import load_preset, train_puck
 
-        print(f"puck run in {train_puck(args.preset, args.output)}")
+        print(f"puck run in {train_puck(load_preset(args.preset, overrides=args.set), args.output)}")
         return
     from mtrl_robot.learning.puck.evaluate import evaluate_puck
 
@@ -276,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     pk = sub.add_parser("puck", help="puck hitting: meta-RL training and evaluation")
     pk.add_argument("action", choices=["train", "evaluate"])
     pk.add_argument("--preset", default="default", help="section of config/puck_meta_rl.yaml (small, default)")
+    pk.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a preset value, e.g. --set inner_lr=0.1 (repeatable)")
     pk.add_argument("--run", type=Path, default=RUNS / "puck", help="run folder to evaluate")
     pk.add_argument("--repeats", type=int, default=25)
     pk.add_argument("--camera", action="store_true", help="puck position from the overhead camera")

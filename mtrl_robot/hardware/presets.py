@@ -2,7 +2,10 @@
 
 A preset names the vendor driver's controller, action and topics, the joints in hardware order with a map to
 the family model's joint names, and conservative limits that may never be wider than the family's published
-ones. :meth:`HardwarePreset.safety_limits` turns it into the safety layer's :class:`SafetyLimits`.
+ones. :meth:`HardwarePreset.safety_limits` turns it into the safety layer's :class:`SafetyLimits`. The file's
+fields are :class:`HardwarePresetFile`'s, read by :func:`mtrl_robot.core.config.load_config` (``base: <preset>``
+takes the fields a file does not set from another preset of the folder); :func:`load_preset` then checks them
+against the arm family and builds the :class:`HardwarePreset`.
 
 The one exception is a preset marked ``simulation_only: true`` (optional, default false): it drives the
 simulated arm node, whose position actuators follow any acceleration, and its acceleration limits may exceed
@@ -20,17 +23,68 @@ import numpy as np
 from mtrl_robot.arms.chain import Arm, Joint
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.backends.trajectory import JointState, JointTrajectory
-from mtrl_robot.core.config import load_yaml, mapping, number, unknown_keys, vector
+from mtrl_robot.core.config import Limit, load_config, setting
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
 from mtrl_robot.hardware.safety import SafetyLimits, Workspace
 
-_FIELDS = {"family", "driver", "controller", "action", "trajectory_topic", "joint_states_topic",
-           "joint_states_rate", "watchdog_timeout", "max_start_deviation", "position_margin", "workspace",
-           "dry_run", "joint_names", "joint_map", "limits"}
-_OPTIONAL = {"simulation_only": False}
-_LIMIT_FIELDS = ("lower", "upper", "velocity", "acceleration")
 _SLACK = 1e-9  # a preset value equal to the family's, up to round-off, is not wider
+RATE = Limit(10_000.0, "no driver publishes joint states faster")
+WATCHDOG = Limit(5.0, "a longer silence must stop the arm")
+START_DEVIATION = Limit(0.5, "a start farther from the measured state is a jump, not a start")
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    """One joint's limits in a preset file; never wider than the family's published ones."""
+
+    lower: float = setting(doc="rad")
+    upper: float = setting(doc="rad")
+    velocity: float = setting(doc="rad/s", above=0)
+    acceleration: float = setting(doc="rad/s²", above=0)
+
+    def __post_init__(self) -> None:
+        if self.lower >= self.upper:
+            raise ConfigError(None, "lower", f"lower limit {self.lower} is not below upper limit {self.upper}")
+
+
+@dataclass(frozen=True)
+class WorkspaceBox:
+    """The flange's box in the arm's base frame, m."""
+
+    min: tuple[float, float, float] = setting(doc="x, y, z of the lowest corner")
+    max: tuple[float, float, float] = setting(doc="x, y, z of the highest corner")
+
+
+@dataclass(frozen=True)
+class HardwarePresetFile:
+    """A hardware preset as written in ``config/hardware/<name>.yaml``."""
+
+    family: str = setting(doc="arm family of the model (built-in name or family file)")
+    driver: str = setting(doc="the vendor's ROS 2 driver")
+    controller: str = setting(doc="the driver's joint trajectory controller")
+    action: str = setting(doc="its FollowJointTrajectory action (absolute ROS name)")
+    trajectory_topic: str | None = setting(doc="its JointTrajectory topic (absolute ROS name), or null")
+    joint_states_topic: str = setting(doc="absolute ROS name")
+    joint_states_rate: float = setting(doc="Hz, as the driver is configured to publish", above=0, maximum=RATE)
+    watchdog_timeout: float = setting(doc="s without a joint state before the arm is stopped", above=0,
+                                      maximum=WATCHDOG)
+    max_start_deviation: float = setting(doc="rad between a trajectory's start and the measured state", minimum=0,
+                                         maximum=START_DEVIATION)
+    position_margin: float = setting(doc="rad kept inside the position limits", minimum=0)
+    workspace: WorkspaceBox = setting(doc="the flange's box")
+    dry_run: bool = setting(doc="check and log motions without sending them")
+    joint_names: tuple[str, ...] = setting(doc="the hardware's joints, in its order")
+    joint_map: dict[str, str] = setting(doc="hardware joint name → family model joint name")
+    limits: dict[str, JointLimits] = setting(doc="per hardware joint: rad, rad/s, rad/s²")
+    simulation_only: bool = setting(False, "drives the simulated arm node only; acceleration limits may exceed "
+                                           "the published ones")
+
+    def __post_init__(self) -> None:
+        for key in ("action", "trajectory_topic", "joint_states_topic"):
+            value = getattr(self, key)
+            if value is not None and not value.startswith("/"):
+                raise ConfigError(None, key, f"'{value}' must be an absolute ROS name (starting with '/')")
 
 
 @dataclass(frozen=True)
@@ -100,78 +154,51 @@ def load_preset(preset: str | Path) -> HardwarePreset:
     return _parse(path)
 
 
-def _text(data: dict, key: str, src: Path, *, absolute: bool = False) -> str:
-    value = data[key]
-    if not isinstance(value, str) or not value:
-        raise ConfigError(src, key, f"expected a non-empty string, got {value!r}")
-    if absolute and not value.startswith("/"):
-        raise ConfigError(src, key, f"'{value}' must be an absolute ROS name (starting with '/')")
-    return value
-
-
 def _parse(src: Path) -> HardwarePreset:
-    data = mapping(load_yaml(src), src, "")
-    unknown_keys(data, _FIELDS | set(_OPTIONAL), src, "")
-    simulation_only = data.get("simulation_only", _OPTIONAL["simulation_only"])
-    if not isinstance(simulation_only, bool):
-        raise ConfigError(src, "simulation_only", f"expected true or false, got {simulation_only!r}")
-    for key in sorted(_FIELDS):
-        if key not in data:
-            raise ConfigError(src, key, "required field is missing")
+    """The preset of file ``src``, checked against its arm family."""
+    data = load_config(HardwarePresetFile, src)
     try:
-        arm = load_family(_text(data, "family", src))
+        arm = load_family(data.family)
     except ConfigError as exc:
         raise ConfigError(src, "family", exc.problem) from None
-
-    names = data["joint_names"]
-    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-        raise ConfigError(src, "joint_names", f"expected a list of joint names, got {names!r}")
+    names = list(data.joint_names)
     if len(set(names)) != len(names):
         raise ConfigError(src, "joint_names", f"joint names repeat: {names}")
     if len(names) != arm.dof:
         raise ConfigError(src, "joint_names", f"{len(names)} joints, but the {arm.family} family has {arm.dof} "
                                               f"({', '.join(arm.joint_names)})")
-    joint_map = _joint_map(mapping(data["joint_map"], src, "joint_map"), names, arm, src)
-    limits = mapping(data["limits"], src, "limits")
-    if set(limits) != set(names):
-        raise ConfigError(src, "limits", f"needs exactly the joints {names}, got {list(limits)}")
+    joint_map = _joint_map(data.joint_map, names, arm, src)
+    if set(data.limits) != set(names):
+        raise ConfigError(src, "limits", f"needs exactly the joints {names}, got {list(data.limits)}")
     family_joints = {j.name: j for j in arm.joints}
-    table = np.array([_joint_limits(limits[n], family_joints[joint_map[n]], arm.family, src, f"limits.{n}",
-                                    simulation_only) for n in names])
-
-    rate = number(data["joint_states_rate"], src, "joint_states_rate", positive=True)
-    timeout = number(data["watchdog_timeout"], src, "watchdog_timeout", positive=True)
-    if timeout < 2.0 / rate:
-        raise ConfigError(src, "watchdog_timeout", f"{timeout} s is shorter than two joint-state periods at "
-                                                   f"{rate} Hz ({2.0 / rate} s)")
-    box = mapping(data["workspace"], src, "workspace")
-    unknown_keys(box, {"min", "max"}, src, "workspace")
-    low, high = vector(box.get("min"), 3, src, "workspace.min"), vector(box.get("max"), 3, src, "workspace.max")
+    table = np.array([_joint_limits(data.limits[n], family_joints[joint_map[n]], arm.family, src, f"limits.{n}",
+                                    data.simulation_only) for n in names])
+    if data.watchdog_timeout < 2.0 / data.joint_states_rate:
+        raise ConfigError(src, "watchdog_timeout", f"{data.watchdog_timeout} s is shorter than two joint-state "
+                                                   f"periods at {data.joint_states_rate} Hz "
+                                                   f"({2.0 / data.joint_states_rate} s)")
     try:
-        workspace = Workspace(np.array(low), np.array(high))
+        workspace = Workspace(np.array(data.workspace.min), np.array(data.workspace.max))
     except ValueError as exc:
         raise ConfigError(src, "workspace", str(exc)) from None
-    if not isinstance(data["dry_run"], bool):
-        raise ConfigError(src, "dry_run", f"expected true or false, got {data['dry_run']!r}")
-    topic = data["trajectory_topic"]
     preset = HardwarePreset(
         name=src.stem,
         family=arm.family,
-        driver=_text(data, "driver", src),
-        controller=_text(data, "controller", src),
-        action=_text(data, "action", src, absolute=True),
-        trajectory_topic=None if topic is None else _text(data, "trajectory_topic", src, absolute=True),
-        joint_states_topic=_text(data, "joint_states_topic", src, absolute=True),
-        joint_states_rate=rate,
-        watchdog_timeout=timeout,
-        max_start_deviation=number(data["max_start_deviation"], src, "max_start_deviation", non_negative=True),
-        position_margin=number(data["position_margin"], src, "position_margin", non_negative=True),
+        driver=data.driver,
+        controller=data.controller,
+        action=data.action,
+        trajectory_topic=data.trajectory_topic,
+        joint_states_topic=data.joint_states_topic,
+        joint_states_rate=data.joint_states_rate,
+        watchdog_timeout=data.watchdog_timeout,
+        max_start_deviation=data.max_start_deviation,
+        position_margin=data.position_margin,
         workspace=workspace,
-        dry_run=data["dry_run"],
+        dry_run=data.dry_run,
         joint_names=tuple(names),
         joint_map=joint_map,
         lower=table[:, 0], upper=table[:, 1], velocity=table[:, 2], acceleration=table[:, 3],
-        simulation_only=simulation_only,
+        simulation_only=data.simulation_only,
     )
     try:
         preset.safety_limits(arm)
@@ -195,20 +222,11 @@ def _joint_map(raw: dict, names: list[str], arm: Arm, src: Path) -> dict[str, st
     return {n: raw[n] for n in names}
 
 
-def _joint_limits(raw: object, joint: Joint, family: str, src: Path, field: str,
+def _joint_limits(limits: JointLimits, joint: Joint, family: str, src: Path, field: str,
                   simulation_only: bool = False) -> list[float]:
     """One joint's [lower, upper, velocity, acceleration], refused if wider than the family's (acceleration may be
     for a ``simulation_only`` preset)."""
-    raw = mapping(raw, src, field)
-    unknown_keys(raw, set(_LIMIT_FIELDS), src, field)
-    for key in _LIMIT_FIELDS:
-        if key not in raw:
-            raise ConfigError(src, f"{field}.{key}", "required field is missing")
-    lower, upper = number(raw["lower"], src, f"{field}.lower"), number(raw["upper"], src, f"{field}.upper")
-    if lower >= upper:
-        raise ConfigError(src, f"{field}.lower", f"lower limit {lower} is not below upper limit {upper}")
-    velocity = number(raw["velocity"], src, f"{field}.velocity", positive=True)
-    acceleration = number(raw["acceleration"], src, f"{field}.acceleration", positive=True)
+    lower, upper, velocity, acceleration = limits.lower, limits.upper, limits.velocity, limits.acceleration
     published = f"the {family} family's published limit for {joint.name}"
     if lower < joint.lower - _SLACK:
         raise ConfigError(src, f"{field}.lower", f"{lower} is wider than {published} ({joint.lower})")

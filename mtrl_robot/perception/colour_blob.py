@@ -10,7 +10,7 @@ wraps around red. Settings for the puck-table scene live in ``config/perception.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mtrl_robot.core.config import load_yaml, mapping, number, unknown_keys, vector
+from mtrl_robot.core.config import load_config, setting
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
 
@@ -30,13 +30,21 @@ MUJOCO_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])
 PARALLEL_EPSILON = 1e-9  # |ray z| below this counts as parallel to a horizontal plane
 
 
-def _hsv(value: Sequence[int], name: str) -> tuple[int, int, int]:
-    values = tuple(value)
+def _hsv_problem(values: tuple) -> str | None:
+    """Why ``values`` are not an HSV triple in OpenCV's units, or None."""
     if len(values) != 3 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{name} must be three integers (H, S, V), got {value!r}")
+        return f"must be three integers (H, S, V), got {values!r}"
     for v, top, channel in zip(values, HSV_MAX, "HSV", strict=True):
         if not 0 <= v <= top:
-            raise ValueError(f"{name}: {channel} must be in 0..{top}, got {v}")
+            return f"{channel} must be in 0..{top}, got {v}"
+    return None
+
+
+def _hsv(value: Sequence[int], name: str) -> tuple[int, int, int]:
+    values = tuple(value)
+    problem = _hsv_problem(values)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
     return tuple(int(v) for v in values)
 
 
@@ -223,22 +231,43 @@ def camera_from_mujoco(model: Any, data: Any, name: str = "overhead") -> CameraM
 class TargetColour:
     """How to find one kind of object: its HSV range, smallest blob, and height of its centre above the table."""
 
-    hsv_low: tuple[int, int, int]
-    hsv_high: tuple[int, int, int]
-    min_area: float
-    height: float  # m above the table of the plane the blob's centroid is back-projected onto
+    hsv_low: tuple[int, int, int] = setting(doc="H, S, V lower bounds (OpenCV units)")
+    hsv_high: tuple[int, int, int] = setting(doc="H, S, V upper bounds; H below hsv_low's wraps around red")
+    min_area: float = setting(doc="pixels; smaller blobs count as not found", above=0)
+    height: float = setting(0.0, "m above the table of the plane the blob's centroid is back-projected onto",
+                            minimum=0)
+
+    def __post_init__(self) -> None:
+        for name in ("hsv_low", "hsv_high"):
+            problem = _hsv_problem(getattr(self, name))
+            if problem:
+                raise ConfigError(None, name, problem)
+        ColourBlobDetector(self.hsv_low, self.hsv_high, self.min_area)
+
+
+@dataclass(frozen=True)
+class CameraPose:
+    """The pose of the camera's optical frame (z forward, x right, y down) in the config's ``frame_id``."""
+
+    position: tuple[float, float, float] = setting(doc="m")
+    rpy: tuple[float, float, float] = setting(doc="rad, roll pitch yaw about the fixed x, y, z axes")
 
 
 @dataclass(frozen=True)
 class PerceptionConfig:
     """Colour presets, the table plane, and the overhead camera's extrinsics (``config/perception.yaml``)."""
 
-    frame_id: str
-    table_height: float
-    kernel_size: int
-    targets: dict[str, TargetColour]
-    camera_position: tuple[float, float, float]
-    camera_rpy: tuple[float, float, float]
+    targets: dict[str, TargetColour] = setting(doc="what to find, by name")
+    camera: CameraPose = setting(doc="the overhead camera's optical frame in frame_id")
+    frame_id: str = setting("world", "frame of the table plane, the camera pose and the published points")
+    table_height: float = setting(0.0, "m, z of the table surface in frame_id")
+    kernel_size: int = setting(3, "pixels, morphological opening and closing of the colour mask; 1: none")
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            raise ConfigError(None, "targets", "configure at least one target")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ConfigError(None, "kernel_size", f"must be a positive odd integer, got {self.kernel_size}")
 
     def target(self, name: str) -> TargetColour:
         if name not in self.targets:
@@ -257,56 +286,12 @@ class PerceptionConfig:
         """z of the plane target ``name``'s centre moves in: the table top plus the target's height."""
         return self.table_height + self.target(name).height
 
-    def camera(self, width: int, height: int, k: Sequence[float]) -> CameraModel:
+    def camera_model(self, width: int, height: int, k: Sequence[float]) -> CameraModel:
         """The configured camera pose with the intrinsics of a CameraInfo."""
-        return CameraModel.from_camera_info(width, height, k, self.camera_position, rotation_from_rpy(*self.camera_rpy))
-
-
-def _config_hsv(value: Any, source: Path, field: str) -> tuple[int, int, int]:
-    numbers = vector(value, 3, source, field)
-    if not all(float(v).is_integer() for v in numbers):
-        raise ConfigError(source, field, f"expected three integers, got {value!r}")
-    try:
-        return _hsv([int(v) for v in numbers], field)
-    except ValueError as exc:
-        raise ConfigError(source, field, str(exc)) from None
-
-
-def _target(data: Mapping, source: Path, field: str) -> TargetColour:
-    unknown_keys(data, {"hsv_low", "hsv_high", "min_area", "height"}, source, field)
-    target = TargetColour(_config_hsv(data.get("hsv_low"), source, f"{field}.hsv_low"),
-                          _config_hsv(data.get("hsv_high"), source, f"{field}.hsv_high"),
-                          number(data.get("min_area"), source, f"{field}.min_area", positive=True),
-                          number(data.get("height", 0.0), source, f"{field}.height", non_negative=True))
-    try:
-        ColourBlobDetector(target.hsv_low, target.hsv_high, target.min_area)
-    except ValueError as exc:
-        raise ConfigError(source, field, str(exc)) from None
-    return target
+        return CameraModel.from_camera_info(width, height, k, self.camera.position,
+                                            rotation_from_rpy(*self.camera.rpy))
 
 
 def load_perception_config(path: str | Path | None = None) -> PerceptionConfig:
     """Read and check a perception config (default: the package's ``config/perception.yaml``)."""
-    source = Path(path) if path is not None else data_dir("config") / "perception.yaml"
-    data = mapping(load_yaml(source), source, "")
-    unknown_keys(data, {"frame_id", "table_height", "kernel_size", "targets", "camera"}, source, "")
-    frame_id = data.get("frame_id", "world")
-    if not isinstance(frame_id, str) or not frame_id:
-        raise ConfigError(source, "frame_id", f"expected a frame name, got {frame_id!r}")
-    kernel = number(data.get("kernel_size", 3), source, "kernel_size", positive=True)
-    if not kernel.is_integer() or kernel % 2 == 0:
-        raise ConfigError(source, "kernel_size", f"must be a positive odd integer, got {kernel:g}")
-    targets = mapping(data.get("targets"), source, "targets")
-    if not targets:
-        raise ConfigError(source, "targets", "configure at least one target")
-    camera = mapping(data.get("camera"), source, "camera")
-    unknown_keys(camera, {"position", "rpy"}, source, "camera")
-    return PerceptionConfig(
-        frame_id=frame_id,
-        table_height=number(data.get("table_height", 0.0), source, "table_height"),
-        kernel_size=int(kernel),
-        targets={str(name): _target(mapping(spec, source, f"targets.{name}"), source, f"targets.{name}")
-                 for name, spec in targets.items()},
-        camera_position=vector(camera.get("position"), 3, source, "camera.position"),
-        camera_rpy=vector(camera.get("rpy"), 3, source, "camera.rpy"),
-    )
+    return load_config(PerceptionConfig, path if path is not None else data_dir("config") / "perception.yaml")

@@ -27,7 +27,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from mtrl_robot.core.errors import ConfigError
-from mtrl_robot.perception.colour_blob import CameraModel, back_project_to_plane, load_perception_config
+from mtrl_robot.perception.colour_blob import CameraModel, CameraPose, back_project_to_plane, load_perception_config
 from mtrl_robot.ros.conversions import image_from_msg
 from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
@@ -70,9 +70,9 @@ class PerceptionNode(Node):
         self.plane_z = config.plane_z(self.target) if p["plane_height"] is None else p["plane_height"]
         if not math.isfinite(self.plane_z):
             raise ConfigError(None, "plane_height", f"must be finite, got {self.plane_z}")
-        self.config = replace(config, frame_id=p["frame_id"] or config.frame_id,
-                              camera_position=_vector(p["camera_xyz"], config.camera_position, "camera_xyz"),
-                              camera_rpy=_vector(p["camera_rpy"], config.camera_rpy, "camera_rpy"))
+        self.config = replace(config, frame_id=p["frame_id"] or config.frame_id, camera=CameraPose(
+            _vector(p["camera_xyz"], config.camera.position, "camera_xyz"),
+            _vector(p["camera_rpy"], config.camera.rpy, "camera_rpy")))
         self.camera: CameraModel | None = None
         self._points = self.create_publisher(PointStamped, p["output_topic"], 10)
         self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, qos_profile_sensor_data)
@@ -83,7 +83,7 @@ class PerceptionNode(Node):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
-            self.camera = self.config.camera(msg.width, msg.height, msg.k)
+            self.camera = self.config.camera_model(msg.width, msg.height, msg.k)
         except ValueError as exc:
             self.camera = None
             self.get_logger().error(f"unusable CameraInfo: {exc}", throttle_duration_sec=LOG_THROTTLE)

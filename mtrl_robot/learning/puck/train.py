@@ -27,8 +27,8 @@ The run (:func:`train_puck`), top to bottom:
 
 :func:`adaptation_curve` is the test-time procedure shared with the evaluation
 (:mod:`mtrl_robot.learning.puck.evaluate`): at each step the mean action's final distance on fresh goals, then K
-exploratory hits and one inner step. Hyperparameters: :class:`PuckMetaRLConfig`, presets in
-``config/puck_meta_rl.yaml``.
+exploratory hits and one inner step. Hyperparameters: :class:`PuckMetaRLConfig`
+(:mod:`mtrl_robot.learning.puck.presets`), presets in ``config/puck_meta_rl.yaml``.
 """
 
 from __future__ import annotations
@@ -36,10 +36,9 @@ from __future__ import annotations
 import json
 import math
 import time
-import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -48,9 +47,7 @@ import torch
 from tqdm import tqdm
 
 from mtrl_robot.core.atomic import write_atomic
-from mtrl_robot.core.config import load_yaml, mapping, unknown_keys
-from mtrl_robot.core.errors import ConfigError
-from mtrl_robot.core.paths import data_dir
+from mtrl_robot.learning.puck.presets import PuckMetaRLConfig, config_from_dict, load_preset
 from mtrl_robot.meta import CheckpointError, load_torch_file
 from mtrl_robot.meta.policy_gradient_maml import (
     Batch,
@@ -67,139 +64,6 @@ from mtrl_robot.meta.policy_gradient_maml import (
 from mtrl_robot.models.hitting_vae import HittingVAE, train_hitting_vae
 from mtrl_robot.randomization import Randomizer
 from mtrl_robot.tasks.puck import CONDITIONS, PuckHittingEnv
-
-
-@dataclass(frozen=True)
-class PuckMetaRLConfig:
-    """Every hyperparameter of a run; the defaults are the ``default`` preset."""
-
-    name: str = "default"
-    seed: int = 0  # VAE data and weights, policy weights, tasks, goals, exploration noise
-    arm: str = "panda"
-    # action space: the hitting VAE
-    vae_motions: int = 5000  # generated hitting motions it is trained on
-    vae_steps: int = 1500  # Adam steps
-    # goals: uniform in distance and direction from the puck's nominal start
-    goal_distance: tuple[float, float] = (0.12, 0.22)  # m
-    goal_angle: tuple[float, float] = (-40.0, 40.0)  # degrees from the world x axis
-    reward_scale: float = 0.1  # m: reward = −distance / reward_scale
-    # policy: goal → Gaussian over the normalised VAE latent
-    hidden: tuple[int, ...] = (64, 64)
-    init_std: float = 0.3  # initial standard deviation in normalised latent units (the box is [−1, 1]²)
-    # inner loop: one policy-gradient step on K hits
-    rollouts: int = 16  # K, hits per adaptation step
-    inner_steps: int = 3  # adaptation steps in meta-training
-    inner_lr: float = 0.05  # inner step size (the initial value when learned)
-    learn_inner_lr: bool = True  # Meta-SGD, one step size per parameter element
-    first_order: bool = False  # treat inner gradients as constants
-    score_first_step: bool = True  # the meta outer loss also scores step 0 (the return of every trial), not only 1..H
-    # outer loop: PPO-clip through the inner steps
-    iterations: int = 150
-    tasks_per_iteration: int = 8
-    outer_lr: float = 3e-3  # Adam
-    epochs: int = 8  # Adam steps per iteration on the same hits
-    clip: float = 0.2  # PPO ratio clip ε
-    max_grad_norm: float = 1.0
-    checkpoint_every: int = 25  # iterations between checkpoint writes (and the last)
-    # baseline: its fixed inner step size is the best of these multiples of inner_lr on randomized tasks
-    baseline_lr_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
-    tuning_tasks: int = 8
-    # evaluation
-    eval_steps: int = 5  # adaptation steps (0..eval_steps are reported)
-    eval_goals: int = 8  # fresh goals per step, hit with the policy's mean action
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            numbers = value if isinstance(value, tuple) else (value,)
-            if f.name in ("name", "arm") or isinstance(value, bool):
-                continue
-            if f.name not in ("seed", "goal_angle") and not all(v > 0 for v in numbers):
-                raise ValueError(f"{f.name} must be positive, got {value!r}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        for name in ("goal_distance", "goal_angle"):
-            low, high = getattr(self, name)
-            if low > high:
-                raise ValueError(f"{name}: low {low} exceeds high {high}")
-        if max(abs(a) for a in self.goal_angle) > 90:
-            raise ValueError(f"goal_angle must lie within ±90 degrees, got {self.goal_angle}")
-        if not self.clip < 1:
-            raise ValueError(f"clip must be in (0, 1), got {self.clip}")
-        if self.rollouts < 2 or self.eval_goals < 1 or not self.hidden or not self.baseline_lr_factors:
-            raise ValueError("rollouts must be >= 2, eval_goals >= 1, hidden and baseline_lr_factors non-empty")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain numbers, strings and lists (for YAML, JSON and ``weights_only`` checkpoints)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-def presets_file() -> Path:
-    return data_dir("config") / "puck_meta_rl.yaml"
-
-
-def load_preset(name: str = "default", path: str | Path | None = None) -> PuckMetaRLConfig:
-    """Preset ``name`` of ``path`` (default ``config/puck_meta_rl.yaml``); ``base: other`` inherits from another."""
-    source = Path(path) if path is not None else presets_file()
-    presets = mapping(load_yaml(source), source, "")
-    chain: list[str] = []
-    while name not in chain:
-        chain.append(name)
-        if name not in presets:
-            raise ConfigError(source, name, f"unknown preset (known: {', '.join(presets)})")
-        raw = mapping(presets[name], source, name)
-        name = raw.get("base", name)
-    if name != chain[-1]:
-        raise ConfigError(source, f"{chain[-1]}.base", f"presets inherit in a cycle: {' → '.join(chain + [name])}")
-    values: dict[str, Any] = {}
-    for preset in reversed(chain):
-        raw = presets[preset]
-        unknown_keys(raw, {f.name for f in fields(PuckMetaRLConfig)} | {"base"}, source, preset)
-        values.update({k: _typed(k, v, source, preset) for k, v in raw.items() if k != "base"})
-    values["name"] = chain[0]
-    try:
-        return PuckMetaRLConfig(**values)
-    except ValueError as e:
-        raise ConfigError(source, chain[0], str(e)) from None
-
-
-def config_from_dict(data: dict[str, Any], source: str = "<checkpoint>") -> PuckMetaRLConfig:
-    """A config saved with :meth:`PuckMetaRLConfig.to_dict`."""
-    data = mapping(data, source, "")
-    unknown_keys(data, {f.name for f in fields(PuckMetaRLConfig)}, source, "")
-    try:
-        return PuckMetaRLConfig(**{k: _typed(k, v, source, "config") for k, v in data.items()})
-    except ValueError as e:
-        raise ConfigError(source, "config", str(e)) from None
-
-
-def _typed(name: str, value: Any, source: str | Path, preset: str) -> Any:
-    """``value`` checked against the annotation of field ``name`` (bool, int, float, str, tuples of them)."""
-    kind = typing.get_type_hints(PuckMetaRLConfig)[name]
-    where = f"{preset}.{name}"
-    if typing.get_origin(kind) is tuple:
-        items = typing.get_args(kind)
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or \
-                (items[-1] is not Ellipsis and len(value) != len(items)):
-            raise ConfigError(source, where, f"expected a list of {len(items) if items[-1] is not Ellipsis else ''} "
-                              f"numbers, got {value!r}")
-        return tuple(_scalar(items[0], v, source, f"{where}[{i}]") for i, v in enumerate(value))
-    return _scalar(kind, value, source, where)
-
-
-def _scalar(kind: type, value: Any, source: str | Path, where: str) -> Any:
-    if kind is bool and not isinstance(value, bool):
-        raise ConfigError(source, where, f"expected true or false, got {value!r}")
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(source, where, f"expected an integer, got {value!r}")
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(source, where, f"expected a finite number, got {value!r}")
-        value = float(value)
-    if kind is str and (not isinstance(value, str) or not value):
-        raise ConfigError(source, where, f"expected a non-empty string, got {value!r}")
-    return value
-
 
 # ---------------------------------------------------------------------------------------------- the task
 

@@ -1,24 +1,33 @@
 """Training presets: every hyperparameter of a run, read from ``config/training/<name>.yaml`` and validated.
 
-A preset has six sections, each a dataclass below (the field comments say what each number means):
+A preset has six sections, each a dataclass below (each field's ``setting`` says what it means and its range):
 ``data`` (population and demonstrations), ``model`` (VAE and policy sizes), ``pretrain``, ``meta`` (the
 meta-learning loop), ``adapt`` (few-shot adaptation defaults) and ``compute`` (processes and threads:
-they change the speed; the number of processes never changes the result). Unknown fields, wrong types and
-values out of range raise ``ConfigError`` naming the file and the field.
+they change the speed; the number of processes never changes the result). A preset may take the fields it does
+not set from another with ``base: <name>``. Read by :func:`mtrl_robot.core.config.load_config`: unknown fields,
+wrong types, NaN/inf, values out of range or beyond what a run can hold raise ``ConfigError`` naming the file and
+the field.
 """
 
 from __future__ import annotations
 
-import types
-import typing
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mtrl_robot.core.config import load_yaml, mapping, unknown_keys
+from mtrl_robot.core.config import (
+    INNER_STEPS,
+    PROCESSES,
+    SEED,
+    STEPS,
+    WIDTH,
+    Limit,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    setting,
+)
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
 
@@ -26,90 +35,102 @@ VARIANTS = ("maml", "first_order", "probabilistic")
 LR_MODES = ("none", "per_tensor", "per_element")
 PRETRAIN_SOURCES = ("nominal", "population")
 
+ROBOTS = Limit(10_000, "every robot's demonstrations are planned and held in memory")
+DEMOS = Limit(100_000, "demonstrations are planned and held in memory")
+BATCH = Limit(100_000, "a batch is held in memory with its gradients")
+DEMOS_PER_FAMILY = 1_000_000  # robots_per_family × demos_per_robot: a family's demos are held in memory at once
+
 
 @dataclass(frozen=True)
 class DataConfig:
-    families: tuple[str, ...] = ("panda", "gen3", "yumi", "baxter")  # one model (checkpoint) per family
-    robots_per_family: int = 100  # population size per family, held-out robots included
-    held_out_per_family: int = 10  # the last robots of each family: never trained on, used for evaluation
-    demos_per_robot: int = 40  # planned reaching demos per robot
-    population_seed: int = 0  # robot perturbations
-    demo_seed: int = 0  # demo targets
-    population_config: str | None = None  # perturbation ranges (population YAML); None: config/population.yaml
-    pooled: bool = False  # one model across all the families (the across-families experiment), not one per family
+    families: tuple[str, ...] = setting(("panda", "gen3", "yumi", "baxter"), "one model (checkpoint) per family")
+    robots_per_family: int = setting(100, "population size per family, held-out robots included",
+                                     above=0, maximum=ROBOTS)
+    held_out_per_family: int = setting(10, "the last robots of each family: never trained on, used for evaluation",
+                                       minimum=0, maximum=ROBOTS)
+    demos_per_robot: int = setting(40, "planned reaching demos per robot", above=0, maximum=DEMOS)
+    population_seed: int = setting(0, "robot perturbations", minimum=0, maximum=SEED)
+    demo_seed: int = setting(0, "demo targets", minimum=0, maximum=SEED)
+    population_config: str | None = setting(None, "perturbation ranges (population YAML); None: "
+                                                  "config/population.yaml")
+    pooled: bool = setting(False, "one model across all the families (the across-families experiment), "
+                                  "not one per family")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    latent_dim: int = 8  # z of the motor VAE
-    vae_hidden: tuple[int, ...] = (128, 128)  # encoder layers (the decoder mirrors them)
-    policy_hidden: tuple[int, ...] = (128, 128, 128)  # target → z
-    beta: float = 1e-3  # weight of the VAE's KL term
+    latent_dim: int = setting(8, "z of the motor VAE", above=0, maximum=WIDTH)
+    vae_hidden: tuple[int, ...] = setting((128, 128), "encoder layers (the decoder mirrors them)",
+                                          above=0, maximum=WIDTH)
+    policy_hidden: tuple[int, ...] = setting((128, 128, 128), "target → z", above=0, maximum=WIDTH)
+    beta: float = setting(1e-3, "weight of the VAE's KL term", minimum=0)
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    source: str = "nominal"  # nominal: the family's nominal robot; population: all training robots (multi-task)
-    nominal_demos: int = 2000  # demos planned for the nominal robot
-    vae_steps: int = 2000  # Adam steps on the β-VAE loss
-    policy_steps: int = 3000  # Adam steps on target → trajectory (policy and decoder), cosine-decayed
-    batch_size: int = 256
-    lr: float = 1e-3
-    seed: int = 0  # weight initialisation, batches, demo targets of the nominal robot
+    source: str = setting("nominal", "nominal: the family's nominal robot; population: all training robots "
+                                     "(multi-task)", choices=PRETRAIN_SOURCES)
+    nominal_demos: int = setting(2000, "demos planned for the nominal robot", above=0, maximum=DEMOS)
+    vae_steps: int = setting(2000, "Adam steps on the β-VAE loss", above=0, maximum=STEPS)
+    policy_steps: int = setting(3000, "Adam steps on target → trajectory (policy and decoder), cosine-decayed",
+                                above=0, maximum=STEPS)
+    batch_size: int = setting(256, "demos per Adam step", above=0, maximum=BATCH)
+    lr: float = setting(1e-3, "Adam's learning rate", above=0)
+    seed: int = setting(0, "weight initialisation, batches, demo targets of the nominal robot",
+                        minimum=0, maximum=SEED)
 
 
 @dataclass(frozen=True)
 class MetaConfig:
-    variant: str = "maml"  # maml (second order) | first_order | probabilistic (latent task variable)
-    learn_inner_lr: str = "per_tensor"  # Meta-SGD: none | per_tensor | per_element
-    adapt_only: tuple[str, ...] = ("policy.head", "policy.body.4")  # name prefixes the inner loop adapts; (): all
-    k_support: int = 5  # support demos per robot (K)
-    k_query: int = 15  # query demos per robot
-    inner_steps: int = 5
-    inner_lr: float = 0.01  # the initial value when learned
-    outer_lr: float = 1e-3  # cosine-decayed to outer_lr_final over meta_steps
-    outer_lr_final: float = 1e-5
-    meta_batch_size: int = 16  # robots per meta-step
-    meta_steps: int = 3000
-    task_latent_dim: int = 4  # probabilistic variant only: size of the latent task variable
-    kl_weight: float = 0.01  # probabilistic variant only
-    checkpoint_every: int = 250  # meta-steps between checkpoints (and the last step)
-    seed: int = 0  # robot and demo sampling
+    variant: str = setting("maml", "maml (second order) | first_order | probabilistic (latent task variable)",
+                           choices=VARIANTS)
+    learn_inner_lr: str = setting("per_tensor", "Meta-SGD: none | per_tensor | per_element", choices=LR_MODES)
+    adapt_only: tuple[str, ...] = setting(("policy.head", "policy.body.4"),
+                                          "name prefixes the inner loop adapts; (): all")
+    k_support: int = setting(5, "support demos per robot (K)", above=0, maximum=DEMOS)
+    k_query: int = setting(15, "query demos per robot", above=0, maximum=DEMOS)
+    inner_steps: int = setting(5, "gradient steps of the inner loop", minimum=0, maximum=INNER_STEPS)
+    inner_lr: float = setting(0.01, "inner step size (the initial value when learned)", above=0)
+    outer_lr: float = setting(1e-3, "cosine-decayed to outer_lr_final over meta_steps", above=0)
+    outer_lr_final: float = setting(1e-5, "the outer learning rate at the last meta-step", above=0)
+    meta_batch_size: int = setting(16, "robots per meta-step", above=0, maximum=ROBOTS)
+    meta_steps: int = setting(3000, "outer Adam steps", above=0, maximum=STEPS)
+    task_latent_dim: int = setting(4, "probabilistic variant only: size of the latent task variable",
+                                   above=0, maximum=WIDTH)
+    kl_weight: float = setting(0.01, "probabilistic variant only", minimum=0)
+    checkpoint_every: int = setting(250, "meta-steps between checkpoints (and the last step)", above=0)
+    seed: int = setting(0, "robot and demo sampling", minimum=0, maximum=SEED)
 
 
 @dataclass(frozen=True)
 class AdaptConfig:
-    steps: int = 15  # gradient steps at adaptation (and in the held-out evaluation)
-    k: int = 5  # demos used by the held-out evaluation at the end of training
+    steps: int = setting(15, "gradient steps at adaptation (and in the held-out evaluation)",
+                         minimum=0, maximum=STEPS)
+    k: int = setting(5, "demos used by the held-out evaluation at the end of training",
+                     above=0, maximum=DEMOS)
 
 
 @dataclass(frozen=True)
 class ComputeConfig:
-    workers: int = 2  # processes: demo generation, and families trained side by side
-    threads: int = 1  # torch threads per process (more than one slows small models down on a busy machine)
+    workers: int = setting(2, "processes: demo generation, and families trained side by side",
+                           above=0, maximum=PROCESSES)
+    threads: int = setting(1, "torch threads per process (more than one slows small models down on a busy "
+                              "machine)", above=0, maximum=PROCESSES)
 
 
 @dataclass(frozen=True)
 class Preset:
-    name: str
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    meta: MetaConfig = field(default_factory=MetaConfig)
-    adapt: AdaptConfig = field(default_factory=AdaptConfig)
-    compute: ComputeConfig = field(default_factory=ComputeConfig)
+    name: str = setting("", "the preset's name (default: its file name)")
+    data: DataConfig = setting(DataConfig)
+    model: ModelConfig = setting(ModelConfig)
+    pretrain: PretrainConfig = setting(PretrainConfig)
+    meta: MetaConfig = setting(MetaConfig)
+    adapt: AdaptConfig = setting(AdaptConfig)
+    compute: ComputeConfig = setting(ComputeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists, numbers and strings: fit for YAML, JSON and ``weights_only`` checkpoints."""
-        return _plain(asdict(self))
-
-
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "pretrain": PretrainConfig, "meta": MetaConfig,
-            "adapt": AdaptConfig, "compute": ComputeConfig}
-CHOICES = {"meta.variant": VARIANTS, "meta.learn_inner_lr": LR_MODES,
-           "pretrain.source": PRETRAIN_SOURCES}
-NON_NEGATIVE = {"data.held_out_per_family", "data.population_seed", "data.demo_seed", "model.beta", "pretrain.seed",
-                "meta.inner_steps", "meta.kl_weight", "meta.seed", "adapt.steps"}  # every other number must be > 0
+        return config_to_dict(self)
 
 
 def presets_dir() -> Path:
@@ -121,7 +142,7 @@ def preset_names() -> list[str]:
 
 
 def load_preset(preset: str | Path, overrides: Sequence[str] = ()) -> Preset:
-    """A preset by name (``small``, ``full``) or by path to a YAML file.
+    """A preset by name (``small``, ``full``) or by path to a YAML file (its name: the file's, unless it sets one).
 
     ``overrides`` are ``section.field=value`` strings (the value read as YAML, e.g. ``meta.variant=probabilistic``
     or ``data.families=[panda]``), applied before validation, so they are checked like the file's own values.
@@ -132,80 +153,15 @@ def load_preset(preset: str | Path, overrides: Sequence[str] = ()) -> Preset:
         if not path.is_file():
             raise ConfigError(None, "preset", f"unknown training preset '{preset}' "
                               f"(known: {', '.join(preset_names())}; or give a path to a YAML file)")
-    data = mapping(load_yaml(path), path, "")
-    for override in overrides:
-        _apply_override(data, override, path)
-    unknown_keys(data, {"name", *SECTIONS}, path, "")
-    sections = {key: _section(cls, data.get(key, {}), path, key) for key, cls in SECTIONS.items()}
-    name = data.get("name", path.stem)
-    if not isinstance(name, str) or not name:
-        raise ConfigError(path, "name", f"expected a non-empty string, got {name!r}")
-    preset = Preset(name=name, **sections)
-    _check_together(preset, path)
-    return preset
+    return load_config(Preset, path, overrides=overrides, given={"name": path.stem}, check=_check_together)
 
 
 def preset_from_dict(data: dict[str, Any], source: str = "<checkpoint>") -> Preset:
     """Rebuild a preset saved with ``Preset.to_dict`` (e.g. from a checkpoint)."""
-    data = mapping(data, source, "")
-    sections = {key: _section(cls, data.get(key, {}), source, key) for key, cls in SECTIONS.items()}
-    return Preset(name=str(data.get("name", "")), **sections)
+    return config_from_dict(Preset, data, source)
 
 
-def _apply_override(data: dict[str, Any], override: str, src: Path) -> None:
-    """Set ``section.field`` of the raw preset to the YAML value after ``=``."""
-    key, sep, text = override.partition("=")
-    section, dot, name = key.strip().partition(".")
-    if not sep or not dot or not name:
-        raise ConfigError(src, key or override, f"an override reads section.field=value, got {override!r}")
-    if section not in SECTIONS:
-        raise ConfigError(src, key, f"unknown section '{section}' (known: {', '.join(SECTIONS)})")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(src, key, f"the override's value {text!r} is not YAML ({e})") from e
-    data[section] = {**mapping(data.get(section) or {}, src, section), name: value}
-
-
-def _section(cls: type, raw: Any, src: str | Path, prefix: str) -> Any:
-    raw = mapping(raw if raw is not None else {}, src, prefix)
-    hints = typing.get_type_hints(cls)
-    unknown_keys(raw, {f.name for f in fields(cls)}, src, prefix)
-    values = {name: _value(hints[name], raw[name], src, f"{prefix}.{name}") for name in raw}
-    return cls(**values)
-
-
-def _value(kind: Any, value: Any, src: str | Path, where: str) -> Any:
-    """Check one field against its annotation (int, float, str, str | None, tuple[int|str, ...]) and range."""
-    optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
-    if optional:
-        if value is None:
-            return None
-        kind = next(a for a in typing.get_args(kind) if a is not type(None))
-    if typing.get_origin(kind) is tuple:
-        item = typing.get_args(kind)[0]
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise ConfigError(src, where, f"expected a list, got {value!r}")
-        return tuple(_value(item, v, src, f"{where}[{i}]") for i, v in enumerate(value))
-    if kind is bool and not isinstance(value, bool):
-        raise ConfigError(src, where, f"expected true or false, got {value!r}")
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(src, where, f"expected an integer, got {value!r}")
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise ConfigError(src, where, f"expected a number, got {value!r}")
-        value = float(value)
-    if kind is str and (not isinstance(value, str) or not value):
-        raise ConfigError(src, where, f"expected a non-empty string, got {value!r}")
-    if where in CHOICES and value not in CHOICES[where]:
-        raise ConfigError(src, where, f"expected one of {', '.join(CHOICES[where])}, got {value!r}")
-    zero_ok = where.split("[")[0] in NON_NEGATIVE
-    if kind in (int, float) and (value < 0 or (value == 0 and not zero_ok)):
-        raise ConfigError(src, where, f"must be {'>= 0' if zero_ok else '> 0'}, got {value}")
-    return value
-
-
-def _check_together(preset: Preset, src: Path) -> None:
+def _check_together(preset: Preset) -> None:
     """Constraints between fields."""
     from mtrl_robot.arms.families import family_names
 
@@ -213,32 +169,29 @@ def _check_together(preset: Preset, src: Path) -> None:
     known = family_names()
     for i, family in enumerate(data.families):
         if family not in known:
-            raise ConfigError(src, f"data.families[{i}]", f"unknown arm family '{family}' (known: {', '.join(known)})")
+            raise ConfigError(None, f"data.families[{i}]", f"unknown arm family '{family}' (known: {', '.join(known)})")
     if len(set(data.families)) != len(data.families) or not data.families:
-        raise ConfigError(src, "data.families", "expected a non-empty list without repeats")
+        raise ConfigError(None, "data.families", "expected a non-empty list without repeats")
     if data.pooled:
         from mtrl_robot.arms.families import load_family
 
         dofs = {f: load_family(f).dof for f in data.families}
         if len(data.families) < 2 or len(set(dofs.values())) != 1:
-            raise ConfigError(src, "data.pooled", f"pooling needs two or more families with one number of joints, "
+            raise ConfigError(None, "data.pooled", f"pooling needs two or more families with one number of joints, "
                               f"got {dofs}")
+    if data.robots_per_family * data.demos_per_robot > DEMOS_PER_FAMILY:
+        raise ConfigError(None, "data.demos_per_robot", f"robots_per_family × demos_per_robot = "
+                          f"{data.robots_per_family * data.demos_per_robot} demos per family exceeds the limit "
+                          f"{DEMOS_PER_FAMILY} (a family's demos are held in memory at once)")
     if data.robots_per_family - data.held_out_per_family < meta.meta_batch_size:
-        raise ConfigError(src, "meta.meta_batch_size", f"{meta.meta_batch_size} robots per meta-step, but only "
+        raise ConfigError(None, "meta.meta_batch_size", f"{meta.meta_batch_size} robots per meta-step, but only "
                           f"{data.robots_per_family - data.held_out_per_family} training robots per family")
     if meta.k_support + meta.k_query > data.demos_per_robot:
-        raise ConfigError(src, "meta.k_query", f"k_support + k_query = {meta.k_support + meta.k_query} exceeds "
+        raise ConfigError(None, "meta.k_query", f"k_support + k_query = {meta.k_support + meta.k_query} exceeds "
                           f"data.demos_per_robot = {data.demos_per_robot}")
     if data.held_out_per_family and preset.adapt.k >= data.demos_per_robot:
-        raise ConfigError(src, "adapt.k", f"the held-out evaluation needs adapt.k < data.demos_per_robot "
+        raise ConfigError(None, "adapt.k", f"the held-out evaluation needs adapt.k < data.demos_per_robot "
                           f"({data.demos_per_robot}) to keep demos for measuring")
     if meta.outer_lr_final > meta.outer_lr:
-        raise ConfigError(src, "meta.outer_lr_final", f"must not exceed meta.outer_lr ({meta.outer_lr})")
+        raise ConfigError(None, "meta.outer_lr_final", f"must not exceed meta.outer_lr ({meta.outer_lr})")
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
