@@ -221,7 +221,8 @@ def _apply_override(cls: type, raw: dict[str, Any], override: str, source: Path,
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(OVERRIDE, _join(prefix, key), f"the override's value {text!r} is not YAML ({exc})") from None
+        raise ConfigError(OVERRIDE, _join(prefix, key),
+                          f"the override's value {text!r} is not YAML ({_yaml_problem(exc)})") from None
     node = raw
     for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
@@ -246,7 +247,7 @@ class _Origins:
         while where:
             if where in self.origins:
                 return self.origins[where]
-            where = where.rpartition(".")[0] if "." in where else ""
+            where = where[:where.rindex("[")] if where.endswith("]") else where.rpartition(".")[0]
         return self.default
 
 
@@ -408,11 +409,16 @@ def load_yaml(path: str | Path) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(path, None, f"malformed YAML: {where}{getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(path, None, f"malformed YAML: {_yaml_problem(exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, None, f"unreadable: {exc}") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: where and what."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return where + " ".join(str(getattr(exc, "problem", None) or exc).split())
 
 
 def mapping(value: Any, source: str | Path | None, field: str) -> Mapping:

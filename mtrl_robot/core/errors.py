@@ -10,7 +10,7 @@ class ConfigError(ValueError):
 
     def __init__(self, source: str | Path | None, field: str | None, problem: str):
         self.source = str(source) if source is not None else None
-        self.field = field
+        self.field = field or None
         self.problem = problem
         where = self.source or "<input>"
         if field:
