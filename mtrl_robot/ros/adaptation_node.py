@@ -29,18 +29,18 @@ from mtrl_robot.motions.dataset import DatasetError, DemoDataset, concat
 from mtrl_robot.motions.recording import convert_recording
 from mtrl_robot.ros.arm_node import load_arm
 from mtrl_robot.ros.futures import wait_for
-from mtrl_robot.ros.parameters import declare_parameters
+from mtrl_robot.ros.parameters import Range, declare_parameters
 from mtrl_robot.ros.run import run_node
 
 REPLY_TIMEOUT = 10.0  # s for the policy node to answer
 TRIM_REST = 0.01  # rad/s: samples before and after the motion slower than this are dropped
 
-PARAMETERS = {  # name: (default, description)
+PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "checkpoint": ("", "Meta-trained reaching checkpoint (.pt) to adapt"),
     "recordings_dir": ("recordings", "Folder of the demo recorder's episode bags"),
     "output_dir": ("", "Folder for adapted checkpoints (empty: beside checkpoint)"),
-    "k": (5, "Number of most recent episodes to adapt on"),
-    "steps": (-1, "Inner-loop adaptation steps (-1: the checkpoint preset's adapt.steps)"),
+    "k": (5, "Number of most recent episodes to adapt on", Range(1, 10_000)),
+    "steps": (-1, "Inner-loop adaptation steps (-1: the checkpoint preset's adapt.steps)", Range(-1, 1_000_000)),
     "policy_node": ("policy_node", "Node whose checkpoint parameter is set and whose reload service is called"),
     "robot": ("panda", "Arm family name, a robot id of population_file, or 'urdf' (as arm_node)"),
     "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)"),

@@ -66,7 +66,7 @@ from mtrl_robot.ros.conversions import (
     randomization_to_json,
     seconds,
 )
-from mtrl_robot.ros.parameters import declare_parameters
+from mtrl_robot.ros.parameters import OneOf, Range, declare_parameters
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.scenes.puck_table import load_scene
 
@@ -76,21 +76,21 @@ CANCEL_HANDSHAKE = 1.0  # s to wait for the action server to register a cancel r
 SHUTDOWN_DRAIN = 0.3  # s of spinning after SIGINT/SIGTERM so that aborted goals' results go out
 FREE_CAMERA_SIZE = (320, 240)  # width, height without a scene camera
 
-PARAMETERS = {  # name: (default, description)
+PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "robot": ("panda", "Arm family name (panda, gen3, yumi, baxter), a robot id of population_file, or 'urdf'"),
     "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)"),
     "urdf_file": ("", "URDF to load when robot is 'urdf'"),
     "flange_link": ("", "Flange link of urdf_file when robot is 'urdf'"),
-    "backend": ("mujoco", "Physics engine: mujoco or pybullet"),
+    "backend": ("mujoco", "Physics engine: mujoco or pybullet", OneOf(("mujoco", "pybullet"))),
     "scene": ("none", "Scene around the arm: none, or a scene name or YAML path such as puck_table"),
     "controller_name": ("joint_trajectory_controller", "Name the action and trajectory topic are under"),
-    "joint_states_rate": (250.0, "Rate in Hz of physics ticks, each publishing /joint_states"),
-    "action_monitor_rate": (20.0, "Rate in Hz of FollowJointTrajectory feedback while a goal runs"),
+    "joint_states_rate": (250.0, "Rate in Hz of physics ticks, each publishing /joint_states", Range(1.0, 10_000.0)),
+    "action_monitor_rate": (20.0, "Rate in Hz of FollowJointTrajectory feedback while a goal runs", Range(0.1, 1000.0)),
     "randomization_file": ("", "Domain-randomization spec YAML for ~/randomize (empty: the package's default)"),
-    "seed": (0, "Seed of the domain-randomization sampler"),
+    "seed": (0, "Seed of the domain-randomization sampler", Range(0, 2**32 - 1)),
     "paddle": (False, "Mount the puck-hitting paddle (a stick and ball) at the flange; for scenes with a puck"),
     "camera": (False, "Render and publish camera/image_raw and camera/camera_info (MuJoCo only)"),
-    "camera_rate": (10.0, "Camera frame rate in Hz"),
+    "camera_rate": (10.0, "Camera frame rate in Hz", Range(0.1, 1000.0)),
 }
 
 

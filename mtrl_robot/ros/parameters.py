@@ -1,19 +1,47 @@
-"""Node parameters declared from one table of ``name: (default, description[, read_only])``."""
+"""Node parameters declared from one table of ``name: (default, description[, read_only][, Range or OneOf])``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
+
+from mtrl_robot.core.errors import ConfigError
+
+
+class Range(NamedTuple):
+    """Inclusive bounds of a number parameter with a default; rclpy refuses a value outside them (and NaN) at
+    declaration."""
+
+    low: float
+    high: float
+
+
+class OneOf(NamedTuple):
+    """The values a string parameter may take."""
+
+    values: tuple[str, ...]
 
 
 def declare_parameters(node: Node, table: Mapping[str, tuple]) -> dict[str, Any]:
     """Declare every parameter of ``table`` on ``node`` with its description (read-only unless the table says
-    otherwise; a default may be a ``Parameter.Type`` for a parameter unset by default); return their values."""
+    otherwise; a default may be a ``Parameter.Type`` for a parameter unset by default) and its range or choices;
+    return their values."""
     values = {}
-    for name, (default, description, *read_only) in table.items():
-        descriptor = ParameterDescriptor(description=description, read_only=read_only[0] if read_only else True)
+    for name, (default, description, *options) in table.items():
+        read_only = next((o for o in options if isinstance(o, bool)), True)
+        descriptor = ParameterDescriptor(description=description, read_only=read_only)
+        bounds = next((o for o in options if isinstance(o, Range)), None)
+        if bounds is not None:
+            if isinstance(default, int) and not isinstance(default, bool):
+                descriptor.integer_range = [IntegerRange(from_value=int(bounds.low), to_value=int(bounds.high))]
+            else:
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float(bounds.low),
+                                                                      to_value=float(bounds.high))]
         values[name] = node.declare_parameter(name, default, descriptor).value
+        choices = next((o for o in options if isinstance(o, OneOf)), None)
+        if choices is not None and values[name] not in choices.values:
+            raise ConfigError(None, name, f"expected one of {', '.join(choices.values)}, got {values[name]!r}")
     return values

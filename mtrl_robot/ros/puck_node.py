@@ -43,7 +43,7 @@ from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.ros.conversions import seconds
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.hardware_backend import HardwareBackend
-from mtrl_robot.ros.parameters import declare_parameters
+from mtrl_robot.ros.parameters import Range, declare_parameters
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.scenes.puck_table import load_scene
 from mtrl_robot.tasks.robot_puck_world import ROBOT_TASK, RobotPuckWorld
@@ -54,17 +54,18 @@ REST_TIMEOUT = 6.0  # s after a hit before the puck counts as not found
 SERVICE_TIMEOUT = 10.0  # s for the reset service
 PERSON_TIMEOUT = 120.0  # s for a person to put the puck back
 
-PARAMETERS = {  # name: (default, description)
+PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "run_dir": ("", "Puck meta-RL run folder (vae.pt, meta_policy.pt, baseline_policy.pt)"),
     "policy": ("meta", "Which policy of the run adapts: meta or baseline"),
     "preset": ("sim_panda_hitting", "Hardware preset of the arm's controller and safety limits"),
     "scene": ("puck_table", "Scene YAML or name: the puck's start position"),
     "reset_service": ("/arm_node/reset_scene", "Trigger service putting the puck back; empty: wait for a person"),
-    "start_tolerance": (0.01, "m: how close to its start the puck must rest before a hit"),
-    "steps": (3, "Adaptation steps (inner policy-gradient steps)"),
-    "rollouts": (0, "Exploratory hits per step (0: the run's K)"),
-    "eval_goals": (0, "Goals scored with the mean action before each step and after the last (0: the run's)"),
-    "seed": (0, "Seed of goals and exploration"),
+    "start_tolerance": (0.01, "m: how close to its start the puck must rest before a hit", Range(0.0, 1.0)),
+    "steps": (3, "Adaptation steps (inner policy-gradient steps)", Range(0, 1000)),
+    "rollouts": (0, "Exploratory hits per step (0: the run's K)", Range(0, 100_000)),
+    "eval_goals": (0, "Goals scored with the mean action before each step and after the last (0: the run's)",
+                   Range(0, 100_000)),
+    "seed": (0, "Seed of goals and exploration", Range(0, 2**32 - 1)),
     "output_file": ("", "JSON file for the adaptation result (empty: none)"),
     "autostart": (False, "Run one adaptation at start-up"),
 }
