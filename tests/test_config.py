@@ -163,8 +163,7 @@ def test_sizes_beyond_what_a_run_can_hold_are_refused_with_the_limit_and_why(tmp
         error = refused(lambda o=override: reaching.load_preset("small", [o]), field, "must be <=", "--set")
         assert "(" in error.problem  # the why
     refused(lambda: reaching.load_preset("small", ["data.robots_per_family=5000", "data.demos_per_robot=5000"]),
-            "data.demos_per_robot", "25000000 demos per family exceeds the limit 1000000",
-            reaching.presets_dir() / "small.yaml")
+            "data.demos_per_robot", "25000000 demos per family exceeds the limit 1000000", "--set")
     for override, field in [("rollouts=1e9", "small.rollouts"), ("hidden=[1e8]", "small.hidden[0]"),
                             ("iterations=1e12", "small.iterations"), ("eval_steps=1e9", "small.eval_steps")]:
         refused(lambda o=override: puck.load_preset("small", overrides=[o]), field, "must be <=", "--set")
@@ -252,6 +251,10 @@ def test_every_preset_system_reads_through_the_loader(tmp_path):
     refused(lambda: reaching.load_preset(write(tmp_path, "meta: {inner_lr: .inf}", "inf.yaml")), "meta.inner_lr",
             "must be finite", tmp_path / "inf.yaml")
     refused(lambda: reaching.load_preset("small", ["model.beta=.inf"]), "model.beta", "must be finite", "--set")
+    refused(lambda: reaching.load_preset("small", ["meta.outer_lr_final=1"]), "meta.outer_lr_final",
+            "must not exceed meta.outer_lr", "--set")  # a constraint between fields names the override too
+    refused(lambda: reaching.load_preset("small", ["data.demos_per_robot=12"]), "meta.k_query",
+            "k_support + k_query = 15 exceeds", reaching.presets_dir() / "small.yaml")
     assert puck.load_preset("small", overrides=["inner_lr=1e-2"]).inner_lr == 0.01
     refused(lambda: puck.load_preset("small", overrides=["inner_lr=.inf"]), "small.inner_lr", "must be finite")
     with pytest.raises(ConfigError, match="rollouts: must be >= 2"):  # built in code, checked the same

@@ -113,9 +113,10 @@ def load_config(cls: type[T], path: str | Path, *, section: str | None = None, o
         origins[_join(prefix, key)] = OVERRIDE
     for name, value in (given or {}).items():
         raw.setdefault(name, value)
-    config = _build(cls, raw, _Origins(origins, path), prefix)
+    origin = _Origins(origins, path)
+    config = _build(cls, raw, origin, prefix)
     if check is not None:
-        with _naming(path, prefix):
+        with _naming(origin, prefix):
             check(config)
     return config
 
@@ -226,10 +227,10 @@ def _apply_override(cls: type, raw: dict[str, Any], override: str, source: Path,
     node = raw
     for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
-        node[part] = dict(child) if isinstance(child, Mapping) else {}
         if child is not None and not isinstance(child, Mapping):
             raise ConfigError(source, _join(prefix, ".".join(parts[:depth + 1])),
                               f"expected a mapping, got {type(child).__name__}")
+        node[part] = dict(child or {})
         node = node[part]
     node[parts[-1]] = value
     return key
@@ -252,16 +253,17 @@ class _Origins:
 
 
 @contextlib.contextmanager
-def _naming(source: str | Path, prefix: str) -> Iterator[None]:
-    """``ConfigError(None, field, …)`` and ``ValueError`` raised inside get ``source`` and the ``prefix``."""
+def _naming(origin: _Origins, prefix: str) -> Iterator[None]:
+    """``ConfigError(None, field, …)`` and ``ValueError`` raised inside get the ``prefix`` and the field's file."""
     try:
         yield
     except ConfigError as exc:
         if exc.source is not None:
             raise
-        raise ConfigError(source, _join(prefix, exc.field or "") or None, exc.problem) from None
+        where = _join(prefix, exc.field or "")
+        raise ConfigError(origin(where), where, exc.problem) from None
     except ValueError as exc:
-        raise ConfigError(source, prefix or None, str(exc)) from None
+        raise ConfigError(origin(prefix), prefix, str(exc)) from None
 
 
 def _build(cls: type[T], raw: Any, origin: _Origins, prefix: str) -> T:
@@ -278,7 +280,7 @@ def _build(cls: type[T], raw: Any, origin: _Origins, prefix: str) -> T:
             values[f.name] = _value(_hint(cls, f.name), raw[f.name], rule_of(f), origin, where)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(origin(where), where, "required field is missing")
-    with _naming(origin(prefix), prefix):
+    with _naming(origin, prefix):
         return cls(**values)
 
 
