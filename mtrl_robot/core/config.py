@@ -6,7 +6,10 @@ A config is a frozen dataclass. Each field's annotation gives its type (``int``,
 
     @dataclass(frozen=True)
     class MetaConfig:
-        inner_steps: int = setting(5, "gradient steps of the inner loop", minimum=0, maximum=STEPS, why=STEPS_WHY)
+        inner_steps: int = setting(5, "gradient steps of the inner loop", minimum=0, maximum=INNER_STEPS)
+        variant: str = setting("maml", "the meta-gradient", choices=("maml", "first_order"))
+
+``maximum`` is a size beyond which a run cannot hold, given as a :class:`Limit` that says why.
 
 :func:`load_config` reads one such config from a YAML file (or from one named section of a file that holds
 several), with
