@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -295,3 +296,11 @@ def test_the_commands_refuse_a_bad_override_in_one_line_before_writing_anything(
     assert captured.out == "" and captured.err.count("\n") == 1
     assert captured.err.startswith("mtrl-robot: error: --set: ") and f"{field}: must be" in captured.err
     assert not out.exists()
+
+
+def test_puck_train_takes_overrides(tmp_path):
+    out = tmp_path / "puck"
+    assert cli_main(["puck", "train", "--preset", "small", "--set", "iterations=1", "--set", "hidden=[8]",
+                     "--set", "vae_steps=50", "-o", str(out)]) == 0
+    config = puck.config_from_dict(json.loads((out / "training.json").read_text())["config"])
+    assert config == dataclasses.replace(puck.load_preset("small"), iterations=1, hidden=(8,), vae_steps=50)
