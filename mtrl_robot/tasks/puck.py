@@ -5,9 +5,9 @@
 motion's first posture and the puck back at its start, the motion, optionally a retract out of the camera's view,
 then the puck's resting place. Two scenes: :class:`SimulatedPuckScene`, the simulated puck table of a simulator
 backend (a reset puts arm and puck in place at once; waiting for rest simulates the slide), and
-:class:`MeasuredPuckScene`, a real puck (the arm approaches through the robot interface, at most
-``APPROACH_SPEED`` of each joint's velocity limit; the puck is put back by a reset service or a person and located
-by a camera; its ROS side is :mod:`mtrl_robot.ros.puck_node`).
+:class:`MeasuredPuckScene`, a real puck (the arm approaches through the robot interface,
+:func:`~mtrl_robot.tasks.moves.move_to`; the puck is put back by a reset service or a person and located by a
+camera; its ROS side is :mod:`mtrl_robot.ros.puck_node`).
 
 **The meta-RL world** (:class:`PuckWorld`): goals in, normalised actions in the latent space of a hitting VAE
 out, hits on a task's physics (:class:`Task`: a fixed condition, a randomization sample, or a real puck's).
@@ -62,6 +62,7 @@ from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.motions.hitting import ANGLE_RANGE, SPEED_RANGE, HittingMotionGenerator, with_paddle
 from mtrl_robot.randomization import RandomizationSpec, Randomizer, check_sample, load_spec
 from mtrl_robot.scenes.puck_table import Scene, load_scene
+from mtrl_robot.tasks.moves import move_to, run
 
 HIT_TIMESTEP = 0.005  # s, MuJoCo physics step of the hitting task
 GOAL_DISTANCE = (0.1, 0.4)  # m from the puck's start, for sampled goals
@@ -72,8 +73,6 @@ BACKENDS = ("mujoco", "pybullet")
 EVAL_PUCK_MASS = 0.11  # kg
 OFFSETS = ("puck.offset_x", "puck.offset_y")  # drawn anew for every hit of a randomized task
 MISSED_DISTANCE = 0.5  # m, the distance a hit counts for when it was refused or its puck not found
-APPROACH_SPEED = 0.3  # fraction of each joint's velocity limit a move between hits may use (its peak)
-MIN_APPROACH_TIME = 1.0  # s
 
 
 def _condition(slide_x: float, slide_y: float) -> dict[str, float]:
@@ -216,30 +215,6 @@ class MeasuredPuckScene(PuckScene):
 
 
 # ---------------------------------------------------------------------------------------------- one hit
-
-
-def approach_time(start: np.ndarray, goal: np.ndarray, velocity_limits: np.ndarray) -> float:
-    """Duration of a rest-to-rest cubic from ``start`` to ``goal`` whose peak speed is ``APPROACH_SPEED`` of the limit.
-
-    A cubic with zero end velocities peaks at 1.5·Δq/T.
-    """
-    peak = 1.5 * np.abs(np.asarray(goal) - np.asarray(start)) / (APPROACH_SPEED * np.asarray(velocity_limits))
-    return max(MIN_APPROACH_TIME, float(peak.max()))
-
-
-def run(robot: RobotBackend, trajectory: JointTrajectory, stage: str) -> None:
-    """Execute ``trajectory``; ``TrajectoryError`` naming ``stage`` if it is refused or does not reach its end."""
-    result = robot.execute(trajectory)
-    if not result.success:
-        raise TrajectoryError(f"{stage}: {result.message}")
-
-
-def move_to(robot: RobotBackend, goal: np.ndarray, stage: str) -> None:
-    """A rest-to-rest move from the measured posture to ``goal``."""
-    start = robot.read_state().positions
-    duration = approach_time(start, goal, robot.limits.velocity)
-    run(robot, JointTrajectory(robot.joint_names, np.array([0.0, duration]), np.vstack([start, goal]),
-                               np.zeros((2, len(goal)))), stage)
 
 
 class Hit(NamedTuple):

@@ -36,11 +36,11 @@ from mtrl_robot.meta.policy_gradient_maml import (
     GaussianPolicy,
     InnerLearningRates,
     Params,
-    adapt as inner_step,
     detached,
     mean_action,
     meta_parameters,
 )
+from mtrl_robot.meta.policy_gradient_maml import adapt as inner_step
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.tasks.puck import PuckHittingEnv, PuckWorld, Task, condition_task
 
