@@ -2,7 +2,7 @@
 
 A thin shell over the one puck hit and meta-RL world of :mod:`mtrl_robot.tasks.puck` (its puck scene,
 :class:`RosPuckScene`, is a :class:`~mtrl_robot.tasks.puck.MeasuredPuckScene` whose outside world is ROS) and
-:func:`~mtrl_robot.learning.puck.adapt.adaptation_curve`, the procedure of the simulated evaluation:
+:func:`~mtrl_robot.learning.puck.adapt.adapt_trained`, the procedure of the simulated evaluation:
 
 - subscribes ``puck_position`` (``geometry_msgs/PointStamped`` in ``world``, e.g. the perception node's output);
 - moves the arm through :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend` (the ``preset``'s controller,
@@ -15,7 +15,8 @@ A thin shell over the one puck hit and meta-RL world of :mod:`mtrl_robot.tasks.p
   the puck run in ``run_dir``. Before each step and after the last, the mean action is scored on ``eval_goals``
   fresh goals; each step is ``rollouts`` exploratory hits and one policy-gradient step. The reply's message is
   JSON (mean final distance per step in cm, hits, refused hits, misses, seconds), also written atomically to
-  ``output_file`` when set. With ``autostart`` it runs once at start-up.
+  ``output_file`` when set; the adapted policy is written atomically to ``policy_file`` when set (read it with
+  :func:`~mtrl_robot.learning.puck.train.load_policy`). With ``autostart`` it runs once at start-up.
 
 A puck is at rest when its points of the last ``REST_WINDOW`` s lie within ``REST_TOLERANCE`` of their mean.
 """
@@ -39,8 +40,8 @@ from std_srvs.srv import Trigger
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.errors import ConfigError
-from mtrl_robot.learning.puck.adapt import adaptation_curve
-from mtrl_robot.learning.puck.train import BASELINE_FILE, META_FILE, VAE_FILE, load_policy
+from mtrl_robot.learning.puck.adapt import adapt_trained
+from mtrl_robot.learning.puck.train import BASELINE_FILE, META_FILE, VAE_FILE, load_policy, save_policy
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.ros.conversions import seconds
 from mtrl_robot.ros.futures import wait_for
@@ -68,6 +69,7 @@ PARAMETERS = {  # name: (default, description)
     "eval_goals": (0, "Goals scored with the mean action before each step and after the last (0: the run's)"),
     "seed": (0, "Seed of goals and exploration"),
     "output_file": ("", "JSON file for the adaptation result (empty: none)"),
+    "policy_file": ("", "File for the adapted policy (empty: none)"),
     "autostart": (False, "Run one adaptation at start-up"),
 }
 
@@ -186,13 +188,15 @@ class PuckNode(Node):
         try:
             started = time.monotonic()
             self.backend.wait_ready()
-            curve = adaptation_curve(self.trained.policy, self.trained.lrs, self.world, REAL_TASK, self.config,
-                                     self.p["steps"], [self.p["seed"], 7])
+            adapted, curve = adapt_trained(self.trained, self.world, REAL_TASK, self.config, self.p["steps"],
+                                           [self.p["seed"], 7])
+            if self.p["policy_file"]:
+                save_policy(adapted, self.p["policy_file"])
             result = {"policy": self.p["policy"], "run_dir": self.p["run_dir"], "steps": self.p["steps"],
                       "rollouts": self.config.rollouts, "eval_goals": self.config.eval_goals,
                       "mean_distance_cm": [round(float(d) * 100, 2) for d in curve], "hits": self.world.hits,
                       "refused": self.world.refused, "misses": self.world.misses,
-                      "seconds": round(time.monotonic() - started, 1)}
+                      "seconds": round(time.monotonic() - started, 1), "policy_file": self.p["policy_file"]}
             self.get_logger().info(f"adaptation done: {json.dumps(result)}")
             result["hit_record"] = self.world.record
             if self.p["output_file"]:

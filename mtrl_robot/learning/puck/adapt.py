@@ -7,9 +7,9 @@ sizes). :func:`adaptation_curve` is its curve alone, shared with the evaluation
 (:mod:`mtrl_robot.learning.puck.evaluate`), the baseline's step-size tuning
 (:func:`~mtrl_robot.learning.puck.train.tune_inner_lr`) and the puck node (:mod:`mtrl_robot.ros.puck_node`).
 
-:func:`adapt` (``mtrl-robot puck adapt``) adapts a policy of a trained run to one fixed condition of the simulated
-puck table and writes the adapted policy file (atomically; read it with
-:func:`~mtrl_robot.learning.puck.train.load_policy`).
+:func:`adapt_trained` adapts a trained policy on any world; :func:`adapt` (``mtrl-robot puck adapt``) does it for
+one fixed condition of the simulated puck table and writes the adapted policy file (atomically; read it with
+:func:`~mtrl_robot.learning.puck.train.load_policy`), as the puck node does for a real arm (``policy_file``).
 """
 
 from __future__ import annotations
@@ -71,6 +71,15 @@ def adaptation_curve(policy: GaussianPolicy, lrs: InnerLearningRates, world: Puc
     return adapt_policy(policy, lrs, world, task, config, steps, seed)[0]
 
 
+def adapt_trained(trained: TrainedPolicy, world: PuckWorld, task: Task, config: PuckMetaRLConfig, steps: int,
+                  seed: int | list[int]) -> tuple[TrainedPolicy, np.ndarray]:
+    """``trained`` adapted with :func:`adapt_policy` (its step sizes, config and history kept) and the curve."""
+    curve, params = adapt_policy(trained.policy, trained.lrs, world, task, config, steps, seed)
+    policy = copy.deepcopy(trained.policy)
+    policy.load_state_dict({**policy.state_dict(), **{name: p.detach() for name, p in params.items()}})
+    return TrainedPolicy(trained.kind, trained.config, policy, trained.lrs, trained.history), curve
+
+
 def adapt(run_dir: str | Path, out: str | Path, condition: str, steps: int, policy: str = "meta", seed: int = 0,
           rollouts: int | None = None) -> tuple[Path, np.ndarray]:
     """Adapt the ``policy`` (meta or baseline) of a run to ``condition`` with ``steps`` inner steps of K hits each
@@ -89,12 +98,9 @@ def adapt(run_dir: str | Path, out: str | Path, condition: str, steps: int, poli
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small models only lose time to thread hand-offs
     try:
-        curve, params = adapt_policy(trained.policy, trained.lrs, simulated_world(env, config), task, config, steps,
-                                     [config.seed, ADAPT_STREAM, seed])
+        adapted, curve = adapt_trained(trained, simulated_world(env, config), task, config, steps,
+                                       [config.seed, ADAPT_STREAM, seed])
     finally:
         torch.set_num_threads(threads)
         env.close()
-    adapted = copy.deepcopy(trained.policy)
-    adapted.load_state_dict({**adapted.state_dict(), **{name: p.detach() for name, p in params.items()}})
-    save_policy(TrainedPolicy(trained.kind, trained.config, adapted, trained.lrs, trained.history), out)
-    return Path(out), curve
+    return save_policy(adapted, out), curve
