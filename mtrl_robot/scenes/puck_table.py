@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import mujoco
 import numpy as np
 
 from mtrl_robot.core.config import load_yaml, mapping, number, unknown_keys, vector
@@ -23,6 +22,8 @@ from mtrl_robot.core.paths import data_dir
 from mtrl_robot.randomization import ARM_PARAMETERS
 
 if TYPE_CHECKING:
+    import mujoco
+
     from mtrl_robot.backends.mujoco_backend import MujocoBackend
     from mtrl_robot.backends.pybullet_backend import PybulletBackend
 
@@ -158,7 +159,10 @@ class MujocoPuckTable(PuckTable):
     """
 
     def __init__(self, backend: MujocoBackend, solo: mujoco.MjModel):
+        import mujoco  # here, not at the top: the scene's template is read where no simulator is needed
+
         super().__init__(backend.scene)
+        self._mj = mujoco
         m = backend.model
         self._backend, self._model, self._data = backend, m, backend.data
         self._pair, self._puck = m.pair("puck_table").id, m.body("puck").id
@@ -167,7 +171,7 @@ class MujocoPuckTable(PuckTable):
         self._nominal = {"friction": m.pair_friction[self._pair].copy(), "mass": m.body_mass[self._puck].copy(),
                          "inertia": m.body_inertia[self._puck].copy(),
                          "start": m.qpos0[self._qadr:self._qadr + 2].copy()}
-        self._solo, self._solo_data = solo, mujoco.MjData(solo)
+        self._solo, self._solo_data = solo, self._mj.MjData(solo)
         self._solo_puck = solo.body("puck").id
 
     def apply(self, values: Mapping[str, float]) -> dict[str, float]:
@@ -181,7 +185,7 @@ class MujocoPuckTable(PuckTable):
         solo = self._solo
         solo.pair_friction[0] = m.pair_friction[pair]
         solo.body_mass[self._solo_puck], solo.body_inertia[self._solo_puck] = m.body_mass[puck], m.body_inertia[puck]
-        mujoco.mj_setConst(solo, self._solo_data)  # constraint scaling depends on the mass
+        self._mj.mj_setConst(solo, self._solo_data)  # constraint scaling depends on the mass
         values = dict(zip(self._friction_names, m.pair_friction[self._pair, :5].tolist(), strict=True))
         values["puck.mass"] = float(m.body_mass[self._puck])
         values["puck.offset_x"], values["puck.offset_y"] = (m.qpos0[a:a + 2] - self._nominal["start"]).tolist()
@@ -195,18 +199,18 @@ class MujocoPuckTable(PuckTable):
         self._backend.stop()
         m, d, solo, sd = self._model, self._data, self._solo, self._solo_data
         a, v = self._qadr, self._dof
-        mujoco.mj_resetData(solo, sd)
+        self._mj.mj_resetData(solo, sd)
         sd.qpos[:], sd.qvel[:] = d.qpos[a:a + 7], d.qvel[v:v + 6]
         steps = math.ceil(max_time / solo.opt.timestep - 1e-9)
         chunk = max(1, round(_PUCK_CHECK / solo.opt.timestep))
         done = 0
         while done < steps and self.sliding(sd.qpos, sd.qvel, rest_speed):
-            mujoco.mj_step(solo, sd, min(chunk, steps - done))
+            self._mj.mj_step(solo, sd, min(chunk, steps - done))
             done += min(chunk, steps - done)
         d.qvel[:] = 0.0  # the arm, frozen
         d.qpos[a:a + 7], d.qvel[v:v + 6] = sd.qpos, sd.qvel
         d.time += sd.time
-        mujoco.mj_forward(m, d)
+        self._mj.mj_forward(m, d)
         return float(sd.time)
 
 
