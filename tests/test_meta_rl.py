@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.learning.puck import adapt as puck_adapt
 from mtrl_robot.learning.puck.evaluate import OverheadCamera, evaluate_puck
 from mtrl_robot.learning.puck.train import (
     BASELINE_FILE,
@@ -17,18 +18,17 @@ from mtrl_robot.learning.puck.train import (
     SUMMARY_FILE,
     VAE_FILE,
     InnerLearningRates,
-    PuckWorld,
-    adaptation_curve,
     load_policy,
     load_preset,
     new_policy,
     save_policy,
+    simulated_world,
     train_puck,
 )
 from mtrl_robot.meta import CheckpointError
 from mtrl_robot.meta.policy_gradient_maml import Batch, GaussianPolicy, adapt, meta_parameters, sample
 from mtrl_robot.models.hitting_vae import HittingVAE
-from mtrl_robot.tasks.puck import PuckHittingEnv
+from mtrl_robot.tasks.puck import PuckHittingEnv, condition_task
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +94,10 @@ def test_nan_is_refused():
 def test_one_inner_step_improves_a_fixed_condition_on_average(env):
     """Untrained policy, iso_low: after one inner step on 16 hits the mean action lands closer (fixed seed)."""
     config = dataclasses.replace(load_preset("small"), rollouts=16, eval_goals=16)
-    world = PuckWorld(env, config)
+    world = simulated_world(env, config)
     torch.manual_seed(0)
     policy, lrs = new_policy(config, learn_lr=False)
-    curves = np.array([adaptation_curve(policy, lrs, world, world.condition("iso_low"), 1, [0, i])
+    curves = np.array([puck_adapt.adaptation_curve(policy, lrs, world, condition_task("iso_low"), config, 1, [0, i])
                        for i in range(6)])
     before, after = curves[:, 0], curves[:, 1]
     assert after.mean() < 0.8 * before.mean(), curves
@@ -119,12 +119,11 @@ def test_presets_are_validated(tmp_path):
 
 
 def test_evaluation_writes_table_and_plot(run, tmp_path):
-    for camera in (False, True):
-        table, plot = evaluate_puck(run, tmp_path, repeats=2, camera=camera,
-                                    conditions=("iso_low", "aniso_low_y") if not camera else ("iso_medium",),
-                                    progress=False)
+    for camera, conditions in ((False, ("iso_low", "aniso_low_y")), (True, ("iso_medium",))):
+        table, plot = evaluate_puck(run, tmp_path, repeats=2, camera=camera, conditions=conditions, progress=False)
         text = table.read_text()
-        assert "| iso_low | meta |" in text or "| iso_medium | meta |" in text
+        rows = [line.split(" | ")[:2] for line in text.splitlines() if line.startswith("| ") and " | step" not in line]
+        assert rows == [[f"| {c}", kind] for c in conditions for kind in ("meta", "baseline")], rows
         assert ("camera" in text) == camera and "step 2" in text
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         raw = json.loads((tmp_path / f"puck_eval_{'camera' if camera else 'sim'}.json").read_text())
@@ -148,3 +147,25 @@ def test_camera_sees_the_puck_where_the_simulator_has_it(env):
                 assert np.linalg.norm(seen - info["puck_final"]) < 0.004, (seen, info["puck_final"])
     finally:
         camera.close()
+
+
+def test_adapt_writes_a_policy_adapted_to_one_condition(run, tmp_path):
+    out = tmp_path / "adapted" / "iso_low.pt"
+    out.parent.mkdir()
+    path, curve = puck_adapt.adapt(run, out, "iso_low", steps=1, rollouts=4)
+    trained, adapted = load_policy(run / META_FILE), load_policy(path)
+    assert path == out and [p.name for p in out.parent.iterdir()] == ["iso_low.pt"]  # atomic: nothing else left
+    assert curve.shape == (2,) and np.all(np.isfinite(curve))
+    assert adapted.kind == trained.kind and adapted.config == trained.config
+    changed = [not torch.equal(a, b) for a, b in zip(adapted.policy.parameters(), trained.policy.parameters(),
+                                                     strict=True)]
+    assert any(changed)  # one inner step moved the parameters
+    again, curve_again = puck_adapt.adapt(run, tmp_path / "again.pt", "iso_low", steps=1, rollouts=4)
+    np.testing.assert_array_equal(curve_again, curve)  # same seed, same hits, same adapted policy
+    for a, b in zip(load_policy(again).policy.parameters(), adapted.policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="unknown condition"):
+        puck_adapt.adapt(run, tmp_path / "bad.pt", "icy", steps=1)
+    with pytest.raises(ValueError, match="steps"):
+        puck_adapt.adapt(run, tmp_path / "bad.pt", "iso_low", steps=0)
+    assert not (tmp_path / "bad.pt").exists()

@@ -15,11 +15,10 @@ from arm_variants import perturbed
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
-from mtrl_robot.backends.mujoco_model import PAIR_FRICTION_ORDER
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, JointTrajectory, TrajectoryError
 from mtrl_robot.core.paths import data_dir
 from mtrl_robot.randomization import Randomizer, load_spec
-from mtrl_robot.scenes.puck_table import load_scene
+from mtrl_robot.scenes.puck_table import PAIR_FRICTION_ORDER, load_scene
 
 FAMILIES = ["baxter", "gen3", "panda", "yumi"]
 SCENE = load_scene()
@@ -313,8 +312,8 @@ def test_anisotropic_friction_acts_along_world_axes():
         backend = MujocoBackend(load_family("panda"), SCENE)
         backend.apply_randomization({"puck.friction.slide_x": 0.15, "puck.friction.slide_y": 0.6})
         backend.reset()
-        start = backend.puck_state()[0]
+        start = backend.table.state()[0]
         backend.data.qvel[backend.model.joint("puck").dofadr[0] + axis] = 1.0
         backend.step(500)
-        distances.append(float(np.linalg.norm(backend.puck_state()[0][:2] - start[:2])))
+        distances.append(float(np.linalg.norm(backend.table.state()[0][:2] - start[:2])))
     assert distances[0] > 2.5 * distances[1], distances

@@ -7,7 +7,6 @@ import pytest
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import CompiledChain
-from mtrl_robot.backends.mujoco_model import PAIR_FRICTION_ORDER
 from mtrl_robot.backends.trajectory import check_trajectory
 from mtrl_robot.models.hitting_vae import HittingVAE, hitting_dataset, reconstruction_error, train_hitting_vae
 from mtrl_robot.motions.hitting import (
@@ -18,7 +17,7 @@ from mtrl_robot.motions.hitting import (
     paddle_arm,
     with_paddle,
 )
-from mtrl_robot.scenes.puck_table import load_scene
+from mtrl_robot.scenes.puck_table import PAIR_FRICTION_ORDER, load_scene
 from mtrl_robot.tasks.puck import CONDITIONS, EVAL_PUCK_MASS, PuckHittingEnv
 from mtrl_robot.tools.bench.hitting_bench import bench_hitting
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mtrl_robot.backends.trajectory import JointLimits, JointState, JointTrajectory
+
+if TYPE_CHECKING:
+    from mtrl_robot.scenes.puck_table import PuckTable
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,13 @@ class RobotBackend(ABC):
 
 
 class SimBackend(RobotBackend):
-    """A simulated robot: adds stepping, reset and domain randomization."""
+    """A simulated robot: adds stepping, reset and domain randomization.
+
+    A simulated world with a scene also holds the scene's own physics as ``table`` (None for an arm alone):
+    the puck table's (:class:`~mtrl_robot.scenes.puck_table.PuckTable`), whose parameters it randomizes too.
+    """
+
+    table: PuckTable | None
 
     @property
     @abstractmethod
@@ -82,12 +92,3 @@ class SimBackend(RobotBackend):
     @abstractmethod
     def flange_position(self) -> np.ndarray:
         """World position of the flange as the engine computes it."""
-
-    @abstractmethod
-    def puck_state(self) -> tuple[np.ndarray, np.ndarray]:
-        """World position (x, y, z) and linear velocity of the puck; ValueError in a world without one."""
-
-    @abstractmethod
-    def settle_puck(self, max_time: float, rest_speed: float) -> float:
-        """Hold the arm still and simulate until the puck's horizontal speed is below ``rest_speed`` (m/s), it
-        drops below the table top, or ``max_time`` s pass; return the time simulated."""

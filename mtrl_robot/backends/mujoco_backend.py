@@ -3,8 +3,8 @@
 Trajectories are sampled once, when sent, into one position-actuator set point per control step (with
 velocity feed-forward ``p + kv/kp · v``, which turns the actuator into a PD on position and velocity
 error), so stepping costs little more than ``mj_step`` itself. Randomization edits the compiled
-``MjModel`` in place; the model is never rebuilt. With a scene, :meth:`MujocoBackend.settle_puck` freezes the
-arm and simulates the puck alone, in an arm-free copy of the scene stepped at ``PUCK_TIMESTEP``.
+``MjModel`` in place; the model is never rebuilt. With a scene, the puck's physics are ``table``, a
+:class:`~mtrl_robot.scenes.puck_table.MujocoPuckTable` over this model.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mujoco import rollout
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
-from mtrl_robot.backends.mujoco_model import PAIR_FRICTION_ORDER, TIMESTEP, build_model, build_puck_model
+from mtrl_robot.backends.mujoco_model import TIMESTEP, build_model, build_puck_model
 from mtrl_robot.backends.trajectory import (
     GOAL_TOLERANCE,
     SETTLE_TIME,
@@ -28,14 +28,12 @@ from mtrl_robot.backends.trajectory import (
     start_from,
 )
 from mtrl_robot.randomization import check_sample
-from mtrl_robot.scenes.puck_table import Scene, world_nominal_parameters
+from mtrl_robot.scenes.puck_table import PUCK_TIMESTEP, MujocoPuckTable, Scene, world_nominal_parameters
 
 _SETTLE_CHUNK = 5  # control steps between settle checks
-PUCK_TIMESTEP = 0.01  # s, physics step of the arm-free puck model (sliding needs no finer step)
-_PUCK_CHECK = 0.02  # s of puck-only simulation between rest checks
 _ROLLOUT_MIN_STEPS = 8  # shorter chunks are stepped from Python, longer ones by mujoco.rollout
 _FULL_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
-_RANDOMIZED_ARRAYS = ("pair_friction", "body_mass", "body_inertia", "dof_damping", "dof_frictionloss", "qpos0")
+_RANDOMIZED_ARRAYS = ("body_mass", "body_inertia", "dof_damping", "dof_frictionloss")  # the puck's: self.table
 
 
 def _span(ids) -> slice:
@@ -69,14 +67,6 @@ class MujocoBackend(SimBackend):
         self._site = m.site("flange").id
         self._limits = JointLimits(arm.joint_names, arm.lower, arm.upper, arm.velocity_limits,
                                    np.array([j.effort for j in arm.joints]))
-        if scene is not None:
-            self._pair = m.pair("puck_table").id
-            self._puck = m.body("puck").id
-            self._puck_qadr = int(m.jnt_qposadr[m.joint("puck").id])
-            self._puck_dof = int(m.jnt_dofadr[m.joint("puck").id])
-            self._friction_names = [f"puck.friction.{n}" for n in PAIR_FRICTION_ORDER]
-            self._solo = build_puck_model(scene, PUCK_TIMESTEP)
-            self._solo_data = mujoco.MjData(self._solo)
         # Views into the model's arrays (stable: the model is never reallocated) and their nominal values.
         self._views = {name: getattr(m, name) for name in _RANDOMIZED_ARRAYS}
         self._nominal_arrays = {name: view.copy() for name, view in self._views.items()}
@@ -90,6 +80,7 @@ class MujocoBackend(SimBackend):
         self._state0 = np.empty((1, mujoco.mj_stateSize(m, _FULL_STATE)))
         self._goal: np.ndarray | None = None
         self._start = 0.0
+        self.table = None if scene is None else MujocoPuckTable(self, build_puck_model(scene, PUCK_TIMESTEP))
         self.reset()
 
     @property
@@ -186,7 +177,7 @@ class MujocoBackend(SimBackend):
         return world_nominal_parameters(self.scene)
 
     def apply_randomization(self, sample: Mapping[str, float]) -> dict[str, float]:
-        """Restore nominal values, apply ``sample`` in place (puck offsets take effect at reset), read back."""
+        """Restore nominal values, apply ``sample`` in place (the puck's through ``table``), read back."""
         known = self.nominal_parameters()
         check_sample(sample, known)
         v, dofs, bodies = self._views, self._dofs, self._bodies
@@ -197,62 +188,18 @@ class MujocoBackend(SimBackend):
         v["dof_frictionloss"][dofs] *= values["arm.friction_scale"]
         v["body_mass"][bodies] *= values["arm.mass_scale"]
         v["body_inertia"][bodies] *= values["arm.mass_scale"]
-        if self.scene is not None:
-            v["pair_friction"][self._pair, :5] = [values[n] for n in self._friction_names]
-            mass_ratio = values["puck.mass"] / self.scene.puck_mass
-            v["body_mass"][self._puck] *= mass_ratio
-            v["body_inertia"][self._puck] *= mass_ratio
-            v["qpos0"][self._puck_qadr:self._puck_qadr + 2] += (values["puck.offset_x"], values["puck.offset_y"])
+        puck = self.table.apply(values) if self.table is not None else {}
         mujoco.mj_setConst(self.model, self._scratch)  # constraint scaling depends on the masses
-        if self.scene is not None:
-            solo, puck = self._solo, self._solo.body("puck").id
-            solo.pair_friction[0] = self.model.pair_friction[self._pair]
-            solo.body_mass[puck], solo.body_inertia[puck] = v["body_mass"][self._puck], v["body_inertia"][self._puck]
-            mujoco.mj_setConst(solo, self._solo_data)
-        return self._read_parameters()
+        return {**self._read_parameters(), **puck}
 
     def _read_parameters(self) -> dict[str, float]:
-        """Every randomizable parameter as the engine now holds it (a scale with nothing to act on reads nan)."""
+        """The arm's randomizable parameters as the engine now holds them (a scale with nothing to act on: nan)."""
         v, sums = self._views, self._nominal_sums
-        values = {name: float(v[array][index].sum() / sums[name]) if sums[name] > 0 else math.nan
-                  for name, array, index in (("arm.damping_scale", "dof_damping", self._dofs),
-                                             ("arm.friction_scale", "dof_frictionloss", self._dofs),
-                                             ("arm.mass_scale", "body_mass", self._bodies))}
-        if self.scene is not None:
-            values.update(zip(self._friction_names, v["pair_friction"][self._pair, :5].tolist(), strict=True))
-            values["puck.mass"] = float(v["body_mass"][self._puck])
-            a = self._puck_qadr
-            offset = v["qpos0"][a:a + 2] - self._nominal_arrays["qpos0"][a:a + 2]
-            values["puck.offset_x"], values["puck.offset_y"] = offset.tolist()
-        return values
+        return {name: float(v[array][index].sum() / sums[name]) if sums[name] > 0 else math.nan
+                for name, array, index in (("arm.damping_scale", "dof_damping", self._dofs),
+                                           ("arm.friction_scale", "dof_frictionloss", self._dofs),
+                                           ("arm.mass_scale", "body_mass", self._bodies))}
 
     def flange_position(self) -> np.ndarray:
         mujoco.mj_kinematics(self.model, self.data)
         return self.data.site_xpos[self._site].copy()
-
-    def puck_state(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.scene is None:
-            raise ValueError("this backend was built without the puck scene")
-        a, v = self._puck_qadr, self._puck_dof
-        return self.data.qpos[a:a + 3].copy(), self.data.qvel[v:v + 3].copy()
-
-    def settle_puck(self, max_time: float, rest_speed: float) -> float:
-        """The arm is frozen, not simulated: call this once it can no longer touch the puck."""
-        if self.scene is None:
-            raise ValueError("this backend was built without the puck scene")
-        m, d, solo, sd = self.model, self.data, self._solo, self._solo_data
-        a, v = self._puck_qadr, self._puck_dof
-        mujoco.mj_resetData(solo, sd)
-        sd.qpos[:], sd.qvel[:] = d.qpos[a:a + 7], d.qvel[v:v + 6]
-        steps = math.ceil(max_time / solo.opt.timestep - 1e-9)
-        chunk = max(1, round(_PUCK_CHECK / solo.opt.timestep))
-        done = 0
-        while done < steps and math.hypot(sd.qvel[0], sd.qvel[1]) >= rest_speed and sd.qpos[2] >= self.scene.table_top:
-            mujoco.mj_step(solo, sd, min(chunk, steps - done))
-            done += min(chunk, steps - done)
-        self.stop()
-        d.qvel[self._dofs] = 0.0
-        d.qpos[a:a + 7], d.qvel[v:v + 6] = sd.qpos, sd.qvel
-        d.time += sd.time
-        mujoco.mj_forward(m, d)
-        return float(sd.time)

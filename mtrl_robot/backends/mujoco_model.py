@@ -16,7 +16,7 @@ import mujoco
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.scenes.puck_table import FRICTION_PARAMETERS, PADDLE_STICK_RADIUS, Scene
+from mtrl_robot.scenes.puck_table import FRICTION_PARAMETERS, PADDLE_STICK_RADIUS, PAIR_FRICTION_ORDER, Scene
 
 TIMESTEP = 0.002  # s
 ARMATURE = 0.1  # kg·m², rotor inertia on every joint; keeps light wrists stable
@@ -28,11 +28,6 @@ OFFSCREEN_SIZE = (1920, 1080)  # minimum offscreen framebuffer, pixels
 # Collision bits: arm geoms collide with the puck only; puck–table contact comes from the explicit pair.
 _ARM_CONTYPE, _ARM_CONAFFINITY = 1, 0
 _PUCK_CONTYPE, _PUCK_CONAFFINITY = 0, 1
-
-# MuJoCo's contact frame for the puck on the flat table: normal −z, first tangent world y, second world x.
-# The pair's five coefficients are [slide t1, slide t2, torsional, roll about t1, roll about t2], so the
-# scene's x/y coefficients go in this order to act along world x and y.
-PAIR_FRICTION_ORDER = ("slide_y", "slide_x", "torsional", "roll_y", "roll_x")
 
 
 def _quat(rotation: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The PyBullet backend: the arm from its generated URDF, optionally on the table-top puck scene.
+"""The PyBullet backend: the arm from its generated URDF, optionally on the table-top puck scene (whose puck
+physics are ``table``, a :class:`~mtrl_robot.scenes.puck_table.PybulletPuckTable`).
 
 Each backend owns a PyBullet client in DIRECT mode, so several can coexist in one process. Joints are
 driven by POSITION_CONTROL motors whose force limit is the joint's effort limit; one control step is one
@@ -56,7 +57,7 @@ from mtrl_robot.backends.trajectory import (
     start_from,
 )
 from mtrl_robot.randomization import check_sample
-from mtrl_robot.scenes.puck_table import PADDLE_STICK_RADIUS, Scene, world_nominal_parameters
+from mtrl_robot.scenes.puck_table import PADDLE_STICK_RADIUS, PybulletPuckTable, Scene, world_nominal_parameters
 
 GRAVITY = 9.81  # m/s²
 POSITION_GAIN = 0.3  # PyBullet position-motor gain: fraction of the position error corrected per step
@@ -107,7 +108,7 @@ class PybulletBackend(SimBackend):
         self._trajectory: JointTrajectory | None = None
         self._start = 0.0
         self._result: ExecutionResult | None = None
-        self._puck_offset = np.zeros(2)
+        self.table: PybulletPuckTable | None = None
         self._build()
         self.apply_randomization({})
         self.reset()
@@ -153,15 +154,13 @@ class PybulletBackend(SimBackend):
         shape = self._call(p.createCollisionShape, p.GEOM_CYLINDER, radius=scene.puck_radius, height=scene.puck_height)
         visual = self._call(p.createVisualShape, p.GEOM_CYLINDER, radius=scene.puck_radius, length=scene.puck_height,
                             rgbaColor=[0.1, 0.1, 0.1, 1])
-        self.puck = self._call(p.createMultiBody, scene.puck_mass, shape, visual, self._puck_start())
+        start = [*scene.puck_start, scene.table_top + scene.puck_height / 2]
+        self.puck = self._call(p.createMultiBody, scene.puck_mass, shape, visual, start)
         self._call(p.changeDynamics, self.puck, -1, linearDamping=0.0, angularDamping=0.0)
         goal = self._call(p.createVisualShape, p.GEOM_CYLINDER, radius=scene.goal_radius, length=0.002,
                           rgbaColor=[0.1, 0.8, 0.1, 0.6])
         self.goal = self._call(p.createMultiBody, 0.0, -1, goal, [*scene.goal_position, scene.table_top + 0.001])
-
-    def _puck_start(self) -> list[float]:
-        scene = self.scene
-        return [*(np.array(scene.puck_start) + self._puck_offset), scene.table_top + scene.puck_height / 2]
+        self.table = PybulletPuckTable(self)
 
     # --------------------------------------------------------------------------------------- interface
 
@@ -256,31 +255,12 @@ class PybulletBackend(SimBackend):
             self._call(p.resetJointState, self.robot, index, float(value), 0.0)
         self._command(q, np.zeros(self.arm.dof))
         self._trajectory, self._result = None, None
-        if self.scene:
-            self._call(p.resetBasePositionAndOrientation, self.puck, self._puck_start(), [0, 0, 0, 1])
-            self._call(p.resetBaseVelocity, self.puck, [0, 0, 0], [0, 0, 0])
+        if self.table is not None:
+            self.table.reset()
         return self.read_state()
 
     def flange_position(self) -> np.ndarray:
         return np.array(self._call(p.getLinkState, self.robot, self._flange_index, computeForwardKinematics=True)[4])
-
-    def puck_state(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.scene is None:
-            raise ValueError("this backend was built without the puck scene")
-        position = self._call(p.getBasePositionAndOrientation, self.puck)[0]
-        return np.array(position), np.array(self._call(p.getBaseVelocity, self.puck)[0])
-
-    def settle_puck(self, max_time: float, rest_speed: float) -> float:
-        if self.scene is None:
-            raise ValueError("this backend was built without the puck scene")
-        self.stop()
-        start, steps = self._steps, math.ceil(max_time / self.control_dt - 1e-9)
-        position, velocity = self.puck_state()
-        while (self._steps - start < steps and math.hypot(velocity[0], velocity[1]) >= rest_speed
-               and position[2] >= self.scene.table_top):
-            self.step()
-            position, velocity = self.puck_state()
-        return (self._steps - start) * self.control_dt
 
     def close(self) -> None:
         self._closer()
@@ -299,8 +279,8 @@ class PybulletBackend(SimBackend):
             raise ValueError("PyBullet scales y friction from x friction: slide_y > 0 needs slide_x > 0")
         self._apply_arm(values)
         readback = self._read_arm()
-        if self.scene:
-            readback.update(self._apply_puck(values))
+        if self.table is not None:
+            readback.update(self.table.apply(values))
         return readback
 
     def _apply_arm(self, values: Mapping[str, float]) -> None:
@@ -317,22 +297,3 @@ class PybulletBackend(SimBackend):
         nominal_damping = float(self._damping.sum())
         return {"arm.mass_scale": mass / float(self._link_mass.sum()), "arm.friction_scale": math.nan,
                 "arm.damping_scale": damping / nominal_damping if nominal_damping > 0 else math.nan}
-
-    def _apply_puck(self, values: Mapping[str, float]) -> dict[str, float]:
-        slide_x, slide_y = values["puck.friction.slide_x"], values["puck.friction.slide_y"]
-        ratio = slide_y / slide_x if slide_x > 0 else 1.0
-        mass, radius, height = values["puck.mass"], self.scene.puck_radius, self.scene.puck_height
-        transverse = mass * (3 * radius**2 + height**2) / 12
-        self._call(p.changeDynamics, self.puck, -1, lateralFriction=slide_x, anisotropicFriction=[1.0, ratio, 1.0],
-                   spinningFriction=values["puck.friction.torsional"],
-                   rollingFriction=(values["puck.friction.roll_x"] + values["puck.friction.roll_y"]) / 2,
-                   mass=mass, localInertiaDiagonal=[transverse, transverse, mass * radius**2 / 2])
-        self._puck_offset = np.array([values["puck.offset_x"], values["puck.offset_y"]])
-        self._call(p.resetBasePositionAndOrientation, self.puck, self._puck_start(), [0, 0, 0, 1])
-        self._call(p.resetBaseVelocity, self.puck, [0, 0, 0], [0, 0, 0])
-        info = self._call(p.getDynamicsInfo, self.puck, -1)
-        position = self._call(p.getBasePositionAndOrientation, self.puck)[0]
-        return {"puck.friction.slide_x": info[1], "puck.friction.slide_y": info[1] * ratio,
-                "puck.friction.torsional": info[7], "puck.friction.roll_x": info[6], "puck.friction.roll_y": info[6],
-                "puck.mass": info[0], "puck.offset_x": position[0] - self.scene.puck_start[0],
-                "puck.offset_y": position[1] - self.scene.puck_start[1]}

@@ -187,6 +187,14 @@ def cmd_puck(args: argparse.Namespace) -> None:
 
         print(f"puck run in {train_puck(load_preset(args.preset, overrides=args.set), args.output)}")
         return
+    if args.action == "adapt":
+        from mtrl_robot.learning.puck.adapt import adapt
+
+        out = args.output / f"{args.policy}_{args.condition}.pt" if args.output.is_dir() else args.output
+        path, curve = adapt(args.run, out, args.condition, args.steps, args.policy, args.seed)
+        print("mean final distance by adaptation step (cm): " + ", ".join(f"{100 * d:.2f}" for d in curve))
+        print(f"wrote adapted policy {path}")
+        return
     from mtrl_robot.learning.puck.evaluate import evaluate_puck
 
     table, plot = evaluate_puck(args.run, args.output, repeats=args.repeats, camera=args.camera)
@@ -273,14 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--robots", type=int, help="held-out robots per family (default: all)")
     e.set_defaults(func=cmd_evaluate)
 
-    pk = sub.add_parser("puck", help="puck hitting: meta-RL training and evaluation")
-    pk.add_argument("action", choices=["train", "evaluate"])
+    pk = sub.add_parser("puck", help="puck hitting: meta-RL training, adaptation and evaluation")
+    pk.add_argument("action", choices=["train", "adapt", "evaluate"])
     pk.add_argument("--preset", default="default", help="section of config/puck_meta_rl.yaml (small, default)")
     pk.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a preset value, e.g. --set inner_lr=0.1 (repeatable)")
     pk.add_argument("--run", type=Path, default=RUNS / "puck", help="run folder to evaluate")
     pk.add_argument("--repeats", type=int, default=25)
     pk.add_argument("--camera", action="store_true", help="puck position from the overhead camera")
+    pk.add_argument("--condition", default="iso_low", help="adapt: the fixed puck condition to adapt to")
+    pk.add_argument("--steps", type=int, default=3, help="adapt: inner steps")
+    pk.add_argument("--policy", choices=["meta", "baseline"], default="meta", help="adapt: which policy of the run")
+    pk.add_argument("--seed", type=int, default=0, help="adapt: seed of goals and exploration")
     pk.add_argument("-o", "--output", type=Path, default=RUNS / "puck")
     pk.set_defaults(func=cmd_puck)
 

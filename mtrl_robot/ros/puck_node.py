@@ -1,7 +1,8 @@
 """The puck node: meta-RL adaptation of puck hitting on an arm reached through ROS, the puck seen by a camera.
 
-A thin shell over :class:`~mtrl_robot.tasks.robot_puck_world.RobotPuckWorld` and
-:func:`~mtrl_robot.learning.puck.train.adaptation_curve`, the procedure of the simulated evaluation:
+A thin shell over the one puck hit and meta-RL world of :mod:`mtrl_robot.tasks.puck` (its puck scene,
+:class:`RosPuckScene`, is a :class:`~mtrl_robot.tasks.puck.MeasuredPuckScene` whose outside world is ROS) and
+:func:`~mtrl_robot.learning.puck.adapt.adapt_trained`, the procedure of the simulated evaluation:
 
 - subscribes ``puck_position`` (``geometry_msgs/PointStamped`` in ``world``, e.g. the perception node's output);
 - moves the arm through :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend` (the ``preset``'s controller,
@@ -14,7 +15,8 @@ A thin shell over :class:`~mtrl_robot.tasks.robot_puck_world.RobotPuckWorld` and
   the puck run in ``run_dir``. Before each step and after the last, the mean action is scored on ``eval_goals``
   fresh goals; each step is ``rollouts`` exploratory hits and one policy-gradient step. The reply's message is
   JSON (mean final distance per step in cm, hits, refused hits, misses, seconds), also written atomically to
-  ``output_file`` when set. With ``autostart`` it runs once at start-up.
+  ``output_file`` when set; the adapted policy is written atomically to ``policy_file`` when set (read it with
+  :func:`~mtrl_robot.learning.puck.train.load_policy`). With ``autostart`` it runs once at start-up.
 
 A puck is at rest when its points of the last ``REST_WINDOW`` s lie within ``REST_TOLERANCE`` of their mean.
 """
@@ -38,7 +40,8 @@ from std_srvs.srv import Trigger
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.errors import ConfigError
-from mtrl_robot.learning.puck.train import BASELINE_FILE, META_FILE, VAE_FILE, adaptation_curve, load_policy
+from mtrl_robot.learning.puck.adapt import adapt_trained
+from mtrl_robot.learning.puck.train import BASELINE_FILE, META_FILE, VAE_FILE, load_policy, save_policy
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.ros.conversions import seconds
 from mtrl_robot.ros.futures import wait_for
@@ -46,7 +49,7 @@ from mtrl_robot.ros.hardware_backend import HardwareBackend
 from mtrl_robot.ros.parameters import Range, declare_parameters
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.scenes.puck_table import load_scene
-from mtrl_robot.tasks.robot_puck_world import ROBOT_TASK, RobotPuckWorld
+from mtrl_robot.tasks.puck import REAL_TASK, MeasuredPuckScene, PuckWorld
 
 REST_WINDOW = 0.5  # s the puck must stay still to count as at rest
 REST_TOLERANCE = 0.002  # m
@@ -67,6 +70,7 @@ PARAMETERS = {  # name: (default, description[, Range or OneOf])
                    Range(0, 100_000)),
     "seed": (0, "Seed of goals and exploration", Range(0, 2**32 - 1)),
     "output_file": ("", "JSON file for the adaptation result (empty: none)"),
+    "policy_file": ("", "File for the adapted policy (empty: none)"),
     "autostart": (False, "Run one adaptation at start-up"),
 }
 
@@ -83,6 +87,11 @@ class PuckTracker:
             self._points.append((seconds(msg.header.stamp), np.array([msg.point.x, msg.point.y])))
             del self._points[:-200]
 
+    def latest(self) -> np.ndarray | None:
+        """The last position seen, if any."""
+        with self._lock:
+            return self._points[-1][1].copy() if self._points else None
+
     def rest(self, since: float, timeout: float = REST_TIMEOUT) -> np.ndarray | None:
         """The puck's position once still for ``REST_WINDOW`` s in images stamped after ``since``; None on timeout."""
         deadline = time.monotonic() + timeout
@@ -96,6 +105,51 @@ class PuckTracker:
                     return mean
             time.sleep(0.05)
         return None
+
+
+class RosPuckScene(MeasuredPuckScene):
+    """The puck seen on ``puck_position``, put back by a ``std_srvs/Trigger`` service or, without one, a person."""
+
+    def __init__(self, node: Node, robot: HardwareBackend, puck_start: np.ndarray, reset_service: str,
+                 start_tolerance: float):
+        super().__init__(robot, puck_start)
+        self.node, self.service, self.start_tolerance = node, reset_service, start_tolerance
+        self.tracker = PuckTracker()
+        node.create_subscription(PointStamped, "puck_position", self.tracker.add, 10,
+                                 callback_group=ReentrantCallbackGroup())
+        self._reset = node.create_client(Trigger, reset_service, callback_group=MutuallyExclusiveCallbackGroup()) \
+            if reset_service else None
+
+    def _now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def reset_puck(self) -> None:
+        if self._reset is None:
+            self.node.get_logger().info(f"put the puck back at {self.puck_start.round(3).tolist()}")
+            return
+        if not self._reset.wait_for_service(timeout_sec=SERVICE_TIMEOUT):
+            raise RuntimeError(f"reset service {self.service} not found")
+        future = self._reset.call_async(Trigger.Request())
+        if not wait_for(future, SERVICE_TIMEOUT) or not future.result().success:
+            raise RuntimeError(f"reset service {self.service} did not reset the scene")
+
+    def puck_at_start(self) -> bool:
+        """With a reset service its success is enough; a person's reset is checked by the camera."""
+        if self._reset is not None:
+            return True
+        position = self.tracker.rest(self._now(), PERSON_TIMEOUT)
+        if position is None or float(np.linalg.norm(position - self.puck_start)) > self.start_tolerance:
+            self.node.get_logger().warn(
+                f"the puck is not at rest at its start {self.puck_start.round(3).tolist()}: seen "
+                f"{'nowhere at rest' if position is None else position.round(3).tolist()}")
+            return False
+        return True
+
+    def where(self) -> np.ndarray | None:
+        return self.tracker.latest()
+
+    def rest(self) -> np.ndarray | None:
+        return self.tracker.rest(self._now())
 
 
 class PuckNode(Node):
@@ -114,18 +168,14 @@ class PuckNode(Node):
         overrides = {k: p[k] for k in ("rollouts", "eval_goals") if p[k] > 0}
         self.config = replace(self.trained.config, **overrides)
         vae = HittingVAE.load(run / VAE_FILE)  # frozen
-        self.start = np.asarray(load_scene(p["scene"]).puck_start, dtype=float)
-        self.tracker = PuckTracker()
-        group = ReentrantCallbackGroup()
-        self.create_subscription(PointStamped, "puck_position", self.tracker.add, 10, callback_group=group)
-        self._reset = self.create_client(Trigger, p["reset_service"], callback_group=MutuallyExclusiveCallbackGroup()) \
-            if p["reset_service"] else None
         self.backend = HardwareBackend(p["preset"], node_name="puck_node_client")
-        self.world = RobotPuckWorld(self.backend, vae, self.start, self.config, self._measure_rest, self._reset_puck,
-                                    self._wait_puck_at_start, home=load_family(self.backend.preset.family).home_q,
-                                    log=self.get_logger().info)
+        scene = RosPuckScene(self, self.backend, load_scene(p["scene"]).puck_start, p["reset_service"],
+                             p["start_tolerance"])
+        self.world = PuckWorld(self.backend, scene, vae, self.config.goal_distance, self.config.goal_angle,
+                               retract_to=load_family(self.backend.preset.family).home_q, log=self.get_logger().info,
+                               keep_record=True)
         self._busy = threading.Lock()
-        self.create_service(Trigger, "~/adapt", self._on_adapt, callback_group=group)
+        self.create_service(Trigger, "~/adapt", self._on_adapt, callback_group=ReentrantCallbackGroup())
         self.get_logger().info(f"{p['policy']} policy of {run}, preset {p['preset']}, {p['steps']} steps × "
                                f"{self.config.rollouts} hits, puck reset by {p['reset_service'] or 'a person'}")
         if p["autostart"]:
@@ -139,13 +189,15 @@ class PuckNode(Node):
         try:
             started = time.monotonic()
             self.backend.wait_ready()
-            curve = adaptation_curve(self.trained.policy, self.trained.lrs, self.world, ROBOT_TASK, self.p["steps"],
-                                     [self.p["seed"], 7])
+            adapted, curve = adapt_trained(self.trained, self.world, REAL_TASK, self.config, self.p["steps"],
+                                           [self.p["seed"], 7])
+            if self.p["policy_file"]:
+                save_policy(adapted, self.p["policy_file"])
             result = {"policy": self.p["policy"], "run_dir": self.p["run_dir"], "steps": self.p["steps"],
                       "rollouts": self.config.rollouts, "eval_goals": self.config.eval_goals,
                       "mean_distance_cm": [round(float(d) * 100, 2) for d in curve], "hits": self.world.hits,
                       "refused": self.world.refused, "misses": self.world.misses,
-                      "seconds": round(time.monotonic() - started, 1)}
+                      "seconds": round(time.monotonic() - started, 1), "policy_file": self.p["policy_file"]}
             self.get_logger().info(f"adaptation done: {json.dumps(result)}")
             result["hit_record"] = self.world.record
             if self.p["output_file"]:
@@ -159,33 +211,6 @@ class PuckNode(Node):
         response.success = result is not None
         response.message = json.dumps(result) if result is not None else "an adaptation is already running"
         return response
-
-    def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
-
-    def _measure_rest(self) -> np.ndarray | None:
-        return self.tracker.rest(self._now())
-
-    def _reset_puck(self) -> None:
-        if self._reset is None:
-            self.get_logger().info(f"put the puck back at {self.start.round(3).tolist()}")
-            return
-        if not self._reset.wait_for_service(timeout_sec=SERVICE_TIMEOUT):
-            raise RuntimeError(f"reset service {self.p['reset_service']} not found")
-        future = self._reset.call_async(Trigger.Request())
-        if not wait_for(future, SERVICE_TIMEOUT) or not future.result().success:
-            raise RuntimeError(f"reset service {self.p['reset_service']} did not reset the scene")
-
-    def _wait_puck_at_start(self) -> bool:
-        """With a reset service its success is enough; a person's reset is checked by the camera."""
-        if self._reset is not None:
-            return True
-        position = self.tracker.rest(self._now(), PERSON_TIMEOUT)
-        if position is None or float(np.linalg.norm(position - self.start)) > self.p["start_tolerance"]:
-            self.get_logger().warn(f"the puck is not at rest at its start {self.start.round(3).tolist()}: seen "
-                                   f"{'nowhere at rest' if position is None else position.round(3).tolist()}")
-            return False
-        return True
 
     def destroy_node(self) -> None:
         self.backend.close()

@@ -1,1 +1,1 @@
-"""Tasks over the robot interface, Gymnasium API: puck hitting."""
+"""Tasks over the one robot interface, on any backend: reaching and puck hitting."""

@@ -1,4 +1,18 @@
-"""Puck hitting, Gymnasium API: one episode is one hit of the puck towards a goal on the table.
+"""Puck hitting on any robot: one hit for simulation and hardware, the meta-RL world, the Gymnasium task.
+
+**One hit** (:func:`hit`) runs on any :class:`~mtrl_robot.backends.interface.RobotBackend` and any
+:class:`PuckScene` (put the puck back / randomize / where is the puck / wait until it is still): the arm at the
+motion's first posture and the puck back at its start, the motion, optionally a retract out of the camera's view,
+then the puck's resting place. Two scenes: :class:`SimulatedPuckScene`, the simulated puck table of a simulator
+backend (a reset puts arm and puck in place at once; waiting for rest simulates the slide), and
+:class:`MeasuredPuckScene`, a real puck (the arm approaches through the robot interface,
+:func:`~mtrl_robot.tasks.moves.move_to`; the puck is put back by a reset service or a person and located by a
+camera; its ROS side is :mod:`mtrl_robot.ros.puck_node`).
+
+**The meta-RL world** (:class:`PuckWorld`): goals in, normalised actions in the latent space of a hitting VAE
+out, hits on a task's physics (:class:`Task`: a fixed condition, a randomization sample, or a real puck's).
+
+**The Gymnasium task** (:class:`PuckHittingEnv`): one episode is one simulated hit of the puck towards a goal.
 
 - **Observation**: the goal (x, y) in the world frame, m.
 - **Action**: hitting parameters (angle rad, strength m/s) within ``ANGLE_RANGE`` × ``SPEED_RANGE`` (outside:
@@ -10,8 +24,8 @@
   randomization spec (``config/randomization.yaml`` by default, Arndt et al.'s ranges) or a fixed condition
   (``condition=`` or ``options["condition"]``: a name in :data:`CONDITIONS` or a mapping of parameter
   values), applied with ``backend.apply_randomization``; the values read back from the engine are in ``info``.
-- **Step** (one hit): the arm is reset to the motion's first posture (a simulator reset, the puck back at its
-  start plus the sampled offset), the motion runs, then the simulation continues until the puck rests
+- **Step** (one :func:`hit`): the arm is reset to the motion's first posture (a simulator reset, the puck back at
+  its start plus the sampled offset), the motion runs, then the simulation continues until the puck rests
   (speed below ``REST_SPEED``), leaves the table top, or ``MAX_SLIDE_TIME`` passes. Reward = −(distance from
   the puck's final (x, y) to the goal), in m; ``terminated`` is always True.
 
@@ -30,22 +44,25 @@ hits per second.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_family
-from mtrl_robot.backends.interface import SimBackend
-from mtrl_robot.backends.trajectory import JointTrajectory
+from mtrl_robot.backends.interface import RobotBackend, SimBackend
+from mtrl_robot.backends.trajectory import JointTrajectory, TrajectoryError
 from mtrl_robot.core.paths import data_dir
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.motions.hitting import ANGLE_RANGE, SPEED_RANGE, HittingMotionGenerator, with_paddle
 from mtrl_robot.randomization import RandomizationSpec, Randomizer, check_sample, load_spec
 from mtrl_robot.scenes.puck_table import Scene, load_scene
+from mtrl_robot.tasks.moves import move_to, run
 
 HIT_TIMESTEP = 0.005  # s, MuJoCo physics step of the hitting task
 GOAL_DISTANCE = (0.1, 0.4)  # m from the puck's start, for sampled goals
@@ -54,6 +71,8 @@ MAX_SLIDE_TIME = 3.0  # s of simulation after the motion ends
 PYBULLET_DT = 1.0 / 240.0  # s, PyBullet's physics step (its default)
 BACKENDS = ("mujoco", "pybullet")
 EVAL_PUCK_MASS = 0.11  # kg
+OFFSETS = ("puck.offset_x", "puck.offset_y")  # drawn anew for every hit of a randomized task
+MISSED_DISTANCE = 0.5  # m, the distance a hit counts for when it was refused or its puck not found
 
 
 def _condition(slide_x: float, slide_y: float) -> dict[str, float]:
@@ -69,6 +88,24 @@ CONDITIONS: dict[str, dict[str, float]] = {
 }
 
 
+class Task(NamedTuple):
+    """One puck physics: a fixed condition or a randomization sample (then with a fresh start offset per hit)."""
+
+    name: str
+    parameters: dict[str, float]
+    jitter: bool  # draw the puck's start offset anew for every hit
+
+
+REAL_TASK = Task("real", {}, False)  # a real puck's physics are what they are: nothing to set
+
+
+def condition_task(name: str) -> Task:
+    """A fixed evaluation condition of :data:`CONDITIONS`."""
+    if name not in CONDITIONS:
+        raise ValueError(f"unknown condition {name!r} (known: {', '.join(CONDITIONS)})")
+    return Task(name, dict(CONDITIONS[name]), False)
+
+
 def make_backend(name: str, arm: Arm, scene: Scene, timestep: float = HIT_TIMESTEP) -> SimBackend:
     """The simulator ``name`` (``mujoco`` or ``pybullet``) with ``arm`` on ``scene``."""
     if name == "mujoco":
@@ -80,6 +117,217 @@ def make_backend(name: str, arm: Arm, scene: Scene, timestep: float = HIT_TIMEST
 
         return PybulletBackend(arm, scene, control_dt=PYBULLET_DT)
     raise ValueError(f"unknown backend {name!r} (use {', '.join(BACKENDS)})")
+
+
+# ---------------------------------------------------------------------------------------------- the puck scene
+
+
+class PuckScene(ABC):
+    """The puck and table around a robot, as a hit needs them: put back, (randomized,) located, waited on."""
+
+    def __init__(self, puck_start):
+        self.puck_start = np.asarray(puck_start, dtype=float)  # (x, y) where the puck is put back, m
+
+    @abstractmethod
+    def put_back(self, posture: np.ndarray) -> bool:
+        """The arm at rest at ``posture`` (a hit's first posture), then the puck back at its start; False if the
+        puck is not there. A refused or failed arm motion raises ``TrajectoryError``."""
+
+    @abstractmethod
+    def nominal_parameters(self) -> dict[str, float]:
+        """Nominal value of every parameter :meth:`randomize` can set."""
+
+    @abstractmethod
+    def randomize(self, physics: Mapping[str, float]) -> dict[str, float]:
+        """Give the puck these physics (a randomization sample); the values now in force."""
+
+    @abstractmethod
+    def where(self) -> np.ndarray | None:
+        """The puck's (x, y) now, m; None if it is not found."""
+
+    @abstractmethod
+    def rest(self) -> np.ndarray | None:
+        """Wait until the puck is still; its (x, y) then, or None if it is not found."""
+
+
+class SimulatedPuckScene(PuckScene):
+    """The simulated puck table of a :class:`SimBackend` (its ``table``): a reset puts the arm at the hit's first
+    posture and the puck back at once; waiting for rest simulates the slide (at most ``MAX_SLIDE_TIME``).
+
+    ``measure`` (for example the overhead camera) replaces the simulator's own resting position when given.
+    """
+
+    def __init__(self, backend: SimBackend, measure: Callable[[], np.ndarray | None] | None = None):
+        if backend.table is None:
+            raise ValueError("the puck scene needs a backend built with the puck table")
+        super().__init__(backend.table.scene.puck_start)
+        self.backend, self.table, self.measure = backend, backend.table, measure
+
+    def put_back(self, posture: np.ndarray) -> bool:
+        self.backend.reset(posture)  # the puck back at its start plus the sampled offset
+        return True
+
+    def nominal_parameters(self) -> dict[str, float]:
+        return self.backend.nominal_parameters()
+
+    def randomize(self, physics: Mapping[str, float]) -> dict[str, float]:
+        return self.backend.apply_randomization(physics)
+
+    def where(self) -> np.ndarray:
+        return self.table.state()[0][:2]
+
+    def rest(self) -> np.ndarray | None:
+        self.table.settle(MAX_SLIDE_TIME, REST_SPEED)  # the paddle, now still, cannot catch the puck
+        return self.where() if self.measure is None else self.measure()
+
+
+class MeasuredPuckScene(PuckScene):
+    """A real puck on a real table: the arm moves to the hit's first posture through the robot interface, the
+    puck is put back from outside (a reset service, a person) and located by a measurement (a camera).
+
+    Subclasses supply the outside world: :meth:`reset_puck`, :meth:`puck_at_start`, :meth:`where`, :meth:`rest`.
+    """
+
+    def __init__(self, robot: RobotBackend, puck_start):
+        super().__init__(puck_start)
+        self.robot = robot
+
+    def put_back(self, posture: np.ndarray) -> bool:
+        move_to(self.robot, posture, "approach")  # first, so that the approach cannot push the puck away
+        self.reset_puck()
+        return self.puck_at_start()
+
+    def nominal_parameters(self) -> dict[str, float]:
+        return {}
+
+    def randomize(self, physics: Mapping[str, float]) -> dict[str, float]:
+        if physics:
+            raise ValueError(f"a real puck's physics cannot be set, got {sorted(physics)}")
+        return {}
+
+    @abstractmethod
+    def reset_puck(self) -> None:
+        """Have the puck put back at its start."""
+
+    @abstractmethod
+    def puck_at_start(self) -> bool:
+        """Is the puck back at its start, at rest?"""
+
+
+# ---------------------------------------------------------------------------------------------- one hit
+
+
+class Hit(NamedTuple):
+    """What one hit left: the puck's (x, y) before and after, or why there is no after."""
+
+    start: np.ndarray | None  # where the puck was once put back (None: not found)
+    final: np.ndarray | None  # where it came to rest (None: the hit was refused or skipped, or the puck not found)
+    refused: bool  # an arm motion was refused or failed
+    problem: str  # why ``final`` is None ("" otherwise)
+    duration: float  # s on the robot's clock from the puck being back to its resting place being read
+
+
+def hit(robot: RobotBackend, scene: PuckScene, motion: JointTrajectory, retract_to: np.ndarray | None = None) -> Hit:
+    """One hit with ``motion`` on any robot and puck scene.
+
+    1. the arm at the motion's first posture and the puck back at its start (:meth:`PuckScene.put_back`);
+    2. the motion itself;
+    3. with ``retract_to``: once the puck is still, back to the motion's first posture (along the hitting line,
+       away from the puck) and then to ``retract_to``, out of an overhead camera's view;
+    4. the puck's resting position (:meth:`PuckScene.rest`).
+    """
+    start = None
+    try:
+        if not scene.put_back(motion.positions[0]):
+            return Hit(None, None, False, "the puck is not at its start", 0.0)
+        start, t0 = scene.where(), robot.read_state().stamp
+        run(robot, motion, "hit")
+        if retract_to is not None:
+            scene.rest()  # the arm stays until the puck has stopped,
+            move_to(robot, motion.positions[0], "retract")  # then backs away along the hitting line,
+            move_to(robot, retract_to, "retract")  # and goes out of the camera's view
+    except TrajectoryError as exc:  # a SafetyError is one too
+        return Hit(start, None, True, f"refused or failed: {exc}", 0.0)
+    final = scene.rest()
+    return Hit(start, final, False, "" if final is not None else "the puck was not found at rest",
+               robot.read_state().stamp - t0)
+
+
+# ---------------------------------------------------------------------------------------------- the meta-RL world
+
+
+class PuckWorld:
+    """What a goal-conditioned policy sees of puck hitting, whoever makes the hits: goals around the puck's start
+    in, normalised latent actions of the hitting VAE out ([−1, 1]² ↔ its trained box), final distances back.
+
+    Hits run with :func:`hit` on ``robot`` and ``scene``, a task's physics set through ``scene.randomize``; a hit
+    that is refused or whose puck is not found scores ``MISSED_DISTANCE`` (counted in ``refused`` or ``misses``),
+    so a policy adapted on it learns to avoid it like any other bad outcome.
+    """
+
+    def __init__(self, robot: RobotBackend, scene: PuckScene, vae: HittingVAE, goal_distance: tuple[float, float],
+                 goal_angle: tuple[float, float], *, randomization: RandomizationSpec | None = None,
+                 retract_to: np.ndarray | None = None, log: Callable[[str], None] | None = None,
+                 keep_record: bool = False):
+        if tuple(robot.joint_names) != tuple(vae.joint_names):
+            raise ValueError(f"the motion VAE was trained for joints {list(vae.joint_names)}, the robot has "
+                             f"{list(robot.joint_names)}")
+        self.robot, self.scene, self.vae, self.retract_to, self.log = robot, scene, vae, retract_to, log
+        self.start = scene.puck_start
+        self.goal_distance, self.goal_angle = goal_distance, goal_angle
+        low, high = vae.latent_low.double().numpy(), vae.latent_high.double().numpy()
+        self.center, self.half = (high + low) / 2, (high - low) / 2
+        self.randomization = randomization
+        self.offsets = {} if randomization is None else {
+            p.name: p.distribution for p in randomization.parameters if p.name in OFFSETS}
+        self.hits, self.refused, self.misses = 0, 0, 0
+        self.record: list[dict] | None = [] if keep_record else None  # per hit: goal, final position, distance
+
+    def goals(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` goals (x, y), uniform in distance and direction (degrees) from the puck's nominal start."""
+        distance = rng.uniform(*self.goal_distance, n)
+        angle = np.radians(rng.uniform(*self.goal_angle, n))
+        return self.start + distance[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
+    def observe(self, goals: np.ndarray) -> torch.Tensor:
+        """The policy's input: goals relative to the puck's start, in units of the farthest goal distance."""
+        return torch.as_tensor((goals - self.start) / self.goal_distance[1], dtype=torch.float32)
+
+    def latents(self, actions: torch.Tensor) -> np.ndarray:
+        """The VAE latents of normalised actions; the box edges clip them."""
+        return self.center + self.half * np.clip(actions.double().numpy(), -1.0, 1.0)
+
+    def random_task(self, rng: np.random.Generator) -> Task:
+        """A task drawn from the randomization spec (its offsets are redrawn per hit)."""
+        if self.randomization is None:
+            raise ValueError("this world has no randomization spec to draw tasks from")
+        values = Randomizer(self.randomization, self.scene.nominal_parameters(), seed=int(rng.integers(2**63))).sample()
+        return Task("randomized", {k: v for k, v in values.items() if k not in self.offsets}, True)
+
+    def hit(self, task: Task, goals: np.ndarray, actions: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
+        """Final distances (m) of one hit per (goal, normalised action) with ``task``'s physics."""
+        distances = np.empty(len(goals))
+        for i, (goal, latent) in enumerate(zip(goals, self.latents(actions), strict=True)):
+            physics = dict(task.parameters)
+            if task.jitter:
+                physics.update({name: d.sample(rng) for name, d in self.offsets.items()})
+            self.scene.randomize(physics)
+            outcome = hit(self.robot, self.scene, self.vae.decode_motion(latent)[0], self.retract_to)
+            self.hits += 1
+            self.refused += outcome.refused
+            self.misses += outcome.final is None and not outcome.refused
+            distances[i] = MISSED_DISTANCE if outcome.final is None else float(np.linalg.norm(outcome.final - goal))
+            final = None if outcome.final is None else outcome.final.tolist()
+            if self.record is not None:
+                self.record.append({"goal": goal.tolist(), "final": final, "distance": float(distances[i])})
+            if self.log is not None:
+                self.log(f"hit {self.hits}: goal {goal.round(3).tolist()}, puck at "
+                         f"{None if final is None else np.round(final, 3).tolist()}, distance "
+                         f"{distances[i] * 100:.1f} cm" + (f" ({outcome.problem})" if outcome.problem else ""))
+        return distances
+
+
+# ---------------------------------------------------------------------------------------------- Gymnasium
 
 
 class PuckHittingEnv(gym.Env):
@@ -95,7 +343,7 @@ class PuckHittingEnv(gym.Env):
         self.scene = with_paddle(scene or load_scene())
         self.generator = HittingMotionGenerator(self.arm, self.scene)
         self.backend = make_backend(backend, self.arm, self.scene, timestep)
-        self.control_dt = timestep if backend == "mujoco" else PYBULLET_DT
+        self.puck = SimulatedPuckScene(self.backend)
         if randomization is None:
             randomization = data_dir("config") / "randomization.yaml"
         if not isinstance(randomization, RandomizationSpec):
@@ -183,30 +431,22 @@ class PuckHittingEnv(gym.Env):
     def step(self, action):
         if self._goal is None:
             raise RuntimeError("call reset() before step(): one episode is one hit")
-        trajectory, hit = self._motion(action)
+        trajectory, motion = self._motion(action)
         goal, self._goal = self._goal, None
-        start, final, rested, off_table, elapsed = self._hit(trajectory)
-        distance = float(np.linalg.norm(final - goal))
-        info = {"goal": goal, "puck_start": start, "puck_final": final, "distance": distance, "rested": rested,
-                "off_table": off_table, "randomization": dict(self._physics), "condition": self._condition_name,
-                "sim_time": elapsed, **hit}
-        return goal.copy(), -distance, True, False, info
-
-    def _hit(self, trajectory: JointTrajectory) -> tuple[np.ndarray, np.ndarray, bool, bool, float]:
-        """Run one hit: the puck's start and final (x, y), whether it rested, whether it left the table, sim time."""
-        backend = self.backend
-        backend.reset(trajectory.positions[0])
-        start, t0 = backend.puck_state()[0][:2], backend.time
-        backend.send_trajectory(trajectory)
-        backend.step(math.ceil(trajectory.duration / self.control_dt - 1e-9))
-        backend.settle_puck(MAX_SLIDE_TIME, REST_SPEED)  # the paddle, now still, cannot catch the puck
-        position, velocity = backend.puck_state()
+        outcome = hit(self.backend, self.puck, trajectory)
+        if outcome.final is None:
+            raise TrajectoryError(f"the hit was {outcome.problem}")
+        position, velocity = self.backend.table.state()
         if not np.all(np.isfinite(position)):
             raise RuntimeError(f"the simulation diverged: puck position {position.tolist()}")
         (x0, x1), (y0, y1) = self.table_bounds()
         off_table = position[2] < self.scene.table_top or not (x0 <= position[0] <= x1 and y0 <= position[1] <= y1)
         rested = not off_table and np.hypot(*velocity[:2]) < REST_SPEED
-        return start, position[:2], bool(rested), bool(off_table), backend.time - t0
+        distance = float(np.linalg.norm(outcome.final - goal))
+        info = {"goal": goal, "puck_start": outcome.start, "puck_final": outcome.final, "distance": distance,
+                "rested": bool(rested), "off_table": bool(off_table), "randomization": dict(self._physics),
+                "condition": self._condition_name, "sim_time": outcome.duration, **motion}
+        return goal.copy(), -distance, True, False, info
 
     def close(self) -> None:
         self.backend.close()

@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from mtrl_robot.learning.puck.train import train_puck
+import torch
+
+from mtrl_robot.learning.puck.train import META_FILE, load_policy, train_puck
 from mtrl_robot.scenes.puck_table import load_scene
 
 LAUNCH = Path(__file__).resolve().parents[2] / "launch" / "puck_hitting.launch.xml"
@@ -20,10 +22,10 @@ RUN_TIMEOUT = 240.0  # s for start-up and four hits on a loaded machine
 
 def test_puck_hitting_launch_adapts_from_camera_measured_hits(ros_env, tmp_path):
     run = train_puck("small", tmp_path / "run", progress=False)
-    out = tmp_path / "adaptation.json"
+    out, adapted = tmp_path / "adaptation.json", tmp_path / "adapted.pt"
     log = tmp_path / "launch.log"
     command = [sys.executable, "-m", "mtrl_robot.cli.main", "launch", str(LAUNCH), f"run_dir:={run}", "steps:=1",
-               "rollouts:=2", "eval_goals:=1", f"output_file:={out}"]
+               "rollouts:=2", "eval_goals:=1", f"output_file:={out}", f"policy_file:={adapted}"]
     with log.open("w") as sink:
         launch = subprocess.Popen(command, env=ros_env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
     try:
@@ -47,3 +49,7 @@ def test_puck_hitting_launch_adapts_from_camera_measured_hits(ros_env, tmp_path)
         assert abs(x - cx) <= sx / 2 and abs(y - cy) <= sy / 2  # on the table
         assert math.dist((x, y), scene.puck_start) > 0.02  # and the hit moved it
     assert "hit 4:" in log.read_text()
+    trained, policy = load_policy(run / META_FILE), load_policy(adapted)  # the policy adapted on the arm, written
+    assert result["policy_file"] == str(adapted) and policy.config == trained.config
+    assert any(not torch.equal(a, b) for a, b in zip(policy.policy.parameters(), trained.policy.parameters(),
+                                                     strict=True))

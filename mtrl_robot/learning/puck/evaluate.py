@@ -2,7 +2,7 @@
 
 For every fixed condition (:data:`~mtrl_robot.tasks.puck.CONDITIONS`) and ``repeats`` repeats, each
 policy of a run (:func:`~mtrl_robot.learning.puck.train.train_puck`) starts from its trained parameters and follows
-:func:`~mtrl_robot.learning.puck.train.adaptation_curve`: at steps 0..``eval_steps`` the mean final distance of its mean
+:func:`~mtrl_robot.learning.puck.adapt.adaptation_curve`: at steps 0..``eval_steps`` the mean final distance of its mean
 action on ``eval_goals`` fresh goals, with K exploratory hits and one inner step between steps. Both policies of a
 repeat see the same goals (common random numbers). Reported: the mean over repeats and its 95 % confidence
 interval (Student t), as a Markdown table and a PNG plot, plus the raw curves as JSON.
@@ -11,7 +11,7 @@ Camera mode: every hit's final puck position, for the distances reported and for
 adapt on, comes from the scene's overhead camera through the OpenCV perception code
 (:func:`~mtrl_robot.perception.colour_blob.locate`) instead of the simulator state. Before the picture the arm is
 put at its home posture, out of the camera's view (as a real arm would retract); a puck the camera cannot find
-counts as :data:`~mtrl_robot.learning.puck.train.MISSED_DISTANCE` and the misses are reported.
+counts as :data:`~mtrl_robot.tasks.puck.MISSED_DISTANCE` and the misses are reported.
 """
 
 from __future__ import annotations
@@ -25,17 +25,11 @@ from scipy import stats
 from tqdm import tqdm
 
 from mtrl_robot.core.atomic import write_atomic
-from mtrl_robot.learning.puck.train import (
-    BASELINE_FILE,
-    META_FILE,
-    VAE_FILE,
-    PuckWorld,
-    adaptation_curve,
-    load_policy,
-)
+from mtrl_robot.learning.puck.adapt import adaptation_curve
+from mtrl_robot.learning.puck.train import BASELINE_FILE, META_FILE, VAE_FILE, load_policy, simulated_world
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.perception.colour_blob import PerceptionConfig, camera_from_mujoco, load_perception_config, locate
-from mtrl_robot.tasks.puck import CONDITIONS, PuckHittingEnv
+from mtrl_robot.tasks.puck import CONDITIONS, PuckHittingEnv, condition_task
 
 POLICIES = ("meta", "baseline")
 GOAL_STEP = 3  # the goal: after this many steps the meta-policy beats its own step 0 and the baseline
@@ -93,7 +87,7 @@ def evaluate_puck(checkpoint_dir: str | Path, out_dir: str | Path, repeats: int 
     config = policies["meta"].config
     env = PuckHittingEnv(config.arm, motion_vae=HittingVAE.load(checkpoint_dir / VAE_FILE))
     measure = OverheadCamera(env) if camera else None
-    world = PuckWorld(env, config, measure)
+    world = simulated_world(env, config, measure)
     curves = np.empty((len(POLICIES), len(conditions), repeats, config.eval_steps + 1))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -101,10 +95,10 @@ def evaluate_puck(checkpoint_dir: str | Path, out_dir: str | Path, repeats: int 
         bar = tqdm(total=len(conditions) * repeats, desc=f"puck evaluation ({'camera' if camera else 'sim'})",
                    disable=not progress)
         for c, name in enumerate(conditions):
-            task = world.condition(name)
+            task = condition_task(name)
             for r in range(repeats):
                 for p, kind in enumerate(POLICIES):
-                    curves[p, c, r] = adaptation_curve(policies[kind].policy, policies[kind].lrs, world, task,
+                    curves[p, c, r] = adaptation_curve(policies[kind].policy, policies[kind].lrs, world, task, config,
                                                        config.eval_steps, [config.seed, EVAL_STREAM, c, r])
                 bar.update()
         bar.close()

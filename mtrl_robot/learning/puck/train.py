@@ -6,8 +6,9 @@ The run (:func:`train_puck`), top to bottom:
    and frozen; the policy acts in its 2-D latent, normalised to the trained box ([−1, 1]² ↔ the box).
 2. **Tasks.** A task is one sample of the puck's physics (friction, mass) from the domain randomization spec
    (``config/randomization.yaml``); the puck's start offset is drawn anew for every hit. An episode is one hit
-   towards a goal drawn uniformly in distance and direction from the puck's nominal start; the policy observes
-   the goal relative to that start; reward = −(final distance to the goal) / ``reward_scale``.
+   (:class:`~mtrl_robot.tasks.puck.PuckWorld` on the simulated puck table) towards a goal drawn uniformly in
+   distance and direction from the puck's nominal start; the policy observes the goal relative to that start;
+   reward = −(final distance to the goal) / ``reward_scale``.
 3. **Meta-policy** (:func:`train_policy` with ``meta=True``): per iteration, for each of ``tasks_per_iteration``
    tasks, K = ``rollouts`` hits with the current parameters, one inner policy-gradient step
    (:mod:`mtrl_robot.meta.policy_gradient_maml`: linear-baseline advantages, learned per-element step sizes),
@@ -25,10 +26,10 @@ The run (:func:`train_puck`), top to bottom:
    with ``weights_only=True``; the policy files are rewritten every ``checkpoint_every`` iterations) and
    ``training.json`` (config, timings, learning curves, the baseline's step-size scores).
 
-:func:`adaptation_curve` is the test-time procedure shared with the evaluation
-(:mod:`mtrl_robot.learning.puck.evaluate`): at each step the mean action's final distance on fresh goals, then K
-exploratory hits and one inner step. Hyperparameters: :class:`PuckMetaRLConfig`
-(:mod:`mtrl_robot.learning.puck.presets`), presets in ``config/puck_meta_rl.yaml``.
+The test-time procedure (:func:`~mtrl_robot.learning.puck.adapt.adaptation_curve`) that tunes the baseline's step
+size is the one of adaptation and evaluation (:mod:`mtrl_robot.learning.puck.adapt`). Hyperparameters:
+:class:`PuckMetaRLConfig` (:mod:`mtrl_robot.learning.puck.presets`), presets in
+``config/puck_meta_rl.yaml``.
 """
 
 from __future__ import annotations
@@ -36,11 +37,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,125 +57,49 @@ from mtrl_robot.meta.policy_gradient_maml import (
     advantages,
     clip_loss,
     detached,
-    mean_action,
     meta_parameters,
     sample,
 )
 from mtrl_robot.models.hitting_vae import HittingVAE, train_hitting_vae
-from mtrl_robot.randomization import Randomizer
-from mtrl_robot.tasks.puck import CONDITIONS, PuckHittingEnv
-
-# ---------------------------------------------------------------------------------------------- the task
+from mtrl_robot.tasks.puck import PuckHittingEnv, PuckWorld, SimulatedPuckScene, Task
 
 OBS_DIM, ACT_DIM = 2, 2  # goal (x, y) relative to the puck's start; normalised VAE latent
-OFFSETS = ("puck.offset_x", "puck.offset_y")  # drawn anew for every hit of a randomized task
-MISSED_DISTANCE = 0.5  # m, the distance a hit counts for when the measurement cannot find the puck
-Measure = Callable[[], "np.ndarray | None"]  # the puck's final (x, y) after a hit, or None if not found
 
 
-class Task(NamedTuple):
-    """One puck physics: a fixed condition or a randomization sample (then with a fresh start offset per hit)."""
-
-    name: str
-    parameters: dict[str, float]
-    jitter: bool  # draw the puck's start offset anew for every hit
-
-
-class HitSpace(ABC):
-    """What the policy sees, whoever makes the hits: goals around the puck's start in, normalised latent actions out."""
-
-    def __init__(self, vae: HittingVAE, puck_start: np.ndarray, config: PuckMetaRLConfig):
-        self.config, self.vae = config, vae
-        self.start = np.asarray(puck_start, dtype=float)
-        low, high = vae.latent_low.double().numpy(), vae.latent_high.double().numpy()
-        self.center, self.half = (high + low) / 2, (high - low) / 2
-
-    def goals(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` goals (x, y), uniform in distance and direction from the puck's nominal start."""
-        distance = rng.uniform(*self.config.goal_distance, n)
-        angle = np.radians(rng.uniform(*self.config.goal_angle, n))
-        return self.start + distance[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
-
-    def observe(self, goals: np.ndarray) -> torch.Tensor:
-        """The policy's input: goals relative to the puck's start, in units of the farthest goal distance."""
-        return torch.as_tensor((goals - self.start) / self.config.goal_distance[1], dtype=torch.float32)
-
-    def latents(self, actions: torch.Tensor) -> np.ndarray:
-        """The VAE latents of normalised actions; the box edges clip them."""
-        return self.center + self.half * np.clip(actions.double().numpy(), -1.0, 1.0)
-
-    @abstractmethod
-    def hit(self, task: Task, goals: np.ndarray, actions: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
-        """Final distances (m) of one hit per (goal, normalised action)."""
-
-
-class PuckWorld(HitSpace):
-    """Puck hitting in simulation: hits on one task's physics."""
-
-    def __init__(self, env: PuckHittingEnv, config: PuckMetaRLConfig, measure: Measure | None = None):
-        if env.vae is None:
-            raise ValueError("the meta-RL task needs a PuckHittingEnv with a motion VAE")
-        super().__init__(env.vae, env.scene.puck_start, config)
-        self.env, self.measure = env, measure
-        self.spec, self.nominal = env.randomization_spec, env.backend.nominal_parameters()
-        self.offsets = {p.name: p.distribution for p in self.spec.parameters if p.name in OFFSETS}
-        self.misses = 0  # hits whose puck the measurement did not find
-
-    def random_task(self, rng: np.random.Generator) -> Task:
-        """A task drawn from the randomization spec (its offsets are redrawn per hit)."""
-        values = Randomizer(self.spec, self.nominal, seed=int(rng.integers(2**63))).sample()
-        return Task("randomized", {k: v for k, v in values.items() if k not in self.offsets}, True)
-
-    @staticmethod
-    def condition(name: str) -> Task:
-        """A fixed evaluation condition of :data:`~mtrl_robot.tasks.puck.CONDITIONS`."""
-        if name not in CONDITIONS:
-            raise ValueError(f"unknown condition {name!r} (known: {', '.join(CONDITIONS)})")
-        return Task(name, dict(CONDITIONS[name]), False)
-
-    def hit(self, task: Task, goals: np.ndarray, actions: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
-        """Final distances (m) of one hit per (goal, normalised action); the box edges clip the actions."""
-        latents = self.latents(actions)
-        distances = np.empty(len(goals))
-        for i, (goal, latent) in enumerate(zip(goals, latents, strict=True)):
-            physics = dict(task.parameters)
-            if task.jitter:
-                physics.update({name: d.sample(rng) for name, d in self.offsets.items()})
-            self.env.reset(options={"goal": goal, "condition": physics})
-            info = self.env.step(latent)[4]
-            final = info["puck_final"] if self.measure is None else self.measure()
-            if final is None:
-                self.misses += 1
-                distances[i] = MISSED_DISTANCE
-            else:
-                distances[i] = float(np.linalg.norm(np.asarray(final)[:2] - goal))
-        return distances
+def simulated_world(env: PuckHittingEnv, config: PuckMetaRLConfig,
+                    measure: Callable[[], np.ndarray | None] | None = None) -> PuckWorld:
+    """The meta-RL world on a simulated puck table: ``env``'s arm and physics, its randomization spec and VAE,
+    the puck's resting place from ``measure`` (e.g. a camera) if given, else from the simulator."""
+    if env.vae is None:
+        raise ValueError("the meta-RL task needs a PuckHittingEnv with a motion VAE")
+    return PuckWorld(env.backend, SimulatedPuckScene(env.backend, measure), env.vae, config.goal_distance,
+                     config.goal_angle, randomization=env.randomization_spec)
 
 
 # ---------------------------------------------------------------------------------------------- the algorithm
 
 
-def explore(policy: GaussianPolicy, params: dict, world: HitSpace, task: Task, rng: np.random.Generator,
-            generator: torch.Generator) -> tuple[Batch, np.ndarray]:
+def explore(policy: GaussianPolicy, params: dict, world: PuckWorld, task: Task, config: PuckMetaRLConfig,
+            rng: np.random.Generator, generator: torch.Generator) -> tuple[Batch, np.ndarray]:
     """K hits with actions sampled from the policy: the batch (with advantages) and the final distances."""
-    goals = world.goals(world.config.rollouts, rng)
+    goals = world.goals(config.rollouts, rng)
     obs = world.observe(goals)
     actions, log_probs = sample(policy, params, obs, generator)
     distances = world.hit(task, goals, actions, rng)
-    rewards = torch.as_tensor(-distances / world.config.reward_scale, dtype=torch.float32)
+    rewards = torch.as_tensor(-distances / config.reward_scale, dtype=torch.float32)
     return Batch(obs, actions, log_probs, advantages(obs, rewards)), distances
 
 
-def collect(policy: GaussianPolicy, lrs: InnerLearningRates, world: PuckWorld, task: Task, meta: bool,
-            rng: np.random.Generator, generator: torch.Generator) -> tuple[list[Batch], np.ndarray]:
+def collect(policy: GaussianPolicy, lrs: InnerLearningRates, world: PuckWorld, task: Task, config: PuckMetaRLConfig,
+            meta: bool, rng: np.random.Generator, generator: torch.Generator) -> tuple[list[Batch], np.ndarray]:
     """``inner_steps`` + 1 batches of K hits on one task (meta: an inner step after each but the last)."""
     params, rates = detached(meta_parameters(policy)), {k: v.detach() for k, v in lrs().items()}
     batches, distances = [], []
-    for h in range(world.config.inner_steps + 1):
-        batch, d = explore(policy, params, world, task, rng, generator)
+    for h in range(config.inner_steps + 1):
+        batch, d = explore(policy, params, world, task, config, rng, generator)
         batches.append(batch)
         distances.append(d.mean())
-        if meta and h < world.config.inner_steps:
+        if meta and h < config.inner_steps:
             params = detached(adapt(policy, params, batch, rates, create_graph=False))
     return batches, np.array(distances)
 
@@ -215,9 +139,9 @@ def new_policy(config: PuckMetaRLConfig, learn_lr: bool) -> tuple[GaussianPolicy
     return policy, InnerLearningRates(shapes, config.inner_lr, learn_lr)
 
 
-def train_policy(world: PuckWorld, meta: bool, progress: bool = True, checkpoint: Path | None = None) -> TrainedPolicy:
+def train_policy(world: PuckWorld, config: PuckMetaRLConfig, meta: bool, progress: bool = True,
+                 checkpoint: Path | None = None) -> TrainedPolicy:
     """Meta-train (``meta``) or train the baseline on randomized tasks; the same seed gives the same tasks."""
-    config = world.config
     torch.manual_seed(config.seed)
     policy, lrs = new_policy(config, learn_lr=meta and config.learn_inner_lr)
     trained = TrainedPolicy("meta" if meta else "baseline", config, policy, lrs, [])
@@ -227,7 +151,7 @@ def train_policy(world: PuckWorld, meta: bool, progress: bool = True, checkpoint
     bar = tqdm(range(config.iterations), desc=f"puck {trained.kind} policy", disable=not progress)
     for iteration in bar:
         tasks = [world.random_task(rng) for _ in range(config.tasks_per_iteration)]
-        collected = [collect(policy, lrs, world, task, meta, rng, generator) for task in tasks]
+        collected = [collect(policy, lrs, world, task, config, meta, rng, generator) for task in tasks]
         data = [batches for batches, _ in collected]
         for _ in range(config.epochs):
             loss = outer_loss(policy, lrs, data, config, meta)
@@ -249,24 +173,10 @@ def train_policy(world: PuckWorld, meta: bool, progress: bool = True, checkpoint
     return trained
 
 
-def adaptation_curve(policy: GaussianPolicy, lrs: InnerLearningRates, world: HitSpace, task: Task, steps: int,
-                     seed: int | list[int]) -> np.ndarray:
-    """Mean final distance (m) of the mean action on fresh goals before each of ``steps`` inner steps and after."""
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    params, rates = detached(meta_parameters(policy)), {k: v.detach() for k, v in lrs().items()}
-    curve = []
-    for h in range(steps + 1):
-        goals = world.goals(world.config.eval_goals, rng)
-        curve.append(world.hit(task, goals, mean_action(policy, params, world.observe(goals)), rng).mean())
-        if h < steps:
-            batch, _ = explore(policy, params, world, task, rng, generator)
-            params = detached(adapt(policy, params, batch, rates, create_graph=False))
-    return np.array(curve)
-
-
 def tune_inner_lr(trained: TrainedPolicy, world: PuckWorld, progress: bool = True) -> dict[float, float]:
     """Set the baseline's fixed step size to the best candidate; returns mean distance after H steps per candidate."""
+    from mtrl_robot.learning.puck.adapt import adaptation_curve  # here: adapt imports this module
+
     config = trained.config
     rng = np.random.default_rng([config.seed, 1])  # tasks apart from the training tasks
     tasks = [world.random_task(rng) for _ in range(config.tuning_tasks)]
@@ -274,7 +184,7 @@ def tune_inner_lr(trained: TrainedPolicy, world: PuckWorld, progress: bool = Tru
     for factor in tqdm(config.baseline_lr_factors, desc="baseline step size", disable=not progress):
         lrs = InnerLearningRates(trained.lrs.shapes, config.inner_lr * factor, learn=False)
         scores[config.inner_lr * factor] = float(np.mean([
-            adaptation_curve(trained.policy, lrs, world, task, config.inner_steps, [config.seed, 2, i])[-1]
+            adaptation_curve(trained.policy, lrs, world, task, config, config.inner_steps, [config.seed, 2, i])[-1]
             for i, task in enumerate(tasks)]))
     with torch.no_grad():
         trained.lrs.log_lr.fill_(math.log(min(scores, key=scores.get)))
@@ -328,11 +238,11 @@ def train_puck(preset: str | PuckMetaRLConfig = "default", out_dir: str | Path =
         vae.save(out / VAE_FILE)
         env.close()
         env = PuckHittingEnv(config.arm, motion_vae=HittingVAE.load(out / VAE_FILE))
-        world = PuckWorld(env, config)
+        world = simulated_world(env, config)
         times["vae_s"] = time.perf_counter() - start
-        meta = train_policy(world, meta=True, progress=progress, checkpoint=out / META_FILE)
+        meta = train_policy(world, config, meta=True, progress=progress, checkpoint=out / META_FILE)
         times["meta_s"] = time.perf_counter() - start - sum(times.values())
-        baseline = train_policy(world, meta=False, progress=progress, checkpoint=out / BASELINE_FILE)
+        baseline = train_policy(world, config, meta=False, progress=progress, checkpoint=out / BASELINE_FILE)
         times["baseline_s"] = time.perf_counter() - start - sum(times.values())
         scores = tune_inner_lr(baseline, world, progress)
         save_policy(baseline, out / BASELINE_FILE)

@@ -60,6 +60,7 @@ from mtrl_robot.meta import load_torch_file
 from mtrl_robot.motions.dataset import DemoDataset
 from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.reach import plan_robot_demos
+from mtrl_robot.tasks.reaching import reach
 
 METHODS = ("no_adaptation", "finetune", "scratch", "maml", "pmaml", "ik_oracle")
 LABELS = {"no_adaptation": "no adaptation (meta-trained init)", "finetune": "fine-tune multi-task model",
@@ -181,11 +182,12 @@ def _evaluate_robot(demos: DemoDataset, states: dict, multitask, base: ReachingC
     out: dict[str, dict[int, list[float]]] = {}
 
     def run(positions: np.ndarray) -> list[float]:
-        return [_execute(backend, arm, timed(arm, p), t) for p, t in zip(positions, targets, strict=True)]
+        return [reach(backend, arm, timed(arm, p), t) * 100.0 for p, t in zip(positions, targets, strict=True)]
 
     if "ik_oracle" in methods:
-        errs = [_execute(backend, arm, JointTrajectory(arm.joint_names, oracle.times[i], oracle.positions[i],
-                                                       oracle.velocities[i]), targets[i]) for i in range(len(targets))]
+        errs = [reach(backend, arm, JointTrajectory(arm.joint_names, oracle.times[i], oracle.positions[i],
+                                                    oracle.velocities[i]), targets[i]) * 100.0
+                for i in range(len(targets))]
         out["ik_oracle"] = dict.fromkeys(ks, errs)
     if "no_adaptation" in methods:
         out["no_adaptation"] = dict.fromkeys(ks, run(predict_positions(states["maml"], arm, targets)))
@@ -208,14 +210,6 @@ def _evaluate_robot(demos: DemoDataset, states: dict, multitask, base: ReachingC
             _fit(model, sx, so, scratch_steps, scratch_lr)
             out.setdefault("scratch", {})[k] = run(_positions(model, arm, x))
     return out
-
-
-def _execute(backend: MujocoBackend, arm: Arm, trajectory: JointTrajectory, target: np.ndarray) -> float:
-    """Run one trajectory from home in MuJoCo; the final flange-to-target distance in cm."""
-    backend.reset(arm.home_q)
-    backend.send_trajectory(trajectory)
-    backend.wait()
-    return float(np.linalg.norm(backend.flange_position() - target) * 100.0)
 
 
 def _fit(model, targets: torch.Tensor, offsets: torch.Tensor, steps: int, lr: float) -> None:

@@ -1,0 +1,38 @@
+"""Moves of the arm around a task's own motions, through the robot interface: run a motion, move gently to a posture."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtrl_robot.backends.interface import RobotBackend
+from mtrl_robot.backends.trajectory import JointTrajectory, TrajectoryError
+
+APPROACH_SPEED = 0.3  # fraction of each joint's velocity limit a move between motions may use (its peak)
+MIN_APPROACH_TIME = 1.0  # s
+
+
+def approach_time(start: np.ndarray, goal: np.ndarray, velocity_limits: np.ndarray) -> float:
+    """Duration of a rest-to-rest cubic from ``start`` to ``goal`` whose peak speed is ``APPROACH_SPEED`` of the limit.
+
+    A cubic with zero end velocities peaks at 1.5·Δq/T.
+    """
+    peak = 1.5 * np.abs(np.asarray(goal) - np.asarray(start)) / (APPROACH_SPEED * np.asarray(velocity_limits))
+    return max(MIN_APPROACH_TIME, float(peak.max()))
+
+
+def run(robot: RobotBackend, trajectory: JointTrajectory, stage: str) -> None:
+    """Execute ``trajectory``; ``TrajectoryError`` naming ``stage`` if it is refused or does not reach its end."""
+    try:
+        result = robot.execute(trajectory)
+    except TrajectoryError as exc:  # a SafetyError is one too
+        raise TrajectoryError(f"{stage}: {exc}") from exc
+    if not result.success:
+        raise TrajectoryError(f"{stage}: {result.message}")
+
+
+def move_to(robot: RobotBackend, goal: np.ndarray, stage: str) -> None:
+    """A rest-to-rest move from the measured posture to ``goal``."""
+    start = robot.read_state().positions
+    duration = approach_time(start, goal, robot.limits.velocity)
+    run(robot, JointTrajectory(robot.joint_names, np.array([0.0, duration]), np.vstack([start, goal]),
+                               np.zeros((2, len(goal)))), stage)
