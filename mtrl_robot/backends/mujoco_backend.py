@@ -68,7 +68,8 @@ class MujocoBackend(SimBackend):
         self._feedforward = -m.actuator_biasprm[:, 2] / m.actuator_gainprm[:, 0]  # kv / kp
         self._site = m.site("flange").id
         self._limits = JointLimits(arm.joint_names, arm.lower, arm.upper, arm.velocity_limits,
-                                   np.array([j.effort for j in arm.joints]))
+                                   np.array([j.effort for j in arm.joints]),
+                                   np.array([j.acceleration for j in arm.joints]))
         if scene is not None:
             self._pair = m.pair("puck_table").id
             self._puck = m.body("puck").id

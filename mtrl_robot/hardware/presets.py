@@ -26,10 +26,11 @@ from mtrl_robot.core.paths import data_dir
 from mtrl_robot.hardware.safety import SafetyLimits, Workspace
 
 _FIELDS = {"family", "driver", "controller", "action", "trajectory_topic", "joint_states_topic",
-           "joint_states_rate", "watchdog_timeout", "max_start_deviation", "position_margin", "workspace",
-           "dry_run", "joint_names", "joint_map", "limits"}
+           "joint_states_rate", "control_rate", "watchdog_timeout", "max_start_deviation", "position_margin",
+           "workspace", "dry_run", "joint_names", "joint_map", "limits"}
 _OPTIONAL = {"simulation_only": False}
 _LIMIT_FIELDS = ("lower", "upper", "velocity", "acceleration")
+_OPTIONAL_LIMIT_FIELDS = ("jerk",)  # absent: not checked (no published value)
 _SLACK = 1e-9  # a preset value equal to the family's, up to round-off, is not wider
 
 
@@ -45,6 +46,7 @@ class HardwarePreset:
     trajectory_topic: str | None
     joint_states_topic: str
     joint_states_rate: float  # Hz, as the driver is configured to publish
+    control_rate: float  # Hz, the controller's update rate: a step at a waypoint happens within one period
     watchdog_timeout: float  # s
     max_start_deviation: float  # rad
     position_margin: float  # rad
@@ -56,6 +58,7 @@ class HardwarePreset:
     upper: np.ndarray
     velocity: np.ndarray
     acceleration: np.ndarray
+    jerk: np.ndarray  # rad/s³, inf where no limit is published
     simulation_only: bool = False  # drives the simulated arm node only; acceleration limits may exceed published
 
     @property
@@ -66,7 +69,8 @@ class HardwarePreset:
         """Limits over the hardware joint names; FK uses ``arm`` (default: the family's nominal robot)."""
         return SafetyLimits(self.joint_names, self.lower, self.upper, self.velocity, self.acceleration,
                             self.position_margin, self.max_start_deviation, self.workspace,
-                            arm if arm is not None else load_family(self.family), self.model_names)
+                            arm if arm is not None else load_family(self.family), self.model_names,
+                            jerk=self.jerk, control_period=1.0 / self.control_rate)
 
     def to_hardware(self, trajectory: JointTrajectory) -> JointTrajectory:
         """A trajectory over model joint names, renamed and reordered to the hardware's joints."""
@@ -140,6 +144,7 @@ def _parse(src: Path) -> HardwarePreset:
                                     simulation_only) for n in names])
 
     rate = number(data["joint_states_rate"], src, "joint_states_rate", positive=True)
+    control_rate = number(data["control_rate"], src, "control_rate", positive=True)
     timeout = number(data["watchdog_timeout"], src, "watchdog_timeout", positive=True)
     if timeout < 2.0 / rate:
         raise ConfigError(src, "watchdog_timeout", f"{timeout} s is shorter than two joint-state periods at "
@@ -163,6 +168,7 @@ def _parse(src: Path) -> HardwarePreset:
         trajectory_topic=None if topic is None else _text(data, "trajectory_topic", src, absolute=True),
         joint_states_topic=_text(data, "joint_states_topic", src, absolute=True),
         joint_states_rate=rate,
+        control_rate=control_rate,
         watchdog_timeout=timeout,
         max_start_deviation=number(data["max_start_deviation"], src, "max_start_deviation", non_negative=True),
         position_margin=number(data["position_margin"], src, "position_margin", non_negative=True),
@@ -170,7 +176,7 @@ def _parse(src: Path) -> HardwarePreset:
         dry_run=data["dry_run"],
         joint_names=tuple(names),
         joint_map=joint_map,
-        lower=table[:, 0], upper=table[:, 1], velocity=table[:, 2], acceleration=table[:, 3],
+        lower=table[:, 0], upper=table[:, 1], velocity=table[:, 2], acceleration=table[:, 3], jerk=table[:, 4],
         simulation_only=simulation_only,
     )
     try:
@@ -197,10 +203,10 @@ def _joint_map(raw: dict, names: list[str], arm: Arm, src: Path) -> dict[str, st
 
 def _joint_limits(raw: object, joint: Joint, family: str, src: Path, field: str,
                   simulation_only: bool = False) -> list[float]:
-    """One joint's [lower, upper, velocity, acceleration], refused if wider than the family's (acceleration may be
-    for a ``simulation_only`` preset)."""
+    """One joint's [lower, upper, velocity, acceleration, jerk (inf if not given)], refused if wider than the
+    family's (acceleration may be for a ``simulation_only`` preset)."""
     raw = mapping(raw, src, field)
-    unknown_keys(raw, set(_LIMIT_FIELDS), src, field)
+    unknown_keys(raw, set(_LIMIT_FIELDS + _OPTIONAL_LIMIT_FIELDS), src, field)
     for key in _LIMIT_FIELDS:
         if key not in raw:
             raise ConfigError(src, f"{field}.{key}", "required field is missing")
@@ -209,6 +215,7 @@ def _joint_limits(raw: object, joint: Joint, family: str, src: Path, field: str,
         raise ConfigError(src, f"{field}.lower", f"lower limit {lower} is not below upper limit {upper}")
     velocity = number(raw["velocity"], src, f"{field}.velocity", positive=True)
     acceleration = number(raw["acceleration"], src, f"{field}.acceleration", positive=True)
+    jerk = number(raw["jerk"], src, f"{field}.jerk", positive=True) if "jerk" in raw else np.inf
     published = f"the {family} family's published limit for {joint.name}"
     if lower < joint.lower - _SLACK:
         raise ConfigError(src, f"{field}.lower", f"{lower} is wider than {published} ({joint.lower})")
@@ -219,4 +226,4 @@ def _joint_limits(raw: object, joint: Joint, family: str, src: Path, field: str,
     if acceleration > joint.acceleration + _SLACK and not simulation_only:
         raise ConfigError(src, f"{field}.acceleration",
                           f"{acceleration} rad/s² exceeds {published} ({joint.acceleration})")
-    return [lower, upper, velocity, acceleration]
+    return [lower, upper, velocity, acceleration, jerk]
