@@ -1,13 +1,20 @@
-"""The safety layer: every refusal names the joint (or flange), the waypoint, the limit and by how much."""
+"""The safety layer: every refusal names the joint (or flange), the waypoint, the limit and by how much; what it
+accepts, the arm executes within the limits."""
 
 from dataclasses import replace
 
 import numpy as np
 import pytest
+from executed_motion import run_in_mujoco
+from limit_repros import at_rest_between, cubic_overshoot, position_only, slowed_to_fit, three_cubics
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
-from mtrl_robot.backends.trajectory import JointState, JointTrajectory
+from mtrl_robot.backends.controller import ErrorCode, Goal, GoalRejected, TrajectoryController
+from mtrl_robot.backends.limits import MotionLimits, check_motion, motion_peaks
+from mtrl_robot.backends.mujoco_backend import MujocoBackend
+from mtrl_robot.backends.trajectory import JointState, JointTrajectory, TrajectoryError
+from mtrl_robot.hardware.presets import load_preset
 from mtrl_robot.hardware.safety import SafetyChecker, SafetyError, SafetyLimits, Watchdog, Workspace
 
 ARM = load_family("panda")
@@ -234,3 +241,90 @@ def test_watchdog_with_an_injected_clock():
     assert not dog.stale()
     with pytest.raises(ValueError, match="positive"):
         Watchdog(0.0)
+
+
+# ------------------------------------------------------------- issue 13: the motion between waypoints, executed
+
+SIM = load_preset("sim_panda")
+SIM_CHECKER = SafetyChecker(SIM.safety_limits(ARM))
+V, A = SIM.velocity[0], SIM.acceleration[0]  # joint 1's limits, the joint the repros move
+EXECUTED_MARGIN = {"velocity": 1.05, "acceleration": 1.25}  # tracking of the position actuators: see test_safety_fuzz
+
+
+def executed(trajectory: JointTrajectory) -> dict[str, np.ndarray]:
+    """Peaks the MuJoCo arm executes for ``trajectory`` from home, seen at the preset's joint-state rate."""
+    backend = MujocoBackend(ARM)
+    return run_in_mujoco(backend, trajectory, 1.0 / SIM.joint_states_rate)
+
+
+@pytest.mark.parametrize("repro, message", [
+    (cubic_overshoot(NAMES, HOME, 0, V),
+     r"panda_joint1: velocity 1.6296 rad/s in the cubic segment between waypoint 0 and waypoint 1 exceeds the velocity "
+     r"limit 1.0875 rad/s \(1.50× the limit\)"),
+    (three_cubics(NAMES, HOME, 0, V, A),
+     r"panda_joint1: velocity 2.1734 rad/s in the cubic segment between waypoint 1 and waypoint 2 exceeds the "
+     r"velocity limit 1.0875 rad/s \(2.00× the limit\)"),
+    (position_only(NAMES, HOME, 0, V),
+     r"panda_joint1: acceleration 516.56 rad/s² at waypoint 0 \(velocity steps of 1.033 rad/s within one control "
+     r"period of 2 ms\) exceeds the acceleration limit 7.5 rad/s² \(68.87× the limit\); position-only waypoints"),
+], ids=["cubic overshoot", "three cubics", "position only"])
+def test_issue_repros_are_refused_naming_joint_segment_peak_and_limit(repro, message):
+    """Each was accepted and executed over the limits (issue 13, items 1 and 2); the arm's executed peaks for
+    them are far over the preset's limits, so refusing is the only right answer."""
+    run = executed(repro)
+    print(f"\nexecuted if sent: peak velocity {run['velocity'][0]:.3f} rad/s, acceleration "
+          f"{run['acceleration'][0]:.2f} rad/s² (limits {V}, {A})")
+    assert np.max(run["velocity"] / SIM.velocity) > 1.1 or np.max(run["acceleration"] / SIM.acceleration) > 2
+    with pytest.raises(SafetyError, match=message):
+        SIM_CHECKER.check(repro, at(HOME))
+
+
+@pytest.mark.parametrize("path", [cubic_overshoot(NAMES, HOME, 0, V), three_cubics(NAMES, HOME, 0, V, A),
+                                  at_rest_between(position_only(NAMES, HOME, 0, V))],
+                         ids=["cubic overshoot", "three cubics", "position only, rest at the waypoints"])
+def test_the_same_paths_timed_to_pass_execute_within_the_limits(path):
+    """Slowed just enough to pass, the same paths are accepted and the arm stays within the preset's limits."""
+    timed = slowed_to_fit(path, SIM_CHECKER.motion_limits)
+    SIM_CHECKER.check(timed, at(HOME))
+    run = executed(timed)
+    print(f"\naccepted over {timed.duration:.3f} s: executed peak velocity {run['velocity'][0]:.4f} rad/s, "
+          f"acceleration {run['acceleration'][0]:.3f} rad/s² (limits {V}, {A})")
+    for quantity in ("velocity", "acceleration"):
+        ratio = run[quantity] / getattr(SIM, quantity)
+        assert np.max(ratio) <= EXECUTED_MARGIN[quantity], (quantity, ratio)
+    assert np.max(run["velocity"] / SIM.velocity) > 0.9  # close to the limit: the bound is not loose
+
+
+def test_the_simulated_controller_refuses_with_the_safety_layers_check():
+    """Issue 13 item 4: the arm node's controller executed a cubic peaking at 1.5× the published velocity. Its
+    check is now check_motion, over the family's published limits and its control step."""
+    backend = MujocoBackend(ARM)
+    controller = TrajectoryController(backend, backend.control_dt)
+    overshoot = cubic_overshoot(NAMES, HOME, 0, ARM.velocity_limits[0])
+    with pytest.raises(GoalRejected) as refused:
+        controller.start(Goal(overshoot))
+    assert refused.value.code == ErrorCode.INVALID_GOAL
+    published = MotionLimits(ARM.velocity_limits, np.array([j.acceleration for j in ARM.joints]), np.full(7, np.inf),
+                             backend.control_dt)
+    with pytest.raises(TrajectoryError) as same:
+        check_motion(overshoot, published)
+    assert str(refused.value) == str(same.value)
+    assert str(same.value).startswith("panda_joint1: velocity 3.2592 rad/s in the cubic segment between waypoint 0 "
+                                      "and waypoint 1 exceeds the velocity limit 2.175 rad/s (1.50× the limit)")
+    assert controller.active is None and not backend.is_executing()
+    controller.start(Goal(slowed_to_fit(overshoot, published)))  # the same path slowed down is followed
+    assert controller.active is not None
+
+
+def test_peaks_bound_dense_sampling_of_a_random_cubic():
+    """The closed-form extremes of a cubic segment against the interpolation itself, sampled densely."""
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        times = np.cumsum(rng.uniform(0.1, 1.0, 4)) - 0.1
+        times[0] = 0.0
+        traj = JointTrajectory(NAMES, times, rng.uniform(-1, 1, (4, 7)), rng.uniform(-2, 2, (4, 7)))
+        peaks = motion_peaks(traj, 1e-3)
+        dense = traj.sample(np.linspace(0, times[-1] - 1e-9, 20001))[1]
+        bound, sampled = peaks.segment["velocity"].max(axis=0), np.abs(dense).max(axis=0)
+        assert np.all(bound >= sampled * (1 - 1e-9))
+        np.testing.assert_allclose(bound, sampled, rtol=1e-3)
