@@ -31,9 +31,16 @@ def commanded_peaks(trajectory: JointTrajectory, period: float, phase: float = 0
             (("velocity", velocity), ("acceleration", acceleration), ("jerk", jerk))}
 
 
-def executed_peaks(stamps: np.ndarray, velocities: np.ndarray) -> dict[str, np.ndarray]:
-    """Peak |velocity| and |acceleration| per joint from joint states: stamps (T,) s, velocities (T, n) rad/s."""
-    acceleration = np.diff(velocities, axis=0) / np.diff(stamps)[:, None]
+def executed_peaks(stamps: np.ndarray, velocities: np.ndarray, baseline: float = 0.0) -> dict[str, np.ndarray]:
+    """Peak |velocity| and |acceleration| per joint from joint states: stamps (T,) s, velocities (T, n) rad/s.
+
+    Accelerations are velocity differences between each message and the first one at least ``baseline`` s later
+    (the next one with 0).
+    """
+    later = np.maximum(np.searchsorted(stamps, stamps + baseline, side="left"), np.arange(len(stamps)) + 1)
+    valid = later < len(stamps)
+    first, second = np.flatnonzero(valid), later[valid]
+    acceleration = (velocities[second] - velocities[first]) / (stamps[second] - stamps[first])[:, None]
     return {"velocity": np.abs(velocities).max(axis=0), "acceleration": np.abs(acceleration).max(axis=0)}
 
 
