@@ -18,7 +18,10 @@ before the first point and from the last point on.
 
 These bounds are never below the finite differences of the positions the controller commands, whatever the
 phase of its clock; :func:`check_motion` refuses a trajectory whose bound exceeds a limit, naming the joint, the
-segment or waypoint, the peak and the limit.
+segment or waypoint, the peak and the limit. The trajectory is taken as the controller runs it: starting at time 0
+(anchored at the measured position), the arm at rest before. Not covered: the jump to a first point at time 0
+that differs from where the arm is (the safety layer bounds that distance by its ``max_start_deviation``), and a
+trajectory that preempts a moving arm (checked as if from rest).
 """
 
 from __future__ import annotations

@@ -154,7 +154,8 @@ class SafetyChecker:
         """Return ``trajectory`` reordered to the robot's joints, or raise :class:`SafetyError`.
 
         A first waypoint after time 0 is reached from the measured state (as ros2_control does), so the
-        velocity and acceleration of that approach are checked too, assuming the arm is at rest.
+        motion of that approach is checked too, assuming the arm is at rest. A first waypoint at time 0 must lie
+        within ``max_start_deviation`` of the measured state; the controller jumps there at once.
         """
         lim = self.limits
         unlimited = np.full(len(lim.names), np.inf)

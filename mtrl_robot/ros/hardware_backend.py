@@ -71,7 +71,7 @@ STATE_TIMEOUT = 10.0  # s to wait for the first joint state
 SERVER_TIMEOUT = 5.0  # s to wait for the controller's action server
 REPLY_TIMEOUT = 5.0  # s for the controller to accept or reject a goal
 RESULT_GRACE = 5.0  # s after a trajectory's end plus SETTLE_TIME that wait(None) waits for the result
-HOLD_TIME = 0.1  # s, time_from_start of the hold point published by stop
+HOLD_TIME = 0.1  # s, time_from_start of the hold point (at rest) published by stop
 CHECKS_PER_TIMEOUT = 4  # watchdog checks per watchdog_timeout
 ERROR_CODES = {getattr(FJT.Result, name): name for name in ("SUCCESSFUL", "INVALID_GOAL", "INVALID_JOINTS",
                                                              "OLD_HEADER_TIMESTAMP", "PATH_TOLERANCE_VIOLATED",
@@ -385,8 +385,9 @@ class HardwareBackend(RobotBackend):
             if non_finite:
                 done.append(f"no hold sent: the latest joint state is not finite ({non_finite})")
             elif state is not None and not stale:
-                hold = JointTrajectory(self.preset.joint_names, np.array([HOLD_TIME]),
-                                       self.preset.to_model(state).positions[None, :])
+                positions = self.preset.to_model(state).positions[None, :]
+                hold = JointTrajectory(self.preset.joint_names, np.array([HOLD_TIME]), positions,
+                                       np.zeros_like(positions))  # at rest: a cubic, not a velocity step
                 self._publisher.publish(trajectory_to_msg(hold))
                 done.append(f"hold at the measured position sent to {self.preset.trajectory_topic}")
             else:
