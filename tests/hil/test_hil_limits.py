@@ -254,9 +254,10 @@ def test_stop_sends_no_hold_from_a_non_finite_joint_state(limits_rig: Rig):
             assert wait_for(future, REPLY_TIMEOUT)
             return future.result().message
 
-        report = stop()
-        while "no fresh joint state" in report:  # until the first NaN state has arrived
-            report = stop()
+        reports = [stop()]
+        wait_until(lambda: "no fresh joint state" not in reports[-1] or reports.append(stop()), REPLY_TIMEOUT,
+                   "the first NaN joint state to arrive")
+        report = reports[-1]
         assert "no hold sent: the latest joint state is not finite (panda_joint1 position nan)" in report, report
         marker = node.create_publisher(JointTrajectoryMsg, preset.trajectory_topic, 10)
         wait_until(lambda: marker.get_subscription_count() > 0, REPLY_TIMEOUT, "the topic's subscriber")
