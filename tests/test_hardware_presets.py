@@ -44,14 +44,31 @@ def test_a_small_move_from_home_passes_the_safety_check_in_hardware_names(name):
     preset = load_preset(name)
     arm = load_family(preset.family)
     times = np.linspace(0.0, 3.0, 31)
-    s = 3 * (times / 3.0) ** 2 - 2 * (times / 3.0) ** 3
-    move = JointTrajectory(arm.joint_names, times, arm.home_q + s[:, None] * 0.1)
+    s, ds = 3 * (times / 3.0) ** 2 - 2 * (times / 3.0) ** 3, (6 * times / 3.0 - 6 * (times / 3.0) ** 2) / 3.0
+    move = JointTrajectory(arm.joint_names, times, arm.home_q + s[:, None] * 0.1, ds[:, None] * 0.1 * np.ones(7))
     hardware = preset.to_hardware(move)
     assert hardware.joint_names == preset.joint_names
     measured = JointState(preset.joint_names, hardware.positions[0], np.zeros(arm.dof), 0.0)
     checked = SafetyChecker(preset.safety_limits()).check(hardware, measured)
     back = preset.to_model(JointState(checked.joint_names, checked.positions[-1], np.zeros(arm.dof), 1.0))
     np.testing.assert_allclose(back.positions, move.positions[-1][[arm.joint_names.index(n) for n in back.names]])
+
+
+def test_jerk_limits_are_the_published_ones_at_the_first_use_fraction():
+    """FCI "Limits for Panda" jerk (rad/s³); FR3: 5000 on every joint. No jerk is published for the others."""
+    panda_published = np.array([7500, 3750, 5000, 6250, 7500, 10000, 10000])
+    np.testing.assert_array_equal(load_preset("franka_panda").jerk, 0.5 * panda_published)
+    np.testing.assert_array_equal(load_preset("sim_panda").jerk, 0.5 * panda_published)
+    np.testing.assert_array_equal(load_preset("sim_panda_hitting").jerk, panda_published)
+    np.testing.assert_array_equal(load_preset("franka_fr3").jerk, 0.5 * np.minimum(panda_published, 5000))
+    for name in ("kinova_gen3", "abb_yumi", "rethink_baxter"):
+        assert np.all(np.isinf(load_preset(name).jerk))
+    fr3 = load_preset("franka_fr3")  # 50 % of the smaller of the FR3's 10 rad/s² and the Panda family's
+    np.testing.assert_array_equal(fr3.acceleration, [5.0, 3.75, 5.0, 5.0, 5.0, 5.0, 5.0])
+    rates = {name: load_preset(name).control_rate for name in PRESETS}
+    assert rates == {"abb_yumi": 250.0, "franka_fr3": 1000.0, "franka_panda": 1000.0, "kinova_gen3": 1000.0,
+                     "rethink_baxter": 100.0, "sim_panda": 500.0, "sim_panda_hitting": 500.0}
+    assert load_preset("sim_panda").safety_limits().control_period == 0.002
 
 
 def test_verified_driver_facts():
@@ -108,6 +125,10 @@ def _drop_last_joint(d):
     (lambda d: (d.update(simulation_only=True), d["limits"]["fr3_joint1"].update(velocity=2.62)),
      r"limits.fr3_joint1.velocity: 2.62 rad/s exceeds"),  # simulation_only frees accelerations only
     (lambda d: d.update(speed=1), r"speed: unknown field"),
+    (lambda d: d.pop("control_rate"), r"control_rate: required field is missing"),
+    (lambda d: d.update(control_rate=0), r"control_rate: must be > 0"),
+    (lambda d: d["limits"]["fr3_joint4"].update(jerk=-1.0), r"limits.fr3_joint4.jerk: must be > 0"),
+    (lambda d: d["limits"]["fr3_joint4"].update(snap=1.0), r"limits.fr3_joint4.snap: unknown field"),
     (lambda d: d.update(action="fr3_arm_controller/follow_joint_trajectory"), r"action: .* must be an absolute"),
     (lambda d: d.update(watchdog_timeout=0.05), r"watchdog_timeout: 0.05 s is shorter than two joint-state periods"),
     (lambda d: d["workspace"].update(min=[0, 0, 2.0]), r"workspace: workspace z: minimum"),

@@ -7,7 +7,8 @@ reporting its end, on the backend's clock: call :meth:`TrajectoryController.upda
 - **Validation** (:meth:`~TrajectoryController.start`). Joints are matched by name and every joint of the
   robot needs a value (partial goals are refused, as with ros2_control's default), else ``INVALID_JOINTS``
   (also for tolerances that name other joints, or any multi-DOF joint). No points, NaN or infinite values,
-  times that do not increase, positions outside the limits, speeds over the velocity limits, a last point
+  times that do not increase, positions outside the limits, motion over the velocity or acceleration limits
+  between or at the points (:func:`~mtrl_robot.backends.limits.check_motion`, the safety layer's check), a last point
   with non-zero velocity or an illegal tolerance value give ``INVALID_GOAL`` with a message naming the
   joint and the limit. A trajectory stamped to start so long ago that it has already ended gives
   ``OLD_HEADER_TIMESTAMP``. A refused goal leaves the active one running.
@@ -39,6 +40,7 @@ from enum import Enum, IntEnum
 import numpy as np
 
 from mtrl_robot.backends.interface import SimBackend
+from mtrl_robot.backends.limits import MotionLimits, check_motion
 from mtrl_robot.backends.trajectory import JointState, JointTrajectory, TrajectoryError, check_trajectory, start_from
 
 STOPPED_VELOCITY_TOLERANCE = 0.01  # rad/s, ros2_control's default goal velocity tolerance
@@ -179,6 +181,9 @@ class TrajectoryController:
         self.backend = backend
         self.control_dt = control_dt
         self.limits = backend.limits
+        unlimited = np.full(len(self.limits.names), np.inf)
+        acceleration = unlimited if self.limits.acceleration is None else self.limits.acceleration
+        self.motion_limits = MotionLimits(self.limits.velocity, acceleration, unlimited, control_dt)
         self.defaults = defaults or Tolerances.defaults(len(self.limits.names))
         self._active: Execution | None = None
 
@@ -227,6 +232,7 @@ class TrajectoryController:
                                f"this simulated controller takes at most {MAX_DURATION:.0f} s")
         try:
             anchored = start_from(timed, self.limits, measured)
+            check_motion(anchored, self.motion_limits)
             self.backend.send_trajectory(anchored)
         except TrajectoryError as exc:
             raise GoalRejected(ErrorCode.INVALID_GOAL, str(exc)) from None

@@ -66,7 +66,8 @@ class MujocoBackend(SimBackend):
         self._feedforward = -m.actuator_biasprm[:, 2] / m.actuator_gainprm[:, 0]  # kv / kp
         self._site = m.site("flange").id
         self._limits = JointLimits(arm.joint_names, arm.lower, arm.upper, arm.velocity_limits,
-                                   np.array([j.effort for j in arm.joints]))
+                                   np.array([j.effort for j in arm.joints]),
+                                   np.array([j.acceleration for j in arm.joints]))
         # Views into the model's arrays (stable: the model is never reallocated) and their nominal values.
         self._views = {name: getattr(m, name) for name in _RANDOMIZED_ARRAYS}
         self._nominal_arrays = {name: view.copy() for name, view in self._views.items()}

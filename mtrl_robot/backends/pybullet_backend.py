@@ -98,7 +98,8 @@ class PybulletBackend(SimBackend):
     def __init__(self, arm: Arm, scene: Scene | None = None, control_dt: float = 1.0 / 240.0):
         self.arm, self.scene, self.control_dt = arm, scene, float(control_dt)
         self._limits = JointLimits(arm.joint_names, arm.lower, arm.upper, arm.velocity_limits,
-                                   np.array([j.effort for j in arm.joints]))
+                                   np.array([j.effort for j in arm.joints]),
+                                   np.array([j.acceleration for j in arm.joints]))
         folder = tempfile.mkdtemp(prefix="mtrl_pybullet_")
         self.urdf_path = Path(folder) / f"{arm.robot_id}.urdf"
         self.urdf_path.write_text(arm_to_urdf(arm) if scene is None else _with_paddle(arm_to_urdf(arm), arm, scene))

@@ -32,6 +32,7 @@ class JointLimits:
     upper: np.ndarray
     velocity: np.ndarray
     effort: np.ndarray
+    acceleration: np.ndarray | None = None  # rad/s²; None: not known
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class JointLimits:
     upper: float = setting(doc="rad")
     velocity: float = setting(doc="rad/s", above=0)
     acceleration: float = setting(doc="rad/s²", above=0)
+    jerk: float | None = setting(None, "rad/s³; null: not checked (no published value)", above=0)
 
     def __post_init__(self) -> None:
         if self.lower >= self.upper:
@@ -67,6 +68,8 @@ class HardwarePresetFile:
     trajectory_topic: str | None = setting(doc="its JointTrajectory topic (absolute ROS name), or null")
     joint_states_topic: str = setting(doc="absolute ROS name")
     joint_states_rate: float = setting(doc="Hz, as the driver is configured to publish", above=0, maximum=RATE)
+    control_rate: float = setting(doc="Hz, the controller's update rate: a step at a waypoint happens within one "
+                                      "period", above=0, maximum=RATE)
     watchdog_timeout: float = setting(doc="s without a joint state before the arm is stopped", above=0,
                                       maximum=WATCHDOG)
     max_start_deviation: float = setting(doc="rad between a trajectory's start and the measured state", minimum=0,
@@ -99,6 +102,7 @@ class HardwarePreset:
     trajectory_topic: str | None
     joint_states_topic: str
     joint_states_rate: float  # Hz, as the driver is configured to publish
+    control_rate: float  # Hz, the controller's update rate: a step at a waypoint happens within one period
     watchdog_timeout: float  # s
     max_start_deviation: float  # rad
     position_margin: float  # rad
@@ -110,6 +114,7 @@ class HardwarePreset:
     upper: np.ndarray
     velocity: np.ndarray
     acceleration: np.ndarray
+    jerk: np.ndarray  # rad/s³, inf where no limit is published
     simulation_only: bool = False  # drives the simulated arm node only; acceleration limits may exceed published
 
     @property
@@ -120,7 +125,8 @@ class HardwarePreset:
         """Limits over the hardware joint names; FK uses ``arm`` (default: the family's nominal robot)."""
         return SafetyLimits(self.joint_names, self.lower, self.upper, self.velocity, self.acceleration,
                             self.position_margin, self.max_start_deviation, self.workspace,
-                            arm if arm is not None else load_family(self.family), self.model_names)
+                            arm if arm is not None else load_family(self.family), self.model_names,
+                            jerk=self.jerk, control_period=1.0 / self.control_rate)
 
     def to_hardware(self, trajectory: JointTrajectory) -> JointTrajectory:
         """A trajectory over model joint names, renamed and reordered to the hardware's joints."""
@@ -190,6 +196,7 @@ def _parse(src: Path) -> HardwarePreset:
         trajectory_topic=data.trajectory_topic,
         joint_states_topic=data.joint_states_topic,
         joint_states_rate=data.joint_states_rate,
+        control_rate=data.control_rate,
         watchdog_timeout=data.watchdog_timeout,
         max_start_deviation=data.max_start_deviation,
         position_margin=data.position_margin,
@@ -197,7 +204,7 @@ def _parse(src: Path) -> HardwarePreset:
         dry_run=data.dry_run,
         joint_names=tuple(names),
         joint_map=joint_map,
-        lower=table[:, 0], upper=table[:, 1], velocity=table[:, 2], acceleration=table[:, 3],
+        lower=table[:, 0], upper=table[:, 1], velocity=table[:, 2], acceleration=table[:, 3], jerk=table[:, 4],
         simulation_only=data.simulation_only,
     )
     try:
@@ -224,9 +231,10 @@ def _joint_map(raw: dict, names: list[str], arm: Arm, src: Path) -> dict[str, st
 
 def _joint_limits(limits: JointLimits, joint: Joint, family: str, src: Path, field: str,
                   simulation_only: bool = False) -> list[float]:
-    """One joint's [lower, upper, velocity, acceleration], refused if wider than the family's (acceleration may be
-    for a ``simulation_only`` preset)."""
+    """One joint's [lower, upper, velocity, acceleration, jerk (inf if not given)], refused if wider than the
+    family's (acceleration may be for a ``simulation_only`` preset)."""
     lower, upper, velocity, acceleration = limits.lower, limits.upper, limits.velocity, limits.acceleration
+    jerk = np.inf if limits.jerk is None else limits.jerk
     published = f"the {family} family's published limit for {joint.name}"
     if lower < joint.lower - _SLACK:
         raise ConfigError(src, f"{field}.lower", f"{lower} is wider than {published} ({joint.lower})")
@@ -237,4 +245,4 @@ def _joint_limits(limits: JointLimits, joint: Joint, family: str, src: Path, fie
     if acceleration > joint.acceleration + _SLACK and not simulation_only:
         raise ConfigError(src, f"{field}.acceleration",
                           f"{acceleration} rad/s² exceeds {published} ({joint.acceleration})")
-    return [lower, upper, velocity, acceleration]
+    return [lower, upper, velocity, acceleration, jerk]

@@ -2,8 +2,10 @@
 
 :class:`SafetyChecker` refuses a trajectory (``SafetyError``, naming the joint or the flange, the waypoint,
 the limit and by how much) unless every waypoint and the motion between waypoints stays inside
-:class:`SafetyLimits`: finite numbers, the robot's joints by name, position limits less a margin,
-velocity and acceleration limits, a start close to the measured state, and a flange inside a box.
+:class:`SafetyLimits`: finite numbers, the robot's joints by name, position limits less a margin, a start
+close to the measured state, a flange inside a box, and velocity, acceleration and jerk limits on what the
+controller commands over every segment and at every waypoint (:func:`~mtrl_robot.backends.limits.check_motion`,
+the check the simulated controller makes too).
 :class:`Watchdog` tells the caller when joint states stop arriving. Plain Python: the ROS client uses it.
 """
 
@@ -12,14 +14,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.fk import CompiledChain
+from mtrl_robot.backends.limits import MotionLimits, check_motion, motion_peaks
 from mtrl_robot.backends.trajectory import JointLimits, JointState, JointTrajectory, TrajectoryError, check_trajectory
 
-TOLERANCE = 1e-6  # relative slack on velocity and acceleration checks, for round-off in exactly timed trajectories
+DEFAULT_CONTROL_PERIOD = 0.001  # s, ros2_control's usual 1 kHz; a shorter period prices steps higher
 AXES = "xyz"
 
 
@@ -63,6 +67,8 @@ class SafetyLimits:
     workspace: Workspace | None = None
     arm: Arm | None = None
     model_names: tuple[str, ...] | None = None
+    jerk: np.ndarray | None = None  # rad/s³; None: not limited (no published value)
+    control_period: float = DEFAULT_CONTROL_PERIOD  # s of the controller's update: prices steps at waypoints
 
     def __post_init__(self) -> None:
         names = tuple(self.names)
@@ -79,6 +85,12 @@ class SafetyLimits:
             bad = np.flatnonzero(getattr(self, field) <= 0)
             if bad.size:
                 raise ValueError(f"{names[bad[0]]}: {field} limit must be positive")
+        jerk = np.full(n, np.inf) if self.jerk is None else np.asarray(self.jerk, dtype=float)
+        if jerk.shape != (n,) or np.any(np.isnan(jerk)) or np.any(jerk <= 0):
+            raise ValueError(f"jerk limits must be {n} positive numbers, got {self.jerk}")
+        object.__setattr__(self, "jerk", jerk)
+        if not np.isfinite(self.control_period) or self.control_period <= 0:
+            raise ValueError(f"control_period must be a positive number of seconds, got {self.control_period}")
         if self.position_margin < 0 or self.max_start_deviation < 0:
             raise ValueError("position_margin and max_start_deviation must not be negative")
         narrow = np.flatnonzero(self.inner_lower >= self.inner_upper)
@@ -101,13 +113,18 @@ class SafetyLimits:
     def inner_upper(self) -> np.ndarray:
         return self.upper - self.position_margin
 
+    @property
+    def motion(self) -> MotionLimits:
+        return MotionLimits(self.velocity, self.acceleration, self.jerk, self.control_period)
+
     @staticmethod
     def from_arm(arm: Arm, *, scale: float = 1.0, position_margin: float = 0.0, max_start_deviation: float = 0.05,
-                 workspace: Workspace | None = None) -> SafetyLimits:
-        """An arm's own limits, with velocity and acceleration scaled by ``scale``."""
+                 workspace: Workspace | None = None,
+                 control_period: float = DEFAULT_CONTROL_PERIOD) -> SafetyLimits:
+        """An arm's own limits, with velocity and acceleration scaled by ``scale`` (the family gives no jerk)."""
         acceleration = np.array([j.acceleration for j in arm.joints])
         return SafetyLimits(arm.joint_names, arm.lower, arm.upper, scale * arm.velocity_limits, scale * acceleration,
-                            position_margin, max_start_deviation, workspace, arm)
+                            position_margin, max_start_deviation, workspace, arm, control_period=control_period)
 
 
 def _where(k: int, offset: int) -> str:
@@ -126,6 +143,7 @@ class SafetyChecker:
         if workspace_step <= 0:
             raise ValueError(f"workspace_step must be positive, got {workspace_step}")
         self.limits = limits
+        self.motion_limits = limits.motion
         self.workspace_step = workspace_step
         self._chain = CompiledChain(limits.arm) if limits.arm is not None else None
         # column of the checked trajectory that feeds each joint of the arm, in the arm's order
@@ -136,7 +154,8 @@ class SafetyChecker:
         """Return ``trajectory`` reordered to the robot's joints, or raise :class:`SafetyError`.
 
         A first waypoint after time 0 is reached from the measured state (as ros2_control does), so the
-        velocity and acceleration of that approach are checked too, assuming the arm is at rest.
+        motion of that approach is checked too, assuming the arm is at rest. A first waypoint at time 0 must lie
+        within ``max_start_deviation`` of the measured state; the controller jumps there at once.
         """
         lim = self.limits
         unlimited = np.full(len(lim.names), np.inf)
@@ -153,9 +172,11 @@ class SafetyChecker:
             vel = None if ordered.velocities is None else np.vstack([np.zeros(len(start)), ordered.velocities])
             approached = JointTrajectory(lim.names, np.concatenate([[0.0], ordered.times]),
                                          np.vstack([start, ordered.positions]), vel)
-        self._check_velocities(approached, offset)
-        self._check_accelerations(approached, offset)
         self._check_path(ordered)
+        try:
+            check_motion(approached, self.motion_limits, point=partial(_where, offset=offset))
+        except TrajectoryError as exc:
+            raise SafetyError(str(exc)) from None
         return ordered
 
     def _measured_positions(self, measured: JointState) -> np.ndarray:
@@ -194,56 +215,6 @@ class SafetyChecker:
         raise SafetyError(f"{lim.names[j]}: position {q:.4f} rad {where} is {side} the position limit "
                           f"{bound:.4f} rad{margin} by {abs(q - bound):.4f} rad")
 
-    def _check_velocities(self, traj: JointTrajectory, offset: int) -> None:
-        lim = self.limits
-        if len(traj.times) > 1:
-            speed = np.abs(np.diff(traj.positions, axis=0)) / np.diff(traj.times)[:, None]
-            over = speed > lim.velocity * (1 + TOLERANCE)
-            if np.any(over):
-                k, j = np.argwhere(over)[0]
-                raise SafetyError(f"{lim.names[j]}: velocity {speed[k, j]:.4f} rad/s {_between(k, offset)} exceeds "
-                                  f"the velocity limit {lim.velocity[j]:.4f} rad/s by "
-                                  f"{speed[k, j] - lim.velocity[j]:.4f} rad/s")
-        if traj.velocities is not None:
-            given = np.abs(traj.velocities)
-            over = given > lim.velocity * (1 + TOLERANCE)
-            if np.any(over):
-                k, j = np.argwhere(over)[0]
-                raise SafetyError(f"{lim.names[j]}: given velocity {given[k, j]:.4f} rad/s at {_where(k, offset)} "
-                                  f"exceeds the velocity limit {lim.velocity[j]:.4f} rad/s by "
-                                  f"{given[k, j] - lim.velocity[j]:.4f} rad/s")
-
-    def _check_accelerations(self, traj: JointTrajectory, offset: int) -> None:
-        """Peak accelerations of the interpolation the controller runs.
-
-        With velocities, segments are cubic Hermite: acceleration is linear in time, so its extremes are at
-        the segment ends. Without, segments are linear: velocity steps at each waypoint, spread over the
-        half-segments around it, and the arm is at rest before the first and after the last waypoint.
-        """
-        lim = self.limits
-        if len(traj.times) < 2:
-            return
-        dt = np.diff(traj.times)[:, None]
-        dp = np.diff(traj.positions, axis=0)
-        hermite = traj.velocities is not None
-        if hermite:
-            v0, v1 = traj.velocities[:-1], traj.velocities[1:]
-            at_start = (6 * dp - dt * (4 * v0 + 2 * v1)) / dt**2
-            at_end = (-6 * dp + dt * (2 * v0 + 4 * v1)) / dt**2
-            accel = np.maximum(np.abs(at_start), np.abs(at_end))
-        else:
-            rest = np.zeros((1, dp.shape[1]))
-            segment_velocity = np.vstack([rest, dp / dt, rest])
-            half = np.concatenate([[0.0], dt[:, 0], [0.0]]) / 2
-            accel = np.abs(np.diff(segment_velocity, axis=0)) / (half[:-1] + half[1:])[:, None]
-        over = accel > lim.acceleration * (1 + TOLERANCE)
-        if np.any(over):
-            k, j = np.argwhere(over)[0]
-            where = f"in the segment {_between(k, offset)}" if hermite else f"at {_where(k, offset)}"
-            raise SafetyError(f"{lim.names[j]}: acceleration {accel[k, j]:.3f} rad/s² {where} exceeds the "
-                              f"acceleration limit {lim.acceleration[j]:.3f} rad/s² by "
-                              f"{accel[k, j] - lim.acceleration[j]:.3f} rad/s²")
-
     def _check_path(self, traj: JointTrajectory) -> None:
         """Joint limits between waypoints, and the flange box at and between waypoints, on a fine time grid."""
         times = traj.times
@@ -277,10 +248,7 @@ class SafetyChecker:
         traj = trajectory.reordered(self.limits.names)
         lines = [f"{len(traj.times)} waypoints over {traj.duration:.3f} s "
                  f"({'positions and velocities' if traj.velocities is not None else 'positions only'})"]
-        if len(traj.times) > 1:
-            peak = np.max(np.abs(np.diff(traj.positions, axis=0)) / np.diff(traj.times)[:, None], axis=0)
-        else:
-            peak = np.zeros(len(self.limits.names))
+        peak = motion_peaks(traj, self.limits.control_period).peak("velocity")
         for j, name in enumerate(self.limits.names):
             lines.append(f"  {name:18} {traj.positions[0, j]:8.4f} → {traj.positions[-1, j]:8.4f} rad, "
                          f"peak {peak[j]:.3f} rad/s ({100 * peak[j] / self.limits.velocity[j]:.0f} % of limit)")

@@ -5,7 +5,9 @@ joint-state topic and its controller's ``FollowJointTrajectory`` action (or, wit
 ``JointTrajectory`` topic). Callers use the family model's joint names; the preset's ``joint_map`` renames them.
 
 - **Joint states.** Messages lacking any of the arm's joints (a gripper's, say) are ignored; extra joints are
-  dropped. :meth:`~HardwareBackend.read_state` waits up to ``state_timeout`` s for the first message.
+  dropped. :meth:`~HardwareBackend.read_state` waits up to ``state_timeout`` s for the first message. A message
+  with a NaN or infinite position of the arm is never used: it counts as stale joint states at once (a running
+  trajectory fails and the arm is stopped, nothing is sent, no hold) until a finite one arrives.
 - **Safety.** Every trajectory goes through :meth:`SafetyChecker.check <mtrl_robot.hardware.safety.SafetyChecker.check>`
   against the latest measured state; a refusal raises ``SafetyError`` and nothing is sent. Nothing is sent on
   stale joint states either (:class:`HardwareError`). The one command sent unchecked is a hold at the measured
@@ -15,8 +17,8 @@ joint-state topic and its controller's ``FollowJointTrajectory`` action (or, wit
   result's error code and string are in :class:`ExecutionResult`'s message with the peak tracking error the
   controller's feedback reported. On the topic, success is judged from joint states by the same tolerance.
 - **Stop** (:meth:`~HardwareBackend.stop`, or the ``~/stop`` ``std_srvs/Trigger`` service on the client's node):
-  cancel the active goal and, where the controller has a trajectory topic and joint states are fresh, publish a
-  hold at the measured position (which also stops motion commanded by anyone else).
+  cancel the active goal and, where the controller has a trajectory topic and joint states are fresh and finite,
+  publish a hold at the measured position (which also stops motion commanded by anyone else).
 - **Watchdog.** While a trajectory runs, joint states going stale (:class:`~mtrl_robot.hardware.safety.Watchdog`, the
   preset's ``watchdog_timeout``) or the action server vanishing fails the execution and stops the arm.
 - **Dry run** (the preset's ``dry_run`` unless overridden): trajectories are checked and logged with
@@ -69,7 +71,7 @@ STATE_TIMEOUT = 10.0  # s to wait for the first joint state
 SERVER_TIMEOUT = 5.0  # s to wait for the controller's action server
 REPLY_TIMEOUT = 5.0  # s for the controller to accept or reject a goal
 RESULT_GRACE = 5.0  # s after a trajectory's end plus SETTLE_TIME that wait(None) waits for the result
-HOLD_TIME = 0.1  # s, time_from_start of the hold point published by stop
+HOLD_TIME = 0.1  # s, time_from_start of the hold point (at rest) published by stop
 CHECKS_PER_TIMEOUT = 4  # watchdog checks per watchdog_timeout
 ERROR_CODES = {getattr(FJT.Result, name): name for name in ("SUCCESSFUL", "INVALID_GOAL", "INVALID_JOINTS",
                                                              "OLD_HEADER_TIMESTAMP", "PATH_TOLERANCE_VIOLATED",
@@ -132,7 +134,8 @@ class HardwareBackend(RobotBackend):
         self._to_hardware = dict(zip(p.model_names, p.joint_names, strict=True))
         self._watchdog = Watchdog(p.watchdog_timeout)
         self._lock = threading.Lock()  # guards _state, _watchdog, _current and executions' results
-        self._state: JointState | None = None  # latest message with all the arm's joints, hardware names
+        self._state: JointState | None = None  # latest finite message with all the arm's joints, hardware names
+        self._non_finite: str | None = None  # what was wrong with the latest message, if it was not finite
         self._first_state = threading.Event()
         self._current: _Execution | None = None
         self._closed = threading.Event()
@@ -280,13 +283,21 @@ class HardwareBackend(RobotBackend):
         if not self._first_state.wait(self.state_timeout):
             raise HardwareError(self._no_state(self.state_timeout))
         with self._lock:
-            state, age, stale = self._state, self._watchdog.age(), self._watchdog.stale()
+            state, age, stale, non_finite = self._state, self._watchdog.age(), self._watchdog.stale(), self._non_finite
+        if fresh and non_finite:
+            raise HardwareError(f"joint states on {self.preset.joint_states_topic} are not finite ({non_finite}); "
+                                "nothing sent")
         if fresh and stale:
             raise HardwareError(f"joint states on {self.preset.joint_states_topic} are stale: none fresh for "
                                 f"{age:.2f} s (watchdog timeout {self.preset.watchdog_timeout} s); nothing sent")
         return state
 
     def _no_state(self, timeout: float) -> str:
+        with self._lock:
+            non_finite = self._non_finite
+        if non_finite:
+            return (f"no finite joint state on {self.preset.joint_states_topic} within {timeout} s "
+                    f"(the latest: {non_finite}): check the driver")
         return (f"no joint state with joints {list(self.preset.joint_names)} on {self.preset.joint_states_topic} "
                 f"within {timeout} s: is the driver running, in this ROS_DOMAIN_ID?")
 
@@ -370,10 +381,13 @@ class HardwareBackend(RobotBackend):
             done.append("goal cancel requested")
         if self._publisher is not None:
             with self._lock:
-                state, stale = self._state, self._watchdog.stale()
-            if state is not None and not stale:
-                hold = JointTrajectory(self.preset.joint_names, np.array([HOLD_TIME]),
-                                       self.preset.to_model(state).positions[None, :])
+                state, stale, non_finite = self._state, self._watchdog.stale(), self._non_finite
+            if non_finite:
+                done.append(f"no hold sent: the latest joint state is not finite ({non_finite})")
+            elif state is not None and not stale:
+                positions = self.preset.to_model(state).positions[None, :]
+                hold = JointTrajectory(self.preset.joint_names, np.array([HOLD_TIME]), positions,
+                                       np.zeros_like(positions))  # at rest: a cubic, not a velocity step
                 self._publisher.publish(trajectory_to_msg(hold))
                 done.append(f"hold at the measured position sent to {self.preset.trajectory_topic}")
             else:
@@ -390,10 +404,27 @@ class HardwareBackend(RobotBackend):
             return
         if not set(self.preset.joint_names) <= set(state.names):
             return
+        positions = self.preset.to_model(state).positions
+        if not np.all(np.isfinite(positions)):
+            j = int(np.argmax(~np.isfinite(positions)))
+            self._on_non_finite(f"{self.preset.joint_names[j]} position {positions[j]}")
+            return
         with self._lock:
-            self._state = state
+            self._state, self._non_finite = state, None
             self._watchdog.feed(state.stamp)
         self._first_state.set()
+
+    def _on_non_finite(self, problem: str) -> None:
+        """A joint state with a NaN or infinite position: stale at once; a running trajectory fails, the arm stops."""
+        with self._lock:
+            self._non_finite = problem
+            execution = self._current if self._current is not None and self._current.result is None else None
+        if execution is not None:
+            self._abandon(execution, f"joint state on {self.preset.joint_states_topic} is not finite ({problem}); "
+                                     "stopping the arm")
+        else:
+            self.node.get_logger().error(f"joint state on {self.preset.joint_states_topic} is not finite ({problem})",
+                                         throttle_duration_sec=5.0)
 
     def _on_feedback(self, execution: _Execution, msg: FJT.Impl.FeedbackMessage) -> None:
         feedback = msg.feedback

@@ -38,9 +38,10 @@ TOLERANCE = 0.01  # rad, goal tolerance asked for in the tests
 
 
 def trajectory(names: list[str], points: list[tuple[float, np.ndarray]]) -> JointTrajectory:
+    """At rest at every point: cubic segments (position-only ones would step the velocity, which is refused)."""
     msg = JointTrajectory(joint_names=list(names))
-    msg.points = [JointTrajectoryPoint(positions=[float(v) for v in q], time_from_start=to_duration(t))
-                  for t, q in points]
+    msg.points = [JointTrajectoryPoint(positions=[float(v) for v in q], velocities=[0.0] * len(q),
+                                       time_from_start=to_duration(t)) for t, q in points]
     return msg
 
 
