@@ -26,7 +26,6 @@ keeps 250 Hz there.)
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -42,9 +41,7 @@ from sensor_msgs.msg import JointState as JointStateMsg
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
-from mtrl_robot.arms import population as populations
-from mtrl_robot.arms.chain import Arm
-from mtrl_robot.arms.families import load_family
+from mtrl_robot.arms.loader import load_arm
 from mtrl_robot.backends.controller import (
     ErrorCode,
     Execution,
@@ -53,7 +50,7 @@ from mtrl_robot.backends.controller import (
     Status,
     TrajectoryController,
 )
-from mtrl_robot.backends.interface import SimBackend
+from mtrl_robot.backends.factory import make_backend
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
 from mtrl_robot.randomization import Randomizer, load_spec
@@ -68,7 +65,7 @@ from mtrl_robot.ros.conversions import (
 )
 from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
-from mtrl_robot.scenes.puck_table import load_scene
+from mtrl_robot.scenes.puck_table import Scene, load_scene
 
 EXECUTOR_THREADS = 4  # services, topic and goals; a running goal keeps one waiting
 MAX_CATCH_UP = 0.25  # s of physics stepped at most per tick; a longer stall is dropped, not replayed
@@ -94,37 +91,16 @@ PARAMETERS = {  # name: (default, description)
 }
 
 
-def load_arm(robot: str, population_file: str, urdf_file: str, flange_link: str) -> Arm:
-    """A robot named by family, by population id (with ``population_file``) or by URDF (``robot='urdf'``)."""
-    if robot == "urdf":
-        from mtrl_robot.arms.urdf import load_urdf_arm
-
-        if not urdf_file or not flange_link:
-            raise ConfigError(None, "urdf_file", "robot 'urdf' needs the parameters urdf_file and flange_link")
-        return load_urdf_arm(urdf_file, flange_link=flange_link)
-    if population_file:
-        return populations.load(population_file).get(robot)
-    return load_family(robot)
-
-
-def make_backend(engine: str, arm: Arm, scene_name: str, paddle: bool = False) -> SimBackend:
+def load_scene_with(scene_name: str, paddle: bool) -> Scene | None:
+    """The scene the parameters name (``none``: no scene), with the paddle at the flange if asked for."""
     scene = None if scene_name == "none" else load_scene(scene_name)
-    if paddle:
-        if scene is None:
-            raise ConfigError(None, "paddle", "the paddle needs a scene (e.g. scene:=puck_table)")
-        from mtrl_robot.motions.hitting import with_paddle
+    if not paddle:
+        return scene
+    if scene is None:
+        raise ConfigError(None, "paddle", "the paddle needs a scene (e.g. scene:=puck_table)")
+    from mtrl_robot.motions.hitting import with_paddle
 
-        scene = with_paddle(scene)
-    if engine == "mujoco":
-        os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering; must precede the first mujoco import
-        from mtrl_robot.backends.mujoco_backend import MujocoBackend
-
-        return MujocoBackend(arm, scene)
-    if engine == "pybullet":
-        from mtrl_robot.backends.pybullet_backend import PybulletBackend
-
-        return PybulletBackend(arm, scene)
-    raise ConfigError(None, "backend", f"unknown backend '{engine}' (use mujoco or pybullet)")
+    return with_paddle(scene)
 
 
 class ArmNode(Node):
@@ -139,7 +115,7 @@ class ArmNode(Node):
         if p["camera"] and p["backend"] != "mujoco":
             raise ConfigError(None, "camera", "the camera needs backend mujoco")
         self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
-        self.backend = make_backend(p["backend"], self.arm, p["scene"], p["paddle"])
+        self.backend = make_backend(p["backend"], self.arm, load_scene_with(p["scene"], p["paddle"]))
         self.control_dt = self.backend.control_dt
         self.controller = TrajectoryController(self.backend, self.control_dt)
         spec = load_spec(p["randomization_file"] or data_dir("config") / "randomization.yaml")
