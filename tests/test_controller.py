@@ -198,12 +198,16 @@ def test_a_refused_goal_leaves_the_active_one_running(controller):
     assert execution.outcome.status is Status.SUCCEEDED
 
 
-def test_a_first_point_at_time_zero_must_start_at_the_measured_position(controller):
-    """The one check that needs the arm: ``check`` passes the goal, ``start`` refuses it."""
-    goal = Goal(trajectory([(0.0, TARGET), (1.0, TARGET)]))
-    controller.check(goal)
-    rejected = refusal(controller, goal)
-    assert rejected.code is ErrorCode.INVALID_GOAL and "time_from_start > 0" in str(rejected)
+def test_checks_against_the_measured_position(controller):
+    """A first point at time 0 must be where the arm is, and the move to a later first point within the limits:
+    ``check`` makes these checks only when given the measured position; ``start`` always does."""
+    for goal, message in ((Goal(trajectory([(0.0, TARGET), (1.0, TARGET)])), "time_from_start > 0"),
+                          (Goal(trajectory([(0.01, TARGET)])), "moving from the current position")):
+        controller.check(goal)
+        with pytest.raises(GoalRejected, match=message):
+            controller.check(goal, positions(controller))
+        rejected = refusal(controller, goal)
+        assert rejected.code is ErrorCode.INVALID_GOAL and message in str(rejected)
     near = HOME + 0.01
     execution = controller.start(Goal(trajectory([(0.0, near), (1.0, TARGET)])))
     run(controller, execution)

@@ -5,14 +5,15 @@ reporting its end, on the backend's clock: call :meth:`TrajectoryController.upda
 ``SimBackend.step``. It is not thread-safe; callers serialize access.
 
 - **Validation** (:meth:`~TrajectoryController.check`, also done by :meth:`~TrajectoryController.start`; it
-  needs nothing but the goal, so a node can refuse a goal when it is received). Joints are matched by name and
+  touches nothing, so a node can refuse a goal when it is received). Joints are matched by name and
   every joint of the robot needs a value (partial goals are refused, as with ros2_control's default), else
   ``INVALID_JOINTS`` (also for tolerances that name other joints, or any multi-DOF joint). No points, NaN or
   infinite values, times that do not increase, positions outside the limits, speeds over the velocity limits,
   a last point with non-zero velocity or an illegal tolerance value give ``INVALID_GOAL`` with a message naming
   the joint and the limit. A trajectory stamped to start so long ago that it has already ended gives
-  ``OLD_HEADER_TIMESTAMP``. A refused goal leaves the active one running. One check needs the measured
-  position and is made by :meth:`~TrajectoryController.start` alone: a first point at time 0 must be close to it.
+  ``OLD_HEADER_TIMESTAMP``. A refused goal leaves the active one running. Given the measured position,
+  ``check`` also makes the checks that need it (a first point at time 0 must be close to it; the move from it to
+  a first point after time 0 must respect the limits), which ``start`` repeats with the position it starts from.
 - **Timing.** A trajectory starts from the measured position (a first point after time 0 is reached from
   there). One stamped to start in the future holds position until then (a first point at time 0 is
   approached during the wait instead); one stamped in the past skips the points whose time has gone.
@@ -201,9 +202,9 @@ class TrajectoryController:
         if missing:
             raise GoalRejected(ErrorCode.INVALID_JOINTS, f"missing joints {missing}: every joint needs a value")
 
-    def check(self, goal: Goal) -> tuple[JointTrajectory, Tolerances]:
-        """Validate ``goal`` without touching the arm: its trajectory in the robot's joint order and its
-        tolerances; raises :class:`GoalRejected`."""
+    def check(self, goal: Goal, measured: np.ndarray | None = None) -> tuple[JointTrajectory, Tolerances]:
+        """Validate ``goal`` without touching the arm, also against the ``measured`` position if given: its
+        trajectory in the robot's joint order and its tolerances; raises :class:`GoalRejected`."""
         self.check_joint_names(goal.trajectory.joint_names)
         if goal.multi_dof_joints:
             raise GoalRejected(ErrorCode.INVALID_JOINTS,
@@ -227,14 +228,22 @@ class TrajectoryController:
         if end > MAX_DURATION:
             raise GoalRejected(ErrorCode.INVALID_GOAL, f"the trajectory ends {end:.1f} s from now; "
                                f"this simulated controller takes at most {MAX_DURATION:.0f} s")
+        if measured is not None:
+            self._anchored(ordered, goal.start_delay, measured)
         return ordered, tolerances
+
+    def _anchored(self, ordered: JointTrajectory, delay: float, measured: np.ndarray) -> JointTrajectory:
+        """``ordered`` on a clock starting now, from ``measured``; raises :class:`GoalRejected`."""
+        try:
+            return start_from(self._timed(ordered, delay, measured), self.limits, measured)
+        except TrajectoryError as exc:
+            raise GoalRejected(ErrorCode.INVALID_GOAL, str(exc)) from None
 
     def start(self, goal: Goal) -> Execution:
         """Validate ``goal`` and follow it, replacing the active trajectory; raises :class:`GoalRejected`."""
         ordered, tolerances = self.check(goal)
-        measured = self.backend.read_state().positions
+        anchored = self._anchored(ordered, goal.start_delay, self.backend.read_state().positions)
         try:
-            anchored = start_from(self._timed(ordered, goal.start_delay, measured), self.limits, measured)
             self.backend.send_trajectory(anchored)
         except TrajectoryError as exc:
             raise GoalRejected(ErrorCode.INVALID_GOAL, str(exc)) from None
@@ -314,9 +323,12 @@ class TrajectoryController:
 
     def abort(self, reason: str) -> None:
         """Hold the current position and end the active trajectory, if any, aborted for ``reason``."""
-        if self._active is not None:
-            self.backend.stop()
-            self._finish(self._active, Status.ABORTED, ErrorCode.INVALID_GOAL, reason)
+        execution = self._active
+        if execution is not None:
+            try:
+                self.backend.stop()
+            finally:  # the goal ends even if holding fails
+                self._finish(execution, Status.ABORTED, ErrorCode.INVALID_GOAL, reason)
 
     def reset(self) -> JointState:
         """Abort the active trajectory and put the arm at home, at rest."""

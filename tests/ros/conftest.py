@@ -16,15 +16,16 @@ from pathlib import Path
 import pytest
 import rclpy
 from node_process import NodeProcess, domain_id, ros_environment
+from rcl_interfaces.msg import Log
 from rclpy.action import ActionClient
 from rclpy.client import Client
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.publisher import Publisher
 from rclpy.subscription import Subscription
 from rclpy.task import Future
+from ros_events import Messages, rosout
 from sensor_msgs.msg import JointState
 
-from mtrl_robot.ros.conversions import seconds
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.run import node_command
 
@@ -45,30 +46,15 @@ class ArmNodeProcess(NodeProcess):
         return f"{self.namespace}/{relative.replace('~', 'arm_node')}"
 
 
-class JointStateLog:
+class JointStateLog(Messages[JointState]):
     """Every message received on a JointState topic."""
-
-    def __init__(self) -> None:
-        self.messages: list[JointState] = []
-
-    def __call__(self, msg: JointState) -> None:
-        self.messages.append(msg)
-
-    def latest(self) -> JointState:
-        return self.messages[-1]
 
     def after(self, moment: float, timeout: float = REPLY_TIMEOUT) -> JointState:
         """The first message stamped after ``moment`` (``time.time()``; the node stamps with the system clock).
 
         Stamps, not arrival order: a service reply may overtake joint states published before it.
         """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            later = [msg for msg in self.messages[-100:] if seconds(msg.header.stamp) > moment]
-            if later:
-                return later[0]
-            time.sleep(0.005)
-        raise TimeoutError("no joint state arrived")
+        return self.stamped_after(moment, timeout)
 
 
 class RosClient:
@@ -129,6 +115,12 @@ def ros_client(ros_env: dict[str, str]) -> Iterator[RosClient]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def ros_log(ros_client: RosClient) -> Messages[Log]:
+    """Every node's log messages on ``/rosout`` (this test process's domain) from the start of the session."""
+    return rosout(ros_client.node)
+
+
 class NodeLauncher:
     """Starts arm nodes and stops all of them on :meth:`close`."""
 
@@ -143,13 +135,15 @@ class NodeLauncher:
         subscription = self.client.node.create_subscription(JointState, node.name("joint_states"), states, 50)
         self._started.append((node, subscription))
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not states.messages:
-            if node.process.poll() is not None or time.monotonic() > deadline:
-                seen = self.client.node.count_publishers(node.name("joint_states"))
-                pytest.fail(f"no joint states from the arm node (exit code {node.process.poll()}, {seen} publishers "
-                            f"discovered):\n{node.output()}")
-            time.sleep(0.05)
-        return node, states
+        while True:  # in slices, to notice a node that exits
+            try:
+                states.wait_for(timeout=1.0)
+                return node, states
+            except AssertionError:
+                if node.process.poll() is not None or time.monotonic() > deadline:
+                    seen = self.client.node.count_publishers(node.name("joint_states"))
+                    pytest.fail(f"no joint states from the arm node (exit code {node.process.poll()}, {seen} "
+                                f"publishers discovered):\n{node.output()}")
 
     def close(self) -> None:
         for node, subscription in self._started:
