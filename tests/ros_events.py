@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from rcl_interfaces.msg import Log
+from rclpy.duration import Duration
 from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from rclpy.publisher import Publisher
@@ -79,6 +80,14 @@ def matched_publisher(node: Node, msg_type: type, topic: str, timeout: float = T
         node.destroy_publisher(publisher)
         raise AssertionError(f"nothing subscribed to {topic} within {timeout} s")
     return publisher
+
+
+def publish_acknowledged(publisher: Publisher, msg: object, timeout: float = TIMEOUT) -> None:
+    """Publish ``msg`` and wait until every matched (reliable) subscription has acknowledged it: it is then in the
+    subscriber's queue, ahead of any request sent after it (rclpy executors take messages before requests)."""
+    publisher.publish(msg)
+    assert publisher.wait_for_all_acked(Duration(seconds=timeout)), \
+        f"{publisher.topic_name}: not acknowledged within {timeout} s"
 
 
 def rosout(node: Node) -> Messages[Log]:

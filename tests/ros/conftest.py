@@ -8,6 +8,7 @@ spun by a background thread.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from sensor_msgs.msg import JointState
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.run import node_command
 
+Entity = Subscription | Publisher | Client | ActionClient
 STARTUP_TIMEOUT = 60.0  # s for a node to come up and publish joint states (on a loaded machine)
 REPLY_TIMEOUT = 10.0  # s for a service or action reply
 
@@ -67,27 +69,38 @@ class RosClient:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._closed = threading.Event()
-        self._spinning = threading.Lock()  # held while the executor waits: entities are destroyed between waits
+        self._doomed: queue.Queue[tuple[Entity, threading.Event]] = queue.Queue()  # destroyed between waits
+        self._wake = self.node.create_guard_condition(lambda: None)  # ends the executor's current wait
         self._spinner = threading.Thread(target=self._spin, daemon=True)
         self._spinner.start()
 
     def _spin(self) -> None:
         while not self._closed.is_set():
-            with self._spinning:
-                self.executor.spin_once(timeout_sec=0.05)
-            time.sleep(0.001)  # lets a waiting destroy() take the lock
+            self.executor.spin_once(timeout_sec=0.05)
+            while not self._doomed.empty():
+                entity, done = self._doomed.get()
+                self._destroy_now(entity)
+                done.set()
 
-    def destroy(self, entity: Subscription | Publisher | Client | ActionClient) -> None:
-        """Destroy one of the client's entities while the executor is not waiting on it."""
-        with self._spinning:
-            if isinstance(entity, ActionClient):
-                entity.destroy()
-            elif isinstance(entity, Subscription):
-                self.node.destroy_subscription(entity)
-            elif isinstance(entity, Publisher):
-                self.node.destroy_publisher(entity)
-            else:
-                self.node.destroy_client(entity)
+    def destroy(self, entity: Entity) -> None:
+        """Destroy one of the client's entities on the spinning thread, between two waits of the executor."""
+        if threading.current_thread() is self._spinner:  # from a callback: the executor is not waiting now
+            self._destroy_now(entity)
+            return
+        done = threading.Event()
+        self._doomed.put((entity, done))
+        self._wake.trigger()
+        assert done.wait(REPLY_TIMEOUT), "the client's executor did not come round to destroy an entity"
+
+    def _destroy_now(self, entity: Entity) -> None:
+        if isinstance(entity, ActionClient):
+            entity.destroy()
+        elif isinstance(entity, Subscription):
+            self.node.destroy_subscription(entity)
+        elif isinstance(entity, Publisher):
+            self.node.destroy_publisher(entity)
+        else:
+            self.node.destroy_client(entity)
 
     def wait(self, future: Future, timeout: float = REPLY_TIMEOUT):
         assert wait_for(future, timeout), f"no reply within {timeout} s"
