@@ -271,5 +271,5 @@ class GoalTolerance:
         if problem is None:
             return True, "goal reached"
         if self.time > 0 and late > self.time:
-            return False, f"{problem} {late:.3f} s after the trajectory's end (settle time {self.time:.3f} s)"
+            return False, f"{problem} {late:.3f} s after the trajectory's end (allowed: {self.time:.3f} s)"
         return None

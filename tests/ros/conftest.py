@@ -11,8 +11,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import rclpy
@@ -30,6 +31,7 @@ from sensor_msgs.msg import JointState
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.run import node_command
 
+T = TypeVar("T")
 Entity = Subscription | Publisher | Client | ActionClient
 STARTUP_TIMEOUT = 60.0  # s for a node to come up and publish joint states (on a loaded machine)
 REPLY_TIMEOUT = 10.0  # s for a service or action reply
@@ -69,7 +71,7 @@ class RosClient:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._closed = threading.Event()
-        self._doomed: queue.Queue[tuple[Entity, threading.Event]] = queue.Queue()  # destroyed between waits
+        self._chores: queue.Queue[tuple[Callable[[], object], Future]] = queue.Queue()  # run between waits
         self._wake = self.node.create_guard_condition(lambda: None)  # ends the executor's current wait
         self._spinner = threading.Thread(target=self._spin, daemon=True)
         self._spinner.start()
@@ -77,20 +79,30 @@ class RosClient:
     def _spin(self) -> None:
         while not self._closed.is_set():
             self.executor.spin_once(timeout_sec=0.05)
-            while not self._doomed.empty():
-                entity, done = self._doomed.get()
-                self._destroy_now(entity)
-                done.set()
+            while not self._chores.empty():
+                chore, done = self._chores.get()
+                try:
+                    done.set_result(chore())
+                except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
+                    done.set_exception(exc)
+
+    def between_waits(self, chore: Callable[[], T]) -> T:
+        """Run ``chore`` on the spinning thread while the executor is not waiting: rclpy entities must not be
+        built or destroyed while an executor iterates over them."""
+        if threading.current_thread() is self._spinner:  # from a callback: the executor is not waiting now
+            return chore()
+        done = Future()
+        self._chores.put((chore, done))
+        self._wake.trigger()
+        assert wait_for(done, REPLY_TIMEOUT), "the client's executor did not come round to a chore"
+        return done.result()
+
+    def action_client(self, action_type: type, name: str) -> ActionClient:
+        return self.between_waits(lambda: ActionClient(self.node, action_type, name))
 
     def destroy(self, entity: Entity) -> None:
-        """Destroy one of the client's entities on the spinning thread, between two waits of the executor."""
-        if threading.current_thread() is self._spinner:  # from a callback: the executor is not waiting now
-            self._destroy_now(entity)
-            return
-        done = threading.Event()
-        self._doomed.put((entity, done))
-        self._wake.trigger()
-        assert done.wait(REPLY_TIMEOUT), "the client's executor did not come round to destroy an entity"
+        """Destroy one of the client's entities."""
+        self.between_waits(lambda: self._destroy_now(entity))
 
     def _destroy_now(self, entity: Entity) -> None:
         if isinstance(entity, ActionClient):

@@ -12,7 +12,6 @@ import pytest
 from action_msgs.msg import GoalStatus
 from control_msgs.action import FollowJointTrajectory
 from control_msgs.msg import JointTolerance
-from rclpy.action import ActionClient
 from ros_events import Messages, logged, matched_publisher
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
@@ -66,7 +65,7 @@ class Arm:
 
     def __init__(self, client, node, states):
         self.client, self.node, self.states = client, node, states
-        self.action = ActionClient(client.node, FJT, node.name("joint_trajectory_controller/follow_joint_trajectory"))
+        self.action = client.action_client(FJT, node.name("joint_trajectory_controller/follow_joint_trajectory"))
         assert self.action.wait_for_server(timeout_sec=10.0), "action server not found"
 
     def send(self, goal: FJT.Goal, feedback: Messages | None = None):

@@ -13,7 +13,6 @@ import rclpy
 from action_msgs.msg import GoalStatus
 from control_msgs.action import FollowJointTrajectory
 from control_msgs.msg import JointTolerance
-from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
 from ros_events import Messages, logged
 from sensor_msgs.msg import JointState
@@ -52,7 +51,7 @@ def _fail(n: int = 1) -> None:
 def test_a_failing_physics_tick_aborts_the_goal_stops_physics_and_refuses_goals(node, ros_client, ros_log):
     states: Messages[JointState] = Messages()
     subscription = ros_client.node.create_subscription(JointState, f"{NAMESPACE}/joint_states", states, 50)
-    action = ActionClient(ros_client.node, FJT, f"{NAMESPACE}/joint_trajectory_controller/follow_joint_trajectory")
+    action = ros_client.action_client(FJT, f"{NAMESPACE}/joint_trajectory_controller/follow_joint_trajectory")
     try:
         states.wait_for(timeout=30.0, what="joint states from the in-process arm node")
         assert action.wait_for_server(timeout_sec=10.0)

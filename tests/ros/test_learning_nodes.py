@@ -15,7 +15,6 @@ import pytest
 from control_msgs.action import FollowJointTrajectory
 from geometry_msgs.msg import PointStamped
 from node_process import NodeProcess
-from rclpy.action import ActionClient
 from ros_events import matched_publisher, publish_acknowledged
 from std_srvs.srv import Trigger
 
@@ -129,7 +128,7 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, ros_log, tmp_pat
                         recordings_dir=recordings, output_dir=tmp_path / "adapted", k=K, **robot_params),
              start_node("policy_node", tmp_path / "policy.log", ros_env, checkpoint=checkpoint, **robot_params)]
     client = ros_client.node
-    action = ActionClient(client, FollowJointTrajectory, "/joint_trajectory_controller/follow_joint_trajectory")
+    action = ros_client.action_client(FollowJointTrajectory, "/joint_trajectory_controller/follow_joint_trajectory")
     try:
         assert action.wait_for_server(timeout_sec=30.0)
         demo_targets = matched_publisher(client, PointStamped, "/demo_target", 30.0)
