@@ -3,7 +3,18 @@
 import numpy as np
 import pytest
 
-from mtrl_robot.backends.trajectory import JointLimits, JointTrajectory, TrajectoryError, check_trajectory
+from mtrl_robot.backends.trajectory import (
+    GOAL_TOLERANCE,
+    LIMIT_FRACTIONS,
+    SETTLE_TIME,
+    GoalTolerance,
+    JointLimits,
+    JointTrajectory,
+    TrajectoryError,
+    check_trajectory,
+    retime,
+    shortest_duration,
+)
 
 NAMES = ("a", "b", "c")
 LIMITS = JointLimits(NAMES, np.array([-1.0, -2.0, 0.0]), np.array([1.0, 2.0, 3.0]),
@@ -69,3 +80,43 @@ def test_array_sampling_matches_scalar_and_holds_at_ends():
     p, v = traj(times=(0.5, 1.0, 2.0)).sample(0.1)
     np.testing.assert_allclose(p, traj().positions[0])
     np.testing.assert_allclose(v, 0.0)
+
+
+def test_shortest_duration_puts_the_binding_joint_at_its_limit_fraction():
+    delta = np.array([0.5, 0.1, 1.0])
+    peak_v, peak_a = 15 / 8, 10 / np.sqrt(3)  # of a minimum-jerk move per unit displacement and duration
+    duration = float(shortest_duration(peak_v * delta, LIMITS.velocity, peak_a * delta, np.full(3, 4.0)))
+    fractions = np.maximum(peak_v * delta / duration / LIMITS.velocity,
+                           peak_a * delta / duration**2 / 4.0)
+    assert fractions.max() == pytest.approx(LIMIT_FRACTIONS.velocity)
+    assert float(shortest_duration(np.zeros(3), LIMITS.velocity, minimum=0.5)) == 0.5
+
+
+def test_retime_slows_down_to_the_limit_fractions_and_never_speeds_up():
+    fast = traj(times=(0.0, 0.2, 0.4), velocities=np.array([[0.0] * 3, [2.0, 2.0, 1.0], [0.0] * 3]))
+    acceleration = np.array([5.0, 5.0, 5.0])
+    slow = retime(fast, LIMITS.velocity, acceleration)
+    scale = slow.duration / fast.duration
+    assert scale > 1
+    np.testing.assert_allclose(slow.velocities, fast.velocities / scale)
+    times = np.linspace(0.0, slow.duration, 2001)
+    _, velocities = slow.sample(times)
+    accelerations = np.gradient(velocities, times, axis=0)
+    used = max((np.abs(velocities) / LIMITS.velocity).max(), (np.abs(accelerations) / acceleration).max())
+    assert used == pytest.approx(LIMIT_FRACTIONS.velocity, rel=0.01)
+    relaxed = traj(times=(0.0, 10.0, 20.0))
+    np.testing.assert_array_equal(retime(relaxed, LIMITS.velocity, acceleration).times, relaxed.times)
+    linear = retime(traj(times=(0.0, 0.1, 0.2)), LIMITS.velocity)  # position only: the steepest step sets it
+    assert (np.abs(np.diff(linear.positions, axis=0)) / np.diff(linear.times)[:, None] / LIMITS.velocity).max() \
+        == pytest.approx(LIMIT_FRACTIONS.velocity)
+
+
+def test_goal_tolerance_verdict_settling_reached_and_late():
+    tolerance = GoalTolerance.default(3)
+    off = np.array([0.0, 2 * GOAL_TOLERANCE, 0.0])
+    assert tolerance.verdict(NAMES, 0.5, off) is None
+    reached, message = tolerance.verdict(NAMES, 0.5, off / 4)
+    assert reached and message == "goal reached"
+    reached, message = tolerance.verdict(NAMES, SETTLE_TIME + 0.01, off)
+    assert not reached and message.startswith("b: position error +0.02 rad exceeds the goal tolerance 0.01 rad")
+    assert tolerance.violation(NAMES, np.array([np.nan, 0.0, 0.0])).startswith("a:")

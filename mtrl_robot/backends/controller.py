@@ -4,29 +4,34 @@ A :class:`TrajectoryController` does what that controller does between receiving
 reporting its end, on the backend's clock: call :meth:`TrajectoryController.update` after every
 ``SimBackend.step``. It is not thread-safe; callers serialize access.
 
-- **Validation** (:meth:`~TrajectoryController.start`). Joints are matched by name and every joint of the
-  robot needs a value (partial goals are refused, as with ros2_control's default), else ``INVALID_JOINTS``
-  (also for tolerances that name other joints, or any multi-DOF joint). No points, NaN or infinite values,
-  times that do not increase, positions outside the limits, motion over the velocity or acceleration limits
-  between or at the points (:func:`~mtrl_robot.backends.limits.check_motion`, the safety layer's check), a last point
-  with non-zero velocity or an illegal tolerance value give ``INVALID_GOAL`` with a message naming the
-  joint and the limit. A trajectory stamped to start so long ago that it has already ended gives
-  ``OLD_HEADER_TIMESTAMP``. A refused goal leaves the active one running.
+- **Validation** (:meth:`~TrajectoryController.check`, also done by :meth:`~TrajectoryController.start`; it
+  touches nothing, so a node can refuse a goal when it is received). Joints are matched by name and
+  every joint of the robot needs a value (partial goals are refused, as with ros2_control's default), else
+  ``INVALID_JOINTS`` (also for tolerances that name other joints, or any multi-DOF joint). No points, NaN or
+  infinite values, times that do not increase, positions outside the limits, motion over the velocity or
+  acceleration limits between or at the points (:func:`~mtrl_robot.backends.limits.check_motion`, the safety
+  layer's check), a last point with non-zero velocity or an illegal tolerance value give ``INVALID_GOAL`` with
+  a message naming the joint and the limit. A trajectory stamped to start so long ago that it has already ended gives
+  ``OLD_HEADER_TIMESTAMP``. A refused goal leaves the active one running. Given the measured position,
+  ``check`` also makes the checks that need it (a first point at time 0 must be close to it; the move from it to
+  a first point after time 0 must respect the limits), which ``start`` repeats with the position it starts from.
 - **Timing.** A trajectory starts from the measured position (a first point after time 0 is reached from
   there). One stamped to start in the future holds position until then (a first point at time 0 is
   approached during the wait instead); one stamped in the past skips the points whose time has gone.
 - **Tolerances**, per joint, 0 meaning "not checked". While moving, position and velocity errors
   (desired − actual) are held to the path tolerances, else ``PATH_TOLERANCE_VIOLATED`` and the arm holds
   its position. From the last point's time on, the goal succeeds as soon as every joint is within its goal
-  tolerances; with ``goal_time`` > 0 it is aborted with ``GOAL_TOLERANCE_VIOLATED`` (arm holding) if that
-  has not happened ``goal_time`` seconds after the end, with 0 it waits indefinitely. Defaults are
-  ros2_control's: no path or goal position tolerance, a stopped-velocity tolerance of 0.01 rad/s at the
-  goal, ``goal_time`` 0. In a goal's ``JointTolerance`` a positive value replaces the default, 0 keeps it
-  and -1 removes it; any other value is refused (ros2_control would log a warning and fall back to the
-  defaults). Acceleration tolerances are validated but not checked: the robots report no acceleration.
+  tolerances (:class:`~mtrl_robot.backends.trajectory.GoalTolerance`); with ``goal_time`` > 0 it is aborted
+  with ``GOAL_TOLERANCE_VIOLATED`` (arm holding) if that has not happened ``goal_time`` seconds after the end,
+  with 0 it waits indefinitely. Defaults are ros2_control's: no path or goal position tolerance, a
+  stopped-velocity tolerance of 0.01 rad/s at the goal, ``goal_time`` 0. In a goal's ``JointTolerance`` a
+  positive value replaces the default, 0 keeps it and -1 removes it; any other value is refused (ros2_control
+  would log a warning and fall back to the defaults). Acceleration tolerances are validated but not checked:
+  the robots report no acceleration.
 - **Preemption and cancel.** A new trajectory replaces the active one, whose goal ends aborted with
-  ``INVALID_GOAL`` (an action goal cannot go from executing to canceled without a cancel request).
-  :meth:`~TrajectoryController.cancel` holds the current position and ends the goal canceled, ``SUCCESSFUL``.
+  ``INVALID_GOAL`` ("preempted"), as ros2_controllers' controller has done since June 2026 (it ended such goals
+  canceled before). :meth:`~TrajectoryController.cancel` holds the current position and ends the goal canceled,
+  ``SUCCESSFUL``.
 """
 
 from __future__ import annotations
@@ -41,7 +46,15 @@ import numpy as np
 
 from mtrl_robot.backends.interface import SimBackend
 from mtrl_robot.backends.limits import MotionLimits, check_motion
-from mtrl_robot.backends.trajectory import JointState, JointTrajectory, TrajectoryError, check_trajectory, start_from
+from mtrl_robot.backends.trajectory import (
+    GoalTolerance,
+    JointState,
+    JointTrajectory,
+    TrajectoryError,
+    check_trajectory,
+    start_from,
+    tolerance_violation,
+)
 
 STOPPED_VELOCITY_TOLERANCE = 0.01  # rad/s, ros2_control's default goal velocity tolerance
 ERASE = -1.0  # a JointTolerance value that removes the tolerance
@@ -90,14 +103,12 @@ class Tolerances:
 
     path_position: np.ndarray
     path_velocity: np.ndarray
-    goal_position: np.ndarray
-    goal_velocity: np.ndarray
-    goal_time: float = 0.0  # s after the last point to get within goal tolerance; 0: wait indefinitely
+    goal: GoalTolerance  # its ``time``: s after the last point to get within goal tolerance; 0: wait indefinitely
 
     @classmethod
     def defaults(cls, dof: int) -> Tolerances:
         zeros = np.zeros(dof)
-        return cls(zeros, zeros, zeros, np.full(dof, STOPPED_VELOCITY_TOLERANCE))
+        return cls(zeros, zeros, GoalTolerance(zeros, np.full(dof, STOPPED_VELOCITY_TOLERANCE), 0.0))
 
 
 @dataclass(frozen=True)
@@ -163,17 +174,6 @@ def _resolve(default: float, requested: float, what: str) -> float:
     return 0.0 if requested == ERASE else default
 
 
-def _violation(names: Sequence[str], error_p: np.ndarray, error_v: np.ndarray, tol_p: np.ndarray,
-               tol_v: np.ndarray, kind: str) -> str | None:
-    """The first joint whose error exceeds a (non-zero) tolerance, described; None if all are within."""
-    for label, unit, error, tol in (("position", "rad", error_p, tol_p), ("velocity", "rad/s", error_v, tol_v)):
-        over = np.flatnonzero((tol > 0) & (np.abs(error) > tol))
-        if over.size:
-            j = over[0]
-            return f"{names[j]}: {label} error {error[j]:+.4g} {unit} exceeds the {kind} tolerance {tol[j]:.4g} {unit}"
-    return None
-
-
 class TrajectoryController:
     """Follows one trajectory at a time on ``backend``; ``control_dt`` is the backend's control step (s)."""
 
@@ -207,8 +207,9 @@ class TrajectoryController:
         if missing:
             raise GoalRejected(ErrorCode.INVALID_JOINTS, f"missing joints {missing}: every joint needs a value")
 
-    def start(self, goal: Goal) -> Execution:
-        """Validate ``goal`` and follow it, replacing the active trajectory; raises :class:`GoalRejected`."""
+    def check(self, goal: Goal, measured: np.ndarray | None = None) -> tuple[JointTrajectory, Tolerances]:
+        """Validate ``goal`` without touching the arm, also against the ``measured`` position if given: its
+        trajectory in the robot's joint order and its tolerances; raises :class:`GoalRejected`."""
         self.check_joint_names(goal.trajectory.joint_names)
         if goal.multi_dof_joints:
             raise GoalRejected(ErrorCode.INVALID_JOINTS,
@@ -225,14 +226,31 @@ class TrajectoryController:
             speed = ordered.velocities[-1, j]
             raise GoalRejected(ErrorCode.INVALID_GOAL, f"{self.limits.names[j]}: velocity {speed:.4f} rad/s at the "
                                "last point; a trajectory must end at rest")
-        measured = self.backend.read_state().positions
-        timed = self._timed(ordered, goal.start_delay, measured)
-        if timed.duration > MAX_DURATION:
-            raise GoalRejected(ErrorCode.INVALID_GOAL, f"the trajectory ends {timed.duration:.1f} s from now; "
+        end = ordered.duration + goal.start_delay
+        if end <= 0:
+            raise GoalRejected(ErrorCode.OLD_HEADER_TIMESTAMP, f"the trajectory's stamp is {-goal.start_delay:.3f} s "
+                               f"ago, so it ended {-end:.3f} s ago")
+        if end > MAX_DURATION:
+            raise GoalRejected(ErrorCode.INVALID_GOAL, f"the trajectory ends {end:.1f} s from now; "
                                f"this simulated controller takes at most {MAX_DURATION:.0f} s")
+        if measured is not None:
+            self._anchored(ordered, goal.start_delay, measured)
+        return ordered, tolerances
+
+    def _anchored(self, ordered: JointTrajectory, delay: float, measured: np.ndarray) -> JointTrajectory:
+        """``ordered`` on a clock starting now, from ``measured``; raises :class:`GoalRejected`."""
         try:
-            anchored = start_from(timed, self.limits, measured)
+            anchored = start_from(self._timed(ordered, delay, measured), self.limits, measured)
             check_motion(anchored, self.motion_limits)
+            return anchored
+        except TrajectoryError as exc:
+            raise GoalRejected(ErrorCode.INVALID_GOAL, str(exc)) from None
+
+    def start(self, goal: Goal) -> Execution:
+        """Validate ``goal`` and follow it, replacing the active trajectory; raises :class:`GoalRejected`."""
+        ordered, tolerances = self.check(goal)
+        anchored = self._anchored(ordered, goal.start_delay, self.backend.read_state().positions)
+        try:
             self.backend.send_trajectory(anchored)
         except TrajectoryError as exc:
             raise GoalRejected(ErrorCode.INVALID_GOAL, str(exc)) from None
@@ -245,7 +263,7 @@ class TrajectoryController:
     def _tolerances(self, goal: Goal) -> Tolerances:
         d = self.defaults
         values = {"path": [d.path_position.copy(), d.path_velocity.copy()],
-                  "goal": [d.goal_position.copy(), d.goal_velocity.copy()]}
+                  "goal": [d.goal.position.copy(), d.goal.velocity.copy()]}
         for kind, requests in (("path", goal.path_tolerance), ("goal", goal.goal_tolerance)):
             position, velocity = values[kind]
             for request in requests:
@@ -256,17 +274,14 @@ class TrajectoryController:
                 position[j] = _resolve(position[j], request.position, f"{request.name} {kind} position")
                 velocity[j] = _resolve(velocity[j], request.velocity, f"{request.name} {kind} velocity")
                 _resolve(0.0, request.acceleration, f"{request.name} {kind} acceleration")
-        goal_time = _resolve(d.goal_time, goal.goal_time_tolerance, "goal_time")
-        return Tolerances(*values["path"], *values["goal"], goal_time=goal_time)
+        goal_time = _resolve(d.goal.time, goal.goal_time_tolerance, "goal_time")
+        return Tolerances(*values["path"], GoalTolerance(*values["goal"], goal_time))
 
     def _timed(self, trajectory: JointTrajectory, delay: float, measured: np.ndarray) -> JointTrajectory:
         """``trajectory`` on a clock starting now: elapsed points dropped, or a hold until a future start."""
         names, times, positions, velocities = (trajectory.joint_names, trajectory.times, trajectory.positions,
                                                trajectory.velocities)
         if delay < 0:
-            if times[-1] <= -delay:
-                raise GoalRejected(ErrorCode.OLD_HEADER_TIMESTAMP, f"the trajectory's stamp is {-delay:.3f} s ago, "
-                                   f"so it ended {-delay - times[-1]:.3f} s ago")
             keep = times > -delay
             return JointTrajectory(names, times[keep] + delay, positions[keep],
                                    None if velocities is None else velocities[keep])
@@ -291,20 +306,21 @@ class TrajectoryController:
         ex.feedback = Feedback(t, index, desired, actual, error)
         tol = ex.tolerances
         if t < ex.duration - 1e-9:
-            problem = _violation(names, error.positions, error.velocities, tol.path_position, tol.path_velocity,
-                                 "path")
+            problem = tolerance_violation(names, error.positions, tol.path_position, error.velocities,
+                                          tol.path_velocity, "path")
             if problem:
                 self.backend.stop()
                 self._finish(ex, Status.ABORTED, ErrorCode.PATH_TOLERANCE_VIOLATED, problem)
             return
-        problem = _violation(names, error.positions, error.velocities, tol.goal_position, tol.goal_velocity, "goal")
-        if problem is None:
-            self._finish(ex, Status.SUCCEEDED, ErrorCode.SUCCESSFUL, "goal reached")
-        elif tol.goal_time > 0 and t - ex.duration > tol.goal_time:
+        verdict = tol.goal.verdict(names, t - ex.duration, error.positions, error.velocities)
+        if verdict is None:
+            return
+        reached, message = verdict
+        if reached:
+            self._finish(ex, Status.SUCCEEDED, ErrorCode.SUCCESSFUL, message)
+        else:
             self.backend.stop()
-            self._finish(ex, Status.ABORTED, ErrorCode.GOAL_TOLERANCE_VIOLATED,
-                         f"{problem} {t - ex.duration:.3f} s after the trajectory's end "
-                         f"(goal_time_tolerance {tol.goal_time:.3f} s)")
+            self._finish(ex, Status.ABORTED, ErrorCode.GOAL_TOLERANCE_VIOLATED, message)
 
     def cancel(self, execution: Execution) -> None:
         """Hold the current position and end ``execution`` canceled, if it is the active one."""
@@ -314,9 +330,12 @@ class TrajectoryController:
 
     def abort(self, reason: str) -> None:
         """Hold the current position and end the active trajectory, if any, aborted for ``reason``."""
-        if self._active is not None:
-            self.backend.stop()
-            self._finish(self._active, Status.ABORTED, ErrorCode.INVALID_GOAL, reason)
+        execution = self._active
+        if execution is not None:
+            try:
+                self.backend.stop()
+            finally:  # the goal ends even if holding fails
+                self._finish(execution, Status.ABORTED, ErrorCode.INVALID_GOAL, reason)
 
     def reset(self) -> JointState:
         """Abort the active trajectory and put the arm at home, at rest."""

@@ -19,14 +19,7 @@ from mujoco import rollout
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
 from mtrl_robot.backends.mujoco_model import TIMESTEP, build_model, build_puck_model
-from mtrl_robot.backends.trajectory import (
-    GOAL_TOLERANCE,
-    SETTLE_TIME,
-    JointLimits,
-    JointState,
-    JointTrajectory,
-    start_from,
-)
+from mtrl_robot.backends.trajectory import GoalTolerance, JointLimits, JointState, JointTrajectory, start_from
 from mtrl_robot.randomization import check_sample
 from mtrl_robot.scenes.puck_table import PUCK_TIMESTEP, MujocoPuckTable, Scene, world_nominal_parameters
 
@@ -80,6 +73,7 @@ class MujocoBackend(SimBackend):
         self._ctrl = self.data.ctrl  # a view, cached: fetching it costs as much as writing it
         self._state0 = np.empty((1, mujoco.mj_stateSize(m, _FULL_STATE)))
         self._goal: np.ndarray | None = None
+        self._settled = GoalTolerance.default(arm.dof)
         self._start = 0.0
         self.table = None if scene is None else MujocoPuckTable(self, build_puck_model(scene, PUCK_TIMESTEP))
         self.reset()
@@ -139,17 +133,16 @@ class MujocoBackend(SimBackend):
         if self.is_executing():
             return ExecutionResult(False, f"timeout after {timeout} s, trajectory still executing",
                                    self._error(), self.time - self._start)
-        settle = min(round(SETTLE_TIME / self.control_dt), budget)
-        while settle > 0 and np.max(np.abs(self._error())) > GOAL_TOLERANCE:
+        names, settled = self.arm.joint_names, self._settled
+        settle = min(round(settled.time / self.control_dt), budget)
+        while settle > 0 and settled.violation(names, self._error()) is not None:
             chunk = int(min(_SETTLE_CHUNK, settle))
             self.step(chunk)
             settle -= chunk
         error = self._error()
-        j = int(np.argmax(np.abs(error)))
-        success = abs(error[j]) <= GOAL_TOLERANCE
-        message = "goal reached" if success else (
-            f"{self.arm.joint_names[j]}: {error[j]:+.4f} rad from the final point after settling "
-            f"(tolerance {GOAL_TOLERANCE})")
+        problem = settled.violation(names, error)
+        success = problem is None
+        message = "goal reached" if success else f"{problem} after settling for up to {settled.time:g} s"
         self._goal = None
         return ExecutionResult(success, message, error, self.time - self._start)
 

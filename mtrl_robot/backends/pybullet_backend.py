@@ -48,14 +48,7 @@ import pybullet as p
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.urdf import arm_to_urdf
 from mtrl_robot.backends.interface import ExecutionResult, SimBackend
-from mtrl_robot.backends.trajectory import (
-    GOAL_TOLERANCE,
-    SETTLE_TIME,
-    JointLimits,
-    JointState,
-    JointTrajectory,
-    start_from,
-)
+from mtrl_robot.backends.trajectory import GoalTolerance, JointLimits, JointState, JointTrajectory, start_from
 from mtrl_robot.randomization import check_sample
 from mtrl_robot.scenes.puck_table import PADDLE_STICK_RADIUS, PybulletPuckTable, Scene, world_nominal_parameters
 
@@ -110,6 +103,7 @@ class PybulletBackend(SimBackend):
         self._start = 0.0
         self._result: ExecutionResult | None = None
         self.table: PybulletPuckTable | None = None
+        self._settled = GoalTolerance.default(arm.dof)
         self._build()
         self.apply_randomization({})
         self.reset()
@@ -218,13 +212,10 @@ class PybulletBackend(SimBackend):
         late = self.time - self._start - self._trajectory.duration
         if late < -1e-9:
             return
-        error = np.abs(self._measured()[0] - self._trajectory.positions[-1])
-        worst = int(np.argmax(error))
-        if error[worst] <= GOAL_TOLERANCE:
-            self._finish(True, "reached the final point")
-        elif late >= SETTLE_TIME - 1e-9:
-            self._finish(False, f"{self.arm.joint_names[worst]} is {error[worst]:.4f} rad from its final position "
-                                f"{SETTLE_TIME} s after the trajectory's end (tolerance {GOAL_TOLERANCE} rad)")
+        error = self._measured()[0] - self._trajectory.positions[-1]
+        verdict = self._settled.verdict(self.arm.joint_names, late, error)
+        if verdict is not None:
+            self._finish(*verdict)
 
     def wait(self, timeout: float | None = None) -> ExecutionResult:
         """Also returns, once, the result of a trajectory that ended or was stopped since the last wait."""

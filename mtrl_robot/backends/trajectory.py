@@ -1,7 +1,15 @@
-"""Time-stamped joint trajectories: validation against limits, reordering by name, interpolation.
+"""Time-stamped joint trajectories: validation against limits, reordering by name, interpolation, retiming,
+and the one check of whether an arm has settled at a trajectory's goal.
 
 Semantics follow ros2_control's joint trajectory controller: joints are matched by name, times are
 ``time_from_start``; with velocities given, segments are cubic Hermite, otherwise linear (scipy splines).
+
+- **Settled at the goal** (:class:`GoalTolerance`): every joint within its position (and velocity) tolerance,
+  checked from the trajectory's end on; a goal not reached ``time`` s after the end has failed. Backends use
+  :meth:`GoalTolerance.default` (``GOAL_TOLERANCE`` within ``SETTLE_TIME``), the controller a goal's own.
+- **Retiming**: the shortest duration a motion of fixed shape may take with every joint under
+  ``LIMIT_FRACTIONS`` of its limits (:func:`shortest_duration`), and a timed trajectory slowed down uniformly
+  until it is (:func:`retime`).
 """
 
 from __future__ import annotations
@@ -19,6 +27,17 @@ SETTLE_TIME = 1.0  # s after the trajectory's end allowed for reaching GOAL_TOLE
 # Slack on limit checks, so a trajectory computed exactly at a limit is not refused for round-off.
 POSITION_SLACK = 1e-6  # rad
 VELOCITY_SLACK = 1.02  # ×, between-waypoint velocities are finite differences
+
+
+@dataclass(frozen=True)
+class LimitFractions:
+    """The share of each joint's velocity and acceleration limits a planned motion may use."""
+
+    velocity: float
+    acceleration: float
+
+
+LIMIT_FRACTIONS = LimitFractions(velocity=0.8, acceleration=0.8)
 
 
 class TrajectoryError(ValueError):
@@ -157,3 +176,101 @@ def start_from(traj: JointTrajectory, limits: JointLimits, measured: np.ndarray)
                               f"{gap[j]:.4f} rad from the current position {measured[j]:.4f} "
                               f"(limit {START_TOLERANCE}); give it a time_from_start > 0")
     return traj
+
+
+def shortest_duration(velocity_demand: np.ndarray, velocity_limits: np.ndarray,
+                      acceleration_demand: np.ndarray | None = None, acceleration_limits: np.ndarray | None = None,
+                      fractions: LimitFractions = LIMIT_FRACTIONS, minimum: float = 0.0) -> np.ndarray:
+    """The shortest duration (s) of motions of a fixed shape that keep every joint under ``fractions`` of its limits.
+
+    Stretched to duration T, a motion's peak speed is ``velocity_demand / T`` and its peak acceleration
+    ``acceleration_demand / T²`` (per joint, on the last axis; e.g. 15/8·|Δq| and 10/√3·|Δq| for a
+    minimum-jerk move by Δq). Without acceleration demand only speed is bounded. Returns one duration per
+    motion (the leading axes), at least ``minimum``.
+    """
+    by_velocity = velocity_demand / (fractions.velocity * velocity_limits)
+    if acceleration_demand is not None:
+        by_velocity = np.maximum(by_velocity,
+                                 np.sqrt(acceleration_demand / (fractions.acceleration * acceleration_limits)))
+    return np.maximum(by_velocity.max(axis=-1), minimum)
+
+
+def retime(trajectory: JointTrajectory, velocity_limits: np.ndarray, acceleration_limits: np.ndarray | None = None,
+           fractions: LimitFractions = LIMIT_FRACTIONS) -> JointTrajectory:
+    """``trajectory`` slowed down uniformly (never sped up) until every segment keeps under ``fractions`` of the
+    limits (given in the trajectory's joint order).
+
+    With velocities, the bounds hold over the whole of each cubic Hermite segment the controller runs: its
+    peak speed (at an end or at the extremum inside) and its acceleration (extreme at the ends). Without,
+    segments are linear: their speed is bounded, and ``acceleration_limits`` cannot apply (the velocity steps
+    at every waypoint whatever the timing).
+    """
+    dt = np.diff(trajectory.times)[:, None]
+    dp = np.diff(trajectory.positions, axis=0)
+    speed = np.abs(dp) / dt
+    acceleration = None
+    if trajectory.velocities is not None:
+        v0, v1 = trajectory.velocities[:-1], trajectory.velocities[1:]
+        # Velocity over a segment as a quadratic in s ∈ [0, 1]: a·s² + b·s + v0.
+        a = (-6 * dp + 3 * dt * (v0 + v1)) / dt
+        b = (6 * dp - dt * (4 * v0 + 2 * v1)) / dt
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = np.where(a != 0, -b / (2 * a), 0.0)
+        inside = np.where((s > 0) & (s < 1), np.abs(a * s**2 + b * s + v0), 0.0)
+        speed = np.maximum(np.maximum(np.abs(v0), np.abs(v1)), inside)
+        if acceleration_limits is not None:
+            acceleration = np.maximum(np.abs(b), np.abs(2 * a + b)) / dt
+    scale = float(shortest_duration(speed, velocity_limits, acceleration,
+                                    None if acceleration is None else acceleration_limits, fractions,
+                                    minimum=1.0).max()) if len(dt) else 1.0
+    velocities = None if trajectory.velocities is None else trajectory.velocities / scale
+    return JointTrajectory(trajectory.joint_names, trajectory.times * scale, trajectory.positions, velocities)
+
+
+def tolerance_violation(names: Sequence[str], position_error: np.ndarray, position_tolerance: np.ndarray,
+                        velocity_error: np.ndarray | None = None, velocity_tolerance: np.ndarray | None = None,
+                        kind: str = "goal") -> str | None:
+    """The first joint whose error exceeds its (non-zero) ``kind`` tolerance, described; None if all are within."""
+    checks = [("position", "rad", position_error, position_tolerance)]
+    if velocity_error is not None:
+        checks.append(("velocity", "rad/s", velocity_error, velocity_tolerance))
+    for label, unit, error, tolerance in checks:
+        tolerance = np.broadcast_to(tolerance, np.shape(error))
+        over = np.flatnonzero((tolerance > 0) & ~(np.abs(error) <= tolerance))  # NaN counts as outside
+        if over.size:
+            j = over[0]
+            return (f"{names[j]}: {label} error {error[j]:+.4g} {unit} exceeds the {kind} tolerance "
+                    f"{tolerance[j]:.4g} {unit}")
+    return None
+
+
+@dataclass(frozen=True)
+class GoalTolerance:
+    """When an arm has settled at a trajectory's goal: every joint within ``position`` (rad) and ``velocity``
+    (rad/s) of the final point (per joint; 0 is not checked) no later than ``time`` s after the trajectory's end
+    (0: no deadline)."""
+
+    position: np.ndarray
+    velocity: np.ndarray
+    time: float
+
+    @classmethod
+    def default(cls, dof: int) -> GoalTolerance:
+        """``GOAL_TOLERANCE`` on every joint's position within ``SETTLE_TIME``, as every backend asks."""
+        return cls(np.full(dof, GOAL_TOLERANCE), np.zeros(dof), SETTLE_TIME)
+
+    def violation(self, names: Sequence[str], position_error: np.ndarray,
+                  velocity_error: np.ndarray | None = None) -> str | None:
+        """The first joint not settled, described; None once every joint is within its tolerances."""
+        return tolerance_violation(names, position_error, self.position, velocity_error, self.velocity, "goal")
+
+    def verdict(self, names: Sequence[str], late: float, position_error: np.ndarray,
+                velocity_error: np.ndarray | None = None) -> tuple[bool, str] | None:
+        """``late`` s after the trajectory's end: (True, ...) once settled, (False, why) once past the deadline,
+        None while still settling."""
+        problem = self.violation(names, position_error, velocity_error)
+        if problem is None:
+            return True, "goal reached"
+        if self.time > 0 and late > self.time:
+            return False, f"{problem} {late:.3f} s after the trajectory's end (allowed: {self.time:.3f} s)"
+        return None

@@ -12,6 +12,7 @@ from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import family_names, load_family
 from mtrl_robot.arms.fk import flange_position
+from mtrl_robot.arms.loader import URDF, load_arm
 from mtrl_robot.core.errors import ConfigError, JointVectorError
 from mtrl_robot.core.paths import data_dir
 
@@ -20,15 +21,7 @@ RUNS = Path("runs")
 
 def _robot(args: argparse.Namespace) -> Arm:
     """A robot named by family, population id (with --population) or URDF (with --urdf/--flange)."""
-    if args.urdf:
-        from mtrl_robot.arms.urdf import load_urdf_arm
-
-        if not args.flange:
-            raise ConfigError(args.urdf, "--flange", "a URDF arm needs --flange LINK")
-        return load_urdf_arm(args.urdf, flange_link=args.flange)
-    if args.population:
-        return populations.load(args.population).get(args.robot)
-    return load_family(args.robot)
+    return load_arm(URDF if args.urdf else args.robot, args.population, args.urdf, args.flange)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -63,6 +56,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_randomize(args: argparse.Namespace) -> None:
+    from mtrl_robot.backends.factory import make_backend
     from mtrl_robot.randomization import Randomizer, SampleLog, load_spec
     from mtrl_robot.scenes.puck_table import load_scene
 
@@ -71,7 +65,7 @@ def cmd_randomize(args: argparse.Namespace) -> None:
     randomizer = Randomizer(spec, scene.nominal_parameters(), seed=args.seed)
     backend = None
     if args.apply:
-        backend = _make_backend(args.apply, load_family(args.family), scene)
+        backend = make_backend(args.apply, load_family(args.family), scene)
     log = SampleLog(args.log) if args.log else None
     names = spec.names
     print("episode  " + "  ".join(f"{n.split('.', 1)[1]:>16}" for n in names))
@@ -84,16 +78,6 @@ def cmd_randomize(args: argparse.Namespace) -> None:
     if backend:
         print(f"(values read back from {args.apply})")
         backend.close()
-
-
-def _make_backend(engine: str, arm: Arm, scene=None):
-    if engine == "mujoco":
-        from mtrl_robot.backends.mujoco_backend import MujocoBackend
-
-        return MujocoBackend(arm, scene=scene)
-    from mtrl_robot.backends.pybullet_backend import PybulletBackend
-
-    return PybulletBackend(arm, scene=scene)
 
 
 def cmd_render(args: argparse.Namespace) -> None:

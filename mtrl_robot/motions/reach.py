@@ -8,9 +8,9 @@ For each target (a flange position in the world frame):
 2. **Path.** The straight line in joint space from home to the goal posture. Both ends lie inside the
    joint limits and the limits are a box, so the whole line does too.
 3. **Timing.** A minimum-jerk (quintic) time scaling ``s(τ) = 10τ³ − 15τ⁴ + 6τ⁵``, τ = t / D: starts
-   and ends at rest with zero acceleration. The duration D is the shortest that keeps every joint at or
-   below ``VELOCITY_FRACTION`` of its velocity limit and ``ACCELERATION_FRACTION`` of its acceleration
-   limit (peak |s'| = 15/8, peak |s''| = 10/√3), and at least ``MIN_DURATION``.
+   and ends at rest with zero acceleration. The duration D is the shortest that keeps every joint within
+   ``LIMIT_FRACTIONS`` of its velocity and acceleration limits (peak |s'| = 15/8, peak |s''| = 10/√3;
+   :func:`~mtrl_robot.backends.trajectory.shortest_duration`), and at least ``MIN_DURATION``.
 4. **Sampling.** ``n_waypoints`` points evenly spaced in time, with exact positions and velocities.
 """
 
@@ -23,10 +23,11 @@ import numpy as np
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.ik import sample_reachable_targets, solve_ik_batch
+from mtrl_robot.backends.trajectory import LIMIT_FRACTIONS, shortest_duration
 
 N_WAYPOINTS = 32  # points per demonstration
-VELOCITY_FRACTION = 0.8  # of each joint's velocity limit
-ACCELERATION_FRACTION = 0.8  # of each joint's acceleration limit
+VELOCITY_FRACTION = LIMIT_FRACTIONS.velocity  # recorded in dataset manifests
+ACCELERATION_FRACTION = LIMIT_FRACTIONS.acceleration
 MIN_DURATION = 0.5  # s, also the duration of a move that (almost) stays at home
 IK_TOLERANCE = 1e-4  # m; a goal posture farther than this from its target counts as an IK failure
 _PEAK_VELOCITY = 15.0 / 8.0  # max |ds/dτ| of the quintic scaling
@@ -69,9 +70,8 @@ def acceleration_limits(arm: Arm) -> np.ndarray:
 def move_duration(arm: Arm, delta: np.ndarray) -> np.ndarray:
     """Shortest quintic duration (s) for joint displacements ``delta`` (..., dof) within the limits."""
     delta = np.abs(np.asarray(delta, dtype=float))
-    by_velocity = _PEAK_VELOCITY * delta / (VELOCITY_FRACTION * arm.velocity_limits)
-    by_acceleration = np.sqrt(_PEAK_ACCELERATION * delta / (ACCELERATION_FRACTION * acceleration_limits(arm)))
-    return np.maximum(np.maximum(by_velocity, by_acceleration).max(axis=-1), MIN_DURATION)
+    return shortest_duration(_PEAK_VELOCITY * delta, arm.velocity_limits, _PEAK_ACCELERATION * delta,
+                             acceleration_limits(arm), minimum=MIN_DURATION)
 
 
 def time_scale(arm: Arm, start: np.ndarray, goal: np.ndarray,

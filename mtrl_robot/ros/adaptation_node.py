@@ -22,12 +22,12 @@ from rclpy.task import Future
 from std_srvs.srv import Trigger
 
 from mtrl_robot.arms.chain import Arm
+from mtrl_robot.arms.loader import load_arm
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.adapt import adapt
 from mtrl_robot.meta import CheckpointError
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset, concat
 from mtrl_robot.motions.recording import convert_recording
-from mtrl_robot.ros.arm_node import load_arm
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.parameters import Range, declare_parameters
 from mtrl_robot.ros.run import run_node

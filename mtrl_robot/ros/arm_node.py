@@ -5,9 +5,10 @@ Interfaces (relative names, so a namespace applies; in the root namespace):
 - ``/joint_states`` (``sensor_msgs/JointState``), published every ``joint_states_rate`` tick, stamped with ROS time.
 - ``/<controller_name>/follow_joint_trajectory`` (``control_msgs/action/FollowJointTrajectory``) and
   ``/<controller_name>/joint_trajectory`` (``trajectory_msgs/JointTrajectory``) with the joint trajectory
-  controller's semantics (:mod:`mtrl_robot.backends.controller`). Every goal is accepted and a goal the
-  controller refuses ends aborted at once, so the client gets its error code (``INVALID_JOINTS``, …); a
-  ros2_control controller rejects such goals without a result instead.
+  controller's semantics (:mod:`mtrl_robot.backends.controller`). As there, a goal the controller refuses is
+  rejected when received, and the reason (with its error code, ``INVALID_JOINTS``, …) is logged. The checks
+  against the arm's position are made again when the goal starts; should the arm have moved in between so that
+  one fails, the goal ends aborted with its error code.
 - ``~/randomize`` (``std_srvs/srv/Trigger``): draw new domain-randomization values from ``randomization_file``
   and apply them; the reply's ``message`` is JSON (:func:`~mtrl_robot.ros.conversions.randomization_to_json`).
   Puck position offsets take effect at the next reset.
@@ -22,11 +23,15 @@ controller and publishes the joint state. Requests are served by a MultiThreaded
 callback group, and a running goal waits in its own executor thread. (An rclpy timer in the executor cost three
 times the CPU and, since rcl skips missed periods, fell to 190–215 Hz on a loaded 2-core machine; the thread
 keeps 250 Hz there.)
+
+If a physics tick fails (an exception from the simulator or the controller), the error is logged once, the
+running goal is aborted with the error as its message, and physics stops for good: ``/joint_states`` falls
+silent (so a client's watchdog sees it) and every later goal is refused, as a ros2_control controller whose
+hardware reports an error is deactivated. Restart the node to go on.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -42,9 +47,7 @@ from sensor_msgs.msg import JointState as JointStateMsg
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
-from mtrl_robot.arms import population as populations
-from mtrl_robot.arms.chain import Arm
-from mtrl_robot.arms.families import load_family
+from mtrl_robot.arms.loader import load_arm
 from mtrl_robot.backends.controller import (
     ErrorCode,
     Execution,
@@ -53,7 +56,7 @@ from mtrl_robot.backends.controller import (
     Status,
     TrajectoryController,
 )
-from mtrl_robot.backends.interface import SimBackend
+from mtrl_robot.backends.factory import make_backend
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
 from mtrl_robot.randomization import Randomizer, load_spec
@@ -68,7 +71,7 @@ from mtrl_robot.ros.conversions import (
 )
 from mtrl_robot.ros.parameters import OneOf, Range, declare_parameters
 from mtrl_robot.ros.run import run_node
-from mtrl_robot.scenes.puck_table import load_scene
+from mtrl_robot.scenes.puck_table import Scene, load_scene
 
 EXECUTOR_THREADS = 4  # services, topic and goals; a running goal keeps one waiting
 MAX_CATCH_UP = 0.25  # s of physics stepped at most per tick; a longer stall is dropped, not replayed
@@ -94,37 +97,16 @@ PARAMETERS = {  # name: (default, description[, Range or OneOf])
 }
 
 
-def load_arm(robot: str, population_file: str, urdf_file: str, flange_link: str) -> Arm:
-    """A robot named by family, by population id (with ``population_file``) or by URDF (``robot='urdf'``)."""
-    if robot == "urdf":
-        from mtrl_robot.arms.urdf import load_urdf_arm
-
-        if not urdf_file or not flange_link:
-            raise ConfigError(None, "urdf_file", "robot 'urdf' needs the parameters urdf_file and flange_link")
-        return load_urdf_arm(urdf_file, flange_link=flange_link)
-    if population_file:
-        return populations.load(population_file).get(robot)
-    return load_family(robot)
-
-
-def make_backend(engine: str, arm: Arm, scene_name: str, paddle: bool = False) -> SimBackend:
+def load_scene_with(scene_name: str, paddle: bool) -> Scene | None:
+    """The scene the parameters name (``none``: no scene), with the paddle at the flange if asked for."""
     scene = None if scene_name == "none" else load_scene(scene_name)
-    if paddle:
-        if scene is None:
-            raise ConfigError(None, "paddle", "the paddle needs a scene (e.g. scene:=puck_table)")
-        from mtrl_robot.motions.hitting import with_paddle
+    if not paddle:
+        return scene
+    if scene is None:
+        raise ConfigError(None, "paddle", "the paddle needs a scene (e.g. scene:=puck_table)")
+    from mtrl_robot.motions.hitting import with_paddle
 
-        scene = with_paddle(scene)
-    if engine == "mujoco":
-        os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering; must precede the first mujoco import
-        from mtrl_robot.backends.mujoco_backend import MujocoBackend
-
-        return MujocoBackend(arm, scene)
-    if engine == "pybullet":
-        from mtrl_robot.backends.pybullet_backend import PybulletBackend
-
-        return PybulletBackend(arm, scene)
-    raise ConfigError(None, "backend", f"unknown backend '{engine}' (use mujoco or pybullet)")
+    return with_paddle(scene)
 
 
 class ArmNode(Node):
@@ -139,7 +121,7 @@ class ArmNode(Node):
         if p["camera"] and p["backend"] != "mujoco":
             raise ConfigError(None, "camera", "the camera needs backend mujoco")
         self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
-        self.backend = make_backend(p["backend"], self.arm, p["scene"], p["paddle"])
+        self.backend = make_backend(p["backend"], self.arm, load_scene_with(p["scene"], p["paddle"]))
         self.control_dt = self.backend.control_dt
         self.controller = TrajectoryController(self.backend, self.control_dt)
         spec = load_spec(p["randomization_file"] or data_dir("config") / "randomization.yaml")
@@ -148,6 +130,7 @@ class ArmNode(Node):
         self._lock = threading.Lock()  # guards the backend and the controller
         self._executions: dict[bytes, Execution] = {}
         self._closing = threading.Event()
+        self._failure: str | None = None  # why physics stopped, after a failed tick
         self._debt = 0.0
         self._last_tick: float | None = None  # monotonic time of the previous physics tick
 
@@ -157,7 +140,7 @@ class ArmNode(Node):
         self.create_subscription(JointTrajectoryMsg, f"{controller}/joint_trajectory", self._on_trajectory, 10,
                                  callback_group=requests)
         self._action = ActionServer(self, FollowJointTrajectory, f"{controller}/follow_joint_trajectory",
-                                    self._execute, goal_callback=lambda _: GoalResponse.ACCEPT,
+                                    self._execute, goal_callback=self._on_goal,
                                     cancel_callback=self._on_cancel, callback_group=requests)
         self.create_service(Trigger, "~/randomize", self._randomize, callback_group=requests)
         self.create_service(Trigger, "~/reset", self._reset, callback_group=requests)
@@ -183,14 +166,27 @@ class ArmNode(Node):
         while not self._closing.is_set():
             try:
                 self._tick()
-            except Exception as exc:  # keep serving; a failing step is reported, not fatal
-                self.get_logger().error(f"physics tick failed: {exc!r}", throttle_duration_sec=1.0)
+            except Exception as exc:  # noqa: BLE001 - any failure of the simulator ends physics, reported once
+                self._fail(exc)
+                return
             deadline += period
             delay = deadline - time.monotonic()
             if delay > 0:
                 self._closing.wait(delay)
             elif delay < -MAX_CATCH_UP:
                 deadline = time.monotonic()
+
+    def _fail(self, exc: Exception) -> None:
+        """Stop physics for good after ``exc``: log it once, abort the running goal, refuse every later one."""
+        failure = f"physics stopped after an error in the simulation: {type(exc).__name__}: {exc}"
+        self.get_logger().error(f"{failure}; the running goal is aborted, joint states are no longer "
+                                "published and new goals are refused (restart the node)")
+        with self._lock:
+            self._failure = failure
+            try:
+                self.controller.abort(self._failure)
+            except Exception as stop_error:  # noqa: BLE001 - the goal has ended; holding may fail too
+                self.get_logger().error(f"holding the arm failed as well: {type(stop_error).__name__}: {stop_error}")
 
     def _tick(self) -> None:
         """Step physics up to now, update the controller, publish the joint state."""
@@ -216,27 +212,44 @@ class ArmNode(Node):
         """A validated-by-name goal; malformed messages become ``INVALID_GOAL``."""
         if self._closing.is_set():
             raise GoalRejected(ErrorCode.INVALID_GOAL, "the arm node is shutting down")
+        if self._failure is not None:
+            raise GoalRejected(ErrorCode.INVALID_GOAL, self._failure)
         self.controller.check_joint_names(msg.trajectory.joint_names)
         try:
             return goal_from_msg(msg, seconds(self.get_clock().now().to_msg()))
         except ValueError as exc:
             raise GoalRejected(ErrorCode.INVALID_GOAL, str(exc)) from None
 
+    def _on_goal(self, request: FollowJointTrajectory.Goal) -> GoalResponse:
+        """Reject, as ros2_control does, a goal the controller refuses."""
+        try:
+            goal = self._goal(request)
+            with self._lock:
+                measured = self.backend.read_state().positions
+            self.controller.check(goal, measured)
+        except GoalRejected as exc:
+            self.get_logger().warning(f"goal rejected: {exc.code.name}: {exc}")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
     def _on_trajectory(self, msg: JointTrajectoryMsg) -> None:
         try:
-            goal = self._goal(FollowJointTrajectory.Goal(trajectory=msg))
-            with self._lock:
-                self.controller.start(goal)
+            self._start(self._goal(FollowJointTrajectory.Goal(trajectory=msg)))
         except GoalRejected as exc:
             self.get_logger().error(f"ignoring trajectory on the topic: {exc.code.name}: {exc}")
+
+    def _start(self, goal: Goal) -> Execution:
+        """Start ``goal`` unless physics has stopped (checked under the lock, so no goal starts after a failure)."""
+        with self._lock:
+            if self._failure is not None:
+                raise GoalRejected(ErrorCode.INVALID_GOAL, self._failure)
+            return self.controller.start(goal)
 
     def _execute(self, goal_handle: ServerGoalHandle) -> FollowJointTrajectory.Result:
         key = bytes(goal_handle.goal_id.uuid)
         try:
-            goal = self._goal(goal_handle.request)
-            with self._lock:
-                execution = self.controller.start(goal)
-                self._executions[key] = execution
+            execution = self._start(self._goal(goal_handle.request))
+            self._executions[key] = execution
         except GoalRejected as exc:
             self.get_logger().warning(f"goal refused: {exc.code.name}: {exc}")
             goal_handle.abort()

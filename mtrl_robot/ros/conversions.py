@@ -2,8 +2,9 @@
 
 - ``sensor_msgs/JointState`` ↔ :class:`~mtrl_robot.backends.trajectory.JointState`; header stamps ↔ float seconds.
 - ``trajectory_msgs/JointTrajectory`` ↔ :class:`~mtrl_robot.backends.trajectory.JointTrajectory`:
-  ``time_from_start`` ↔ seconds; velocities empty in every point ↔ ``None``; a point whose positions or
-  velocities do not have one value per joint name raises ``ValueError`` naming the point.
+  ``time_from_start`` ↔ seconds; velocities empty in every point ↔ ``None``; a point whose positions,
+  velocities or accelerations do not have one value per joint name (velocities and accelerations may be
+  empty) raises ``ValueError`` naming the point. Accelerations are otherwise ignored.
 - ``control_msgs/action/FollowJointTrajectory`` goals → :class:`~mtrl_robot.backends.controller.Goal`,
   controller feedback → its Feedback message.
 - Domain randomization ↔ ``std_srvs/srv/Trigger``: the response's ``message`` holds JSON
@@ -92,8 +93,9 @@ def trajectory_from_msg(msg: JointTrajectoryMsg) -> JointTrajectory:
     for k, point in enumerate(msg.points):
         if len(point.positions) != n:
             raise ValueError(f"point {k} has {len(point.positions)} positions for {n} joint names {list(names)}")
-        if point.velocities and len(point.velocities) != n:
-            raise ValueError(f"point {k} has {len(point.velocities)} velocities for {n} joint names {list(names)}")
+        for field, values in (("velocities", point.velocities), ("accelerations", point.accelerations)):
+            if len(values) not in (0, n):
+                raise ValueError(f"point {k} has {len(values)} {field} for {n} joint names {list(names)}")
     times = np.array([seconds(p.time_from_start) for p in msg.points], dtype=float)
     positions = np.array([p.positions for p in msg.points], dtype=float).reshape(len(times), n)
     velocities = np.array([p.velocities for p in msg.points], dtype=float).reshape(len(times), n) \

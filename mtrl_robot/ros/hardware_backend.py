@@ -60,7 +60,14 @@ from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.backends.interface import ExecutionResult, RobotBackend
-from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, SETTLE_TIME, JointLimits, JointState, JointTrajectory
+from mtrl_robot.backends.trajectory import (
+    GOAL_TOLERANCE,
+    SETTLE_TIME,
+    GoalTolerance,
+    JointLimits,
+    JointState,
+    JointTrajectory,
+)
 from mtrl_robot.hardware.presets import HardwarePreset, load_preset
 from mtrl_robot.hardware.safety import SafetyChecker, SafetyError, Watchdog
 from mtrl_robot.ros.conversions import joint_state_from_msg, to_duration, trajectory_to_msg
@@ -477,14 +484,12 @@ class HardwareBackend(RobotBackend):
                 self._judge(execution)
 
     def _judge(self, execution: _Execution) -> None:
-        """A topic trajectory's outcome from joint states: within GOAL_TOLERANCE of its end by SETTLE_TIME."""
-        elapsed = time.monotonic() - execution.started
-        if elapsed < execution.duration:
+        """A topic trajectory's outcome from joint states: settled at its end as every backend judges it."""
+        late = time.monotonic() - execution.started - execution.duration
+        if late < 0:
             return
-        error = self._error(execution)
-        j = int(np.argmax(np.abs(error)))
-        if abs(error[j]) <= GOAL_TOLERANCE:
-            self._finish(execution, True, "goal reached (judged from joint states)")
-        elif elapsed > execution.duration + SETTLE_TIME:
-            self._finish(execution, False, f"{self.joint_names[j]}: {error[j]:+.4f} rad from the final point "
-                                           f"{SETTLE_TIME} s after the trajectory's end (tolerance {GOAL_TOLERANCE})")
+        verdict = GoalTolerance.default(len(self.joint_names)).verdict(self.joint_names, late,
+                                                                       self._error(execution))
+        if verdict is not None:
+            success, message = verdict
+            self._finish(execution, success, f"{message} (judged from joint states)")

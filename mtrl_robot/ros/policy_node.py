@@ -2,7 +2,7 @@
 
 - Subscribes ``target`` (``geometry_msgs/PointStamped``, frame ``world``). Each target is planned with
   :func:`~mtrl_robot.learning.reaching.predict.predict` from the measured joint state, slowed down if needed to fit the
-  preset's velocity and acceleration limits (times ``LIMIT_FRACTION``), and sent through
+  preset's velocity and acceleration limits (times ``LIMIT_FRACTIONS``), and sent through
   :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend`, so the safety layer checks it. A new target
   replaces the running trajectory; each outcome is logged.
 - ``~/reload`` (``std_srvs/Trigger``): load the file the ``checkpoint`` parameter names now (set it first).
@@ -24,18 +24,17 @@ from rclpy.node import Node
 from std_srvs.srv import Trigger
 
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.backends.trajectory import JointTrajectory
+from mtrl_robot.arms.loader import load_arm
+from mtrl_robot.backends.trajectory import JointTrajectory, retime
 from mtrl_robot.hardware.safety import SafetyError, SafetyLimits
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.predict import predict
 from mtrl_robot.meta import CheckpointError
-from mtrl_robot.ros.arm_node import load_arm
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
 from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
 
-LIMIT_FRACTION = 0.9  # of the preset's velocity and acceleration limits a planned trajectory may use
 LATENCY_EVERY = 20  # targets between latency reports
 
 PARAMETERS = {  # name: (default, description, read_only)
@@ -48,18 +47,10 @@ PARAMETERS = {  # name: (default, description, read_only)
 }
 
 
-def fit_limits(trajectory: JointTrajectory, limits: SafetyLimits, fraction: float = LIMIT_FRACTION) -> JointTrajectory:
-    """``trajectory`` (model joint names) slowed down uniformly until it uses at most ``fraction`` of ``limits``."""
+def fit_limits(trajectory: JointTrajectory, limits: SafetyLimits) -> JointTrajectory:
+    """``trajectory`` (model joint names) slowed down uniformly to within ``LIMIT_FRACTIONS`` of the safety limits."""
     index = [limits.model_names.index(n) for n in trajectory.joint_names]
-    velocity, acceleration = fraction * limits.velocity[index], fraction * limits.acceleration[index]
-    dt = np.diff(trajectory.times)[:, None]
-    dp = np.diff(trajectory.positions, axis=0)
-    v = trajectory.velocities if trajectory.velocities is not None else np.zeros_like(trajectory.positions)
-    v0, v1 = v[:-1], v[1:]
-    accel = np.maximum(np.abs(6 * dp - dt * (4 * v0 + 2 * v1)), np.abs(-6 * dp + dt * (2 * v0 + 4 * v1))) / dt**2
-    speed = np.maximum(np.abs(dp) / dt, np.maximum(np.abs(v0), np.abs(v1)))
-    scale = max(1.0, float((speed / velocity).max()), float(np.sqrt((accel / acceleration).max())))
-    return JointTrajectory(trajectory.joint_names, trajectory.times * scale, trajectory.positions, v / scale)
+    return retime(trajectory, limits.velocity[index], limits.acceleration[index])
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

@@ -198,10 +198,11 @@ class PuckNode(Node):
                       "mean_distance_cm": [round(float(d) * 100, 2) for d in curve], "hits": self.world.hits,
                       "refused": self.world.refused, "misses": self.world.misses,
                       "seconds": round(time.monotonic() - started, 1), "policy_file": self.p["policy_file"]}
-            self.get_logger().info(f"adaptation done: {json.dumps(result)}")
+            summary = json.dumps(result)
             result["hit_record"] = self.world.record
             if self.p["output_file"]:
                 write_atomic(self.p["output_file"], json.dumps(result, indent=1))
+            self.get_logger().info(f"adaptation done: {summary}")  # after the file, so the file is there when seen
             return result
         finally:
             self._busy.release()

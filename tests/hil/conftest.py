@@ -22,9 +22,15 @@ from pathlib import Path
 import pytest
 from action_msgs.msg import GoalStatusArray
 from node_process import NodeProcess, domain_id, ros_environment
+from rclpy.qos import qos_profile_sensor_data
+from ros_events import Messages
+from sensor_msgs.msg import JointState as JointStateMsg
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
+from mtrl_robot.backends.trajectory import JointState
 from mtrl_robot.hardware.presets import HardwarePreset, load_preset
+from mtrl_robot.ros.conversions import joint_state_from_msg
+from mtrl_robot.ros.conversions import seconds as stamp_seconds
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
 from mtrl_robot.ros.run import node_command
 
@@ -32,6 +38,11 @@ SIM_PRESET = "sim_panda"
 STARTUP_TIMEOUT = 60.0  # s for an arm node to come up on a loaded machine
 PRESET = os.environ.get("MTRL_HIL_PRESET", "")
 ALLOW_MOTION = os.environ.get("MTRL_HIL_ALLOW_MOTION") == "1"
+STATE_TIMEOUT = 10.0  # s beyond the wanted stamp for a joint state to arrive
+
+
+def stamp_of(msg: JointStateMsg) -> float:
+    return stamp_seconds(msg.header.stamp)
 
 
 class SimArm(NodeProcess):
@@ -88,6 +99,7 @@ class Rig:
     log_dir: Path
     backend: HardwareBackend | None = None
     tap: Tap | None = None
+    states: Messages[JointStateMsg] = field(default_factory=Messages)  # every message on the joint-state topic
     startup_timeout: float = STARTUP_TIMEOUT
     _started: list[HardwareBackend | SimArm] = field(default_factory=list)
 
@@ -108,6 +120,19 @@ class Rig:
         sim = SimArm(preset, self.log_dir, namespace)
         self._started.append(sim)
         return preset, sim
+
+    def state(self, msg: JointStateMsg) -> JointState:
+        """A joint-state message as the arm's state (model names and order)."""
+        return self.preset.to_model(joint_state_from_msg(msg))
+
+    def state_after(self, seconds: float, since: float | None = None) -> JointState:
+        """The arm's state in the first joint-state message stamped ``seconds`` after ``since`` (default: the
+        stamp of the client's latest state), on the arm's clock."""
+        moment = (self.backend.read_state().stamp if since is None else since) + seconds
+        names = set(self.preset.joint_names)
+        msg = self.states.wait_for(lambda m: names <= set(m.name) and stamp_of(m) > moment,
+                                   timeout=seconds + STATE_TIMEOUT, what=f"joint state stamped after {moment:.3f}")
+        return self.state(msg)
 
     def require_motion(self) -> None:
         if not self.simulated and not ALLOW_MOTION:
@@ -137,6 +162,8 @@ def rig(ros_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig
         preset, sim = rig.start_sim() if rig.simulated else (rig.preset, None)
         rig.backend = rig.connect(preset, sim, dry_run=None if sim else not ALLOW_MOTION, node_name="hil_client")
         rig.tap = Tap(rig.backend)
+        rig.backend.node.create_subscription(JointStateMsg, preset.joint_states_topic, rig.states,
+                                             qos_profile_sensor_data)
         yield rig
     finally:
         rig.close()

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 from rcl_interfaces.msg import Log
-from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from ros_events import ROSOUT_QOS, Messages
 from sensor_msgs.msg import JointState as JointStateMsg
 from std_srvs.srv import Trigger
 
@@ -62,19 +63,12 @@ def shuffled(trajectory: JointTrajectory) -> JointTrajectory:
     return trajectory.reordered([trajectory.joint_names[i] for i in order])
 
 
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def assert_held(rig: Rig, seconds_: float = 0.5, tolerance: float = 2e-3) -> np.ndarray:
-    """The measured position, after checking that the arm stands still for ``seconds_``."""
-    before = rig.backend.read_state().positions
-    time.sleep(seconds_)
-    after = rig.backend.read_state().positions
-    assert np.max(np.abs(after - before)) < tolerance, f"the arm moved by {np.max(np.abs(after - before))} rad"
+    """The measured position, after checking that the arm stands still for ``seconds_`` (of joint-state stamps)."""
+    before = rig.backend.read_state()
+    after = rig.state_after(seconds_, since=before.stamp).positions
+    assert np.max(np.abs(after - before.positions)) < tolerance, \
+        f"the arm moved by {np.max(np.abs(after - before.positions))} rad"
     return after
 
 
@@ -83,24 +77,23 @@ def assert_held(rig: Rig, seconds_: float = 0.5, tolerance: float = 2e-3) -> np.
 
 def test_joint_states_are_live_at_the_preset_rate(rig: Rig):
     """Rate from message stamps in a 2 s window (a busy client delays arrival, not stamps)."""
-    preset, stamps = rig.preset, []
-
-    def record(msg: JointStateMsg) -> None:
-        if set(preset.joint_names) <= set(msg.name):
-            stamps.append(seconds(msg.header.stamp))
-
-    subscription = rig.backend.node.create_subscription(JointStateMsg, preset.joint_states_topic, record,
+    preset, messages = rig.preset, Messages()
+    subscription = rig.backend.node.create_subscription(JointStateMsg, preset.joint_states_topic, messages,
                                                         QoSProfile(depth=1000))
     try:
-        wait_until(lambda: stamps and stamps[-1] > stamps[0] + 2.5, 20.0, "2.5 s of joint states")
+        first = seconds(messages.wait_for(timeout=20.0, what="a joint state").header.stamp)
+        messages.wait_for(lambda msg: seconds(msg.header.stamp) > first + 2.5, timeout=20.0,
+                          what="2.5 s of joint states")
     finally:
         rig.backend.node.destroy_subscription(subscription)
-    t = np.array(stamps)
+    t = np.array([seconds(msg.header.stamp) for msg in messages.messages
+                  if set(preset.joint_names) <= set(msg.name)])
     assert np.all(np.diff(t) > 0), "joint-state stamps do not increase"
     rate = np.count_nonzero((t >= t[0]) & (t < t[0] + 2.0)) / 2.0
     assert rate >= 0.8 * preset.joint_states_rate, f"{rate:.0f} Hz for a preset rate of {preset.joint_states_rate} Hz"
     first = rig.backend.read_state()
-    time.sleep(0.1)
+    rig.states.wait_for(lambda _: rig.backend.read_state().stamp > first.stamp, start=len(rig.states),
+                        what="a newer joint state in the client")
     second = rig.backend.read_state()
     assert first.names == second.names == preset.model_names
     assert np.all(np.isfinite(second.positions)) and second.stamp > first.stamp
@@ -184,9 +177,8 @@ def test_joint_states_are_read_by_name_through_the_joint_map(rig: Rig):
 
 
 def test_dry_run_logs_what_would_be_sent_and_sends_nothing(rig: Rig):
-    logs: list[Log] = []
-    qos = QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    subscription = rig.backend.node.create_subscription(Log, "/rosout", logs.append, qos)
+    logs: Messages[Log] = Messages()
+    subscription = rig.backend.node.create_subscription(Log, "/rosout", logs, ROSOUT_QOS)
     before = rig.tap.snapshot()
     try:
         with HardwareBackend(rig.preset, dry_run=True, node_name="hil_dry_run") as client:
@@ -197,11 +189,8 @@ def test_dry_run_logs_what_would_be_sent_and_sends_nothing(rig: Rig):
             assert result.success and "dry run" in result.message
             client.stop()
 
-            def logged() -> list[str]:
-                return [m.msg for m in logs if m.name == "hil_dry_run" and "dry run, not sent" in m.msg]
-
-            wait_until(logged, REPLY_TIMEOUT, "the dry run's log on /rosout")
-            text = logged()[0]
+            text = logs.wait_for(lambda m: m.name == "hil_dry_run" and "dry run, not sent" in m.msg,
+                                 REPLY_TIMEOUT, what="the dry run's log on /rosout").msg
             assert rig.preset.joint_names[WRIST[0]] in text and "rad/s" in text and "flange" in text
             assert_held(rig)
     finally:
@@ -305,11 +294,12 @@ def test_trajectory_topic_motion(arm: Rig):
 
 
 def _start_long_move(rig: Rig) -> tuple[np.ndarray, np.ndarray]:
-    """Start a 4 s, 0.25 rad wrist move and let it run 1 s; the start and the displacement."""
-    q0 = rig.backend.read_state().positions
+    """Start a 4 s, 0.25 rad wrist move and let it run 1 s (of joint-state stamps); the start and the displacement."""
+    start = rig.backend.read_state()
+    q0 = start.positions
     delta = toward_center(rig, q0, 0.25)
     rig.backend.send_trajectory(smooth(rig.backend.joint_names, q0, delta, 4.0))
-    time.sleep(1.0)
+    rig.state_after(1.0, since=start.stamp)
     assert rig.backend.is_executing()
     return q0, delta
 
@@ -320,7 +310,7 @@ def test_stop_cancels_and_holds_position(arm: Rig):
     assert not arm.backend.is_executing()
     result = arm.backend.wait(1.0)
     assert not result.success and "stopped" in result.message
-    time.sleep(0.3)
+    arm.state_after(0.3)  # coming to rest
     held = assert_held(arm)
     moved = np.abs(held - q0)[list(WRIST)]
     assert np.all(moved > 0.005) and np.all(moved < 0.2), moved  # stopped short of the target
@@ -329,13 +319,12 @@ def test_stop_cancels_and_holds_position(arm: Rig):
 def test_a_new_trajectory_preempts_the_running_one(arm: Rig):
     q0, delta = _start_long_move(arm)
     q1 = arm.backend.read_state().positions
+    first = len(arm.states)
     arm.backend.send_trajectory(smooth(arm.backend.joint_names, q1, q0 - q1, 2.0))
-    path = []
-    while arm.backend.is_executing():
-        path.append(arm.backend.read_state().positions)
-        time.sleep(0.05)
     result = arm.backend.wait()
     assert result.success, result.message
+    names = set(arm.preset.joint_names)
+    path = [arm.state(msg).positions for msg in arm.states.messages[first:] if names <= set(msg.name)]
     assert np.max(np.abs(np.array(path) - q0)[:, list(WRIST)]) < 0.15  # never went on to the first target
     np.testing.assert_allclose(arm.backend.read_state().positions, q0, atol=GOAL_TOLERANCE)
 
@@ -353,7 +342,7 @@ def test_stop_service(arm: Rig):
         assert response.success and "cancel" in response.message, response.message
         result = arm.backend.wait(1.0)
         assert not result.success and "stop service" in result.message
-        time.sleep(0.3)
+        arm.state_after(0.3)  # coming to rest
         assert np.max(np.abs(assert_held(arm) - q0)) < 0.2
     finally:
         node.destroy_client(client)
@@ -368,8 +357,11 @@ def test_killing_the_arm_node_mid_trajectory_fails_the_execution_within_the_watc
     preset, sim = rig.start_sim("/doomed")
     client = rig.connect(preset, sim, node_name="hil_doomed")
     q0 = client.read_state().positions
+    start = client.read_state().stamp
     client.send_trajectory(smooth(client.joint_names, q0, toward_center(rig, q0, 0.25), 4.0))
-    time.sleep(1.0)
+    moving = Messages()
+    client.node.create_subscription(JointStateMsg, preset.joint_states_topic, moving, qos_profile_sensor_data)
+    moving.wait_for(lambda msg: seconds(msg.header.stamp) > start + 1.0, what="1 s of the move")
     assert client.is_executing()
     killed = time.monotonic()
     sim.process.kill()  # SIGKILL: no goodbye, no result

@@ -8,26 +8,31 @@ spun by a background thread.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import rclpy
 from node_process import NodeProcess, domain_id, ros_environment
+from rcl_interfaces.msg import Log
 from rclpy.action import ActionClient
 from rclpy.client import Client
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.publisher import Publisher
 from rclpy.subscription import Subscription
 from rclpy.task import Future
+from ros_events import Messages, rosout
 from sensor_msgs.msg import JointState
 
-from mtrl_robot.ros.conversions import seconds
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.run import node_command
 
+T = TypeVar("T")
+Entity = Subscription | Publisher | Client | ActionClient
 STARTUP_TIMEOUT = 60.0  # s for a node to come up and publish joint states (on a loaded machine)
 REPLY_TIMEOUT = 10.0  # s for a service or action reply
 
@@ -45,30 +50,15 @@ class ArmNodeProcess(NodeProcess):
         return f"{self.namespace}/{relative.replace('~', 'arm_node')}"
 
 
-class JointStateLog:
+class JointStateLog(Messages[JointState]):
     """Every message received on a JointState topic."""
-
-    def __init__(self) -> None:
-        self.messages: list[JointState] = []
-
-    def __call__(self, msg: JointState) -> None:
-        self.messages.append(msg)
-
-    def latest(self) -> JointState:
-        return self.messages[-1]
 
     def after(self, moment: float, timeout: float = REPLY_TIMEOUT) -> JointState:
         """The first message stamped after ``moment`` (``time.time()``; the node stamps with the system clock).
 
         Stamps, not arrival order: a service reply may overtake joint states published before it.
         """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            later = [msg for msg in self.messages[-100:] if seconds(msg.header.stamp) > moment]
-            if later:
-                return later[0]
-            time.sleep(0.005)
-        raise TimeoutError("no joint state arrived")
+        return self.stamped_after(moment, timeout)
 
 
 class RosClient:
@@ -81,27 +71,48 @@ class RosClient:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._closed = threading.Event()
-        self._spinning = threading.Lock()  # held while the executor waits: entities are destroyed between waits
+        self._chores: queue.Queue[tuple[Callable[[], object], Future]] = queue.Queue()  # run between waits
+        self._wake = self.node.create_guard_condition(lambda: None)  # ends the executor's current wait
         self._spinner = threading.Thread(target=self._spin, daemon=True)
         self._spinner.start()
 
     def _spin(self) -> None:
         while not self._closed.is_set():
-            with self._spinning:
-                self.executor.spin_once(timeout_sec=0.05)
-            time.sleep(0.001)  # lets a waiting destroy() take the lock
+            self.executor.spin_once(timeout_sec=0.05)
+            while not self._chores.empty():
+                chore, done = self._chores.get()
+                try:
+                    done.set_result(chore())
+                except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
+                    done.set_exception(exc)
 
-    def destroy(self, entity: Subscription | Publisher | Client | ActionClient) -> None:
-        """Destroy one of the client's entities while the executor is not waiting on it."""
-        with self._spinning:
-            if isinstance(entity, ActionClient):
-                entity.destroy()
-            elif isinstance(entity, Subscription):
-                self.node.destroy_subscription(entity)
-            elif isinstance(entity, Publisher):
-                self.node.destroy_publisher(entity)
-            else:
-                self.node.destroy_client(entity)
+    def between_waits(self, chore: Callable[[], T]) -> T:
+        """Run ``chore`` on the spinning thread while the executor is not waiting: rclpy entities must not be
+        built or destroyed while an executor iterates over them."""
+        if threading.current_thread() is self._spinner:  # from a callback: the executor is not waiting now
+            return chore()
+        done = Future()
+        self._chores.put((chore, done))
+        self._wake.trigger()
+        assert wait_for(done, REPLY_TIMEOUT), "the client's executor did not come round to a chore"
+        return done.result()
+
+    def action_client(self, action_type: type, name: str) -> ActionClient:
+        return self.between_waits(lambda: ActionClient(self.node, action_type, name))
+
+    def destroy(self, entity: Entity) -> None:
+        """Destroy one of the client's entities."""
+        self.between_waits(lambda: self._destroy_now(entity))
+
+    def _destroy_now(self, entity: Entity) -> None:
+        if isinstance(entity, ActionClient):
+            entity.destroy()
+        elif isinstance(entity, Subscription):
+            self.node.destroy_subscription(entity)
+        elif isinstance(entity, Publisher):
+            self.node.destroy_publisher(entity)
+        else:
+            self.node.destroy_client(entity)
 
     def wait(self, future: Future, timeout: float = REPLY_TIMEOUT):
         assert wait_for(future, timeout), f"no reply within {timeout} s"
@@ -129,6 +140,12 @@ def ros_client(ros_env: dict[str, str]) -> Iterator[RosClient]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def ros_log(ros_client: RosClient) -> Messages[Log]:
+    """Every node's log messages on ``/rosout`` (this test process's domain) from the start of the session."""
+    return rosout(ros_client.node)
+
+
 class NodeLauncher:
     """Starts arm nodes and stops all of them on :meth:`close`."""
 
@@ -143,13 +160,15 @@ class NodeLauncher:
         subscription = self.client.node.create_subscription(JointState, node.name("joint_states"), states, 50)
         self._started.append((node, subscription))
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not states.messages:
-            if node.process.poll() is not None or time.monotonic() > deadline:
-                seen = self.client.node.count_publishers(node.name("joint_states"))
-                pytest.fail(f"no joint states from the arm node (exit code {node.process.poll()}, {seen} publishers "
-                            f"discovered):\n{node.output()}")
-            time.sleep(0.05)
-        return node, states
+        while True:  # in slices, to notice a node that exits
+            try:
+                states.wait_for(timeout=1.0)
+                return node, states
+            except AssertionError:
+                if node.process.poll() is not None or time.monotonic() > deadline:
+                    seen = self.client.node.count_publishers(node.name("joint_states"))
+                    pytest.fail(f"no joint states from the arm node (exit code {node.process.poll()}, {seen} "
+                                f"publishers discovered):\n{node.output()}")
 
     def close(self) -> None:
         for node, subscription in self._started:

@@ -12,7 +12,7 @@ import pytest
 from action_msgs.msg import GoalStatus
 from control_msgs.action import FollowJointTrajectory
 from control_msgs.msg import JointTolerance
-from rclpy.action import ActionClient
+from ros_events import Messages, logged, matched_publisher
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -35,6 +35,7 @@ JOINTS = list(PANDA.joint_names)
 HOME = PANDA.home_q
 TARGET = HOME + np.array([0.3, 0.2, -0.2, 0.3, 0.2, -0.3, 0.4])  # within the limits, about 0.3 rad from home
 TOLERANCE = 0.01  # rad, goal tolerance asked for in the tests
+CODE_NAMES = {getattr(FJT.Result, name): name for name in ("INVALID_GOAL", "INVALID_JOINTS", "OLD_HEADER_TIMESTAMP")}
 
 
 def trajectory(names: list[str], points: list[tuple[float, np.ndarray]]) -> JointTrajectory:
@@ -54,19 +55,28 @@ def goal_to(q: np.ndarray, duration: float, names: list[str] = JOINTS, goal_tole
     return goal
 
 
+def positions(msg) -> np.ndarray:
+    """The positions of a JointState message in the robot's joint order, joints matched by name."""
+    by_name = dict(zip(msg.name, msg.position, strict=True))
+    return np.array([by_name[n] for n in JOINTS])
+
+
 class Arm:
     """Client side of one arm node: its joint states, action and services."""
 
     def __init__(self, client, node, states):
         self.client, self.node, self.states = client, node, states
-        self.action = ActionClient(client.node, FJT, node.name("joint_trajectory_controller/follow_joint_trajectory"))
+        self.action = client.action_client(FJT, node.name("joint_trajectory_controller/follow_joint_trajectory"))
         assert self.action.wait_for_server(timeout_sec=10.0), "action server not found"
 
-    def send(self, goal: FJT.Goal, feedback: list | None = None):
-        handle = self.client.wait(self.action.send_goal_async(goal, feedback_callback=feedback.append
-                                                              if feedback is not None else None))
+    def send(self, goal: FJT.Goal, feedback: Messages | None = None):
+        handle = self.client.wait(self.action.send_goal_async(goal, feedback_callback=feedback))
         assert handle.accepted
         return handle
+
+    def rejected(self, goal: FJT.Goal) -> bool:
+        """Whether the controller rejects ``goal`` when it receives it."""
+        return not self.client.wait(self.action.send_goal_async(goal)).accepted
 
     def result(self, handle, timeout: float = 10.0) -> tuple[int, FJT.Result]:
         response = self.client.wait(handle.get_result_async(), timeout)
@@ -83,25 +93,20 @@ class Arm:
         finally:
             self.client.destroy(client)
 
-    def measured(self) -> dict[str, float]:
-        """Joint positions by name from the first joint state published after now."""
-        msg = self.states.after(time.time())
-        return dict(zip(msg.name, msg.position, strict=True))
+    def at(self, q: np.ndarray, later: float = 0.0) -> np.ndarray:
+        """Measured minus ``q`` (robot joint order), joints matched by name, in the first joint state stamped
+        ``later`` s after now."""
+        return positions(self.states.after(time.time() + later)) - q
 
-    def at(self, q: np.ndarray) -> np.ndarray:
-        """Measured minus ``q`` (robot joint order), joints matched by name."""
-        measured = self.measured()
-        return np.array([measured[n] for n in JOINTS]) - q
+    def moved(self, q: np.ndarray, by: float = 0.02) -> None:
+        """Wait for a joint state more than ``by`` rad from ``q`` on some joint (the arm is under way)."""
+        self.states.wait_for(lambda msg: np.max(np.abs(positions(msg) - q)) > by, start=len(self.states),
+                             what=f"joint state {by} rad from where the arm was")
 
     def publisher(self):
         """A publisher on the arm's trajectory topic, returned once the arm subscribes to it."""
-        publisher = self.client.node.create_publisher(
-            JointTrajectory, self.node.name("joint_trajectory_controller/joint_trajectory"), 10)
-        deadline = time.monotonic() + 10.0
-        while publisher.get_subscription_count() == 0:
-            assert time.monotonic() < deadline, "the arm does not subscribe to its trajectory topic"
-            time.sleep(0.01)
-        return publisher
+        return matched_publisher(self.client.node, JointTrajectory,
+                                 self.node.name("joint_trajectory_controller/joint_trajectory"))
 
     def reset(self) -> None:
         assert self.call("~/reset").success
@@ -149,10 +154,7 @@ def test_joint_states_rate_and_names(arm):
     delays messages, so arrival times would measure the client too)."""
     start = len(arm.states.messages)
     t0 = seconds(arm.states.after(time.time()).header.stamp)
-    deadline = time.monotonic() + 10.0
-    while seconds(arm.states.latest().header.stamp) < t0 + 2.0:
-        assert time.monotonic() < deadline, "joint states stopped"
-        time.sleep(0.05)
+    arm.states.after(t0 + 2.0)
     stamps = np.array([seconds(m.header.stamp) for m in arm.states.messages[start:]])
     assert np.all(np.diff(stamps) > 0)
     rate = np.count_nonzero((stamps >= t0) & (stamps < t0 + 2.0)) / 2.0
@@ -164,12 +166,12 @@ def test_joint_states_rate_and_names(arm):
 
 def test_goal_with_shuffled_joints_reaches_the_target(home):
     names = [JOINTS[i] for i in (3, 0, 6, 2, 5, 1, 4)]
-    feedback = []
+    feedback = Messages()
     status, result = home.result(home.send(goal_to(TARGET, 1.0, names), feedback))
     assert (status, result.error_code) == (GoalStatus.STATUS_SUCCEEDED, FJT.Result.SUCCESSFUL), result.error_string
     assert np.max(np.abs(home.at(TARGET))) <= TOLERANCE
-    assert feedback and list(feedback[-1].feedback.joint_names) == JOINTS
-    assert len(feedback[-1].feedback.error.positions) == len(JOINTS)
+    assert len(feedback) and list(feedback.latest().feedback.joint_names) == JOINTS
+    assert len(feedback.latest().feedback.error.positions) == len(JOINTS)
 
 
 def renamed(goal: FJT.Goal, last: str) -> FJT.Goal:
@@ -178,20 +180,28 @@ def renamed(goal: FJT.Goal, last: str) -> FJT.Goal:
     return goal
 
 
-def test_unknown_joint_is_invalid_joints(arm):
-    status, result = arm.run(renamed(goal_to(TARGET, 1.0), "wrist_roll"))
-    assert (status, result.error_code) == (GoalStatus.STATUS_ABORTED, FJT.Result.INVALID_JOINTS)
-    assert "wrist_roll" in result.error_string
+def test_unknown_joint_is_rejected_as_invalid_joints(arm, ros_log):
+    start = len(ros_log)
+    assert arm.rejected(renamed(goal_to(TARGET, 1.0), "wrist_roll"))
+    assert "wrist_roll" in logged(ros_log, "goal rejected: INVALID_JOINTS", start=start).msg
 
 
-def test_out_of_limit_goal_is_invalid_and_the_node_keeps_serving(home):
+def test_out_of_limit_goal_is_rejected_and_the_node_keeps_serving(home, ros_log):
     q = TARGET.copy()
     q[3] = PANDA.upper[3] + 0.5
-    status, result = home.run(goal_to(q, 1.0))
-    assert (status, result.error_code) == (GoalStatus.STATUS_ABORTED, FJT.Result.INVALID_GOAL)
-    assert "panda_joint4" in result.error_string and "outside" in result.error_string
+    start = len(ros_log)
+    assert home.rejected(goal_to(q, 1.0))
+    line = logged(ros_log, "goal rejected: INVALID_GOAL", start=start).msg
+    assert "panda_joint4" in line and "outside" in line
     status, result = home.run(goal_to(TARGET, 0.8))
     assert result.error_code == FJT.Result.SUCCESSFUL, result.error_string
+
+
+def test_a_goal_that_cannot_start_from_the_measured_position_is_rejected(home, ros_log):
+    far = FJT.Goal(trajectory=trajectory(JOINTS, [(0.0, TARGET), (1.0, TARGET)]))
+    start = len(ros_log)
+    assert home.rejected(far)
+    assert "time_from_start > 0" in logged(ros_log, "goal rejected: INVALID_GOAL", start=start).msg
 
 
 def _malformed_goals() -> dict[str, tuple[FJT.Goal, int]]:
@@ -210,7 +220,10 @@ def _malformed_goals() -> dict[str, tuple[FJT.Goal, int]]:
     stale = goal_to(TARGET, 1.0)
     stale.trajectory.header.stamp = to_time(time.time() - 60.0)
     duplicate = renamed(goal_to(TARGET, 1.0), JOINTS[0])
+    accelerations = goal_to(TARGET, 1.0)
+    accelerations.trajectory.points[0].accelerations = [0.0] * 3
     return {"mismatched lengths": (short, FJT.Result.INVALID_GOAL), "NaN": (nan, FJT.Result.INVALID_GOAL),
+            "accelerations of the wrong length": (accelerations, FJT.Result.INVALID_GOAL),
             "no points": (empty, FJT.Result.INVALID_GOAL), "times decrease": (backwards, FJT.Result.INVALID_GOAL),
             "moving at the end": (moving_end, FJT.Result.INVALID_GOAL),
             "over the velocity limit": (too_fast, FJT.Result.INVALID_GOAL),
@@ -219,16 +232,21 @@ def _malformed_goals() -> dict[str, tuple[FJT.Goal, int]]:
             "duplicate joint": (duplicate, FJT.Result.INVALID_JOINTS)}
 
 
-def test_malformed_goals_get_error_codes_and_the_node_keeps_serving(home):
+def test_malformed_goals_are_rejected_with_their_code_logged_and_the_node_keeps_serving(home, ros_log):
     for case, (goal, code) in _malformed_goals().items():
-        status, result = home.run(goal)
-        assert (status, result.error_code) == (GoalStatus.STATUS_ABORTED, code), f"{case}: {result.error_string}"
-        assert result.error_string, case
+        start = len(ros_log)
+        assert home.rejected(goal), case
+        logged(ros_log, f"goal rejected: {CODE_NAMES[code]}: ", start=start)
     publisher = home.publisher()
+    start = len(ros_log)
+    published = 0
     for case, (goal, _) in _malformed_goals().items():
         if case != "illegal tolerance":  # its trajectory is fine
             publisher.publish(goal.trajectory)
-    time.sleep(0.3)
+            published += 1
+    ros_log.wait_for(lambda _: sum("ignoring trajectory on the topic" in line.msg
+                                   for line in ros_log.messages[start:]) == published,
+                     start=start, what=f"{published} refusals of topic trajectories")
     home.client.destroy(publisher)
     assert np.max(np.abs(home.at(HOME))) < 1e-3  # refused goals and trajectories never moved the arm
     status, result = home.run(goal_to(TARGET, 0.8))
@@ -247,7 +265,7 @@ def test_path_and_goal_tolerance_violations(home):
 
 def test_a_new_goal_preempts_the_active_one(home):
     first = home.send(goal_to(TARGET, 3.0))
-    time.sleep(0.3)
+    home.moved(HOME)
     second = home.send(goal_to(HOME, 1.0))
     status, result = home.result(first)
     assert (status, result.error_code) == (GoalStatus.STATUS_ABORTED, FJT.Result.INVALID_GOAL)
@@ -259,13 +277,12 @@ def test_a_new_goal_preempts_the_active_one(home):
 
 def test_cancel_holds_position(home):
     handle = home.send(goal_to(TARGET, 3.0))
-    time.sleep(0.5)
+    home.moved(HOME, 0.05)
     home.client.wait(handle.cancel_goal_async())
     status, result = home.result(handle)
     assert (status, result.error_code) == (GoalStatus.STATUS_CANCELED, FJT.Result.SUCCESSFUL)
     held = home.at(HOME)
-    time.sleep(0.5)
-    np.testing.assert_allclose(home.at(HOME), held, atol=5e-3)
+    np.testing.assert_allclose(home.at(HOME, later=0.5), held, atol=5e-3)
     assert np.max(np.abs(held)) > 0.02  # it had moved and stopped short of the target
     assert np.max(np.abs(home.at(TARGET))) > 0.1
 
@@ -274,9 +291,8 @@ def test_topic_interface_moves_the_arm(home):
     publisher = home.publisher()
     names = JOINTS[::-1]
     publisher.publish(trajectory(names, [(0.6, TARGET[::-1])]))
-    deadline = time.monotonic() + 5.0
-    while np.max(np.abs(home.at(TARGET))) > 0.02:
-        assert time.monotonic() < deadline, "the arm did not follow the topic trajectory"
+    home.states.wait_for(lambda msg: np.max(np.abs(positions(msg) - TARGET)) <= 0.02, timeout=5.0,
+                         start=len(home.states), what="the arm following the topic trajectory to its end")
     home.client.destroy(publisher)
 
 
@@ -295,27 +311,26 @@ def test_randomize_returns_sampled_values_in_range(arm):
     assert json.loads(replies[0].message).keys() == {"sampled", "applied"}
 
 
-def test_reset_returns_home(arm):
-    arm.send(goal_to(TARGET, 1.0))
-    time.sleep(0.5)
-    assert arm.call("~/reset").success
-    measured = arm.states.after(time.time())
+def test_reset_returns_home(home):
+    home.send(goal_to(TARGET, 1.0))
+    home.moved(HOME)
+    assert home.call("~/reset").success
+    measured = home.states.after(time.time())
     np.testing.assert_allclose(measured.position, HOME, atol=1e-3)
     np.testing.assert_allclose(measured.velocity, 0.0, atol=1e-2)
 
 
 def test_camera_publishes_images_and_camera_info(arm):
-    images, infos = [], []
+    images, infos = Messages(), Messages()
     node = arm.client.node
-    subscriptions = [node.create_subscription(Image, arm.node.name("camera/image_raw"), images.append, 1),
-                     node.create_subscription(CameraInfo, arm.node.name("camera/camera_info"), infos.append, 1)]
-    deadline = time.monotonic() + 5.0
-    while not (images and infos) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for subscription in subscriptions:
-        arm.client.destroy(subscription)
-    assert images and infos, "no camera messages"
-    image, info = images[-1], infos[-1]
+    subscriptions = [node.create_subscription(Image, arm.node.name("camera/image_raw"), images, 1),
+                     node.create_subscription(CameraInfo, arm.node.name("camera/camera_info"), infos, 1)]
+    try:
+        image = images.wait_for(timeout=5.0, what="camera image")
+        info = infos.wait_for(timeout=5.0, what="camera info")
+    finally:
+        for subscription in subscriptions:
+            arm.client.destroy(subscription)
     assert (image.width, image.height, image.encoding) == (320, 240, "rgb8")
     assert len(image.data) == 320 * 240 * 3 and max(image.data) > 0
     assert (info.width, info.height) == (320, 240) and info.k[0] > 0
@@ -337,8 +352,9 @@ def test_sigterm_exits_cleanly(launcher, ros_client):
     node, states = launcher.start("/sigterm")
     doomed = Arm(ros_client, node, states)
     try:
-        result_future = doomed.send(goal_to(TARGET, 5.0)).get_result_async()
-        time.sleep(0.2)
+        feedback = Messages()
+        result_future = doomed.send(goal_to(TARGET, 5.0), feedback).get_result_async()
+        feedback.wait_for(what="feedback of the running goal")
         assert node.stop() == 0  # SIGTERM
         response = ros_client.wait(result_future, timeout=5.0)
         status, result = response.status, response.result

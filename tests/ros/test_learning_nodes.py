@@ -7,6 +7,7 @@ real subprocesses in this test's ROS domain (see conftest.py).
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from control_msgs.action import FollowJointTrajectory
 from geometry_msgs.msg import PointStamped
 from node_process import NodeProcess
-from rclpy.action import ActionClient
+from ros_events import matched_publisher, publish_acknowledged
 from std_srvs.srv import Trigger
 
 from mtrl_robot.arms import population as populations
@@ -26,7 +27,7 @@ from mtrl_robot.learning.reaching.presets import load_preset as load_training_pr
 from mtrl_robot.learning.reaching.train import train_from_preset
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.motions.recording import convert_recording
-from mtrl_robot.ros.conversions import point_msg, trajectory_to_msg
+from mtrl_robot.ros.conversions import point_msg, seconds, trajectory_to_msg
 from mtrl_robot.ros.policy_node import fit_limits
 from mtrl_robot.ros.run import node_command
 from mtrl_robot.tools.launch_runner import parse_launch
@@ -34,6 +35,9 @@ from mtrl_robot.tools.launch_runner import parse_launch
 K = 5
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
 PRESET = ("demo", ["data.families=[panda]", "compute.workers=1"])  # the demo preset's Panda half (about 30 s)
+REST_WINDOW = 0.3  # s of joint-state stamps over which the arm must move less than REST_MOTION to be at rest
+REST_MOTION = 1e-4  # rad
+PLAN_ATTEMPTS = 3  # targets sent before the policy node must have planned one
 
 
 def start_node(module: str, log: Path, env: dict[str, str], **parameters: object) -> NodeProcess:
@@ -51,22 +55,24 @@ def call(client, name: str, timeout: float = 30.0) -> Trigger.Response:
 
 
 def settled(states, names: tuple[str, ...], timeout: float = 15.0) -> np.ndarray:
-    """Joint positions (robot order) once the arm has moved and come to rest."""
-    def now() -> np.ndarray:
-        msg = states.latest()
-        return np.array([dict(zip(msg.name, msg.position, strict=True))[n] for n in names])
+    """Joint positions (robot order) once the arm has moved and then come to rest: no joint moving more than
+    ``REST_MOTION`` over ``REST_WINDOW`` s of joint-state stamps."""
+    def positions(msg) -> np.ndarray:
+        by_name = dict(zip(msg.name, msg.position, strict=True))
+        return np.array([by_name[n] for n in names])
 
-    start, deadline = now(), time.monotonic() + timeout
-    while np.abs(now() - start).max() < 1e-3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    previous = now()
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        current = now()
-        if np.abs(current - previous).max() < 1e-4:
-            return current
-        previous = current
-    return now()
+    first, initial = len(states), positions(states.latest())
+    states.wait_for(lambda msg: np.abs(positions(msg) - initial).max() >= 1e-3, timeout, first, "the arm moving")
+    window: deque[tuple[float, np.ndarray]] = deque()  # stamps and positions since it moved, oldest first
+
+    def at_rest(msg) -> bool:
+        stamp, now = seconds(msg.header.stamp), positions(msg)
+        window.append((stamp, now))
+        while len(window) > 1 and window[1][0] <= stamp - REST_WINDOW:
+            window.popleft()
+        return window[0][0] <= stamp - REST_WINDOW and np.abs(now - window[0][1]).max() < REST_MOTION
+
+    return positions(states.wait_for(at_rest, timeout, first, "the arm at rest"))
 
 
 @pytest.fixture(scope="module")
@@ -83,31 +89,35 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     return out / "checkpoints" / "panda.pt", population, state.info["held_out"][0]
 
 
-def start_episode(client, publisher, target: np.ndarray, timeout: float = 30.0) -> None:
-    """Publish the target and start an episode; the first target can be lost while discovery completes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        publisher.publish(point_msg(target))
-        time.sleep(0.3)
-        reply = call(client, "/demo_recorder/start_episode")
-        if reply.success or time.monotonic() > deadline:
-            break
+def start_episode(client, publisher, target: np.ndarray) -> None:
+    """Hand the recorder the target, then start an episode (the recorder takes the target first)."""
+    publish_acknowledged(publisher, point_msg(target))
+    reply = call(client, "/demo_recorder/start_episode")
     assert reply.success, reply.message
 
 
-def reach(client, publisher, states, arm, targets: np.ndarray) -> np.ndarray:
+def reach(client, publisher, states, ros_log, arm, targets: np.ndarray) -> np.ndarray:
     """Flange errors (m) of the policy node reaching each target from home."""
     errors = []
     for target in targets:
         assert call(client, "/arm_node/reset").success
-        time.sleep(0.2)
-        publisher.publish(point_msg(target))
+        states.after(time.time())  # the arm is at home in the joint states the policy node plans from
+        for _ in range(PLAN_ATTEMPTS):  # the policy node may still hold a joint state from before the reset
+            start = len(ros_log)
+            publish_acknowledged(publisher, point_msg(target))
+            named = str(target.round(3).tolist())
+            line = ros_log.wait_for(lambda log, named=named: named in log.msg and ("reaching" in log.msg
+                                                                                   or "not executed" in log.msg),
+                                    30.0, start, f"the policy node's answer to {named}").msg
+            if "reaching" in line:
+                break
+        assert "reaching" in line, line
         q = settled(states, arm.joint_names)
         errors.append(float(np.linalg.norm(flange_position(arm, q) - target)))
     return np.array(errors)
 
 
-def test_record_adapt_reach(run, launcher, ros_client, ros_env, tmp_path):
+def test_record_adapt_reach(run, launcher, ros_client, ros_env, ros_log, tmp_path):
     checkpoint, population_file, robot = run
     arm = populations.load(population_file).get(robot)
     robot_params = {"robot": robot, "population_file": population_file}
@@ -118,15 +128,11 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, tmp_path):
                         recordings_dir=recordings, output_dir=tmp_path / "adapted", k=K, **robot_params),
              start_node("policy_node", tmp_path / "policy.log", ros_env, checkpoint=checkpoint, **robot_params)]
     client = ros_client.node
-    action = ActionClient(client, FollowJointTrajectory, "/joint_trajectory_controller/follow_joint_trajectory")
-    demo_targets = client.create_publisher(PointStamped, "/demo_target", 10)
-    policy_targets = client.create_publisher(PointStamped, "/target", 10)
+    action = ros_client.action_client(FollowJointTrajectory, "/joint_trajectory_controller/follow_joint_trajectory")
     try:
         assert action.wait_for_server(timeout_sec=30.0)
-        deadline = time.monotonic() + 30.0
-        while demo_targets.get_subscription_count() == 0 or policy_targets.get_subscription_count() == 0:
-            assert time.monotonic() < deadline, "the recorder or the policy node does not subscribe"
-            time.sleep(0.05)
+        demo_targets = matched_publisher(client, PointStamped, "/demo_target", 30.0)
+        policy_targets = matched_publisher(client, PointStamped, "/target", 30.0)
         limits = load_preset("sim_panda").safety_limits(arm)
         demos = plan_robot_demos(arm, K, seed=123)
         for i in range(K):
@@ -143,10 +149,10 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, tmp_path):
         assert len(convert_recording(bags[0], arm)) == 1
 
         fresh = plan_robot_demos(arm, 3, seed=456).targets
-        before = reach(ros_client, policy_targets, states, arm, fresh)
+        before = reach(ros_client, policy_targets, states, ros_log, arm, fresh)
         reply = call(ros_client, "/adaptation_node/adapt", timeout=60.0)
         assert reply.success, reply.message + (tmp_path / "adaptation.log").read_text()
-        after = reach(ros_client, policy_targets, states, arm, fresh)
+        after = reach(ros_client, policy_targets, states, ros_log, arm, fresh)
         print(f"\nE2E reaching error on {robot}: before {before.mean() * 100:.2f} cm, "
               f"after K={K} adaptation {after.mean() * 100:.2f} cm")
         assert np.all(np.isfinite(after)) and after.mean() < before.mean() and after.mean() < 0.02
@@ -162,14 +168,10 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, tmp_path):
 def test_recorder_sigterm_leaves_complete_bag(launcher, ros_client, ros_env, tmp_path):
     _, states = launcher.start()
     recorder = start_node("demo_recorder", tmp_path / "recorder.log", ros_env, output_dir=tmp_path / "rec")
-    publisher = ros_client.node.create_publisher(PointStamped, "/demo_target", 10)
     try:
-        deadline = time.monotonic() + 30.0
-        while publisher.get_subscription_count() == 0:
-            assert time.monotonic() < deadline, "the recorder does not subscribe"
-            time.sleep(0.05)
+        publisher = matched_publisher(ros_client.node, PointStamped, "/demo_target", 30.0)
         start_episode(ros_client, publisher, np.array([0.4, 0.0, 0.5]))
-        time.sleep(0.5)
+        states.after(time.time() + 0.5)  # half a second of joint states for the recorder
     finally:
         code = recorder.stop()
     assert code == 0, recorder.output()

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import PointStamped
 from node_process import NodeProcess
+from rcl_interfaces.msg import Log
+from ros_events import Messages, logged, matched_publisher
 from sensor_msgs.msg import CameraInfo, Image
 
 from mtrl_robot.arms.families import load_family
@@ -27,6 +29,7 @@ NAMESPACE = "/perception_test"
 STARTUP_TIMEOUT = 60.0  # s for the node to subscribe (a loaded machine imports torch slowly)
 POINT_TIMEOUT = 30.0  # s for a point to come back for a frame (on a loaded machine)
 LOG_TIMEOUT = 10.0  # s for a log line to appear
+RESEND = 1.0  # s to wait for the node's answer before sending a frame again (the topics are best-effort)
 TOLERANCE = 0.005  # m
 SCENE = load_scene()
 POSITIONS = [(0.45, 0.0), (0.8, -0.35), (0.3, 0.4), (0.92, 0.5)]
@@ -60,53 +63,59 @@ class PerceptionProcess(NodeProcess):
         super().__init__(node_command("perception_node", parameters, NAMESPACE), log_path,
                          {**env, "RCUTILS_LOGGING_BUFFERED_STREAM": "0"})
 
-    def wait_for_output(self, text: str) -> None:
-        deadline = time.monotonic() + LOG_TIMEOUT
-        while text not in self.output():
-            assert time.monotonic() < deadline, f"'{text}' not logged:\n{self.output()}"
-            time.sleep(0.05)
-
-
 class Feed:
-    """This process's side: camera publishers, and the points the node sends back, by stamp."""
+    """This process's side: camera publishers, the points the node sends back (by stamp) and its log lines."""
 
-    def __init__(self, client, node: PerceptionProcess):
-        self.client, self.node = client, node
-        self.images = client.node.create_publisher(Image, f"{NAMESPACE}/camera/image_raw", 5)
-        self.infos = client.node.create_publisher(CameraInfo, f"{NAMESPACE}/camera/camera_info", 5)
-        self.points: dict[float, PointStamped] = {}
+    def __init__(self, client, node: PerceptionProcess, log: Messages[Log]):
+        self.client, self.node, self.log = client, node, log
+        self.received: Messages[PointStamped] = Messages()
         self.subscription = client.node.create_subscription(PointStamped, f"{NAMESPACE}/puck_position",
-                                                            self._on_point, 10)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while self.images.get_subscription_count() == 0 or self.infos.get_subscription_count() == 0 \
-                or client.node.count_publishers(f"{NAMESPACE}/puck_position") == 0:
-            if node.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the perception node did not come up (exit code {node.process.poll()}):\n"
-                            f"{node.output()}")
-            time.sleep(0.1)
+                                                            self.received, 10)
+        try:  # the node subscribes to the camera once it has started
+            self.images = matched_publisher(client.node, Image, f"{NAMESPACE}/camera/image_raw", STARTUP_TIMEOUT, 5)
+            self.infos = matched_publisher(client.node, CameraInfo, f"{NAMESPACE}/camera/camera_info",
+                                           STARTUP_TIMEOUT, 5)
+        except AssertionError as exc:
+            pytest.fail(f"the perception node did not come up (exit code {node.process.poll()}): {exc}\n"
+                        f"{node.output()}")
 
-    def _on_point(self, msg: PointStamped) -> None:
-        self.points[seconds(msg.header.stamp)] = msg
+    @property
+    def points(self) -> dict[float, PointStamped]:
+        return {seconds(msg.header.stamp): msg for msg in self.received.messages}
 
     def publish(self, image: Image, stamp: float, info: bool = True) -> None:
+        """``image`` stamped ``stamp``, after a CameraInfo with the same stamp unless ``info`` is False (the node uses
+        the latest it has; both topics are best-effort, so callers resend until the node answers)."""
         image.header.stamp = to_time(stamp)
         if info:
             width, height = SCENE.camera_size
             self.infos.publish(camera_info_msg(width, height, SCENE.camera_fovy, to_time(stamp), FRAME))
-            time.sleep(0.05)  # the node uses the latest CameraInfo it has
         self.images.publish(image)
 
     def point(self, image: Image, stamp: float) -> PointStamped:
-        """The node's point for ``image`` sent with ``stamp``; sent again every second until it comes."""
+        """The node's point for ``image`` sent with ``stamp``; sent again every ``RESEND`` s until it comes."""
         deadline = time.monotonic() + POINT_TIMEOUT
-        while stamp not in self.points:
+        while True:
             assert self.node.process.poll() is None, f"the node exited:\n{self.node.output()}"
-            assert time.monotonic() < deadline, f"no point for the frame stamped {stamp}:\n{self.node.output()}"
             self.publish(image, stamp)
-            wait = time.monotonic() + 1.0
-            while stamp not in self.points and time.monotonic() < wait:
-                time.sleep(0.02)
-        return self.points[stamp]
+            try:
+                return self.received.wait_for(lambda msg: seconds(msg.header.stamp) == stamp, RESEND,
+                                              what=f"point for the frame stamped {stamp}")
+            except AssertionError:
+                assert time.monotonic() < deadline, f"no point for the frame stamped {stamp}:\n{self.node.output()}"
+
+    def resend_until_logged(self, image: Image, stamp: float, text: str, info: bool = True) -> None:
+        """Send ``image`` every ``RESEND`` s until the node logs ``text`` (it logs each kind of problem at most once
+        per ``LOG_THROTTLE``)."""
+        deadline = time.monotonic() + LOG_THROTTLE + LOG_TIMEOUT
+        while True:
+            start = len(self.log)
+            self.publish(image, stamp, info)
+            try:
+                logged(self.log, text, RESEND, start)
+                return
+            except AssertionError:
+                assert time.monotonic() < deadline, f"'{text}' not logged:\n{self.node.output()}"
 
     def close(self) -> None:
         for entity in (self.images, self.infos):
@@ -134,15 +143,15 @@ def node(ros_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 @pytest.fixture(scope="module")
-def feed(node, ros_client):
-    feed = Feed(ros_client, node)
+def feed(node, ros_client, ros_log):
+    feed = Feed(ros_client, node, ros_log)
     yield feed
     feed.close()
 
 
 def test_images_before_camera_info_are_skipped(feed, frames):
-    feed.publish(image_to_msg(frames[0], to_time(0.0), FRAME), 1.0, info=False)
-    feed.node.wait_for_output("no usable CameraInfo yet")
+    feed.resend_until_logged(image_to_msg(frames[0], to_time(0.0), FRAME), 1.0, "no usable CameraInfo yet",
+                             info=False)
     assert 1.0 not in feed.points
 
 
@@ -161,18 +170,14 @@ def test_points_within_millimetres_of_the_puck(feed, frames):
 
 
 def test_bad_images_are_logged_and_the_node_keeps_going(feed, frames):
-    feed.publish(raw_image(frames[0][..., :1], "mono8"), 300.0)
-    feed.node.wait_for_output("unsupported encoding 'mono8'")
-    time.sleep(LOG_THROTTLE + 0.2)  # errors are logged at most once per LOG_THROTTLE
+    feed.resend_until_logged(raw_image(frames[0][..., :1], "mono8"), 300.0, "unsupported encoding 'mono8'")
     short = image_to_msg(frames[0], to_time(0.0), FRAME)
     short.data = short.data[:1000]
-    feed.publish(short, 301.0)
-    feed.node.wait_for_output("needs 230400 bytes of data, got 1000")
-    time.sleep(LOG_THROTTLE + 0.2)
-    feed.publish(image_to_msg(frames[0][::2, ::2], to_time(0.0), FRAME), 302.0)
-    feed.node.wait_for_output("image is 160×120 but CameraInfo says 320×240")
-    feed.publish(image_to_msg(frames[-1], to_time(0.0), FRAME), 303.0)  # no puck in view
-    feed.node.wait_for_output("no puck detected: no pixels in the HSV range")
+    feed.resend_until_logged(short, 301.0, "needs 230400 bytes of data, got 1000")
+    feed.resend_until_logged(image_to_msg(frames[0][::2, ::2], to_time(0.0), FRAME), 302.0,
+                             "image is 160×120 but CameraInfo says 320×240")
+    feed.resend_until_logged(image_to_msg(frames[-1], to_time(0.0), FRAME), 303.0,  # no puck in view
+                             "no puck detected: no pixels in the HSV range")
     point = feed.point(image_to_msg(frames[2], to_time(0.0), FRAME), 304.0)
     assert math.hypot(point.point.x - POSITIONS[2][0], point.point.y - POSITIONS[2][1]) < TOLERANCE
     assert not {300.0, 301.0, 302.0, 303.0} & feed.points.keys()
