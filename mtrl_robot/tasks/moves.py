@@ -5,19 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from mtrl_robot.backends.interface import RobotBackend
-from mtrl_robot.backends.trajectory import JointTrajectory, TrajectoryError
+from mtrl_robot.backends.trajectory import JointTrajectory, LimitFractions, TrajectoryError, shortest_duration
 
-APPROACH_SPEED = 0.3  # fraction of each joint's velocity limit a move between motions may use (its peak)
+APPROACH_FRACTIONS = LimitFractions(velocity=0.3, acceleration=0.3)  # gentle: near a puck, a bench, a person
 MIN_APPROACH_TIME = 1.0  # s
 
 
 def approach_time(start: np.ndarray, goal: np.ndarray, velocity_limits: np.ndarray) -> float:
-    """Duration of a rest-to-rest cubic from ``start`` to ``goal`` whose peak speed is ``APPROACH_SPEED`` of the limit.
-
-    A cubic with zero end velocities peaks at 1.5·Δq/T.
-    """
-    peak = 1.5 * np.abs(np.asarray(goal) - np.asarray(start)) / (APPROACH_SPEED * np.asarray(velocity_limits))
-    return max(MIN_APPROACH_TIME, float(peak.max()))
+    """Duration of a rest-to-rest cubic from ``start`` to ``goal`` that peaks at ``APPROACH_FRACTIONS`` of the
+    velocity limits (a cubic with zero end velocities peaks at 1.5·Δq/T)."""
+    demand = 1.5 * np.abs(np.asarray(goal) - np.asarray(start))
+    return float(shortest_duration(demand, np.asarray(velocity_limits), fractions=APPROACH_FRACTIONS,
+                                   minimum=MIN_APPROACH_TIME))
 
 
 def run(robot: RobotBackend, trajectory: JointTrajectory, stage: str) -> None:

@@ -55,6 +55,7 @@ import torch
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_family
+from mtrl_robot.backends.factory import make_backend
 from mtrl_robot.backends.interface import RobotBackend, SimBackend
 from mtrl_robot.backends.trajectory import JointTrajectory, TrajectoryError
 from mtrl_robot.core.paths import data_dir
@@ -68,8 +69,6 @@ HIT_TIMESTEP = 0.005  # s, MuJoCo physics step of the hitting task
 GOAL_DISTANCE = (0.1, 0.4)  # m from the puck's start, for sampled goals
 REST_SPEED = 0.01  # m/s; a slower puck has at most ~0.1 mm left to slide at the lowest friction
 MAX_SLIDE_TIME = 3.0  # s of simulation after the motion ends
-PYBULLET_DT = 1.0 / 240.0  # s, PyBullet's physics step (its default)
-BACKENDS = ("mujoco", "pybullet")
 EVAL_PUCK_MASS = 0.11  # kg
 OFFSETS = ("puck.offset_x", "puck.offset_y")  # drawn anew for every hit of a randomized task
 MISSED_DISTANCE = 0.5  # m, the distance a hit counts for when it was refused or its puck not found
@@ -104,19 +103,6 @@ def condition_task(name: str) -> Task:
     if name not in CONDITIONS:
         raise ValueError(f"unknown condition {name!r} (known: {', '.join(CONDITIONS)})")
     return Task(name, dict(CONDITIONS[name]), False)
-
-
-def make_backend(name: str, arm: Arm, scene: Scene, timestep: float = HIT_TIMESTEP) -> SimBackend:
-    """The simulator ``name`` (``mujoco`` or ``pybullet``) with ``arm`` on ``scene``."""
-    if name == "mujoco":
-        from mtrl_robot.backends.mujoco_backend import MujocoBackend
-
-        return MujocoBackend(arm, scene, timestep=timestep)
-    if name == "pybullet":
-        from mtrl_robot.backends.pybullet_backend import PybulletBackend
-
-        return PybulletBackend(arm, scene, control_dt=PYBULLET_DT)
-    raise ValueError(f"unknown backend {name!r} (use {', '.join(BACKENDS)})")
 
 
 # ---------------------------------------------------------------------------------------------- the puck scene
@@ -342,7 +328,7 @@ class PuckHittingEnv(gym.Env):
         self.arm = load_family(arm) if isinstance(arm, str) else arm
         self.scene = with_paddle(scene or load_scene())
         self.generator = HittingMotionGenerator(self.arm, self.scene)
-        self.backend = make_backend(backend, self.arm, self.scene, timestep)
+        self.backend = make_backend(backend, self.arm, self.scene, timestep=timestep)
         self.puck = SimulatedPuckScene(self.backend)
         if randomization is None:
             randomization = data_dir("config") / "randomization.yaml"
