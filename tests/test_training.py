@@ -21,10 +21,11 @@ from mtrl_robot.arms.population import generate, load_config
 from mtrl_robot.backends.trajectory import JointLimits, check_trajectory
 from mtrl_robot.cli.main import main as cli_main
 from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.learning.reaching import adapt, adapt_cli, load, load_preset, predict, train_from_preset
 from mtrl_robot.learning.reaching.data import to_tensors
 from mtrl_robot.learning.reaching.pretrain import build_model
-from mtrl_robot.meta import MAML, CheckpointError, MAMLConfig
+from mtrl_robot.meta import MAML, MAMLConfig
 from mtrl_robot.meta.sinusoid import SinusoidTasks, make_mlp
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 from mtrl_robot.motions.dataset import load as load_demos
@@ -147,14 +148,14 @@ def test_a_used_folder_or_another_preset_is_refused(run, tmp_path):
 def test_pretrained_vae_and_policy_decode_trajectories_that_reach_on_the_nominal_robot(run, family):
     preset = load_preset("small")
     vae, model = build_model(preset.model, 32, 7)
-    state = torch.load(run / "pretrain" / f"{family}.pt", weights_only=True)
+    state = load_torch_file(run / "pretrain" / f"{family}.pt")
     vae.load_state_dict(state["vae"])
     model.load_state_dict(state["model"])
     arm = load_family(family)
     fresh = plan_robot_demos(arm, 50, seed=1234)
     offsets = torch.tensor(fresh.positions - fresh.positions[:, :1], dtype=torch.float32)
     with torch.no_grad():
-        decoded = {"vae": vae.decode(vae.encode(offsets)[0]),
+        decoded = {"vae": vae.normalizer.denormalize(vae.decode(vae.encode(vae.normalizer.normalize(offsets))[0])),
                    "policy": model.offsets(model(torch.tensor(fresh.targets, dtype=torch.float32)))}
     for name, trajectory in decoded.items():
         final = arm.home_q + trajectory[:, -1].double().numpy()

@@ -22,9 +22,9 @@ from rclpy.task import Future
 from std_srvs.srv import Trigger
 
 from mtrl_robot.arms.chain import Arm
+from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.adapt import adapt
-from mtrl_robot.meta import CheckpointError
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset, concat
 from mtrl_robot.motions.recording import convert_recording
 from mtrl_robot.ros.arm_node import load_arm

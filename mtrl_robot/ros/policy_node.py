@@ -25,11 +25,11 @@ from std_srvs.srv import Trigger
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.trajectory import JointTrajectory
+from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.hardware.safety import SafetyError, SafetyLimits
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.predict import predict
-from mtrl_robot.meta import CheckpointError
 from mtrl_robot.ros.arm_node import load_arm
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
 from mtrl_robot.ros.parameters import declare_parameters

@@ -24,9 +24,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.learning.reaching.presets import MetaConfig, Preset, preset_from_dict
 from mtrl_robot.learning.reaching.pretrain import build_model
-from mtrl_robot.meta import MAML, CheckpointError, MAMLConfig, make_meta_learner, read_checkpoint
+from mtrl_robot.meta import MAML, MAMLConfig, make_meta_learner, read_checkpoint
 from mtrl_robot.models.policy import ReachingModel
 
 KIND = "mtrl_robot.reaching"

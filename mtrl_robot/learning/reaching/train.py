@@ -45,13 +45,13 @@ import torch
 from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import by_family, pool, task_sampler, to_tensors
 from mtrl_robot.learning.reaching.held_out import held_out_errors
 from mtrl_robot.learning.reaching.presets import Preset, load_preset, preset_from_dict
 from mtrl_robot.learning.reaching.pretrain import build_model, cosine, pretrain
-from mtrl_robot.meta import CheckpointError
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.generate import generate_demos
@@ -197,11 +197,11 @@ def _pretrained(preset: Preset, families: list[str], train, path: Path, progress
     vae, model = build_model(preset.model, train.n_waypoints, train.dof, tdim, config.seed)
     if path.is_file():
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_torch_file(path, "pretraining checkpoint")
             vae.load_state_dict(state["vae"])
             model.load_state_dict(state["model"])
             return model
-        except Exception as e:
+        except (CheckpointError, KeyError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{path}: unreadable pretraining checkpoint ({e}); delete it to pretrain again") \
                 from e
     if config.source == "nominal":
