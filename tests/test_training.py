@@ -22,10 +22,13 @@ from mtrl_robot.backends.trajectory import JointLimits, check_trajectory
 from mtrl_robot.cli.main import main as cli_main
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
-from mtrl_robot.learning.reaching import adapt, adapt_cli, load, load_preset, predict, train_from_preset
-from mtrl_robot.learning.reaching.checkpoint import model_file_path
+from mtrl_robot.learning.reaching.adapt import adapt, adapt_cli
+from mtrl_robot.learning.reaching.checkpoint import load, model_file_path
 from mtrl_robot.learning.reaching.data import to_tensors
+from mtrl_robot.learning.reaching.predict import predict
+from mtrl_robot.learning.reaching.presets import load_preset
 from mtrl_robot.learning.reaching.pretrain import build_model
+from mtrl_robot.learning.reaching.train import train_from_preset
 from mtrl_robot.meta import MAML, MAMLConfig
 from mtrl_robot.meta.sinusoid import SinusoidTasks, make_mlp
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
