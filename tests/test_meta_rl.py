@@ -71,8 +71,7 @@ def test_checkpoint_round_trip(run, tmp_path):
     obs = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
     for a, b in zip(trained.policy(obs), again.policy(obs), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    for a, b in zip(again.lrs.stored, trained.lrs.stored, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(again.lrs.stored, trained.lrs.stored, rtol=0, atol=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.pt"]  # no temporary file left behind
     (tmp_path / "garbage.pt").write_bytes(b"not a torch file")
     torch.save({"format": "something else"}, tmp_path / "other.pt")

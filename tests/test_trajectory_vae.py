@@ -110,18 +110,20 @@ def test_gaussian_policy_is_built_with_the_mlp_builder():
 
 
 def test_step_size_modes():
-    params = {"w": torch.zeros(3, 2), "b": torch.zeros(2, dtype=torch.float64)}
+    params = {"w": torch.zeros(3, 2, dtype=torch.float64), "b": torch.zeros(2, dtype=torch.float64)}
     assert StepSizes(params, 0.1, "none")() == {"w": 0.1, "b": 0.1}
     assert list(StepSizes(params, 0.1, "none").parameters()) == []
     per_tensor = StepSizes(params, 0.1, "per_tensor")()
     assert [r.shape for r in per_tensor.values()] == [(), ()] and per_tensor["b"].dtype == torch.float64
+    with pytest.raises(ValueError, match="one dtype"):
+        StepSizes({"w": torch.zeros(2), "b": torch.zeros(2, dtype=torch.float64)}, 0.1)
     per_element = StepSizes(params, 0.1, "per_element")
     assert [r.shape for r in per_element().values()] == [(3, 2), (2,)]
     assert all(p.requires_grad for p in per_element.parameters())
     assert not any(p.requires_grad for p in StepSizes(params, 0.1, learn=False).parameters())
     logs = StepSizes(params, 0.1, log_space=True)
-    torch.testing.assert_close(logs()["w"], torch.full((3, 2), 0.1))
-    assert torch.allclose(logs.stored[0], torch.full((3, 2), math.log(0.1)))
+    torch.testing.assert_close(logs()["w"], torch.full((3, 2), 0.1, dtype=torch.float64))
+    assert torch.allclose(logs.stored, torch.full((8,), math.log(0.1), dtype=torch.float64))
     logs.fill_(0.4)
     torch.testing.assert_close(logs()["b"], torch.full((2,), 0.4, dtype=torch.float64))
     assert logs.per_tensor() == pytest.approx({"w": 0.4, "b": 0.4})

@@ -420,7 +420,7 @@ def tune_inner_lr(trained: TrainedPolicy, world: PuckWorld, progress: bool = Tru
 # ---------------------------------------------------------------------------------------------- files
 
 FORMAT = "mtrl_robot.puck_meta_rl"
-VERSION = 2  # 2: Meta-SGD step sizes as StepSizes' state (one log-rate tensor per parameter tensor)
+VERSION = 2  # 2: the Meta-SGD log-rates are saved as the state of StepSizes (key step_sizes, was log_lr)
 VAE_FILE, META_FILE, BASELINE_FILE, SUMMARY_FILE = "vae.pt", "meta_policy.pt", "baseline_policy.pt", "training.json"
 
 
