@@ -9,10 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from mtrl_robot.backends.trajectory import JointLimits
+from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.meta.maml import MAML, MAMLConfig
 from mtrl_robot.meta.sinusoid import SinusoidTasks, make_mlp
 from mtrl_robot.meta.step_sizes import StepSizes
 from mtrl_robot.models.gaussian import LOG_VAR_RANGE
+from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.models.mlp import mlp
 from mtrl_robot.models.policy import GaussianPolicy
 from mtrl_robot.models.trajectory_vae import OffsetScaler, TimedPathScaler, TrajectoryVAE
@@ -151,3 +154,21 @@ def test_maml_learns_its_step_sizes_with_the_module():
     after = learner.inner_lrs()
     assert all(after[name].shape == before[name].shape for name in before)
     assert any(not torch.equal(after[name], before[name]) for name in before)
+
+
+def test_the_hitting_vae_is_the_trajectory_vae_with_its_own_file(tmp_path):
+    limits = JointLimits(("a", "b"), np.full(2, -1.0), np.full(2, 1.0), np.ones(2), np.ones(2))
+    vae = HittingVAE(limits, n_waypoints=4, hidden=(8,))
+    assert isinstance(vae, TrajectoryVAE) and isinstance(vae.normalizer, TimedPathScaler)
+    vae.latent_low.fill_(-1.0)
+    vae.latent_high.fill_(1.0)
+    path = vae.save(tmp_path / "vae.pt")
+    assert torch.equal(HittingVAE.load(path).decoder[0].weight, vae.decoder[0].weight)
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, "hidden": [16]}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="other.pt: does not fit the hitting VAE it describes") as info:
+        HittingVAE.load(tmp_path / "other.pt")
+    assert "\n" not in str(info.value)
+    torch.save({**payload, "format": 1}, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="old.pt: not a hitting VAE file of format 2"):
+        HittingVAE.load(tmp_path / "old.pt")

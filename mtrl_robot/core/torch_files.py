@@ -33,12 +33,18 @@ def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
     except CheckpointError:
         raise
     except Exception as e:  # zipfile and torch raise many types for truncated, corrupt, foreign or unsafe files
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable torch {what} (corrupt, truncated or unsafe): {reason}") from e
+        raise CheckpointError(f"{path}: not a readable torch {what} (corrupt, truncated or unsafe): "
+                              f"{first_line(e)}") from e
     where = first_non_finite(content)
     if where is not None:
         raise CheckpointError(f"{path}: the {what} holds NaN or inf in {where}")
     return content
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def first_non_finite(content: Any, prefix: str = "") -> str | None:

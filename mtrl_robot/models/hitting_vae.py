@@ -31,7 +31,7 @@ from tqdm import tqdm
 from mtrl_robot.arms.fk import CompiledChain
 from mtrl_robot.backends.trajectory import JointLimits, JointTrajectory
 from mtrl_robot.core.atomic import write_atomic
-from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
+from mtrl_robot.core.torch_files import CheckpointError, first_line, load_torch_file
 from mtrl_robot.models.trajectory_vae import TimedPathScaler, TrajectoryVAE
 from mtrl_robot.motions.hitting import ANGLE_RANGE, SPEED_RANGE, HittingMotionGenerator, paddle_arm
 
@@ -120,7 +120,7 @@ class HittingVAE(TrajectoryVAE):
                              payload["beta"])
             vae.load_state_dict(payload["state_dict"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{path}: does not fit the hitting VAE it describes: {e}") from e
+            raise CheckpointError(f"{path}: does not fit the hitting VAE it describes: {first_line(e)}") from e
         return vae.freeze()
 
 

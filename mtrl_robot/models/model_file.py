@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from mtrl_robot.core.atomic import write_atomic
-from mtrl_robot.core.torch_files import CheckpointError, first_non_finite, load_torch_file
+from mtrl_robot.core.torch_files import CheckpointError, first_line, first_non_finite, load_torch_file
 from mtrl_robot.models.policy import ReachingModel, TargetPolicy
 from mtrl_robot.models.trajectory_vae import OffsetScaler, TrajectoryVAE
 
@@ -107,8 +107,7 @@ def load_model_file(path: str | Path) -> ReachingModelFile:
         if task_latent is not None and tuple(task_latent.shape) != (int(config["task_dim"]),):
             raise ValueError(f"task_latent of shape {tuple(task_latent.shape)}, the model takes {config['task_dim']}")
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: does not fit the reaching model it describes: {reason}") from e
+        raise CheckpointError(f"{path}: does not fit the reaching model it describes: {first_line(e)}") from e
     model.eval()
     model.requires_grad_(False)
     return ReachingModelFile(model, joint_names, home, dict(config), task_latent, dict(payload["info"]), path)
