@@ -212,17 +212,18 @@ class MAML:
         """Write ``state_dict()`` plus ``extra`` atomically: a failed write leaves any old file untouched.
 
         ``extra`` may hold tensors, numbers, strings, lists and dicts (what ``weights_only`` loading accepts);
-        the file is read back before it replaces the old one.
+        the file is read back with :func:`~mtrl_robot.core.torch_files.load_torch_file` before it replaces the
+        old one.
         """
         path = Path(path)
         state = {**self.state_dict(), "extra": extra or {}}
 
         def load_back(tmp: Path) -> None:
             try:
-                torch.load(tmp, map_location="cpu", weights_only=True)
-            except Exception as e:
-                raise CheckpointError(f"{path}: would not load back with weights_only=True "
-                                      f"(is there an object in extra?): {e}") from e
+                load_torch_file(tmp)
+            except CheckpointError as e:
+                raise CheckpointError(f"{path}: would not load back (is there an object in extra, or NaN or inf?): "
+                                      f"{e}") from e
 
         return write_atomic(path, lambda f: torch.save(state, f), verify=load_back)
 

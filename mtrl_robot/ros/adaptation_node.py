@@ -38,7 +38,7 @@ TRIM_REST = 0.01  # rad/s: samples before and after the motion slower than this 
 PARAMETERS = {  # name: (default, description)
     "checkpoint": ("", "Meta-trained reaching checkpoint (.pt) to adapt"),
     "recordings_dir": ("recordings", "Folder of the demo recorder's episode bags"),
-    "output_dir": ("", "Folder for adapted checkpoints (empty: beside checkpoint)"),
+    "output_dir": ("", "Folder for adapted checkpoints and their model files (empty: beside checkpoint)"),
     "k": (5, "Number of most recent episodes to adapt on"),
     "steps": (-1, "Inner-loop adaptation steps (-1: the checkpoint preset's adapt.steps)"),
     "policy_node": ("policy_node", "Node whose model parameter is set and whose reload service is called"),

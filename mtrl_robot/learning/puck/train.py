@@ -429,7 +429,7 @@ def save_policy(trained: TrainedPolicy, path: str | Path) -> Path:
     payload = {"format": FORMAT, "version": VERSION, "kind": trained.kind, "config": trained.config.to_dict(),
                "policy": trained.policy.state_dict(), "step_sizes": trained.lrs.state_dict(),
                "history": trained.history}
-    return write_atomic(path, lambda f: torch.save(payload, f), verify=lambda tmp: torch.load(tmp, weights_only=True))
+    return write_atomic(path, lambda f: torch.save(payload, f), verify=lambda tmp: load_torch_file(tmp, "policy"))
 
 
 def load_policy(path: str | Path) -> TrainedPolicy:
