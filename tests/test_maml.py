@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtrl_robot.meta import CheckpointError, MAMLConfig, ProbabilisticMAML, make_meta_learner, read_checkpoint
+from mtrl_robot.core.torch_files import CheckpointError
+from mtrl_robot.meta import MAMLConfig, ProbabilisticMAML, make_meta_learner, read_checkpoint
 from mtrl_robot.meta import maml as maml_module
 from mtrl_robot.meta.maml import MAML, TaskBatch
 from mtrl_robot.meta.sinusoid import SinusoidTasks, make_mlp

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.learning.puck import adapt as puck_adapt
 from mtrl_robot.learning.puck.evaluate import OverheadCamera, evaluate_puck
 from mtrl_robot.learning.puck.train import (
@@ -17,7 +18,6 @@ from mtrl_robot.learning.puck.train import (
     META_FILE,
     SUMMARY_FILE,
     VAE_FILE,
-    InnerLearningRates,
     load_policy,
     load_preset,
     new_policy,
@@ -25,9 +25,10 @@ from mtrl_robot.learning.puck.train import (
     simulated_world,
     train_puck,
 )
-from mtrl_robot.meta import CheckpointError
-from mtrl_robot.meta.policy_gradient_maml import Batch, GaussianPolicy, adapt, meta_parameters, sample
+from mtrl_robot.meta.policy_gradient_maml import Batch, adapt, meta_parameters, sample
+from mtrl_robot.meta.step_sizes import StepSizes
 from mtrl_robot.models.hitting_vae import HittingVAE
+from mtrl_robot.models.policy import GaussianPolicy
 from mtrl_robot.tasks.puck import PuckHittingEnv, condition_task
 
 
@@ -55,10 +56,12 @@ def test_tiny_run_trains_without_nan(run):
         assert np.all(np.isfinite([h["distance_by_step"] for h in trained.history]))
         assert np.isfinite([h["loss"] for h in trained.history]).all()
     meta, baseline = load_policy(run / META_FILE), load_policy(run / BASELINE_FILE)
-    assert not torch.allclose(meta.lrs.log_lr.exp(), torch.tensor(config.inner_lr))  # learned step sizes
+    meta_rates = torch.cat([rate.flatten() for rate in meta.lrs().values()])
+    assert not torch.allclose(meta_rates, torch.tensor(config.inner_lr))  # learned step sizes
     scores = summary["baseline_lr_scores"]  # step size → mean distance after the inner steps
     assert len(scores) == len(config.baseline_lr_factors)
-    assert torch.allclose(baseline.lrs.log_lr.exp(), torch.tensor(float(min(scores, key=scores.get))), rtol=1e-5)
+    baseline_rates = torch.cat([rate.flatten() for rate in baseline.lrs().values()])
+    assert torch.allclose(baseline_rates, torch.tensor(float(min(scores, key=scores.get))), rtol=1e-5)
 
 
 def test_checkpoint_round_trip(run, tmp_path):
@@ -68,7 +71,7 @@ def test_checkpoint_round_trip(run, tmp_path):
     obs = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
     for a, b in zip(trained.policy(obs), again.policy(obs), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    torch.testing.assert_close(again.lrs.log_lr, trained.lrs.log_lr, rtol=0, atol=0)
+    torch.testing.assert_close(again.lrs.stored, trained.lrs.stored, rtol=0, atol=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.pt"]  # no temporary file left behind
     (tmp_path / "garbage.pt").write_bytes(b"not a torch file")
     torch.save({"format": "something else"}, tmp_path / "other.pt")
@@ -82,7 +85,7 @@ def test_nan_is_refused():
     params = meta_parameters(policy)
     obs, generator = torch.zeros(4, 2), torch.Generator().manual_seed(0)
     actions, log_probs = sample(policy, params, obs, generator)
-    lrs = InnerLearningRates({name: p.shape for name, p in params.items()}, 0.1, learn=False)()
+    lrs = StepSizes(params, 0.1, learn=False)()
     with pytest.raises(FloatingPointError, match="non-finite"):
         adapt(policy, params, Batch(obs, actions, log_probs, torch.full((4,), torch.nan)), lrs, create_graph=False)
     with torch.no_grad():

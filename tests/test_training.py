@@ -21,10 +21,15 @@ from mtrl_robot.arms.population import generate, load_config
 from mtrl_robot.backends.trajectory import JointLimits, check_trajectory
 from mtrl_robot.cli.main import main as cli_main
 from mtrl_robot.core.errors import ConfigError
-from mtrl_robot.learning.reaching import adapt, adapt_cli, load, load_preset, predict, train_from_preset
+from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
+from mtrl_robot.learning.reaching.adapt import adapt, adapt_cli
+from mtrl_robot.learning.reaching.checkpoint import load, model_file_path
 from mtrl_robot.learning.reaching.data import to_tensors
+from mtrl_robot.learning.reaching.predict import predict
+from mtrl_robot.learning.reaching.presets import load_preset
 from mtrl_robot.learning.reaching.pretrain import build_model
-from mtrl_robot.meta import MAML, CheckpointError, MAMLConfig
+from mtrl_robot.learning.reaching.train import train_from_preset
+from mtrl_robot.meta import MAML, MAMLConfig
 from mtrl_robot.meta.sinusoid import SinusoidTasks, make_mlp
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 from mtrl_robot.motions.dataset import load as load_demos
@@ -147,14 +152,14 @@ def test_a_used_folder_or_another_preset_is_refused(run, tmp_path):
 def test_pretrained_vae_and_policy_decode_trajectories_that_reach_on_the_nominal_robot(run, family):
     preset = load_preset("small")
     vae, model = build_model(preset.model, 32, 7)
-    state = torch.load(run / "pretrain" / f"{family}.pt", weights_only=True)
+    state = load_torch_file(run / "pretrain" / f"{family}.pt")
     vae.load_state_dict(state["vae"])
     model.load_state_dict(state["model"])
     arm = load_family(family)
     fresh = plan_robot_demos(arm, 50, seed=1234)
     offsets = torch.tensor(fresh.positions - fresh.positions[:, :1], dtype=torch.float32)
     with torch.no_grad():
-        decoded = {"vae": vae.decode(vae.encode(offsets)[0]),
+        decoded = {"vae": vae.normalizer.denormalize(vae.decode(vae.encode(vae.normalizer.normalize(offsets))[0])),
                    "policy": model.offsets(model(torch.tensor(fresh.targets, dtype=torch.float32)))}
     for name, trajectory in decoded.items():
         final = arm.home_q + trajectory[:, -1].double().numpy()
@@ -185,7 +190,7 @@ def test_predicted_trajectories_respect_joint_and_velocity_limits(run, held_out,
     arm = held_out.robots[0]
     far = held_out.targets[:3] + np.array([[1.0, 0.0, 0.0], [0.0, -1.5, 0.0], [0.0, 0.0, 2.0]])  # out of reach
     targets = np.vstack([held_out.targets, far])
-    trajectories = predict(adapted, arm, targets)
+    trajectories = predict(model_file_path(adapted), arm, targets)
     assert len(trajectories) == len(targets)
     for trajectory in trajectories:
         check_trajectory(trajectory, limits_of(arm))
@@ -257,7 +262,7 @@ def test_bad_demos_and_checkpoints_raise_clear_errors_and_write_nothing(run, dem
 
 def test_predict_refuses_a_robot_with_other_joints(run):
     with pytest.raises(ValueError, match="trained for"):
-        predict(run / "checkpoints" / "panda.pt", load_family("gen3"), np.zeros((1, 3)))
+        predict(run / "checkpoints" / "panda.model.pt", load_family("gen3"), np.zeros((1, 3)))
 
 
 @pytest.mark.parametrize(("text", "field", "problem"), [
@@ -297,9 +302,10 @@ def test_a_pooled_run_trains_one_model_for_all_families_and_maps_joints_by_name(
     assert set(report) == {"panda", "gen3"} and all(np.isfinite(r["held_out"]["mean"]["adapted_cm"])
                                                       for r in report.values())
     adapted = adapt(out / "checkpoints" / "panda.pt", held_out, k=5, out=tmp_path / "adapted.pt")
-    assert predict(adapted, held_out.robots[0], held_out.targets[:2])[0].joint_names == held_out.robots[0].joint_names
+    assert predict(model_file_path(adapted), held_out.robots[0],
+                   held_out.targets[:2])[0].joint_names == held_out.robots[0].joint_names
     with pytest.raises(ValueError, match="the model was trained for"):  # a Gen3 view refuses a Panda arm
-        predict(out / "checkpoints" / "gen3.pt", held_out.robots[0], held_out.targets[:1])
+        predict(out / "checkpoints" / "gen3.model.pt", held_out.robots[0], held_out.targets[:1])
     for overrides, problem in [(["data.pooled=true", "data.families=[panda]"], "two or more families"),
                                (["data.pooled=sometimes"], "expected true or false")]:
         with pytest.raises(ConfigError, match=problem):

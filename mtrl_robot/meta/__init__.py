@@ -1,15 +1,15 @@
-"""Meta-learning in plain torch: MAML, first-order MAML, Meta-SGD and a probabilistic variant."""
+"""Meta-learning algorithms in plain torch: MAML, first-order MAML, Meta-SGD step sizes, a probabilistic variant and
+policy-gradient MAML."""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import nn
 
-from mtrl_robot.meta.maml import MAML, CheckpointError, LossFn, MAMLConfig, TaskBatch, load_torch_file, read_checkpoint
+from mtrl_robot.meta.maml import MAML, LossFn, MAMLConfig, TaskBatch, read_checkpoint
 from mtrl_robot.meta.probabilistic import ProbabilisticMAML
 
-__all__ = ["MAML", "CheckpointError", "MAMLConfig", "ProbabilisticMAML", "TaskBatch", "load_torch_file",
-           "make_meta_learner", "read_checkpoint"]
+__all__ = ["MAML", "MAMLConfig", "ProbabilisticMAML", "TaskBatch", "make_meta_learner", "read_checkpoint"]
 
 
 def make_meta_learner(model: nn.Module, config: MAMLConfig, loss_fn: LossFn = F.mse_loss,

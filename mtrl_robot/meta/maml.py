@@ -30,13 +30,14 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
+from mtrl_robot.meta.step_sizes import STEP_SIZE_MODES, StepSizes
 
 Params = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]  # (prediction, target) -> scalar
 
 FORMAT = "mtrl_robot.meta"  # checkpoint format tag
 VERSION = 1
-LR_MODES = ("none", "per_tensor", "per_element")
 
 
 @dataclass
@@ -64,8 +65,8 @@ class MAMLConfig:
             problems.append(f"inner_steps must be >= 0, got {self.inner_steps}")
         if not self.inner_lr > 0:
             problems.append(f"inner_lr must be > 0, got {self.inner_lr}")
-        if self.learn_inner_lr not in LR_MODES:
-            problems.append(f"learn_inner_lr must be one of {LR_MODES}, got {self.learn_inner_lr!r}")
+        if self.learn_inner_lr not in STEP_SIZE_MODES:
+            problems.append(f"learn_inner_lr must be one of {STEP_SIZE_MODES}, got {self.learn_inner_lr!r}")
         if not self.outer_lr > 0:
             problems.append(f"outer_lr must be > 0, got {self.outer_lr}")
         if self.meta_batch_size < 1:
@@ -88,10 +89,6 @@ class TaskBatch(NamedTuple):
 TaskSampler = Callable[[int, torch.Generator], TaskBatch]  # (number of tasks, generator) -> meta-batch
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, not ours, or does not fit this learner."""
-
-
 class MAML:
     """Meta-learns the initial parameters of ``model`` (and, with Meta-SGD, its inner step sizes)."""
 
@@ -110,13 +107,8 @@ class MAML:
 
     def _meta_modules(self) -> dict[str, nn.Module]:
         """Everything the outer loop learns: the model and, with Meta-SGD, the inner step sizes."""
-        mode, params = self.config.learn_inner_lr, dict(self.model.named_parameters())
-        lrs = nn.ParameterList()
-        if mode != "none":
-            for name in self.names:
-                shape = params[name].shape if mode == "per_element" else ()
-                lrs.append(torch.full(shape, self.config.inner_lr, dtype=params[name].dtype))
-        return {"model": self.model, "inner_lrs": lrs}
+        return {"model": self.model,
+                "inner_lrs": StepSizes(self.params(), self.config.inner_lr, self.config.learn_inner_lr)}
 
     # ---- the algorithm
 
@@ -127,9 +119,7 @@ class MAML:
 
     def inner_lrs(self) -> dict[str, Tensor | float]:
         """The inner step size of each adapted parameter tensor (learned tensors with Meta-SGD)."""
-        if self.config.learn_inner_lr == "none":
-            return dict.fromkeys(self.names, self.config.inner_lr)
-        return dict(zip(self.names, self.meta["inner_lrs"], strict=True))
+        return self.meta["inner_lrs"]()
 
     def _call(self, params: Params, x: Tensor) -> Tensor:
         return functional_call(self.model, params, (x,))
@@ -222,17 +212,18 @@ class MAML:
         """Write ``state_dict()`` plus ``extra`` atomically: a failed write leaves any old file untouched.
 
         ``extra`` may hold tensors, numbers, strings, lists and dicts (what ``weights_only`` loading accepts);
-        the file is read back before it replaces the old one.
+        the file is read back with :func:`~mtrl_robot.core.torch_files.load_torch_file` before it replaces the
+        old one.
         """
         path = Path(path)
         state = {**self.state_dict(), "extra": extra or {}}
 
         def load_back(tmp: Path) -> None:
             try:
-                torch.load(tmp, map_location="cpu", weights_only=True)
-            except Exception as e:
-                raise CheckpointError(f"{path}: would not load back with weights_only=True "
-                                      f"(is there an object in extra?): {e}") from e
+                load_torch_file(tmp)
+            except CheckpointError as e:
+                raise CheckpointError(f"{path}: would not load back (is there an object in extra, or NaN or inf?): "
+                                      f"{e}") from e
 
         return write_atomic(path, lambda f: torch.save(state, f), verify=load_back)
 
@@ -251,18 +242,6 @@ def _adapted_names(model: nn.Module, prefixes: tuple[str, ...]) -> list[str]:
         raise ValueError(f"MAMLConfig.adapt_only: no trainable parameter name starts with {unused} "
                          f"(parameters: {names[:8]}{', …' if len(names) > 8 else ''})")
     return [name for name in names if not prefixes or name.startswith(prefixes)]
-
-
-def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
-    """``torch.load`` on the CPU with ``weights_only=True``; ``CheckpointError`` naming a missing or unreadable file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such {what} file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for truncated, corrupt or unsafe files
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable torch {what} (corrupt, truncated or unsafe): {reason}") from e
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Policy-gradient MAML in plain torch: a Gaussian policy, a functional policy-gradient step, a PPO-clip outer loss.
+"""Policy-gradient MAML in plain torch: a functional policy-gradient step and a PPO-clip outer loss, for a policy
+like :class:`~mtrl_robot.models.policy.GaussianPolicy` (obs → mean action and log standard deviation).
 
 A task is a bandit: an observation in, one action out, one reward back (an episode of one step). For a batch of
 K such episodes sampled from the policy with parameters θ_old:
@@ -10,8 +11,8 @@ K such episodes sampled from the policy with parameters θ_old:
   θ = θ_old its gradient is the REINFORCE estimate; its second derivative carries the term
   ∇log π ∇log π^T · A that accounts for the samples depending on θ (ProMP's low-variance curvature, Rothfuss et
   al., 2019). With ``create_graph`` the step is differentiable (second-order MAML), without it first-order.
-- **Step sizes** (:class:`InnerLearningRates`): one per parameter element, exp(log α), learnable (Meta-SGD, Li
-  et al., 2017) or fixed.
+- **Step sizes**: α per parameter element from :class:`~mtrl_robot.meta.step_sizes.StepSizes`, learnable
+  (Meta-SGD, Li et al., 2017) or fixed.
 - **Outer loss** (:func:`clip_loss`): PPO's clipped surrogate (Schulman et al., 2017) of the adapted policy on
   the batches sampled with the adapted parameters; gradients flow back through the inner steps.
 
@@ -21,8 +22,6 @@ meta-parameters and every adapted copy of them.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -30,26 +29,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 Params = dict[str, Tensor]
-LOG_STD_MIN = -5.0  # floor of the policy's log standard deviation
 RIDGE = 1e-3  # regularisation of the linear baseline's least squares
-
-
-class GaussianPolicy(nn.Module):
-    """obs → N(tanh(MLP(obs)), diag(σ²)): a mean inside the unit box and a state-independent spread σ."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (64, 64), init_std: float = 0.3):
-        super().__init__()
-        if not init_std > 0:
-            raise ValueError(f"init_std must be positive, got {init_std}")
-        layers: list[nn.Module] = []
-        for a, b in zip((obs_dim, *hidden[:-1]), hidden, strict=True):
-            layers += [nn.Linear(a, b), nn.Tanh()]
-        self.body = nn.Sequential(*layers, nn.Linear(hidden[-1] if hidden else obs_dim, act_dim))
-        self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
-
-    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean (…, act_dim) in (−1, 1) and log standard deviation (act_dim,)."""
-        return torch.tanh(self.body(obs)), self.log_std.clamp_min(LOG_STD_MIN)
 
 
 class Batch(NamedTuple):
@@ -99,26 +79,6 @@ def advantages(obs: Tensor, rewards: Tensor) -> Tensor:
     gram = features.T @ features + RIDGE * torch.eye(features.shape[1], dtype=obs.dtype)
     weights = torch.linalg.solve(gram, features.T @ rewards)
     return rewards - features @ weights
-
-
-class InnerLearningRates(nn.Module):
-    """One inner step size per element of every adapted parameter, exp(log α): learnable (Meta-SGD) or fixed."""
-
-    def __init__(self, shapes: dict[str, torch.Size], init: float, learn: bool):
-        super().__init__()
-        if not init > 0:
-            raise ValueError(f"the inner step size must be positive, got {init}")
-        self.shapes = {name: torch.Size(shape) for name, shape in shapes.items()}
-        size = sum(shape.numel() for shape in self.shapes.values())
-        self.log_lr = nn.Parameter(torch.full((size,), math.log(init)), requires_grad=learn)
-
-    def forward(self) -> dict[str, Tensor]:
-        rates = self.log_lr.exp().split([shape.numel() for shape in self.shapes.values()])
-        return {name: r.view(shape) for (name, shape), r in zip(self.shapes.items(), rates, strict=True)}
-
-    def per_tensor(self) -> dict[str, float]:
-        """The mean step size of each parameter tensor (a summary for logs)."""
-        return {name: rate.mean().item() for name, rate in self().items()}
 
 
 def inner_loss(policy: nn.Module, params: Params, batch: Batch) -> Tensor:

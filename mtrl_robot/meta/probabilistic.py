@@ -19,6 +19,8 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from mtrl_robot.meta.maml import MAML, LossFn, MAMLConfig, Params, TaskBatch
+from mtrl_robot.models.gaussian import kl_to_standard_normal, split_gaussian
+from mtrl_robot.models.mlp import mlp
 
 LATENT = "latent:z"  # the key under which adapt() returns z with the parameters (no module name has a ':')
 
@@ -28,13 +30,12 @@ class SetEncoder(nn.Module):
 
     def __init__(self, pair_dim: int, hidden: int, latent_dim: int):
         super().__init__()
-        self.pair = nn.Sequential(nn.Linear(pair_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.pair = mlp([pair_dim, hidden, hidden], activation=nn.ReLU, final_activation=True)
         self.head = nn.Linear(hidden, 2 * latent_dim)
 
     def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         pooled = self.pair(torch.cat([x, y], dim=-1)).mean(dim=-2)
-        mean, log_var = self.head(pooled).chunk(2, dim=-1)
-        return mean, log_var.clamp(-10.0, 5.0)
+        return split_gaussian(self.head(pooled))
 
 
 class ProbabilisticMAML(MAML):
@@ -75,8 +76,7 @@ class ProbabilisticMAML(MAML):
         z = self._sample(mean, log_var)
         query = self._query_losses(self._condition(tasks.support_x, z), tasks.support_y,
                                    self._condition(tasks.query_x, z), tasks.query_y).mean()
-        kl = 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var).sum(dim=-1).mean()
-        return query + self.config.kl_weight * kl
+        return query + self.config.kl_weight * kl_to_standard_normal(mean, log_var)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None, sample: bool = False) -> Params:
         """Adapted parameters for one task, with z (the posterior mean, or a draw) under the key ``LATENT``."""

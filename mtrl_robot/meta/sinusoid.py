@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from mtrl_robot.meta.maml import TaskBatch, TaskSampler
+from mtrl_robot.models.mlp import mlp
 
 
 @dataclass
@@ -44,5 +45,4 @@ def make_mlp(in_dim: int = 1, hidden: int = 40, out_dim: int = 1, seed: int = 0)
     """The regressor of Finn et al. (2017): two hidden ReLU layers of 40 units, initialised from ``seed``."""
     with torch.random.fork_rng(devices=[]):  # leaves the global random state as it was
         torch.manual_seed(seed)
-        return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                             nn.Linear(hidden, out_dim))
+        return mlp([in_dim, hidden, hidden, out_dim], activation=nn.ReLU)

@@ -2,9 +2,9 @@
 
 - **Data.** :func:`hitting_dataset` draws (angle, strength) uniformly over the generator's ranges (seeded)
   and returns their motions: ``N_WAYPOINTS`` joint positions evenly spaced in time, plus the duration.
-- **Model.** A trajectory is the flat vector (positions, duration), standardised per feature with the
-  training set's mean and spread (buffers, so they travel with the weights). MLP encoder → mean and
-  log-variance of z; MLP decoder z → trajectory; loss = reconstruction MSE (standardised units) + β·KL.
+- **Model.** The :class:`~mtrl_robot.models.trajectory_vae.TrajectoryVAE` with the
+  :class:`~mtrl_robot.models.trajectory_vae.TimedPathScaler`: a motion is the flat vector (positions,
+  duration), standardised per feature with the training set's mean and spread.
 - **Training.** :func:`train_hitting_vae`: Adam on minibatches, seeded (``torch.manual_seed`` and a
   ``torch.Generator``), tqdm progress; then the model is frozen (eval mode, no gradients) and the box
   spanned by the training set's latent means is kept as the trained range.
@@ -15,7 +15,7 @@
   limit the duration is stretched until it does not: every decoded motion passes
   :func:`~mtrl_robot.backends.trajectory.check_trajectory`.
 - **Files.** :meth:`HittingVAE.save` writes tensors and plain containers atomically (temporary file, then
-  rename); :meth:`HittingVAE.load` reads them with ``torch.load(weights_only=True)``.
+  rename); :meth:`HittingVAE.load` reads them with :func:`~mtrl_robot.core.torch_files.load_torch_file`.
 """
 
 from __future__ import annotations
@@ -26,21 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.interpolate import CubicSpline
-from torch import Tensor, nn
 from tqdm import tqdm
 
 from mtrl_robot.arms.fk import CompiledChain
 from mtrl_robot.backends.trajectory import JointLimits, JointTrajectory
 from mtrl_robot.core.atomic import write_atomic
-from mtrl_robot.meta import CheckpointError, load_torch_file
+from mtrl_robot.core.torch_files import CheckpointError, first_line, load_torch_file
+from mtrl_robot.models.trajectory_vae import TimedPathScaler, TrajectoryVAE
 from mtrl_robot.motions.hitting import ANGLE_RANGE, SPEED_RANGE, HittingMotionGenerator, paddle_arm
 
 LATENT_DIM = 2
 HIDDEN = (128, 128)
 BETA = 1e-3  # weight of the KL term against the standardised reconstruction MSE
-MIN_STD = 1e-3  # floor of the per-feature standardisation scale (rad, or s for the duration)
 VELOCITY_FRACTION = 0.95  # of each joint's limit, the most a decoded motion may ask for
-FILE_FORMAT = 1
+FILE_FORMAT = 2  # 2: the normaliser's buffers are normalizer.mean and normalizer.std
 
 
 def hitting_dataset(generator: HittingMotionGenerator, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,61 +51,19 @@ def hitting_dataset(generator: HittingMotionGenerator, n: int, seed: int) -> tup
     return motions.positions, motions.durations
 
 
-def _mlp(sizes: tuple[int, ...]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        layers += [nn.Linear(a, b), nn.SiLU()]
-    return nn.Sequential(*layers[:-1])
-
-
-class HittingVAE(nn.Module):
-    """Encoder (positions, duration) → q(z), decoder z → (positions, duration), for one arm's joints."""
+class HittingVAE(TrajectoryVAE):
+    """The trajectory VAE over (positions, duration) of one arm's joints, with the box of latents it was trained on."""
 
     def __init__(self, limits: JointLimits, n_waypoints: int, latent_dim: int = LATENT_DIM,
                  hidden: tuple[int, ...] = HIDDEN, beta: float = BETA):
-        super().__init__()
-        self.limits, self.n_waypoints, self.latent_dim = limits, n_waypoints, latent_dim
-        self.hidden, self.beta = tuple(hidden), beta
-        size = n_waypoints * len(limits.names) + 1
-        self.register_buffer("feature_mean", torch.zeros(size, dtype=torch.float32))
-        self.register_buffer("feature_std", torch.ones(size, dtype=torch.float32))
+        super().__init__(TimedPathScaler(n_waypoints, len(limits.names)), latent_dim, hidden, beta)
+        self.limits, self.n_waypoints = limits, n_waypoints
         self.register_buffer("latent_low", torch.full((latent_dim,), -np.inf, dtype=torch.float32))
         self.register_buffer("latent_high", torch.full((latent_dim,), np.inf, dtype=torch.float32))
-        self.encoder = _mlp((size, *self.hidden, 2 * latent_dim))
-        self.decoder = _mlp((latent_dim, *reversed(self.hidden), size))
 
     @property
     def joint_names(self) -> tuple[str, ...]:
         return self.limits.names
-
-    def features(self, positions: np.ndarray | Tensor, durations: np.ndarray | Tensor) -> Tensor:
-        """(n, T, dof) positions and (n,) durations → (n, T·dof + 1) standardised features."""
-        positions = torch.as_tensor(positions, dtype=torch.float32)
-        durations = torch.as_tensor(durations, dtype=torch.float32)
-        expected = (self.n_waypoints, len(self.joint_names))
-        if positions.ndim != 3 or tuple(positions.shape[1:]) != expected or durations.shape != positions.shape[:1]:
-            raise ValueError(f"expected positions (n, {expected[0]}, {expected[1]}) and durations (n,), got "
-                             f"{tuple(positions.shape)} and {tuple(durations.shape)}")
-        flat = torch.cat([positions.flatten(1), durations[:, None]], dim=1)
-        return (flat - self.feature_mean) / self.feature_std
-
-    def encode(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and log-variance of q(z | trajectory), from standardised features."""
-        mean, log_var = self.encoder(features).chunk(2, dim=-1)
-        return mean, log_var.clamp(-12.0, 6.0)
-
-    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Latents (n, d) → positions (n, T, dof) in rad and durations (n,) in s, before any clipping."""
-        flat = self.decoder(z) * self.feature_std + self.feature_mean
-        return flat[:, :-1].unflatten(1, (self.n_waypoints, len(self.joint_names))), flat[:, -1]
-
-    def loss(self, features: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """β-VAE loss and its reconstruction MSE, on a batch of standardised features."""
-        mean, log_var = self.encode(features)
-        z = mean + (0.5 * log_var).exp() * torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-        reconstruction = (self.decoder(z) - features).square().mean()
-        kl = 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var).sum(dim=-1).mean()
-        return reconstruction + self.beta * kl, reconstruction
 
     def clip_latent(self, z) -> tuple[np.ndarray, bool]:
         """``z`` clipped into the trained range, and whether it had to be; ValueError for a wrong or NaN latent."""
@@ -123,9 +80,9 @@ class HittingVAE(nn.Module):
     def decode_motion(self, z) -> tuple[JointTrajectory, bool]:
         """A valid joint trajectory for latent ``z`` (clipped into the trained range; the flag says if it was)."""
         z, clipped = self.clip_latent(z)
-        positions, duration = self.decode(torch.as_tensor(z, dtype=torch.float32)[None])
+        positions, duration = self.normalizer.denormalize(self.decode(torch.as_tensor(z, dtype=torch.float32)[None]))
         positions = np.clip(positions[0].double().numpy(), self.limits.lower, self.limits.upper)
-        duration = max(float(duration[0]), float(self.feature_mean[-1]) / 2)
+        duration = max(float(duration[0]), float(self.normalizer.mean[-1]) / 2)
         times = np.linspace(0.0, 1.0, self.n_waypoints)
         velocities = CubicSpline(times, positions, bc_type="clamped")(times, 1)  # per unit of normalised time
         velocities[[0, -1]] = 0.0  # at rest exactly (the spline's end slopes are zero up to round-off)
@@ -156,11 +113,14 @@ class HittingVAE(nn.Module):
         payload = load_torch_file(path, "hitting VAE")
         if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
             raise CheckpointError(f"{path}: not a hitting VAE file of format {FILE_FORMAT}")
-        limits = JointLimits(tuple(payload["joint_names"]), *(payload["limits"][k].numpy() for k in
-                                                             ("lower", "upper", "velocity", "effort")))
-        vae = HittingVAE(limits, payload["n_waypoints"], payload["latent_dim"], tuple(payload["hidden"]),
-                         payload["beta"])
-        vae.load_state_dict(payload["state_dict"])
+        try:
+            limits = JointLimits(tuple(payload["joint_names"]), *(payload["limits"][k].numpy() for k in
+                                                                 ("lower", "upper", "velocity", "effort")))
+            vae = HittingVAE(limits, payload["n_waypoints"], payload["latent_dim"], tuple(payload["hidden"]),
+                             payload["beta"])
+            vae.load_state_dict(payload["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: does not fit the hitting VAE it describes: {first_line(e)}") from e
         return vae.freeze()
 
 
@@ -179,8 +139,8 @@ class ReconstructionError:
 def reconstruction_error(vae: HittingVAE, generator: HittingMotionGenerator, positions: np.ndarray,
                          durations: np.ndarray) -> ReconstructionError:
     """Errors of encode (mean) → decode on the given motions, in joint space and at the paddle."""
-    mean, _ = vae.encode(vae.features(positions, durations))
-    decoded, decoded_durations = (t.double().numpy() for t in vae.decode(mean))
+    mean, _ = vae.encode(vae.normalizer.normalize(positions, durations))
+    decoded, decoded_durations = (t.double().numpy() for t in vae.normalizer.denormalize(vae.decode(mean)))
     kin = CompiledChain(paddle_arm(generator.arm, generator.scene))
     paddle_error = np.linalg.norm(kin.frames(decoded)[..., -1, :3, 3] - kin.frames(positions)[..., -1, :3, 3], axis=-1)
     joint_error = decoded - positions
@@ -198,10 +158,8 @@ def train_hitting_vae(generator: HittingMotionGenerator, n_motions: int = 20000,
     positions, durations = hitting_dataset(generator, n_motions, seed)
     torch.manual_seed(seed)
     vae = HittingVAE(generator.limits, generator.n_waypoints)
-    flat = torch.cat([torch.as_tensor(positions).flatten(1), torch.as_tensor(durations)[:, None]], dim=1).float()
-    vae.feature_mean.copy_(flat.mean(dim=0))
-    vae.feature_std.copy_(flat.std(dim=0).clamp_min(MIN_STD))
-    features = vae.features(positions, durations)
+    vae.normalizer.set_statistics(positions, durations)
+    features = vae.normalizer.normalize(positions, durations)
     rng = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(vae.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
@@ -211,7 +169,7 @@ def train_hitting_vae(generator: HittingMotionGenerator, n_motions: int = 20000,
         bar = tqdm(range(steps), desc="hitting VAE", disable=not progress)
         for step in bar:
             batch = features[torch.randint(len(features), (batch_size,), generator=rng)]
-            loss, reconstruction = vae.loss(batch, rng)
+            loss, reconstruction, _ = vae.loss(batch, rng)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -1,15 +1,19 @@
-"""The high-level policy (target position → latent z) and the reaching model (the policy, then the VAE decoder)."""
+"""Policies: target position → latent z (reaching), the reaching model (that policy, then the VAE decoder), and the
+Gaussian policy of puck hitting's policy-gradient meta-learning."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from mtrl_robot.models.trajectory_vae import MotorVAE, mlp
+from mtrl_robot.models.mlp import mlp
+from mtrl_robot.models.trajectory_vae import TrajectoryVAE
 
 MIN_TARGET_SCALE = 1e-3  # m, the smallest per-axis normalisation scale of targets
+LOG_STD_MIN = -5.0  # floor of the Gaussian policy's log standard deviation
 
 
 class TargetPolicy(nn.Module):
@@ -42,11 +46,11 @@ class TargetPolicy(nn.Module):
 class ReachingModel(nn.Module):
     """Target (m) → normalised flat trajectory: the policy, then the VAE's decoder and scaler (shared, not copied)."""
 
-    def __init__(self, vae: MotorVAE, policy: TargetPolicy):
+    def __init__(self, vae: TrajectoryVAE, policy: TargetPolicy):
         super().__init__()
         self.policy = policy
         self.decoder = vae.decoder
-        self.scaler = vae.scaler
+        self.scaler = vae.normalizer
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decoder(self.policy(x))
@@ -65,3 +69,18 @@ class ReachingModel(nn.Module):
     def offsets(self, flat: Tensor) -> Tensor:
         """``forward``'s output → (..., T, dof) joint offsets from the start posture, rad."""
         return self.scaler.denormalize(flat)
+
+
+class GaussianPolicy(nn.Module):
+    """obs → N(tanh(MLP(obs)), diag(σ²)): a mean inside the unit box and a state-independent spread σ."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (64, 64), init_std: float = 0.3):
+        super().__init__()
+        if not init_std > 0:
+            raise ValueError(f"init_std must be positive, got {init_std}")
+        self.body = mlp([obs_dim, *hidden, act_dim], activation=nn.Tanh)
+        self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean (…, act_dim) in (−1, 1) and log standard deviation (act_dim,)."""
+        return torch.tanh(self.body(obs)), self.log_std.clamp_min(LOG_STD_MIN)

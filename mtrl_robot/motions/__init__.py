@@ -6,12 +6,7 @@
 - :mod:`~mtrl_robot.motions.dataset` — the ``.npz`` dataset format (``DemoDataset``).
 - :mod:`~mtrl_robot.motions.recording` — rosbag2/MCAP recordings ⇄ dataset (imports ``rosbags``).
 
-This package uses only the arm models and the robot interface's trajectory type, never a simulator.
+This package uses only the arm models and the robot interface's trajectory type, never a simulator. Import the
+submodules: the package itself imports none of them (so reading a dataset does not start the multiprocessing
+demo generator).
 """
-
-from mtrl_robot.motions.dataset import DatasetError, DemoDataset, concat, load
-from mtrl_robot.motions.generate import generate_demos
-from mtrl_robot.motions.reach import N_WAYPOINTS, PlannedDemos, plan_reach, plan_robot_demos
-
-__all__ = ["N_WAYPOINTS", "DatasetError", "DemoDataset", "PlannedDemos", "concat", "generate_demos", "load",
-           "plan_reach", "plan_robot_demos"]

@@ -1,10 +1,10 @@
-"""The adaptation node: the last K recorded demonstrations → an adapted checkpoint → the policy node.
+"""The adaptation node: the last K recorded demonstrations → an adapted checkpoint and model file → the policy node.
 
 ``~/adapt`` (``std_srvs/Trigger``) converts the newest ``k`` episode bags in ``recordings_dir`` (the demo
 recorder's, one episode per bag; hidden, unfinished folders are skipped) for the configured robot, adapts
 ``checkpoint`` to them with :func:`~mtrl_robot.learning.reaching.adapt.adapt`, writes the result into ``output_dir``,
-then sets the policy node's ``checkpoint`` parameter and calls its ``reload`` service. The reply's
-``message`` is the new checkpoint's path, or what went wrong.
+then sets the policy node's ``model`` parameter to the adapted model file and calls its ``reload`` service. The
+reply's ``message`` is the new model file's path, or what went wrong.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from std_srvs.srv import Trigger
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.loader import load_arm
+from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.adapt import adapt
-from mtrl_robot.meta import CheckpointError
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset, concat
 from mtrl_robot.motions.recording import convert_recording
 from mtrl_robot.ros.futures import wait_for
@@ -38,10 +38,10 @@ TRIM_REST = 0.01  # rad/s: samples before and after the motion slower than this 
 PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "checkpoint": ("", "Meta-trained reaching checkpoint (.pt) to adapt"),
     "recordings_dir": ("recordings", "Folder of the demo recorder's episode bags"),
-    "output_dir": ("", "Folder for adapted checkpoints (empty: beside checkpoint)"),
+    "output_dir": ("", "Folder for adapted checkpoints and their model files (empty: beside checkpoint)"),
     "k": (5, "Number of most recent episodes to adapt on", Range(1, 10_000)),
     "steps": (-1, "Inner-loop adaptation steps (-1: the checkpoint preset's adapt.steps)", Range(-1, 1_000_000)),
-    "policy_node": ("policy_node", "Node whose checkpoint parameter is set and whose reload service is called"),
+    "policy_node": ("policy_node", "Node whose model parameter is set and whose reload service is called"),
     "robot": ("panda", "Arm family name, a robot id of population_file, or 'urdf' (as arm_node)"),
     "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)"),
     "urdf_file": ("", "URDF to load when robot is 'urdf'"),
@@ -83,7 +83,7 @@ class AdaptationNode(Node):
         return future.result()
 
     def adapt_latest(self) -> Path:
-        """Adapt on the latest episodes and return the new checkpoint."""
+        """Adapt on the latest episodes and return the new model file (the adapted checkpoint is beside it)."""
         p = self.p
         n_waypoints = int(checkpoints.load(p["checkpoint"]).info["n_waypoints"])
         demos = recorded_demos(p["recordings_dir"], self.arm, p["k"], n_waypoints)
@@ -91,16 +91,15 @@ class AdaptationNode(Node):
         folder = Path(p["output_dir"]) if p["output_dir"] else source.parent
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / f"{source.stem}-{self.arm.robot_id}-k{p['k']}-{time.strftime('%Y%m%dT%H%M%S')}.pt"
-        return adapt(source, demos, p["k"], None if p["steps"] < 0 else p["steps"], out)
+        return checkpoints.model_file_path(adapt(source, demos, p["k"], None if p["steps"] < 0 else p["steps"], out))
 
     def hand_over(self, path: Path) -> str:
-        """Set the policy node's checkpoint to ``path`` and make it reload; returns its reply."""
+        """Set the policy node's model file to ``path`` and make it reload; returns its reply."""
         if not self._parameters.wait_for_services(REPLY_TIMEOUT) or not self._reload.wait_for_service(REPLY_TIMEOUT):
             raise TimeoutError(f"the policy node {self.p['policy_node']} is not reachable")
-        result = self._wait(self._parameters.set_parameters([Parameter("checkpoint", value=str(path))]),
-                            "set checkpoint")
+        result = self._wait(self._parameters.set_parameters([Parameter("model", value=str(path))]), "set model")
         if not all(r.successful for r in result.results):
-            raise RuntimeError(f"policy node refused the checkpoint parameter: {result.results[0].reason}")
+            raise RuntimeError(f"policy node refused the model parameter: {result.results[0].reason}")
         reply = self._wait(self._reload.call_async(Trigger.Request()), "reload")
         if not reply.success:
             raise RuntimeError(f"policy node could not reload: {reply.message}")
@@ -114,7 +113,7 @@ class AdaptationNode(Node):
             self.get_logger().error(f"adaptation failed: {exc}")
             response.success, response.message = False, str(exc)
             return response
-        self.get_logger().info(f"adapted checkpoint {path}; policy node: {reply}")
+        self.get_logger().info(f"adapted model {path}; policy node: {reply}")
         response.success, response.message = True, str(path)
         return response
 

@@ -1,11 +1,12 @@
 """The policy node: a flange target → the (adapted) reaching model's trajectory → the arm's controller.
 
+- Loads a deployable model file (:mod:`mtrl_robot.models.model_file`), never a training checkpoint.
 - Subscribes ``target`` (``geometry_msgs/PointStamped``, frame ``world``). Each target is planned with
   :func:`~mtrl_robot.learning.reaching.predict.predict` from the measured joint state, slowed down if needed to fit the
   preset's velocity and acceleration limits (times ``LIMIT_FRACTIONS``), and sent through
   :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend`, so the safety layer checks it. A new target
   replaces the running trajectory; each outcome is logged.
-- ``~/reload`` (``std_srvs/Trigger``): load the file the ``checkpoint`` parameter names now (set it first).
+- ``~/reload`` (``std_srvs/Trigger``): load the model file the ``model`` parameter names now (set it first).
 - Latency from a target's arrival to its trajectory being handed to the controller is logged as p50/p99
   every ``LATENCY_EVERY`` targets and at shutdown; :func:`plan_latency` measures it without ROS.
 """
@@ -26,11 +27,10 @@ from std_srvs.srv import Trigger
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.loader import load_arm
 from mtrl_robot.backends.trajectory import JointTrajectory, retime
+from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.hardware.safety import SafetyError, SafetyLimits
-from mtrl_robot.learning.reaching import checkpoint as checkpoints
-from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.predict import predict
-from mtrl_robot.meta import CheckpointError
+from mtrl_robot.models.model_file import ReachingModelFile, load_model_file
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
 from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.run import run_node
@@ -38,7 +38,7 @@ from mtrl_robot.ros.run import run_node
 LATENCY_EVERY = 20  # targets between latency reports
 
 PARAMETERS = {  # name: (default, description, read_only)
-    "checkpoint": ("", "Reaching checkpoint (.pt) to plan with; ~/reload re-reads it", False),
+    "model": ("", "Reaching model file (.model.pt) to plan with; ~/reload re-reads it", False),
     "preset": ("sim_panda", "Hardware preset name or YAML path of the arm's controller and safety limits", True),
     "robot": ("panda", "Arm family name, a robot id of population_file, or 'urdf' (as arm_node)", True),
     "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)", True),
@@ -59,10 +59,10 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"n": len(values), "p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
 
 
-def plan_latency(checkpoint: str | Path | ReachingCheckpoint, arm: Arm, targets: np.ndarray,
+def plan_latency(model: str | Path | ReachingModelFile, arm: Arm, targets: np.ndarray,
                  limits: SafetyLimits | None = None) -> dict[str, float]:
     """Target → timed trajectory latency percentiles of the policy's planning step, one target at a time."""
-    state = checkpoint if isinstance(checkpoint, ReachingCheckpoint) else checkpoints.load(checkpoint)
+    state = model if isinstance(model, ReachingModelFile) else load_model_file(model)
     limits = limits or SafetyLimits.from_arm(arm)
     samples = []
     for target in np.asarray(targets, dtype=float).reshape(-1, 3):
@@ -79,20 +79,20 @@ class PolicyNode(Node):
         super().__init__("policy_node")
         p = declare_parameters(self, PARAMETERS)
         self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
-        self.state = self._load(p["checkpoint"])
+        self.state = self._load(p["model"])
         self.backend = HardwareBackend(p["preset"], arm=self.arm, node_name="policy_node_client")
         self.latencies: list[float] = []
         self._lock = threading.Lock()  # one target planned and sent at a time
         self.create_subscription(PointStamped, "target", self._on_target, 10)
         self.create_service(Trigger, "~/reload", self._reload)
-        self.get_logger().info(f"policy for {self.arm.robot_id} from {p['checkpoint'] or 'no checkpoint yet'}, "
+        self.get_logger().info(f"policy for {self.arm.robot_id} from {p['model'] or 'no model yet'}, "
                                f"preset {p['preset']}")
 
-    def _load(self, path: str) -> ReachingCheckpoint | None:
-        return checkpoints.load(path) if path else None
+    def _load(self, path: str) -> ReachingModelFile | None:
+        return load_model_file(path) if path else None
 
     def _reload(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        path = self.get_parameter("checkpoint").value
+        path = self.get_parameter("model").value
         try:
             state = self._load(path)
         except CheckpointError as exc:
@@ -113,7 +113,7 @@ class PolicyNode(Node):
             return
         with self._lock:
             if self.state is None:
-                self.get_logger().error("no checkpoint loaded; set the checkpoint parameter and call ~/reload")
+                self.get_logger().error("no model loaded; set the model parameter and call ~/reload")
                 return
             try:
                 start = self.backend.read_state().positions

@@ -126,7 +126,8 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, ros_log, tmp_pat
     nodes = [start_node("demo_recorder", tmp_path / "recorder.log", ros_env, output_dir=recordings),
              start_node("adaptation_node", tmp_path / "adaptation.log", ros_env, checkpoint=checkpoint,
                         recordings_dir=recordings, output_dir=tmp_path / "adapted", k=K, **robot_params),
-             start_node("policy_node", tmp_path / "policy.log", ros_env, checkpoint=checkpoint, **robot_params)]
+             start_node("policy_node", tmp_path / "policy.log", ros_env, model=checkpoints.model_file_path(checkpoint),
+                        **robot_params)]
     client = ros_client.node
     action = ros_client.action_client(FollowJointTrajectory, "/joint_trajectory_controller/follow_joint_trajectory")
     try:

@@ -32,23 +32,18 @@ from mtrl_robot.learning.puck.train import (
     save_policy,
     simulated_world,
 )
-from mtrl_robot.meta.policy_gradient_maml import (
-    GaussianPolicy,
-    InnerLearningRates,
-    Params,
-    detached,
-    mean_action,
-    meta_parameters,
-)
+from mtrl_robot.meta.policy_gradient_maml import Params, detached, mean_action, meta_parameters
 from mtrl_robot.meta.policy_gradient_maml import adapt as inner_step
+from mtrl_robot.meta.step_sizes import StepSizes
 from mtrl_robot.models.hitting_vae import HittingVAE
+from mtrl_robot.models.policy import GaussianPolicy
 from mtrl_robot.tasks.puck import PuckHittingEnv, PuckWorld, Task, condition_task
 
 POLICY_FILES = {"meta": META_FILE, "baseline": BASELINE_FILE}
 ADAPT_STREAM = 4  # seed stream of adaptation (training uses the run's seed, tuning 1 and 2, the evaluation 3)
 
 
-def adapt_policy(policy: GaussianPolicy, lrs: InnerLearningRates, world: PuckWorld, task: Task,
+def adapt_policy(policy: GaussianPolicy, lrs: StepSizes, world: PuckWorld, task: Task,
                  config: PuckMetaRLConfig, steps: int, seed: int | list[int]) -> tuple[np.ndarray, Params]:
     """Mean final distance (m) of the mean action on fresh goals before each of ``steps`` inner steps and after,
     and the adapted parameters."""
@@ -65,7 +60,7 @@ def adapt_policy(policy: GaussianPolicy, lrs: InnerLearningRates, world: PuckWor
     return np.array(curve), params
 
 
-def adaptation_curve(policy: GaussianPolicy, lrs: InnerLearningRates, world: PuckWorld, task: Task,
+def adaptation_curve(policy: GaussianPolicy, lrs: StepSizes, world: PuckWorld, task: Task,
                      config: PuckMetaRLConfig, steps: int, seed: int | list[int]) -> np.ndarray:
     """The curve of :func:`adapt_policy`."""
     return adapt_policy(policy, lrs, world, task, config, steps, seed)[0]

@@ -113,7 +113,7 @@ def evaluate_puck(checkpoint_dir: str | Path, out_dir: str | Path, repeats: int 
                                                      + (config.eval_steps + 1) * config.eval_goals)
     header = {"mode": mode, "repeats": repeats, "conditions": list(conditions), "run": str(checkpoint_dir),
               "config": config.to_dict(), "hits": hits, "camera_misses": world.misses,
-              "baseline_inner_lr": policies["baseline"].lrs.log_lr.exp()[0].item()}
+              "baseline_inner_lr": next(iter(policies["baseline"].lrs().values())).flatten()[0].item()}
     write_atomic(out / f"puck_eval_{mode}.json", json.dumps({**header, "curves_m": {
         kind: {name: curves[p, c].tolist() for c, name in enumerate(conditions)} for p, kind in enumerate(POLICIES)}}))
     table = out / f"puck_eval_{mode}.md"

@@ -35,7 +35,6 @@ size is the one of adaptation and evaluation (:mod:`mtrl_robot.learning.puck.ada
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,12 +46,10 @@ import torch
 from tqdm import tqdm
 
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.learning.puck.presets import PuckMetaRLConfig, config_from_dict, load_preset
-from mtrl_robot.meta import CheckpointError, load_torch_file
 from mtrl_robot.meta.policy_gradient_maml import (
     Batch,
-    GaussianPolicy,
-    InnerLearningRates,
     adapt,
     advantages,
     clip_loss,
@@ -60,7 +57,9 @@ from mtrl_robot.meta.policy_gradient_maml import (
     meta_parameters,
     sample,
 )
+from mtrl_robot.meta.step_sizes import StepSizes
 from mtrl_robot.models.hitting_vae import HittingVAE, train_hitting_vae
+from mtrl_robot.models.policy import GaussianPolicy
 from mtrl_robot.tasks.puck import PuckHittingEnv, PuckWorld, SimulatedPuckScene, Task
 
 OBS_DIM, ACT_DIM = 2, 2  # goal (x, y) relative to the puck's start; normalised VAE latent
@@ -90,7 +89,7 @@ def explore(policy: GaussianPolicy, params: dict, world: PuckWorld, task: Task, 
     return Batch(obs, actions, log_probs, advantages(obs, rewards)), distances
 
 
-def collect(policy: GaussianPolicy, lrs: InnerLearningRates, world: PuckWorld, task: Task, config: PuckMetaRLConfig,
+def collect(policy: GaussianPolicy, lrs: StepSizes, world: PuckWorld, task: Task, config: PuckMetaRLConfig,
             meta: bool, rng: np.random.Generator, generator: torch.Generator) -> tuple[list[Batch], np.ndarray]:
     """``inner_steps`` + 1 batches of K hits on one task (meta: an inner step after each but the last)."""
     params, rates = detached(meta_parameters(policy)), {k: v.detach() for k, v in lrs().items()}
@@ -104,7 +103,7 @@ def collect(policy: GaussianPolicy, lrs: InnerLearningRates, world: PuckWorld, t
     return batches, np.array(distances)
 
 
-def outer_loss(policy: GaussianPolicy, lrs: InnerLearningRates, data: list[list[Batch]], config: PuckMetaRLConfig,
+def outer_loss(policy: GaussianPolicy, lrs: StepSizes, data: list[list[Batch]], config: PuckMetaRLConfig,
                meta: bool) -> torch.Tensor:
     """Mean PPO-clip loss over the meta-batch: meta, the scored steps' batches through the inner steps; else all."""
     first = 0 if config.score_first_step or not meta else 1
@@ -129,14 +128,14 @@ class TrainedPolicy:
     kind: str  # "meta" or "baseline"
     config: PuckMetaRLConfig
     policy: GaussianPolicy
-    lrs: InnerLearningRates
+    lrs: StepSizes
     history: list[dict[str, Any]]
 
 
-def new_policy(config: PuckMetaRLConfig, learn_lr: bool) -> tuple[GaussianPolicy, InnerLearningRates]:
+def new_policy(config: PuckMetaRLConfig, learn_lr: bool) -> tuple[GaussianPolicy, StepSizes]:
     policy = GaussianPolicy(OBS_DIM, ACT_DIM, config.hidden, config.init_std)
-    shapes = {name: p.shape for name, p in policy.named_parameters()}
-    return policy, InnerLearningRates(shapes, config.inner_lr, learn_lr)
+    return policy, StepSizes(dict(policy.named_parameters()), config.inner_lr, "per_element", learn_lr,
+                             log_space=True)
 
 
 def train_policy(world: PuckWorld, config: PuckMetaRLConfig, meta: bool, progress: bool = True,
@@ -182,28 +181,28 @@ def tune_inner_lr(trained: TrainedPolicy, world: PuckWorld, progress: bool = Tru
     tasks = [world.random_task(rng) for _ in range(config.tuning_tasks)]
     scores = {}
     for factor in tqdm(config.baseline_lr_factors, desc="baseline step size", disable=not progress):
-        lrs = InnerLearningRates(trained.lrs.shapes, config.inner_lr * factor, learn=False)
+        lrs = StepSizes(dict(trained.policy.named_parameters()), config.inner_lr * factor, learn=False,
+                        log_space=True)
         scores[config.inner_lr * factor] = float(np.mean([
             adaptation_curve(trained.policy, lrs, world, task, config, config.inner_steps, [config.seed, 2, i])[-1]
             for i, task in enumerate(tasks)]))
-    with torch.no_grad():
-        trained.lrs.log_lr.fill_(math.log(min(scores, key=scores.get)))
+    trained.lrs.fill_(min(scores, key=scores.get))
     return scores
 
 
 # ---------------------------------------------------------------------------------------------- files
 
 FORMAT = "mtrl_robot.puck_meta_rl"
-VERSION = 1
+VERSION = 2  # 2: the Meta-SGD log-rates are saved as the state of StepSizes (key step_sizes, was log_lr)
 VAE_FILE, META_FILE, BASELINE_FILE, SUMMARY_FILE = "vae.pt", "meta_policy.pt", "baseline_policy.pt", "training.json"
 
 
 def save_policy(trained: TrainedPolicy, path: str | Path) -> Path:
     """Write the policy atomically (a temporary file in the same folder, read back, then renamed)."""
     payload = {"format": FORMAT, "version": VERSION, "kind": trained.kind, "config": trained.config.to_dict(),
-               "policy": trained.policy.state_dict(), "log_lr": trained.lrs.log_lr.detach().clone(),
+               "policy": trained.policy.state_dict(), "step_sizes": trained.lrs.state_dict(),
                "history": trained.history}
-    return write_atomic(path, lambda f: torch.save(payload, f), verify=lambda tmp: torch.load(tmp, weights_only=True))
+    return write_atomic(path, lambda f: torch.save(payload, f), verify=lambda tmp: load_torch_file(tmp, "policy"))
 
 
 def load_policy(path: str | Path) -> TrainedPolicy:
@@ -215,7 +214,7 @@ def load_policy(path: str | Path) -> TrainedPolicy:
         config = config_from_dict(payload["config"], str(path))
         policy, lrs = new_policy(config, learn_lr=False)
         policy.load_state_dict(payload["policy"])
-        lrs.log_lr.data.copy_(payload["log_lr"])
+        lrs.load_state_dict(payload["step_sizes"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: does not fit the policy it describes: {e}") from e
     return TrainedPolicy(str(payload["kind"]), config, policy, lrs, list(payload["history"]))
@@ -254,7 +253,7 @@ def train_puck(preset: str | PuckMetaRLConfig = "default", out_dir: str | Path =
     summary = {"config": config.to_dict(), "seconds": times, "hits_per_policy": hits,
                "baseline_lr_scores": {f"{lr:.6g}": score for lr, score in scores.items()},
                "meta_inner_lr": meta.lrs.per_tensor(),
-               "baseline_inner_lr": baseline.lrs.log_lr.exp()[0].item(),
+               "baseline_inner_lr": next(iter(baseline.lrs().values())).flatten()[0].item(),
                "meta_history": meta.history, "baseline_history": baseline.history}
     write_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1))
     return out

@@ -1,9 +1,10 @@
-"""Few-shot adaptation: a meta-trained checkpoint + K demos of one robot → an adapted checkpoint.
+"""Few-shot adaptation: a meta-trained checkpoint + K demos of one robot → an adapted checkpoint and model file.
 
 The first ``k`` demos of the robot are the support set; ``steps`` inner-loop gradient steps (the learner's own
 rule: its adapted parameters and, with Meta-SGD, its learned step sizes) give the adapted parameters, which are
-written into a new checkpoint of the same format (``adaptation`` records what was done). Nothing is written
-until every check has passed, an existing file is never replaced, and the write is atomic.
+written into a new checkpoint of the same format (``adaptation`` records what was done) and into its deployable
+model file (``X.model.pt`` beside ``X.pt``, what the policy node loads). Nothing is written until every check has
+passed, an existing file is never replaced, and the writes are atomic.
 """
 
 from __future__ import annotations
@@ -39,19 +40,22 @@ def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: i
 
 def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None = None,
           out: str | Path | None = None) -> Path:
-    """Adapt ``checkpoint`` to the one robot of ``demos`` with its first ``k`` demos; returns the new file.
+    """Adapt ``checkpoint`` to the one robot of ``demos`` with its first ``k`` demos; returns the new checkpoint
+    (its model file is ``model_file_path`` of it).
 
     ``steps`` defaults to the preset's ``adapt.steps``; ``out`` to ``<checkpoint>-<robot id>-k<k>.pt`` beside
     the checkpoint. Raises ``CheckpointError`` (corrupt, foreign), ``DatasetError`` (another joint set, NaN,
-    several robots), ``ValueError`` (bad ``k`` or ``steps``) or ``FileExistsError`` (``out`` exists).
+    several robots), ``ValueError`` (bad ``k`` or ``steps``) or ``FileExistsError`` (``out`` or its model file
+    exists).
     """
     started = time.perf_counter()
     checkpoint = Path(checkpoint)
     state = checkpoints.load(checkpoint)
     robot_id = demos.robot_ids[0]
     out = Path(out) if out is not None else checkpoint.with_name(f"{checkpoint.stem}-{robot_id}-k{k}.pt")
-    if out.exists():
-        raise FileExistsError(f"{out} exists; adaptation never overwrites a file, choose another output path")
+    for path in (out, checkpoints.model_file_path(out)):
+        if path.exists():
+            raise FileExistsError(f"{path} exists; adaptation never overwrites a file, choose another output path")
     steps = state.preset.adapt.steps if steps is None else steps
     params = adapt_params(state, demos, k, steps)
     latent = params.pop(LATENT, None)
@@ -61,6 +65,7 @@ def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None 
     state.info["adaptation"] = {"robot_id": robot_id, "family": demos.robots[0].family, "k": k, "steps": steps,
                                 "source": str(checkpoint), "source_step": state.learner.step,
                                 "seconds": time.perf_counter() - started}
+    state.save_model_file(checkpoints.model_file_path(out))
     return state.save(out)
 
 

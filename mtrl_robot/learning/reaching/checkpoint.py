@@ -21,15 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.learning.reaching.presets import MetaConfig, Preset, preset_from_dict
 from mtrl_robot.learning.reaching.pretrain import build_model
-from mtrl_robot.meta import MAML, CheckpointError, MAMLConfig, make_meta_learner, read_checkpoint
+from mtrl_robot.meta import MAML, MAMLConfig, make_meta_learner, read_checkpoint
+from mtrl_robot.models.model_file import save_model_file
 from mtrl_robot.models.policy import ReachingModel
 
 KIND = "mtrl_robot.reaching"
+MODEL_FILE_SUFFIX = ".model.pt"  # the deployable model file of checkpoint X.pt is X.model.pt beside it
 _REQUIRED = ("family", "joint_names", "n_waypoints", "home", "robot_ids", "held_out", "preset")
 
 
@@ -57,6 +61,26 @@ class ReachingCheckpoint:
     def save(self, path: str | Path) -> Path:
         """Write atomically (see ``MAML.save_checkpoint``)."""
         return self.learner.save_checkpoint(path, extra=self.info)
+
+    def save_model_file(self, path: str | Path) -> Path:
+        """Write the deployable model file of this checkpoint's model (see :mod:`mtrl_robot.models.model_file`)."""
+        model = self.preset.model
+        config = {"n_waypoints": int(self.info["n_waypoints"]), "dof": len(self.joint_names),
+                  "latent_dim": model.latent_dim, "vae_hidden": list(model.vae_hidden),
+                  "policy_hidden": list(model.policy_hidden), "task_dim": task_dim(self.preset.meta)}
+        info = {key: self.info.get(key) for key in ("family", "adaptation", "pooled")}
+        return save_model_file(path, self.model, config, self.joint_names, np.asarray(self.info["home"]),
+                               self.task_latent, {**info, "checkpoint_step": self.learner.step})
+
+    def offsets(self, targets: np.ndarray, params: dict[str, Tensor] | None = None) -> np.ndarray:
+        """(n, 3) targets → (n, T, dof) joint offsets from the start posture; ``params`` from ``learner.adapt``."""
+        x = torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(-1, 3))
+        with torch.no_grad():
+            if params is not None:
+                flat = self.learner.predict(params, x)
+            else:
+                flat = self.model(self.model.inputs(x, self.task_latent))
+            return self.model.offsets(flat).double().numpy()
 
 
 def task_dim(config: MetaConfig) -> int:
@@ -107,10 +131,16 @@ def load(path: str | Path) -> ReachingCheckpoint:
     return ReachingCheckpoint(learner, preset, info, path)
 
 
+def model_file_path(checkpoint: str | Path) -> Path:
+    """Where the deployable model file of ``checkpoint`` goes: ``X.model.pt`` beside ``X.pt``."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name.removesuffix(".pt") + MODEL_FILE_SUFFIX)
+
+
 def find_for_joints(run_dir: str | Path, joint_names: tuple[str, ...]) -> Path:
     """The meta-trained (not adapted) checkpoint in a run's ``checkpoints/`` whose joint set is ``joint_names``."""
     folder = Path(run_dir) / "checkpoints"
-    candidates = sorted(folder.glob("*.pt"))
+    candidates = sorted(p for p in folder.glob("*.pt") if not p.name.endswith(MODEL_FILE_SUFFIX))
     for candidate in candidates:
         info = read_checkpoint(candidate).get("extra", {})
         if isinstance(info, dict) and info.get("kind") == KIND and info.get("adaptation") is None \

@@ -20,23 +20,23 @@ from torch import Tensor
 
 from mtrl_robot.learning.reaching.presets import ModelConfig, PretrainConfig
 from mtrl_robot.models.policy import ReachingModel, TargetPolicy
-from mtrl_robot.models.trajectory_vae import MotorVAE
+from mtrl_robot.models.trajectory_vae import OffsetScaler, TrajectoryVAE
 
 LogFn = Callable[[str, int, float], None]  # (stage, step, loss)
 
 
 def build_model(config: ModelConfig, n_waypoints: int, dof: int, task_dim: int = 0,
-                seed: int = 0) -> tuple[MotorVAE, ReachingModel]:
+                seed: int = 0) -> tuple[TrajectoryVAE, ReachingModel]:
     """A fresh VAE and the reaching model sharing its decoder, initialised from ``seed``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        vae = MotorVAE(n_waypoints, dof, config.latent_dim, config.vae_hidden, config.beta)
+        vae = TrajectoryVAE(OffsetScaler(n_waypoints, dof), config.latent_dim, config.vae_hidden, config.beta)
         policy = TargetPolicy(config.latent_dim, config.policy_hidden, task_dim)
     return vae, ReachingModel(vae, policy)
 
 
 def pretrain(targets: Tensor, offsets: Tensor, model_config: ModelConfig, config: PretrainConfig,
-             task_dim: int = 0, progress: bool = True, log: LogFn | None = None) -> tuple[MotorVAE, ReachingModel]:
+             task_dim: int = 0, progress: bool = True, log: LogFn | None = None) -> tuple[TrajectoryVAE, ReachingModel]:
     """Train the VAE on ``offsets`` (N, T, dof), then the policy on ``targets`` (N, 3) → offsets (VAE alongside)."""
     from tqdm import tqdm
 
@@ -44,21 +44,21 @@ def pretrain(targets: Tensor, offsets: Tensor, model_config: ModelConfig, config
         raise ValueError(f"pretraining needs at least 2 demos with one target each, got {len(targets)} targets "
                          f"and {len(offsets)} trajectories")
     vae, model = build_model(model_config, offsets.shape[1], offsets.shape[2], task_dim, config.seed)
-    vae.scaler.set_statistics(offsets)
+    vae.normalizer.set_statistics(offsets)
     model.policy.set_statistics(targets)
+    y = model.normalize(offsets)
     generator = torch.Generator().manual_seed(config.seed)
     batch = min(config.batch_size, len(targets))
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr)
     for step in tqdm(range(config.vae_steps), desc="pretrain vae", unit="step", disable=not progress, leave=False):
         index = torch.randint(len(offsets), (batch,), generator=generator)
-        loss, _, _ = vae.loss(offsets[index], generator)
+        loss, _, _ = vae.loss(y[index], generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if log:
             log("vae", step, loss.item())
 
-    y = model.normalize(offsets)
     optimizer = torch.optim.Adam([*vae.parameters(), *model.policy.parameters()], lr=config.lr)
     for step in tqdm(range(config.policy_steps), desc="pretrain policy", unit="step", disable=not progress,
                      leave=False):
@@ -66,7 +66,7 @@ def pretrain(targets: Tensor, offsets: Tensor, model_config: ModelConfig, config
             group["lr"] = cosine(config.lr, config.lr * 1e-2, step, config.policy_steps)
         index = torch.randint(len(targets), (batch,), generator=generator)
         reaching = F.mse_loss(model(model.inputs(targets[index])), y[index])
-        loss = reaching + vae.loss(offsets[index], generator)[0]
+        loss = reaching + vae.loss(y[index], generator)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -12,7 +12,8 @@ For every arm family of the preset (one joint set, one checkpoint):
    the support demos and meta-learns everything on the query loss. The outer step size follows a cosine from
    ``outer_lr`` to ``outer_lr_final`` (a function of the step, so resuming needs no scheduler state).
    Every meta-step's loss goes to ``logs/<family>.csv``; every ``checkpoint_every`` steps and at the end,
-   ``checkpoints/<family>.pt`` is written atomically.
+   ``checkpoints/<family>.pt`` is written atomically, and beside it the deployable model file
+   ``checkpoints/<family>.model.pt`` (:mod:`mtrl_robot.models.model_file`), so a run folder can be deployed.
 4. **Evaluation.** K-shot adaptation on each held-out robot; the reaching error (FK of the robot's own
    kinematics) on its other demos' targets goes to ``report.json``.
 
@@ -45,13 +46,13 @@ import torch
 from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import by_family, pool, task_sampler, to_tensors
 from mtrl_robot.learning.reaching.held_out import held_out_errors
 from mtrl_robot.learning.reaching.presets import Preset, load_preset, preset_from_dict
 from mtrl_robot.learning.reaching.pretrain import build_model, cosine, pretrain
-from mtrl_robot.meta import CheckpointError
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.generate import generate_demos
@@ -66,7 +67,8 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
     """Run a whole preset into ``out_dir``; returns ``out_dir``. Refuses to touch a used folder unless resuming.
 
     ``out_dir`` then holds ``preset.json``, ``demos.npz``, ``pretrain/<family>.pt``, ``logs/<family>.csv``,
-    ``checkpoints/<family>.pt`` (one reaching checkpoint per family) and ``report.json``.
+    ``checkpoints/<family>.pt`` (one reaching checkpoint per family), ``checkpoints/<family>.model.pt`` (its
+    deployable model file) and ``report.json``.
     """
     preset = preset if isinstance(preset, Preset) else load_preset(preset)
     out = Path(out_dir)
@@ -173,15 +175,18 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
             if learner.step % meta.checkpoint_every == 0 or learner.step == meta.meta_steps:
                 log.flush()
                 state.save(path)
+                state.save_model_file(checkpoints.model_file_path(path))
     report = {}
     for family, dataset in datasets.items():
         family_path = path
         if pooled:  # the family's view: the pooled weights under the family's joint names, home and robots
             family_path = out / "checkpoints" / f"{family}.pt"
             arm = dataset.robots[0]
-            ReachingCheckpoint(learner, state.preset, {
+            view = ReachingCheckpoint(learner, state.preset, {
                 **state.info, "family": family, "joint_names": list(arm.joint_names), "home": arm.home_q.tolist(),
-                "robot_ids": train_ids[family], "held_out": held_out[family], "pooled": True}).save(family_path)
+                "robot_ids": train_ids[family], "held_out": held_out[family], "pooled": True})
+            view.save(family_path)
+            view.save_model_file(checkpoints.model_file_path(family_path))
         held = dataset.select(held_out[family]) if held_out[family] else None
         errors = held_out_errors(family_path, held, preset.adapt.k, preset.adapt.steps) if held else {}
         report[family] = {"checkpoint": str(family_path.relative_to(out)), "meta_steps": learner.step,
@@ -197,11 +202,11 @@ def _pretrained(preset: Preset, families: list[str], train, path: Path, progress
     vae, model = build_model(preset.model, train.n_waypoints, train.dof, tdim, config.seed)
     if path.is_file():
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_torch_file(path, "pretraining checkpoint")
             vae.load_state_dict(state["vae"])
             model.load_state_dict(state["model"])
             return model
-        except Exception as e:
+        except (CheckpointError, KeyError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{path}: unreadable pretraining checkpoint ({e}); delete it to pretrain again") \
                 from e
     if config.source == "nominal":

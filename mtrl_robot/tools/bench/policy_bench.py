@@ -2,7 +2,7 @@
 
 Both nodes run as subprocesses on a ROS domain of their own (101-200 from this process's id, apart from the
 1-100 of the arm-node bench and the ROS tests) with localhost discovery and their ROS logs in a temporary
-folder. The policy node plans with a Panda checkpoint of the ``small`` preset's model, trained here in a few
+folder. The policy node plans with the Panda model file of the ``small`` preset's model, trained here in a few
 seconds (latency does not depend on how well it reaches), for the nominal Panda behind the ``sim_panda`` preset.
 
 This process publishes one reachable target at a time on ``/target`` and times it until a new goal shows up as
@@ -15,7 +15,7 @@ Every target starts from home at rest with no goal running: after each goal is a
 its end (seen on the status topic; the count that succeeded is reported), then ``/arm_node/reset`` puts the arm
 back at home. One untimed target first lets the nodes finish discovering each other. For comparison,
 :func:`~mtrl_robot.ros.policy_node.plan_latency` times the planning step alone, without ROS, on the same
-checkpoint and targets.
+model file and targets.
 """
 
 from __future__ import annotations
@@ -120,19 +120,19 @@ def bench_policy(targets: int = 20, seed: int = 0) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="mtrl_policy_bench_") as tmp:
         folder = Path(tmp)
         run = train_from_preset(load_preset("small", TRAINING), folder / "run", progress=False)
-        checkpoint = run / "checkpoints" / "panda.pt"
+        model = run / "checkpoints" / "panda.model.pt"
         env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
                "ROS_LOG_DIR": tmp}
         nodes: list[_Node] = []
         try:
             nodes.append(_Node("arm_node", node_command("arm_node", {"robot": "panda"}), env, folder))
             nodes.append(_Node("policy_node", node_command("policy_node", {
-                "checkpoint": checkpoint, "robot": "panda", "preset": "sim_panda"}), env, folder))
+                "model": model, "robot": "panda", "preset": "sim_panda"}), env, folder))
             latencies, succeeded = _measure(domain, nodes, points)
         finally:
             for node in reversed(nodes):
                 stop_process(node.process)
-        planning = plan_latency(checkpoint, arm, points[1:], load_hardware_preset("sim_panda").safety_limits(arm))
+        planning = plan_latency(model, arm, points[1:], load_hardware_preset("sim_panda").safety_limits(arm))
     return {"targets": len(latencies), "trajectories_succeeded": succeeded,
             **percentiles_ms(latencies, "target_to_goal_accepted"),
             "planning_only_p50_ms": planning["p50_ms"], "planning_only_p99_ms": planning["p99_ms"]}
