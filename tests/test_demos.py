@@ -12,12 +12,11 @@ import pytest
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.arms.population import Population, generate, load_config
-from mtrl_robot.backends.trajectory import JointLimits, JointTrajectory, check_trajectory
+from mtrl_robot.backends.trajectory import LIMIT_FRACTIONS, JointLimits, JointTrajectory, check_trajectory
 from mtrl_robot.motions import dataset as dataset_module
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset, concat, load
 from mtrl_robot.motions.generate import generate_demos
 from mtrl_robot.motions.reach import (
-    ACCELERATION_FRACTION,
     N_WAYPOINTS,
     acceleration_limits,
     plan_reach,
@@ -57,7 +56,7 @@ def test_planned_demos_go_from_home_to_the_target_within_limits(population, fami
         check_trajectory(dataset_trajectory(planned, i), limits_of(arm))  # positions and velocities
         assert planned.times[i, 0] == 0.0 and np.all(np.diff(planned.times[i]) > 0)
         accel = np.abs(np.diff(planned.velocities[i], axis=0) / np.diff(planned.times[i])[:, None])
-        assert np.all(accel <= ACCELERATION_FRACTION * acceleration_limits(arm) * 1.05)
+        assert np.all(accel <= LIMIT_FRACTIONS.acceleration * acceleration_limits(arm) * 1.05)
         assert np.all(np.abs(planned.velocities[i]) <= 0.8 * arm.velocity_limits + 1e-9)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.population import Population
+from mtrl_robot.backends.trajectory import LIMIT_FRACTIONS
 from mtrl_robot.motions import reach as planner
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 
@@ -75,8 +76,8 @@ def generate_demos(population: Population | Sequence[Arm], demos_per_robot: int,
         "seed": seed,
         "demos_per_robot": demos_per_robot,
         "n_waypoints": n_waypoints,
-        "planner": {"velocity_fraction": planner.VELOCITY_FRACTION,
-                    "acceleration_fraction": planner.ACCELERATION_FRACTION,
+        "planner": {"velocity_fraction": LIMIT_FRACTIONS.velocity,
+                    "acceleration_fraction": LIMIT_FRACTIONS.acceleration,
                     "min_duration": planner.MIN_DURATION, "ik_tolerance": planner.IK_TOLERANCE},
         "ik_failures": {d.robot_id: d.n_failed for d in planned},
         "robots_without_demos": [d.robot_id for d in planned if not len(d)],

@@ -23,11 +23,9 @@ import numpy as np
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.ik import sample_reachable_targets, solve_ik_batch
-from mtrl_robot.backends.trajectory import LIMIT_FRACTIONS, shortest_duration
+from mtrl_robot.backends.trajectory import shortest_duration
 
 N_WAYPOINTS = 32  # points per demonstration
-VELOCITY_FRACTION = LIMIT_FRACTIONS.velocity  # recorded in dataset manifests
-ACCELERATION_FRACTION = LIMIT_FRACTIONS.acceleration
 MIN_DURATION = 0.5  # s, also the duration of a move that (almost) stays at home
 IK_TOLERANCE = 1e-4  # m; a goal posture farther than this from its target counts as an IK failure
 _PEAK_VELOCITY = 15.0 / 8.0  # max |ds/dτ| of the quintic scaling

@@ -6,7 +6,7 @@ waypoints; the positions are clipped into the robot's joint limits and the first
 exactly. The time stamps come from the planner's minimum-jerk time scaling for the move from the start to the final
 posture (:func:`~mtrl_robot.motions.reach.time_scale`), velocities from the positions by finite differences (zero
 at both ends); if the model's waypoints are not spaced exactly like the planner's, time is stretched until every
-joint stays within ``planner.VELOCITY_FRACTION`` of its velocity limit.
+joint stays within ``LIMIT_FRACTIONS`` of its velocity limit (:func:`~mtrl_robot.backends.trajectory.retime`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.backends.trajectory import JointTrajectory
+from mtrl_robot.backends.trajectory import JointTrajectory, retime
 from mtrl_robot.models.model_file import load_model_file
 from mtrl_robot.motions import reach as planner
 
@@ -51,9 +51,7 @@ def predict_positions(model: OffsetModel, arm: Arm, targets: np.ndarray, start: 
 def timed(arm: Arm, positions: np.ndarray) -> JointTrajectory:
     """A (T, dof) path timed by the planner's quintic scaling, stretched if needed to respect velocity limits."""
     times = planner.time_scale(arm, positions[None, 0], positions[None, -1], len(positions))[0][0]
-    limit = planner.VELOCITY_FRACTION * arm.velocity_limits
-    speed = np.abs(np.diff(positions, axis=0)) / np.diff(times)[:, None]
-    times = times * max(1.0, float((speed / limit).max()))
+    times = retime(JointTrajectory(arm.joint_names, times, positions), arm.velocity_limits).times
     velocities = np.gradient(positions, times, axis=0)
     velocities[[0, -1]] = 0.0
     return JointTrajectory(arm.joint_names, times, positions, velocities)
