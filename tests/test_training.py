@@ -259,6 +259,16 @@ def test_bad_demos_and_checkpoints_raise_clear_errors_and_write_nothing(run, dem
     assert load(path).info["family"] == "panda"
 
 
+def test_a_corrupt_pretraining_file_is_named_and_not_overwritten(run, tmp_path):
+    (tmp_path / "pretrain").mkdir()
+    shutil.copy(run / "demos.npz", tmp_path)
+    torn = tmp_path / "pretrain" / "panda.pt"
+    torn.write_bytes((run / "pretrain" / "panda.pt").read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="pretrain/panda.pt: not a readable torch pretraining checkpoint"):
+        train_from_preset(load_preset("small", ["data.families=[panda]"]), tmp_path, resume=True, progress=False)
+    assert torn.stat().st_size == 500 and not (tmp_path / "checkpoints").exists()
+
+
 def test_predict_refuses_a_robot_with_other_joints(run):
     with pytest.raises(ValueError, match="trained for"):
         predict(run / "checkpoints" / "panda.pt", load_family("gen3"), np.zeros((1, 3)))

@@ -51,7 +51,7 @@ from mtrl_robot.learning.reaching.data import by_family, pool, task_sampler, to_
 from mtrl_robot.learning.reaching.evaluate import LABELS, TARGETS_PER_ROBOT, held_out_errors
 from mtrl_robot.learning.reaching.presets import Preset, load_preset, preset_from_dict
 from mtrl_robot.learning.reaching.pretrain import build_model, cosine, pretrain
-from mtrl_robot.meta import CheckpointError
+from mtrl_robot.meta import CheckpointError, load_torch_file
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.generate import generate_demos
@@ -104,14 +104,14 @@ HELD_OUT_METHODS = ("no_adaptation", "maml")  # what training measures on its he
 
 def report_table(report: dict) -> str:
     """Per family: held-out reaching error without adaptation, after K-shot adaptation, and the worst robot's."""
-    rows, held = [], {}
+    rows = []
     for family, entry in report.items():
-        held = entry["held_out"]
-        if not held:
-            continue
-        k = str(held["k"])
-        worst = max(float(np.mean(errors["maml"][k])) for errors in held["per_robot_cm"].values())
-        rows.append([family, *(interval(held["errors_cm"][m]).bounds() for m in HELD_OUT_METHODS), f"{worst:.2f}"])
+        if entry["held_out"]:
+            held = entry["held_out"]
+            worst = max(float(np.mean(errors["maml"][str(held["k"])])) for errors in held["per_robot_cm"].values())
+            rows.append([family, *(interval(held["errors_cm"][m]).bounds() for m in HELD_OUT_METHODS),
+                         f"{worst:.2f}"])
+    held = next((entry["held_out"] for entry in report.values() if entry["held_out"]), {})
     intro = (f"Reaching error in cm on the held-out robots, executed in MuJoCo: mean [95 % Student-t interval] over "
              f"robots × {held.get('targets_per_robot', 0)} fresh targets; adaptation from each robot's first "
              f"{held.get('k', 0)} demos with {held.get('steps', 0)} steps; worst robot: the highest per-robot mean "
@@ -224,14 +224,14 @@ def _pretrained(preset: Preset, families: list[str], train, path: Path, progress
     config, tdim = preset.pretrain, checkpoints.task_dim(preset.meta)
     vae, model = build_model(preset.model, train.n_waypoints, train.dof, tdim, config.seed)
     if path.is_file():
+        state = load_torch_file(path, "pretraining checkpoint")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
             vae.load_state_dict(state["vae"])
             model.load_state_dict(state["model"])
             return model
-        except Exception as e:
-            raise CheckpointError(f"{path}: unreadable pretraining checkpoint ({e}); delete it to pretrain again") \
-                from e
+        except (KeyError, TypeError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: not a pretraining checkpoint of this preset ({e}); delete it to pretrain "
+                                  "again") from e
     if config.source == "nominal":
         planned = [plan_robot_demos(load_family(f), config.nominal_demos, config.seed, train.n_waypoints)
                    for f in families]
