@@ -38,10 +38,6 @@ class Interval:
         """``mean [lo, hi]`` with two decimals."""
         return f"{self.mean:.2f} [{self.lo:.2f}, {self.hi:.2f}]"
 
-    def plus_minus(self) -> str:
-        """``mean ± half-width`` with two decimals."""
-        return f"{self.mean:.2f} ± {self.half_width:.2f}"
-
     def to_dict(self) -> dict:
         return {"mean": self.mean, "lo": self.lo, "hi": self.hi, "n": self.n}
 
