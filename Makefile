@@ -1,13 +1,14 @@
 # Two commands get a newcomer from clone to result:
 #   make demo   set up .venv (once; again only when requirements change) and run the main demo
 #   make test   set up .venv the same way and run the whole test suite
+#   make results  regenerate every table and plot the README quotes into docs/results/ (reuses runs/)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: demo test bench lint clean-venv
+.PHONY: demo test bench results lint clean-venv
 
 $(STAMP): requirements.txt requirements-build.txt setup.py package.xml scripts/bootstrap.sh scripts/build_interfaces.sh $(wildcard interfaces/*/* interfaces/*/*/*)
 	scripts/bootstrap.sh $(PYTHON) $(VENV)
@@ -23,6 +24,9 @@ bench: $(STAMP)
 	$(BIN)/mtrl-robot bench sim
 	$(BIN)/mtrl-robot bench meta
 	$(BIN)/mtrl-robot bench ros
+
+results: $(STAMP)
+	$(BIN)/mtrl-robot results
 
 lint: $(STAMP)
 	$(BIN)/ruff check mtrl_robot tests

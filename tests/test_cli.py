@@ -53,3 +53,26 @@ def test_bad_population_config_names_field(tmp_path):
     assert done.returncode == 2
     assert f"{config}: perturbation.link_mass.range: min 1.2 is greater than max 0.8" in done.stderr
     assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("reaching", "train", "huge"), "unknown training preset 'huge'"),
+    (("reaching", "evaluate", "no_such_run"), "no_such_run"),
+    (("reaching", "adapt", "no_such_run", "missing.npz"), "missing.npz"),
+    (("puck", "train", "--preset", "huge"), "huge"),
+    (("puck", "evaluate", "no_such_run"), "no_such_run"),
+])
+def test_learning_verbs_report_bad_input_in_one_line(tmp_path, args, message):
+    done = run(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_old_top_level_learning_verbs_are_gone(tmp_path):
+    for verb in ("train", "adapt", "evaluate"):
+        done = run(verb, "--help", cwd=tmp_path)
+        assert done.returncode == 2 and "invalid choice" in done.stderr
+    for group in ("reaching", "puck"):
+        done = run(group, "--help", cwd=tmp_path)
+        assert done.returncode == 0 and "{train,adapt,evaluate}" in done.stdout

@@ -283,8 +283,8 @@ def test_every_preset_system_reads_through_the_loader(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [
-    ["train", "demo", "--set", "meta.inner_lr=.inf"],
-    ["train", "demo", "--set", "data.robots_per_family=1e9"],
+    ["reaching", "train", "demo", "--set", "meta.inner_lr=.inf"],
+    ["reaching", "train", "demo", "--set", "data.robots_per_family=1e9"],
     ["puck", "train", "--preset", "small", "--set", "inner_lr=.inf"],
     ["puck", "train", "--preset", "small", "--set", "rollouts=1e9"],
 ])

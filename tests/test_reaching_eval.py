@@ -1,4 +1,5 @@
-"""The reaching evaluation end to end on a tiny run: MuJoCo execution, every method, table and plot."""
+"""The reaching verbs end to end on a tiny run, through the command line: train, adapt, and the evaluation (MuJoCo
+execution, every method, table and plot)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import math
 
 import pytest
 
-from mtrl_robot.learning.reaching.evaluate import LABELS, METHODS, NOT_TRAINED, evaluate_reaching
-from mtrl_robot.learning.reaching.train import train_from_preset
+from mtrl_robot.cli.main import main
+from mtrl_robot.learning.reaching.checkpoint import load
+from mtrl_robot.learning.reaching.evaluate import LABELS, METHODS, NOT_TRAINED
 
 TINY = """\
 name: tiny
@@ -47,14 +49,36 @@ compute:
 def evaluated(tmp_path_factory):
     root = tmp_path_factory.mktemp("reaching")
     (root / "tiny.yaml").write_text(TINY)
-    run = train_from_preset(root / "tiny.yaml", root / "run", progress=False)
-    paths = evaluate_reaching(run, root / "eval", ks=(1, 2), targets_per_robot=2, seed=7, progress=False,
-                              scratch_steps=30, multitask_budget=0.5)
-    return paths, json.loads(paths[2].read_text())
+    run, out = root / "run", root / "eval"
+    assert main(["reaching", "train", str(root / "tiny.yaml"), "-o", str(run)]) == 0
+    assert main(["reaching", "evaluate", str(run), "-o", str(out), "--ks", "1", "2", "--targets", "2", "--seed", "7",
+                 "--scratch-steps", "30", "--multitask-budget", "0.5"]) == 0
+    paths = out / "reaching.md", out / "reaching.png", out / "reaching.json"
+    return paths, json.loads(paths[2].read_text()), run
+
+
+def test_adapt_command_writes_an_adapted_checkpoint_for_a_held_out_robot(evaluated, tmp_path, capsys):
+    run = evaluated[2]
+    robot = load(run / "checkpoints" / "panda.pt").info["held_out"][0]
+    out = tmp_path / "adapted.pt"
+    assert main(["reaching", "adapt", str(run), str(run / "demos.npz"), "--robot", robot, "-k", "2", "-o",
+                 str(out)]) == 0
+    assert load(out).info["adaptation"]["robot_id"] == robot and str(out) in capsys.readouterr().out
+    assert main(["reaching", "adapt", str(run), str(run / "demos.npz"), "--robot", robot, "-k", "2", "-o",
+                 str(out)]) == 2  # never overwrites
+    assert "never overwrites" in capsys.readouterr().err
+
+
+def test_the_training_report_holds_held_out_errors_for_fresh_targets(evaluated):
+    run = evaluated[2]
+    report = json.loads((run / "report.json").read_text())["panda"]["held_out"]
+    assert report["k"] == 2 and set(report["errors_cm"]) == {"no_adaptation", "maml"}
+    assert all(len(v) == report["targets_per_robot"] for v in report["errors_cm"].values())
+    assert "| panda | " in (run / "report.md").read_text()
 
 
 def test_files_and_rows(evaluated):
-    (table, plot, data), results = evaluated
+    (table, plot, data), results, _ = evaluated
     assert table.is_file() and plot.is_file() and plot.stat().st_size > 1000
     text = table.read_text()
     assert "| K = 1 | K = 2 |" in text
@@ -65,7 +89,7 @@ def test_files_and_rows(evaluated):
 
 
 def test_numbers_finite_and_oracle_is_floor(evaluated):
-    _, results = evaluated
+    _, results, _ = evaluated
     panda = results["summary"]["panda"]
     assert set(panda) == set(METHODS) - {"pmaml"}
     for by_k in panda.values():

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +94,14 @@ def test_small_preset_trains_every_family_and_records_what_it_was_trained_on(run
             rows = list(csv.DictReader(f))
         assert [int(r["step"]) for r in rows] == list(range(1, preset.meta.meta_steps + 1))
         assert all(np.isfinite(float(r["meta_loss"])) for r in rows)
-        mean = report[family]["held_out"]["mean"]
-        assert np.isfinite(mean["adapted_cm"]) and np.isfinite(mean["zero_shot_cm"])
+        held = report[family]["held_out"]
+        assert held["k"] == preset.adapt.k and set(held["per_robot_cm"]) == set(state.info["held_out"])
+        for method in ("no_adaptation", "maml"):  # every held-out robot × fresh target, executed in MuJoCo
+            errors = held["errors_cm"][method]
+            assert len(errors) == preset.data.held_out_per_family * held["targets_per_robot"]
+            assert np.isfinite(errors).all() and min(errors) >= 0
+    table = (run / "report.md").read_text()
+    assert all(f"| {family} | " in table for family in preset.data.families)
 
 
 def test_resumed_run_continues_the_log_and_ends_where_an_uninterrupted_one_does(run, tmp_path, monkeypatch):
@@ -171,14 +176,9 @@ def test_pretrained_vae_and_policy_decode_trajectories_that_reach_on_the_nominal
 # ---- adaptation and prediction
 
 
-def test_five_shot_adaptation_is_fast_and_lowers_the_held_out_robots_query_loss(run, held_out, tmp_path):
+def test_five_shot_adaptation_lowers_the_held_out_robots_query_loss(run, held_out, tmp_path):
     checkpoint = run / "checkpoints" / "panda.pt"
-    seconds = []
-    for i in range(3):  # best of three: the machine may be busy
-        start = time.perf_counter()
-        adapted = adapt(checkpoint, held_out, k=5, out=tmp_path / f"adapted{i}.pt")
-        seconds.append(time.perf_counter() - start)
-    assert min(seconds) < 1.0, seconds
+    adapted = adapt(checkpoint, held_out, k=5, out=tmp_path / "adapted.pt")
     assert query_loss(adapted, held_out, 5) < query_loss(checkpoint, held_out, 5)
     info = load(adapted).info
     assert info["adaptation"]["robot_id"] == held_out.robot_ids[0] and info["adaptation"]["k"] == 5
@@ -260,6 +260,16 @@ def test_bad_demos_and_checkpoints_raise_clear_errors_and_write_nothing(run, dem
     assert load(path).info["family"] == "panda"
 
 
+def test_a_corrupt_pretraining_file_is_named_and_not_overwritten(run, tmp_path):
+    (tmp_path / "pretrain").mkdir()
+    shutil.copy(run / "demos.npz", tmp_path)
+    torn = tmp_path / "pretrain" / "panda.pt"
+    torn.write_bytes((run / "pretrain" / "panda.pt").read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="pretrain/panda.pt: not a readable torch pretraining checkpoint"):
+        train_from_preset(load_preset("small", ["data.families=[panda]"]), tmp_path, resume=True, progress=False)
+    assert torn.stat().st_size == 500 and not (tmp_path / "checkpoints").exists()
+
+
 def test_predict_refuses_a_robot_with_other_joints(run):
     with pytest.raises(ValueError, match="trained for"):
         predict(run / "checkpoints" / "panda.model.pt", load_family("gen3"), np.zeros((1, 3)))
@@ -299,7 +309,7 @@ def test_a_pooled_run_trains_one_model_for_all_families_and_maps_joints_by_name(
             assert torch.equal(value, view.model.state_dict()[name])  # one model, two names
     assert set(master.info["robot_ids"]) == set(views["panda"].info["robot_ids"]) | set(views["gen3"].info["robot_ids"])
     report = json.loads((out / "report.json").read_text())
-    assert set(report) == {"panda", "gen3"} and all(np.isfinite(r["held_out"]["mean"]["adapted_cm"])
+    assert set(report) == {"panda", "gen3"} and all(np.isfinite(r["held_out"]["errors_cm"]["maml"]).all()
                                                       for r in report.values())
     adapted = adapt(out / "checkpoints" / "panda.pt", held_out, k=5, out=tmp_path / "adapted.pt")
     assert predict(model_file_path(adapted), held_out.robots[0],
@@ -328,7 +338,7 @@ def test_overrides_change_one_field_and_are_checked_like_the_file():
 
 
 def test_train_command_refuses_a_bad_override_before_writing_anything(tmp_path, capsys):
-    assert cli_main(["train", "small", "-o", str(tmp_path / "run"), "--set", "meta.meta_steps=-5"]) == 2
+    assert cli_main(["reaching", "train", "small", "-o", str(tmp_path / "run"), "--set", "meta.meta_steps=-5"]) == 2
     assert "meta.meta_steps: must be > 0" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 

@@ -74,8 +74,3 @@ def flange_pose(arm: Arm, q: np.ndarray) -> np.ndarray:
 def flange_position(arm: Arm, q: np.ndarray) -> np.ndarray:
     """World position of the flange, (..., 3)."""
     return flange_pose(arm, q)[..., :3, 3]
-
-
-def position_jacobian(arm: Arm, q: np.ndarray) -> np.ndarray:
-    """Geometric Jacobian of the flange position, (..., 3, dof)."""
-    return CompiledChain(arm).position_and_jacobian(arm.check_q(q))[1]

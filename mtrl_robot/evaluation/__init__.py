@@ -1,1 +1,1 @@
-"""Evaluation: few-shot errors, baselines, tables and plots."""
+"""How evaluations are reported (``report``): one interval, one table writer, one plot helper for every task."""

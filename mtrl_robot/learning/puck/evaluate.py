@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 from tqdm import tqdm
 
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.evaluation.report import Curve, markdown_table, plot_panels, student_t
 from mtrl_robot.learning.puck.adapt import adaptation_curve
 from mtrl_robot.learning.puck.train import BASELINE_FILE, META_FILE, VAE_FILE, load_policy, simulated_world
 from mtrl_robot.models.hitting_vae import HittingVAE
@@ -62,15 +62,6 @@ class OverheadCamera:
 
     def close(self) -> None:
         self.renderer.close()
-
-
-def confidence(values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over the first axis and the half-width of its ``level`` Student-t confidence interval."""
-    n = values.shape[0]
-    if n < 2:
-        raise ValueError(f"a confidence interval needs at least 2 repeats, got {n}")
-    sem = values.std(axis=0, ddof=1) / np.sqrt(n)
-    return values.mean(axis=0), stats.t.ppf(0.5 + level / 2, n - 1) * sem
 
 
 def evaluate_puck(checkpoint_dir: str | Path, out_dir: str | Path, repeats: int = 25, camera: bool = False, *,
@@ -135,21 +126,18 @@ def markdown(curves: np.ndarray, conditions: tuple[str, ...], header: dict) -> s
     """The table: mean ± 95 % CI half-width of the final distance in cm, per condition, policy and step."""
     steps = curves.shape[-1]
     config = header["config"]
-    lines = [f"# Puck hitting: final distance to the goal (cm) against adaptation step ({header['mode']} mode)", "",
+    intro = [f"# Puck hitting: final distance to the goal (cm) against adaptation step ({header['mode']} mode)",
              f"Mean ± 95 % CI half-width over {header['repeats']} repeats; each entry is the mean over "
              f"{config['eval_goals']} fresh goals of the policy's mean action; between steps, {config['rollouts']} "
              f"exploratory hits and one inner policy-gradient step. Baseline inner step size "
              f"{header['baseline_inner_lr']:.4g}. Puck position from "
              f"{'the overhead camera (OpenCV)' if header['mode'] == 'camera' else 'the simulator state'}"
              + (f"; camera misses: {header['camera_misses']} of {header['hits']} hits." if header['mode'] == 'camera'
-                else "."), "",
-             "| condition | policy | " + " | ".join(f"step {s}" for s in range(steps)) + " |",
-             "|---|---|" + "---:|" * steps]
-    for c, name in enumerate(conditions):
-        for p, kind in enumerate(POLICIES):
-            mean, half = confidence(100 * curves[p, c])
-            lines.append(f"| {name} | {kind} | " + " | ".join(f"{m:.2f} ± {h:.2f}" for m, h in zip(mean, half,
-                                                                                                   strict=True)) + " |")
+                else ".")]
+    rows = [[name, kind, *(f"{m:.2f} ± {h:.2f}" for m, h in zip(*student_t(100 * curves[p, c]), strict=True))]
+            for c, name in enumerate(conditions) for p, kind in enumerate(POLICIES)]
+    lines = [markdown_table(["condition", "policy", *(f"step {s}" for s in range(steps))], rows, intro,
+                            right_align_from=2).rstrip("\n")]
     checks = goal_checks(curves, conditions)
     if checks:
         met = all(all(v.values()) for v in checks.values())
@@ -162,32 +150,13 @@ def markdown(curves: np.ndarray, conditions: tuple[str, ...], header: dict) -> s
 
 def plot(curves: np.ndarray, conditions: tuple[str, ...], mode: str, path: Path) -> Path:
     """One panel per condition: mean final distance (cm) and its 95 % CI against step, meta vs baseline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = min(len(conditions), 2)
-    rows = -(-len(conditions) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False, sharey=True)
-    steps = np.arange(curves.shape[-1])
+    steps = list(range(curves.shape[-1]))
+    panels = {}
     for c, name in enumerate(conditions):
-        ax = axes.flat[c]
-        for p, (kind, colour) in enumerate(zip(POLICIES, ("tab:blue", "tab:orange"), strict=True)):
-            mean, half = confidence(100 * curves[p, c])
-            ax.plot(steps, mean, marker="o", color=colour, label=kind)
-            ax.fill_between(steps, mean - half, mean + half, color=colour, alpha=0.2)
-        ax.set_title(name)
-        ax.set_xlabel("adaptation step")
-        ax.set_xticks(steps)
-        ax.grid(alpha=0.3)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("final distance to goal (cm)")
-    for ax in axes.flat[len(conditions):]:
-        ax.set_visible(False)
-    axes.flat[0].legend()
-    fig.suptitle(f"Puck hitting, {curves.shape[2]} repeats, mean and 95 % CI ({mode} mode)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+        panels[name] = []
+        for p, kind in enumerate(POLICIES):
+            mean, half = student_t(100 * curves[p, c])
+            panels[name].append(Curve(kind, steps, mean, mean - half, mean + half))
+    return plot_panels(panels, path, xlabel="adaptation step", ylabel="final distance to goal (cm)",
+                       columns=min(len(conditions), 2),
+                       title=f"Puck hitting, {curves.shape[2]} repeats, mean and 95 % CI ({mode} mode)")

@@ -71,8 +71,8 @@ def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None 
 
 def adapt_cli(checkpoint: str | Path, demos_path: str | Path, robot_id: str | None, k: int,
               out: str | Path | None = None, steps: int | None = None) -> Path:
-    """``mtrl-robot adapt``: ``checkpoint`` is a checkpoint file or a training run folder (its checkpoint for the
-    robot's joint set is used); ``robot_id`` may be None when the dataset holds one robot."""
+    """``mtrl-robot reaching adapt``: ``checkpoint`` is a checkpoint file or a training run folder (its checkpoint
+    for the robot's joint set is used); ``robot_id`` may be None when the dataset holds one robot."""
     dataset = load_demos(demos_path)
     if robot_id is None:
         if len(dataset.robots) != 1:

@@ -5,7 +5,7 @@ For every family of a training run (one checkpoint per family) and each of its h
 * **fresh targets**: ``targets_per_robot`` targets drawn in the robot's reachable workspace with a seed of their own
   (:func:`~mtrl_robot.motions.reach.plan_robot_demos` with ``seed``; never the demo targets), kept only where IK
   with the robot's true kinematics succeeds, so that every method is asked for the same reachable targets;
-* **support set**: the robot's first K demos of the run's ``demos.npz`` (as in ``training.evaluate``);
+* **support set**: the robot's first K demos of the run's ``demos.npz``;
 * **execution**: every trajectory runs in :class:`~mtrl_robot.backends.mujoco_backend.MujocoBackend` built from
   the robot (one backend per robot, reset to home before each trajectory); the error is the distance in cm from
   the simulated flange to the target once the trajectory has finished and settled.
@@ -28,9 +28,11 @@ Methods (keys of the results, rows of the table):
 ``ik_oracle``       IK with the robot's true kinematics, then the planner's trajectory: the floor (independent of K)
 ==================  =============================================================================================
 
-Interval: mean ± 1.96·std/√n over all robot×target errors of a cell (a normal interval; targets of one robot are
-not independent, so it is somewhat narrow). The ``all`` rows pool every family of the run: a 4-family run is the
-"across families" experiment, a run restricted to one family the "within one family" one.
+Interval: the 95 % Student-t interval of the mean over all robot×target errors of a cell
+(:mod:`mtrl_robot.evaluation.report`; targets of one robot are not independent, so it is somewhat narrow). The
+``all`` rows pool every family of the run: a 4-family run is the "across families" experiment, a run restricted to
+one family the "within one family" one. :func:`held_out_errors` measures one family's held-out robots; training
+calls it too, for the no-adaptation and MAML rows of its ``report.json``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.torch_files import load_torch_file
+from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import by_family, to_tensors
@@ -68,11 +71,13 @@ LABELS = {"no_adaptation": "no adaptation (meta-trained init)", "finetune": "fin
           "ik_oracle": "IK oracle (true kinematics)"}
 K_FREE = ("no_adaptation", "ik_oracle")  # the same numbers for every K
 NOT_TRAINED = "not trained in this run"
+TARGETS_PER_ROBOT = 10  # fresh targets per held-out robot
+SEED = 1000  # of the fresh targets, the from-scratch models and the multi-task model
 SCRATCH_MIN_SCALE = 0.1  # rad / m: normalisation scale floor of the from-scratch model (K may be 1)
 
 
 def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int] = (1, 5, 10),
-                      methods: Sequence[str] = METHODS, targets_per_robot: int = 10, seed: int = 1000,
+                      methods: Sequence[str] = METHODS, targets_per_robot: int = TARGETS_PER_ROBOT, seed: int = SEED,
                       progress: bool = True, robots_per_family: int | None = None, scratch_steps: int = 300,
                       scratch_lr: float = 3e-3, finetune_lr: float = 1e-3, pmaml_run_dir: str | Path | None = None,
                       multitask_budget: float = 1.0) -> tuple[Path, Path, Path]:
@@ -83,13 +88,13 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
     """
     started = time.perf_counter()
     run, out = Path(run_dir), Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ks = tuple(int(k) for k in ks)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not ks or min(ks) < 1:
         raise ValueError(f"unknown methods {unknown} (known: {METHODS}) or bad ks {ks}")
     torch.manual_seed(seed)
     dataset = load_demos(run / "demos.npz")
+    out.mkdir(parents=True, exist_ok=True)
     families = by_family(dataset)
     maml_ckpts = _checkpoints(run)
     pmaml_ckpts = {f: p for f, (p, v) in maml_ckpts.items() if v == "probabilistic"}
@@ -118,20 +123,13 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
                   "pmaml": checkpoints.load(pmaml_ckpts[family]) if family in pmaml_ckpts else None}
         multitask = _multitask_model(run, out, family, base, families[family], progress, multitask_budget) \
             if "finetune" in fam_methods else None
-        errors[family] = {m: {k: [] for k in ks} for m in fam_methods}
+        errors[family], robots = held_out_errors(
+            families[family], held, states, fam_methods, ks, targets_per_robot=targets_per_robot, seed=seed,
+            multitask=multitask, scratch_steps=scratch_steps, scratch_lr=scratch_lr, finetune_lr=finetune_lr,
+            progress=progress)
+        per_robot.update(robots)
 
-        from tqdm import tqdm
-
-        for robot_id in tqdm(held, desc=f"evaluate {family}", unit="robot", disable=not progress):
-            demos = families[family].for_robot(robot_id)
-            row = _evaluate_robot(demos, states, multitask, base, fam_methods, ks, targets_per_robot, seed,
-                                  scratch_steps, scratch_lr, finetune_lr)
-            per_robot[robot_id] = {m: {str(k): v for k, v in by_k.items()} for m, by_k in row.items()}
-            for m, by_k in row.items():
-                for k, errs in by_k.items():
-                    errors[family][m][k].extend(errs)
-
-    summary = {fam: {m: {str(k): _stats(v) for k, v in by_k.items()} for m, by_k in fm.items()}
+    summary = {fam: {m: {str(k): interval(v).to_dict() for k, v in by_k.items()} for m, by_k in fm.items()}
                for fam, fm in errors.items()}
     if len(errors) > 1:
         pooled: dict[str, dict[int, list[float]]] = {}
@@ -139,18 +137,18 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
             for m, by_k in fm.items():
                 for k, v in by_k.items():
                     pooled.setdefault(m, {}).setdefault(k, []).extend(v)
-        summary["all"] = {m: {str(k): _stats(v) for k, v in by_k.items()} for m, by_k in pooled.items()}
+        summary["all"] = {m: {str(k): interval(v).to_dict() for k, v in by_k.items()} for m, by_k in pooled.items()}
     results = {"run_dir": str(run), "ks": list(ks), "methods": list(methods), "targets_per_robot": targets_per_robot,
                "seed": seed, "robots_per_family": robots_per_family, "adapt_steps": base.preset.adapt.steps,
                "scratch_steps": scratch_steps, "scratch_lr": scratch_lr, "finetune_lr": finetune_lr,
                "multitask_budget": multitask_budget,
-               "interval": "mean ± 1.96·std/√n over robots×targets (normal approximation)",
+               "interval": "mean [95 % Student-t interval] over robots×targets",
                "summary": summary, "skipped": skipped, "per_robot_cm": per_robot,
                "seconds": time.perf_counter() - started}
     json_path = out / "reaching.json"
     write_atomic(json_path, json.dumps(results, indent=1))
     table_path = out / "reaching.md"
-    write_atomic(table_path, markdown_table(results))
+    write_atomic(table_path, reaching_table(results))
     plot_path = plot_results(results, out / "reaching.png")
     return table_path, plot_path, json_path
 
@@ -168,9 +166,38 @@ def _checkpoints(run: Path) -> dict[str, tuple[Path, str]]:
     return found
 
 
-def _evaluate_robot(demos: DemoDataset, states: dict, multitask, base: ReachingCheckpoint, methods: list[str],
-                    ks: tuple[int, ...], n_targets: int, seed: int, scratch_steps: int, scratch_lr: float,
-                    finetune_lr: float) -> dict[str, dict[int, list[float]]]:
+def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict[str, ReachingCheckpoint | None],
+                    methods: Sequence[str], ks: Sequence[int], *, targets_per_robot: int = TARGETS_PER_ROBOT,
+                    seed: int = SEED, multitask=None, scratch_steps: int = 300, scratch_lr: float = 3e-3,
+                    finetune_lr: float = 1e-3, progress: bool = False
+                    ) -> tuple[dict[str, dict[int, list[float]]], dict[str, dict]]:
+    """Reaching errors (cm) of held-out robots of one family, executed in MuJoCo: method → K → the errors of every
+    robot × fresh target, and robot id → method → K → its errors.
+
+    ``states`` holds the family's meta-trained checkpoint under ``maml`` and/or ``pmaml`` (the first one present
+    gives the architecture, joint set and adaptation steps); ``multitask`` is the model ``finetune`` starts from.
+    """
+    from tqdm import tqdm
+
+    base = states.get("maml") or states["pmaml"]
+    methods = list(methods)
+    ks = tuple(int(k) for k in ks)
+    errors: dict[str, dict[int, list[float]]] = {m: {k: [] for k in ks} for m in methods}
+    per_robot: dict[str, dict] = {}
+    for robot_id in tqdm(robot_ids, desc=f"evaluate {base.info['family']}", unit="robot", disable=not progress):
+        row = _robot_errors(dataset.for_robot(robot_id), states, multitask, base, methods, ks, targets_per_robot,
+                            seed, scratch_steps, scratch_lr, finetune_lr)
+        per_robot[robot_id] = {m: {str(k): v for k, v in by_k.items()} for m, by_k in row.items()}
+        for m, by_k in row.items():
+            for k, errs in by_k.items():
+                errors[m][k].extend(errs)
+    return errors, per_robot
+
+
+def _robot_errors(demos: DemoDataset, states: dict, multitask, base: ReachingCheckpoint, methods: list[str],
+                  ks: tuple[int, ...], n_targets: int, seed: int, scratch_steps: int, scratch_lr: float,
+                  finetune_lr: float) -> dict[str, dict[int, list[float]]]:
+    """One robot: method → K → the errors (cm) of its fresh targets."""
     arm = demos.robots[0]
     n_waypoints = int(base.info["n_waypoints"])
     oracle = plan_robot_demos(arm, n_targets, seed, n_waypoints)  # fresh targets, reachable by true IK
@@ -273,25 +300,10 @@ def _multitask_model(run: Path, out: Path, family: str, base: ReachingCheckpoint
     return model.eval()
 
 
-def _stats(values: list[float]) -> dict:
-    v = np.asarray(values, dtype=float)
-    n = len(v)
-    mean = float(v.mean()) if n else float("nan")
-    half = float(1.96 * v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
-
-
-def markdown_table(results: dict) -> str:
+def reaching_table(results: dict) -> str:
     """Rows family × method, columns K: ``mean [lo, hi]`` in cm."""
     ks = results["ks"]
-    lines = [f"Final flange-to-target distance in cm, executed in MuJoCo ({results['interval']}); "
-             f"{results['targets_per_robot']} fresh targets per held-out robot, adaptation steps "
-             f"{results['adapt_steps']} (MAML and fine-tuning), from scratch {results['scratch_steps']} steps, "
-             f"multi-task model trained here with {results.get('multitask_budget', 1.0):g}× the run's pretraining "
-             f"steps (unless the run pretrained on the population). "
-             f"'no adaptation' and 'IK oracle' do not depend on K.", "",
-             "| family | method | " + " | ".join(f"K = {k}" for k in ks) + " |",
-             "|---|---|" + "---|" * len(ks)]
+    rows = []
     for family, by_method in results["summary"].items():
         for method in results["methods"]:
             if method in by_method:
@@ -302,70 +314,21 @@ def markdown_table(results: dict) -> str:
                 cells = [NOT_TRAINED] * len(ks)
             else:
                 continue
-            lines.append(f"| {family} | {LABELS[method]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+            rows.append([family, LABELS[method], *cells])
+    intro = (f"Final flange-to-target distance in cm, executed in MuJoCo ({results['interval']}); "
+             f"{results['targets_per_robot']} fresh targets per held-out robot, adaptation steps "
+             f"{results['adapt_steps']} (MAML and fine-tuning), from scratch {results['scratch_steps']} steps, "
+             f"multi-task model trained here with {results.get('multitask_budget', 1.0):g}× the run's pretraining "
+             f"steps (unless the run pretrained on the population). "
+             f"'no adaptation' and 'IK oracle' do not depend on K.")
+    return markdown_table(["family", "method", *(f"K = {k}" for k in ks)], rows, [intro])
 
 
 def plot_results(results: dict, path: str | Path) -> Path:
-    """Error against K, one panel per family (and ``all``), one line per method, log y, 95% band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ks, panels = results["ks"], list(results["summary"])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    for ax, family in zip(axes[0], panels, strict=True):
-        for method in results["methods"]:
-            stats = results["summary"][family].get(method)
-            if stats is None:
-                continue
-            mean = np.array([stats[str(k)]["mean"] for k in ks])
-            lo = np.array([stats[str(k)]["lo"] for k in ks])
-            hi = np.array([stats[str(k)]["hi"] for k in ks])
-            style = "--" if method in K_FREE else "-"
-            line, = ax.plot(ks, mean, style, marker="o", label=LABELS[method])
-            ax.fill_between(ks, np.maximum(lo, mean * 0.05), hi, color=line.get_color(), alpha=0.15)
-        ax.set_yscale("log")
-        ax.set_xticks(ks)
-        ax.set_title(family)
-        ax.set_xlabel("K (demos)")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("final reaching error (cm)")
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mtrl_robot.learning.reaching.evaluate RUN_DIR --out DIR [--ks 1 5 10] [--targets 10]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10])
-    parser.add_argument("--targets", type=int, default=10)
-    parser.add_argument("--robots", type=int, default=None, help="held-out robots per family (default: all)")
-    parser.add_argument("--seed", type=int, default=1000)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--pmaml-run", default=None, help="a run of the probabilistic variant")
-    parser.add_argument("--scratch-steps", type=int, default=300)
-    parser.add_argument("--multitask-budget", type=float, default=1.0,
-                        help="fraction of the run's pretraining steps for the multi-task model, if trained here")
-    args = parser.parse_args(argv)
-    table, plot, data = evaluate_reaching(args.run_dir, args.out, args.ks, args.methods, args.targets, args.seed,
-                                          robots_per_family=args.robots, pmaml_run_dir=args.pmaml_run,
-                                          scratch_steps=args.scratch_steps, multitask_budget=args.multitask_budget)
-    print(table.read_text())
-    print(f"{table}\n{plot}\n{data}")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+    """Error against K, one panel per family (and ``all``), one line per method, log y, 95 % band."""
+    ks = results["ks"]
+    panels = {family: [Curve(LABELS[m], ks, *([s[str(k)][key] for k in ks] for key in ("mean", "lo", "hi")),
+                             dashed=m in K_FREE)
+                       for m in results["methods"] if (s := by_method.get(m)) is not None]
+              for family, by_method in results["summary"].items()}
+    return plot_panels(panels, path, xlabel="K (demos)", ylabel="final reaching error (cm)", log_y=True)

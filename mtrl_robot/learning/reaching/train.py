@@ -14,8 +14,9 @@ For every arm family of the preset (one joint set, one checkpoint):
    Every meta-step's loss goes to ``logs/<family>.csv``; every ``checkpoint_every`` steps and at the end,
    ``checkpoints/<family>.pt`` is written atomically, and beside it the deployable model file
    ``checkpoints/<family>.model.pt`` (:mod:`mtrl_robot.models.model_file`), so a run folder can be deployed.
-4. **Evaluation.** K-shot adaptation on each held-out robot; the reaching error (FK of the robot's own
-   kinematics) on its other demos' targets goes to ``report.json``.
+4. **Evaluation.** On each held-out robot, the reaching error executed in MuJoCo for fresh targets without
+   adaptation and after K-shot adaptation (:func:`~mtrl_robot.learning.reaching.evaluate.held_out_errors`, the
+   function the full evaluation uses) goes to ``report.json`` and, as a table, to ``report.md``.
 
 With ``data.pooled`` the families are not separate: one model is pretrained on every family's nominal robot and
 meta-trained over the training robots of all of them (joint columns by position; the families must have the same
@@ -31,12 +32,10 @@ the checkpoint's step and continues, and the task stream is the same as in an un
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import multiprocessing
-import sys
 import time
 from pathlib import Path
 
@@ -47,10 +46,11 @@ from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
+from mtrl_robot.evaluation.report import interval, markdown_table
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import by_family, pool, task_sampler, to_tensors
-from mtrl_robot.learning.reaching.held_out import held_out_errors
+from mtrl_robot.learning.reaching.evaluate import LABELS, TARGETS_PER_ROBOT, held_out_errors
 from mtrl_robot.learning.reaching.presets import Preset, load_preset, preset_from_dict
 from mtrl_robot.learning.reaching.pretrain import build_model, cosine, pretrain
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
@@ -68,7 +68,7 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
 
     ``out_dir`` then holds ``preset.json``, ``demos.npz``, ``pretrain/<family>.pt``, ``logs/<family>.csv``,
     ``checkpoints/<family>.pt`` (one reaching checkpoint per family), ``checkpoints/<family>.model.pt`` (its
-    deployable model file) and ``report.json``.
+    deployable model file), ``report.json`` and ``report.md``.
     """
     preset = preset if isinstance(preset, Preset) else load_preset(preset)
     out = Path(out_dir)
@@ -97,7 +97,30 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
             results = list(pool.imap(_group_job, jobs))
     report = {family: entry for result in results for family, entry in result.items()}
     write_atomic(out / "report.json", json.dumps(report, indent=1))
+    write_atomic(out / "report.md", report_table(report))
     return out
+
+
+HELD_OUT_METHODS = ("no_adaptation", "maml")  # what training measures on its held-out robots
+
+
+def report_table(report: dict) -> str:
+    """Per family: held-out reaching error without adaptation, after K-shot adaptation, and the worst robot's."""
+    rows = []
+    for family, entry in report.items():
+        if entry["held_out"]:
+            held = entry["held_out"]
+            worst = max(float(np.mean(errors["maml"][str(held["k"])])) for errors in held["per_robot_cm"].values())
+            rows.append([family, *(interval(held["errors_cm"][m]).bounds() for m in HELD_OUT_METHODS),
+                         f"{worst:.2f}"])
+    held = next((entry["held_out"] for entry in report.values() if entry["held_out"]), {})
+    intro = (f"Reaching error in cm on the held-out robots, executed in MuJoCo: mean [95 % Student-t interval] over "
+             f"robots × {held.get('targets_per_robot', 0)} fresh targets; adaptation from each robot's first "
+             f"{held.get('k', 0)} demos with {held.get('steps', 0)} steps; worst robot: the highest per-robot mean "
+             f"after adaptation.")
+    columns = ["family", LABELS["no_adaptation"], f"{LABELS['maml']}, K = {held.get('k', 0)}",
+               "worst robot (MAML)"]
+    return markdown_table(columns, rows, [intro])
 
 
 def _group_job(job: tuple) -> dict[str, dict]:
@@ -187,8 +210,13 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
                 "robot_ids": train_ids[family], "held_out": held_out[family], "pooled": True})
             view.save(family_path)
             view.save_model_file(checkpoints.model_file_path(family_path))
-        held = dataset.select(held_out[family]) if held_out[family] else None
-        errors = held_out_errors(family_path, held, preset.adapt.k, preset.adapt.steps) if held else {}
+        errors = {}
+        if held_out[family]:
+            by_method, per_robot = held_out_errors(dataset, held_out[family], {"maml": checkpoints.load(family_path)},
+                                                   HELD_OUT_METHODS, (preset.adapt.k,))
+            errors = {"k": preset.adapt.k, "steps": preset.adapt.steps, "targets_per_robot": TARGETS_PER_ROBOT,
+                      "errors_cm": {m: by_k[preset.adapt.k] for m, by_k in by_method.items()},
+                      "per_robot_cm": per_robot}
         report[family] = {"checkpoint": str(family_path.relative_to(out)), "meta_steps": learner.step,
                           "held_out": errors, "seconds": time.perf_counter() - started,
                           "cpu_seconds": time.process_time() - cpu_started}
@@ -201,14 +229,14 @@ def _pretrained(preset: Preset, families: list[str], train, path: Path, progress
     config, tdim = preset.pretrain, checkpoints.task_dim(preset.meta)
     vae, model = build_model(preset.model, train.n_waypoints, train.dof, tdim, config.seed)
     if path.is_file():
+        state = load_torch_file(path, "pretraining checkpoint")
         try:
-            state = load_torch_file(path, "pretraining checkpoint")
             vae.load_state_dict(state["vae"])
             model.load_state_dict(state["model"])
             return model
-        except (CheckpointError, KeyError, TypeError, RuntimeError) as e:
-            raise CheckpointError(f"{path}: unreadable pretraining checkpoint ({e}); delete it to pretrain again") \
-                from e
+        except (KeyError, TypeError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: not a pretraining checkpoint of this preset ({e}); delete it to pretrain "
+                                  "again") from e
     if config.source == "nominal":
         planned = [plan_robot_demos(load_family(f), config.nominal_demos, config.seed, train.n_waypoints)
                    for f in families]
@@ -245,30 +273,3 @@ class _LossLog:
         with self.path.open("a") as f:
             f.writelines(self.pending)
         self.pending = []
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mtrl_robot.learning.reaching.train PRESET --out DIR [--resume]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("preset", help="preset name (small, full) or path to a YAML file")
-    parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    args = parser.parse_args(argv)
-    try:
-        out = train_from_preset(args.preset, args.out, resume=args.resume)
-    except (ValueError, OSError) as e:  # ConfigError, DatasetError, CheckpointError, FileExistsError, …
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    report = json.loads((out / "report.json").read_text())
-    for family, result in report.items():
-        held = result["held_out"]
-        line = f"{family}: {out / result['checkpoint']}"
-        if held:
-            line += (f"; held-out reaching error {held['mean']['zero_shot_cm']:.2f} cm without adaptation, "
-                     f"{held['mean']['adapted_cm']:.2f} cm after {held['k']}-shot adaptation")
-        print(line)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

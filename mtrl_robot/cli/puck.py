@@ -1,0 +1,60 @@
+"""``mtrl-robot puck train|adapt|evaluate``: puck hitting, adapting to unknown friction and mass."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+RUNS = Path("runs")
+
+
+def train(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.puck.train import load_preset, train_puck
+
+    print(f"puck run in {train_puck(load_preset(args.preset, overrides=args.set), args.output)}")
+
+
+def adapt(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.puck.adapt import adapt as adapt_puck
+
+    out = args.output / f"{args.policy}_{args.condition}.pt" if args.output.is_dir() else args.output
+    path, curve = adapt_puck(args.run, out, args.condition, args.steps, args.policy, args.seed)
+    print("mean final distance by adaptation step (cm): " + ", ".join(f"{100 * d:.2f}" for d in curve))
+    print(f"wrote adapted puck policy {path}")
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.puck.evaluate import evaluate_puck
+
+    table, plot = evaluate_puck(args.run, args.output or args.run, repeats=args.repeats, camera=args.camera)
+    print(table.read_text())
+    print(f"wrote {table} and {plot}")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("puck", help="puck hitting: meta-RL training, adaptation to one puck, evaluation")
+    verbs = group.add_subparsers(dest="action", required=True)
+
+    t = verbs.add_parser("train", help="hitting VAE, meta-policy and baseline from a preset")
+    t.add_argument("--preset", default="default", help="section of config/puck_meta_rl.yaml (small, default)")
+    t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a preset value, e.g. --set inner_lr=0.1 (repeatable)")
+    t.add_argument("-o", "--output", type=Path, default=RUNS / "puck")
+    t.set_defaults(func=train)
+
+    a = verbs.add_parser("adapt", help="adapt a run's meta-policy to one puck from a few hits")
+    a.add_argument("run", type=Path, help="a puck training run folder")
+    a.add_argument("--condition", default="iso_low", help="the fixed puck condition to adapt to")
+    a.add_argument("--steps", type=int, default=3, help="inner adaptation steps")
+    a.add_argument("--policy", choices=["meta", "baseline"], default="meta", help="which policy of the run")
+    a.add_argument("--seed", type=int, default=0, help="seed of goals and exploration")
+    a.add_argument("-o", "--output", type=Path, required=True,
+                   help="adapted policy file, or a folder for <policy>_<condition>.pt")
+    a.set_defaults(func=adapt)
+
+    e = verbs.add_parser("evaluate", help="final distance to the goal against adaptation step, meta vs baseline")
+    e.add_argument("run", type=Path, help="a puck training run folder")
+    e.add_argument("--repeats", type=int, default=25)
+    e.add_argument("--camera", action="store_true", help="puck position from the overhead camera")
+    e.add_argument("-o", "--output", type=Path, help="folder of the table, plot and JSON (default: the run folder)")
+    e.set_defaults(func=evaluate)

@@ -1,0 +1,34 @@
+"""``mtrl-robot bench|launch``: benchmark suites and the ROS 2 XML launch runner."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def bench(suite: str, output: Path, seconds: float) -> None:
+    from mtrl_robot.tools.bench.report import run_bench
+
+    run_bench(suite, output, seconds=seconds)
+
+
+def launch(file: Path, arguments: list[str], print_only: bool) -> None:
+    from mtrl_robot.tools.launch_runner import main as launch_main
+
+    code = launch_main([str(file), *arguments, *(["--print"] if print_only else [])])
+    if code:
+        raise SystemExit(code)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser("bench", help="benchmarks; figures are printed and saved as JSON")
+    b.add_argument("suite", choices=["sim", "meta", "ros"])
+    b.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    b.add_argument("-o", "--output", type=Path, default=Path("results"))
+    b.set_defaults(func=lambda a: bench(a.suite, a.output, a.seconds))
+
+    la = sub.add_parser("launch", help="run a ROS 2 XML launch file (the subset this package uses)")
+    la.add_argument("file", type=Path)
+    la.add_argument("arguments", nargs="*", help="launch arguments as name:=value")
+    la.add_argument("--print", action="store_true", help="print each node's command line instead of running")
+    la.set_defaults(func=lambda a: launch(a.file, a.arguments, a.print))
