@@ -257,15 +257,15 @@ def _tree(robot: ET.Element, source: Path) -> tuple[dict[str, ET.Element], dict[
     if not links:
         raise ConfigError(source, None, "the URDF has no <link>")
     by_child: dict[str, ET.Element] = {}
-    joint_names: set[str] = set()
+    order: dict[str, int] = {}  # joint name → position in the file
     for joint in robot.findall("joint"):
         name = joint.get("name")
         field = f"joint[@name='{name}']"
         if not name:
             raise ConfigError(source, "joint", "a <joint> has no name")
-        if name in joint_names:
+        if name in order:
             raise ConfigError(source, field, "two joints have this name")
-        joint_names.add(name)
+        order[name] = len(order)
         ends = [joint.find(tag) for tag in ("parent", "child")]
         if any(e is None or e.get("link") not in links for e in ends):
             raise ConfigError(source, field, "parent and child must name links of this URDF")
@@ -284,6 +284,8 @@ def _tree(robot: ET.Element, source: Path) -> tuple[dict[str, ET.Element], dict[
             if link in on_path:
                 cycle = path[path.index(link):][::-1]  # links from parent to child
                 joints = [by_child[n].get("name") for n in cycle[1:] + cycle[:1]]  # the joint into each next link
+                first = min(range(len(joints)), key=lambda k: order[joints[k]])  # start at the first in the file
+                cycle, joints = cycle[first:] + cycle[:first], joints[first:] + joints[:first]
                 raise ConfigError(source, f"joint[@name='{joints[0]}']",
                                   f"the joints {', '.join(map(repr, joints))} form a cycle "
                                   f"({' → '.join([*cycle, cycle[0]])}); a URDF must be a tree")
