@@ -284,6 +284,21 @@ def test_massless_moving_link_and_chain_without_joints(tmp_path):
     assert "no revolute or continuous joint" in error_for(tmp_path, HAND_WRITTEN, flange="base").problem
 
 
+def test_a_moving_point_mass_is_refused_before_a_simulator_sees_it(tmp_path):
+    point = HAND_WRITTEN.replace('<mass value="1"/>\n    <inertia ixx="0.01" ixy="0" ixz="0" iyy="0.01" iyz="0" '
+                                 'izz="0.001"/>', '<mass value="1"/>')
+    error = error_for(tmp_path, point)
+    assert error.field == "link[@name='lower']/inertial/inertia" and "moved by elbow" in error.problem
+    assert "moments of inertia 0, 0, 0 kg·m²" in error.problem
+
+
+def test_an_axis_with_huge_components_keeps_its_direction(tmp_path):
+    path = tmp_path / "robot.urdf"
+    path.write_text(HAND_WRITTEN.replace('<axis xyz="1 0 0"/><limit effort="20"', '<axis xyz="1e200 1e200 0"/><limit '
+                                         'effort="20"'))
+    assert np.allclose(load_urdf_arm(path, "tool").joints[1].axis, (math.sqrt(0.5), math.sqrt(0.5), 0.0))
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_world_rooted_urdf_simulates_in_both_backends(family, tmp_path):
     arm = perturbed(load_family(family))

@@ -34,6 +34,7 @@ MAX_FRICTION = 1e5  # N·m, Coulomb friction of a joint
 MAX_MASS = 1e4  # kg, mass of one link
 MAX_INERTIA = 1e5  # kg·m², any element of a link's inertia tensor
 MAX_OFFSET = 100.0  # m, any coordinate of a joint's or an inertial's origin
+MIN_MOMENT = 1e-12  # kg·m², each moment of inertia of a moving link (MuJoCo refuses bodies below 1e-15)
 # Limits identical on every joint with a velocity above this look like a file's placeholders, not an arm's data
 # (real arms have slower shoulders than wrists and far more shoulder torque; no published arm turns every joint
 # a full turn per second).
@@ -333,7 +334,8 @@ def _joint(element: ET.Element, parent: str, origin: np.ndarray, read: _Reader) 
         raise ConfigError(read.source, f"{field}/mimic", "mimic joints are not supported on the arm's chain: "
                           "every joint between base and flange must be driven independently")
     axis = np.array(read.floats(element.find("axis"), "xyz", f"{field}/axis/@xyz", 3, (1.0, 0.0, 0.0)))
-    if np.linalg.norm(axis) < 1e-9:
+    length = math.hypot(*axis)  # no overflow for huge components
+    if length < 1e-9:
         raise ConfigError(read.source, f"{field}/axis/@xyz", "axis must not be zero")
     limit = element.find("limit")
     if limit is None:
@@ -354,7 +356,7 @@ def _joint(element: ET.Element, parent: str, origin: np.ndarray, read: _Reader) 
     effort = read.bounded(limit, "effort", f"{field}/limit/@effort", 0.0, MAX_EFFORT, "N·m", low_open=True)
     return Joint(name=name, parent=parent, child=element.find("child").get("link"),
                  xyz=tuple(float(v) for v in origin[:3, 3]), rpy=matrix_to_rpy(origin[:3, :3]),
-                 axis=tuple(float(a) for a in axis / np.linalg.norm(axis)),
+                 axis=tuple(float(a) for a in axis / length),
                  lower=lower, upper=upper, velocity=velocity, effort=effort)
 
 
@@ -404,6 +406,11 @@ def load_urdf_arm(path: str | Path, flange_link: str, base_link: str | None = No
         if mass <= 0:
             raise ConfigError(source, f"link[@name='{joint.child}']/inertial",
                               f"the link moved by {joint.name} and its fixed attachments have no mass")
+        if np.diag(inertia).min() < MIN_MOMENT:
+            raise ConfigError(source, f"link[@name='{joint.child}']/inertial/inertia",
+                              f"the link moved by {joint.name} and its fixed attachments have moments of inertia "
+                              f"{', '.join(f'{v:.3g}' for v in np.diag(inertia))} kg·m² about x, y, z; a simulator "
+                              f"needs each at least {MIN_MOMENT:g} kg·m²")
         arm_links.append(Link(name=joint.child, mass=mass, com=tuple(float(c) for c in com),
                               inertia=tuple(float(v) for v in np.diag(inertia))))
         dynamics = element.find("dynamics")

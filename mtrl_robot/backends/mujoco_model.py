@@ -1,10 +1,10 @@
 """MuJoCo models built programmatically (``mujoco.MjSpec``) from any :class:`Arm`, optionally on the puck table.
 
-Names in the compiled model: bodies are the arm's link names, hinge joints and position actuators the arm's
-joint names, the flange site is ``flange``; the scene adds geoms ``table``, ``puck``, ``goal``, body and
-free joint ``puck``, contact pair ``puck_table``, camera ``overhead`` and, if it has one, the paddle on the
-arm's last link (geoms ``paddle_stick`` and ``paddle``, massless). ``prefix`` is prepended to every arm name
-so several arms can share one model.
+Names in the compiled model: bodies are the arm's link names (a base link named ``world``, the usual root of a
+URDF, is MuJoCo's world body itself), hinge joints and position actuators the arm's joint names, the flange site
+is ``flange``; the scene adds geoms ``table``, ``puck``, ``goal``, body and free joint ``puck``, contact pair
+``puck_table``, camera ``overhead`` and, if it has one, the paddle on the arm's last link (geoms ``paddle_stick``
+and ``paddle``, massless). ``prefix`` is prepended to every arm name so several arms can share one model.
 
 Collisions: arm geoms touch only the puck (no self-collision, no arm–table contact); the puck touches the
 table only through the explicit condim-6 pair, whose five friction coefficients are randomized.
