@@ -20,7 +20,7 @@ import pytest
 from geometry_msgs.msg import PointStamped
 from mcap.reader import make_reader
 from node_process import NodeProcess
-from ros_events import matched_publisher, publish_acknowledged
+from ros_events import logged, matched_publisher, publish_acknowledged
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
@@ -92,7 +92,7 @@ class JointStatePublisher:
         return self.published
 
 
-def test_kill_9_loses_at_most_a_second_and_recover_makes_a_complete_bag(ros_client, ros_env, tmp_path):
+def test_kill_9_loses_at_most_a_second_and_recover_makes_a_complete_bag(ros_client, ros_env, ros_log, tmp_path):
     arm = load_family("panda")
     output = tmp_path / "rec"
     recorder = start_recorder(ros_env, tmp_path / "recorder.log", "/kill", output_dir=output)
@@ -110,6 +110,12 @@ def test_kill_9_loses_at_most_a_second_and_recover_makes_a_complete_bag(ros_clie
         published = joint_states.stop() if joint_states is not None else 0
         recorder.stop()
     assert [p.name for p in output.iterdir() if not p.name.startswith(".")] == []  # nothing looks complete
+    restarted = start_recorder(ros_env, tmp_path / "restarted.log", "/kill", output_dir=output)
+    try:  # names what the killed one left, and how to recover it
+        logged(ros_log, f"recordings recover {output}", timeout=60.0)
+    finally:
+        assert restarted.stop() == 0, restarted.output()
+    assert len(list(output.iterdir())) == 1  # and deletes nothing
 
     result = recordings("recover", output)
     assert result.returncode == 0, result.stdout + result.stderr
