@@ -16,10 +16,9 @@ joint-state topic and its controller's ``FollowJointTrajectory`` action (or, wit
   :data:`~mtrl_robot.backends.trajectory.SETTLE_TIME` (ros2_control checks no end position by default). The
   result's error code and string are in :class:`ExecutionResult`'s message with the peak tracking error the
   controller's feedback reported. On the topic, success is judged from joint states by the same tolerance.
-- **A goal the controller does not answer** within ``REPLY_TIMEOUT`` s fails with :class:`HardwareError` after a
-  cancel request; should the controller accept it later, it is canceled again and, as by stop, the arm is held
-  (a hold on the topic takes effect at once, where a cancel request may still be queued). It is never reported
-  as running.
+- **A goal the controller does not answer** within ``REPLY_TIMEOUT`` s fails with :class:`HardwareError`; should
+  the controller accept it later, it is never reported as running: it is canceled and, as by stop, the arm is
+  held (the hold on the topic preempts the goal at once, even where the cancel request is slow to arrive).
 - **Stop** (:meth:`~HardwareBackend.stop`, or the ``~/stop`` ``std_srvs/Trigger`` service on the client's node):
   cancel the active goal and, where the controller has a trajectory topic and joint states are fresh and finite,
   publish a hold at the measured position (which also stops motion commanded by anyone else).
@@ -38,7 +37,6 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,7 +60,6 @@ from rclpy.task import Future
 from sensor_msgs.msg import JointState as JointStateMsg
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
-from unique_identifier_msgs.msg import UUID
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_family
@@ -330,17 +327,15 @@ class HardwareBackend(RobotBackend):
     def _send_goal(self, checked: JointTrajectory, execution: _Execution) -> ClientGoalHandle:
         action = self.preset.action
         self._connect(SERVER_TIMEOUT)
-        goal_id = UUID(uuid=list(uuid.uuid4().bytes))
         future = self._action.send_goal_async(goal_msg(checked), feedback_callback=partial(self._on_feedback,
-                                                                                           execution),
-                                              goal_uuid=goal_id)
+                                                                                           execution))
         if not wait_for(future, REPLY_TIMEOUT):
-            # Given up on, the goal must never run: cancel it now, for a controller that resumes to find, and
-            # should it be accepted later, cancel it again and hold the arm (the cancel may be slow to arrive).
+            # Given up on, the goal must never run: should it be accepted later, it is canceled and the arm held at
+            # once. No cancel is sent before: a request sent to a frozen controller can be lost and resent only
+            # seconds after it resumes, and the action's later cancel requests queue behind it.
             future.add_done_callback(self._cancel_late_goal)
-            ClientGoalHandle(self._action, goal_id, FJT.Impl.SendGoalService.Response()).cancel_goal_async()
-            raise HardwareError(f"{action} did not answer the goal within {REPLY_TIMEOUT} s; the goal was "
-                                "canceled (and is stopped should the controller accept it later)")
+            raise HardwareError(f"{action} did not answer the goal within {REPLY_TIMEOUT} s; should it accept the "
+                                "goal later, the goal is canceled and the arm held")
         handle = future.result()
         if handle is None or not handle.accepted:
             raise HardwareError(f"{action} rejected the goal (a ros2_control controller rejects invalid goals "

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,9 +66,12 @@ def test_an_oversized_goal_from_another_client_leaves_the_running_motion_and_joi
     assert running, "the motion had ended before the oversized goal was answered: nothing was tested"
 
 
-def test_a_goal_sent_to_a_frozen_controller_fails_and_never_runs(rig: Rig):
+@pytest.mark.parametrize("topic", [True, False], ids=["with trajectory topic", "action only"])
+def test_a_goal_sent_to_a_frozen_controller_fails_and_never_runs(rig: Rig, topic: bool):
     rig.require_simulation("it freezes the arm node with SIGSTOP")
-    preset, sim = rig.start_sim("/frozen")
+    preset, sim = rig.start_sim("/frozen_with_topic" if topic else "/frozen_action_only")
+    if not topic:  # as for a controller without one (Baxter's): no hold can be published, only cancels
+        preset = replace(preset, trajectory_topic=None)
     client = rig.connect(preset, sim, node_name="hil_frozen")
     states: Messages[JointStateMsg] = Messages()
     client.node.create_subscription(JointStateMsg, preset.joint_states_topic, states, qos_profile_sensor_data)
