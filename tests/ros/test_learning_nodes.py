@@ -54,14 +54,15 @@ def call(client, name: str, timeout: float = 30.0) -> Trigger.Response:
         client.destroy(service)
 
 
-def settled(states, names: tuple[str, ...], timeout: float = 15.0) -> np.ndarray:
-    """Joint positions (robot order) once the arm has moved and then come to rest: no joint moving more than
-    ``REST_MOTION`` over ``REST_WINDOW`` s of joint-state stamps."""
+def settled(states, names: tuple[str, ...], first: int, timeout: float = 15.0) -> np.ndarray:
+    """Joint positions (robot order) once the arm has moved away from where it was at joint state ``first`` and
+    then come to rest: no joint moving more than ``REST_MOTION`` over ``REST_WINDOW`` s of joint-state stamps.
+    (``first`` is taken before the motion is asked for: the news that it was sent may arrive after it ended.)"""
     def positions(msg) -> np.ndarray:
         by_name = dict(zip(msg.name, msg.position, strict=True))
         return np.array([by_name[n] for n in names])
 
-    first, initial = len(states), positions(states.latest())
+    initial = positions(states.messages[first - 1])
     states.wait_for(lambda msg: np.abs(positions(msg) - initial).max() >= 1e-3, timeout, first, "the arm moving")
     window: deque[tuple[float, np.ndarray]] = deque()  # stamps and positions since it moved, oldest first
 
@@ -103,7 +104,7 @@ def reach(client, publisher, states, ros_log, arm, targets: np.ndarray) -> np.nd
         assert call(client, "/arm_node/reset").success
         states.after(time.time())  # the arm is at home in the joint states the policy node plans from
         for _ in range(PLAN_ATTEMPTS):  # the policy node may still hold a joint state from before the reset
-            start = len(ros_log)
+            start, first = len(ros_log), len(states)
             publish_acknowledged(publisher, point_msg(target))
             named = str(target.round(3).tolist())
             line = ros_log.wait_for(lambda log, named=named: named in log.msg and ("reaching" in log.msg
@@ -112,7 +113,7 @@ def reach(client, publisher, states, ros_log, arm, targets: np.ndarray) -> np.nd
             if "reaching" in line:
                 break
         assert "reaching" in line, line
-        q = settled(states, arm.joint_names)
+        q = settled(states, arm.joint_names, first)
         errors.append(float(np.linalg.norm(flange_position(arm, q) - target)))
     return np.array(errors)
 
