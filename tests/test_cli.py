@@ -163,3 +163,35 @@ def test_unwritable_output_folders_are_one_line_naming_the_folder_and_the_os_err
         last = done.stderr.strip().splitlines()[-1]
         assert "Traceback" not in done.stderr and last.startswith("mtrl-robot: error: "), done.stderr
         assert str(folder) in last and problem in last, done.stderr
+
+
+def test_adapt_refuses_demos_beyond_the_joint_limits_and_a_diverging_adaptation_writing_nothing(tmp_path, tiny_run):
+    import numpy as np
+    import torch
+
+    from mtrl_robot.learning.reaching.checkpoint import load
+
+    with np.load(tiny_run / "demos.npz") as archive:
+        content = {k: archive[k] for k in archive.files}
+    content["positions"][1, 3, 0] = 1e6
+    far = tmp_path / "far.npz"
+    np.savez(far, **content)
+    done = run("reaching", "adapt", tiny_run / "checkpoints" / "panda.pt", far, "--robot", "panda-000", "-k", 3,
+               "-o", tmp_path / "a.pt", cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"{far}: demo 1 (robot panda-000): panda_joint1 is at 1e+06 rad at waypoint 3, outside its limits" \
+        in done.stderr
+
+    state = load(tiny_run / "checkpoints" / "panda.pt")
+    with torch.no_grad():  # step sizes no adaptation survives; the weights themselves are finite
+        for name, value in state.learner.meta.named_parameters():
+            if not name.startswith("model."):
+                value.fill_(1e30)
+    huge = state.save(tmp_path / "huge.pt")
+    done = run("reaching", "adapt", huge, tiny_run / "demos.npz", "--robot", "panda-000", "-k", 3,
+               "-o", tmp_path / "adapted.pt", cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert (f"adapting {huge} to panda-000 diverged: 2 steps on 3 demos gave NaN or inf in policy.head"
+            in done.stderr), done.stderr
+    assert "nothing written" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["far.npz", "huge.pt"]
