@@ -19,9 +19,9 @@ def tiny_run(tmp_path_factory) -> Path:
     return out
 
 
-def run(*args, cwd=None):
+def run(*args, cwd=None, timeout=300):
     return subprocess.run([sys.executable, "-m", "mtrl_robot.cli.main", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+                          text=True, cwd=cwd, timeout=timeout)
 
 
 def test_generate_inspect_show(tmp_path):
@@ -56,6 +56,18 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
     done = run(*args, cwd=tmp_path)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+CYCLIC_URDF = """<robot name="cyclic"><link name="base"/><link name="a"/><link name="b"/>
+  <joint name="a_to_b" type="fixed"><parent link="a"/><child link="b"/></joint>
+  <joint name="b_to_a" type="fixed"><parent link="b"/><child link="a"/></joint></robot>"""
+
+
+def test_a_cyclic_urdf_is_refused_in_one_line(tmp_path):
+    (tmp_path / "cyclic.urdf").write_text(CYCLIC_URDF)
+    done = run("show", "--urdf", "cyclic.urdf", "--flange", "b", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "cyclic.urdf: joint[@name='a_to_b']: the joints 'a_to_b', 'b_to_a' form a cycle" in done.stderr
 
 
 def test_bad_population_config_names_field(tmp_path):

@@ -1,20 +1,29 @@
-"""URDF export and import: round trips of every family, a hand-written URDF, and clear errors."""
+"""URDF export and import: round trips of every family (into both simulators), a hand-written URDF, clear errors
+for files that are not one tree or carry values no arm can have, and a warning for placeholder limits."""
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import mujoco
 import numpy as np
+import pybullet_data
 import pytest
 from arm_variants import perturbed
 
 from mtrl_robot.arms.chain import axis_angle_to_matrix, rpy_to_matrix, transform
 from mtrl_robot.arms.families import load_family
-from mtrl_robot.arms.fk import flange_pose, joint_frames
+from mtrl_robot.arms.fk import flange_pose, flange_position, joint_frames
 from mtrl_robot.arms.urdf import arm_to_urdf, load_urdf_arm, matrix_to_rpy
+from mtrl_robot.backends.mujoco_backend import MujocoBackend
+from mtrl_robot.backends.pybullet_backend import PybulletBackend
+from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.scenes.puck_table import load_scene
 
 FAMILIES = ["baxter", "gen3", "panda", "yumi"]
 
@@ -180,12 +189,71 @@ def test_no_path_from_base_to_flange(tmp_path):
     assert error.field == "base_link" and "no chain from 'lower' to 'upper'" in error.problem
 
 
-def test_two_roots_need_a_base_link(tmp_path):
+def test_separate_trees_are_refused_naming_their_roots(tmp_path):
     text = HAND_WRITTEN.replace('<link name="tool"/>', '<link name="tool"/><link name="stray"/>')
-    error = error_for(tmp_path, text)
-    assert error.field == "base_link" and "2 root links (ground, stray)" in error.problem
-    path = tmp_path / "robot.urdf"
-    assert load_urdf_arm(path, "tool", base_link="ground").dof == 2
+    error = error_for(tmp_path, text, base="ground")
+    assert "2 separate trees, rooted at ground, stray" in error.problem
+
+
+CYCLE = """  <link name="left"/><link name="right"/>
+  <joint name="left_to_right" type="fixed"><parent link="left"/><child link="right"/></joint>
+  <joint name="right_to_left" type="fixed"><parent link="right"/><child link="left"/></joint>
+</robot>"""
+
+
+@pytest.mark.parametrize(("cycle", "joints"), [
+    (CYCLE, {"left_to_right", "right_to_left"}),  # apart from the tree
+    ('<joint name="back" type="fixed"><parent link="tool"/><child link="ground"/></joint></robot>',  # through it
+     {"back", "mount", "shoulder", "elbow_mount", "elbow", "tool_mount"}),
+    ('<link name="knot"/><joint name="loop" type="fixed"><parent link="knot"/><child link="knot"/></joint></robot>',
+     {"loop"}),
+])
+def test_a_cycle_is_refused_naming_its_joints(tmp_path, cycle, joints):
+    error = error_for(tmp_path, HAND_WRITTEN.replace("</robot>", cycle), base="ground")
+    named = re.fullmatch(r"the joints (.*) form a cycle \((.*)\); a URDF must be a tree", error.problem)
+    assert named and {name.strip("'") for name in named[1].split(", ")} == joints, error.problem
+    assert error.field == f"joint[@name={named[1].split(', ')[0]}]"
+
+
+def test_a_link_with_two_parents_names_both_joints(tmp_path):
+    second = '<joint name="again" type="fixed"><parent link="base"/><child link="tool"/></joint></robot>'
+    error = error_for(tmp_path, HAND_WRITTEN.replace("</robot>", second))
+    assert error.field == "joint[@name='again']" and "('tool_mount' and 'again')" in error.problem
+
+
+def test_links_and_joints_named_twice(tmp_path):
+    error = error_for(tmp_path, HAND_WRITTEN.replace('<link name="stray"/>', "").replace(
+        '<link name="tool"/>', '<link name="tool"/><link name="tool"/>'))
+    assert error.field == "link[@name='tool']" and "two links" in error.problem
+    error = error_for(tmp_path, HAND_WRITTEN.replace('name="tool_mount"', 'name="mount"'))
+    assert error.field == "joint[@name='mount']" and "two joints" in error.problem
+
+
+SHOULDER = "joint[@name='shoulder']"
+UPPER = "link[@name='upper']/inertial"
+
+
+@pytest.mark.parametrize(("old", "new", "field", "message"), [
+    ('velocity="2"', 'velocity="1e300"', f"{SHOULDER}/limit/@velocity", "1e+300 rad/s is beyond any real arm"),
+    ('effort="50"', 'effort="1e300"', f"{SHOULDER}/limit/@effort", "1e+300 N·m is beyond any real arm"),
+    ('lower="-1.5"', 'lower="-1e300"', f"{SHOULDER}/limit/@lower", "more than two turns"),
+    ('damping="0.7"', 'damping="-0.7"', f"{SHOULDER}/dynamics/@damping", "must be at least 0, got -0.7"),
+    ('friction="0.3"', 'friction="1e300"', f"{SHOULDER}/dynamics/@friction", "beyond any real arm"),
+    ('<origin xyz="0 0 0.1"/><axis', '<origin xyz="0 1e300 0.1"/><axis', f"{SHOULDER}/origin/@xyz",
+     "an offset of 1e+300 m is beyond any real arm"),
+    ('<mass value="2"/>\n    <inertia ixx="0.02"', '<mass value="1e300"/>\n    <inertia ixx="0.02"',
+     f"{UPPER}/mass/@value", "1e+300 kg is beyond any real arm"),
+    ('ixx="0.02"', 'ixx="-0.02"', f"{UPPER}/inertia/@ixx", "a moment of inertia must not be negative, got -0.02"),
+    ('ixx="0.02"', 'ixx="0.2"', f"{UPPER}/inertia", "not the inertia of a body"),  # 0.2 > 0.02 + 0.001
+    ('ixx="0.02" ixy="0"', 'ixx="0.02" ixy="0.05"', f"{UPPER}/inertia", "must not be negative"),
+    ('ixx="0.01" ixy="0" ixz="0" iyy="0.01" iyz="0" izz="0.001"/></inertial></link>\n  <link name="lower">',
+     'ixx="-0.01" ixy="0" ixz="0" iyy="0.01" iyz="0" izz="0.001"/></inertial></link>\n  <link name="lower">',
+     "link[@name='elbow_block']/inertial/inertia/@ixx", "must not be negative"),  # fixed to a moving link
+])
+def test_values_no_arm_can_have_are_refused_in_one_line(tmp_path, old, new, field, message):
+    assert HAND_WRITTEN.count(old) == 1
+    error = error_for(tmp_path, HAND_WRITTEN.replace(old, new))
+    assert error.field == field and message in error.problem and "\n" not in str(error), str(error)
 
 
 def test_missing_limit_and_bad_limits(tmp_path):
@@ -214,3 +282,55 @@ def test_massless_moving_link_and_chain_without_joints(tmp_path):
                                     '<mass value="0"/>')
     assert "no mass" in error_for(tmp_path, massless).problem
     assert "no revolute or continuous joint" in error_for(tmp_path, HAND_WRITTEN, flange="base").problem
+
+
+def test_a_moving_point_mass_is_refused_before_a_simulator_sees_it(tmp_path):
+    point = HAND_WRITTEN.replace('<mass value="1"/>\n    <inertia ixx="0.01" ixy="0" ixz="0" iyy="0.01" iyz="0" '
+                                 'izz="0.001"/>', '<mass value="1"/>')
+    error = error_for(tmp_path, point)
+    assert error.field == "link[@name='lower']/inertial/inertia" and "moved by elbow" in error.problem
+    assert "moments of inertia 0, 0, 0 kg·m²" in error.problem
+
+
+def test_an_axis_with_huge_components_keeps_its_direction(tmp_path):
+    path = tmp_path / "robot.urdf"
+    path.write_text(HAND_WRITTEN.replace('<axis xyz="1 0 0"/><limit effort="20"', '<axis xyz="1e200 1e200 0"/><limit '
+                                         'effort="20"'))
+    assert np.allclose(load_urdf_arm(path, "tool").joints[1].axis, (math.sqrt(0.5), math.sqrt(0.5), 0.0))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_world_rooted_urdf_simulates_in_both_backends(family, tmp_path):
+    arm = perturbed(load_family(family))
+    loaded = round_trip(arm, tmp_path)
+    assert loaded.base_link == "world"
+    scene = load_scene()
+    mount = np.array([0.0, 0.0, scene.table_top + scene.mount_height(family)])
+    for backend in (MujocoBackend(loaded, scene), PybulletBackend(loaded, scene)):
+        try:
+            for q in np.random.default_rng(5).uniform(arm.lower, arm.upper, (10, arm.dof)):
+                backend.reset(q)
+                assert np.abs(backend.flange_position() - flange_position(arm, q) - mount).max() < 1e-6
+            start = arm.home_q
+            backend.reset(start)
+            goal = np.clip(start + 0.2, arm.lower, arm.upper)
+            s = np.linspace(0.0, 1.0, 21)[:, None]
+            result = backend.execute(JointTrajectory(arm.joint_names, np.linspace(0.0, 1.0, 21),
+                                                     start + (3 * s**2 - 2 * s**3) * (goal - start)))
+            assert result.success, result.message
+            reached = backend.read_state().positions
+            assert np.abs(backend.flange_position() - flange_position(arm, reached) - mount).max() < 1e-3
+        finally:
+            backend.close()
+
+
+def test_placeholder_limits_are_warned_of_once_naming_the_joints_and_published_ones_are_not(tmp_path, caplog):
+    path = Path(pybullet_data.getDataPath()) / "kuka_iiwa" / "model.urdf"
+    with caplog.at_level(logging.WARNING, logger="mtrl_robot.arms.urdf"):
+        arm = load_urdf_arm(path, "lbr_iiwa_link_7")
+        for family in FAMILIES:
+            round_trip(load_family(family), tmp_path)
+    assert arm.velocity_limits.tolist() == [10.0] * 7  # kept as given, not refused
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING and str(path) in record.getMessage()
+    assert all(name in record.getMessage() for name in arm.joint_names) and "placeholders" in record.getMessage()

@@ -10,6 +10,7 @@ moving link by fixed joints add their mass to it. Links beyond joints that are o
 
 from __future__ import annotations
 
+import logging
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -23,6 +24,23 @@ from mtrl_robot.core.errors import ConfigError
 GEOMETRY_RADIUS = 0.04  # m, radius of the exported visual and collision cylinders
 CONTINUOUS_LIMIT = 2 * math.pi  # rad, limits given to continuous joints on import
 _MOVABLE = ("revolute", "continuous")
+
+# Bounds on what a URDF may say about an arm: far beyond any real arm, short of what breaks the arithmetic.
+MAX_POSITION_LIMIT = 4 * math.pi  # rad, |lower| and |upper| of a revolute joint (two turns either way)
+MAX_VELOCITY = 100.0  # rad/s, a joint's velocity limit (the fastest published wrists turn at ~17 rad/s)
+MAX_EFFORT = 1e6  # N·m, a joint's effort limit (the largest industrial arms need ~1e5 at the shoulder)
+MAX_DAMPING = 1e5  # N·m·s/rad, viscous damping of a joint
+MAX_FRICTION = 1e5  # N·m, Coulomb friction of a joint
+MAX_MASS = 1e4  # kg, mass of one link
+MAX_INERTIA = 1e5  # kg·m², any element of a link's inertia tensor
+MAX_OFFSET = 100.0  # m, any coordinate of a joint's or an inertial's origin
+MIN_MOMENT = 1e-12  # kg·m², each moment of inertia of a moving link (MuJoCo refuses bodies below 1e-15)
+# Limits identical on every joint with a velocity above this look like a file's placeholders, not an arm's data
+# (real arms have slower shoulders than wrists and far more shoulder torque; no published arm turns every joint
+# a full turn per second).
+PLACEHOLDER_VELOCITY = 2 * math.pi  # rad/s
+
+_log = logging.getLogger(__name__)
 
 
 def matrix_to_rpy(rotation: np.ndarray) -> tuple[float, float, float]:
@@ -78,12 +96,15 @@ def _fixed_joint(robot: ET.Element, name: str, parent: str, child: str, pose: np
 def arm_to_urdf(arm: Arm) -> str:
     """A URDF document of ``arm``: a fixed ``world`` root, the revolute chain and the flange link.
 
-    Base and flange links get an explicit zero-mass inertial (PyBullet gives 1 kg to a link without one).
+    Base and flange links (and a root not named ``world``) get an explicit zero-mass inertial (PyBullet gives
+    1 kg to a link without one).
     """
     taken = {arm.base_link, arm.flange_link, *(ln.name for ln in arm.links)}
     root_name = "world" if "world" not in taken else "world_root"
     robot = ET.Element("robot", name=arm.robot_id)
-    ET.SubElement(robot, "link", name=root_name)
+    root = ET.SubElement(robot, "link", name=root_name)
+    if root_name != "world":  # PyBullet knows "world" as the ground; any other link without an inertial gets 1 kg
+        _inertial(root, Link(root_name, 0.0, inertia=(0.0, 0.0, 0.0)))
     base = ET.SubElement(robot, "link", name=arm.base_link)
     _inertial(base, Link(arm.base_link, 0.0, inertia=(0.0, 0.0, 0.0)))
     _geometry(base, arm.joint_origin(0)[:3, 3])
@@ -136,9 +157,24 @@ class _Reader:
     def number(self, element: ET.Element | None, attribute: str, field: str, default: float | None = None) -> float:
         return self.floats(element, attribute, field, 1, None if default is None else (default,))[0]
 
+    def bounded(self, element: ET.Element | None, attribute: str, field: str, low: float, high: float,
+                unit: str, default: float | None = None, low_open: bool = False) -> float:
+        """A number in [low, high] (``(low, high]`` if ``low_open``), or an error naming the field and the bound."""
+        value = self.number(element, attribute, field, default)
+        if value < low or (low_open and value == low):
+            bound = "above" if low_open else "at least"
+            raise ConfigError(self.source, field, f"must be {bound} {low:g}, got {value:g}")
+        if value > high:
+            raise ConfigError(self.source, field, f"{value:g} {unit} is beyond any real arm (at most {high:g} {unit})")
+        return value
+
     def pose(self, element: ET.Element, field: str) -> np.ndarray:
         origin = element.find("origin")
         xyz = self.floats(origin, "xyz", f"{field}/origin/@xyz", 3, (0.0, 0.0, 0.0))
+        if max(abs(v) for v in xyz) > MAX_OFFSET:
+            raise ConfigError(self.source, f"{field}/origin/@xyz",
+                              f"an offset of {max(abs(v) for v in xyz):g} m is beyond any real arm (at most "
+                              f"{MAX_OFFSET:g} m)")
         rpy = self.floats(origin, "rpy", f"{field}/origin/@rpy", 3, (0.0, 0.0, 0.0))
         return transform(np.array(xyz), rpy_to_matrix(np.array(rpy)))
 
@@ -160,6 +196,27 @@ def _link_list(names: list[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def _inertia(element: ET.Element | None, field: str, read: _Reader) -> np.ndarray:
+    """The 3×3 inertia tensor of an ``<inertia>``, refused unless a body could have it (moments not negative,
+    each principal moment at most the sum of the other two)."""
+    i = {k: read.number(element, k, f"{field}/@{k}", 0.0) for k in ("ixx", "ixy", "ixz", "iyy", "iyz", "izz")}
+    for key, value in i.items():
+        if key in ("ixx", "iyy", "izz") and value < 0:
+            raise ConfigError(read.source, f"{field}/@{key}",
+                              f"a moment of inertia must not be negative, got {value:g}")
+        if abs(value) > MAX_INERTIA:
+            raise ConfigError(read.source, f"{field}/@{key}",
+                              f"{value:g} kg·m² is beyond any real arm (at most {MAX_INERTIA:g} kg·m²)")
+    tensor = np.array([[i["ixx"], i["ixy"], i["ixz"]], [i["ixy"], i["iyy"], i["iyz"]], [i["ixz"], i["iyz"], i["izz"]]])
+    moments = np.linalg.eigvalsh(tensor)
+    tolerance = 1e-9 * max(moments[-1], 0.0)
+    if moments[0] < -tolerance or moments[0] + moments[1] < moments[2] - tolerance:
+        raise ConfigError(read.source, field, "not the inertia of a body: its principal moments "
+                          f"({', '.join(f'{m:.6g}' for m in moments)} kg·m²) must not be negative and none may "
+                          "exceed the sum of the other two")
+    return tensor
+
+
 def _rigid_body(name: str, links: dict[str, ET.Element], joints_by_parent: dict[str, list[ET.Element]],
                 read: _Reader) -> tuple[float, np.ndarray, np.ndarray]:
     """Mass, centre of mass and 3×3 inertia (about that centre, in ``name``'s frame) of ``name`` and of the
@@ -171,15 +228,9 @@ def _rigid_body(name: str, links: dict[str, ET.Element], joints_by_parent: dict[
         inertial = links[link_name].find("inertial")
         if inertial is not None:
             field = f"link[@name='{link_name}']/inertial"
-            mass = read.number(inertial.find("mass"), "value", f"{field}/mass/@value")
-            if mass < 0:
-                raise ConfigError(read.source, f"{field}/mass/@value", f"must not be negative, got {mass}")
+            mass = read.bounded(inertial.find("mass"), "value", f"{field}/mass/@value", 0.0, MAX_MASS, "kg")
             frame = pose @ read.pose(inertial, field)
-            element = inertial.find("inertia")
-            i = {k: read.number(element, k, f"{field}/inertia/@{k}", 0.0)
-                 for k in ("ixx", "ixy", "ixz", "iyy", "iyz", "izz")}
-            tensor = np.array([[i["ixx"], i["ixy"], i["ixz"]], [i["ixy"], i["iyy"], i["iyz"]],
-                               [i["ixz"], i["iyz"], i["izz"]]])
+            tensor = _inertia(inertial.find("inertia"), f"{field}/inertia", read)
             parts.append((mass, frame[:3, 3], frame[:3, :3] @ tensor @ frame[:3, :3].T))
         for joint in joints_by_parent.get(link_name, []):
             if joint.get("type") == "fixed":
@@ -193,31 +244,76 @@ def _rigid_body(name: str, links: dict[str, ET.Element], joints_by_parent: dict[
     return mass, com, inertia
 
 
-def _chain(robot: ET.Element, source: Path, base_link: str | None,
-           flange_link: str) -> tuple[dict[str, ET.Element], dict[str, list[ET.Element]], list[ET.Element], str]:
-    """Links by name, joints by parent link, and the joints from the base link to the flange link."""
-    links = {ln.get("name"): ln for ln in robot.findall("link")}
+def _tree(robot: ET.Element, source: Path) -> tuple[dict[str, ET.Element], dict[str, ET.Element]]:
+    """Links by name and joints by child link, refused unless they form one tree: every link named once, one
+    root, every other link with exactly one parent joint, no cycle."""
+    links: dict[str, ET.Element] = {}
+    for link in robot.findall("link"):
+        name = link.get("name")
+        if not name:
+            raise ConfigError(source, "link", "a <link> has no name")
+        if name in links:
+            raise ConfigError(source, f"link[@name='{name}']", "two links have this name")
+        links[name] = link
+    if not links:
+        raise ConfigError(source, None, "the URDF has no <link>")
     by_child: dict[str, ET.Element] = {}
-    by_parent: dict[str, list[ET.Element]] = {}
+    order: dict[str, int] = {}  # joint name → position in the file
     for joint in robot.findall("joint"):
-        field = f"joint[@name='{joint.get('name')}']"
+        name = joint.get("name")
+        field = f"joint[@name='{name}']"
+        if not name:
+            raise ConfigError(source, "joint", "a <joint> has no name")
+        if name in order:
+            raise ConfigError(source, field, "two joints have this name")
+        order[name] = len(order)
         ends = [joint.find(tag) for tag in ("parent", "child")]
         if any(e is None or e.get("link") not in links for e in ends):
             raise ConfigError(source, field, "parent and child must name links of this URDF")
-        parent, child = (e.get("link") for e in ends)
+        child = ends[1].get("link")
         if child in by_child:
-            raise ConfigError(source, field, f"link '{child}' has two parent joints; a URDF must be a tree")
+            raise ConfigError(source, field, f"link '{child}' has two parent joints ('{by_child[child].get('name')}' "
+                              f"and '{name}'); a URDF must be a tree")
         by_child[child] = joint
-        by_parent.setdefault(parent, []).append(joint)
+    # Each link has at most one parent now, so following parents from a link either reaches a root or runs in a cycle.
+    rooted: set[str] = set()
+    for start in links:
+        path: list[str] = []
+        on_path: set[str] = set()
+        link = start
+        while link not in rooted and link in by_child:
+            if link in on_path:
+                cycle = path[path.index(link):][::-1]  # links from parent to child
+                joints = [by_child[n].get("name") for n in cycle[1:] + cycle[:1]]  # the joint into each next link
+                first = min(range(len(joints)), key=lambda k: order[joints[k]])  # start at the first in the file
+                cycle, joints = cycle[first:] + cycle[:first], joints[first:] + joints[:first]
+                raise ConfigError(source, f"joint[@name='{joints[0]}']",
+                                  f"the joints {', '.join(map(repr, joints))} form a cycle "
+                                  f"({' → '.join([*cycle, cycle[0]])}); a URDF must be a tree")
+            path.append(link)
+            on_path.add(link)
+            link = by_child[link].find("parent").get("link")
+        rooted.update(path)
+        rooted.add(link)
+    roots = [n for n in links if n not in by_child]
+    if len(roots) > 1:
+        raise ConfigError(source, None, f"the links form {len(roots)} separate trees, rooted at {_link_list(roots)}; "
+                          "a URDF must be one tree (join them with fixed joints)")
+    return links, by_child
+
+
+def _chain(robot: ET.Element, source: Path, base_link: str | None,
+           flange_link: str) -> tuple[dict[str, ET.Element], dict[str, list[ET.Element]], list[ET.Element], str]:
+    """Links by name, joints by parent link, and the joints from the base link to the flange link."""
+    links, by_child = _tree(robot, source)
+    by_parent: dict[str, list[ET.Element]] = {}
+    for joint in by_child.values():
+        by_parent.setdefault(joint.find("parent").get("link"), []).append(joint)
     names = list(links)
-    roots = [n for n in names if n not in by_child]
     if flange_link not in links:
         raise ConfigError(source, "flange_link", f"no link '{flange_link}' in the URDF (links: {_link_list(names)})")
     if base_link is None:
-        if len(roots) != 1:
-            raise ConfigError(source, "base_link", f"the URDF has {len(roots)} root links ({_link_list(roots)}); "
-                              "name the base link")
-        base_link = roots[0]
+        base_link = next(n for n in names if n not in by_child)
     elif base_link not in links:
         raise ConfigError(source, "base_link", f"no link '{base_link}' in the URDF (links: {_link_list(names)})")
     path, link = [], flange_link
@@ -238,7 +334,8 @@ def _joint(element: ET.Element, parent: str, origin: np.ndarray, read: _Reader) 
         raise ConfigError(read.source, f"{field}/mimic", "mimic joints are not supported on the arm's chain: "
                           "every joint between base and flange must be driven independently")
     axis = np.array(read.floats(element.find("axis"), "xyz", f"{field}/axis/@xyz", 3, (1.0, 0.0, 0.0)))
-    if np.linalg.norm(axis) < 1e-9:
+    length = math.hypot(*axis)  # no overflow for huge components
+    if length < 1e-9:
         raise ConfigError(read.source, f"{field}/axis/@xyz", "axis must not be zero")
     limit = element.find("limit")
     if limit is None:
@@ -246,20 +343,32 @@ def _joint(element: ET.Element, parent: str, origin: np.ndarray, read: _Reader) 
     if kind == "continuous":
         lower, upper = -CONTINUOUS_LIMIT, CONTINUOUS_LIMIT
     else:
-        lower = read.number(limit, "lower", f"{field}/limit/@lower", 0.0)
-        upper = read.number(limit, "upper", f"{field}/limit/@upper", 0.0)
+        lower, upper = (read.number(limit, end, f"{field}/limit/@{end}", 0.0) for end in ("lower", "upper"))
+        for end, value in (("lower", lower), ("upper", upper)):
+            if abs(value) > MAX_POSITION_LIMIT:
+                raise ConfigError(read.source, f"{field}/limit/@{end}",
+                                  f"{value:g} rad is more than two turns (at most ±{MAX_POSITION_LIMIT:.6g} rad); "
+                                  "a joint without stops is type=\"continuous\"")
         if lower >= upper:
             raise ConfigError(read.source, f"{field}/limit/@lower",
                               f"lower limit {lower} is not below upper limit {upper}")
-    velocity = read.number(limit, "velocity", f"{field}/limit/@velocity")
-    effort = read.number(limit, "effort", f"{field}/limit/@effort")
-    for label, value in (("velocity", velocity), ("effort", effort)):
-        if value <= 0:
-            raise ConfigError(read.source, f"{field}/limit/@{label}", f"must be positive, got {value}")
+    velocity = read.bounded(limit, "velocity", f"{field}/limit/@velocity", 0.0, MAX_VELOCITY, "rad/s", low_open=True)
+    effort = read.bounded(limit, "effort", f"{field}/limit/@effort", 0.0, MAX_EFFORT, "N·m", low_open=True)
     return Joint(name=name, parent=parent, child=element.find("child").get("link"),
                  xyz=tuple(float(v) for v in origin[:3, 3]), rpy=matrix_to_rpy(origin[:3, :3]),
-                 axis=tuple(float(a) for a in axis / np.linalg.norm(axis)),
+                 axis=tuple(float(a) for a in axis / length),
                  lower=lower, upper=upper, velocity=velocity, effort=effort)
+
+
+def _warn_of_placeholder_limits(source: Path, joints: list[Joint]) -> None:
+    """One warning when all joints share velocity and effort limits, the velocity above :data:`PLACEHOLDER_VELOCITY`."""
+    shared = {(j.velocity, j.effort) for j in joints}
+    if len(joints) < 2 or len(shared) > 1 or joints[0].velocity <= PLACEHOLDER_VELOCITY:
+        return
+    _log.warning("%s: joints %s all have velocity limit %g rad/s and effort limit %g N·m: these look like "
+                 "placeholders, not the arm's data (no published arm turns every joint this fast); the controller "
+                 "and the safety checks use them as given, so put the arm's published limits in the file",
+                 source, ", ".join(j.name for j in joints), joints[0].velocity, joints[0].effort)
 
 
 def load_urdf_arm(path: str | Path, flange_link: str, base_link: str | None = None,
@@ -272,6 +381,9 @@ def load_urdf_arm(path: str | Path, flange_link: str, base_link: str | None = No
     damping and friction come from ``<dynamics>`` (0 where absent). A moving link's inertia is the diagonal
     of the inertia of it and its fixed attachments, about their common centre of mass, in the link frame.
     ``family`` defaults to the file's stem.
+
+    The links and joints must form one tree; numbers beyond any real arm (the ``MAX_*`` bounds) and inertias no
+    body can have are refused, and limits that look like placeholders are logged as a warning.
     """
     source = Path(path)
     read = _Reader(source)
@@ -294,16 +406,24 @@ def load_urdf_arm(path: str | Path, flange_link: str, base_link: str | None = No
         if mass <= 0:
             raise ConfigError(source, f"link[@name='{joint.child}']/inertial",
                               f"the link moved by {joint.name} and its fixed attachments have no mass")
+        if np.diag(inertia).min() < MIN_MOMENT:
+            raise ConfigError(source, f"link[@name='{joint.child}']/inertial/inertia",
+                              f"the link moved by {joint.name} and its fixed attachments have moments of inertia "
+                              f"{', '.join(f'{v:.3g}' for v in np.diag(inertia))} kg·m² about x, y, z; a simulator "
+                              f"needs each at least {MIN_MOMENT:g} kg·m²")
         arm_links.append(Link(name=joint.child, mass=mass, com=tuple(float(c) for c in com),
                               inertia=tuple(float(v) for v in np.diag(inertia))))
         dynamics = element.find("dynamics")
-        damping.append(read.number(dynamics, "damping", f"{field}/dynamics/@damping", 0.0))
-        friction.append(read.number(dynamics, "friction", f"{field}/dynamics/@friction", 0.0))
+        damping.append(read.bounded(dynamics, "damping", f"{field}/dynamics/@damping", 0.0, MAX_DAMPING,
+                                    "N·m·s/rad", 0.0))
+        friction.append(read.bounded(dynamics, "friction", f"{field}/dynamics/@friction", 0.0, MAX_FRICTION,
+                                     "N·m", 0.0))
         joints.append(joint)
         pending = np.eye(4)
     if not joints:
         raise ConfigError(source, "flange_link", f"no revolute or continuous joint between '{base_link}' and "
                           f"'{flange_link}'")
+    _warn_of_placeholder_limits(source, joints)
     home = tuple(0.0 if j.lower <= 0.0 <= j.upper else (j.lower + j.upper) / 2 for j in joints)
     family = family or source.stem
     return Arm(family=family, robot_id=f"{family}-nominal", base_link=base_link, flange_link=flange_link,

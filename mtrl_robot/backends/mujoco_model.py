@@ -1,10 +1,10 @@
 """MuJoCo models built programmatically (``mujoco.MjSpec``) from any :class:`Arm`, optionally on the puck table.
 
-Names in the compiled model: bodies are the arm's link names, hinge joints and position actuators the arm's
-joint names, the flange site is ``flange``; the scene adds geoms ``table``, ``puck``, ``goal``, body and
-free joint ``puck``, contact pair ``puck_table``, camera ``overhead`` and, if it has one, the paddle on the
-arm's last link (geoms ``paddle_stick`` and ``paddle``, massless). ``prefix`` is prepended to every arm name
-so several arms can share one model.
+Names in the compiled model: bodies are the arm's link names (a base link named ``world``, the usual root of a
+URDF, is MuJoCo's world body itself), hinge joints and position actuators the arm's joint names, the flange site
+is ``flange``; the scene adds geoms ``table``, ``puck``, ``goal``, body and free joint ``puck``, contact pair
+``puck_table``, camera ``overhead`` and, if it has one, the paddle on the arm's last link (geoms ``paddle_stick``
+and ``paddle``, massless). ``prefix`` is prepended to every arm name so several arms can share one model.
 
 Collisions: arm geoms touch only the puck (no self-collision, no arm–table contact); the puck touches the
 table only through the explicit condim-6 pair, whose five friction coefficients are randomized.
@@ -56,7 +56,11 @@ def add_arm(spec: mujoco.MjSpec, arm: Arm, mount: np.ndarray | None = None, pref
             rgba: tuple[float, float, float, float] = (0.85, 0.55, 0.2, 1.0)) -> None:
     """Add ``arm`` (bodies, hinges, actuators, flange site) to the world, its base at ``mount`` (4×4)."""
     base_pose = (np.eye(4) if mount is None else mount) @ arm.base_transform()
-    body = spec.worldbody.add_body(name=prefix + arm.base_link, pos=base_pose[:3, 3], quat=_quat(base_pose[:3, :3]))
+    placement = dict(pos=base_pose[:3, 3], quat=_quat(base_pose[:3, :3]))
+    if prefix + arm.base_link == spec.worldbody.name:  # a URDF's "world" root is MuJoCo's world body itself
+        body = spec.worldbody.add_frame(**placement)
+    else:
+        body = spec.worldbody.add_body(name=prefix + arm.base_link, **placement)
     for i, joint in enumerate(arm.joints):
         origin = arm.joint_origin(i)
         _add_segment(body, origin[:3, 3], rgba)
@@ -80,7 +84,7 @@ def add_arm(spec: mujoco.MjSpec, arm: Arm, mount: np.ndarray | None = None, pref
                   rgba=(0.1, 0.8, 0.1, 1.0))
 
 
-def _add_segment(body: mujoco.MjsBody, end: np.ndarray, rgba) -> None:
+def _add_segment(body: mujoco.MjsBody | mujoco.MjsFrame, end: np.ndarray, rgba) -> None:
     """A capsule from the body's origin to ``end`` (a sphere when they coincide)."""
     common = dict(contype=_ARM_CONTYPE, conaffinity=_ARM_CONAFFINITY, rgba=rgba, mass=0.0)
     if np.linalg.norm(end) < 1e-6:

@@ -6,28 +6,36 @@
   target, stamped now, so it starts the episode; refused without a target or while an episode runs.
 - ``~/stop_episode`` (``std_srvs/Trigger``): closes the bag; the reply's ``message`` is its path.
 
-Joint states are written only inside an episode. A bag is written in a hidden temporary folder and renamed
-when complete; SIGINT/SIGTERM completes an open episode the same way, so no half-written bag is left behind.
+Joint states are written only inside an episode. An episode is streamed into a hidden partial folder, on disk
+at most :data:`~mtrl_robot.motions.bag_stream.FLUSH_PERIOD` after it was received, and becomes a complete bag
+in one rename when stopped; SIGINT/SIGTERM completes an open episode the same way. After ``kill -9`` or a
+power cut, ``mtrl-robot recordings recover <output_dir>`` makes a bag of what reached the disk; the recorder
+names such leftovers when it starts and never deletes them itself.
+
+``output_dir`` must be writable when the node starts (otherwise it exits with code 1 and one line). A file
+system error later (folder made read-only, disk full) answers the service with ``success=false`` and the OS
+error; the node keeps serving.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-import rclpy
 from geometry_msgs.msg import PointStamped
+from rclpy.exceptions import InvalidTopicNameException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
+from rclpy.validate_topic_name import validate_topic_name
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
-from mtrl_robot.motions.recording import BagStream
+from mtrl_robot.motions.bag_stream import BagStream, partial_folders
 from mtrl_robot.ros.parameters import declare_parameters
+from mtrl_robot.ros.run import run_node
 
 PARAMETERS = {  # name: (default, description)
     "output_dir": ("recordings", "Folder the episode bags are written to"),
@@ -36,32 +44,64 @@ PARAMETERS = {  # name: (default, description)
 }
 
 
+def writable_folder(path: Path) -> Path:
+    """``path``, created if missing, once a file could be created in it; ``ValueError`` naming ``output_dir``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ValueError(f"output_dir: {path} is not a writable folder: {exc.strerror or exc}") from None
+    return path
+
+
+def topic_name(parameter: str, name: str) -> str:
+    """``name`` if it is a valid topic name; ``ValueError`` naming ``parameter`` otherwise."""
+    try:
+        validate_topic_name(name)
+    except InvalidTopicNameException as exc:
+        reason = str(exc).splitlines()[0].removeprefix("Invalid topic name: ").rstrip(":")
+        raise ValueError(f"{parameter}: {name!r} is not a valid topic name: {reason}") from None
+    return name
+
+
 class DemoRecorder(Node):
     """Writes each episode (its target, then the joint states until stopped) as one MCAP bag."""
 
     def __init__(self) -> None:
         super().__init__("demo_recorder")
         p = declare_parameters(self, PARAMETERS)
-        self.output_dir = Path(p["output_dir"])
-        self.topics = (p["joint_states_topic"], p["target_topic"])
+        self.output_dir = writable_folder(Path(p["output_dir"]))
+        self.topics = (topic_name("joint_states_topic", p["joint_states_topic"]),
+                       topic_name("target_topic", p["target_topic"]))
         self._lock = threading.Lock()
         self._bag: BagStream | None = None
+        self._write_error: OSError | None = None
         self._target: PointStamped | None = None
         self._count = 0
-        self.create_subscription(JointState, p["joint_states_topic"], self._on_joint_state, 100)
-        self.create_subscription(PointStamped, p["target_topic"], self._on_target, 10)
+        self.create_subscription(JointState, self.topics[0], self._on_joint_state, 100)
+        self.create_subscription(PointStamped, self.topics[1], self._on_target, 10)
         self.create_service(Trigger, "~/start_episode", self._start)
         self.create_service(Trigger, "~/stop_episode", self._stop)
-        self.get_logger().info(f"recording {p['joint_states_topic']} and {p['target_topic']} into {self.output_dir}")
+        self.get_logger().info(f"recording {self.topics[0]} and {self.topics[1]} into {self.output_dir}")
+        leftovers = partial_folders(self.output_dir)
+        if leftovers:
+            self.get_logger().warning(f"{len(leftovers)} unfinished episode(s) in {self.output_dir} (e.g. "
+                                      f"{leftovers[0].name}); make bags of them with: mtrl-robot recordings "
+                                      f"recover {self.output_dir}")
 
     def _on_target(self, msg: PointStamped) -> None:
         self._target = msg
 
     def _on_joint_state(self, msg: JointState) -> None:
         with self._lock:
-            if self._bag is not None:
+            if self._bag is not None and self._write_error is None:
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                self._bag.write_joint_state(stamp, msg.name, msg.position, msg.velocity)
+                try:
+                    self._bag.write_joint_state(stamp, msg.name, msg.position, msg.velocity)
+                except OSError as exc:
+                    self._write_error = exc
+                    self.get_logger().error(f"{self._bag.partial}: cannot write joint states: {exc}")
 
     def _start(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
@@ -75,48 +115,66 @@ class DemoRecorder(Node):
             else:
                 self._count += 1
                 name = f"demo_{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}_{self._count:04d}"
-                self._bag = BagStream(self.output_dir / name, joint_states_topic=self.topics[0],
-                                      target_topic=self.topics[1])
                 point = self._target.point
-                self._bag.write_target(self.get_clock().now().nanoseconds, (point.x, point.y, point.z))
-                response.success, response.message = True, str(self._bag.path)
+                try:
+                    bag = BagStream(self.output_dir / name, joint_states_topic=self.topics[0],
+                                    target_topic=self.topics[1])
+                    bag.write_target(self.get_clock().now().nanoseconds, (point.x, point.y, point.z))
+                    bag.flush()
+                except OSError as exc:
+                    response.success, response.message = False, f"cannot start episode {name}: {exc}"
+                    self.get_logger().error(response.message)
+                    return response
+                self._bag, self._write_error = bag, None
+                response.success, response.message = True, str(bag.path)
         return response
 
     def _stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        path = self.finish()
+        try:
+            path = self.finish()
+        except OSError as exc:
+            response.success, response.message = False, str(exc)
+            return response
         response.success = path is not None
         response.message = str(path) if path is not None else "no episode is recording"
         return response
 
     def finish(self) -> Path | None:
-        """Complete the open episode's bag (if any) and return its path."""
+        """Complete the open episode's bag (if any) and return its path.
+
+        ``OSError`` if it could not be written completely; what reached the disk stays in its partial folder.
+        """
         with self._lock:
             bag, self._bag = self._bag, None
+            write_error, self._write_error = self._write_error, None
         if bag is None:
             return None
-        path = bag.close()
+        try:
+            path = bag.close()
+        except OSError as exc:
+            message = (f"episode {bag.path} not completed: {exc}; what reached the disk is in {bag.partial} "
+                       f"(mtrl-robot recordings recover {bag.path.parent})")
+            self.get_logger().error(message)
+            raise OSError(exc.errno, message) from None
+        if write_error is not None:
+            message = f"episode {path} lacks the joint states received after a write error: {write_error}"
+            self.get_logger().error(message)
+            raise OSError(write_error.errno, message)
         self.get_logger().info(f"episode written to {path}")
         return path
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run until SIGINT or SIGTERM, then complete any open episode (exit code 0)."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    executor = SingleThreadedExecutor()
-    node = DemoRecorder()
+    """Run until SIGINT or SIGTERM, then complete any open episode (exit code 0); exit code 1 on a configuration
+    error."""
+    return run_node("demo_recorder", DemoRecorder, SingleThreadedExecutor, args, before_shutdown=_finish)
+
+
+def _finish(node: DemoRecorder, _executor: SingleThreadedExecutor) -> None:
     try:
-        executor.add_node(node)
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
         node.finish()
-    finally:
-        executor.shutdown(timeout_sec=5.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    except OSError:
+        pass  # logged by finish, with where the episode's data is
 
 
 if __name__ == "__main__":
