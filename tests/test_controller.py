@@ -14,6 +14,7 @@ from mtrl_robot.arms.families import load_family
 from mtrl_robot.backends.controller import (
     ERASE,
     MAX_DURATION,
+    MAX_POINTS,
     ErrorCode,
     Execution,
     Goal,
@@ -175,7 +176,21 @@ def _invalid_goals() -> dict[str, tuple[Goal, ErrorCode, str]]:
         "ended in the past": (Goal(trajectory([(1.0, TARGET)]), start_delay=-1.5), ErrorCode.OLD_HEADER_TIMESTAMP,
                               "ended 0.500 s ago"),
         "too long": (Goal(trajectory([(MAX_DURATION + 1.0, TARGET)])), ErrorCode.INVALID_GOAL, "at most"),
+        "too many points": (Goal(JointTrajectory(JOINTS, np.linspace(1.0, 100.0, MAX_POINTS + 1),
+                                                 np.tile(HOME, (MAX_POINTS + 1, 1)),
+                                                 np.zeros((MAX_POINTS + 1, len(JOINTS))))),
+                            ErrorCode.INVALID_GOAL, f"{MAX_POINTS + 1} points; this controller takes at most"),
     }
+
+
+def test_a_goal_checked_beforehand_starts_with_only_the_checks_from_the_measured_position(controller):
+    goal = goal_to(TARGET, 1.0)
+    execution = controller.start(goal, controller.check(goal))
+    run(controller, execution)
+    assert execution.outcome.status is Status.SUCCEEDED, execution.outcome.message
+    too_far = Goal(trajectory([(0.0, HOME), (1.0, TARGET)]))  # starts at home, the arm is at the target now
+    with pytest.raises(GoalRejected, match="from the current position"):
+        controller.start(too_far, controller.check(too_far))
 
 
 @pytest.mark.parametrize("case", list(_invalid_goals()))

@@ -7,10 +7,11 @@ reporting its end, on the backend's clock: call :meth:`TrajectoryController.upda
 - **Validation** (:meth:`~TrajectoryController.check`, also done by :meth:`~TrajectoryController.start`; it
   touches nothing, so a node can refuse a goal when it is received). Joints are matched by name and
   every joint of the robot needs a value (partial goals are refused, as with ros2_control's default), else
-  ``INVALID_JOINTS`` (also for tolerances that name other joints, or any multi-DOF joint). No points, NaN or
-  infinite values, times that do not increase, positions outside the limits, motion over the velocity or
-  acceleration limits between or at the points (:func:`~mtrl_robot.backends.limits.check_motion`, the safety
-  layer's check), a last point with non-zero velocity or an illegal tolerance value give ``INVALID_GOAL`` with
+  ``INVALID_JOINTS`` (also for tolerances that name other joints, or any multi-DOF joint). No points, more than
+  :data:`MAX_POINTS`, NaN or infinite values, times that do not increase, positions outside the limits, motion
+  over the velocity or acceleration limits between or at the points
+  (:func:`~mtrl_robot.backends.limits.check_motion`, the safety layer's check), a last point with non-zero
+  velocity or an illegal tolerance value give ``INVALID_GOAL`` with
   a message naming the joint and the limit. A trajectory stamped to start so long ago that it has already ended gives
   ``OLD_HEADER_TIMESTAMP``. A refused goal leaves the active one running. Given the measured position,
   ``check`` also makes the checks that need it (a first point at time 0 must be close to it; the move from it to
@@ -59,6 +60,7 @@ from mtrl_robot.backends.trajectory import (
 STOPPED_VELOCITY_TOLERANCE = 0.01  # rad/s, ros2_control's default goal velocity tolerance
 ERASE = -1.0  # a JointTolerance value that removes the tolerance
 MAX_DURATION = 600.0  # s; longer trajectories are refused (the MuJoCo backend plans every physics step ahead)
+MAX_POINTS = 10_000  # points of a goal; more are refused before conversion, which would stall the node's physics
 SAMPLE_CHUNK = 512  # control steps of desired state sampled at a time
 
 
@@ -165,6 +167,10 @@ class Execution:
         return positions[step - first], velocities[step - first]
 
 
+def too_many_points(count: int) -> str:
+    return f"the trajectory has {count} points; this controller takes at most {MAX_POINTS}"
+
+
 def _resolve(default: float, requested: float, what: str) -> float:
     if math.isnan(requested) or (requested < 0 and requested != ERASE):
         raise GoalRejected(ErrorCode.INVALID_GOAL, f"{what} tolerance {requested} is illegal "
@@ -217,6 +223,8 @@ class TrajectoryController:
         tolerances = self._tolerances(goal)
         if len(goal.trajectory.times) == 0:
             raise GoalRejected(ErrorCode.INVALID_GOAL, "the trajectory has no points")
+        if len(goal.trajectory.times) > MAX_POINTS:
+            raise GoalRejected(ErrorCode.INVALID_GOAL, too_many_points(len(goal.trajectory.times)))
         try:
             ordered = check_trajectory(goal.trajectory, self.limits)
         except TrajectoryError as exc:
@@ -246,9 +254,13 @@ class TrajectoryController:
         except TrajectoryError as exc:
             raise GoalRejected(ErrorCode.INVALID_GOAL, str(exc)) from None
 
-    def start(self, goal: Goal) -> Execution:
-        """Validate ``goal`` and follow it, replacing the active trajectory; raises :class:`GoalRejected`."""
-        ordered, tolerances = self.check(goal)
+    def start(self, goal: Goal, checked: tuple[JointTrajectory, Tolerances] | None = None) -> Execution:
+        """Validate ``goal`` and follow it, replacing the active trajectory; raises :class:`GoalRejected`.
+
+        ``checked`` is what :meth:`check` returned for ``goal``: given, only the checks against the position
+        the arm starts from are made (what a caller holding a lock around the controller keeps short).
+        """
+        ordered, tolerances = self.check(goal) if checked is None else checked
         anchored = self._anchored(ordered, goal.start_delay, self.backend.read_state().positions)
         try:
             self.backend.send_trajectory(anchored)

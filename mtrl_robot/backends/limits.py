@@ -132,8 +132,15 @@ def _window_max(segment: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.
     if n_segments == 0:
         return out
     lo, hi = np.maximum(first - 1, 0), np.minimum(last, n_segments - 1)
-    for k, (a, b) in enumerate(zip(lo, hi, strict=True)):
-        out[k] = segment[a:b + 1].max(axis=0)
+    # Range maxima from a sparse table: level i holds the maxima of runs of 2**i segments.
+    levels = [segment]
+    while 2 ** len(levels) <= n_segments:
+        half = 2 ** (len(levels) - 1)
+        levels.append(np.maximum(levels[-1][:-half], levels[-1][half:]))
+    level = np.floor(np.log2(hi - lo + 1)).astype(int)
+    for i in np.unique(level):
+        rows = np.flatnonzero(level == i)
+        out[rows] = np.maximum(levels[i][lo[rows]], levels[i][hi[rows] - 2 ** i + 1])
     return out
 
 

@@ -240,17 +240,30 @@ class ArmNode(Node):
             self.get_logger().error(f"ignoring trajectory on the topic: {exc.code.name}: {exc}")
 
     def _start(self, goal: Goal) -> Execution:
-        """Start ``goal`` unless physics has stopped (checked under the lock, so no goal starts after a failure)."""
+        """Start ``goal`` unless physics has stopped (checked under the lock, so no goal starts after a failure).
+
+        Everything that does not need the arm's position is checked before taking the lock, which physics needs
+        every tick: under it only the move from where the arm is is checked.
+        """
+        checked = self.controller.check(goal)
         with self._lock:
             if self._failure is not None:
                 raise GoalRejected(ErrorCode.INVALID_GOAL, self._failure)
-            return self.controller.start(goal)
+            return self.controller.start(goal, checked)
 
     def _execute(self, goal_handle: ServerGoalHandle) -> FollowJointTrajectory.Result:
         key = bytes(goal_handle.goal_id.uuid)
+        if goal_handle.is_cancel_requested:  # its client gave up on it before it could start
+            goal_handle.canceled()
+            self.get_logger().warning("goal canceled before it started")
+            return FollowJointTrajectory.Result(error_code=int(ErrorCode.SUCCESSFUL),
+                                                error_string="canceled before it started")
         try:
             execution = self._start(self._goal(goal_handle.request))
             self._executions[key] = execution
+            if goal_handle.is_cancel_requested:  # asked while it was starting, before _on_cancel could find it
+                with self._lock:
+                    self.controller.cancel(execution)
         except GoalRejected as exc:
             self.get_logger().warning(f"goal refused: {exc.code.name}: {exc}")
             goal_handle.abort()

@@ -5,8 +5,9 @@
   ``time_from_start`` ↔ seconds; velocities empty in every point ↔ ``None``; a point whose positions,
   velocities or accelerations do not have one value per joint name (velocities and accelerations may be
   empty) raises ``ValueError`` naming the point. Accelerations are otherwise ignored.
-- ``control_msgs/action/FollowJointTrajectory`` goals → :class:`~mtrl_robot.backends.controller.Goal`,
-  controller feedback → its Feedback message.
+- ``control_msgs/action/FollowJointTrajectory`` goals → :class:`~mtrl_robot.backends.controller.Goal` (one
+  with more points than the controller takes is refused before conversion), controller feedback → its Feedback
+  message.
 - Domain randomization ↔ ``std_srvs/srv/Trigger``: the response's ``message`` holds JSON
   ``{"sampled": {name: value}, "applied": {name: value}}`` — what the randomizer drew and what the engine
   reports after applying it (``null`` where the engine has nothing to read back).
@@ -29,7 +30,7 @@ from sensor_msgs.msg import JointState as JointStateMsg
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 from trajectory_msgs.msg import JointTrajectoryPoint
 
-from mtrl_robot.backends.controller import Feedback, Goal, JointToleranceRequest
+from mtrl_robot.backends.controller import MAX_POINTS, Feedback, Goal, JointToleranceRequest, too_many_points
 from mtrl_robot.backends.trajectory import JointState, JointTrajectory
 from mtrl_robot.perception.colour_blob import ENCODINGS
 
@@ -127,7 +128,10 @@ def tolerances_from_msg(tolerances: Iterable) -> tuple[JointToleranceRequest, ..
 
 
 def goal_from_msg(goal: FollowJointTrajectory.Goal, now: float) -> Goal:
-    """A FollowJointTrajectory goal received at ROS time ``now`` (s); raises ``ValueError`` if malformed."""
+    """A FollowJointTrajectory goal received at ROS time ``now`` (s); raises ``ValueError`` if malformed or if it
+    has more than :data:`~mtrl_robot.backends.controller.MAX_POINTS` points (counted before anything is converted)."""
+    if len(goal.trajectory.points) > MAX_POINTS:
+        raise ValueError(too_many_points(len(goal.trajectory.points)))
     return Goal(trajectory=trajectory_from_msg(goal.trajectory),
                 start_delay=start_delay(goal.trajectory.header.stamp, now),
                 path_tolerance=tolerances_from_msg(goal.path_tolerance),

@@ -16,6 +16,9 @@ joint-state topic and its controller's ``FollowJointTrajectory`` action (or, wit
   :data:`~mtrl_robot.backends.trajectory.SETTLE_TIME` (ros2_control checks no end position by default). The
   result's error code and string are in :class:`ExecutionResult`'s message with the peak tracking error the
   controller's feedback reported. On the topic, success is judged from joint states by the same tolerance.
+- **A goal the controller does not answer** within ``REPLY_TIMEOUT`` s fails with :class:`HardwareError`; should
+  the controller accept it later, it is never reported as running: it is canceled and, as by stop, the arm is
+  held (the hold on the topic preempts the goal at once, even where the cancel request is slow to arrive).
 - **Stop** (:meth:`~HardwareBackend.stop`, or the ``~/stop`` ``std_srvs/Trigger`` service on the client's node):
   cancel the active goal and, where the controller has a trajectory topic and joint states are fresh and finite,
   publish a hold at the measured position (which also stops motion commanded by anyone else).
@@ -47,6 +50,7 @@ from control_msgs.msg import JointTolerance
 from rclpy.action import ActionClient
 from rclpy.action.client import ClientGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -158,7 +162,9 @@ class HardwareBackend(RobotBackend):
         self._subscription = node.create_subscription(JointStateMsg, p.joint_states_topic, self._on_joint_state,
                                                       qos_profile_sensor_data, callback_group=group)
         self._action = ActionClient(node, FJT, p.action, callback_group=group)
-        self._publisher = (node.create_publisher(JointTrajectoryMsg, p.trajectory_topic, 10)
+        self._subscribed = threading.Event()  # the controller subscribes to the trajectory topic
+        self._publisher = (node.create_publisher(JointTrajectoryMsg, p.trajectory_topic, 10,
+                                                 event_callbacks=PublisherEventCallbacks(matched=self._on_matched))
                            if p.trajectory_topic else None)
         self._service = node.create_service(Trigger, "~/stop", self._on_stop, callback_group=group)
         self._threads = [threading.Thread(target=self._monitor, daemon=True)]
@@ -314,11 +320,9 @@ class HardwareBackend(RobotBackend):
             if not self._action.wait_for_server(timeout_sec=timeout):
                 raise HardwareError(f"no action server {self.preset.action} within {timeout:.1f} s")
             return
-        deadline = time.monotonic() + timeout
-        while self._publisher.get_subscription_count() == 0:  # a message sent before discovery is lost
-            if time.monotonic() > deadline:
-                raise HardwareError(f"nothing subscribes to {self.preset.trajectory_topic} within {timeout:.1f} s")
-            time.sleep(0.05)
+        # A message sent before discovery is lost; the count covers a match seen before the event handler was.
+        if not self._subscribed.wait(timeout) and self._publisher.get_subscription_count() == 0:
+            raise HardwareError(f"nothing subscribes to {self.preset.trajectory_topic} within {timeout:.1f} s")
 
     def _send_goal(self, checked: JointTrajectory, execution: _Execution) -> ClientGoalHandle:
         action = self.preset.action
@@ -326,8 +330,12 @@ class HardwareBackend(RobotBackend):
         future = self._action.send_goal_async(goal_msg(checked), feedback_callback=partial(self._on_feedback,
                                                                                            execution))
         if not wait_for(future, REPLY_TIMEOUT):
+            # Given up on, the goal must never run: should it be accepted later, it is canceled and the arm held at
+            # once. No cancel is sent before: a request sent to a frozen controller can be lost and resent only
+            # seconds after it resumes, and the action's later cancel requests queue behind it.
             future.add_done_callback(self._cancel_late_goal)
-            raise HardwareError(f"{action} did not answer the goal within {REPLY_TIMEOUT} s")
+            raise HardwareError(f"{action} did not answer the goal within {REPLY_TIMEOUT} s; should it accept the "
+                                "goal later, the goal is canceled and the arm held")
         handle = future.result()
         if handle is None or not handle.accepted:
             raise HardwareError(f"{action} rejected the goal (a ros2_control controller rejects invalid goals "
@@ -335,10 +343,11 @@ class HardwareBackend(RobotBackend):
         return handle
 
     def _cancel_late_goal(self, future: Future) -> None:
-        """A goal accepted after send_trajectory gave up on it must not run unwatched."""
+        """A goal accepted after send_trajectory gave up on it must not run: cancel it and hold the arm."""
         handle = future.result()
         if handle is not None and handle.accepted:
-            handle.cancel_goal_async()
+            self.node.get_logger().error(f"{self.preset.action} accepted a goal after the client had given up on "
+                                         f"it: {self._halt(handle)}")
 
     def _replace(self, execution: _Execution) -> None:
         with self._lock:
@@ -451,6 +460,12 @@ class HardwareBackend(RobotBackend):
         code, text = response.result.error_code, response.result.error_string
         success = response.status == GoalStatus.STATUS_SUCCEEDED and code == FJT.Result.SUCCESSFUL
         self._finish(execution, success, f"controller: {ERROR_CODES.get(code, 'error')} ({code}): {text}")
+
+    def _on_matched(self, info) -> None:
+        if info.current_count > 0:
+            self._subscribed.set()
+        else:
+            self._subscribed.clear()
 
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         response.success, response.message = True, self._stop("stop service called")

@@ -18,8 +18,10 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from mtrl_robot.arms.families import load_family
+from mtrl_robot.backends.controller import MAX_POINTS
 from mtrl_robot.backends.trajectory import JointTrajectory as Trajectory
 from mtrl_robot.ros.conversions import (
+    goal_from_msg,
     randomization_from_json,
     randomization_to_json,
     seconds,
@@ -132,6 +134,13 @@ def test_conversions_round_trip():
         trajectory_from_msg(ragged)
     sampled, applied = randomization_from_json(randomization_to_json({"puck.mass": 0.1}, {"puck.mass": math.nan}))
     assert sampled == {"puck.mass": 0.1} and math.isnan(applied["puck.mass"])
+
+
+def test_a_goal_with_too_many_points_is_refused_before_conversion():
+    points = [JointTrajectoryPoint()] * (MAX_POINTS + 1)  # malformed too: conversion would name point 0
+    goal = FJT.Goal(trajectory=JointTrajectory(joint_names=list(JOINTS), points=points))
+    with pytest.raises(ValueError, match=f"{MAX_POINTS + 1} points; this controller takes at most {MAX_POINTS}"):
+        goal_from_msg(goal, 0.0)
 
 
 @pytest.fixture(scope="module")
