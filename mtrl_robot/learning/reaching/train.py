@@ -46,7 +46,7 @@ import torch
 from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.core.atomic import remove_temporaries, write_atomic
-from mtrl_robot.core.interrupt import exit_on_signals
+from mtrl_robot.core.interrupt import exiting_on_sigterm, leave_sigint_to_parent
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.evaluation.report import interval, markdown_table
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
@@ -99,7 +99,7 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
         results = list(map(_group_job, jobs))
     else:  # families are independent: one process each, as many at a time as there are workers
         with multiprocessing.get_context("spawn").Pool(workers, _init_worker) as pool:
-            results = list(pool.imap(_group_job, jobs))
+            results = list(pool.imap(_pool_job, jobs))
     report = {family: entry for result in results for family, entry in result.items()}
     write_atomic(out / "report.json", json.dumps(report, indent=1))
     write_atomic(out / "report.md", report_table(report))
@@ -139,14 +139,20 @@ def _group_job(job: tuple) -> dict[str, dict]:
         torch.set_num_threads(threads)
 
 
+def _pool_job(job: tuple) -> dict[str, dict]:
+    """:func:`_group_job` in a pool worker: ended by SIGTERM, it discards what it was writing and ends quietly."""
+    with exiting_on_sigterm():
+        return _group_job(job)
+
+
 def _init_worker() -> None:
-    """A worker ends quietly on SIGINT/SIGTERM, discarding what it was writing; its progress bars get a thread
-    lock (tqdm's default multiprocessing one leaks a semaphore)."""
+    """A worker leaves SIGINT to the parent; its progress bars get a thread lock (tqdm's default multiprocessing
+    one leaks a semaphore)."""
     import threading
 
     from tqdm import tqdm
 
-    exit_on_signals()
+    leave_sigint_to_parent()
     tqdm.set_lock(threading.RLock())
 
 
