@@ -1,10 +1,22 @@
 """The mtrl-robot command, run as a user runs it: in a subprocess, on real files."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+TINY = Path(__file__).parent / "data" / "tiny_preset.yaml"  # a run of a few seconds: 3 Panda robots, 4 meta-steps
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    done = run("reaching", "train", TINY, "-o", out, cwd=out.parent)
+    assert done.returncode == 0, done.stderr
+    return out
 
 
 def run(*args, cwd=None, timeout=300):
@@ -88,3 +100,110 @@ def test_old_top_level_learning_verbs_are_gone(tmp_path):
     for group in ("reaching", "puck"):
         done = run(group, "--help", cwd=tmp_path)
         assert done.returncode == 0 and "{train,adapt,evaluate}" in done.stdout
+
+
+@pytest.mark.parametrize("args, option, problem", [
+    (("population", "generate", "--per-family", "1e14"), "--per-family",
+     "must be <= 10000 (every robot's parameters (and demonstrations) are made and held in memory), "
+     "got 100000000000000"),
+    (("population", "generate", "--per-family", 0), "--per-family", "must be > 0, got 0"),
+    (("population", "generate", "--seed", -1), "--seed", "must be >= 0, got -1"),
+    (("population", "generate", "--seed", 2**32), "--seed", "must be <= 4294967295 (seeds are 32-bit)"),
+    (("population", "generate", "--families", "panda", "panda"), "--families", "repeated panda"),
+    (("randomize", "-n", -5), "-n", "must be > 0, got -5"),
+    (("randomize", "-n", "1e9"), "-n", "must be <= 1000000 (each episode is printed"),
+    (("randomize", "--seed", -3), "--seed", "must be >= 0, got -3"),
+    (("render", "--per-family", "1e6"), "--per-family", "must be <= 10000"),
+    (("reaching", "adapt", "run", "demos.npz", "--steps", "1e9"), "--steps",
+     "must be <= 1000000 (more steps would run for weeks), got 1000000000"),
+    (("reaching", "adapt", "run", "demos.npz", "-k", 0), "-k", "must be > 0, got 0"),
+    (("reaching", "evaluate", "run", "--ks", 1, "nan"), "--ks", "expected an integer, got 'nan'"),
+    (("reaching", "evaluate", "run", "--seed", -1), "--seed", "must be >= 0"),
+    (("reaching", "evaluate", "run", "--scratch-steps", "1e12"), "--scratch-steps", "must be <= 1000000"),
+    (("reaching", "evaluate", "run", "--multitask-budget", "inf"), "--multitask-budget", "expected a number"),
+    (("puck", "adapt", "run", "-o", "out", "--steps", 10**6), "--steps", "must be <= 1000"),
+    (("puck", "adapt", "run", "-o", "out", "--seed", -2), "--seed", "must be >= 0"),
+    (("puck", "evaluate", "run", "--repeats", 1), "--repeats", "must be >= 2, got 1"),
+])
+def test_values_beyond_their_range_are_refused_in_one_line_naming_the_option(tmp_path, args, option, problem):
+    done = run(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"error: argument {option}: " in done.stderr and problem in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_population_config_beyond_what_a_run_holds_or_with_a_family_twice_is_refused(tmp_path):
+    cases = {"robots_per_family: 1000000000000": "robots_per_family: must be <= 10000",
+             "robots_per_family: 1e12": "robots_per_family: must be <= 10000",
+             "seed: -4": "seed: must be >= 0, got -4",
+             "families: [panda, gen3, panda]": "families[2]: 'panda' is listed twice"}
+    for i, (text, message) in enumerate(cases.items()):
+        config = tmp_path / f"population{i}.yaml"
+        config.write_text(text + "\n")
+        done = run("population", "generate", "--config", config, "-o", tmp_path / "p.json", cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert f"{config}: {message}" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert not (tmp_path / "p.json").exists()
+
+
+def unwritable(tmp_path: Path) -> Path:
+    """A folder no file can be made in: read-only, or, as root (whom permissions do not stop), a path beneath a
+    regular file."""
+    if os.geteuid() == 0:
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        return blocker / "out"
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder / "out"
+
+
+def test_unwritable_output_folders_are_one_line_naming_the_folder_and_the_os_error(tmp_path, tiny_run):
+    folder = unwritable(tmp_path)
+    problem = "Not a directory" if os.geteuid() == 0 else "Permission denied"
+    commands = [("population", "generate", "--per-family", 1, "--families", "panda", "-o", folder / "pop.json"),
+                ("render", "--per-family", 1, "-o", folder / "robots.png"),
+                ("randomize", "-n", 2, "--log", folder / "samples.jsonl"),
+                ("reaching", "adapt", tiny_run / "checkpoints" / "panda.pt", tiny_run / "demos.npz", "--robot",
+                 "panda-000", "-k", 3, "-o", folder / "adapted.pt"),
+                ("reaching", "train", TINY, "-o", folder / "run")]
+    for args in commands:
+        done = run(*args, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert "Traceback" not in done.stderr and last.startswith("mtrl-robot: error: "), done.stderr
+        assert str(folder) in last and problem in last, done.stderr
+
+
+def test_adapt_refuses_demos_beyond_the_joint_limits_and_a_diverging_adaptation_writing_nothing(tmp_path, tiny_run):
+    import numpy as np
+    import torch
+
+    from mtrl_robot.learning.reaching.checkpoint import load
+
+    with np.load(tiny_run / "demos.npz") as archive:
+        content = {k: archive[k] for k in archive.files}
+    content["positions"][1, 3, 0] = 1e6
+    far = tmp_path / "far.npz"
+    np.savez(far, **content)
+    done = run("reaching", "adapt", tiny_run / "checkpoints" / "panda.pt", far, "--robot", "panda-000", "-k", 3,
+               "-o", tmp_path / "a.pt", cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"{far}: demo 1 (robot panda-000): panda_joint1 is at 1e+06 rad at waypoint 3, outside its limits" \
+        in done.stderr
+
+    state = load(tiny_run / "checkpoints" / "panda.pt")
+    with torch.no_grad():  # step sizes no adaptation survives; the weights themselves are finite
+        for name, value in state.learner.meta.named_parameters():
+            if not name.startswith("model."):
+                value.fill_(1e30)
+    huge = state.save(tmp_path / "huge.pt")
+    done = run("reaching", "adapt", huge, tiny_run / "demos.npz", "--robot", "panda-000", "-k", 3,
+               "-o", tmp_path / "adapted.pt", cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert (f"adapting {huge} to panda-000 diverged: 2 steps on 3 demos gave NaN or inf in policy.head"
+            in done.stderr), done.stderr
+    assert "nothing written" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["far.npz", "huge.pt"]

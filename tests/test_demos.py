@@ -332,3 +332,25 @@ def test_ompl_plans_around_a_box_the_straight_line_hits():
     fine = CollisionChecker(arm, [box], link_radius=0.03)
     for a, b in zip(positions[:-1], positions[1:], strict=True):
         assert fine.motion_free(a, b, step=0.002)
+
+
+def test_positions_beyond_the_robots_joint_limits_are_refused_naming_demo_robot_joint_and_limit(demos, tmp_path):
+    good = demos.save(tmp_path / "good.npz")
+    robot = demos.robot_of(13)
+    arm = demos.arm(robot)
+    joint = arm.joints[2]
+    positions = demos.positions.copy()
+    positions[13, 5, 2] = 1e6
+    far = rewrite(good, tmp_path / "far.npz", positions=positions)
+    limits = rf"\[{joint.lower:.4g}, {joint.upper:.4g}\] rad"
+    with pytest.raises(DatasetError, match=rf"far\.npz: demo 13 \(robot {robot}\): {joint.name} is at 1e\+06 rad "
+                                           rf"at waypoint 5, outside its limits {limits}"):
+        load(far)
+    fields = dict(robots=demos.robots, robot_index=demos.robot_index, targets=demos.targets, times=demos.times,
+                  velocities=demos.velocities)
+    for beyond in (joint.upper + 0.05, joint.lower - 0.05):
+        positions[13, 5, 2] = beyond
+        with pytest.raises(DatasetError, match=rf"demo 13 \(robot {robot}\): {joint.name} is at"):
+            DemoDataset(positions=positions, **fields)
+    positions[13, 5, 2] = joint.upper + 0.5 * dataset_module.LIMIT_TOLERANCE  # a measured overshoot is tolerated
+    assert DemoDataset(positions=positions, **fields).positions[13, 5, 2] > joint.upper

@@ -13,7 +13,7 @@ import numpy as np
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import family_names, load_family
 from mtrl_robot.core.atomic import write_atomic
-from mtrl_robot.core.config import load_yaml, mapping, unknown_keys
+from mtrl_robot.core.config import ROBOTS, SEED, Rule, load_yaml, mapping, read_value, unknown_keys
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
 from mtrl_robot.randomization import Distribution, parse_distribution
@@ -54,12 +54,15 @@ def load_config(path: str | Path | None = None, **overrides) -> PopulationConfig
     for i, name in enumerate(families):
         if name not in known:
             raise ConfigError(src, f"families[{i}]", f"unknown arm family '{name}' (known: {', '.join(known)})")
-    count = data.get("robots_per_family", 100)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ConfigError(src, "robots_per_family", f"expected a positive integer, got {count!r}")
-    seed = data.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(src, "seed", f"expected an integer, got {seed!r}")
+        if name in families[:i]:
+            raise ConfigError(src, f"families[{i}]", f"'{name}' is listed twice; each family may appear once "
+                                                     "(robot ids must be unique)")
+    try:
+        count = read_value(int, data.get("robots_per_family", 100), Rule(above=0, maximum=ROBOTS.value,
+                                                                         why=ROBOTS.why), "robots_per_family")
+        seed = read_value(int, data.get("seed", 0), Rule(minimum=0, maximum=SEED.value, why=SEED.why), "seed")
+    except ConfigError as exc:
+        raise ConfigError(src, exc.field, exc.problem) from None
     raw = mapping(data.get("perturbation", {}), src, "perturbation")
     unknown_keys(raw, set(PERTURBATIONS), src, "perturbation")
     perturbation = dict(_NO_CHANGE)

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from mtrl_robot.arms.chain import Arm  # noqa: E402
 from mtrl_robot.backends.mujoco_model import add_arm, add_lights, new_spec  # noqa: E402
+from mtrl_robot.core.atomic import write_atomic  # noqa: E402
 
 SPACING = 4.0  # m between neighbouring robots: far enough apart that each cell shows one robot
 COLORS = ((0.9, 0.55, 0.2, 1.0), (0.25, 0.5, 0.9, 1.0), (0.35, 0.7, 0.3, 1.0), (0.8, 0.3, 0.35, 1.0),
@@ -90,8 +91,7 @@ def render_population_png(arms_by_family: dict[str, list[Arm]], path: str | Path
                 image[r * cell_h:(r + 1) * cell_h, c * cell_w:(c + 1) * cell_w] = cell
     image[::cell_h, :] = 255  # thin white lines between cells
     image[:, ::cell_w] = 255
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"could not write {path}")
-    return path
+    encoded, png = cv2.imencode(".png", image)
+    if not encoded:
+        raise ValueError(f"{path}: OpenCV could not encode the picture as PNG")
+    return write_atomic(path, png.tobytes())

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 
 from mtrl_robot.cli import demo, puck, reaching, recordings, results, robots, tools
 from mtrl_robot.core.errors import ConfigError, JointVectorError
+from mtrl_robot.core.interrupt import Interrupted, raise_on_signals
+
+
+class Parser(argparse.ArgumentParser):
+    """A parser (and its sub-command parsers) that refuses bad arguments in one line, without the usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """One sub-command group per module of this package, in the order ``--help`` lists them."""
-    parser = argparse.ArgumentParser(prog="mtrl-robot", description=__doc__)
+    parser = Parser(prog="mtrl-robot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (robots, reaching, puck, tools, recordings, results, demo):
         group.add_commands(sub)
@@ -19,14 +28,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; bad input, an OS error (e.g. an unwritable folder) or SIGINT/SIGTERM end it in one line."""
     args = build_parser().parse_args(argv)
+    raise_on_signals()
     try:
         args.func(args)
-    except (ConfigError, JointVectorError, KeyError, FileNotFoundError, FileExistsError, ValueError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) else exc
-        print(f"mtrl-robot: error: {message}", file=sys.stderr)
+    except (ConfigError, JointVectorError, KeyError, ValueError, OSError) as exc:
+        print(f"mtrl-robot: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        again = " (continue with --resume)" if getattr(args, "resume", None) is not None else ""
+        print(f"mtrl-robot: {exc}; files being written were discarded{again}", file=sys.stderr)
+        return exc.exit_code
     return 0
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return str(exc.args[0])
+    if isinstance(exc, OSError) and exc.filename is not None:  # "[Errno 13] Permission denied: 'x'" → "x: ..."
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 if __name__ == "__main__":

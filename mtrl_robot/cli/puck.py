@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtrl_robot.cli.arguments import bounded, like, seed
+from mtrl_robot.learning.puck.presets import HITS, PuckMetaRLConfig
+
 RUNS = Path("runs")
 
 
@@ -45,16 +48,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     a = verbs.add_parser("adapt", help="adapt a run's meta-policy to one puck from a few hits")
     a.add_argument("run", type=Path, help="a puck training run folder")
     a.add_argument("--condition", default="iso_low", help="the fixed puck condition to adapt to")
-    a.add_argument("--steps", type=int, default=3, help="inner adaptation steps")
+    a.add_argument("--steps", type=like(PuckMetaRLConfig, "eval_steps"), default=3, help="inner adaptation steps")
     a.add_argument("--policy", choices=["meta", "baseline"], default="meta", help="which policy of the run")
-    a.add_argument("--seed", type=int, default=0, help="seed of goals and exploration")
+    a.add_argument("--seed", type=seed(), default=0, help="seed of goals and exploration")
     a.add_argument("-o", "--output", type=Path, required=True,
                    help="adapted policy file, or a folder for <policy>_<condition>.pt")
     a.set_defaults(func=adapt)
 
     e = verbs.add_parser("evaluate", help="final distance to the goal against adaptation step, meta vs baseline")
     e.add_argument("run", type=Path, help="a puck training run folder")
-    e.add_argument("--repeats", type=int, default=25)
+    e.add_argument("--repeats", type=bounded(int, minimum=2, maximum=HITS), default=25,
+                   help="hits per condition and step (at least 2, for a confidence interval)")
     e.add_argument("--camera", action="store_true", help="puck position from the overhead camera")
     e.add_argument("-o", "--output", type=Path, help="folder of the table, plot and JSON (default: the run folder)")
     e.set_defaults(func=evaluate)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtrl_robot.cli.arguments import bounded, like, seed
+from mtrl_robot.core.config import ROBOTS, STEPS, Limit
+from mtrl_robot.learning.reaching.presets import DEMOS, AdaptConfig
+
 RUNS = Path("runs")
+MULTITASK_BUDGET = Limit(100, "the multi-task model trains this many times the run's pretraining steps")
 
 
 def train(args: argparse.Namespace) -> None:
@@ -51,21 +56,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("checkpoint", type=Path, help="a checkpoint file, or a training run folder")
     a.add_argument("demos", type=Path, help="demonstrations (.npz dataset)")
     a.add_argument("--robot", help="robot id in the dataset (needed when it holds several)")
-    a.add_argument("-k", type=int, default=5, help="number of demonstrations to adapt on")
-    a.add_argument("--steps", type=int, help="gradient steps (default: the checkpoint's preset)")
+    a.add_argument("-k", type=like(AdaptConfig, "k"), default=5, help="number of demonstrations to adapt on")
+    a.add_argument("--steps", type=like(AdaptConfig, "steps"),
+                   help="gradient steps (default: the checkpoint's preset)")
     a.add_argument("-o", "--output", type=Path, help="adapted checkpoint (default: beside the checkpoint)")
     a.set_defaults(func=adapt)
 
     e = verbs.add_parser("evaluate", help="reaching error in cm on held-out robots, executed in MuJoCo")
     e.add_argument("run", type=Path, help="a training run folder")
     e.add_argument("-o", "--output", type=Path, default=RUNS / "evaluation")
-    e.add_argument("--ks", type=int, nargs="+", help="numbers of demos to adapt on (default: 1 5 10)")
-    e.add_argument("--targets", type=int, help="fresh targets per robot (default: 10)")
-    e.add_argument("--robots", type=int, help="held-out robots per family (default: all)")
-    e.add_argument("--seed", type=int, help="seed of the fresh targets and the baselines (default: 1000)")
+    e.add_argument("--ks", type=like(AdaptConfig, "k"), nargs="+",
+                   help="numbers of demos to adapt on (default: 1 5 10)")
+    e.add_argument("--targets", type=bounded(int, above=0, maximum=DEMOS),
+                   help="fresh targets per robot (default: 10)")
+    e.add_argument("--robots", type=bounded(int, above=0, maximum=ROBOTS),
+                   help="held-out robots per family (default: all)")
+    e.add_argument("--seed", type=seed(), help="seed of the fresh targets and the baselines (default: 1000)")
     e.add_argument("--methods", nargs="+", help="no_adaptation finetune scratch maml pmaml ik_oracle (default: all)")
     e.add_argument("--pmaml-run", type=Path, help="a run of the probabilistic variant (for probabilistic MAML)")
-    e.add_argument("--scratch-steps", type=int, help="training steps of the from-scratch model (default: 300)")
-    e.add_argument("--multitask-budget", type=float,
+    e.add_argument("--scratch-steps", type=bounded(int, above=0, maximum=STEPS),
+                   help="training steps of the from-scratch model (default: 300)")
+    e.add_argument("--multitask-budget", type=bounded(float, above=0, maximum=MULTITASK_BUDGET),
                    help="fraction of the run's pretraining steps for the multi-task model, if trained here (1.0)")
     e.set_defaults(func=evaluate)

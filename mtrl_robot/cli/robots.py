@@ -12,6 +12,8 @@ from mtrl_robot.arms.families import family_names, load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.arms.loader import URDF, load_arm
 from mtrl_robot.backends.factory import make_backend
+from mtrl_robot.cli.arguments import EPISODES, Unique, bounded, seed
+from mtrl_robot.core.config import ROBOTS
 from mtrl_robot.core.paths import data_dir
 
 RUNS = Path("runs")
@@ -87,9 +89,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     psub = p.add_subparsers(dest="action", required=True)
     g = psub.add_parser("generate", help="perturb the arm families into a population file")
     g.add_argument("--config", type=Path, help="population YAML (default: config/population.yaml)")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--per-family", type=int, help="robots per family (default from the config: 100)")
-    g.add_argument("--families", nargs="+", choices=family_names())
+    g.add_argument("--seed", type=seed())
+    g.add_argument("--per-family", type=bounded(int, above=0, maximum=ROBOTS),
+                   help="robots per family (default from the config: 100)")
+    g.add_argument("--families", nargs="+", choices=family_names(), action=Unique)
     g.add_argument("-o", "--output", type=Path, default=RUNS / "population.json")
     g.set_defaults(func=lambda a: generate(a.config, a.seed, a.per_family, a.families, a.output))
     i = psub.add_parser("inspect", help="summarize a population file")
@@ -106,8 +109,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     r = sub.add_parser("randomize", help="sample domain randomization values")
     r.add_argument("--spec", type=Path, default=data_dir("config") / "randomization.yaml")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("-n", type=int, default=5, help="episodes to sample")
+    r.add_argument("--seed", type=seed(), default=0)
+    r.add_argument("-n", type=bounded(int, above=0, maximum=EPISODES), default=5, help="episodes to sample")
     r.add_argument("--apply", choices=["mujoco", "pybullet"], help="apply to a backend and print read-back values")
     r.add_argument("--family", default="panda", choices=family_names())
     r.add_argument("--log", type=Path, help="append sampled values to this JSON-lines file")
@@ -115,6 +118,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     d = sub.add_parser("render", help="PNG of a few robots of each family side by side")
     d.add_argument("--population", type=Path, help="population file (default: generate one)")
-    d.add_argument("--per-family", type=int, default=3)
+    d.add_argument("--per-family", type=bounded(int, above=0, maximum=ROBOTS), default=3)
     d.add_argument("-o", "--output", type=Path, default=RUNS / "robots.png")
     d.set_defaults(func=lambda a: render(a.population, a.per_family, a.output))

@@ -62,6 +62,7 @@ WIDTH = Limit(10_000, "a wider layer's weights, gradients and optimizer state do
 STEPS = Limit(1_000_000, "more steps would run for weeks")
 INNER_STEPS = Limit(1_000, "the meta-gradient keeps every inner step in memory")
 PROCESSES = Limit(256, "more than the cores of any one machine")
+ROBOTS = Limit(10_000, "every robot's parameters (and demonstrations) are made and held in memory")
 SEED = Limit(2**32 - 1, "seeds are 32-bit")
 
 _NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")  # 1e-3, 5., -.5E+2: what users mean
@@ -339,6 +340,14 @@ def _scalar(kind: type, value: Any, source: str | Path, where: str) -> Any:
             return int(number_)
         return number_
     raise TypeError(f"{where}: no reader for fields of type {kind!r}")
+
+
+def read_value(kind: type, value: Any, rule: Rule, where: str = "") -> Any:
+    """``value`` (a number, or a string that spells one) read as ``kind`` and checked against ``rule``, as a file's
+    field would be; raises ``ConfigError(None, where, problem)``."""
+    value = _scalar(kind, value, None, where)
+    _obeys(value, rule, None, where)
+    return value
 
 
 def check_settings(config: Any) -> None:

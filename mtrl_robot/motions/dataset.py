@@ -21,7 +21,8 @@ demos were made (planner seed and settings, IK failures, or the source recording
 
 Invariants, checked whenever a dataset is built or loaded: at least one demo; every robot has at least
 one demo; ids unique; all robots have the same number of joints; shapes agree; every value finite;
-times strictly increasing. Files are written atomically (temporary file, then rename), so a failed or
+times strictly increasing; every position within its robot's joint limits (give or take
+``LIMIT_TOLERANCE``). Files are written atomically (temporary file, then rename), so a failed or
 interrupted save leaves any earlier file untouched.
 """
 
@@ -43,6 +44,7 @@ from mtrl_robot.core.atomic import write_atomic
 FORMAT = "mtrl_robot.demos"
 VERSION = 1
 _ARRAYS = ("positions", "velocities", "times", "targets", "robot_index")
+LIMIT_TOLERANCE = 0.01  # rad beyond a joint limit still accepted: measured positions may overshoot a little
 
 
 class DatasetError(ValueError):
@@ -146,6 +148,20 @@ class DemoDataset:
             i = int(bad[0])
             raise DatasetError(None, f"demo {i} (robot {self.robot_of(i)}): times must start at or after 0 "
                                "and increase strictly")
+        self._check_joint_limits()
+
+    def _check_joint_limits(self) -> None:
+        """Every position within its robot's joint limits, give or take :data:`LIMIT_TOLERANCE`."""
+        for r, robot in enumerate(self.robots):
+            demos = np.flatnonzero(self.robot_index == r)
+            q = self.positions[demos]
+            outside = (q < robot.lower - LIMIT_TOLERANCE) | (q > robot.upper + LIMIT_TOLERANCE)
+            if outside.any():
+                d, t, j = np.argwhere(outside)[0]
+                joint = robot.joints[j]
+                raise DatasetError(None, f"demo {demos[d]} (robot {robot.robot_id}): {joint.name} is at "
+                                   f"{q[d, t, j]:.6g} rad at waypoint {t}, outside its limits [{joint.lower:.4g}, "
+                                   f"{joint.upper:.4g}] rad (tolerance {LIMIT_TOLERANCE} rad)")
 
     # ---------------------------------------------------------------- looking things up
     def __len__(self) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.population import Population
 from mtrl_robot.backends.trajectory import LIMIT_FRACTIONS
+from mtrl_robot.core.interrupt import leave_sigint_to_parent
 from mtrl_robot.motions import reach as planner
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 
@@ -63,7 +64,7 @@ def generate_demos(population: Population | Sequence[Arm], demos_per_robot: int,
                 planned.extend(chunk)
                 bar.update(len(chunk))
         else:
-            with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+            with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), leave_sigint_to_parent) as pool:
                 for chunk in pool.imap(_plan_chunk, tasks):
                     planned.extend(chunk)
                     bar.update(len(chunk))

@@ -69,7 +69,7 @@ from mtrl_robot.ros.conversions import (
     randomization_to_json,
     seconds,
 )
-from mtrl_robot.ros.parameters import OneOf, Range, declare_parameters
+from mtrl_robot.ros.parameters import OneOf, Range, TopicName, declare_parameters
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.scenes.puck_table import Scene, load_scene
 
@@ -86,7 +86,8 @@ PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "flange_link": ("", "Flange link of urdf_file when robot is 'urdf'"),
     "backend": ("mujoco", "Physics engine: mujoco or pybullet", OneOf(("mujoco", "pybullet"))),
     "scene": ("none", "Scene around the arm: none, or a scene name or YAML path such as puck_table"),
-    "controller_name": ("joint_trajectory_controller", "Name the action and trajectory topic are under"),
+    "controller_name": ("joint_trajectory_controller", "Name the action and trajectory topic are under",
+                        TopicName()),
     "joint_states_rate": (250.0, "Rate in Hz of physics ticks, each publishing /joint_states", Range(1.0, 10_000.0)),
     "action_monitor_rate": (20.0, "Rate in Hz of FollowJointTrajectory feedback while a goal runs", Range(0.1, 1000.0)),
     "randomization_file": ("", "Domain-randomization spec YAML for ~/randomize (empty: the package's default)"),

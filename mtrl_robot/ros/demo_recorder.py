@@ -26,21 +26,19 @@ import time
 from pathlib import Path
 
 from geometry_msgs.msg import PointStamped
-from rclpy.exceptions import InvalidTopicNameException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.validate_topic_name import validate_topic_name
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from mtrl_robot.motions.bag_stream import BagStream, partial_folders
-from mtrl_robot.ros.parameters import declare_parameters
+from mtrl_robot.ros.parameters import TopicName, declare_parameters
 from mtrl_robot.ros.run import run_node
 
-PARAMETERS = {  # name: (default, description)
+PARAMETERS = {  # name: (default, description[, TopicName])
     "output_dir": ("recordings", "Folder the episode bags are written to"),
-    "joint_states_topic": ("/joint_states", "JointState topic to record"),
-    "target_topic": ("/demo_target", "PointStamped topic of the demonstration target (frame world)"),
+    "joint_states_topic": ("/joint_states", "JointState topic to record", TopicName()),
+    "target_topic": ("/demo_target", "PointStamped topic of the demonstration target (frame world)", TopicName()),
 }
 
 
@@ -55,16 +53,6 @@ def writable_folder(path: Path) -> Path:
     return path
 
 
-def topic_name(parameter: str, name: str) -> str:
-    """``name`` if it is a valid topic name; ``ValueError`` naming ``parameter`` otherwise."""
-    try:
-        validate_topic_name(name)
-    except InvalidTopicNameException as exc:
-        reason = str(exc).splitlines()[0].removeprefix("Invalid topic name: ").rstrip(":")
-        raise ValueError(f"{parameter}: {name!r} is not a valid topic name: {reason}") from None
-    return name
-
-
 class DemoRecorder(Node):
     """Writes each episode (its target, then the joint states until stopped) as one MCAP bag."""
 
@@ -72,8 +60,7 @@ class DemoRecorder(Node):
         super().__init__("demo_recorder")
         p = declare_parameters(self, PARAMETERS)
         self.output_dir = writable_folder(Path(p["output_dir"]))
-        self.topics = (topic_name("joint_states_topic", p["joint_states_topic"]),
-                       topic_name("target_topic", p["target_topic"]))
+        self.topics = (p["joint_states_topic"], p["target_topic"])
         self._lock = threading.Lock()
         self._bag: BagStream | None = None
         self._write_error: OSError | None = None

@@ -1,4 +1,5 @@
-"""Node parameters declared from one table of ``name: (default, description[, read_only][, Range or OneOf])``."""
+"""Node parameters declared from one table of ``name: (default, description[, read_only][, Range, OneOf or
+TopicName])``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import NameValidationException
 from rclpy.node import Node
+from rclpy.validate_topic_name import validate_topic_name
 
 from mtrl_robot.core.errors import ConfigError
 
@@ -25,10 +28,14 @@ class OneOf(NamedTuple):
     values: tuple[str, ...]
 
 
+class TopicName(NamedTuple):
+    """A string parameter that names a topic (or the prefix of topics): checked with rclpy's name validation."""
+
+
 def declare_parameters(node: Node, table: Mapping[str, tuple]) -> dict[str, Any]:
     """Declare every parameter of ``table`` on ``node`` with its description (read-only unless the table says
-    otherwise; a default may be a ``Parameter.Type`` for a parameter unset by default) and its range or choices;
-    return their values."""
+    otherwise; a default may be a ``Parameter.Type`` for a parameter unset by default) and its range, choices or
+    name check; return their values."""
     values = {}
     for name, (default, description, *options) in table.items():
         read_only = next((o for o in options if isinstance(o, bool)), True)
@@ -44,4 +51,10 @@ def declare_parameters(node: Node, table: Mapping[str, tuple]) -> dict[str, Any]
         choices = next((o for o in options if isinstance(o, OneOf)), None)
         if choices is not None and values[name] not in choices.values:
             raise ConfigError(None, name, f"expected one of {', '.join(choices.values)}, got {values[name]!r}")
+        if any(isinstance(o, TopicName) for o in options):
+            try:
+                validate_topic_name(values[name])
+            except NameValidationException as exc:  # its message spans lines, pointing at the character with ^
+                reason = str(exc).splitlines()[0].split(": ", 1)[-1].rstrip(":")
+                raise ConfigError(None, name, f"{values[name]!r} is not a valid ROS topic name: {reason}") from None
     return values

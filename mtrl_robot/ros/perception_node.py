@@ -29,7 +29,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.perception.colour_blob import CameraModel, CameraPose, back_project_to_plane, load_perception_config
 from mtrl_robot.ros.conversions import image_from_msg
-from mtrl_robot.ros.parameters import declare_parameters
+from mtrl_robot.ros.parameters import TopicName, declare_parameters
 from mtrl_robot.ros.run import run_node
 
 LOG_THROTTLE = 2.0  # s between repeated log messages about skipped frames
@@ -45,7 +45,7 @@ PARAMETERS = {  # name: (default, or the type of a parameter that is unset by de
                                                 "(unset: config_file's)"),
     "camera_rpy": (Parameter.Type.DOUBLE_ARRAY, "Camera optical frame (z forward, x right, y down) orientation "
                                                 "[roll, pitch, yaw] in rad in frame_id (unset: config_file's)"),
-    "output_topic": ("perception/point", "Topic of the geometry_msgs/PointStamped output"),
+    "output_topic": ("perception/point", "Topic of the geometry_msgs/PointStamped output", TopicName()),
     "frame_id": ("", "Frame of the extrinsics, the plane and the output (empty: config_file's)"),
 }
 

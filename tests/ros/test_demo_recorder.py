@@ -34,6 +34,7 @@ RATE = 250.0  # Hz of the joint states published during an episode
 PUBLISHED_BEFORE_KILL = 750  # joint states (3 s at RATE)
 MAX_LOST = RATE * 1.0  # joint states: at most a second of them may be lost to kill -9
 STEP_NS = round(1e9 / RATE)
+HOME = load_family("panda").home_q  # rad: the published joint states swing about it
 EXIT_TIMEOUT = 60.0  # s for a node refusing its parameters to exit
 
 
@@ -73,8 +74,9 @@ class JointStatePublisher:
 
     def _publish(self) -> None:
         i = self.published
-        msg = JointState(name=list(self.names), position=list(np.sin(i / RATE + np.arange(len(self.names)))),
-                         velocity=list(np.cos(i / RATE + np.arange(len(self.names)))))
+        phase = i / RATE + np.arange(len(self.names))  # a small swing about the home posture, within the limits
+        msg = JointState(name=list(self.names), position=list(HOME + 0.1 * np.sin(phase)),
+                         velocity=list(0.1 * np.cos(phase)))
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(self.start_ns + i * STEP_NS, 1_000_000_000)
         self.publisher.publish(msg)
         self.published = i + 1

@@ -13,7 +13,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from mtrl_robot.core.errors import ConfigError
-from mtrl_robot.ros.parameters import OneOf, Range, declare_parameters
+from mtrl_robot.ros.parameters import OneOf, Range, TopicName, declare_parameters
 from mtrl_robot.ros.run import node_command
 
 STARTUP_TIMEOUT = 60.0  # s for a node process to start and refuse its parameters (on a loaded machine)
@@ -73,8 +73,23 @@ def test_a_value_outside_the_choices_is_refused_naming_the_parameter(context):
         declared(context, engine="bullet")
 
 
+@pytest.mark.parametrize("name", ["bad name!", "1st", "", "arm/"])
+def test_a_topic_name_parameter_is_checked_with_rclpys_validation(context, name):
+    node = Node("topic_name_test", context=context, parameter_overrides=[Parameter("controller", value=name)])
+    try:
+        with pytest.raises(ConfigError, match=f"controller: '{name}' is not a valid ROS topic name: ") as caught:
+            declare_parameters(node, {"controller": ("joint_trajectory_controller", "prefix", TopicName())})
+    finally:
+        node.destroy_node()
+    assert "\n" not in str(caught.value)
+    valid = Node("topic_name_valid", context=context, parameter_overrides=[Parameter("controller", value="~/arm_1")])
+    assert declare_parameters(valid, {"controller": ("c", "prefix", TopicName())}) == {"controller": "~/arm_1"}
+    valid.destroy_node()
+
+
 @pytest.mark.parametrize(("module", "parameters", "message"), [
     ("arm_node", {"joint_states_rate": 0.0}, "Parameter joint_states_rate out of range"),
+    ("arm_node", {"controller_name": "bad name!"}, "controller_name: 'bad name!' is not a valid ROS topic name: "),
     ("arm_node", {"backend": "gazebo"}, "backend: expected one of mujoco, pybullet, got 'gazebo'"),
     ("adaptation_node", {"k": 0}, "Parameter k out of range"),
 ])
@@ -83,3 +98,4 @@ def test_nodes_refuse_parameters_out_of_range_in_one_line(ros_env, module, param
                           text=True, timeout=STARTUP_TIMEOUT)
     assert done.returncode == 1, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from mtrl_robot.core.torch_files import first_non_finite
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import to_tensors
@@ -45,8 +46,8 @@ def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None 
 
     ``steps`` defaults to the preset's ``adapt.steps``; ``out`` to ``<checkpoint>-<robot id>-k<k>.pt`` beside
     the checkpoint. Raises ``CheckpointError`` (corrupt, foreign), ``DatasetError`` (another joint set, NaN,
-    several robots), ``ValueError`` (bad ``k`` or ``steps``) or ``FileExistsError`` (``out`` or its model file
-    exists).
+    several robots), ``ValueError`` (bad ``k`` or ``steps``, or adaptation diverged to NaN or inf) or
+    ``FileExistsError`` (``out`` or its model file exists).
     """
     started = time.perf_counter()
     checkpoint = Path(checkpoint)
@@ -58,6 +59,10 @@ def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None 
             raise FileExistsError(f"{path} exists; adaptation never overwrites a file, choose another output path")
     steps = state.preset.adapt.steps if steps is None else steps
     params = adapt_params(state, demos, k, steps)
+    diverged = first_non_finite(params)
+    if diverged is not None:
+        raise ValueError(f"adapting {checkpoint} to {robot_id} diverged: {steps} steps on {k} demos gave NaN or inf "
+                         f"in {diverged} (the checkpoint's step sizes are too large for these demos); nothing written")
     latent = params.pop(LATENT, None)
     checkpoints.load_params(state.model, params)
     if latent is not None:

@@ -19,6 +19,7 @@ from typing import Any
 from mtrl_robot.core.config import (
     INNER_STEPS,
     PROCESSES,
+    ROBOTS,
     SEED,
     STEPS,
     WIDTH,
@@ -35,7 +36,6 @@ VARIANTS = ("maml", "first_order", "probabilistic")
 LR_MODES = ("none", "per_tensor", "per_element")
 PRETRAIN_SOURCES = ("nominal", "population")
 
-ROBOTS = Limit(10_000, "every robot's demonstrations are planned and held in memory")
 DEMOS = Limit(100_000, "demonstrations are planned and held in memory")
 BATCH = Limit(100_000, "a batch is held in memory with its gradients")
 DEMOS_PER_FAMILY = 1_000_000  # robots_per_family × demos_per_robot: a family's demos are held in memory at once

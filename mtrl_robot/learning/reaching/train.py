@@ -36,6 +36,7 @@ import csv
 import json
 import math
 import multiprocessing
+import sys
 import time
 from pathlib import Path
 
@@ -44,7 +45,8 @@ import torch
 
 from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.families import load_family
-from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.atomic import remove_temporaries, write_atomic
+from mtrl_robot.core.interrupt import exiting_on_sigterm, leave_sigint_to_parent
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.evaluation.report import interval, markdown_table
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
@@ -79,6 +81,9 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
         if {**saved, "compute": None} != {**preset.to_dict(), "compute": None}:
             raise ValueError(f"{out}: this run was started with another preset ({saved.get('name')}); "
                              "resume it with the same preset")
+    if resume:
+        for stale in remove_temporaries(out):
+            print(f"removed {stale}, the unfinished write of an interrupted run", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "preset.json", json.dumps(preset.to_dict(), indent=1))
     families = by_family(_demos(preset, out / "demos.npz", progress))
@@ -93,8 +98,8 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
     if workers == 1:
         results = list(map(_group_job, jobs))
     else:  # families are independent: one process each, as many at a time as there are workers
-        with multiprocessing.get_context("spawn").Pool(workers, _thread_only_progress_lock) as pool:
-            results = list(pool.imap(_group_job, jobs))
+        with multiprocessing.get_context("spawn").Pool(workers, _init_worker) as pool:
+            results = list(pool.imap(_pool_job, jobs))
     report = {family: entry for result in results for family, entry in result.items()}
     write_atomic(out / "report.json", json.dumps(report, indent=1))
     write_atomic(out / "report.md", report_table(report))
@@ -134,12 +139,20 @@ def _group_job(job: tuple) -> dict[str, dict]:
         torch.set_num_threads(threads)
 
 
-def _thread_only_progress_lock() -> None:
-    """Give a worker's progress bars a thread lock: tqdm's default multiprocessing one leaks a semaphore."""
+def _pool_job(job: tuple) -> dict[str, dict]:
+    """:func:`_group_job` in a pool worker: ended by SIGTERM, it discards what it was writing and ends quietly."""
+    with exiting_on_sigterm():
+        return _group_job(job)
+
+
+def _init_worker() -> None:
+    """A worker leaves SIGINT to the parent; its progress bars get a thread lock (tqdm's default multiprocessing
+    one leaks a semaphore)."""
     import threading
 
     from tqdm import tqdm
 
+    leave_sigint_to_parent()
     tqdm.set_lock(threading.RLock())
 
 

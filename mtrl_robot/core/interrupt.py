@@ -1,0 +1,60 @@
+"""SIGINT and SIGTERM as exceptions, so that a file being written atomically is discarded, not left half-done.
+
+A signal's default action ends a process at once: a temporary file of :func:`~mtrl_robot.core.atomic.write_atomic`
+stays behind, never renamed. :func:`raise_on_signals` makes both signals raise :class:`Interrupted` in the main
+thread instead, which unwinds through ``write_atomic`` (removing its temporary file) to whoever reports it.
+
+A pool worker leaves SIGINT (Ctrl-C reaches the whole process group) to its parent, which ends the pool
+(:func:`leave_sigint_to_parent`), and a job that writes files runs :func:`exiting_on_sigterm`, so that the SIGTERM
+of a pool being ended unwinds it the same way and the worker ends quietly, without a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from types import FrameType
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(BaseException):
+    """The process received SIGINT or SIGTERM; ``exit_code`` is the shell's 128 + signal number."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {self.name}")
+
+
+def raise_on_signals() -> None:
+    """From now on, SIGINT and SIGTERM raise :class:`Interrupted` in the main thread."""
+    for signum in SIGNALS:
+        signal.signal(signum, _raise)
+
+
+def leave_sigint_to_parent() -> None:
+    """In a pool worker (its initializer): ignore SIGINT; the parent, which receives it too, ends the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def exiting_on_sigterm() -> Iterator[None]:
+    """While inside, SIGTERM raises ``SystemExit``, which unwinds what the job writes and ends a pool worker quietly;
+    outside (e.g. while an idle worker exits), it keeps its default action."""
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+def _exit(signum: int, frame: FrameType | None) -> None:
+    sys.exit(128 + signum)
