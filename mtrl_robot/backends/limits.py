@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtrl_robot.backends.trajectory import JointTrajectory, TrajectoryError
+from mtrl_robot.backends.trajectory import JointTrajectory, TrajectoryError, segment_extremes
 
 TOLERANCE = 1e-6  # relative slack, so that a trajectory timed exactly at a limit is not refused for round-off
 WINDOW = 3  # control periods spanned by the third difference of commanded positions (jerk)
@@ -75,26 +75,14 @@ class MotionPeaks:
 
 def motion_peaks(trajectory: JointTrajectory, control_period: float) -> MotionPeaks:
     """Bounds of what the controller commands for ``trajectory`` (validated: finite, times increasing)."""
-    times, p = trajectory.times, trajectory.positions
-    n_points, n = p.shape
-    h = np.diff(times)[:, None]
-    dp = np.diff(p, axis=0)
+    times, n = trajectory.times, trajectory.positions.shape[1]
+    seg_v, seg_a0, seg_a1, seg_j = segment_extremes(trajectory)
     if trajectory.velocities is None:
-        slope = dp / h
-        seg_v, seg_a0, seg_a1, seg_j = np.abs(slope), np.zeros_like(dp), np.zeros_like(dp), np.zeros_like(dp)
+        slope = np.diff(trajectory.positions, axis=0) / np.diff(times)[:, None]
         v_left = np.vstack([np.zeros((1, n)), slope])  # velocity arriving at each point
         v_right = np.vstack([slope, np.zeros((1, n))])  # and leaving it
     else:
         v = trajectory.velocities
-        v0, v1 = v[:-1], v[1:]
-        c2 = (3 * dp / h - 2 * v0 - v1) / h  # p(s) = p0 + v0 s + c2 s² + c3 s³ on [0, h]
-        c3 = (v0 + v1 - 2 * dp / h) / h**2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.where(c3 != 0, -c2 / (3 * c3), 0.0)
-        inside = (s > 0) & (s < h)
-        stationary = np.where(inside, np.abs(v0 + 2 * c2 * s + 3 * c3 * s**2), 0.0)
-        seg_v = np.maximum(np.maximum(np.abs(v0), np.abs(v1)), stationary)
-        seg_a0, seg_a1, seg_j = 2 * c2, 2 * c2 + 6 * c3 * h, 6 * c3
         v_left = np.vstack([np.zeros((1, n)), v[1:]])
         v_right = np.vstack([v[:-1], np.zeros((1, n))])
     zero = np.zeros((1, n))
@@ -114,7 +102,7 @@ def motion_peaks(trajectory: JointTrajectory, control_period: float) -> MotionPe
     point = {"velocity": np.maximum(np.abs(v_left), np.abs(v_right)),
              "acceleration": dv_sum / control_period + near_a,
              "jerk": dv_sum / control_period**2 + da_sum / control_period + near_j}
-    if n_points == 1:
+    if len(times) == 1:
         point["velocity"] = np.zeros((1, n))
     return MotionPeaks(segment, point, dv_sum, da_sum)
 

@@ -195,34 +195,48 @@ def shortest_duration(velocity_demand: np.ndarray, velocity_limits: np.ndarray,
     return np.maximum(by_velocity.max(axis=-1), minimum)
 
 
+def segment_extremes(trajectory: JointTrajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the controller commands within each segment, (segments, dof) each: the peak |velocity|, the
+    acceleration at the segment's start and at its end, and the (constant) jerk.
+
+    With velocities the segments are cubic Hermite: velocity quadratic (extreme at an end or at its one
+    stationary point), acceleration linear, jerk constant. Without, they are linear: constant velocity, no
+    acceleration or jerk inside (the steps at the waypoints are the caller's to price).
+    """
+    h = np.diff(trajectory.times)[:, None]
+    dp = np.diff(trajectory.positions, axis=0)
+    if trajectory.velocities is None:
+        zero = np.zeros_like(dp)
+        return np.abs(dp) / h, zero, zero, zero
+    v0, v1 = trajectory.velocities[:-1], trajectory.velocities[1:]
+    c2 = (3 * dp / h - 2 * v0 - v1) / h  # p(s) = p0 + v0 s + c2 s² + c3 s³ on [0, h]
+    c3 = (v0 + v1 - 2 * dp / h) / h**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(c3 != 0, -c2 / (3 * c3), 0.0)
+    stationary = np.where((s > 0) & (s < h), np.abs(v0 + 2 * c2 * s + 3 * c3 * s**2), 0.0)
+    speed = np.maximum(np.maximum(np.abs(v0), np.abs(v1)), stationary)
+    return speed, 2 * c2, 2 * c2 + 6 * c3 * h, 6 * c3
+
+
 def retime(trajectory: JointTrajectory, velocity_limits: np.ndarray, acceleration_limits: np.ndarray | None = None,
            fractions: LimitFractions = LIMIT_FRACTIONS) -> JointTrajectory:
     """``trajectory`` slowed down uniformly (never sped up) until every segment keeps under ``fractions`` of the
     limits (given in the trajectory's joint order).
 
-    With velocities, the bounds hold over the whole of each cubic Hermite segment the controller runs: its
-    peak speed (at an end or at the extremum inside) and its acceleration (extreme at the ends). Without,
-    segments are linear: their speed is bounded, and ``acceleration_limits`` cannot apply (the velocity steps
-    at every waypoint whatever the timing).
+    With velocities, the bounds hold over the whole of each cubic Hermite segment the controller runs
+    (:func:`segment_extremes`): its peak speed and its acceleration (extreme at the ends). Without, segments are
+    linear: their speed is bounded, and ``acceleration_limits`` cannot apply (the velocity steps at every waypoint
+    whatever the timing).
     """
-    dt = np.diff(trajectory.times)[:, None]
-    dp = np.diff(trajectory.positions, axis=0)
-    speed = np.abs(dp) / dt
+    if len(trajectory.times) < 2:
+        return trajectory
+    speed, start_acceleration, end_acceleration, _ = segment_extremes(trajectory)
     acceleration = None
-    if trajectory.velocities is not None:
-        v0, v1 = trajectory.velocities[:-1], trajectory.velocities[1:]
-        # Velocity over a segment as a quadratic in s ∈ [0, 1]: a·s² + b·s + v0.
-        a = (-6 * dp + 3 * dt * (v0 + v1)) / dt
-        b = (6 * dp - dt * (4 * v0 + 2 * v1)) / dt
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.where(a != 0, -b / (2 * a), 0.0)
-        inside = np.where((s > 0) & (s < 1), np.abs(a * s**2 + b * s + v0), 0.0)
-        speed = np.maximum(np.maximum(np.abs(v0), np.abs(v1)), inside)
-        if acceleration_limits is not None:
-            acceleration = np.maximum(np.abs(b), np.abs(2 * a + b)) / dt
+    if trajectory.velocities is not None and acceleration_limits is not None:
+        acceleration = np.maximum(np.abs(start_acceleration), np.abs(end_acceleration))
     scale = float(shortest_duration(speed, velocity_limits, acceleration,
                                     None if acceleration is None else acceleration_limits, fractions,
-                                    minimum=1.0).max()) if len(dt) else 1.0
+                                    minimum=1.0).max())
     velocities = None if trajectory.velocities is None else trajectory.velocities / scale
     return JointTrajectory(trajectory.joint_names, trajectory.times * scale, trajectory.positions, velocities)
 

@@ -12,11 +12,13 @@ import argparse
 import dataclasses
 import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from mtrl_robot.core.config import SEED, Limit, Rule, read_value, rule_of
 from mtrl_robot.core.errors import ConfigError
 
+RUNS = Path("runs")  # where commands write by default
 EPISODES = Limit(1_000_000, "each episode is printed (and logged, and applied to a simulator)")
 
 

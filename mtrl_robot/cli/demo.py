@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mtrl_robot.cli import robots
+from mtrl_robot.cli.arguments import RUNS
 from mtrl_robot.core.paths import data_dir
 
 DEMO_KS = (1, 5)  # the numbers of demos the demo's evaluation adapts on
@@ -57,5 +58,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser("demo", help="the main job: robots, randomization, then train, adapt and evaluate (small)")
     m.add_argument("--seed", type=int, default=0, help="population and randomization seed")
     m.add_argument("--skip-learning", action="store_true", help="stop after the picture (about a minute)")
-    m.add_argument("-o", "--output", type=Path, default=Path("runs") / "demo")
+    m.add_argument("-o", "--output", type=Path, default=RUNS / "demo")
     m.set_defaults(func=lambda a: demo(a.seed, a.output, a.skip_learning))

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mtrl_robot.cli.arguments import bounded, like, seed
+from mtrl_robot.cli.arguments import RUNS, bounded, like, seed
 from mtrl_robot.learning.puck.presets import HITS, PuckMetaRLConfig
-
-RUNS = Path("runs")
 
 
 def train(args: argparse.Namespace) -> None:

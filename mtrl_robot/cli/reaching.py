@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mtrl_robot.cli.arguments import bounded, like, seed
+from mtrl_robot.cli.arguments import RUNS, bounded, like, seed
 from mtrl_robot.core.config import ROBOTS, STEPS, Limit
 from mtrl_robot.learning.reaching.presets import DEMOS, AdaptConfig
 
-RUNS = Path("runs")
 MULTITASK_BUDGET = Limit(100, "the multi-task model trains this many times the run's pretraining steps")
 
 

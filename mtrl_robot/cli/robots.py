@@ -12,11 +12,9 @@ from mtrl_robot.arms.families import family_names, load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.arms.loader import URDF, load_arm
 from mtrl_robot.backends.factory import make_backend
-from mtrl_robot.cli.arguments import EPISODES, Unique, bounded, seed
+from mtrl_robot.cli.arguments import EPISODES, RUNS, Unique, bounded, seed
 from mtrl_robot.core.config import ROBOTS
 from mtrl_robot.core.paths import data_dir
-
-RUNS = Path("runs")
 
 
 def generate(config: Path | None, seed: int | None, per_family: int | None, families: list[str] | None,
