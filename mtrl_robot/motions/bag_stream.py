@@ -15,7 +15,6 @@ recovery and clean-up never touch an episode that is still being recorded.
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
 import struct
 import tempfile
@@ -35,6 +34,7 @@ from mtrl_robot.motions.recording import (
     WORLD_FRAME,
     _stamp,
     _typestore,
+    new_bag,
 )
 
 PARTIAL_SUFFIX = ".partial"
@@ -186,7 +186,6 @@ def recover_partial(folder: str | Path) -> Partial:
     (``ValueError``), one a running process writes is refused (:class:`PartialLocked`).
     """
     from mcap.records import Channel, Message, Schema
-    from rosbags.rosbag2 import StoragePlugin, Writer
 
     folder = Path(folder)
     stream_path = _stream_file(folder)
@@ -194,27 +193,22 @@ def recover_partial(folder: str | Path) -> Partial:
     if bag.exists():
         raise FileExistsError(f"{bag}: already exists; a recording is never overwritten")
     store = _typestore()
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{bag.name}.", suffix=".tmp"))
-    try:
-        with stream_path.open("rb") as stream:
-            _lock(stream, folder)
-            schemas: dict[int, str] = {}
-            count = 0
-            with Writer(tmp / bag.name, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-                connections = {}
-                for record in _records(stream):
-                    if isinstance(record, Schema):
-                        schemas[record.id] = record.name
-                    elif isinstance(record, Channel) and record.id not in connections:  # repeated in the summary
-                        connections[record.id] = writer.add_connection(record.topic, schemas[record.schema_id],
-                                                                       typestore=store)
-                    elif isinstance(record, Message):
-                        writer.write(connections[record.channel_id], record.log_time, record.data)
-                        count += 1
-                if count == 0:
-                    raise ValueError(f"{folder}: no complete message was written; nothing to recover")
-        os.rename(tmp / bag.name, bag)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with stream_path.open("rb") as stream:
+        _lock(stream, folder)
+        schemas: dict[int, str] = {}
+        count = 0
+        with new_bag(bag) as writer:
+            connections = {}
+            for record in _records(stream):
+                if isinstance(record, Schema):
+                    schemas[record.id] = record.name
+                elif isinstance(record, Channel) and record.id not in connections:  # repeated in the summary
+                    connections[record.id] = writer.add_connection(record.topic, schemas[record.schema_id],
+                                                                   typestore=store)
+                elif isinstance(record, Message):
+                    writer.write(connections[record.channel_id], record.log_time, record.data)
+                    count += 1
+            if count == 0:
+                raise ValueError(f"{folder}: no complete message was written; nothing to recover")
     shutil.rmtree(folder)
     return Partial(folder, bag, count)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,22 @@ def _stamp(store, ns: int):
     return store.types["builtin_interfaces/msg/Time"](sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
+@contextmanager
+def new_bag(path: Path) -> Iterator[object]:
+    """A rosbag2 MCAP writer whose bag appears at ``path`` with one rename when the block completes; on any error
+    nothing is left behind."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        with Writer(tmp / path.name, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+            yield writer
+        os.rename(tmp / path.name, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_recording(path: str | Path, episodes: Sequence[Episode], *, start_time: float = DEFAULT_START,
                     gap: float = 1.0, frame_id: str = WORLD_FRAME, joint_states_topic: str = JOINT_STATES_TOPIC,
                     target_topic: str = TARGET_TOPIC) -> Path:
@@ -68,7 +85,6 @@ def write_recording(path: str | Path, episodes: Sequence[Episode], *, start_time
     The bag directory appears at ``path`` complete or not at all: it is written into a temporary
     directory beside it and renamed. An existing ``path`` is never overwritten.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
 
     path = Path(path)
     if path.exists():
@@ -85,30 +101,24 @@ def write_recording(path: str | Path, episodes: Sequence[Episode], *, start_time
     types = store.types
     header, point = types["std_msgs/msg/Header"], types["geometry_msgs/msg/Point"]
     joint_state, point_stamped = types[JOINT_STATE_TYPE], types[TARGET_TYPE]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
-        with Writer(tmp / path.name, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-            states = writer.add_connection(joint_states_topic, JOINT_STATE_TYPE, typestore=store)
-            targets = writer.add_connection(target_topic, TARGET_TYPE, typestore=store)
-            t0 = round(start_time * 1e9)  # ns; stamps are integers so that times survive exactly to 1 ns
-            for ep in episodes:
-                x, y, z = (float(v) for v in ep.target)
-                msg = point_stamped(header=header(stamp=_stamp(store, t0), frame_id=frame_id),
-                                    point=point(x=x, y=y, z=z))
-                writer.write(targets, t0, store.serialize_cdr(msg, TARGET_TYPE))
-                positions = np.ascontiguousarray(ep.positions, dtype=float)
-                velocities = (np.empty((len(ep.times), 0)) if ep.velocities is None
-                              else np.ascontiguousarray(ep.velocities, dtype=float))
-                for i, t in enumerate(ep.times):
-                    ns = t0 + round(float(t) * 1e9)
-                    msg = joint_state(header=header(stamp=_stamp(store, ns), frame_id=""), name=list(ep.joint_names),
-                                      position=positions[i], velocity=velocities[i], effort=np.empty(0))
-                    writer.write(states, ns, store.serialize_cdr(msg, JOINT_STATE_TYPE))
-                t0 += round((float(ep.times[-1]) + gap) * 1e9)
-        os.rename(tmp / path.name, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with new_bag(path) as writer:
+        states = writer.add_connection(joint_states_topic, JOINT_STATE_TYPE, typestore=store)
+        targets = writer.add_connection(target_topic, TARGET_TYPE, typestore=store)
+        t0 = round(start_time * 1e9)  # ns; stamps are integers so that times survive exactly to 1 ns
+        for ep in episodes:
+            x, y, z = (float(v) for v in ep.target)
+            msg = point_stamped(header=header(stamp=_stamp(store, t0), frame_id=frame_id),
+                                point=point(x=x, y=y, z=z))
+            writer.write(targets, t0, store.serialize_cdr(msg, TARGET_TYPE))
+            positions = np.ascontiguousarray(ep.positions, dtype=float)
+            velocities = (np.empty((len(ep.times), 0)) if ep.velocities is None
+                          else np.ascontiguousarray(ep.velocities, dtype=float))
+            for i, t in enumerate(ep.times):
+                ns = t0 + round(float(t) * 1e9)
+                msg = joint_state(header=header(stamp=_stamp(store, ns), frame_id=""), name=list(ep.joint_names),
+                                  position=positions[i], velocity=velocities[i], effort=np.empty(0))
+                writer.write(states, ns, store.serialize_cdr(msg, JOINT_STATE_TYPE))
+            t0 += round((float(ep.times[-1]) + gap) * 1e9)
     return path
 
 
