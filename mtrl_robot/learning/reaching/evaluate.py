@@ -53,13 +53,12 @@ from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.core.atomic import write_atomic
-from mtrl_robot.core.torch_files import load_torch_file
 from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import by_family, to_tensors
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
-from mtrl_robot.learning.reaching.pretrain import build_model, pretrain
+from mtrl_robot.learning.reaching.pretrain import build_model, load_pretrained, pretrain, save_pretrained
 from mtrl_robot.motions.dataset import DemoDataset
 from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.reach import plan_robot_demos
@@ -286,17 +285,13 @@ def _multitask_model(run: Path, out: Path, family: str, base: ReachingCheckpoint
         candidates.insert(0, run / "pretrain" / f"{family}.pt")
     for path in candidates:
         if path.is_file():
-            vae, model = build_model(preset.model, n_waypoints, dof, 0)
-            state = load_torch_file(path, "multi-task model")
-            vae.load_state_dict(state["vae"])
-            model.load_state_dict(state["model"])
-            return model.eval()
+            return load_pretrained(path, *build_model(preset.model, n_waypoints, dof, 0), "multi-task model").eval()
     train = to_tensors(dataset.select(train_ids), base.joint_names, n_waypoints)
     config = replace(preset.pretrain, source="population",
                      vae_steps=max(1, math.ceil(preset.pretrain.vae_steps * budget)),
                      policy_steps=max(1, math.ceil(preset.pretrain.policy_steps * budget)))
     vae, model = pretrain(train.targets, train.offsets, preset.model, config, 0, progress)
-    write_atomic(candidates[-1], lambda f: torch.save({"vae": vae.state_dict(), "model": model.state_dict()}, f))
+    save_pretrained(candidates[-1], vae, model)
     return model.eval()
 
 

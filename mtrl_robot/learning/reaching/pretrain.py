@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.learning.reaching.presets import ModelConfig, PretrainConfig
 from mtrl_robot.models.policy import ReachingModel, TargetPolicy
 from mtrl_robot.models.trajectory_vae import OffsetScaler, TrajectoryVAE
@@ -78,3 +81,22 @@ def pretrain(targets: Tensor, offsets: Tensor, model_config: ModelConfig, config
 def cosine(start: float, end: float, step: int, total: int) -> float:
     """Step size at ``step`` of a cosine decay from ``start`` to ``end`` over ``total`` steps."""
     return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def save_pretrained(path: Path, vae: TrajectoryVAE, model: ReachingModel) -> Path:
+    """Write a pretrained VAE and reaching model atomically (read back by :func:`load_pretrained`)."""
+    return write_atomic(path, lambda f: torch.save({"vae": vae.state_dict(), "model": model.state_dict()}, f))
+
+
+def load_pretrained(path: Path, vae: TrajectoryVAE, model: ReachingModel, what: str) -> ReachingModel:
+    """Load a file of :func:`save_pretrained` into ``vae`` and ``model`` (built to the same sizes); returns ``model``.
+
+    ``CheckpointError`` naming the file and ``what`` it should be when it is unreadable or does not fit.
+    """
+    state = load_torch_file(path, what)
+    try:
+        vae.load_state_dict(state["vae"])
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a {what} of this preset ({e}); delete it to train it again") from e
+    return model

@@ -47,14 +47,13 @@ from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.core.atomic import remove_temporaries, write_atomic
 from mtrl_robot.core.interrupt import exiting_on_sigterm, leave_sigint_to_parent
-from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.evaluation.report import interval, markdown_table
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import by_family, pool, task_sampler, to_tensors
 from mtrl_robot.learning.reaching.evaluate import LABELS, TARGETS_PER_ROBOT, held_out_errors
 from mtrl_robot.learning.reaching.presets import Preset, load_preset, preset_from_dict
-from mtrl_robot.learning.reaching.pretrain import build_model, cosine, pretrain
+from mtrl_robot.learning.reaching.pretrain import build_model, cosine, load_pretrained, pretrain, save_pretrained
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.generate import generate_demos
@@ -242,14 +241,7 @@ def _pretrained(preset: Preset, families: list[str], train, path: Path, progress
     config, tdim = preset.pretrain, checkpoints.task_dim(preset.meta)
     vae, model = build_model(preset.model, train.n_waypoints, train.dof, tdim, config.seed)
     if path.is_file():
-        state = load_torch_file(path, "pretraining checkpoint")
-        try:
-            vae.load_state_dict(state["vae"])
-            model.load_state_dict(state["model"])
-            return model
-        except (KeyError, TypeError, RuntimeError) as e:
-            raise CheckpointError(f"{path}: not a pretraining checkpoint of this preset ({e}); delete it to pretrain "
-                                  "again") from e
+        return load_pretrained(path, vae, model, "pretraining checkpoint")
     if config.source == "nominal":
         planned = [plan_robot_demos(load_family(f), config.nominal_demos, config.seed, train.n_waypoints)
                    for f in families]
@@ -263,7 +255,7 @@ def _pretrained(preset: Preset, families: list[str], train, path: Path, progress
                           log=lambda stage, step, loss: rows.append((stage, step, loss)))
     write_atomic(path.parent.parent / "logs" / f"{path.stem}-pretrain.csv",
                  "stage,step,loss\n" + "".join(f"{s},{i},{v:.6g}\n" for s, i, v in rows))
-    write_atomic(path, lambda f: torch.save({"vae": vae.state_dict(), "model": model.state_dict()}, f))
+    save_pretrained(path, vae, model)
     return model
 
 
