@@ -16,6 +16,7 @@ from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.config import ROBOTS, SEED, Rule, load_yaml, mapping, read_value, unknown_keys
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
+from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.randomization import Distribution, parse_distribution
 
 FILE_FORMAT = "mtrl_robot.population"
@@ -147,11 +148,9 @@ class Population:
 
 def generate(config: PopulationConfig, progress: bool = False) -> Population:
     """All robots of a config, family by family, in id order."""
-    from tqdm import tqdm
-
     total = len(config.families) * config.robots_per_family
     robots = []
-    with tqdm(total=total, desc="robots", unit="robot", disable=not progress) as bar:
+    with progress_bar(total=total, desc="robots", unit="robot", disable=not progress) as bar:
         for name in config.families:
             nominal = load_family(name)
             for index in range(config.robots_per_family):

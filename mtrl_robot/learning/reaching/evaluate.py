@@ -53,6 +53,7 @@ from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
@@ -176,14 +177,12 @@ def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict
     ``states`` holds the family's meta-trained checkpoint under ``maml`` and/or ``pmaml`` (the first one present
     gives the architecture, joint set and adaptation steps); ``multitask`` is the model ``finetune`` starts from.
     """
-    from tqdm import tqdm
-
     base = states.get("maml") or states["pmaml"]
     methods = list(methods)
     ks = tuple(int(k) for k in ks)
     errors: dict[str, dict[int, list[float]]] = {m: {k: [] for k in ks} for m in methods}
     per_robot: dict[str, dict] = {}
-    for robot_id in tqdm(robot_ids, desc=f"evaluate {base.info['family']}", unit="robot", disable=not progress):
+    for robot_id in progress_bar(robot_ids, desc=f"evaluate {base.info['family']}", unit="robot", disable=not progress):
         row = _robot_errors(dataset.for_robot(robot_id), states, multitask, base, methods, ks, targets_per_robot,
                             seed, scratch_steps, scratch_lr, finetune_lr)
         per_robot[robot_id] = {m: {str(k): v for k, v in by_k.items()} for m, by_k in row.items()}

@@ -39,6 +39,7 @@ import multiprocessing
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.core.atomic import remove_temporaries, write_atomic
 from mtrl_robot.core.interrupt import exiting_on_sigterm, leave_sigint_to_parent
+from mtrl_robot.core.progress import BarRelay, progress_bar, relay_bars_to
 from mtrl_robot.evaluation.report import interval, markdown_table
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
@@ -97,7 +99,8 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
     if workers == 1:
         results = list(map(_group_job, jobs))
     else:  # families are independent: one process each, as many at a time as there are workers
-        with multiprocessing.get_context("spawn").Pool(workers, _init_worker) as pool:
+        with BarRelay() as bars, multiprocessing.get_context("spawn").Pool(workers, _init_worker,
+                                                                            (bars.queue,)) as pool:
             results = list(pool.imap(_pool_job, jobs))
     report = {family: entry for result in results for family, entry in result.items()}
     write_atomic(out / "report.json", json.dumps(report, indent=1))
@@ -144,15 +147,10 @@ def _pool_job(job: tuple) -> dict[str, dict]:
         return _group_job(job)
 
 
-def _init_worker() -> None:
-    """A worker leaves SIGINT to the parent; its progress bars get a thread lock (tqdm's default multiprocessing
-    one leaks a semaphore)."""
-    import threading
-
-    from tqdm import tqdm
-
+def _init_worker(bars: Any) -> None:
+    """A worker leaves SIGINT to the parent and sends its progress bars to the parent's :class:`BarRelay`."""
     leave_sigint_to_parent()
-    tqdm.set_lock(threading.RLock())
+    relay_bars_to(bars)
 
 
 def _demos(preset: Preset, path: Path, progress: bool) -> DemoDataset:
@@ -190,11 +188,9 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
             "held_out": [r for ids in held_out.values() for r in ids], "preset": preset.to_dict()})
     learner, sample = state.learner, task_sampler(train, state.model.normalize, meta.k_support, meta.k_query)
 
-    from tqdm import tqdm
-
     log = _LossLog(out / "logs" / f"{name}.csv", keep_until=learner.step)
-    with tqdm(total=meta.meta_steps, initial=learner.step, desc=f"meta-train {name}", unit="step",
-              disable=not progress, position=position) as bar:
+    with progress_bar(total=meta.meta_steps, initial=learner.step, desc=f"meta-train {name}", unit="step",
+             disable=not progress, position=position) as steps:
         while learner.step < meta.meta_steps:
             lr = cosine(meta.outer_lr, meta.outer_lr_final, learner.step, meta.meta_steps)
             for group in learner.optimizer.param_groups:
@@ -205,8 +201,8 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
                 raise FloatingPointError(f"{name}: meta-loss is {loss} at step {learner.step}; the last good "
                                          f"checkpoint is {path} (try a smaller meta.outer_lr or meta.inner_lr)")
             log.add(learner.step, loss, lr, time.perf_counter() - start)
-            bar.update()
-            bar.set_postfix(loss=f"{loss:.2e}")
+            steps.update()
+            steps.set_postfix(loss=f"{loss:.2e}")
             if learner.step % meta.checkpoint_every == 0 or learner.step == meta.meta_steps:
                 log.flush()
                 state.save(path)
