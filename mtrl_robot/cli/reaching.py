@@ -39,6 +39,23 @@ def evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {table}, {plot} and {data}")
 
 
+def export(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.reaching import checkpoint as checkpoints
+    from mtrl_robot.models.model_file import load_model_file
+    from mtrl_robot.models.onnx_export import export_onnx
+
+    model = args.model
+    if model.is_dir():
+        found = sorted(str(p) for p in model.glob("**/*" + checkpoints.MODEL_FILE_SUFFIX))
+        raise ValueError(f"{model}: a folder; name one model file ({', '.join(found) or 'none in it'})")
+    if not model.name.endswith(checkpoints.MODEL_FILE_SUFFIX):
+        model = checkpoints.model_file_path(model)  # a checkpoint: its model file beside it
+    if args.output.exists():
+        raise ValueError(f"{args.output}: already exists; an export never replaces a file")
+    path = export_onnx(load_model_file(model), args.output)
+    print(f"wrote {path} from {model} (onnxruntime's waypoints checked against PyTorch's)")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("reaching", help="few-shot reaching: meta-train, adapt to a new arm, evaluate in MuJoCo")
     verbs = group.add_subparsers(dest="action", required=True)
@@ -78,3 +95,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--multitask-budget", type=bounded(float, above=0, maximum=MULTITASK_BUDGET),
                    help="fraction of the run's pretraining steps for the multi-task model, if trained here (1.0)")
     e.set_defaults(func=evaluate)
+
+    x = verbs.add_parser("export", help="write a reaching model file (adapted or meta-trained) as ONNX")
+    x.add_argument("model", type=Path, help="a model file (X.model.pt), or a checkpoint X.pt (its model file)")
+    x.add_argument("-o", "--output", type=Path, required=True, help="the ONNX file to write (never replaced)")
+    x.set_defaults(func=export)
