@@ -33,10 +33,13 @@ def evaluate(args: argparse.Namespace) -> None:
 
     given = {"ks": args.ks, "methods": args.methods, "targets_per_robot": args.targets, "seed": args.seed,
              "robots_per_family": args.robots, "pmaml_run_dir": args.pmaml_run, "scratch_steps": args.scratch_steps,
-             "multitask_budget": args.multitask_budget}  # the others keep evaluate_reaching's defaults
+             "multitask_budget": args.multitask_budget,
+             "video": args.video or None}  # the others keep evaluate_reaching's defaults
     table, plot, data = evaluate_reaching(args.run, args.output, **{k: v for k, v in given.items() if v is not None})
     print(table.read_text())
     print(f"wrote {table}, {plot} and {data}")
+    if args.video:
+        print("videos: " + ", ".join(str(p) for p in sorted(args.output.glob("reaching_*.mp4"))))
 
 
 def export(args: argparse.Namespace) -> None:
@@ -94,6 +97,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="training steps of the from-scratch model (default: 300)")
     e.add_argument("--multitask-budget", type=bounded(float, above=0, maximum=MULTITASK_BUDGET),
                    help="fraction of the run's pretraining steps for the multi-task model, if trained here (1.0)")
+    e.add_argument("--video", action="store_true",
+                   help="also write reaching_<family>.mp4: a held-out robot before and after adaptation")
     e.set_defaults(func=evaluate)
 
     x = verbs.add_parser("export", help="write a reaching model file (adapted or meta-trained) as ONNX")

@@ -73,6 +73,7 @@ K_FREE = ("no_adaptation", "ik_oracle")  # the same numbers for every K
 NOT_TRAINED = "not trained in this run"
 TARGETS_PER_ROBOT = 10  # fresh targets per held-out robot
 SEED = 1000  # of the fresh targets, the from-scratch models and the multi-task model
+VIDEO_TARGETS = 3  # fresh targets shown in an evaluation's video
 SCRATCH_MIN_SCALE = 0.1  # rad / m: normalisation scale floor of the from-scratch model (K may be 1)
 
 
@@ -80,11 +81,13 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
                       methods: Sequence[str] = METHODS, targets_per_robot: int = TARGETS_PER_ROBOT, seed: int = SEED,
                       progress: bool = True, robots_per_family: int | None = None, scratch_steps: int = 300,
                       scratch_lr: float = 3e-3, finetune_lr: float = 1e-3, pmaml_run_dir: str | Path | None = None,
-                      multitask_budget: float = 1.0) -> tuple[Path, Path, Path]:
+                      multitask_budget: float = 1.0, video: bool = False) -> tuple[Path, Path, Path]:
     """Evaluate a training run; returns the paths of ``reaching.md``, ``reaching.png`` and ``reaching.json``.
 
     ``robots_per_family`` limits the held-out robots per family (default: all of them); ``multitask_budget``
     scales the steps of the multi-task model when it has to be trained here (1.0: the run's pretraining steps).
+    With ``video``, ``reaching_<family>.mp4`` shows each family's first held-out robot before and after MAML
+    adaptation with the largest K (:func:`reaching_video`).
     """
     started = time.perf_counter()
     run, out = Path(run_dir), Path(out_dir)
@@ -128,6 +131,9 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
             multitask=multitask, scratch_steps=scratch_steps, scratch_lr=scratch_lr, finetune_lr=finetune_lr,
             progress=progress)
         per_robot.update(robots)
+        if video and states["maml"] is not None:
+            reaching_video(families[family].for_robot(held[0]), states["maml"], max(ks), seed,
+                           out / f"reaching_{family}.mp4")
 
     summary = {fam: {m: {str(k): interval(v).to_dict() for k, v in by_k.items()} for m, by_k in fm.items()}
                for fam, fm in errors.items()}
@@ -151,6 +157,27 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
     write_atomic(table_path, reaching_table(results))
     plot_path = plot_results(results, out / "reaching.png")
     return table_path, plot_path, json_path
+
+
+def reaching_video(demos: DemoDataset, state: ReachingCheckpoint, k: int, seed: int, path: Path,
+                   n_targets: int = VIDEO_TARGETS) -> Path:
+    """An MP4 of one robot reaching the first ``n_targets`` of the evaluation's fresh targets, executed in MuJoCo:
+    the meta-trained model without adaptation beside it after MAML adaptation on the robot's first ``k`` demos."""
+    from mtrl_robot.evaluation.video import Panel, record_reaches, write_video
+
+    arm = demos.robots[0]
+    n_waypoints = int(state.info["n_waypoints"])
+    targets = plan_robot_demos(arm, n_targets, seed, n_waypoints).targets
+    data = to_tensors(demos, state.joint_names, n_waypoints)
+    with torch.no_grad():
+        params = state.learner.adapt(data.targets[:k], state.model.normalize(data.offsets[:k]),
+                                     state.preset.adapt.steps)
+    backend = MujocoBackend(arm)
+    panels = []
+    for label, adapted in (("no adaptation", None), (f"MAML, K = {k}", params)):
+        trajectories = [timed(arm, p) for p in predict_positions(state, arm, targets, params=adapted)]
+        panels.append(Panel(f"{arm.robot_id}: {label}", record_reaches(backend, arm, trajectories, targets)))
+    return write_video(arm, panels, path)
 
 
 def _checkpoints(run: Path) -> dict[str, tuple[Path, str]]:
