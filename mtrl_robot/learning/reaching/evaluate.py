@@ -99,10 +99,11 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
     dataset = load_demos(run / "demos.npz")
     out.mkdir(parents=True, exist_ok=True)
     families = by_family(dataset)
-    maml_ckpts = _checkpoints(run)
+    maml_ckpts = meta_trained_checkpoints(run)
     pmaml_ckpts = {f: p for f, (p, v) in maml_ckpts.items() if v == "probabilistic"}
     if pmaml_run_dir is not None:
-        pmaml_ckpts.update({f: p for f, (p, v) in _checkpoints(Path(pmaml_run_dir)).items() if v == "probabilistic"})
+        pmaml_ckpts.update({f: p for f, (p, v) in meta_trained_checkpoints(Path(pmaml_run_dir)).items()
+                            if v == "probabilistic"})
     maml_ckpts = {f: p for f, (p, v) in maml_ckpts.items() if v != "probabilistic"}
 
     errors: dict[str, dict[str, dict[int, list[float]]]] = {}  # family → method → K → errors (cm)
@@ -180,7 +181,7 @@ def reaching_video(demos: DemoDataset, state: ReachingCheckpoint, k: int, seed: 
     return write_video(arm, panels, path)
 
 
-def _checkpoints(run: Path) -> dict[str, tuple[Path, str]]:
+def meta_trained_checkpoints(run: Path) -> dict[str, tuple[Path, str]]:
     """The run's meta-trained (not adapted) reaching checkpoints: family → (path, meta variant)."""
     found = {}
     for path in sorted((run / "checkpoints").glob("*.pt")):
