@@ -38,6 +38,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
+from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.motions.bag_stream import BagStream, partial_folders
 from mtrl_robot.motions.recording import (
     DESCRIPTION_TOPIC,
@@ -87,6 +88,13 @@ class DemoRecorder(Node):
         self.topics = (p["joint_states_topic"], p["target_topic"])
         self.description_topic, self.tf_topic, self.tf_static_topic = (p["robot_description_topic"], p["tf_topic"],
                                                                        p["tf_static_topic"])
+        named: dict[str, str] = {}
+        for parameter in ("joint_states_topic", "target_topic", "robot_description_topic", "tf_topic",
+                          "tf_static_topic"):
+            if p[parameter] in named:
+                raise ConfigError(None, parameter, f"{p[parameter]} is also {named[p[parameter]]}; each parameter "
+                                  "must name a topic of its own")
+            named[p[parameter]] = parameter
         self.serialized_topics = {self.description_topic: (DESCRIPTION_TYPE, [bag_qos(LATCHED_QOS)]),
                                   self.tf_static_topic: (TF_TYPE, [bag_qos(LATCHED_QOS)]),
                                   self.tf_topic: (TF_TYPE, [bag_qos(TF_QOS)])}
@@ -124,25 +132,28 @@ class DemoRecorder(Node):
             self.get_logger().info(f"received the robot description on {self.description_topic}")
         with self._lock:
             self._description = msg
-            self._write_latched(self.get_clock().now().nanoseconds)
+            self._write_description(self.get_clock().now().nanoseconds)
 
     def _on_static_frames(self, msg: TFMessage) -> None:
         if not self._static_frames:
             self.get_logger().info(f"received fixed frames on {self.tf_static_topic}")
         with self._lock:
             self._static_frames.update((t.child_frame_id, t) for t in msg.transforms)
-            self._write_latched(self.get_clock().now().nanoseconds)
+            self._write_static_frames(self.get_clock().now().nanoseconds)
 
     def _on_frames(self, msg: TFMessage) -> None:
         stamp = stamp_ns(msg.transforms[0].header.stamp) if msg.transforms else self.get_clock().now().nanoseconds
         with self._lock:
             self._write(self.tf_topic, lambda bag: bag.write_serialized(self.tf_topic, stamp, serialize_message(msg)))
 
-    def _write_latched(self, stamp: int) -> None:
-        """Write the latest description and every fixed frame into the open episode (call holding the lock)."""
+    def _write_description(self, stamp: int) -> None:
+        """Write the latest description, if any, into the open episode (call holding the lock)."""
         if self._description is not None:
             data = serialize_message(self._description)
             self._write(self.description_topic, lambda bag: bag.write_serialized(self.description_topic, stamp, data))
+
+    def _write_static_frames(self, stamp: int) -> None:
+        """Write every fixed frame received, if any, into the open episode as one message (call holding the lock)."""
         if self._static_frames:
             data = serialize_message(TFMessage(transforms=list(self._static_frames.values())))
             self._write(self.tf_static_topic, lambda bag: bag.write_serialized(self.tf_static_topic, stamp, data))
@@ -180,7 +191,8 @@ class DemoRecorder(Node):
                     self.get_logger().error(response.message)
                     return response
                 self._bag, self._write_error = bag, None
-                self._write_latched(now)
+                self._write_description(now)
+                self._write_static_frames(now)
                 response.success, response.message = True, str(bag.path)
         return response
 
