@@ -93,14 +93,20 @@ def _fixed_joint(robot: ET.Element, name: str, parent: str, child: str, pose: np
     ET.SubElement(joint, "child", link=child)
 
 
+def root_link(arm: Arm) -> str:
+    """The name of the fixed root link :func:`arm_to_urdf` puts under the base: ``world``, or ``world_root`` if the
+    arm has a link named ``world``."""
+    taken = {arm.base_link, arm.flange_link, *(ln.name for ln in arm.links)}
+    return "world" if "world" not in taken else "world_root"
+
+
 def arm_to_urdf(arm: Arm) -> str:
     """A URDF document of ``arm``: a fixed ``world`` root, the revolute chain and the flange link.
 
     Base and flange links (and a root not named ``world``) get an explicit zero-mass inertial (PyBullet gives
     1 kg to a link without one).
     """
-    taken = {arm.base_link, arm.flange_link, *(ln.name for ln in arm.links)}
-    root_name = "world" if "world" not in taken else "world_root"
+    root_name = root_link(arm)
     robot = ET.Element("robot", name=arm.robot_id)
     root = ET.SubElement(robot, "link", name=root_name)
     if root_name != "world":  # PyBullet knows "world" as the ground; any other link without an inertial gets 1 kg
