@@ -195,3 +195,28 @@ def test_a_missing_urdf_and_two_families_of_one_name_are_refused(tmp_path):
         load_families([str(first), str(second)], "run.yaml", "families")
     with pytest.raises(ConfigError, match=r"families\[2\]: 'panda' is listed twice"):
         load_families(["panda", str(first), "panda"], "run.yaml", "families")
+
+
+def test_a_hardware_preset_takes_a_family_file_relative_to_itself(tmp_path):
+    from mtrl_robot.hardware.presets import load_preset
+
+    (tmp_path / "arm").mkdir()
+    family_file(tmp_path / "arm", "family: iiwa\nflange_link: lbr_iiwa_link_7\nlimits:\n" + iiwa_limits())
+    names = [f"joint_a{i}" for i in range(1, 8)]
+    limits = "".join(f"  {n}: {{lower: -1.5, upper: 1.5, velocity: 0.5, acceleration: 2.0}}\n" for n in names)
+    preset = tmp_path / "kuka.yaml"
+    preset.write_text(
+        "family: arm/iiwa.yaml\ndriver: test\ncontroller: position_trajectory_controller\n"
+        "action: /position_trajectory_controller/follow_joint_trajectory\n"
+        "trajectory_topic: /position_trajectory_controller/joint_trajectory\njoint_states_topic: /joint_states\n"
+        "joint_states_rate: 100.0\ncontrol_rate: 1000.0\nwatchdog_timeout: 0.25\nmax_start_deviation: 0.05\n"
+        "position_margin: 0.05\nworkspace: {min: [-1, -1, 0], max: [1, 1, 1.5]}\ndry_run: true\n"
+        f"joint_names: [{', '.join(names)}]\n"
+        f"joint_map: {{{', '.join(f'{n}: {j}' for n, j in zip(names, IIWA_JOINTS, strict=True))}}}\n"
+        "limits:\n" + limits)
+    loaded = load_preset(preset)
+    assert loaded.family == str(tmp_path / "arm" / "iiwa.yaml") and loaded.model_names == IIWA_JOINTS
+    assert loaded.safety_limits().arm.family == "iiwa"  # the safety layer's FK is the family file's arm
+    preset.write_text(preset.read_text().replace("velocity: 0.5", "velocity: 2.0", 1))
+    with pytest.raises(ConfigError, match=r"kuka.yaml: limits.joint_a1.velocity: 2.0 rad/s exceeds the iiwa family"):
+        load_preset(preset)
