@@ -8,11 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 from test_family_file import IIWA_URDF, iiwa_limits
-
-from mtrl_robot.arms.families import load_family
 
 TINY_RUN = ["--set", "data.robots_per_family=5", "--set", "data.held_out_per_family=1", "--set",
             "data.demos_per_robot=12", "--set", "meta.k_query=5", "--set", "meta.meta_steps=4", "--set",
@@ -94,6 +91,9 @@ def test_bad_family_files_are_refused_in_one_line_and_nothing_is_written(tmp_pat
         assert not (tmp_path / "out").exists(), args
 
 
-@pytest.mark.parametrize("family", ["panda", "gen3", "yumi", "baxter"])
-def test_built_in_names_keep_working(family):
-    assert load_family(family).family == family
+def test_the_demo_takes_a_family_file(tmp_path):
+    (tmp_path / "iiwa.yaml").write_text(f"urdf: {IIWA_URDF}\nflange_link: lbr_iiwa_link_7\nlimits:\n" + iiwa_limits())
+    done = run("demo", "--skip-learning", "--families", "iiwa.yaml", "panda", "-o", "demo", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 families × 100 robots" in done.stdout and "iiwa-007  (lbr_iiwa;" in done.stdout
+    assert (tmp_path / "demo" / "robots.png").is_file()

@@ -93,7 +93,8 @@ def load_user_family(path: str | Path) -> Arm:
 
 
 def urdf_family(urdf: str | Path, flange_link: str, base_link: str | None = None, family: str | None = None,
-                overrides: dict[str, LimitOverride] | None = None, home=None, source: str | Path | None = None) -> Arm:
+                overrides: dict[str, LimitOverride] | None = None, home: object = None,
+                source: str | Path | None = None) -> Arm:
     """A family from a URDF: its chain with ``overrides``, and ``home`` checked or, when None, chosen.
 
     ``source`` (the family file, if any) is what errors about the overrides and the home name."""
