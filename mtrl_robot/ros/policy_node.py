@@ -47,7 +47,7 @@ LATENCY_EVERY = 20  # targets between latency reports
 PARAMETERS = {  # name: (default, description, read_only)
     "model": ("", "Reaching model file (.model.pt) to plan with; ~/reload re-reads it", False),
     "preset": ("sim_panda", "Hardware preset name or YAML path of the arm's controller and safety limits", True),
-    "robot": ("panda", "Arm family name, a robot id of population_file, or 'urdf' (as arm_node)", True),
+    "robot": ("panda", "Arm family name or family file, a robot id of population_file, or 'urdf' (as arm_node)", True),
     "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)", True),
     "urdf_file": ("", "URDF to load when robot is 'urdf'", True),
     "flange_link": ("", "Flange link of urdf_file when robot is 'urdf'", True),

@@ -43,7 +43,8 @@ DEMOS_PER_FAMILY = 1_000_000  # robots_per_family × demos_per_robot: a family's
 
 @dataclass(frozen=True)
 class DataConfig:
-    families: tuple[str, ...] = setting(("panda", "gen3", "yumi", "baxter"), "one model (checkpoint) per family")
+    families: tuple[str, ...] = setting(("panda", "gen3", "yumi", "baxter"), "built-in names or family files "
+                                        "(paths); one model (checkpoint) per family")
     robots_per_family: int = setting(100, "population size per family, held-out robots included",
                                      above=0, maximum=ROBOTS)
     held_out_per_family: int = setting(10, "the last robots of each family: never trained on, used for evaluation",
@@ -163,19 +164,14 @@ def preset_from_dict(data: dict[str, Any], source: str = "<checkpoint>") -> Pres
 
 def _check_together(preset: Preset) -> None:
     """Constraints between fields."""
-    from mtrl_robot.arms.families import family_names
+    from mtrl_robot.arms.families import load_families
 
     data, meta = preset.data, preset.meta
-    known = family_names()
-    for i, family in enumerate(data.families):
-        if family not in known:
-            raise ConfigError(None, f"data.families[{i}]", f"unknown arm family '{family}' (known: {', '.join(known)})")
     if len(set(data.families)) != len(data.families) or not data.families:
         raise ConfigError(None, "data.families", "expected a non-empty list without repeats")
+    arms = load_families(data.families, None, "data.families")
     if data.pooled:
-        from mtrl_robot.arms.families import load_family
-
-        dofs = {f: load_family(f).dof for f in data.families}
+        dofs = {f: arm.dof for f, arm in arms.items()}
         if len(data.families) < 2 or len(set(dofs.values())) != 1:
             raise ConfigError(None, "data.pooled", f"pooling needs two or more families with one number of joints, "
                               f"got {dofs}")
