@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mtrl_robot.cli.arguments import RUNS, bounded, like, seed
+from mtrl_robot.cli.arguments import RUNS, add_compute_option, bounded, compute_of, like, seed
 from mtrl_robot.core.config import ROBOTS, STEPS, Limit
 from mtrl_robot.learning.reaching.presets import DEMOS, AdaptConfig
 
@@ -34,7 +34,8 @@ def evaluate(args: argparse.Namespace) -> None:
     given = {"ks": args.ks, "methods": args.methods, "targets_per_robot": args.targets, "seed": args.seed,
              "robots_per_family": args.robots, "pmaml_run_dir": args.pmaml_run, "scratch_steps": args.scratch_steps,
              "multitask_budget": args.multitask_budget}  # the others keep evaluate_reaching's defaults
-    table, plot, data = evaluate_reaching(args.run, args.output, **{k: v for k, v in given.items() if v is not None})
+    table, plot, data = evaluate_reaching(args.run, args.output, compute=compute_of(args),
+                                          **{k: v for k, v in given.items() if v is not None})
     print(table.read_text())
     print(f"wrote {table}, {plot} and {data}")
 
@@ -77,4 +78,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="training steps of the from-scratch model (default: 300)")
     e.add_argument("--multitask-budget", type=bounded(float, above=0, maximum=MULTITASK_BUDGET),
                    help="fraction of the run's pretraining steps for the multi-task model, if trained here (1.0)")
+    add_compute_option(e)
     e.set_defaults(func=evaluate)
