@@ -189,7 +189,7 @@ def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict
     ks = tuple(int(k) for k in ks)
     errors: dict[str, dict[int, list[float]]] = {m: {k: [] for k in ks} for m in methods}
     per_robot: dict[str, dict] = {}
-    measure = partial(_robot_errors, states=states, multitask=multitask, base=base, methods=methods, ks=ks,
+    measure = partial(robot_errors, states=states, multitask=multitask, base=base, methods=methods, ks=ks,
                       n_targets=targets_per_robot, seed=seed, scratch_steps=scratch_steps, scratch_lr=scratch_lr,
                       finetune_lr=finetune_lr)
     rows = ordered_map(compute, measure, [dataset.for_robot(robot_id) for robot_id in robot_ids],
@@ -202,7 +202,7 @@ def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict
     return errors, per_robot
 
 
-def _robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingCheckpoint, methods: list[str],
+def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingCheckpoint, methods: list[str],
                   ks: tuple[int, ...], n_targets: int, seed: int, scratch_steps: int, scratch_lr: float,
                   finetune_lr: float) -> dict[str, dict[int, list[float]]]:
     """One robot: method → K → the errors (cm) of its fresh targets."""
