@@ -17,11 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_interrupt import ENDLESS, STARTUP_TIMEOUT, train, wait_for_files
 
 import mtrl_robot
 from mtrl_robot.arms.population import generate, load_config
 from mtrl_robot.cli.main import main
 from mtrl_robot.distributed.compute import ComputeConfig
+from mtrl_robot.learning.reaching.checkpoint import load
 from mtrl_robot.motions.generate import generate_demos
 
 pytestmark = pytest.mark.cluster
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.cluster
 RAY = Path(sys.executable).parent / "ray"
 TASK_TITLE = "ray::_work_item"  # the process title of a Ray worker while it runs one of our tasks
 STARTED = "Ray runtime started"  # what `ray start` prints once its node is up
+DEMOS = 8  # per robot
 TINY = """\
 name: tiny
 data: {families: [panda], robots_per_family: 5, held_out_per_family: 3, demos_per_robot: 6}
@@ -83,19 +86,50 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _import_the_work() -> str:
+    import ray
+
+    import mtrl_robot.learning.reaching.evaluate  # noqa: F401
+    import mtrl_robot.motions.generate  # noqa: F401
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def _warm_up(ray) -> None:
+    """A worker process on each node that has imported the code the tests run: otherwise the first node, whose
+    worker is ready first, may take every short task while the other node is still starting its worker."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
+    task = ray.remote(num_cpus=1)(_import_the_work)
+    ran = ray.get([task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
+                   for node in nodes])
+    assert sorted(ran) == sorted(nodes) and len(nodes) == 2
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """The head's address; every process of the cluster is gone afterwards, whatever the tests did."""
     import ray
 
     temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))  # short: Ray's socket paths are limited in length
-    env = {**os.environ, "PYTHONPATH": str(Path(mtrl_robot.__file__).parents[1]), "RAY_USAGE_STATS_ENABLED": "0"}
+    code = os.pathsep.join(str(path) for path in (Path(mtrl_robot.__file__).parents[1], Path(__file__).parent))
+    env = {**os.environ, "PYTHONPATH": code, "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "disabled"}  # a cluster on the loopback address for a minute; drivers connect as they are
     port = _free_port()
     nodes = []
     try:
         nodes.append(_start_node(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"],
                                  temp, env))
         nodes.append(_start_node([f"--address=127.0.0.1:{port}"], temp, env))
+        ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)  # as the runs of these tests will
+        registered = threading.Event()
+        for _ in range(600):  # the second node is up; wait until the head counts its CPU (a minute at most)
+            if ray.cluster_resources().get("CPU") == 2:
+                break
+            registered.wait(0.1)
+        assert ray.cluster_resources().get("CPU") == 2, ray.nodes()
+        _warm_up(ray)
         yield f"127.0.0.1:{port}"
     finally:
         if ray.is_initialized():
@@ -138,15 +172,16 @@ def _nodes_used(stderr: str, what: str) -> int:
 
 
 def test_demos_on_two_nodes_are_the_local_bytes_even_with_a_worker_killed(cluster, tmp_path, capfd):
-    population = generate(load_config(robots_per_family=2, families=["panda", "gen3", "yumi", "baxter"]))
-    local = generate_demos(population, 3, seed=5, compute=ComputeConfig(workers=1), progress=False)
+    # enough work that the node whose worker is killed starts another one before the other node has done it all
+    population = generate(load_config(robots_per_family=4, families=["panda", "gen3", "yumi", "baxter"]))
+    local = generate_demos(population, DEMOS, seed=5, compute=ComputeConfig(workers=1), progress=False)
     local.save(tmp_path / "local.npz")
     capfd.readouterr()
 
     killer = _Killer()
     killer.start()
     try:
-        remote = generate_demos(population, 3, seed=5, progress=True,
+        remote = generate_demos(population, DEMOS, seed=5, progress=True,
                                 compute=ComputeConfig(workers=2, backend="ray", address=cluster))
     finally:
         killer.done.set()
@@ -174,3 +209,23 @@ def test_reaching_evaluation_on_two_nodes_writes_the_local_table(cluster, tmp_pa
     local, remote = (json.loads((tmp_path / side / "reaching.json").read_text()) for side in ("local", "ray"))
     assert local.pop("seconds") and remote.pop("seconds")
     assert remote == local and len(local["per_robot_cm"]) == 3
+
+
+def test_ctrl_c_stops_the_tasks_on_the_cluster_and_leaves_only_complete_files(cluster, tmp_path):
+    out = tmp_path / "run"
+    families = ["panda", "gen3"]  # two families, one task each, on the two nodes
+    process = train(out, "--set", ENDLESS, "--set", f"data.families={families}".replace("'", ""),
+                    "--set", "compute.workers=2", "--set", "compute.backend=ray",
+                    "--set", f"compute.address={cluster}")
+    checkpoints = [out / "checkpoints" / f"{f}.pt" for f in families]
+    wait_for_files(process, checkpoints)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=STARTUP_TIMEOUT)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == ("mtrl-robot: interrupted by SIGINT; files being written were "
+                                               "discarded (continue with --resume)"), stderr
+    assert "Traceback" not in stderr, stderr
+    assert sorted(out.rglob("*.tmp")) == []
+    assert not [pid for pid, line in _command_lines() if line[0].startswith(TASK_TITLE)]  # the tasks ended
+    for checkpoint in checkpoints:
+        assert load(checkpoint).learner.step >= 1

@@ -15,11 +15,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mtrl_robot.core.interrupt import signals_noted
 from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.distributed.compute import ComputeConfig, sizes_of
 
 RETRIES = 3  # re-runs of a task whose worker process or node died
 CONNECT_TIMEOUT = 10.0  # s: the longest wait for the cluster's head to answer
+SIGNAL_CHECK = 0.2  # s: how often a wait for tasks acts on a signal (Ctrl-C) that came meanwhile
+UNWIND_TIMEOUT = 10.0  # s: the longest wait, when interrupted, for cancelled tasks to discard what they wrote
 
 
 class ClusterUnreachable(ConnectionError):
@@ -87,16 +90,20 @@ class RayWorkers:
         nodes: set[str] = set()
         pending: dict[Any, int] = {}
         queued = iter(range(len(items)))
-        with progress_bar(total=sum(sizes), desc=desc, unit=unit, disable=not progress) as bar:
+        with progress_bar(total=sum(sizes), desc=desc, unit=unit, disable=not progress) as bar, \
+                signals_noted() as act_on_signal:
             try:
                 for index in queued:
                     pending[self.task.remote(shared, items[index])] = index
                     if len(pending) == self.workers:
                         break
                 while pending:
-                    (ref,), _ = ray.wait(list(pending), num_returns=1)
-                    index = pending.pop(ref)
-                    results[index], node = _get(ray, ref)
+                    done, _ = ray.wait(list(pending), num_returns=1, timeout=SIGNAL_CHECK)
+                    act_on_signal()
+                    if not done:
+                        continue
+                    index = pending.pop(done[0])
+                    results[index], node = _get(ray, done[0])
                     nodes.add(node)
                     bar.update(sizes[index])
                     for index in queued:
@@ -104,7 +111,9 @@ class RayWorkers:
                         break
             except BaseException:
                 for ref in pending:
-                    ray.cancel(ref)
+                    ray.cancel(ref)  # KeyboardInterrupt in the task: its atomic writes remove their temporaries
+                if pending:
+                    ray.wait(list(pending), num_returns=len(pending), timeout=UNWIND_TIMEOUT)
                 raise
         if progress:
             print(f"{desc}: {len(items)} Ray tasks on {len(nodes)} node(s)", file=sys.stderr)

@@ -9,6 +9,8 @@ per task is the time per task of a map of an empty function, one task in flight 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -59,8 +61,6 @@ def _timed(running: Workers, function: Callable, items: list, count: int) -> flo
 
 def bench_scale() -> dict[str, float | int | str]:
     """Rates per setting, Ray's ratios to local and 2 workers' to 1, and Ray's overhead per empty task."""
-    import ray
-
     robots = tuple(generate(load_config(robots_per_family=ROBOTS_PER_FAMILY)))
     with tempfile.TemporaryDirectory() as folder:
         run = train_from_preset(load_preset("small", EVALUATION_RUN), Path(folder) / "run", progress=False)
@@ -74,8 +74,12 @@ def bench_scale() -> dict[str, float | int | str]:
                       methods=["no_adaptation", "maml", "ik_oracle"], ks=(2,), n_targets=TARGETS, seed=0,
                       scratch_steps=0, scratch_lr=0.0, finetune_lr=0.0)
     evaluated = [dataset.for_robot(robot_id) for robot_id in held]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))  # read when ray is imported;
+    import ray  # without a token given, Ray saves one for its new cluster in the home folder
+
     try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         for backend, n in SETTINGS:
             with workers(ComputeConfig(workers=n, backend=backend)) as running:
                 figures[f"demos_per_s_{backend}_{n}"] = _timed(running, _plan, list(robots),
@@ -86,6 +90,11 @@ def bench_scale() -> dict[str, float | int | str]:
                                                                       EMPTY_TASKS)
     finally:
         ray.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
     for what in ("demos_per_s", "robots_per_s"):
         for n in (1, 2):
             figures[f"{what}_ray_over_local_{n}"] = figures[f"{what}_ray_{n}"] / figures[f"{what}_local_{n}"]
