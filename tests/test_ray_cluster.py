@@ -1,5 +1,6 @@
-"""Demos and a reaching evaluation on a real two-node Ray cluster (a head and a second node, one CPU each, on the
-loopback address): the same bytes as the local run, tasks on both nodes, a worker killed mid-task retried."""
+"""Demos, training and a reaching evaluation on a real two-node Ray cluster (a head and a second node, one CPU each,
+on the loopback address): the same bytes as the local run, tasks on both nodes, a worker killed mid-task retried,
+Ctrl-C leaving only complete files."""
 
 from __future__ import annotations
 
@@ -193,10 +194,16 @@ def test_demos_on_two_nodes_are_the_local_bytes_even_with_a_worker_killed(cluste
     assert (tmp_path / "ray.npz").read_bytes() == (tmp_path / "local.npz").read_bytes()
 
 
-def test_reaching_evaluation_on_two_nodes_writes_the_local_table(cluster, tmp_path, capfd):
+def test_training_and_evaluation_on_two_nodes_write_the_local_files(cluster, tmp_path, capfd):
     (tmp_path / "tiny.yaml").write_text(TINY)
-    run = tmp_path / "run"
+    run, remote_run = tmp_path / "run", tmp_path / "ray_run"
     assert main(["reaching", "train", str(tmp_path / "tiny.yaml"), "-o", str(run)]) == 0
+    assert main(["reaching", "train", str(tmp_path / "tiny.yaml"), "-o", str(remote_run), "--set",
+                 "compute.workers=2", "--set", "compute.backend=ray", "--set", f"compute.address={cluster}"]) == 0
+    files = sorted(p.relative_to(run) for p in run.rglob("*") if p.is_file() and p.suffix in (".npz", ".pt"))
+    assert len(files) >= 4  # demos, pretraining, checkpoint, model file
+    for file in files:
+        assert (remote_run / file).read_bytes() == (run / file).read_bytes(), file
     common = ["--ks", "2", "--targets", "2", "--methods", "no_adaptation", "maml", "scratch", "ik_oracle",
               "--scratch-steps", "20"]
     assert main(["reaching", "evaluate", str(run), "-o", str(tmp_path / "local"), *common,

@@ -64,6 +64,15 @@ class Workers(Protocol):
         ...
 
 
+def check_reachable(compute: ComputeConfig) -> None:
+    """Connect now to the Ray cluster ``compute`` names, if any, so that a run that cannot reach it stops before its
+    first step, in one line (:class:`~mtrl_robot.distributed.ray_cluster.ClusterUnreachable`)."""
+    if compute.backend == "ray":
+        from mtrl_robot.distributed.ray_cluster import connect
+
+        connect(compute.address)
+
+
 @contextlib.contextmanager
 def workers(compute: ComputeConfig) -> Iterator[Workers]:
     """The workers ``compute`` describes, for as long as the ``with`` block lasts."""

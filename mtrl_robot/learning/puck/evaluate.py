@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from mtrl_robot.core.atomic import write_atomic
-from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, ordered_map
+from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import Curve, markdown_table, plot_panels, student_t
 from mtrl_robot.learning.puck.adapt import adaptation_curve
 from mtrl_robot.learning.puck.train import (
@@ -90,6 +90,7 @@ def evaluate_puck(checkpoint_dir: str | Path, out_dir: str | Path, repeats: int 
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown or not conditions:
         raise ValueError(f"unknown or no conditions {unknown} (known: {', '.join(CONDITIONS)})")
+    check_reachable(compute)
     checkpoint_dir, out = Path(checkpoint_dir), Path(out_dir)
     policies = {kind: load_policy(checkpoint_dir / file) for kind, file in zip(POLICIES, (META_FILE, BASELINE_FILE),
                                                                             strict=True)}
@@ -97,7 +98,7 @@ def evaluate_puck(checkpoint_dir: str | Path, out_dir: str | Path, repeats: int 
     size = math.ceil(repeats / max(1, math.ceil(compute.workers * CHUNKS_PER_WORKER / len(conditions))))
     chunks = [(c, range(r, min(r + size, repeats))) for c in range(len(conditions)) for r in range(0, repeats, size)]
     measure = partial(_measure_chunk, policies=policies, vae=HittingVAE.load(checkpoint_dir / VAE_FILE),
-                      conditions=conditions, camera=camera)
+                      conditions=conditions, camera=camera, threads=compute.threads)
     measured = ordered_map(compute, measure, chunks, desc=f"puck evaluation ({'camera' if camera else 'sim'})",
                            unit="repeat", progress=progress, sizes=[len(r) for _, r in chunks])
     curves = np.empty((len(POLICIES), len(conditions), repeats, config.eval_steps + 1))
@@ -118,7 +119,7 @@ def evaluate_puck(checkpoint_dir: str | Path, out_dir: str | Path, repeats: int 
 
 
 def _measure_chunk(chunk: tuple[int, range], *, policies: dict[str, TrainedPolicy], vae: HittingVAE,
-                   conditions: tuple[str, ...], camera: bool) -> tuple[np.ndarray, int]:
+                   conditions: tuple[str, ...], camera: bool, threads: int) -> tuple[np.ndarray, int]:
     """Repeats ``chunk[1]`` of condition ``conditions[chunk[0]]`` on a puck table of their own: the curves
     (policy, repeat, step) and the camera's misses."""
     c, repeats = chunk
@@ -128,15 +129,15 @@ def _measure_chunk(chunk: tuple[int, range], *, policies: dict[str, TrainedPolic
     world = simulated_world(env, config, measure)
     task = condition_task(conditions[c])
     curves = np.empty((len(POLICIES), len(repeats), config.eval_steps + 1))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         for i, r in enumerate(repeats):
             for p, kind in enumerate(POLICIES):
                 curves[p, i] = adaptation_curve(policies[kind].policy, policies[kind].lrs, world, task, config,
                                                 config.eval_steps, [config.seed, EVAL_STREAM, c, r])
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
         if measure is not None:
             measure.close()
         env.close()

@@ -54,7 +54,7 @@ import torch
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
-from mtrl_robot.distributed.compute import ComputeConfig, Workers, workers
+from mtrl_robot.distributed.compute import ComputeConfig, Workers, check_reachable, workers
 from mtrl_robot.learning.puck.presets import PuckMetaRLConfig, config_from_dict, load_preset
 from mtrl_robot.meta.policy_gradient_maml import (
     Batch,
@@ -179,7 +179,7 @@ def _collect_task(item: tuple[Task, list[int]], recipe: WorldRecipe, policy: Gau
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models only lose time to thread hand-offs
+    torch.set_num_threads(recipe.config.compute.threads)
     try:
         return collect(policy, lrs, recipe.world(), task, recipe.config, meta, rng, generator)
     finally:
@@ -277,10 +277,11 @@ def train_puck(preset: str | PuckMetaRLConfig = "default", out_dir: str | Path =
                progress: bool = True) -> Path:
     """The whole run (VAE, meta-policy, baseline, baseline step size) into ``out_dir``; returns ``out_dir``."""
     config = preset if isinstance(preset, PuckMetaRLConfig) else load_preset(preset)
+    check_reachable(config.compute)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models only lose time to thread hand-offs
+    torch.set_num_threads(config.compute.threads)  # small models only lose time to thread hand-offs
     try:
         times = {}
         start = time.perf_counter()

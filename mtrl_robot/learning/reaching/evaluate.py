@@ -56,7 +56,7 @@ from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.core.atomic import write_atomic
-from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, ordered_map
+from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
@@ -97,6 +97,7 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not ks or min(ks) < 1:
         raise ValueError(f"unknown methods {unknown} (known: {METHODS}) or bad ks {ks}")
+    check_reachable(compute)
     torch.manual_seed(seed)
     dataset = load_demos(run / "demos.npz")
     out.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.core.atomic import remove_temporaries, write_atomic
 from mtrl_robot.core.progress import progress_bar
-from mtrl_robot.distributed.compute import ComputeConfig, ordered_map
+from mtrl_robot.distributed.compute import ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import interval, markdown_table
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
@@ -84,6 +84,7 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
         if {**saved, "compute": None} != {**preset.to_dict(), "compute": None}:
             raise ValueError(f"{out}: this run was started with another preset ({saved.get('name')}); "
                              "resume it with the same preset")
+    check_reachable(preset.compute)
     if resume:
         for stale in remove_temporaries(out):
             print(f"removed {stale}, the unfinished write of an interrupted run", file=sys.stderr)
