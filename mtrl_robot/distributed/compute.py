@@ -1,8 +1,9 @@
 """One way to run independent pieces of work: an ordered map on local processes or on a Ray cluster.
 
-:func:`ordered_map` applies a picklable function to a list of work items and returns the results in the items'
+A :class:`Workers` maps a picklable function over a list of work items and returns the results in the items'
 order, whatever the order in which they finish, so that a run's numbers depend on the items (which the caller
-splits by ids: robots, families, conditions), never on the number of workers or nodes. The setting that chooses
+splits by ids: robots, families, tasks, conditions), never on the number of workers or nodes. :func:`workers` keeps
+them up for several maps (a training loop); :func:`ordered_map` is one map. The setting that chooses
 where the work runs is :class:`ComputeConfig`, the ``compute`` section of every preset (``--set compute.backend=ray``
 on the command line):
 
@@ -35,8 +36,8 @@ Result = TypeVar("Result")
 class ComputeConfig:
     """Where and how wide a run computes: this changes the speed, never the result."""
 
-    workers: int = setting(2, "processes on this machine (local), or Ray tasks at a time (ray): demos, "
-                              "evaluation and families side by side", above=0, maximum=PROCESSES)
+    workers: int = setting(2, "processes on this machine (local), or Ray tasks at a time (ray)",
+                           above=0, maximum=PROCESSES)
     threads: int = setting(1, "torch threads per process (more than one slows small models down on a busy "
                               "machine)", above=0, maximum=PROCESSES)
     backend: str = setting("local", "local: processes on this machine | ray: tasks on a Ray cluster",

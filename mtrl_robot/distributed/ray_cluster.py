@@ -66,6 +66,10 @@ def _head(ray: Any, address: str) -> str:
                                           "or give host:port") from None
 
 
+class TaskLost(ConnectionError):
+    """A task whose worker process or node died more often than it is retried."""
+
+
 def _work_item(function: Callable, item: Any) -> tuple[Any, str]:
     """One task: the item's result and the id of the node it ran on."""
     import ray
@@ -103,7 +107,7 @@ class RayWorkers:
                     if not done:
                         continue
                     index = pending.pop(done[0])
-                    results[index], node = _get(ray, done[0])
+                    results[index], node = _get(ray, done[0], desc)
                     nodes.add(node)
                     bar.update(sizes[index])
                     for index in queued:
@@ -120,8 +124,9 @@ class RayWorkers:
         return results
 
 
-def _get(ray: Any, ref: Any) -> Any:
-    """The task's value; an exception raised by the work is raised here as itself (not wrapped by Ray)."""
+def _get(ray: Any, ref: Any, desc: str) -> Any:
+    """The task's value; an exception raised by the work is raised here as itself (not wrapped by Ray), a task lost
+    beyond its retries as :class:`TaskLost`."""
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
@@ -129,3 +134,5 @@ def _get(ray: Any, ref: Any) -> Any:
         if isinstance(cause, Exception):
             raise cause from None
         raise
+    except ray.exceptions.RayError as exc:
+        raise TaskLost(f"{desc}: a Ray task was lost {RETRIES + 1} times ({str(exc).splitlines()[0]})") from None
