@@ -40,6 +40,14 @@ def evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {table}, {plot} and {data}")
 
 
+def sweep(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.reaching.sweep import sweep as run_sweep
+
+    table, data = run_sweep(args.preset, args.grid, args.output, args.set)
+    print(table.read_text())
+    print(f"wrote {table} and {data}")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("reaching", help="few-shot reaching: meta-train, adapt to a new arm, evaluate in MuJoCo")
     verbs = group.add_subparsers(dest="action", required=True)
@@ -80,3 +88,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="fraction of the run's pretraining steps for the multi-task model, if trained here (1.0)")
     add_compute_option(e)
     e.set_defaults(func=evaluate)
+
+    s = verbs.add_parser("sweep", help="train a grid of preset values; one table of their held-out errors")
+    s.add_argument("preset", help="preset name in config/training (demo, small, full) or a YAML path")
+    s.add_argument("--grid", action="append", required=True, metavar="SECTION.FIELD=V1,V2,...",
+                   help="values of one field, e.g. --grid meta.inner_lr=0.003,0.01 (repeatable: every combination)")
+    s.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a preset value for every run, e.g. --set compute.backend=ray (repeatable)")
+    s.add_argument("-o", "--output", type=Path, default=RUNS / "sweep")
+    s.set_defaults(func=sweep)
