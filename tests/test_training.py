@@ -21,6 +21,7 @@ from mtrl_robot.backends.trajectory import JointLimits, check_trajectory
 from mtrl_robot.cli.main import main as cli_main
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
+from mtrl_robot.distributed.compute import ComputeConfig
 from mtrl_robot.learning.reaching.adapt import adapt, adapt_cli
 from mtrl_robot.learning.reaching.checkpoint import load, model_file_path
 from mtrl_robot.learning.reaching.data import to_tensors
@@ -393,7 +394,7 @@ def test_demos_of_a_population_become_per_robot_tensors_and_seeded_tasks():
     from mtrl_robot.learning.reaching.data import task_sampler
 
     population = generate(load_config(robots_per_family=3, families=["yumi"]))
-    dataset = generate_demos(population, 8, seed=0, workers=1, progress=False)
+    dataset = generate_demos(population, 8, seed=0, compute=ComputeConfig(workers=1), progress=False)
     data = to_tensors(dataset)
     assert data.robot_ids == dataset.robot_ids and data.offsets.shape == (24, 32, 7)
     assert torch.equal(data.offsets[:, 0], torch.zeros(24, 7))

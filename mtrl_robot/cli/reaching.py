@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mtrl_robot.cli.arguments import RUNS, bounded, like, seed
+from mtrl_robot.cli.arguments import RUNS, add_compute_option, bounded, compute_of, like, seed
 from mtrl_robot.core.config import ROBOTS, STEPS, Limit
 from mtrl_robot.learning.reaching.presets import DEMOS, AdaptConfig
 
@@ -36,11 +36,20 @@ def evaluate(args: argparse.Namespace) -> None:
              "robots_per_family": args.robots, "pmaml_run_dir": args.pmaml_run, "scratch_steps": args.scratch_steps,
              "multitask_budget": args.multitask_budget,
              "video": args.video or None}  # the others keep evaluate_reaching's defaults
-    table, plot, data = evaluate_reaching(args.run, args.output, **{k: v for k, v in given.items() if v is not None})
+    table, plot, data = evaluate_reaching(args.run, args.output, compute=compute_of(args),
+                                          **{k: v for k, v in given.items() if v is not None})
     print(table.read_text())
     print(f"wrote {table}, {plot} and {data}")
     if args.video:
         print("videos: " + ", ".join(str(p) for p in sorted(args.output.glob("reaching_*.mp4"))))
+
+
+def sweep(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.reaching.sweep import sweep as run_sweep
+
+    table, data = run_sweep(args.preset, args.grid, args.output, args.set)
+    print(table.read_text())
+    print(f"wrote {table} and {data}")
 
 
 def calibrate(args: argparse.Namespace) -> None:
@@ -115,7 +124,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="fraction of the run's pretraining steps for the multi-task model, if trained here (1.0)")
     e.add_argument("--video", action="store_true",
                    help="also write reaching_<family>.mp4: a held-out robot before and after adaptation")
+    add_compute_option(e)
     e.set_defaults(func=evaluate)
+
+    s = verbs.add_parser("sweep", help="train a grid of preset values; one table of their held-out errors")
+    s.add_argument("preset", help="preset name in config/training (demo, small, full) or a YAML path")
+    s.add_argument("--grid", action="append", required=True, metavar="SECTION.FIELD=V1,V2,...",
+                   help="values of one field, e.g. --grid meta.inner_lr=0.003,0.01 (repeatable: every combination)")
+    s.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a preset value for every run, e.g. --set compute.backend=ray (repeatable)")
+    s.add_argument("-o", "--output", type=Path, default=RUNS / "sweep")
+    s.set_defaults(func=sweep)
 
     c = verbs.add_parser("calibrate", help="is probabilistic MAML's predicted spread calibrated? (held-out robots)")
     c.add_argument("run", type=Path, help="a training run of the probabilistic variant")

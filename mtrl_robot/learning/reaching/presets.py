@@ -1,12 +1,12 @@
 """Training presets: every hyperparameter of a run, read from ``config/training/<name>.yaml`` and validated.
 
-A preset has six sections, each a dataclass below (each field's ``setting`` says what it means and its range):
+A preset has six sections, each a dataclass (each field's ``setting`` says what it means and its range):
 ``data`` (population and demonstrations), ``model`` (VAE and policy sizes), ``pretrain``, ``meta`` (the
-meta-learning loop), ``adapt`` (few-shot adaptation defaults) and ``compute`` (processes and threads:
-they change the speed; the number of processes never changes the result). A preset may take the fields it does
-not set from another with ``base: <name>``. Read by :func:`mtrl_robot.core.config.load_config`: unknown fields,
-wrong types, NaN/inf, values out of range or beyond what a run can hold raise ``ConfigError`` naming the file and
-the field.
+meta-learning loop), ``adapt`` (few-shot adaptation defaults) and ``compute`` (processes, threads, local or a Ray
+cluster: :class:`~mtrl_robot.distributed.compute.ComputeConfig`; they change the speed, never the result). A
+preset may take the fields it does not set from another with ``base: <name>``. Read by
+:func:`mtrl_robot.core.config.load_config`: unknown fields, wrong types, NaN/inf, values out of range or beyond what
+a run can hold raise ``ConfigError`` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 from mtrl_robot.core.config import (
     INNER_STEPS,
-    PROCESSES,
     ROBOTS,
     SEED,
     STEPS,
@@ -31,6 +30,7 @@ from mtrl_robot.core.config import (
 )
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
+from mtrl_robot.distributed.compute import ComputeConfig
 
 VARIANTS = ("maml", "first_order", "probabilistic")
 LR_MODES = ("none", "per_tensor", "per_element")
@@ -109,14 +109,6 @@ class AdaptConfig:
                          minimum=0, maximum=STEPS)
     k: int = setting(5, "demos used by the held-out evaluation at the end of training",
                      above=0, maximum=DEMOS)
-
-
-@dataclass(frozen=True)
-class ComputeConfig:
-    workers: int = setting(2, "processes: demo generation, and families trained side by side",
-                           above=0, maximum=PROCESSES)
-    threads: int = setting(1, "torch threads per process (more than one slows small models down on a busy "
-                              "machine)", above=0, maximum=PROCESSES)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,11 @@ number of joints), the across-families experiment. Its checkpoint is ``checkpoin
 ``checkpoints/<family>.pt`` are views of it — the same weights, each with its family's joint names, home and
 robots — so adapting, predicting and evaluating work as for a per-family run and still map joints by name.
 
-Families are independent: with ``compute.workers`` > 1 they train side by side in ``spawn`` processes (as with
-any ``spawn`` pool, a script calling ``train_from_preset`` must do so under ``if __name__ == "__main__":``).
+Families are independent: with ``compute.workers`` > 1 they train side by side, in ``spawn`` processes or as Ray
+tasks (:mod:`mtrl_robot.distributed.compute`; as with any ``spawn`` pool, a script calling ``train_from_preset``
+must do so under ``if __name__ == "__main__":``; on a Ray cluster of several machines, ``out_dir`` must be a folder
+every node sees, such as a shared file system). Checkpoints record the preset without its ``compute`` section, so
+they are the same files whichever way the run computed.
 ``--resume`` continues from the last checkpoints: finished families are skipped, the loss log is cut back to
 the checkpoint's step and continues, and the task stream is the same as in an uninterrupted run.
 """
@@ -35,12 +38,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import multiprocessing
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -48,8 +50,8 @@ import torch
 from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.families import load_families
 from mtrl_robot.core.atomic import remove_temporaries, write_atomic
-from mtrl_robot.core.interrupt import exiting_on_sigterm, leave_sigint_to_parent
-from mtrl_robot.core.progress import BarRelay, progress_bar, relay_bars_to
+from mtrl_robot.core.progress import progress_bar
+from mtrl_robot.distributed.compute import ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import interval, markdown_table
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
@@ -91,6 +93,7 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
         if _differ(saved, preset.to_dict()):
             raise ValueError(f"{out}: this run was started with another preset ({saved.get('name')}); "
                              "resume it with the same preset")
+    check_reachable(preset.compute)
     if not started:
         for replaced in _clear_failed_attempt(out, preset):
             print(f"replaced {replaced}, left by an attempt with another preset that ended before its first "
@@ -109,13 +112,9 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
         jobs = [(preset, POOLED, {f: families[f] for f in names}, out, progress, 0)]
     else:
         jobs = [(preset, f, {f: families[f]}, out, progress, i) for i, f in enumerate(names)]
-    workers = min(preset.compute.workers, len(jobs))
-    if workers == 1:
-        results = list(map(_group_job, jobs))
-    else:  # families are independent: one process each, as many at a time as there are workers
-        with BarRelay() as bars, multiprocessing.get_context("spawn").Pool(workers, _init_worker,
-                                                                            (bars.queue,)) as pool:
-            results = list(pool.imap(_pool_job, jobs))
+    # families are independent: as many at a time as there are workers; local workers draw their own bars
+    results = ordered_map(preset.compute, _group_job, jobs, desc="families", unit="model",
+                          progress=progress and preset.compute.backend == "ray")
     report = {family: entry for result in results for family, entry in result.items()}
     write_atomic(out / "report.json", json.dumps(report, indent=1))
     write_atomic(out / "report.md", report_table(report))
@@ -178,7 +177,7 @@ def report_table(report: dict) -> str:
 
 
 def _group_job(job: tuple) -> dict[str, dict]:
-    """One model in this process, with the preset's thread count (module level, so ``spawn`` can pickle it)."""
+    """One model in this process, with the preset's thread count (module level, so that it pickles)."""
     preset, name, datasets, out, progress, position = job
     threads = torch.get_num_threads()
     torch.set_num_threads(preset.compute.threads)
@@ -186,18 +185,6 @@ def _group_job(job: tuple) -> dict[str, dict]:
         return _train_group(preset, name, datasets, out, progress, position)
     finally:
         torch.set_num_threads(threads)
-
-
-def _pool_job(job: tuple) -> dict[str, dict]:
-    """:func:`_group_job` in a pool worker: ended by SIGTERM, it discards what it was writing and ends quietly."""
-    with exiting_on_sigterm():
-        return _group_job(job)
-
-
-def _init_worker(bars: Any) -> None:
-    """A worker leaves SIGINT to the parent and sends its progress bars to the parent's :class:`BarRelay`."""
-    leave_sigint_to_parent()
-    relay_bars_to(bars)
 
 
 def _demos(preset: Preset, path: Path, progress: bool) -> DemoDataset:
@@ -208,7 +195,7 @@ def _demos(preset: Preset, path: Path, progress: bool) -> DemoDataset:
     config = populations.load_config(data.population_config, seed=data.population_seed,
                                      families=list(data.families), robots_per_family=data.robots_per_family)
     robots = populations.generate(config)
-    dataset = generate_demos(robots, data.demos_per_robot, data.demo_seed, preset.compute.workers, progress)
+    dataset = generate_demos(robots, data.demos_per_robot, data.demo_seed, preset.compute, progress)
     dataset.save(path)
     return dataset
 
@@ -232,7 +219,8 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
         state = checkpoints.new_checkpoint(model, preset, {
             "family": name, "joint_names": list(train.joint_names), "n_waypoints": train.n_waypoints,
             "home": first.home_q.tolist(), "robot_ids": [r for ids in train_ids.values() for r in ids],
-            "held_out": [r for ids in held_out.values() for r in ids], "preset": preset.to_dict()})
+            "held_out": [r for ids in held_out.values() for r in ids],
+            "preset": replace(preset, compute=ComputeConfig()).to_dict()})
     learner, sample = state.learner, task_sampler(train, state.model.normalize, meta.k_support, meta.k_query)
 
     log = _LossLog(out / "logs" / f"{name}.csv", keep_until=learner.step)
