@@ -91,6 +91,9 @@ RESULTS = (
     Result("bench_sim", "simulator benchmark figures (machine-dependent: step rates, puck-hitting episodes per second)",
            (Step(("bench", "sim", "-o", "runs/bench"), "runs/bench/bench_sim.json"),),
            {"bench_sim.json": "runs/bench/bench_sim.json"}),
+    Result("bench_scale", "demos and evaluated robots per second, local processes against Ray (machine-dependent)",
+           (Step(("bench", "scale", "-o", "runs/bench"), "runs/bench/bench_scale.json"),),
+           {"bench_scale.json": "runs/bench/bench_scale.json"}),
 )
 NAMES = tuple(r.name for r in RESULTS)
 
