@@ -45,7 +45,7 @@ def load_config(path: str | Path | None = None, **overrides) -> PopulationConfig
     data = mapping(load_yaml(src), src, "")
     unknown_keys(data, {"seed", "families", "robots_per_family", "perturbation"}, src, "")
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
-    families = data.get("families", list(family_names()))
+    families = data.get("families", list(PopulationConfig.families))
     if isinstance(families, str):
         families = [families]
     if not isinstance(families, (list, tuple)) or not families:

@@ -163,7 +163,7 @@ def preset_from_dict(data: dict[str, Any], source: str = "<checkpoint>") -> Pres
 
 def _check_together(preset: Preset) -> None:
     """Constraints between fields."""
-    from mtrl_robot.arms.families import family_names
+    from mtrl_robot.arms.families import family_names, load_family
 
     data, meta = preset.data, preset.meta
     known = family_names()
@@ -172,13 +172,13 @@ def _check_together(preset: Preset) -> None:
             raise ConfigError(None, f"data.families[{i}]", f"unknown arm family '{family}' (known: {', '.join(known)})")
     if len(set(data.families)) != len(data.families) or not data.families:
         raise ConfigError(None, "data.families", "expected a non-empty list without repeats")
-    if data.pooled:
-        from mtrl_robot.arms.families import load_family
-
-        dofs = {f: load_family(f).dof for f in data.families}
-        if len(data.families) < 2 or len(set(dofs.values())) != 1:
-            raise ConfigError(None, "data.pooled", f"pooling needs two or more families with one number of joints, "
-                              f"got {dofs}")
+    dofs = {f: load_family(f).dof for f in data.families}
+    if data.pooled and (len(data.families) < 2 or len(set(dofs.values())) != 1):
+        raise ConfigError(None, "data.pooled", f"pooling needs two or more families with one number of joints, "
+                          f"got {dofs}")
+    if len(set(dofs.values())) != 1:
+        raise ConfigError(None, "data.families", f"a run's demos hold one number of joints, but the families "
+                          f"differ ({', '.join(f'{f} {n}' for f, n in dofs.items())}): train them in separate runs")
     if data.robots_per_family * data.demos_per_robot > DEMOS_PER_FAMILY:
         raise ConfigError(None, "data.demos_per_robot", f"robots_per_family × demos_per_robot = "
                           f"{data.robots_per_family * data.demos_per_robot} demos per family exceeds the limit "
