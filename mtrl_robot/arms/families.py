@@ -27,7 +27,7 @@ def family_names() -> list[str]:
 
 
 def load_family(name: str) -> Arm:
-    """The nominal robot of a built-in family (``panda``, ``gen3``, ``yumi``, ``baxter``)."""
+    """The nominal robot of a built-in family (``panda``, ``gen3``, ``yumi``, ``baxter``, ``ur5e``)."""
     path = families_dir() / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(None, "family", f"unknown arm family '{name}' (known: {', '.join(family_names())})")
