@@ -10,12 +10,14 @@ import pytest
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_pose
 from mtrl_robot.arms.population import default_config_path, generate, load_config
+from mtrl_robot.backends.trajectory import check_trajectory
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.presets import load_preset as load_training_preset
 from mtrl_robot.motions.dataset import DatasetError
 from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.generate import generate_demos
+from mtrl_robot.tasks.puck import PuckHittingEnv
 
 # Universal Robots, "DH Parameters for calculations of kinematics and dynamics", UR5e (standard DH).
 DH_A = (0.0, -0.425, -0.3922, 0.0, 0.0, 0.0)  # m
@@ -117,3 +119,20 @@ def test_six_and_seven_joints_in_one_dataset_or_run_are_refused_in_one_line():
         generate_demos(population, 2, seed=0, workers=1, progress=False)
     with pytest.raises(ConfigError, match=r"data.families: .*differ \(panda 7, ur5e 6\): train them in separate runs"):
         load_training_preset("small", ["data.families=[panda,ur5e]"])
+
+
+def test_the_ur5e_hits_the_puck_where_it_is_aimed():
+    """The puck scene does not assume a Panda: six-joint hitting motions within the limits, a hit goes its way."""
+    env = PuckHittingEnv("ur5e")
+    try:
+        motions = env.generator.motions(np.array([-0.6, 0.0, 0.6]), np.array([0.8, 0.8, 0.8]))
+        for i in range(len(motions)):
+            check_trajectory(motions.trajectory(i), env.generator.limits)  # raises past any limit
+        for angle in (-0.6, 0.6):
+            env.reset(seed=1, options={"condition": "iso_medium"})
+            *_, info = env.step(np.array([angle, 0.8]))
+            travel = info["puck_final"] - info["puck_start"]
+            assert info["rested"] and np.linalg.norm(travel) > 0.05
+            assert abs(np.arctan2(travel[1], travel[0]) - angle) < np.radians(20)
+    finally:
+        env.close()
