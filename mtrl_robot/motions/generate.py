@@ -18,6 +18,7 @@ from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.population import Population
 from mtrl_robot.backends.trajectory import LIMIT_FRACTIONS
 from mtrl_robot.core.interrupt import leave_sigint_to_parent
+from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.motions import reach as planner
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 
@@ -56,12 +57,10 @@ def generate_demos(population: Population | Sequence[Arm], demos_per_robot: int,
         raise ValueError(f"demos_per_robot must be a positive integer, got {demos_per_robot!r}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    from tqdm import tqdm
-
     size = max(1, min(16, math.ceil(len(robots) / (workers * _CHUNKS_PER_WORKER))))
     tasks = [(robots[i:i + size], demos_per_robot, seed, n_waypoints) for i in range(0, len(robots), size)]
     planned: list[planner.PlannedDemos] = []
-    with tqdm(total=len(robots), desc="demos", unit="robot", disable=not progress) as bar:
+    with progress_bar(total=len(robots), desc="demos", unit="robot", disable=not progress) as bar:
         if workers == 1:
             results = map(_plan_chunk, tasks)
             for chunk in results:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.evaluation.report import Curve, markdown_table, plot_panels, student_t
 from mtrl_robot.learning.puck.adapt import adaptation_curve
 from mtrl_robot.learning.puck.train import BASELINE_FILE, META_FILE, VAE_FILE, load_policy, simulated_world
@@ -83,7 +83,7 @@ def evaluate_puck(checkpoint_dir: str | Path, out_dir: str | Path, repeats: int 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        bar = tqdm(total=len(conditions) * repeats, desc=f"puck evaluation ({'camera' if camera else 'sim'})",
+        bar = progress_bar(total=len(conditions) * repeats, desc=f"puck evaluation ({'camera' if camera else 'sim'})",
                    disable=not progress)
         for c, name in enumerate(conditions):
             task = condition_task(name)

@@ -43,9 +43,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.learning.puck.presets import PuckMetaRLConfig, config_from_dict, load_preset
 from mtrl_robot.meta.policy_gradient_maml import (
@@ -147,7 +147,7 @@ def train_policy(world: PuckWorld, config: PuckMetaRLConfig, meta: bool, progres
     learnable = [p for p in (*policy.parameters(), *lrs.parameters()) if p.requires_grad]
     optimizer = torch.optim.Adam(learnable, lr=config.outer_lr)
     rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
-    bar = tqdm(range(config.iterations), desc=f"puck {trained.kind} policy", disable=not progress)
+    bar = progress_bar(range(config.iterations), desc=f"puck {trained.kind} policy", disable=not progress)
     for iteration in bar:
         tasks = [world.random_task(rng) for _ in range(config.tasks_per_iteration)]
         collected = [collect(policy, lrs, world, task, config, meta, rng, generator) for task in tasks]
@@ -180,7 +180,7 @@ def tune_inner_lr(trained: TrainedPolicy, world: PuckWorld, progress: bool = Tru
     rng = np.random.default_rng([config.seed, 1])  # tasks apart from the training tasks
     tasks = [world.random_task(rng) for _ in range(config.tuning_tasks)]
     scores = {}
-    for factor in tqdm(config.baseline_lr_factors, desc="baseline step size", disable=not progress):
+    for factor in progress_bar(config.baseline_lr_factors, desc="baseline step size", disable=not progress):
         lrs = StepSizes(dict(trained.policy.named_parameters()), config.inner_lr * factor, learn=False,
                         log_space=True)
         scores[config.inner_lr * factor] = float(np.mean([

@@ -43,7 +43,8 @@ DEMOS_PER_FAMILY = 1_000_000  # robots_per_family × demos_per_robot: a family's
 
 @dataclass(frozen=True)
 class DataConfig:
-    families: tuple[str, ...] = setting(("panda", "gen3", "yumi", "baxter"), "one model (checkpoint) per family")
+    families: tuple[str, ...] = setting(("panda", "gen3", "yumi", "baxter"), "built-in names or family files "
+                                        "(paths); one model (checkpoint) per family")
     robots_per_family: int = setting(100, "population size per family, held-out robots included",
                                      above=0, maximum=ROBOTS)
     held_out_per_family: int = setting(10, "the last robots of each family: never trained on, used for evaluation",
@@ -163,16 +164,13 @@ def preset_from_dict(data: dict[str, Any], source: str = "<checkpoint>") -> Pres
 
 def _check_together(preset: Preset) -> None:
     """Constraints between fields."""
-    from mtrl_robot.arms.families import family_names, load_family
+    from mtrl_robot.arms.families import load_families
 
     data, meta = preset.data, preset.meta
-    known = family_names()
-    for i, family in enumerate(data.families):
-        if family not in known:
-            raise ConfigError(None, f"data.families[{i}]", f"unknown arm family '{family}' (known: {', '.join(known)})")
     if len(set(data.families)) != len(data.families) or not data.families:
         raise ConfigError(None, "data.families", "expected a non-empty list without repeats")
-    dofs = {f: load_family(f).dof for f in data.families}
+    arms = load_families(data.families, None, "data.families")
+    dofs = {f: arm.dof for f, arm in arms.items()}
     if data.pooled and (len(data.families) < 2 or len(set(dofs.values())) != 1):
         raise ConfigError(None, "data.pooled", f"pooling needs two or more families with one number of joints, "
                           f"got {dofs}")
