@@ -24,17 +24,19 @@ from mtrl_robot.motions.reach import (
     plan_robot_demos,
 )
 
-FAMILIES = ("panda", "gen3", "yumi", "baxter")
+FAMILIES = ("panda", "gen3", "yumi", "baxter", "ur5e")
 
 
 @pytest.fixture(scope="module")
 def population() -> Population:
-    return generate(load_config(robots_per_family=2))
+    return generate(load_config(robots_per_family=2, families=list(FAMILIES)))
 
 
 @pytest.fixture(scope="module")
 def demos(population) -> DemoDataset:
-    return generate_demos(population, 6, seed=3, compute=ComputeConfig(workers=1), progress=False)
+    """Demos of the seven-joint robots (a dataset holds one joint count)."""
+    seven = [r.robot_id for r in population.robots if r.dof == 7]
+    return generate_demos(population.select(seven), 6, seed=3, compute=ComputeConfig(workers=1), progress=False)
 
 
 def limits_of(arm) -> JointLimits:
@@ -82,10 +84,11 @@ def test_targets_depend_only_on_seed_and_robot(population):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_demo_executed_in_mujoco_reaches_the_target(demos, family):
+def test_demo_executed_in_mujoco_reaches_the_target(population, family):
     from mtrl_robot.backends.mujoco_backend import MujocoBackend
 
     robot_id = f"{family}-001"
+    demos = generate_demos(population.select([robot_id]), 2, seed=3, compute=ComputeConfig(workers=1), progress=False)
     arm = demos.arm(robot_id)
     backend = MujocoBackend(arm)
     for i in demos.demos_of(robot_id)[:2]:

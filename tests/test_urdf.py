@@ -25,7 +25,7 @@ from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.scenes.puck_table import load_scene
 
-FAMILIES = ["baxter", "gen3", "panda", "yumi"]
+FAMILIES = ["baxter", "gen3", "panda", "yumi", "ur5e"]
 
 
 def round_trip(arm, tmp_path):

@@ -29,8 +29,8 @@ def family_names() -> list[str]:
 
 
 def load_family(spec: str | Path) -> Arm:
-    """The nominal robot of a family: a built-in name (``panda``, ``gen3``, ``yumi``, ``baxter``) or the path of a
-    user family file (:mod:`mtrl_robot.arms.family_file`), whose name must not be a built-in one."""
+    """The nominal robot of a family: a built-in name (``panda``, ``gen3``, ``yumi``, ``baxter``, ``ur5e``) or the
+    path of a user family file (:mod:`mtrl_robot.arms.family_file`), whose name must not be a built-in one."""
     if is_family_file(spec):
         arm = load_user_family(spec)
         if arm.family in family_names():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.arms.families import family_names, load_families, load_family
+from mtrl_robot.arms.families import load_families, load_family
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.config import ROBOTS, SEED, Rule, load_yaml, mapping, read_value, unknown_keys
 from mtrl_robot.core.errors import ConfigError
@@ -46,7 +46,7 @@ def load_config(path: str | Path | None = None, **overrides) -> PopulationConfig
     data = mapping(load_yaml(src), src, "")
     unknown_keys(data, {"seed", "families", "robots_per_family", "perturbation"}, src, "")
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
-    families = data.get("families", list(family_names()))
+    families = data.get("families", list(PopulationConfig.families))
     if isinstance(families, str):
         families = [families]
     if not isinstance(families, (list, tuple)) or not families:

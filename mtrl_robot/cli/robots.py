@@ -42,9 +42,10 @@ def show(robot: str, population: Path | None = None, urdf: Path | None = None, f
     arm = load_arm(URDF if urdf else robot, population, urdf, flange)
     q = arm.home_q if q is None else arm.check_q(np.array(q), "--q")
     print(f"{arm.robot_id}  ({arm.description}; base {arm.base_link}, flange {arm.flange_link})")
-    print(f"{'joint':16} {'lower':>8} {'upper':>8} {'vel':>7} {'effort':>7} {'zero off':>9} {'q':>8}")
+    width = max(16, *(len(name) for name in arm.joint_names))
+    print(f"{'joint':{width}} {'lower':>8} {'upper':>8} {'vel':>7} {'effort':>7} {'zero off':>9} {'q':>8}")
     for j, qi in zip(arm.joints, q, strict=True):
-        print(f"{j.name:16} {j.lower:8.3f} {j.upper:8.3f} {j.velocity:7.3f} {j.effort:7.1f} "
+        print(f"{j.name:{width}} {j.lower:8.3f} {j.upper:8.3f} {j.velocity:7.3f} {j.effort:7.1f} "
               f"{j.zero_offset:9.4f} {qi:8.3f}")
     print(f"flange at q: {np.round(flange_position(arm, q), 4).tolist()} m")
 

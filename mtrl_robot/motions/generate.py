@@ -48,6 +48,10 @@ def generate_demos(population: Population | Sequence[Arm], demos_per_robot: int,
     robots = tuple(population)
     if not robots:
         raise DatasetError(None, "the population is empty: no robots to make demos for")
+    counts = {r.family: r.dof for r in robots}
+    if len(set(counts.values())) > 1:
+        raise DatasetError(None, "a dataset holds robots of one number of joints, but these families differ: "
+                           + ", ".join(f"{family} {dof}" for family, dof in counts.items()))
     if isinstance(demos_per_robot, bool) or not isinstance(demos_per_robot, int) or demos_per_robot < 1:
         raise ValueError(f"demos_per_robot must be a positive integer, got {demos_per_robot!r}")
     size = max(1, min(16, math.ceil(len(robots) / (compute.workers * _CHUNKS_PER_WORKER))))

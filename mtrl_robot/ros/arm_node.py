@@ -84,8 +84,8 @@ SHUTDOWN_DRAIN = 0.3  # s of spinning after SIGINT/SIGTERM so that aborted goals
 FREE_CAMERA_SIZE = (320, 240)  # width, height without a scene camera
 
 PARAMETERS = {  # name: (default, description[, Range or OneOf])
-    "robot": ("panda", "Arm family name (panda, gen3, yumi, baxter) or family file (a path), a robot id of "
-                       "population_file, or 'urdf'"),
+    "robot": ("panda", "Arm family name (panda, gen3, yumi, baxter, ur5e) or family file (a path), a "
+                       "robot id of population_file, or 'urdf'"),
     "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)"),
     "urdf_file": ("", "URDF to load when robot is 'urdf'"),
     "flange_link": ("", "Flange link of urdf_file when robot is 'urdf'"),

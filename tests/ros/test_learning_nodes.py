@@ -1,7 +1,8 @@
 """End to end through ROS on a held-out simulated arm: record K demos, adapt, reach fresh targets with the policy.
 
-A tiny Panda-only run is meta-trained first; arm_node, demo_recorder, adaptation_node and policy_node run as
-real subprocesses in this test's ROS domain (see conftest.py).
+For a Panda (seven joints) and a UR5e (six), a one-family run of the demo preset is meta-trained first; arm_node,
+demo_recorder, adaptation_node and policy_node run as real subprocesses in this test's ROS domain (see conftest.py),
+the arm node serving the controller of the family's simulated hardware preset.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from mtrl_robot.tools.launch_runner import parse_launch
 
 K = 5
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
-PRESET = ("demo", ["data.families=[panda]", "compute.workers=1"])  # the demo preset's Panda half (about 30 s)
+HARDWARE = {"panda": "sim_panda", "ur5e": "sim_ur5e"}  # family → hardware preset of the simulated arm node
 REST_WINDOW = 0.3  # s of joint-state stamps over which the arm must move less than REST_MOTION to be at rest
 REST_MOTION = 1e-4  # rad
 PLAN_ATTEMPTS = 3  # targets sent before the policy node must have planned one
@@ -85,18 +86,19 @@ def settled(states, names: tuple[str, ...], first: int, timeout: float = 15.0) -
     return positions(states.wait_for(at_rest, timeout, first, "the arm at rest"))
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """A small meta-trained run, its population file and a held-out robot id."""
-    folder = tmp_path_factory.mktemp("panda_run")
-    preset = load_training_preset(*PRESET)
+@pytest.fixture(scope="module", params=list(HARDWARE))
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A one-family run of the demo preset (about 30 s), its population file and a held-out robot id."""
+    family = request.param
+    folder = tmp_path_factory.mktemp(f"{family}_run")
+    preset = load_training_preset("demo", [f"data.families=[{family}]", "compute.workers=1"])
     out = train_from_preset(preset, folder / "run", progress=False)
     data = preset.data
     config = populations.load_config(data.population_config, seed=data.population_seed, families=list(data.families),
                                      robots_per_family=data.robots_per_family)
     population = populations.save(populations.generate(config), folder / "population.json")
-    state = checkpoints.load(out / "checkpoints" / "panda.pt")
-    return out / "checkpoints" / "panda.pt", population, state.info["held_out"][0]
+    state = checkpoints.load(out / "checkpoints" / f"{family}.pt")
+    return out / "checkpoints" / f"{family}.pt", population, state.info["held_out"][0]
 
 
 def start_episode(client, publisher, target: np.ndarray) -> None:
@@ -150,21 +152,22 @@ def check_markers(markers: Messages, arm, target: np.ndarray) -> None:
 def test_record_adapt_reach(run, launcher, ros_client, ros_env, ros_log, tmp_path):
     checkpoint, population_file, robot = run
     arm = populations.load(population_file).get(robot)
+    hardware = load_preset(HARDWARE[arm.family])
     robot_params = {"robot": robot, "population_file": population_file}
-    _, states = launcher.start(**robot_params)
+    _, states = launcher.start(**robot_params, controller_name=hardware.controller)
     recordings = tmp_path / "recordings"
     nodes = [start_node("demo_recorder", tmp_path / "recorder.log", ros_env, output_dir=recordings),
              start_node("adaptation_node", tmp_path / "adaptation.log", ros_env, checkpoint=checkpoint,
                         recordings_dir=recordings, output_dir=tmp_path / "adapted", k=K, **robot_params),
              start_node("policy_node", tmp_path / "policy.log", ros_env, model=checkpoints.model_file_path(checkpoint),
-                        **robot_params)]
+                        preset=hardware.name, **robot_params)]
     client = ros_client.node
-    action = ros_client.action_client(FollowJointTrajectory, "/joint_trajectory_controller/follow_joint_trajectory")
+    action = ros_client.action_client(FollowJointTrajectory, hardware.action)
     try:
         assert action.wait_for_server(timeout_sec=30.0)
         demo_targets = matched_publisher(client, PointStamped, "/demo_target", 30.0)
         policy_targets = matched_publisher(client, PointStamped, "/target", 30.0)
-        limits = load_preset("sim_panda").safety_limits(arm)
+        limits = hardware.safety_limits(arm)
         demos = plan_robot_demos(arm, K, seed=123)
         for i in range(K):
             assert call(ros_client, "/arm_node/reset").success

@@ -162,11 +162,13 @@ def _check_together(preset: Preset) -> None:
     if len(set(data.families)) != len(data.families) or not data.families:
         raise ConfigError(None, "data.families", "expected a non-empty list without repeats")
     arms = load_families(data.families, None, "data.families")
-    if data.pooled:
-        dofs = {f: arm.dof for f, arm in arms.items()}
-        if len(data.families) < 2 or len(set(dofs.values())) != 1:
-            raise ConfigError(None, "data.pooled", f"pooling needs two or more families with one number of joints, "
-                              f"got {dofs}")
+    dofs = {f: arm.dof for f, arm in arms.items()}
+    if data.pooled and (len(data.families) < 2 or len(set(dofs.values())) != 1):
+        raise ConfigError(None, "data.pooled", f"pooling needs two or more families with one number of joints, "
+                          f"got {dofs}")
+    if len(set(dofs.values())) != 1:
+        raise ConfigError(None, "data.families", f"a run's demos hold one number of joints, but the families "
+                          f"differ ({', '.join(f'{f} {n}' for f, n in dofs.items())}): train them in separate runs")
     if data.robots_per_family * data.demos_per_robot > DEMOS_PER_FAMILY:
         raise ConfigError(None, "data.demos_per_robot", f"robots_per_family × demos_per_robot = "
                           f"{data.robots_per_family * data.demos_per_robot} demos per family exceeds the limit "
