@@ -1,8 +1,12 @@
-"""The simulated arm node as a ROS 2 client sees it: ``/joint_states`` rate and jitter, action round trips.
+"""The simulated arm node as a ROS 2 client sees it: ``/joint_states`` rate and jitter, the CPU it uses, action
+round trips.
 
 The node runs as a real subprocess on a ROS domain of its own with localhost discovery; this process is the
-client. The rate is counted by the node's stamps; inter-arrival times are taken on arrival here (they
-include delivery and this process's scheduling), stamp intervals are the node's own publication times.
+client. The rate is counted by the node's stamps; stamp intervals are the gaps between the node's own
+publications, inter-arrival times are taken on arrival here (they add delivery and this process's scheduling).
+The node's CPU is its process CPU time (all threads, user and system, from ``/proc``) over the wall time of the
+same window, 1.0 being one core; the one-minute load average at the start of the window says how busy the
+machine was.
 """
 
 from __future__ import annotations
@@ -103,9 +107,16 @@ def stop_process(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> No
             process.wait()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) process ``pid`` has used so far, from ``/proc`` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", robot: str = "panda",
               rate: float = 250.0) -> dict[str, float]:
-    """Joint-state rate and jitter over ``seconds``, then ``goals`` short FollowJointTrajectory goals."""
+    """Joint-state rate, jitter and the node's CPU over ``seconds``, then ``goals`` short FollowJointTrajectory
+    goals."""
     domain = 1 + os.getpid() % 100
     with tempfile.TemporaryDirectory(prefix="mtrl_ros_bench_") as tmp:
         env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
@@ -126,7 +137,7 @@ def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", ro
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"arm node did not publish joint states:\n{log_path.read_text()[-2000:]}")
                 time.sleep(0.05)
-            figures = {"joint_states_target_hz": rate, **_joint_states(arrivals, seconds)}
+            figures = {"joint_states_target_hz": rate, **_joint_states(arrivals, seconds, process.pid)}
             figures.update(_round_trips(client.node, arrivals, goals))
         finally:
             client.close()
@@ -134,15 +145,18 @@ def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", ro
     return figures
 
 
-def _joint_states(arrivals: list, seconds: float) -> dict[str, float]:
-    start = len(arrivals)
+def _joint_states(arrivals: list, seconds: float, pid: int) -> dict[str, float]:
+    load = os.getloadavg()[0]
+    start, cpu, wall = len(arrivals), process_cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
+    cpu, wall = process_cpu_seconds(pid) - cpu, time.monotonic() - wall
     window = arrivals[start:]
     received = np.array([a[0] for a in window])
     stamps = np.array([a[1] for a in window])
     return {"joint_states_rate_hz": float((len(stamps) - 1) / (stamps[-1] - stamps[0])),
             **percentiles_ms(np.diff(received), "joint_states_interarrival"),
-            **percentiles_ms(np.diff(stamps), "joint_states_stamp_interval")}
+            **percentiles_ms(np.diff(stamps), "joint_states_stamp_interval"),
+            "arm_node_cpu_per_wall": cpu / wall, "load_average_1min": load}
 
 
 def _round_trips(node, arrivals: list, goals: int) -> dict[str, float]:
