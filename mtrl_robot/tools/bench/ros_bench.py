@@ -3,7 +3,8 @@ round trips.
 
 The node runs as a real subprocess on a ROS domain of its own with localhost discovery; this process is the
 client. The rate is counted by the node's stamps; stamp intervals are the gaps between the node's own
-publications, inter-arrival times are taken on arrival here (they add delivery and this process's scheduling).
+publications (the subscription keeps half a second of messages, so a stall of this process drops none),
+inter-arrival times are taken on arrival here (they add delivery and this process's scheduling).
 The node's CPU is its process CPU time (all threads, user and system, from ``/proc``) over the wall time of the
 same window, 1.0 being one core; the one-minute load average at the start of the window says how busy the
 machine was.
@@ -36,6 +37,7 @@ STARTUP_TIMEOUT = 30.0  # s for the node to come up and publish
 REPLY_TIMEOUT = 10.0  # s for any one action reply
 STOP_TIMEOUT = 10.0  # s for a node to exit after SIGTERM before it is killed
 GOAL_DURATION = 0.1  # s, time_from_start of the single point of each timed goal
+QUEUE_SECONDS = 0.5  # of joint states kept for this process: stamp intervals are the node's, not this process's gaps
 GOAL_STEP = 0.02  # rad moved by the first joint in each timed goal, alternately up and down
 
 
@@ -127,9 +129,9 @@ def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", ro
             process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         client = BenchClient(domain, "ros_bench_client")
         arrivals: list[tuple[float, float, JointState]] = []
-        client.node.create_subscription(
+        client.node.create_subscription(  # a queue of QUEUE_SECONDS of messages: a stall here loses none
             JointState, "/joint_states", lambda m: arrivals.append((time.perf_counter(), stamp_seconds(m.header.stamp),
-                                                                    m)), 50)
+                                                                    m)), max(50, round(QUEUE_SECONDS * rate)))
         client.start()
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT
