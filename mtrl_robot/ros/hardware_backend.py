@@ -52,7 +52,8 @@ from rclpy.action.client import ClientGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.exceptions import InvalidHandle
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
+from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
@@ -155,7 +156,7 @@ class HardwareBackend(RobotBackend):
         if self._context is not None:
             rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
             node = rclpy.create_node(node_name, context=self._context)
-            self._executor = SingleThreadedExecutor(context=self._context)  # callbacks never block
+            self._executor = EventsExecutor(context=self._context)  # callbacks never block: one thread, no wait sets
             self._executor.add_node(node)
         self.node = node
         group = ReentrantCallbackGroup()  # for a caller's multi-threaded executor; the callbacks take locks
