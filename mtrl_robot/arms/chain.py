@@ -60,6 +60,7 @@ class Joint:
     effort: float
     acceleration: float = 10.0
     zero_offset: float = 0.0
+    jerk: float | None = None  # rad/s³; None: none published
 
 
 @dataclass(frozen=True)
