@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from executed_motion import commanded_peaks
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.cli.main import main
@@ -32,6 +34,19 @@ def test_every_motion_of_the_latent_box_passes_the_real_panda_safety_layer(vae):
         assert 0 < check.worst[quantity].ratio <= 1 + 1e-6, check.summary()
     assert check.worst["acceleration"].ratio > 0.9  # the motions use what the arm allows
     assert check.longest_motion_s < 1.5
+
+
+def test_what_the_controller_commands_for_decoded_motions_stays_inside_the_published_limits(vae):
+    """Measured independently of the safety layer's bounds: differences of the positions a 1 kHz controller
+    commands, at two clock phases, for latents all over the box."""
+    limits = load_preset("franka_panda_hitting").safety_limits().motion
+    low, high = vae.latent_low.numpy(), vae.latent_high.numpy()
+    for z in np.random.default_rng(1).uniform(low, high, size=(12, 2)):
+        motion = vae.decode_motion(z)
+        for phase in (0.0, 0.0005):
+            peaks = commanded_peaks(motion, 0.001, phase)
+            for quantity in ("velocity", "acceleration", "jerk"):
+                assert np.all(peaks[quantity] <= getattr(limits, quantity) * (1 + 1e-6)), (quantity, z, phase)
 
 
 def test_a_preset_with_tighter_limits_refuses_and_counts_the_fast_motions(vae, tmp_path):

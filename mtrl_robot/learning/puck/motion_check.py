@@ -99,9 +99,9 @@ def check_latent_grid(vae: HittingVAE, preset: HardwarePreset, per_axis: int = 3
 
 
 def _reason(exc: Exception) -> str:
-    """A refusal's first words without their numbers, so that alike refusals count together."""
-    words = [w for w in str(exc).split() if not re.match(r"[-+(]?[\d.]+", w)]
-    return " ".join(words[:8])
+    """A refusal's first words, numbers left out ("…"), so that alike refusals count together."""
+    words = ["…" if re.match(r"[-+(]?[\d.]+", w) else w for w in str(exc).split()]
+    return " ".join(words[:10])
 
 
 def write_motion_check(check: MotionCheck, path: str | Path) -> Path:
