@@ -34,6 +34,7 @@ puck, where the arm stretches and its shoulder joint's acceleration binds, outgr
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -152,11 +153,13 @@ class HittingPath:
         if n_waypoints < 4:
             raise ValueError(f"a hitting motion needs at least 4 waypoints, got {n_waypoints}")
         self.via, self.contact, self.limits, self.n_waypoints = np.asarray(via, float), contact, limits, n_waypoints
+        self._breaks = tuple(self.via.tolist())  # for bisect, many times faster than numpy on one number
 
     def _pieces(self, begin: float, end: float) -> tuple[int, int]:
         """The first and last spline piece covering the path from ``begin`` to ``end``."""
-        first = int(np.clip(np.searchsorted(self.via, begin, side="right") - 1, 0, len(self.via) - 2))
-        return first, int(np.clip(np.searchsorted(self.via, end, side="left") - 1, first, len(self.via) - 2))
+        last_piece = len(self._breaks) - 2
+        first = min(max(bisect_right(self._breaks, begin) - 1, 0), last_piece)
+        return first, min(max(bisect_left(self._breaks, end) - 1, first), last_piece)
 
     def _ramp(self, bounds: np.ndarray, speed: float, share: float, run_up: bool) -> Ramp:
         """The speed ramp up to contact (``run_up``) or down after ``s = 0`` for a path with per-piece ``bounds``

@@ -38,6 +38,9 @@ RETRIES = 3  # tighter plans tried before a motion is refused
 MIN_RAMP_TIME = 0.04  # s over which the path's acceleration may rise from 0 to its bound
 
 
+_RUCKIG = Ruckig(1)  # offline planning only: calculate() keeps no state between calls
+
+
 class MotionRefused(TrajectoryError):
     """A motion that cannot be made within the limits; the message says why (a hit refused, scored as a miss)."""
 
@@ -109,7 +112,7 @@ class Ramp:
         inp.target_velocity, inp.target_acceleration = [speed], [0.0]
         inp.max_velocity, inp.max_acceleration, inp.max_jerk = [speed], [acceleration], [jerk]
         trajectory = Trajectory(1)
-        result = Ruckig(1).calculate(inp, trajectory)
+        result = _RUCKIG.calculate(inp, trajectory)
         if result != Result.Working:
             raise MotionRefused(f"no ramp to {speed:.3f} m/s within {acceleration:.4g} m/s² and {jerk:.4g} m/s³ "
                                 f"({result.name})")
