@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/mtrl-robot bench sim
 	$(BIN)/mtrl-robot bench meta
 	$(BIN)/mtrl-robot bench ros
+	$(BIN)/mtrl-robot bench scale
 
 results: $(STAMP)
 	$(BIN)/mtrl-robot results

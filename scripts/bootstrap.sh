@@ -10,5 +10,5 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q -r requirements.txt
-scripts/build_interfaces.sh "$venv"   # control_msgs: system ROS 2 if present, else built from interfaces/
+scripts/build_interfaces.sh "$venv"   # control_msgs, tf2_msgs: system ROS 2 if present, else built from interfaces/
 "$venv/bin/python" -m pip install -q --no-deps -e .

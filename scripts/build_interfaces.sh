@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Make control_msgs/action/FollowJointTrajectory importable from a virtual environment.
+# Make the ROS 2 interface packages under interfaces/ (control_msgs, tf2_msgs: those with no PyPI wheel)
+# importable from a virtual environment.
 #
 #   scripts/build_interfaces.sh [VENV]        (default: .venv)
 #
-# 1. If the venv's python can already import control_msgs.action (a sourced system ROS 2, or an
-#    earlier run of this script with the same definitions), nothing is done.
-# 2. Otherwise the ament/rosidl build wheels (requirements-build.txt) are installed into the venv,
-#    the Python/numpy include paths that those wheels' exported CMake files carry from the wheel
-#    build machine are rewritten to the venv's own, and interfaces/control_msgs is configured,
-#    built and installed into the venv prefix with plain cmake (no colcon, nothing to source).
-# 3. The import is verified; any failure stops with a message saying which step failed.
+# For each package folder interfaces/<name> (a package.xml, CMakeLists.txt and msg/, srv/, action/ files):
+# 1. If the venv's python can already import every type the folder defines (from a sourced system ROS 2,
+#    or from an earlier run of this script with the same definitions), the package is left alone.
+# 2. Otherwise, once for all packages to build, the ament/rosidl build wheels (requirements-build.txt) are
+#    installed into the venv and the Python/numpy include paths that those wheels' exported CMake files carry
+#    from the wheel build machine are rewritten to the venv's own; then the package is configured, built and
+#    installed into the venv prefix with plain cmake (no colcon, nothing to source).
+# 3. The imports are verified; any failure stops with a message saying which package and step failed.
 #
-# Environment: CONTROL_MSGS_FORCE=1 rebuilds even if an import works; KEEP_BUILD=1 keeps the
-# temporary build folder.
+# Packages are built in alphabetical order; none of them depends on another one here.
+#
+# Environment: INTERFACES_FORCE=1 rebuilds even if the imports work; KEEP_BUILD=1 keeps the temporary build
+# folders.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,36 +26,53 @@ case "$venv_arg" in
   *) venv="$(pwd)/$venv_arg" ;;
 esac
 py="$venv/bin/python"
-src="$root/interfaces/control_msgs"
-stamp_file="$venv/share/control_msgs/.mtrl_robot_source_hash"
 
 say() { echo "[build_interfaces] $*"; }
 die() { echo "[build_interfaces] ERROR: $*" >&2; exit 1; }
 
 [ -x "$py" ] || die "no python at $py; create the venv first (scripts/bootstrap.sh does)"
-[ -f "$src/package.xml" ] || die "interface sources not found at $src"
+packages=()
+for folder in "$root"/interfaces/*/; do
+  [ -f "$folder/package.xml" ] && packages+=("$(basename "$folder")")
+done
+[ "${#packages[@]}" -gt 0 ] || die "no interface packages (folders with a package.xml) under $root/interfaces"
 
-# Content hash of the interface definitions, stored next to an installed build so that an edited
-# definition triggers a rebuild while an unchanged one is left alone.
-src_hash="$(cd "$src" && cat package.xml CMakeLists.txt msg/*.msg action/*.action | sha256sum | cut -d' ' -f1)"
+source_hash() {  # content hash of a package's definitions: an edited definition triggers a rebuild
+  (cd "$root/interfaces/$1" && shopt -s nullglob && cat package.xml CMakeLists.txt msg/*.msg srv/*.srv action/*.action \
+    | sha256sum | cut -d' ' -f1)
+}
 
-import_check='from control_msgs.action import FollowJointTrajectory; import control_msgs, os; print(os.path.dirname(control_msgs.__file__))'
+import_check() {  # python importing every type package $1 defines, then printing the package's folder
+  local pkg="$1" kind file lines=""
+  for kind in msg srv action; do
+    for file in "$root/interfaces/$pkg/$kind"/*."$kind"; do
+      [ -f "$file" ] && lines+="from $pkg.$kind import $(basename "$file" ".$kind")"$'\n'
+    done
+  done
+  printf '%simport os, %s\nprint(os.path.dirname(%s.__file__))\n' "$lines" "$pkg" "$pkg"
+}
 
-if [ "${CONTROL_MSGS_FORCE:-0}" != 1 ] && where="$("$py" -c "$import_check" 2>/dev/null)"; then
-  case "$where" in
-    "$venv"/*)
-      if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$src_hash" ]; then
-        say "control_msgs already built into $venv (definitions unchanged); nothing to do"
-        exit 0
-      fi
-      say "control_msgs in $venv was built from other definitions; rebuilding"
-      ;;
-    *)
-      say "control_msgs found outside the venv ($where), e.g. a system ROS 2; using it"
-      exit 0
-      ;;
-  esac
-fi
+to_build=()
+for pkg in "${packages[@]}"; do
+  stamp_file="$venv/share/$pkg/.mtrl_robot_source_hash"
+  if [ "${INTERFACES_FORCE:-0}" != 1 ] && where="$("$py" -c "$(import_check "$pkg")" 2>/dev/null)"; then
+    case "$where" in
+      "$venv"/*)
+        if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$(source_hash "$pkg")" ]; then
+          say "$pkg already built into $venv (definitions unchanged); nothing to do"
+          continue
+        fi
+        say "$pkg in $venv was built from other definitions; rebuilding"
+        ;;
+      *)
+        say "$pkg found outside the venv ($where), e.g. a system ROS 2; using it"
+        continue
+        ;;
+    esac
+  fi
+  to_build+=("$pkg")
+done
+[ "${#to_build[@]}" -gt 0 ] || exit 0
 
 start=$SECONDS
 for tool in cmake cc c++; do
@@ -103,46 +124,40 @@ if leftover:
 print(f"[build_interfaces]   {changed} file(s) rewritten; python {py_inc}, numpy {np_inc}")
 PY
 
-build="$(mktemp -d "${TMPDIR:-/tmp}/mtrl_control_msgs_build.XXXXXX")"
-cleanup() {
+build_package() {  # configure, build and install interfaces/$1 into the venv, then verify its imports
+  local pkg="$1" build log
+  build="$(mktemp -d "${TMPDIR:-/tmp}/mtrl_${pkg}_build.XXXXXX")"
+  log="$build/build.log"
+  run_step() {  # run_step "description" command...; output goes to the log, shown on failure
+    local what="$1"; shift
+    if ! "$@" >>"$log" 2>&1; then
+      echo "---- last lines of $log ----" >&2
+      tail -n 40 "$log" >&2
+      die "$pkg: $what failed (full log: $log)"
+    fi
+  }
+  say "configuring interfaces/$pkg (cmake, build folder $build)"
+  run_step "cmake configure" env PATH="$venv/bin:$PATH" AMENT_PREFIX_PATH="$venv" \
+    cmake -S "$root/interfaces/$pkg" -B "$build" "${generator[@]}" \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$venv" \
+    -DCMAKE_INSTALL_PREFIX="$venv" \
+    -DPython3_EXECUTABLE="$py" \
+    -DPython3_FIND_STRATEGY=LOCATION \
+    -DBUILD_TESTING=OFF
+  say "building $pkg"
+  run_step "cmake build" env PATH="$venv/bin:$PATH" AMENT_PREFIX_PATH="$venv" \
+    cmake --build "$build" --parallel "$(nproc)"
+  say "installing $pkg into $venv"
+  run_step "cmake install" cmake --install "$build"
+  source_hash "$pkg" > "$venv/share/$pkg/.mtrl_robot_source_hash"
+  "$py" -c "$(import_check "$pkg")" >/dev/null \
+    || die "$pkg was installed but importing its types fails (build folder kept: $build)"
+  say "$pkg: every type it defines imports"
   if [ "${KEEP_BUILD:-0}" = 1 ]; then say "build folder kept: $build"; else rm -rf "$build"; fi
 }
-trap cleanup EXIT
-log="$build/build.log"
 
-run_step() {  # run_step "description" command...; output goes to the log, shown on failure
-  local what="$1"; shift
-  if ! "$@" >>"$log" 2>&1; then
-    echo "---- last lines of $log ----" >&2
-    tail -n 40 "$log" >&2
-    KEEP_BUILD=1
-    die "$what failed (full log: $log)"
-  fi
-}
-
-say "configuring interfaces/control_msgs (cmake, build folder $build)"
-run_step "cmake configure" env PATH="$venv/bin:$PATH" AMENT_PREFIX_PATH="$venv" \
-  cmake -S "$src" -B "$build" "${generator[@]}" \
-  -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$venv" \
-  -DCMAKE_INSTALL_PREFIX="$venv" \
-  -DPython3_EXECUTABLE="$py" \
-  -DPython3_FIND_STRATEGY=LOCATION \
-  -DBUILD_TESTING=OFF
-say "building"
-run_step "cmake build" env PATH="$venv/bin:$PATH" AMENT_PREFIX_PATH="$venv" cmake --build "$build" --parallel "$(nproc)"
-say "installing into $venv"
-run_step "cmake install" cmake --install "$build"
-echo "$src_hash" > "$stamp_file"
-
-say "verifying the import"
-"$py" - <<'PY' || die "control_msgs was installed but 'from control_msgs.action import FollowJointTrajectory' fails"
-from control_msgs.action import FollowJointTrajectory
-from control_msgs.msg import JointComponentTolerance, JointTolerance  # noqa: F401
-
-goal = FollowJointTrajectory.Goal()
-assert hasattr(goal, "component_path_tolerance") and hasattr(FollowJointTrajectory.Feedback(), "multi_dof_index")
-assert FollowJointTrajectory.Result.GOAL_TOLERANCE_VIOLATED == -5
-print("[build_interfaces]   control_msgs.action.FollowJointTrajectory imports")
-PY
+for pkg in "${to_build[@]}"; do
+  build_package "$pkg"
+done
 say "done in $((SECONDS - start)) s"

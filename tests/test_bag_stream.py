@@ -54,3 +54,34 @@ def test_every_cut_of_the_stream_recovers_the_messages_before_it(tmp_path):
         recovered.append(count)
     assert recovered == sorted(recovered) and recovered[-1] == N_STATES + 1
     assert len(set(recovered)) > N_STATES // 2  # cuts inside the stream keep what came before them
+
+
+def test_serialized_topics_keep_their_qos_and_open_with_rosbags_and_mcap(tmp_path):
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+    from rosbags.highlevel import AnyReader
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    from mtrl_robot.motions.recording import DESCRIPTION_TYPE, _typestore
+
+    store = _typestore()
+    never = QosTime(0, 0)
+    latched = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, never, never,
+                  QosLiveliness.AUTOMATIC, never, False)
+    bag = BagStream(tmp_path / "described", serialized_topics={"/robot_description": (DESCRIPTION_TYPE, [latched])})
+    bag.write_target(10**9, (0.4, 0.1, 0.5))
+    bag.write_serialized("/robot_description", 10**9, bytes(store.serialize_cdr(
+        store.types[DESCRIPTION_TYPE](data="<robot name='r'/>"), DESCRIPTION_TYPE)))
+    for i in range(N_STATES):
+        bag.write_joint_state(10**9 + i * STEP_NS, NAMES, [i, -i], [1.0, -1.0])
+    path = bag.close()
+    assert len(read_episodes(path)) == 1  # conversion reads its own topics only
+    with AnyReader([path]) as reader:
+        connection, = [c for c in reader.connections if c.topic == "/robot_description"]
+        assert connection.ext.offered_qos_profiles == [latched]
+        (_, _, raw), = reader.messages(connections=[connection])
+        assert reader.deserialize(raw, connection.msgtype).data == "<robot name='r'/>"
+    with next(path.glob("*.mcap")).open("rb") as file:
+        decoded = list(make_reader(file, decoder_factories=[DecoderFactory()]).iter_decoded_messages(
+            topics=["/robot_description"]))
+    assert [m.decoded_message.data for m in decoded] == ["<robot name='r'/>"]

@@ -13,6 +13,7 @@ from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.arms.population import Population, generate, load_config
 from mtrl_robot.backends.trajectory import LIMIT_FRACTIONS, JointLimits, JointTrajectory, check_trajectory
+from mtrl_robot.distributed.compute import ComputeConfig
 from mtrl_robot.motions import dataset as dataset_module
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset, concat, load
 from mtrl_robot.motions.generate import generate_demos
@@ -23,17 +24,19 @@ from mtrl_robot.motions.reach import (
     plan_robot_demos,
 )
 
-FAMILIES = ("panda", "gen3", "yumi", "baxter")
+FAMILIES = ("panda", "gen3", "yumi", "baxter", "ur5e")
 
 
 @pytest.fixture(scope="module")
 def population() -> Population:
-    return generate(load_config(robots_per_family=2))
+    return generate(load_config(robots_per_family=2, families=list(FAMILIES)))
 
 
 @pytest.fixture(scope="module")
 def demos(population) -> DemoDataset:
-    return generate_demos(population, 6, seed=3, workers=1, progress=False)
+    """Demos of the seven-joint robots (a dataset holds one joint count)."""
+    seven = [r.robot_id for r in population.robots if r.dof == 7]
+    return generate_demos(population.select(seven), 6, seed=3, compute=ComputeConfig(workers=1), progress=False)
 
 
 def limits_of(arm) -> JointLimits:
@@ -81,10 +84,11 @@ def test_targets_depend_only_on_seed_and_robot(population):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_demo_executed_in_mujoco_reaches_the_target(demos, family):
+def test_demo_executed_in_mujoco_reaches_the_target(population, family):
     from mtrl_robot.backends.mujoco_backend import MujocoBackend
 
     robot_id = f"{family}-001"
+    demos = generate_demos(population.select([robot_id]), 2, seed=3, compute=ComputeConfig(workers=1), progress=False)
     arm = demos.arm(robot_id)
     backend = MujocoBackend(arm)
     for i in demos.demos_of(robot_id)[:2]:
@@ -97,8 +101,8 @@ def test_demo_executed_in_mujoco_reaches_the_target(demos, family):
 # ------------------------------------------------------------------ generation
 def test_generation_is_the_same_for_any_worker_count(population, demos):
     small = population.select(["panda-000", "yumi-001", "baxter-000"])
-    one = generate_demos(small, 4, seed=3, workers=1, progress=False)
-    two = generate_demos(small, 4, seed=3, workers=2, progress=False)
+    one = generate_demos(small, 4, seed=3, compute=ComputeConfig(workers=1), progress=False)
+    two = generate_demos(small, 4, seed=3, compute=ComputeConfig(workers=2), progress=False)
     assert one.robot_ids == two.robot_ids == ("panda-000", "yumi-001", "baxter-000")
     for name in ("positions", "velocities", "times", "targets", "robot_index"):
         assert np.array_equal(getattr(one, name), getattr(two, name)), name

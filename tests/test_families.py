@@ -8,11 +8,11 @@ from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.core.errors import ConfigError, JointVectorError
 
 
-def test_four_seven_dof_families():
-    assert family_names() == ["baxter", "gen3", "panda", "yumi"]
+def test_five_built_in_families():
+    assert family_names() == ["baxter", "gen3", "panda", "ur5e", "yumi"]
     for name in family_names():
         arm = load_family(name)
-        assert arm.dof == 7
+        assert arm.dof == (6 if name == "ur5e" else 7)
         assert np.all(arm.lower < arm.upper) and np.all(arm.velocity_limits > 0)
         assert np.all((arm.home_q >= arm.lower) & (arm.home_q <= arm.upper))
         assert all(link.mass > 0 for link in arm.links)

@@ -12,12 +12,12 @@ from mtrl_robot.hardware.presets import hardware_dir, load_preset, preset_names
 from mtrl_robot.hardware.safety import SafetyChecker
 
 PRESETS = preset_names()
-SIMULATION = ("sim_panda", "sim_panda_hitting")  # the simulated arm node; every other preset is a real arm
+SIMULATION = ("sim_panda", "sim_panda_hitting", "sim_ur5e")  # the simulated arm node; every other preset is a real arm
 
 
 def test_the_presets_exist():
     assert PRESETS == ["abb_yumi", "franka_fr3", "franka_panda", "franka_panda_hitting", "kinova_gen3",
-                       "rethink_baxter", "sim_panda", "sim_panda_hitting"]
+                       "rethink_baxter", "sim_panda", "sim_panda_hitting", "sim_ur5e", "universal_robots_ur5e"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -46,7 +46,7 @@ def test_a_small_move_from_home_passes_the_safety_check_in_hardware_names(name):
     arm = load_family(preset.family)
     times = np.linspace(0.0, 3.0, 31)
     s, ds = 3 * (times / 3.0) ** 2 - 2 * (times / 3.0) ** 3, (6 * times / 3.0 - 6 * (times / 3.0) ** 2) / 3.0
-    move = JointTrajectory(arm.joint_names, times, arm.home_q + s[:, None] * 0.1, ds[:, None] * 0.1 * np.ones(7))
+    move = JointTrajectory(arm.joint_names, times, arm.home_q + s[:, None] * 0.1, ds[:, None] * 0.1 * np.ones(arm.dof))
     hardware = preset.to_hardware(move)
     assert hardware.joint_names == preset.joint_names
     measured = JointState(preset.joint_names, hardware.positions[0], np.zeros(arm.dof), 0.0)
@@ -66,13 +66,14 @@ def test_jerk_limits_are_the_published_ones_at_the_first_use_fraction():
         np.testing.assert_array_equal(hitting.acceleration, [j.acceleration for j in family.joints])
         np.testing.assert_array_equal(hitting.velocity, family.velocity_limits)
     np.testing.assert_array_equal(load_preset("franka_fr3").jerk, 0.5 * np.minimum(panda_published, 5000))
-    for name in ("kinova_gen3", "abb_yumi", "rethink_baxter"):
+    for name in ("kinova_gen3", "abb_yumi", "rethink_baxter", "universal_robots_ur5e", "sim_ur5e"):
         assert np.all(np.isinf(load_preset(name).jerk))
     fr3 = load_preset("franka_fr3")  # 50 % of the smaller of the FR3's 10 rad/s² and the Panda family's
     np.testing.assert_array_equal(fr3.acceleration, [5.0, 3.75, 5.0, 5.0, 5.0, 5.0, 5.0])
     rates = {name: load_preset(name).control_rate for name in PRESETS}
     assert rates == {"abb_yumi": 250.0, "franka_fr3": 1000.0, "franka_panda": 1000.0, "franka_panda_hitting": 1000.0,
-                     "kinova_gen3": 1000.0, "rethink_baxter": 100.0, "sim_panda": 500.0, "sim_panda_hitting": 500.0}
+                     "kinova_gen3": 1000.0, "rethink_baxter": 100.0, "sim_panda": 500.0, "sim_panda_hitting": 500.0,
+                     "sim_ur5e": 500.0, "universal_robots_ur5e": 500.0}
     assert load_preset("sim_panda").safety_limits().control_period == 0.002
 
 
@@ -87,6 +88,14 @@ def test_verified_driver_facts():
     baxter = load_preset("rethink_baxter")
     assert baxter.trajectory_topic is None and baxter.joint_states_topic == "/robot/joint_states"
     assert baxter.action == "/robot/limb/right/follow_joint_trajectory"
+    ur5e, sim_ur5e = load_preset("universal_robots_ur5e"), load_preset("sim_ur5e")
+    assert ur5e.controller == sim_ur5e.controller == "scaled_joint_trajectory_controller"
+    assert ur5e.action == "/scaled_joint_trajectory_controller/follow_joint_trajectory"
+    assert ur5e.joint_names == sim_ur5e.joint_names == ("shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint",
+                                                         "wrist_1_joint", "wrist_2_joint", "wrist_3_joint")
+    assert ur5e.joint_states_rate == 500.0 and sim_ur5e.joint_states_rate == 250.0
+    np.testing.assert_array_equal(sim_ur5e.velocity, ur5e.velocity)
+    np.testing.assert_array_equal(sim_ur5e.acceleration, ur5e.acceleration)
 
 
 def test_to_model_picks_one_arm_out_of_a_larger_joint_state():

@@ -10,7 +10,7 @@ from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 
-FAMILIES = ("panda", "gen3", "yumi", "baxter")
+FAMILIES = ("panda", "gen3", "yumi", "baxter", "ur5e")
 
 
 @pytest.fixture(params=[(f, p) for f in FAMILIES for p in (False, True)],

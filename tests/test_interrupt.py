@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mtrl_robot.core.interrupt import SIGNALS, Interrupted, raise_on_signals, signals_noted
 from mtrl_robot.learning.reaching.checkpoint import load
 
 TINY = Path(__file__).parent / "data" / "tiny_preset.yaml"
@@ -85,3 +87,22 @@ def test_resume_removes_the_temporary_files_a_killed_run_left_and_names_them(tmp
         assert not path.exists()
         assert f"removed {path}, the unfinished write of an interrupted run" in stderr
     assert (out / "checkpoints" / "panda.pt").is_file() and sorted(out.rglob("*.tmp")) == []
+
+
+def test_a_noted_signal_is_acted_on_only_when_asked():
+    saved = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    raise_on_signals()
+    raising = signal.getsignal(signal.SIGINT)
+    try:
+        with signals_noted() as act:
+            act()  # nothing noted yet
+            os.kill(os.getpid(), signal.SIGINT)  # delivered at once to this (the main) thread, only noted
+            with pytest.raises(Interrupted) as caught:
+                act()
+        assert caught.value.exit_code == 130
+        assert signal.getsignal(signal.SIGINT) is raising  # the handler before is back
+        with pytest.raises(Interrupted):
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)

@@ -17,7 +17,7 @@ from mtrl_robot.arms.fk_torch import TorchFK
 from mtrl_robot.core.errors import JointVectorError
 
 PI = np.pi
-FAMILIES = ("panda", "gen3", "yumi", "baxter")
+FAMILIES = ("panda", "gen3", "yumi", "baxter", "ur5e")
 
 # Franka FCI, modified DH (Craig): α_{i-1}, a_{i-1}, d_i, θ offset; the last row is the flange.
 PANDA_MDH = [(0, 0, 0.333, 0), (-PI / 2, 0, 0, 0), (PI / 2, 0, 0.316, 0), (PI / 2, 0.0825, 0, 0),

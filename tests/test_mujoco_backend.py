@@ -20,7 +20,7 @@ from mtrl_robot.core.paths import data_dir
 from mtrl_robot.randomization import Randomizer, load_spec
 from mtrl_robot.scenes.puck_table import PAIR_FRICTION_ORDER, load_scene
 
-FAMILIES = ["baxter", "gen3", "panda", "yumi"]
+FAMILIES = ["baxter", "gen3", "panda", "yumi", "ur5e"]
 SCENE = load_scene()
 
 

@@ -16,7 +16,7 @@ from mtrl_robot.backends.pybullet_backend import PybulletBackend
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, JointTrajectory, TrajectoryError
 from mtrl_robot.scenes.puck_table import load_scene
 
-FAMILIES = ["baxter", "gen3", "panda", "yumi"]
+FAMILIES = ["baxter", "gen3", "panda", "yumi", "ur5e"]
 
 
 def smooth_move(arm, q0, q1, duration=1.5, points=31) -> JointTrajectory:

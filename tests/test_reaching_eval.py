@@ -100,3 +100,28 @@ def test_numbers_finite_and_oracle_is_floor(evaluated):
     for method in ("no_adaptation", "finetune", "scratch", "maml"):
         for k in ("1", "2"):
             assert oracle < panda[method][k]["mean"], method
+
+
+def test_video_shows_a_held_out_robot_before_and_after_adaptation(evaluated, tmp_path, capsys):
+    import imageio_ffmpeg
+    import numpy as np
+
+    from mtrl_robot.evaluation.video import FPS, HOLD, PANEL_SIZE
+    from mtrl_robot.learning.reaching.evaluate import VIDEO_TARGETS
+
+    run = evaluated[2]
+    assert main(["reaching", "evaluate", str(run), "-o", str(tmp_path), "--ks", "2", "--targets", "1", "--methods",
+                 "maml", "--video"]) == 0
+    video = tmp_path / "reaching_panda.mp4"
+    assert f"videos: {video}" in capsys.readouterr().out
+    reader = imageio_ffmpeg.read_frames(str(video))
+    meta = reader.__next__()
+    assert tuple(meta["size"]) == (2 * PANEL_SIZE[0], PANEL_SIZE[1]) and meta["fps"] == FPS
+    frames = [np.frombuffer(f, np.uint8).reshape(PANEL_SIZE[1], 2 * PANEL_SIZE[0], 3) for f in reader]
+    assert len(frames) >= VIDEO_TARGETS * HOLD * FPS  # every clip, each held at rest at its end
+    first, last = frames[0].astype(int), frames[-1].astype(int)
+    assert np.abs(first[:, :PANEL_SIZE[0]] - first[:, PANEL_SIZE[0]:]).mean() < 2  # both start at home
+    assert np.abs(last[:, :PANEL_SIZE[0]] - last[:, PANEL_SIZE[0]:]).mean() > 0.05  # and end apart
+    assert np.abs(first - last).mean() > 1  # the arm moved
+    green = (first[..., 1] > 150) & (first[..., 0] < 80) & (first[..., 2] < 100)
+    assert green[:, :PANEL_SIZE[0]].sum() > 20 and green[:, PANEL_SIZE[0]:].sum() > 20  # the target in both panels

@@ -21,6 +21,7 @@ from mtrl_robot.backends.trajectory import JointLimits, check_trajectory
 from mtrl_robot.cli.main import main as cli_main
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
+from mtrl_robot.distributed.compute import ComputeConfig
 from mtrl_robot.learning.reaching.adapt import adapt, adapt_cli
 from mtrl_robot.learning.reaching.checkpoint import load, model_file_path
 from mtrl_robot.learning.reaching.data import to_tensors
@@ -141,13 +142,41 @@ def test_resumed_run_continues_the_log_and_ends_where_an_uninterrupted_one_does(
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
-def test_a_used_folder_or_another_preset_is_refused(run, tmp_path):
-    with pytest.raises(FileExistsError, match="already holds files"):
+TINY = Path(__file__).parent / "data" / "tiny_preset.yaml"  # a run of a few seconds: 3 Panda robots, 4 meta-steps
+
+
+def test_a_run_is_protected_but_a_failed_attempt_does_not_block_the_next(run, tmp_path, capsys):
+    with pytest.raises(FileExistsError, match="already holds a run"):
         train_from_preset("small", run, progress=False)
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "preset.json").write_text(json.dumps({"name": "other"}))
     with pytest.raises(ValueError, match="another preset"):
-        train_from_preset("small", tmp_path / "run", resume=True, progress=False)
+        train_from_preset(load_preset("small", ["meta.meta_steps=41"]), run, resume=True, progress=False)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not a run")
+    with pytest.raises(FileExistsError, match="already holds files"):
+        train_from_preset(TINY, tmp_path / "mine", progress=False)
+
+    folder = tmp_path / "run"  # an attempt that diverges at its first meta-step, before any checkpoint
+    with pytest.raises(FloatingPointError, match="meta-loss is"):
+        train_from_preset(load_preset(TINY, ["meta.inner_lr=1.0e+30"]), folder, progress=False)
+    assert (folder / "preset.json").is_file() and (folder / "pretrain" / "panda.pt").is_file()
+    assert not list(folder.glob("checkpoints/*.pt"))
+    demos = (folder / "demos.npz").stat().st_mtime_ns
+    capsys.readouterr()
+    train_from_preset(TINY, folder, progress=False)  # no --resume needed; the demos (same data) are kept
+    replaced = capsys.readouterr().err
+    for name in ("preset.json", "pretrain", "logs"):
+        assert f"replaced {folder / name}, left by an attempt with another preset" in replaced
+    assert "demos.npz" not in replaced and (folder / "demos.npz").stat().st_mtime_ns == demos
+    assert load(folder / "checkpoints" / "panda.pt").learner.step == 4
+    assert json.loads((folder / "preset.json").read_text()) == load_preset(TINY).to_dict()
+
+    again = tmp_path / "again"  # a failed attempt with other data: its demos are replaced too
+    with pytest.raises(FloatingPointError):
+        train_from_preset(load_preset(TINY, ["meta.inner_lr=1.0e+30", "data.demo_seed=3"]), again, progress=False)
+    capsys.readouterr()
+    train_from_preset(TINY, again, progress=False)
+    assert f"replaced {again / 'demos.npz'}" in capsys.readouterr().err
+    assert load_demos(again / "demos.npz").info["seed"] == 0
 
 
 # ---- pretraining
@@ -365,7 +394,7 @@ def test_demos_of_a_population_become_per_robot_tensors_and_seeded_tasks():
     from mtrl_robot.learning.reaching.data import task_sampler
 
     population = generate(load_config(robots_per_family=3, families=["yumi"]))
-    dataset = generate_demos(population, 8, seed=0, workers=1, progress=False)
+    dataset = generate_demos(population, 8, seed=0, compute=ComputeConfig(workers=1), progress=False)
     data = to_tensors(dataset)
     assert data.robot_ids == dataset.robot_ids and data.offsets.shape == (24, 32, 7)
     assert torch.equal(data.offsets[:, 0], torch.zeros(24, 7))

@@ -18,14 +18,14 @@ from arm_variants import perturbed
 from mtrl_robot.arms.chain import axis_angle_to_matrix, rpy_to_matrix, transform
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_pose, flange_position, joint_frames
-from mtrl_robot.arms.urdf import arm_to_urdf, load_urdf_arm, matrix_to_rpy
+from mtrl_robot.arms.urdf import LimitOverride, arm_to_urdf, load_urdf_arm, matrix_to_rpy
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.pybullet_backend import PybulletBackend
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.scenes.puck_table import load_scene
 
-FAMILIES = ["baxter", "gen3", "panda", "yumi"]
+FAMILIES = ["baxter", "gen3", "panda", "yumi", "ur5e"]
 
 
 def round_trip(arm, tmp_path):
@@ -115,6 +115,9 @@ HAND_WRITTEN = """<?xml version="1.0"?>
 """
 
 
+ELBOW_RANGE = {"elbow": LimitOverride("test: the continuous elbow's range", lower=-2 * math.pi, upper=2 * math.pi)}
+
+
 def expected_two_link_pose(q: np.ndarray) -> np.ndarray:
     def pose(xyz, rpy=(0.0, 0.0, 0.0)):
         return transform(np.array(xyz, float), rpy_to_matrix(np.array(rpy, float)))
@@ -130,7 +133,7 @@ def expected_two_link_pose(q: np.ndarray) -> np.ndarray:
 def test_hand_written_urdf_with_fixed_joints_and_a_continuous_joint(tmp_path):
     path = tmp_path / "two_link.urdf"
     path.write_text(HAND_WRITTEN)
-    arm = load_urdf_arm(path, "tool")
+    arm = load_urdf_arm(path, "tool", overrides=ELBOW_RANGE)
     assert (arm.family, arm.base_link, arm.joint_names) == ("two_link", "ground", ("shoulder", "elbow"))
     assert [j.parent for j in arm.joints] == ["ground", "upper"]
     rng = np.random.default_rng(0)
@@ -157,7 +160,7 @@ def test_hand_written_urdf_with_fixed_joints_and_a_continuous_joint(tmp_path):
 def test_base_link_and_home_in_the_middle_of_limits(tmp_path):
     path = tmp_path / "two_link.urdf"
     path.write_text(HAND_WRITTEN.replace('lower="-1.5" upper="1.5"', 'lower="0.5" upper="1.5"'))
-    arm = load_urdf_arm(path, "lower", base_link="base", family="mine")
+    arm = load_urdf_arm(path, "lower", base_link="base", family="mine", overrides=ELBOW_RANGE)
     assert (arm.family, arm.robot_id, arm.base_link, arm.home) == ("mine", "mine-nominal", "base", (1.0, 0.0))
     assert arm.flange_xyz == (0.0, 0.0, 0.0)
 
@@ -167,7 +170,7 @@ def error_for(tmp_path, text: str | None, flange: str = "tool", base: str | None
     if text is not None:
         path.write_text(text)
     with pytest.raises(ConfigError) as info:
-        load_urdf_arm(path, flange, base_link=base)
+        load_urdf_arm(path, flange, base_link=base, overrides=ELBOW_RANGE)
     assert info.value.source == str(path)
     return info.value
 
@@ -296,7 +299,8 @@ def test_an_axis_with_huge_components_keeps_its_direction(tmp_path):
     path = tmp_path / "robot.urdf"
     path.write_text(HAND_WRITTEN.replace('<axis xyz="1 0 0"/><limit effort="20"', '<axis xyz="1e200 1e200 0"/><limit '
                                          'effort="20"'))
-    assert np.allclose(load_urdf_arm(path, "tool").joints[1].axis, (math.sqrt(0.5), math.sqrt(0.5), 0.0))
+    axis = load_urdf_arm(path, "tool", overrides=ELBOW_RANGE).joints[1].axis
+    assert np.allclose(axis, (math.sqrt(0.5), math.sqrt(0.5), 0.0))
 
 
 @pytest.mark.parametrize("family", FAMILIES)

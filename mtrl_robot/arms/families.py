@@ -1,12 +1,14 @@
-"""Arm families: nominal robots read from the YAML definitions under ``sim/arms/``."""
+"""Arm families: the built-in ones (YAML definitions under ``sim/arms/``) and user family files, by one resolver."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm, Joint, Link
+from mtrl_robot.arms.family_file import is_family_file, load_user_family
 from mtrl_robot.arms.inertia import rod_inertia
 from mtrl_robot.core.config import load_yaml, mapping, number, unknown_keys, vector
 from mtrl_robot.core.errors import ConfigError
@@ -26,12 +28,40 @@ def family_names() -> list[str]:
     return sorted(p.stem for p in families_dir().glob("*.yaml"))
 
 
-def load_family(name: str) -> Arm:
-    """The nominal robot of a built-in family (``panda``, ``gen3``, ``yumi``, ``baxter``)."""
-    path = families_dir() / f"{name}.yaml"
+def load_family(spec: str | Path) -> Arm:
+    """The nominal robot of a family: a built-in name (``panda``, ``gen3``, ``yumi``, ``baxter``, ``ur5e``) or the
+    path of a user family file (:mod:`mtrl_robot.arms.family_file`), whose name must not be a built-in one."""
+    if is_family_file(spec):
+        arm = load_user_family(spec)
+        if arm.family in family_names():
+            raise ConfigError(spec, "family", f"'{arm.family}' is the name of a built-in family; give this one "
+                              "another name (field family:)")
+        return arm
+    path = families_dir() / f"{spec}.yaml"
     if not path.is_file():
-        raise ConfigError(None, "family", f"unknown arm family '{name}' (known: {', '.join(family_names())})")
+        raise ConfigError(None, "family", f"unknown arm family '{spec}' (known: {', '.join(family_names())}; "
+                          "or the path of a family file, see mtrl-robot arm init)")
     return load_family_file(path)
+
+
+def load_families(specs: Sequence[str], source: str | Path | None, field: str) -> dict[str, Arm]:
+    """Family name → nominal robot for the families ``specs`` name (names or family files), in order; two with one
+    name are refused (robot ids and checkpoints would collide), as are errors, naming ``source`` and ``field[i]``."""
+    arms: dict[str, Arm] = {}
+    for i, spec in enumerate(specs):
+        try:
+            arm = load_family(spec)
+        except ConfigError as exc:
+            if exc.source is not None:  # a family file's own error names that file
+                raise
+            raise ConfigError(source, f"{field}[{i}]", exc.problem) from None
+        if arm.family in arms:
+            problem = (f"'{spec}' is listed twice" if spec in specs[:i] else
+                       f"'{spec}' is named '{arm.family}', as an earlier entry is")
+            raise ConfigError(source, f"{field}[{i}]", f"{problem}; each family may appear once under its name "
+                              "(robot ids and checkpoints would collide)")
+        arms[arm.family] = arm
+    return arms
 
 
 def load_family_file(path: str | Path) -> Arm:

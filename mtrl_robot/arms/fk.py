@@ -31,14 +31,15 @@ class CompiledChain:
         self.skew2 = self.skew @ self.skew
         self.flange = arm.flange_transform()
 
-    def _local_rotations(self, q: np.ndarray) -> np.ndarray:
-        """(..., dof) → (..., dof, 3, 3): each joint's origin rotation times its rotation by q."""
+    def local_rotations(self, q: np.ndarray) -> np.ndarray:
+        """(..., dof) → (..., dof, 3, 3): each joint's origin rotation times its rotation by q, i.e. the rotation of
+        its child link in its parent link (the translation is the origin's, ``origins[:, :3, 3]``)."""
         s, c = np.sin(q)[..., None, None], np.cos(q)[..., None, None]
         return self.origins[:, :3, :3] @ (np.eye(3) + s * self.skew + (1.0 - c) * self.skew2)
 
     def frames(self, q: np.ndarray) -> np.ndarray:
         """World poses of every joint frame and the flange: (..., dof + 1, 4, 4)."""
-        local = self._local_rotations(q)
+        local = self.local_rotations(q)
         batch = q.shape[:-1]
         r = np.broadcast_to(self.base[:3, :3], batch + (3, 3))
         p = np.broadcast_to(self.base[:3, 3], batch + (3,))

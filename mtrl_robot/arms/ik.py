@@ -24,6 +24,7 @@ from mtrl_robot.arms.fk import CompiledChain, flange_position
 HOME_WEIGHT = 0.1  # w₁, m/rad
 POLISH_WEIGHT = 1e-3  # w₂, m/rad
 LIMIT_MARGIN = 1e-4  # rad kept clear of every joint limit
+TARGET_SPREAD = 0.5  # rad: demo targets come from joint vectors this far from home at most
 _HOME_STEP_TOL, _POLISH_STEP_TOL = 1e-6, 1e-9  # rad: a step this small ends the stage
 _MAX_ITERATIONS = 200  # per stage
 _INITIAL_DAMPING, _MAX_DAMPING = 1e-6, 1e10
@@ -121,7 +122,8 @@ def solve_ik(arm: Arm, target: np.ndarray, q_seed: np.ndarray | None = None, tol
     return solve_ik_batch(arm, target[None], q_seed, tol)[0]
 
 
-def sample_reachable_targets(arm: Arm, n: int, rng: np.random.Generator, spread: float = 0.5) -> np.ndarray:
+def sample_reachable_targets(arm: Arm, n: int, rng: np.random.Generator,
+                             spread: float = TARGET_SPREAD) -> np.ndarray:
     """(n, 3) flange positions of joint vectors drawn uniformly within ±``spread`` rad of home, inside the limits."""
     home = arm.home_q
     q = rng.uniform(np.maximum(arm.lower, home - spread), np.minimum(arm.upper, home + spread), size=(n, arm.dof))

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.arms.families import family_names, load_family
+from mtrl_robot.arms.families import load_families, load_family
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.config import ROBOTS, SEED, Rule, load_yaml, mapping, read_value, unknown_keys
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
+from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.randomization import Distribution, parse_distribution
 
 FILE_FORMAT = "mtrl_robot.population"
@@ -30,7 +31,7 @@ _NO_CHANGE = {"link_length": Distribution("uniform", 1.0, 1.0), "link_offset": D
 @dataclass(frozen=True)
 class PopulationConfig:
     seed: int = 0
-    families: tuple[str, ...] = ("panda", "gen3", "yumi", "baxter")
+    families: tuple[str, ...] = ("panda", "gen3", "yumi", "baxter")  # built-in names or family files
     robots_per_family: int = 100
     perturbation: dict[str, Distribution] = field(default_factory=lambda: dict(_NO_CHANGE))
 
@@ -45,18 +46,12 @@ def load_config(path: str | Path | None = None, **overrides) -> PopulationConfig
     data = mapping(load_yaml(src), src, "")
     unknown_keys(data, {"seed", "families", "robots_per_family", "perturbation"}, src, "")
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
-    families = data.get("families", list(family_names()))
+    families = data.get("families", list(PopulationConfig.families))
     if isinstance(families, str):
         families = [families]
     if not isinstance(families, (list, tuple)) or not families:
-        raise ConfigError(src, "families", "expected a non-empty list of family names")
-    known = family_names()
-    for i, name in enumerate(families):
-        if name not in known:
-            raise ConfigError(src, f"families[{i}]", f"unknown arm family '{name}' (known: {', '.join(known)})")
-        if name in families[:i]:
-            raise ConfigError(src, f"families[{i}]", f"'{name}' is listed twice; each family may appear once "
-                                                     "(robot ids must be unique)")
+        raise ConfigError(src, "families", "expected a non-empty list of family names or family files")
+    load_families([str(f) for f in families], src, "families")
     try:
         count = read_value(int, data.get("robots_per_family", 100), Rule(above=0, maximum=ROBOTS.value,
                                                                          why=ROBOTS.why), "robots_per_family")
@@ -72,7 +67,8 @@ def load_config(path: str | Path | None = None, **overrides) -> PopulationConfig
             raise ConfigError(src, f"perturbation.{name}",
                               f"a factor must stay positive, but the distribution allows {dist.low}")
         perturbation[name] = dist
-    return PopulationConfig(seed=seed, families=tuple(families), robots_per_family=count, perturbation=perturbation)
+    return PopulationConfig(seed=seed, families=tuple(str(f) for f in families), robots_per_family=count,
+                            perturbation=perturbation)
 
 
 def perturb(nominal: Arm, config: PopulationConfig, index: int) -> Arm:
@@ -141,17 +137,20 @@ class Population:
     def family(self, name: str) -> list[Arm]:
         return [r for r in self.robots if r.family == name]
 
+    @property
+    def family_names(self) -> list[str]:
+        """The families' names (a family file's own name, not its path), in order."""
+        return list(dict.fromkeys(r.family for r in self.robots))
+
     def select(self, robot_ids: Sequence[str]) -> Population:
         return Population(tuple(self.get(i) for i in robot_ids), self.config)
 
 
 def generate(config: PopulationConfig, progress: bool = False) -> Population:
     """All robots of a config, family by family, in id order."""
-    from tqdm import tqdm
-
     total = len(config.families) * config.robots_per_family
     robots = []
-    with tqdm(total=total, desc="robots", unit="robot", disable=not progress) as bar:
+    with progress_bar(total=total, desc="robots", unit="robot", disable=not progress) as bar:
         for name in config.families:
             nominal = load_family(name)
             for index in range(config.robots_per_family):

@@ -13,16 +13,17 @@ from __future__ import annotations
 import logging
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mtrl_robot.arms.chain import Arm, Joint, Link, rpy_to_matrix, transform
+from mtrl_robot.arms.home import default_home
 from mtrl_robot.core.errors import ConfigError
 
 GEOMETRY_RADIUS = 0.04  # m, radius of the exported visual and collision cylinders
-CONTINUOUS_LIMIT = 2 * math.pi  # rad, limits given to continuous joints on import
 _MOVABLE = ("revolute", "continuous")
 
 # Bounds on what a URDF may say about an arm: far beyond any real arm, short of what breaks the arithmetic.
@@ -93,14 +94,20 @@ def _fixed_joint(robot: ET.Element, name: str, parent: str, child: str, pose: np
     ET.SubElement(joint, "child", link=child)
 
 
+def root_link(arm: Arm) -> str:
+    """The name of the fixed root link :func:`arm_to_urdf` puts under the base: ``world``, or ``world_root`` if the
+    arm has a link named ``world``."""
+    taken = {arm.base_link, arm.flange_link, *(ln.name for ln in arm.links)}
+    return "world" if "world" not in taken else "world_root"
+
+
 def arm_to_urdf(arm: Arm) -> str:
     """A URDF document of ``arm``: a fixed ``world`` root, the revolute chain and the flange link.
 
     Base and flange links (and a root not named ``world``) get an explicit zero-mass inertial (PyBullet gives
     1 kg to a link without one).
     """
-    taken = {arm.base_link, arm.flange_link, *(ln.name for ln in arm.links)}
-    root_name = "world" if "world" not in taken else "world_root"
+    root_name = root_link(arm)
     robot = ET.Element("robot", name=arm.robot_id)
     root = ET.SubElement(robot, "link", name=root_name)
     if root_name != "world":  # PyBullet knows "world" as the ground; any other link without an inertial gets 1 kg
@@ -326,10 +333,26 @@ def _chain(robot: ET.Element, source: Path, base_link: str | None,
     return links, by_parent, path[::-1], base_link
 
 
-def _joint(element: ET.Element, parent: str, origin: np.ndarray, read: _Reader) -> Joint:
-    """An :class:`Arm` joint from a revolute or continuous URDF joint, its fixed predecessors in ``origin``."""
+@dataclass(frozen=True)
+class LimitOverride:
+    """Limits of one joint that replace (or complete) its URDF's, with where they come from."""
+
+    source: str
+    velocity: float | None = None  # rad/s
+    acceleration: float | None = None  # rad/s²
+    jerk: float | None = None  # rad/s³
+    effort: float | None = None  # N·m
+    lower: float | None = None  # rad
+    upper: float | None = None  # rad
+
+
+def _joint(element: ET.Element, parent: str, origin: np.ndarray, read: _Reader,
+           override: LimitOverride | None) -> Joint:
+    """An :class:`Arm` joint from a revolute or continuous URDF joint, its fixed predecessors in ``origin``, with
+    ``override``'s limits in place of the URDF's."""
     name, kind = element.get("name"), element.get("type")
     field = f"joint[@name='{name}']"
+    given = override or LimitOverride(source="")
     if element.find("mimic") is not None:
         raise ConfigError(read.source, f"{field}/mimic", "mimic joints are not supported on the arm's chain: "
                           "every joint between base and flange must be driven independently")
@@ -338,10 +361,14 @@ def _joint(element: ET.Element, parent: str, origin: np.ndarray, read: _Reader) 
     if length < 1e-9:
         raise ConfigError(read.source, f"{field}/axis/@xyz", "axis must not be zero")
     limit = element.find("limit")
-    if limit is None:
-        raise ConfigError(read.source, f"{field}/limit", f"a {kind} joint needs <limit effort=... velocity=...>")
+    if limit is None and kind == "revolute":
+        raise ConfigError(read.source, f"{field}/limit", "a revolute joint needs <limit lower=... upper=... "
+                          "effort=... velocity=...>")
     if kind == "continuous":
-        lower, upper = -CONTINUOUS_LIMIT, CONTINUOUS_LIMIT
+        if given.lower is None or given.upper is None:
+            raise ConfigError(read.source, f"{field}/@type", "a continuous joint has no position limits: give its "
+                              f"range as limits.{name}.lower and .upper in a family file (mtrl-robot arm init)")
+        lower, upper = given.lower, given.upper
     else:
         lower, upper = (read.number(limit, end, f"{field}/limit/@{end}", 0.0) for end in ("lower", "upper"))
         for end, value in (("lower", lower), ("upper", upper)):
@@ -349,35 +376,93 @@ def _joint(element: ET.Element, parent: str, origin: np.ndarray, read: _Reader) 
                 raise ConfigError(read.source, f"{field}/limit/@{end}",
                                   f"{value:g} rad is more than two turns (at most ±{MAX_POSITION_LIMIT:.6g} rad); "
                                   "a joint without stops is type=\"continuous\"")
-        if lower >= upper:
-            raise ConfigError(read.source, f"{field}/limit/@lower",
-                              f"lower limit {lower} is not below upper limit {upper}")
-    velocity = read.bounded(limit, "velocity", f"{field}/limit/@velocity", 0.0, MAX_VELOCITY, "rad/s", low_open=True)
-    effort = read.bounded(limit, "effort", f"{field}/limit/@effort", 0.0, MAX_EFFORT, "N·m", low_open=True)
+        lower = lower if given.lower is None else given.lower
+        upper = upper if given.upper is None else given.upper
+    if lower >= upper:
+        raise ConfigError(read.source, f"{field}/limit/@lower", f"lower limit {lower} is not below upper limit {upper}")
+    velocity, effort = (read.bounded(limit, end, f"{field}/limit/@{end}", 0.0, bound, unit, default=0.0)
+                        for end, bound, unit in (("velocity", MAX_VELOCITY, "rad/s"), ("effort", MAX_EFFORT, "N·m")))
+    velocity = velocity if given.velocity is None else given.velocity
+    effort = effort if given.effort is None else given.effort
+    if velocity == 0.0:
+        raise ConfigError(read.source, f"{field}/limit/@velocity", "no velocity limit (missing or zero): no limit, "
+                          f"no demo; give the arm's published one as limits.{name}.velocity in a family file")
+    if effort == 0.0:
+        raise ConfigError(read.source, f"{field}/limit/@effort", "no effort limit (missing or zero): a simulator "
+                          f"needs the torque bound; give the arm's published one as limits.{name}.effort in a "
+                          "family file")
+    optional = {k: getattr(given, k) for k in ("acceleration", "jerk") if getattr(given, k) is not None}
     return Joint(name=name, parent=parent, child=element.find("child").get("link"),
                  xyz=tuple(float(v) for v in origin[:3, 3]), rpy=matrix_to_rpy(origin[:3, :3]),
                  axis=tuple(float(a) for a in axis / length),
-                 lower=lower, upper=upper, velocity=velocity, effort=effort)
+                 lower=lower, upper=upper, velocity=velocity, effort=effort, **optional)
 
 
-def _warn_of_placeholder_limits(source: Path, joints: list[Joint]) -> None:
-    """One warning when all joints share velocity and effort limits, the velocity above :data:`PLACEHOLDER_VELOCITY`."""
-    shared = {(j.velocity, j.effort) for j in joints}
-    if len(joints) < 2 or len(shared) > 1 or joints[0].velocity <= PLACEHOLDER_VELOCITY:
+def placeholder_limits(urdf_limits: Mapping[str, tuple[float, float]],
+                       overrides: Mapping[str, LimitOverride]) -> dict[str, list[str]]:
+    """Joint name → which of its URDF limits (``velocity``, ``effort``; joint name → the pair) look like
+    placeholders, not an arm's data: one effort on every joint (real arms have far more shoulder than wrist torque),
+    or one velocity on every joint that is above :data:`PLACEHOLDER_VELOCITY` or comes with one effort. Limits an
+    override gives are not named."""
+    if len(urdf_limits) < 2:
+        return {}
+    velocities, efforts = ({pair[k] for pair in urdf_limits.values()} for k in (0, 1))
+    suspects = []
+    if len(velocities) == 1 and (len(efforts) == 1 or next(iter(velocities)) > PLACEHOLDER_VELOCITY):
+        suspects.append("velocity")
+    if len(efforts) == 1:
+        suspects.append("effort")
+    found: dict[str, list[str]] = {}
+    for name in urdf_limits:
+        given = overrides.get(name)
+        kinds = [k for k in suspects if given is None or getattr(given, k) is None]
+        if kinds:
+            found[name] = kinds
+    return found
+
+
+def _warn_of_placeholder_limits(source: Path, chain: Mapping[str, ET.Element],
+                                overrides: Mapping[str, LimitOverride]) -> None:
+    """One warning naming each joint whose URDF limits look like placeholders (see :func:`placeholder_limits`)."""
+    given = _urdf_limits(chain)  # already read and checked by _joint
+    found = placeholder_limits(given, overrides)
+    if not found:
         return
-    _log.warning("%s: joints %s all have velocity limit %g rad/s and effort limit %g N·m: these look like "
-                 "placeholders, not the arm's data (no published arm turns every joint this fast); the controller "
-                 "and the safety checks use them as given, so put the arm's published limits in the file",
-                 source, ", ".join(j.name for j in joints), joints[0].velocity, joints[0].effort)
+    index = {"velocity": 0, "effort": 1}
+    described = "; ".join(f"{name} ({', '.join(f'{k} {given[name][index[k]]:g}' for k in kinds)})"
+                          for name, kinds in found.items())
+    _log.warning("%s: limits that look like placeholders, not the arm's data (the same on every joint): %s; the "
+                 "controller, the demos and the safety checks use them as given, so put the arm's published limits "
+                 "in its family file (limits.<joint>)", source, described)
+
+
+def chain_joint_types(path: str | Path, flange_link: str, base_link: str | None = None) -> dict[str, str]:
+    """Name → type of the joints from ``base_link`` (default: the root link) to ``flange_link``, fixed ones too."""
+    source = Path(path)
+    return {j.get("name"): j.get("type") for j in _chain(_parse(source), source, base_link, flange_link)[2]}
+
+
+def urdf_limits(path: str | Path, flange_link: str, base_link: str | None = None) -> dict[str, tuple[float, float]]:
+    """Name → (velocity, effort) limits as the URDF gives them (0 where missing) of the chain's moving joints."""
+    source = Path(path)
+    chain = _chain(_parse(source), source, base_link, flange_link)[2]
+    return _urdf_limits({j.get("name"): j for j in chain if j.get("type") in _MOVABLE})
+
+
+def _urdf_limits(chain: Mapping[str, ET.Element]) -> dict[str, tuple[float, float]]:
+    limits = {name: element.find("limit") for name, element in chain.items()}
+    return {name: tuple(0.0 if limit is None else float(limit.get(k, 0.0)) for k in ("velocity", "effort"))
+            for name, limit in limits.items()}
 
 
 def load_urdf_arm(path: str | Path, flange_link: str, base_link: str | None = None,
-                  family: str | None = None) -> Arm:
+                  family: str | None = None, overrides: Mapping[str, LimitOverride] | None = None) -> Arm:
     """The serial chain from ``base_link`` (default: the root link) to ``flange_link`` of a URDF as an Arm.
 
-    Revolute and continuous joints become arm joints; continuous joints get limits of ±2π (their
-    ``<limit>`` still has to give effort and velocity). Prismatic, floating, planar and mimic joints on the
-    chain are refused. ``home`` is 0 where 0 is within a joint's limits, else the middle of the limits;
+    Revolute and continuous joints become arm joints; ``overrides`` (joint name → :class:`LimitOverride`, from a
+    family file) replace the URDF's limits. A continuous joint needs its range from ``overrides``; every joint needs
+    a velocity and an effort limit from one or the other (missing or zero is refused). Prismatic, floating, planar
+    and mimic joints on the chain are refused. ``home`` is :func:`~mtrl_robot.arms.home.default_home`;
     damping and friction come from ``<dynamics>`` (0 where absent). A moving link's inertia is the diagonal
     of the inertia of it and its fixed attachments, about their common centre of mass, in the link frame.
     ``family`` defaults to the file's stem.
@@ -388,6 +473,7 @@ def load_urdf_arm(path: str | Path, flange_link: str, base_link: str | None = No
     source = Path(path)
     read = _Reader(source)
     robot = _parse(source)
+    overrides = overrides or {}
     links, by_parent, chain, base_link = _chain(robot, source, base_link, flange_link)
     joints, arm_links, damping, friction = [], [], [], []
     pending = np.eye(4)  # fixed transforms since the last moving joint
@@ -401,7 +487,8 @@ def load_urdf_arm(path: str | Path, flange_link: str, base_link: str | None = No
         if kind not in _MOVABLE:
             raise ConfigError(source, f"{field}/@type", f"'{kind}' joints are not supported on the arm's chain "
                               "(only revolute, continuous and fixed)")
-        joint = _joint(element, joints[-1].child if joints else base_link, pending @ origin, read)
+        joint = _joint(element, joints[-1].child if joints else base_link, pending @ origin, read,
+                       overrides.get(element.get("name")))
         mass, com, inertia = _rigid_body(joint.child, links, by_parent, read)
         if mass <= 0:
             raise ConfigError(source, f"link[@name='{joint.child}']/inertial",
@@ -423,11 +510,10 @@ def load_urdf_arm(path: str | Path, flange_link: str, base_link: str | None = No
     if not joints:
         raise ConfigError(source, "flange_link", f"no revolute or continuous joint between '{base_link}' and "
                           f"'{flange_link}'")
-    _warn_of_placeholder_limits(source, joints)
-    home = tuple(0.0 if j.lower <= 0.0 <= j.upper else (j.lower + j.upper) / 2 for j in joints)
+    _warn_of_placeholder_limits(source, {e.get("name"): e for e in chain if e.get("type") in _MOVABLE}, overrides)
     family = family or source.stem
-    return Arm(family=family, robot_id=f"{family}-nominal", base_link=base_link, flange_link=flange_link,
-               joints=tuple(joints), links=tuple(arm_links),
-               flange_xyz=tuple(float(v) for v in pending[:3, 3]), flange_rpy=matrix_to_rpy(pending[:3, :3]),
-               home=home, damping=tuple(damping), friction=tuple(friction),
-               description=robot.get("name", family))
+    arm = Arm(family=family, robot_id=f"{family}-nominal", base_link=base_link, flange_link=flange_link,
+              joints=tuple(joints), links=tuple(arm_links),
+              flange_xyz=tuple(float(v) for v in pending[:3, 3]), flange_rpy=matrix_to_rpy(pending[:3, :3]),
+              damping=tuple(damping), friction=tuple(friction), description=robot.get("name", family))
+    return arm.with_changes(home=tuple(float(v) for v in default_home(arm)))

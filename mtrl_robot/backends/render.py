@@ -1,4 +1,5 @@
-"""Pictures of robot populations: a few robots of each family at their home posture, one row per family.
+"""Pictures of robot populations: a few robots of each family at their home posture, one row per family; the
+scene and camera aiming are shared with the evaluation videos (:mod:`mtrl_robot.evaluation.video`).
 
 Rendering is offscreen; ``MUJOCO_GL`` defaults to ``egl`` here, which only takes effect if this module is
 imported before anything else imports ``mujoco``.
@@ -26,7 +27,7 @@ COLORS = ((0.9, 0.55, 0.2, 1.0), (0.25, 0.5, 0.9, 1.0), (0.35, 0.7, 0.3, 1.0), (
           (0.6, 0.4, 0.8, 1.0))
 
 
-def _population_spec(rows: list[list[Arm]]) -> mujoco.MjSpec:
+def population_spec(rows: list[list[Arm]]) -> mujoco.MjSpec:
     """Every robot on one line along y on a checkered floor, coloured by row."""
     spec = new_spec("population")
     spec.visual.headlight.ambient = (0.35, 0.35, 0.35)
@@ -54,7 +55,11 @@ def _population_spec(rows: list[list[Arm]]) -> mujoco.MjSpec:
 def _frame(model: mujoco.MjModel, data: mujoco.MjData, prefix: str, camera: mujoco.MjvCamera, aspect: float) -> None:
     """Aim ``camera`` at the robot whose names start with ``prefix`` so that all of it is in view."""
     bodies = [i for i in range(model.nbody) if model.body(i).name.startswith(prefix)]
-    points = np.vstack([data.xpos[bodies], data.site_xpos[model.site(prefix + "flange").id]])
+    aim_camera(model, camera, np.vstack([data.xpos[bodies], data.site_xpos[model.site(prefix + "flange").id]]), aspect)
+
+
+def aim_camera(model: mujoco.MjModel, camera: mujoco.MjvCamera, points: np.ndarray, aspect: float) -> None:
+    """Aim ``camera`` from the front left so that every point (n, 3) is in view."""
     low, high = points.min(axis=0), points.max(axis=0)
     camera.lookat[:] = (low + high) / 2
     radius = max(0.5 * float(np.linalg.norm(high - low)), 0.4) + 0.15
@@ -69,7 +74,7 @@ def render_population_png(arms_by_family: dict[str, list[Arm]], path: str | Path
     rows = [(family, list(arms)[:per_family]) for family, arms in arms_by_family.items() if arms]
     if not rows:
         raise ValueError("no robots to draw")
-    model = _population_spec([arms for _, arms in rows]).compile()
+    model = population_spec([arms for _, arms in rows]).compile()
     model.vis.map.znear = 0.02 / model.stat.extent  # 2 cm; relative to the (large) extent of the whole line
     data = mujoco.MjData(model)
     for r, (_, arms) in enumerate(rows):

@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtrl_robot.core.config import SEED, Limit, Rule, read_value, rule_of
+from mtrl_robot.core.config import SEED, Limit, Rule, config_from_overrides, read_value, rule_of, setting
 from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.distributed.compute import ComputeConfig
 
 RUNS = Path("runs")  # where commands write by default
 EPISODES = Limit(1_000_000, "each episode is printed (and logged, and applied to a simulator)")
@@ -38,6 +39,25 @@ def like(config: type, name: str) -> Callable[[str], Any]:
 def seed() -> Callable[[str], int]:
     """The ``type=`` of a ``--seed`` option: a 32-bit seed, as every config's seed field."""
     return bounded(int, minimum=0, maximum=SEED)
+
+
+@dataclasses.dataclass(frozen=True)
+class ComputeSection:
+    """What ``--set`` sets on a command that reads no preset (an evaluation): the ``compute`` section."""
+
+    compute: ComputeConfig = setting(ComputeConfig)
+
+
+def add_compute_option(parser: argparse.ArgumentParser) -> None:
+    """``--set compute.FIELD=VALUE`` (repeatable), read by :func:`compute_of`."""
+    parser.add_argument("--set", action="append", default=[], metavar="compute.FIELD=VALUE",
+                        help="where it computes, e.g. --set compute.backend=ray --set compute.address=auto "
+                             "(repeatable; fields: workers, threads, backend, address)")
+
+
+def compute_of(args: argparse.Namespace) -> ComputeConfig:
+    """The compute setting of a command with :func:`add_compute_option`; ``ConfigError`` naming a bad field."""
+    return config_from_overrides(ComputeSection, args.set).compute
 
 
 class Unique(argparse.Action):

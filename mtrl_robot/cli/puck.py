@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mtrl_robot.cli.arguments import RUNS, bounded, like, seed
+from mtrl_robot.cli.arguments import RUNS, add_compute_option, bounded, compute_of, like, seed
 from mtrl_robot.core.config import Limit
 from mtrl_robot.learning.puck.presets import HITS, PuckMetaRLConfig
 
@@ -30,7 +30,8 @@ def adapt(args: argparse.Namespace) -> None:
 def evaluate(args: argparse.Namespace) -> None:
     from mtrl_robot.learning.puck.evaluate import evaluate_puck
 
-    table, plot = evaluate_puck(args.run, args.output or args.run, repeats=args.repeats, camera=args.camera)
+    table, plot = evaluate_puck(args.run, args.output or args.run, repeats=args.repeats, camera=args.camera,
+                                compute=compute_of(args))
     print(table.read_text())
     print(f"wrote {table} and {plot}")
 
@@ -74,6 +75,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="hits per condition and step (at least 2, for a confidence interval)")
     e.add_argument("--camera", action="store_true", help="puck position from the overhead camera")
     e.add_argument("-o", "--output", type=Path, help="folder of the table, plot and JSON (default: the run folder)")
+    add_compute_option(e)
     e.set_defaults(func=evaluate)
 
     c = verbs.add_parser("check-motions", help="every motion of a grid over the VAE's latent box through a hardware "

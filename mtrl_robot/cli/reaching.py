@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mtrl_robot.cli.arguments import RUNS, bounded, like, seed
+from mtrl_robot.cli.arguments import RUNS, add_compute_option, bounded, compute_of, like, seed
 from mtrl_robot.core.config import ROBOTS, STEPS, Limit
 from mtrl_robot.learning.reaching.presets import DEMOS, AdaptConfig
 
+SAMPLES_MAX = Limit(10000, "every draw adapts a copy of the model")
 MULTITASK_BUDGET = Limit(100, "the multi-task model trains this many times the run's pretraining steps")
 
 
@@ -33,10 +34,58 @@ def evaluate(args: argparse.Namespace) -> None:
 
     given = {"ks": args.ks, "methods": args.methods, "targets_per_robot": args.targets, "seed": args.seed,
              "robots_per_family": args.robots, "pmaml_run_dir": args.pmaml_run, "scratch_steps": args.scratch_steps,
-             "multitask_budget": args.multitask_budget}  # the others keep evaluate_reaching's defaults
-    table, plot, data = evaluate_reaching(args.run, args.output, **{k: v for k, v in given.items() if v is not None})
+             "multitask_budget": args.multitask_budget,
+             "video": args.video or None}  # the others keep evaluate_reaching's defaults
+    table, plot, data = evaluate_reaching(args.run, args.output, compute=compute_of(args),
+                                          **{k: v for k, v in given.items() if v is not None})
     print(table.read_text())
     print(f"wrote {table}, {plot} and {data}")
+    if args.video:
+        print("videos: " + ", ".join(str(p) for p in sorted(args.output.glob("reaching_*.mp4"))))
+
+
+def sweep(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.reaching.sweep import sweep as run_sweep
+
+    table, data = run_sweep(args.preset, args.grid, args.output, args.set)
+    print(table.read_text())
+    print(f"wrote {table} and {data}")
+
+
+def calibrate(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.reaching.calibration import calibrate_reaching
+
+    given = {"ks": args.ks, "targets_per_robot": args.targets, "samples": args.samples, "seed": args.seed,
+             "robots_per_family": args.robots}
+    table, plot, data = calibrate_reaching(args.run, args.output, **{k: v for k, v in given.items() if v is not None})
+    print(table.read_text())
+    print(f"wrote {table}, {plot} and {data}")
+
+
+def export(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.reaching import checkpoint as checkpoints
+    from mtrl_robot.models.model_file import load_model_file
+    from mtrl_robot.models.onnx_export import export_onnx
+
+    model = args.model
+    if model.is_dir():
+        found = sorted(str(p) for p in model.glob("**/*" + checkpoints.MODEL_FILE_SUFFIX))
+        raise ValueError(f"{model}: a folder; name one model file ({', '.join(found) or 'none in it'})")
+    if not model.name.endswith(checkpoints.MODEL_FILE_SUFFIX):
+        model = checkpoints.model_file_path(model)  # a checkpoint: its model file beside it
+    if args.output.exists():
+        raise ValueError(f"{args.output}: already exists; an export never replaces a file")
+    path = export_onnx(load_model_file(model), args.output)
+    print(f"wrote {path} from {model} (onnxruntime's waypoints checked against PyTorch's)")
+
+
+def _held_out_options(parser: argparse.ArgumentParser, seeded: str) -> None:
+    """Which held-out robots and fresh targets an evaluation of a run measures."""
+    parser.add_argument("--targets", type=bounded(int, above=0, maximum=DEMOS),
+                        help="fresh targets per held-out robot (default: 10)")
+    parser.add_argument("--robots", type=bounded(int, above=0, maximum=ROBOTS),
+                        help="held-out robots per family (default: all)")
+    parser.add_argument("--seed", type=seed(), help=f"seed of the fresh targets and {seeded} (default: 1000)")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -66,15 +115,38 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("-o", "--output", type=Path, default=RUNS / "evaluation")
     e.add_argument("--ks", type=like(AdaptConfig, "k"), nargs="+",
                    help="numbers of demos to adapt on (default: 1 5 10)")
-    e.add_argument("--targets", type=bounded(int, above=0, maximum=DEMOS),
-                   help="fresh targets per robot (default: 10)")
-    e.add_argument("--robots", type=bounded(int, above=0, maximum=ROBOTS),
-                   help="held-out robots per family (default: all)")
-    e.add_argument("--seed", type=seed(), help="seed of the fresh targets and the baselines (default: 1000)")
+    _held_out_options(e, "the baselines")
     e.add_argument("--methods", nargs="+", help="no_adaptation finetune scratch maml pmaml ik_oracle (default: all)")
     e.add_argument("--pmaml-run", type=Path, help="a run of the probabilistic variant (for probabilistic MAML)")
     e.add_argument("--scratch-steps", type=bounded(int, above=0, maximum=STEPS),
                    help="training steps of the from-scratch model (default: 300)")
     e.add_argument("--multitask-budget", type=bounded(float, above=0, maximum=MULTITASK_BUDGET),
                    help="fraction of the run's pretraining steps for the multi-task model, if trained here (1.0)")
+    e.add_argument("--video", action="store_true",
+                   help="also write reaching_<family>.mp4: a held-out robot before and after adaptation")
+    add_compute_option(e)
     e.set_defaults(func=evaluate)
+
+    s = verbs.add_parser("sweep", help="train a grid of preset values; one table of their held-out errors")
+    s.add_argument("preset", help="preset name in config/training (demo, small, full) or a YAML path")
+    s.add_argument("--grid", action="append", required=True, metavar="SECTION.FIELD=V1,V2,...",
+                   help="values of one field, e.g. --grid meta.inner_lr=0.003,0.01 (repeatable: every combination)")
+    s.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a preset value for every run, e.g. --set compute.backend=ray (repeatable)")
+    s.add_argument("-o", "--output", type=Path, default=RUNS / "sweep")
+    s.set_defaults(func=sweep)
+
+    c = verbs.add_parser("calibrate", help="is probabilistic MAML's predicted spread calibrated? (held-out robots)")
+    c.add_argument("run", type=Path, help="a training run of the probabilistic variant")
+    c.add_argument("-o", "--output", type=Path, default=RUNS / "calibration")
+    c.add_argument("--ks", type=bounded(int, minimum=0, maximum=DEMOS), nargs="+",
+                   help="support demos per robot (default: 0 1 5; 0: the prior)")
+    c.add_argument("--samples", type=bounded(int, minimum=2, maximum=SAMPLES_MAX),
+                   help="latent draws per support set (default: 64)")
+    _held_out_options(c, "the latent draws")
+    c.set_defaults(func=calibrate)
+
+    x = verbs.add_parser("export", help="write a reaching model file (adapted or meta-trained) as ONNX")
+    x.add_argument("model", type=Path, help="a model file (X.model.pt), or a checkpoint X.pt (its model file)")
+    x.add_argument("-o", "--output", type=Path, required=True, help="the ONNX file to write (never replaced)")
+    x.set_defaults(func=export)

@@ -29,7 +29,7 @@ def inspect(population: Path) -> None:
     pop = populations.load(population)
     print(f"{population}: {len(pop)} robots, seed {pop.config.seed}")
     print(f"{'family':8} {'robots':>6} {'first id':>12} {'reach at home (m)':>22} {'arm mass (kg)':>16}")
-    for name in pop.config.families:
+    for name in pop.family_names:
         robots = pop.family(name)
         reach = [np.linalg.norm(flange_position(r, r.home_q)) for r in robots]
         mass = [sum(ln.mass for ln in r.links) for r in robots]
@@ -42,9 +42,10 @@ def show(robot: str, population: Path | None = None, urdf: Path | None = None, f
     arm = load_arm(URDF if urdf else robot, population, urdf, flange)
     q = arm.home_q if q is None else arm.check_q(np.array(q), "--q")
     print(f"{arm.robot_id}  ({arm.description}; base {arm.base_link}, flange {arm.flange_link})")
-    print(f"{'joint':16} {'lower':>8} {'upper':>8} {'vel':>7} {'effort':>7} {'zero off':>9} {'q':>8}")
+    width = max(16, *(len(name) for name in arm.joint_names))
+    print(f"{'joint':{width}} {'lower':>8} {'upper':>8} {'vel':>7} {'effort':>7} {'zero off':>9} {'q':>8}")
     for j, qi in zip(arm.joints, q, strict=True):
-        print(f"{j.name:16} {j.lower:8.3f} {j.upper:8.3f} {j.velocity:7.3f} {j.effort:7.1f} "
+        print(f"{j.name:{width}} {j.lower:8.3f} {j.upper:8.3f} {j.velocity:7.3f} {j.effort:7.1f} "
               f"{j.zero_offset:9.4f} {qi:8.3f}")
     print(f"flange at q: {np.round(flange_position(arm, q), 4).tolist()} m")
 
@@ -78,7 +79,7 @@ def render(population: Path | None, per_family: int, output: Path) -> None:
 
     pop = populations.load(population) if population else populations.generate(
         populations.load_config(robots_per_family=per_family))
-    arms = {name: pop.family(name)[:per_family] for name in pop.config.families}
+    arms = {name: pop.family(name)[:per_family] for name in pop.family_names}
     print(f"wrote {render_population_png(arms, output)}")
 
 
@@ -90,7 +91,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=seed())
     g.add_argument("--per-family", type=bounded(int, above=0, maximum=ROBOTS),
                    help="robots per family (default from the config: 100)")
-    g.add_argument("--families", nargs="+", choices=family_names(), action=Unique)
+    g.add_argument("--families", nargs="+", action=Unique, metavar="FAMILY",
+                   help=f"built-in names ({', '.join(family_names())}) or family files (default from the config)")
     g.add_argument("-o", "--output", type=Path, default=RUNS / "population.json")
     g.set_defaults(func=lambda a: generate(a.config, a.seed, a.per_family, a.families, a.output))
     i = psub.add_parser("inspect", help="summarize a population file")
@@ -98,7 +100,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=lambda a: inspect(a.population))
 
     s = sub.add_parser("show", help="print a robot's joints, limits and flange position")
-    s.add_argument("robot", nargs="?", default="panda", help="family name, or robot id with --population")
+    s.add_argument("robot", nargs="?", default="panda",
+                   help="family name or family file, or robot id with --population")
     s.add_argument("--population", type=Path)
     s.add_argument("--urdf", type=Path, help="bring-your-own-arm URDF (needs --flange)")
     s.add_argument("--flange", help="flange link of the URDF")
@@ -110,7 +113,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seed", type=seed(), default=0)
     r.add_argument("-n", type=bounded(int, above=0, maximum=EPISODES), default=5, help="episodes to sample")
     r.add_argument("--apply", choices=["mujoco", "pybullet"], help="apply to a backend and print read-back values")
-    r.add_argument("--family", default="panda", choices=family_names())
+    r.add_argument("--family", default="panda", help="built-in family name or family file")
     r.add_argument("--log", type=Path, help="append sampled values to this JSON-lines file")
     r.set_defaults(func=lambda a: randomize(a.spec, a.seed, a.n, a.apply, a.family, a.log))
 

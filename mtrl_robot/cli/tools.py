@@ -22,7 +22,7 @@ def launch(file: Path, arguments: list[str], print_only: bool) -> None:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="benchmarks; figures are printed and saved as JSON")
-    b.add_argument("suite", choices=["sim", "meta", "ros"])
+    b.add_argument("suite", choices=["sim", "meta", "ros", "scale"])
     b.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     b.add_argument("-o", "--output", type=Path, default=Path("results"))
     b.set_defaults(func=lambda a: bench(a.suite, a.output, a.seconds))

@@ -125,6 +125,15 @@ def load_config(cls: type[T], path: str | Path, *, section: str | None = None, o
     return config
 
 
+def config_from_overrides(cls: type[T], overrides: Sequence[str]) -> T:
+    """The ``cls`` config of its defaults and ``overrides`` (``field=value`` or ``section.field=value``, as
+    ``--set`` gives them), checked like a file's values."""
+    raw: dict[str, Any] = {}
+    for override in overrides:
+        _apply_override(cls, raw, override, Path(OVERRIDE), "")
+    return _build(cls, raw, _Origins({}, OVERRIDE), "")
+
+
 def config_from_dict(cls: type[T], data: Any, source: str | Path = "<checkpoint>") -> T:
     """A config saved with :func:`config_to_dict` (e.g. in a checkpoint), checked like a file."""
     return _build(cls, data, _Origins({}, source), "")

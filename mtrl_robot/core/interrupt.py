@@ -12,9 +12,11 @@ of a pool being ended unwinds it the same way and the worker ends quietly, witho
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -50,6 +52,34 @@ def exiting_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def signals_noted() -> Iterator[Callable[[], None]]:
+    """While inside, SIGINT and SIGTERM are only noted, and the callable it gives acts on a noted one as the handler
+    before would have (e.g. raise :class:`Interrupted`): for waits in compiled code that a handler must not raise
+    into. Outside the main thread, where no handler runs, the callable does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    noted: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: noted.append(signum)) for signum in SIGNALS}
+
+    def act() -> None:
+        if noted:
+            signum = noted[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            else:  # the default action (or none): as if it came now
+                signal.signal(signum, handler)
+                os.kill(os.getpid(), signum)
+
+    try:
+        yield act
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from mtrl_robot.arms.chain import Arm, Joint
 from mtrl_robot.arms.families import load_family
+from mtrl_robot.arms.family_file import is_family_file
 from mtrl_robot.backends.trajectory import JointState, JointTrajectory
 from mtrl_robot.core.config import Limit, load_config, setting
 from mtrl_robot.core.errors import ConfigError
@@ -57,7 +58,7 @@ class WorkspaceBox:
 class HardwarePresetFile:
     """A hardware preset as written in ``config/hardware/<name>.yaml``."""
 
-    family: str = setting(doc="arm family of the model (built-in name or family file)")
+    family: str = setting(doc="arm family of the model: a built-in name, or a family file (relative to this preset)")
     driver: str = setting(doc="the vendor's ROS 2 driver")
     controller: str = setting(doc="the driver's joint trajectory controller")
     action: str = setting(doc="its FollowJointTrajectory action (absolute ROS name)")
@@ -89,7 +90,7 @@ class HardwarePreset:
     """One arm as its driver exposes it; arrays are in hardware joint order."""
 
     name: str
-    family: str
+    family: str  # a built-in name, or the family file's path
     driver: str
     controller: str
     action: str
@@ -156,9 +157,12 @@ def load_preset(preset: str | Path) -> HardwarePreset:
 def _parse(src: Path) -> HardwarePreset:
     """The preset of file ``src``, checked against its arm family."""
     data = load_config(HardwarePresetFile, src)
+    family = str(src.parent / data.family) if is_family_file(data.family) else data.family  # relative to the preset
     try:
-        arm = load_family(data.family)
+        arm = load_family(family)
     except ConfigError as exc:
+        if exc.source is not None:  # a family file's own error names that file
+            raise
         raise ConfigError(src, "family", exc.problem) from None
     names = list(data.joint_names)
     if len(set(names)) != len(names):
@@ -182,7 +186,7 @@ def _parse(src: Path) -> HardwarePreset:
         raise ConfigError(src, "workspace", str(exc)) from None
     preset = HardwarePreset(
         name=src.stem,
-        family=arm.family,
+        family=family,
         driver=data.driver,
         controller=data.controller,
         action=data.action,

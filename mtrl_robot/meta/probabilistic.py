@@ -90,16 +90,25 @@ class ProbabilisticMAML(MAML):
         z = params.pop(LATENT)
         return self._call(params, self._condition(x, z))
 
-    def predict_distribution(self, support_x: Tensor, support_y: Tensor, x: Tensor, num_samples: int = 32,
-                             steps: int | None = None) -> tuple[Tensor, Tensor]:
-        """Predictive mean and standard deviation at x over ``num_samples`` draws of z, each adapted separately."""
+    def predictive_samples(self, support_x: Tensor, support_y: Tensor, x: Tensor, num_samples: int = 32,
+                           steps: int | None = None) -> Tensor:
+        """Predictions at x (num_samples, ...) for draws of z from q(z | support), each adapted separately; with an
+        empty support set (K = 0) z comes from the prior N(0, I) and nothing is adapted."""
         steps = self.config.inner_steps if steps is None else steps
-        mean, log_var = self.encode(support_x, support_y)
         params = self.params()
+        if support_x.shape[-2] == 0:
+            z = torch.randn((num_samples, self.config.latent_dim), generator=self.generator, dtype=x.dtype)
+            return vmap(lambda z: self._call(params, self._condition(x, z)))(z)
+        mean, log_var = self.encode(support_x, support_y)
 
         def one_draw(z: Tensor) -> Tensor:
             adapted = self._adapt(params, self._condition(support_x, z), support_y, steps)
             return self._call(adapted, self._condition(x, z))
 
-        predictions = vmap(one_draw, randomness="different")(self._sample(mean, log_var, (num_samples,)))
+        return vmap(one_draw, randomness="different")(self._sample(mean, log_var, (num_samples,)))
+
+    def predict_distribution(self, support_x: Tensor, support_y: Tensor, x: Tensor, num_samples: int = 32,
+                             steps: int | None = None) -> tuple[Tensor, Tensor]:
+        """Predictive mean and standard deviation at x over ``num_samples`` draws of z (:meth:`predictive_samples`)."""
+        predictions = self.predictive_samples(support_x, support_y, x, num_samples, steps)
         return predictions.mean(dim=0), predictions.std(dim=0)

@@ -19,12 +19,16 @@ import shutil
 import struct
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+import yaml
+
+if TYPE_CHECKING:
+    from rosbags.interfaces import Qos
 
 from mtrl_robot.motions.recording import (
     JOINT_STATE_TYPE,
@@ -42,6 +46,7 @@ FLUSH_PERIOD = 0.25  # s of writing between two hand-overs of the stream to the 
 ROS2_PROFILE = "ros2"
 SCHEMA_ENCODING = "ros2msg"
 MESSAGE_ENCODING = "cdr"
+QOS_KEY = "offered_qos_profiles"  # a channel's metadata entry holding its QoS, as rosbag2's MCAP storage names it
 
 
 class PartialLocked(RuntimeError):
@@ -59,11 +64,14 @@ class BagStream:
     """A rosbag2 MCAP bag written message by message; it appears at ``path`` only on :meth:`close`.
 
     Until then the messages are in a hidden partial folder beside ``path`` (see the module docstring), on disk
-    at most ``flush_period`` s of writing after they were written.
+    at most ``flush_period`` s of writing after they were written. ``serialized_topics`` (topic: message type and
+    the QoS profiles its publishers offer) are further topics whose messages are written as they arrived, CDR
+    bytes (:meth:`write_serialized`); their QoS is kept in the bag.
     """
 
     def __init__(self, path: str | Path, *, joint_states_topic: str = JOINT_STATES_TOPIC,
-                 target_topic: str = TARGET_TOPIC, flush_period: float = FLUSH_PERIOD):
+                 target_topic: str = TARGET_TOPIC, serialized_topics: Mapping[str, tuple[str, Sequence[Qos]]] = {},
+                 flush_period: float = FLUSH_PERIOD):
         from mcap.writer import Writer
 
         self.path = Path(path)
@@ -77,15 +85,21 @@ class BagStream:
         self._store = _typestore()
         self._writer = Writer(self._file)
         self._writer.start(profile=ROS2_PROFILE, library="mtrl_robot")
-        self._channels = {msgtype: self._writer.register_channel(topic, MESSAGE_ENCODING, self._schema(msgtype))
-                          for topic, msgtype in ((joint_states_topic, JOINT_STATE_TYPE), (target_topic, TARGET_TYPE))}
+        self._topics = {JOINT_STATE_TYPE: joint_states_topic, TARGET_TYPE: target_topic}
+        topics = {joint_states_topic: (JOINT_STATE_TYPE, ()), target_topic: (TARGET_TYPE, ()), **serialized_topics}
+        self._schemas: dict[str, int] = {}
+        self._channels = {topic: self._writer.register_channel(topic, MESSAGE_ENCODING, self._schema(msgtype),
+                                                               {QOS_KEY: _dump_qos(qos)} if qos else {})
+                          for topic, (msgtype, qos) in topics.items()}
         self._flush_period = flush_period
         self._writer.flush()
         self._flushed_at = time.monotonic()
 
     def _schema(self, msgtype: str) -> int:
-        msgdef, _ = self._store.generate_msgdef(msgtype, ros_version=2)
-        return self._writer.register_schema(msgtype, SCHEMA_ENCODING, msgdef.encode())
+        if msgtype not in self._schemas:
+            msgdef, _ = self._store.generate_msgdef(msgtype, ros_version=2)
+            self._schemas[msgtype] = self._writer.register_schema(msgtype, SCHEMA_ENCODING, msgdef.encode())
+        return self._schemas[msgtype]
 
     def write_joint_state(self, stamp_ns: int, names, positions, velocities) -> None:
         """Append a JointState stamped ``stamp_ns`` (header and log time)."""
@@ -94,7 +108,7 @@ class BagStream:
                                                                             frame_id=""),
                                       name=list(names), position=np.asarray(positions, dtype=float),
                                       velocity=np.asarray(velocities, dtype=float), effort=np.empty(0))
-        self._write(JOINT_STATE_TYPE, stamp_ns, msg)
+        self._write(self._topics[JOINT_STATE_TYPE], stamp_ns, bytes(self._store.serialize_cdr(msg, JOINT_STATE_TYPE)))
 
     def write_target(self, stamp_ns: int, target, frame_id: str = WORLD_FRAME) -> None:
         """Append a PointStamped target (x, y, z) stamped ``stamp_ns``: it starts an episode."""
@@ -103,11 +117,14 @@ class BagStream:
         msg = types[TARGET_TYPE](header=types["std_msgs/msg/Header"](stamp=_stamp(self._store, stamp_ns),
                                                                        frame_id=frame_id),
                                  point=types["geometry_msgs/msg/Point"](x=x, y=y, z=z))
-        self._write(TARGET_TYPE, stamp_ns, msg)
+        self._write(self._topics[TARGET_TYPE], stamp_ns, bytes(self._store.serialize_cdr(msg, TARGET_TYPE)))
 
-    def _write(self, msgtype: str, stamp_ns: int, msg) -> None:
-        self._writer.add_message(self._channels[msgtype], log_time=stamp_ns, publish_time=stamp_ns,
-                                 data=bytes(self._store.serialize_cdr(msg, msgtype)))
+    def write_serialized(self, topic: str, stamp_ns: int, data: bytes) -> None:
+        """Append a message of one of the ``serialized_topics``, CDR bytes as published, stamped ``stamp_ns``."""
+        self._write(topic, stamp_ns, data)
+
+    def _write(self, topic: str, stamp_ns: int, data: bytes) -> None:
+        self._writer.add_message(self._channels[topic], log_time=stamp_ns, publish_time=stamp_ns, data=data)
         if time.monotonic() - self._flushed_at >= self._flush_period:
             self.flush()
 
@@ -127,6 +144,13 @@ class BagStream:
             self._file.close()
         recover_partial(self.partial)
         return self.path
+
+
+def _dump_qos(qos: Sequence[Qos]) -> str:
+    """QoS profiles as the YAML text rosbag2 keeps in a channel's metadata."""
+    from rosbags.rosbag2.metadata import dump_qos_v9
+
+    return yaml.safe_dump(dump_qos_v9(list(qos)), sort_keys=False)
 
 
 @dataclass(frozen=True)
@@ -186,6 +210,7 @@ def recover_partial(folder: str | Path) -> Partial:
     (``ValueError``), one a running process writes is refused (:class:`PartialLocked`).
     """
     from mcap.records import Channel, Message, Schema
+    from rosbags.rosbag2.metadata import parse_qos
 
     folder = Path(folder)
     stream_path = _stream_file(folder)
@@ -203,8 +228,9 @@ def recover_partial(folder: str | Path) -> Partial:
                 if isinstance(record, Schema):
                     schemas[record.id] = record.name
                 elif isinstance(record, Channel) and record.id not in connections:  # repeated in the summary
+                    qos = parse_qos(record.metadata.get(QOS_KEY, ""))
                     connections[record.id] = writer.add_connection(record.topic, schemas[record.schema_id],
-                                                                   typestore=store)
+                                                                   typestore=store, offered_qos_profiles=qos)
                 elif isinstance(record, Message):
                     writer.write(connections[record.channel_id], record.log_time, record.data)
                     count += 1

@@ -2,14 +2,14 @@
 
 Each robot's demos depend only on (its parameters, ``demos_per_robot``, ``seed``): its targets come from
 a generator seeded with (seed, robot id) (:func:`~mtrl_robot.motions.reach.robot_rng`), and IK solves
-every target independently. Robots are handed to worker processes in chunks and the results are put
-back in population order, so the dataset is the same, bit for bit, for any number of workers.
+every target independently. Robots are handed to workers in chunks (local processes or Ray tasks,
+:mod:`mtrl_robot.distributed.compute`) and the results are put back in population order, so the dataset is the
+same, bit for bit, for any number of workers, backend and nodes.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.population import Population
 from mtrl_robot.backends.trajectory import LIMIT_FRACTIONS
-from mtrl_robot.core.interrupt import leave_sigint_to_parent
+from mtrl_robot.distributed.compute import LOCAL, ComputeConfig, ordered_map
 from mtrl_robot.motions import reach as planner
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 
@@ -25,7 +25,7 @@ _CHUNKS_PER_WORKER = 8  # more chunks: a smoother progress bar and better balanc
 
 
 def _plan_chunk(task: tuple[Sequence[Arm], int, int, int]) -> list[planner.PlannedDemos]:
-    """Worker entry point (module level, so ``spawn`` can pickle it)."""
+    """One chunk of robots (module level, so that it pickles)."""
     arms, demos_per_robot, seed, n_waypoints = task
     return [planner.plan_robot_demos(arm, demos_per_robot, seed, n_waypoints) for arm in arms]
 
@@ -36,38 +36,31 @@ def _population_config(population: Population) -> dict:
             "perturbation": {name: vars(dist) for name, dist in config.perturbation.items()}}
 
 
-def generate_demos(population: Population | Sequence[Arm], demos_per_robot: int, seed: int, workers: int = 2,
-                   progress: bool = True, n_waypoints: int = planner.N_WAYPOINTS) -> DemoDataset:
+def generate_demos(population: Population | Sequence[Arm], demos_per_robot: int, seed: int,
+                   compute: ComputeConfig = LOCAL, progress: bool = True,
+                   n_waypoints: int = planner.N_WAYPOINTS) -> DemoDataset:
     """``demos_per_robot`` reaching demos for every robot of ``population``, as one dataset.
 
-    ``workers`` > 1 runs a ``spawn`` process pool (safe on every platform and with threads in the
-    parent); 1 plans in this process. As with any ``spawn`` pool, a script that calls this with
-    ``workers`` > 1 must do so under ``if __name__ == "__main__":``. Targets whose IK fails are redrawn (see
+    ``compute`` says where the chunks of robots are planned (:func:`~mtrl_robot.distributed.compute.ordered_map`;
+    one local worker plans in this process). Targets whose IK fails are redrawn (see
     :func:`~mtrl_robot.motions.reach.plan_robot_demos`); ``info["ik_failures"]`` counts them per robot.
     """
     robots = tuple(population)
     if not robots:
         raise DatasetError(None, "the population is empty: no robots to make demos for")
+    counts = {r.family: r.dof for r in robots}
+    if len(set(counts.values())) > 1:
+        raise DatasetError(None, "a dataset holds robots of one number of joints, but these families differ: "
+                           + ", ".join(f"{family} {dof}" for family, dof in counts.items()))
     if isinstance(demos_per_robot, bool) or not isinstance(demos_per_robot, int) or demos_per_robot < 1:
         raise ValueError(f"demos_per_robot must be a positive integer, got {demos_per_robot!r}")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    from tqdm import tqdm
-
-    size = max(1, min(16, math.ceil(len(robots) / (workers * _CHUNKS_PER_WORKER))))
-    tasks = [(robots[i:i + size], demos_per_robot, seed, n_waypoints) for i in range(0, len(robots), size)]
-    planned: list[planner.PlannedDemos] = []
-    with tqdm(total=len(robots), desc="demos", unit="robot", disable=not progress) as bar:
-        if workers == 1:
-            results = map(_plan_chunk, tasks)
-            for chunk in results:
-                planned.extend(chunk)
-                bar.update(len(chunk))
-        else:
-            with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), leave_sigint_to_parent) as pool:
-                for chunk in pool.imap(_plan_chunk, tasks):
-                    planned.extend(chunk)
-                    bar.update(len(chunk))
+    size = max(1, min(16, math.ceil(len(robots) / (compute.workers * _CHUNKS_PER_WORKER))))
+    chunks = [robots[i:i + size] for i in range(0, len(robots), size)]
+    planned = [demos for chunk in ordered_map(compute, _plan_chunk, [(c, demos_per_robot, seed, n_waypoints)
+                                                                      for c in chunks],
+                                              desc="demos", unit="robot", progress=progress,
+                                              sizes=[len(c) for c in chunks])
+               for demos in chunk]
 
     kept = [(arm, demos) for arm, demos in zip(robots, planned, strict=True) if len(demos)]
     if not kept:

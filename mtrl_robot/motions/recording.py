@@ -10,6 +10,11 @@ The recording convention (one bag per robot):
   message (or the end of the bag). Joint states before the first target are ignored.
 - All times are the messages' ``header.stamp``.
 
+A recording may also hold what a viewer needs to replay it (the demo recorder writes them; conversion ignores
+them): ``/robot_description`` (``std_msgs/msg/String``, the URDF), ``/tf_static`` and ``/tf``
+(``tf2_msgs/msg/TFMessage``), each with the QoS its publisher offers, so that a replay publishes the description
+and the fixed frames transient local as robot_state_publisher does.
+
 Conversion maps joints by name into the arm's joint order (a missing joint, or one the arm does not
 have, is an error unless listed in ``ignore_joints``, e.g. gripper fingers), optionally trims the rest
 before and after the motion, and resamples each episode at ``n_waypoints`` evenly spaced times (cubic
@@ -37,6 +42,11 @@ TARGET_TOPIC = "/demo_target"
 WORLD_FRAME = "world"
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
 TARGET_TYPE = "geometry_msgs/msg/PointStamped"
+DESCRIPTION_TOPIC = "/robot_description"
+TF_TOPIC = "/tf"
+TF_STATIC_TOPIC = "/tf_static"
+DESCRIPTION_TYPE = "std_msgs/msg/String"
+TF_TYPE = "tf2_msgs/msg/TFMessage"
 DEFAULT_START = 1.0e9  # s, stamp of the first target message written by write_recording
 
 

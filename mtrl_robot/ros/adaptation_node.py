@@ -42,7 +42,7 @@ PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "k": (5, "Number of most recent episodes to adapt on", Range(1, 10_000)),
     "steps": (-1, "Inner-loop adaptation steps (-1: the checkpoint preset's adapt.steps)", Range(-1, 1_000_000)),
     "policy_node": ("policy_node", "Node whose model parameter is set and whose reload service is called"),
-    "robot": ("panda", "Arm family name, a robot id of population_file, or 'urdf' (as arm_node)"),
+    "robot": ("panda", "Arm family name or family file, a robot id of population_file, or 'urdf' (as arm_node)"),
     "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)"),
     "urdf_file": ("", "URDF to load when robot is 'urdf'"),
     "flange_link": ("", "Flange link of urdf_file when robot is 'urdf'"),

@@ -15,6 +15,9 @@ Interfaces (relative names, so a namespace applies; in the root namespace):
 - ``~/reset`` (``std_srvs/srv/Trigger``): abort any trajectory, put the arm at home at rest, reset the scene.
 - ``~/reset_scene`` (``std_srvs/srv/Trigger``): abort any trajectory, reset the scene (the puck back at its
   start, at rest); the arm stays where it is, at rest — what a person putting the puck back does on a bench.
+- ``robot_description`` (the robot's URDF, transient local), ``tf_static`` and ``tf``: what robot_state_publisher
+  publishes for a real arm (:mod:`mtrl_robot.ros.robot_description`); ``tf`` every ``1/tf_rate`` s, on the physics
+  tick whose joint state it is computed from, with that joint state's stamp.
 - with ``camera``: ``camera/image_raw`` (``rgb8``) and ``camera/camera_info`` (MuJoCo only).
 
 Physics runs in real time on a thread of its own: every 1/``joint_states_rate`` s, on an absolute schedule, it
@@ -70,6 +73,7 @@ from mtrl_robot.ros.conversions import (
     seconds,
 )
 from mtrl_robot.ros.parameters import OneOf, Range, TopicName, declare_parameters
+from mtrl_robot.ros.robot_description import RobotDescriptionPublisher
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.scenes.puck_table import Scene, load_scene
 
@@ -80,7 +84,8 @@ SHUTDOWN_DRAIN = 0.3  # s of spinning after SIGINT/SIGTERM so that aborted goals
 FREE_CAMERA_SIZE = (320, 240)  # width, height without a scene camera
 
 PARAMETERS = {  # name: (default, description[, Range or OneOf])
-    "robot": ("panda", "Arm family name (panda, gen3, yumi, baxter), a robot id of population_file, or 'urdf'"),
+    "robot": ("panda", "Arm family name (panda, gen3, yumi, baxter, ur5e) or family file (a path), a "
+                       "robot id of population_file, or 'urdf'"),
     "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)"),
     "urdf_file": ("", "URDF to load when robot is 'urdf'"),
     "flange_link": ("", "Flange link of urdf_file when robot is 'urdf'"),
@@ -89,6 +94,8 @@ PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "controller_name": ("joint_trajectory_controller", "Name the action and trajectory topic are under",
                         TopicName()),
     "joint_states_rate": (250.0, "Rate in Hz of physics ticks, each publishing /joint_states", Range(1.0, 10_000.0)),
+    "tf_rate": (50.0, "Rate in Hz of the moving link frames on /tf (at most joint_states_rate: one per tick)",
+                Range(1.0, 10_000.0)),
     "action_monitor_rate": (20.0, "Rate in Hz of FollowJointTrajectory feedback while a goal runs", Range(0.1, 1000.0)),
     "randomization_file": ("", "Domain-randomization spec YAML for ~/randomize (empty: the package's default)"),
     "seed": (0, "Seed of the domain-randomization sampler", Range(0, 2**32 - 1)),
@@ -116,7 +123,7 @@ class ArmNode(Node):
     def __init__(self) -> None:
         super().__init__("arm_node")
         p = declare_parameters(self, PARAMETERS)
-        for name in ("joint_states_rate", "action_monitor_rate", "camera_rate"):
+        for name in ("joint_states_rate", "tf_rate", "action_monitor_rate", "camera_rate"):
             if not p[name] > 0:
                 raise ConfigError(None, name, f"must be positive, got {p[name]}")
         if p["camera"] and p["backend"] != "mujoco":
@@ -134,10 +141,13 @@ class ArmNode(Node):
         self._failure: str | None = None  # why physics stopped, after a failed tick
         self._debt = 0.0
         self._last_tick: float | None = None  # monotonic time of the previous physics tick
+        self._tf_period = 1.0 / p["tf_rate"]
+        self._next_tf = 0.0  # monotonic time from which the next tick publishes /tf
 
         requests = ReentrantCallbackGroup()  # goals wait in their own executor threads while they run
         controller = p["controller_name"]
         self._joint_states = self.create_publisher(JointStateMsg, "joint_states", 10)
+        self._description = RobotDescriptionPublisher(self, self.arm)
         self.create_subscription(JointTrajectoryMsg, f"{controller}/joint_trajectory", self._on_trajectory, 10,
                                  callback_group=requests)
         self._action = ActionServer(self, FollowJointTrajectory, f"{controller}/follow_joint_trajectory",
@@ -190,7 +200,7 @@ class ArmNode(Node):
                 self.get_logger().error(f"holding the arm failed as well: {type(stop_error).__name__}: {stop_error}")
 
     def _tick(self) -> None:
-        """Step physics up to now, update the controller, publish the joint state."""
+        """Step physics up to now, update the controller, publish the joint state (and the link frames when due)."""
         now = time.monotonic()
         self._debt += now - (self._last_tick or now)
         self._last_tick = now
@@ -205,7 +215,11 @@ class ArmNode(Node):
                 self.backend.step(steps)
             self.controller.update()
             state = self.backend.read_state()
-        self._joint_states.publish(joint_state_to_msg(state, self.get_clock().now().to_msg()))
+        stamp = self.get_clock().now().to_msg()
+        self._joint_states.publish(joint_state_to_msg(state, stamp))
+        if now >= self._next_tf:
+            self._next_tf = max(self._next_tf + self._tf_period, now)  # after a stall, no burst to catch up
+            self._description.publish_frames(state.positions, stamp)
 
     # ------------------------------------------------------------------------------ trajectory commands
 

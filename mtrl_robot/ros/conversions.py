@@ -11,6 +11,7 @@
 - Domain randomization ↔ ``std_srvs/srv/Trigger``: the response's ``message`` holds JSON
   ``{"sampled": {name: value}, "applied": {name: value}}`` — what the randomizer drew and what the engine
   reports after applying it (``null`` where the engine has nothing to read back).
+- An rclpy ``QoSProfile`` → the QoS a bag keeps for a topic (``rosbags`` ``Qos``), so a replay offers the same.
 - Rendered frames → ``sensor_msgs/Image`` (``rgb8``) and a pinhole ``sensor_msgs/CameraInfo``;
   8-bit colour Images (:data:`~mtrl_robot.perception.colour_blob.ENCODINGS`) → (H, W, C) uint8 arrays.
 """
@@ -25,6 +26,8 @@ import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from control_msgs.action import FollowJointTrajectory
 from geometry_msgs.msg import PointStamped
+from rclpy.duration import Duration as RclpyDuration
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
 from sensor_msgs.msg import JointState as JointStateMsg
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
@@ -62,6 +65,19 @@ def to_duration(value: float) -> Duration:
 def to_time(value: float) -> Time:
     sec, nanosec = _split(value)
     return Time(sec=sec, nanosec=nanosec)
+
+
+def bag_qos(profile: QoSProfile):
+    """``profile`` as a rosbags ``Qos`` (policies matched by name), for a bag's ``offered_qos_profiles``."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    def time(duration: RclpyDuration) -> QosTime:
+        return QosTime(*divmod(duration.nanoseconds, 1_000_000_000))
+
+    return Qos(QosHistory[profile.history.name], profile.depth, QosReliability[profile.reliability.name],
+               QosDurability[profile.durability.name], time(profile.deadline), time(profile.lifespan),
+               QosLiveliness[profile.liveliness.name], time(profile.liveliness_lease_duration),
+               profile.avoid_ros_namespace_conventions)
 
 
 def joint_state_to_msg(state: JointState, stamp: Time) -> JointStateMsg:

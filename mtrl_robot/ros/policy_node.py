@@ -7,6 +7,9 @@
   :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend`, so the safety layer checks it. A new target
   replaces the running trajectory; each outcome is logged.
 - ``~/reload`` (``std_srvs/Trigger``): load the model file the ``model`` parameter names now (set it first).
+- ``~/markers`` (``visualization_msgs/MarkerArray``, transient local, so a viewer started later shows the latest):
+  the target, the planned flange path and, once the trajectory has ended, the flange point reached, in the arm's
+  base link frame (:mod:`mtrl_robot.ros.markers`).
 - Latency from a target's arrival to its trajectory being handed to the controller is logged as p50/p99
   every ``LATENCY_EVERY`` targets and at shutdown; :func:`plan_latency` measures it without ROS.
 """
@@ -23,8 +26,10 @@ from geometry_msgs.msg import PointStamped
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
 
 from mtrl_robot.arms.chain import Arm
+from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.arms.loader import load_arm
 from mtrl_robot.backends.trajectory import JointTrajectory, retime
 from mtrl_robot.core.torch_files import CheckpointError
@@ -32,7 +37,9 @@ from mtrl_robot.hardware.safety import SafetyError, SafetyLimits
 from mtrl_robot.learning.reaching.predict import predict
 from mtrl_robot.models.model_file import ReachingModelFile, load_model_file
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
+from mtrl_robot.ros.markers import reach_markers
 from mtrl_robot.ros.parameters import declare_parameters
+from mtrl_robot.ros.robot_description import LATCHED_QOS
 from mtrl_robot.ros.run import run_node
 
 LATENCY_EVERY = 20  # targets between latency reports
@@ -40,7 +47,7 @@ LATENCY_EVERY = 20  # targets between latency reports
 PARAMETERS = {  # name: (default, description, read_only)
     "model": ("", "Reaching model file (.model.pt) to plan with; ~/reload re-reads it", False),
     "preset": ("sim_panda", "Hardware preset name or YAML path of the arm's controller and safety limits", True),
-    "robot": ("panda", "Arm family name, a robot id of population_file, or 'urdf' (as arm_node)", True),
+    "robot": ("panda", "Arm family name or family file, a robot id of population_file, or 'urdf' (as arm_node)", True),
     "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)", True),
     "urdf_file": ("", "URDF to load when robot is 'urdf'", True),
     "flange_link": ("", "Flange link of urdf_file when robot is 'urdf'", True),
@@ -83,6 +90,8 @@ class PolicyNode(Node):
         self.backend = HardwareBackend(p["preset"], arm=self.arm, node_name="policy_node_client")
         self.latencies: list[float] = []
         self._lock = threading.Lock()  # one target planned and sent at a time
+        self._sent = 0  # trajectories sent; only the latest one's outcome is shown
+        self._markers = self.create_publisher(MarkerArray, "~/markers", LATCHED_QOS)
         self.create_subscription(PointStamped, "target", self._on_target, 10)
         self.create_service(Trigger, "~/reload", self._reload)
         self.get_logger().info(f"policy for {self.arm.robot_id} from {p['model'] or 'no model yet'}, "
@@ -124,14 +133,26 @@ class PolicyNode(Node):
                 self.get_logger().error(f"target {target.round(3).tolist()} not executed: {exc}")
                 return
             self.latencies.append(time.perf_counter() - received)
+            self._sent += 1
+            sent = self._sent
         self.get_logger().info(f"reaching {target.round(3).tolist()}: {trajectory.times[-1]:.2f} s trajectory sent")
         if len(self.latencies) % LATENCY_EVERY == 0:
             self.report_latency()
-        threading.Thread(target=self._report, daemon=True).start()
+        order = [trajectory.joint_names.index(n) for n in self.arm.joint_names]
+        path = flange_position(self.arm, trajectory.positions[:, order])
+        self._markers.publish(reach_markers(self.arm, self.get_clock().now().to_msg(), target, path))
+        threading.Thread(target=self._report, args=(sent, target, path), daemon=True).start()
 
-    def _report(self) -> None:
+    def _report(self, sent: int, target: np.ndarray, path: np.ndarray) -> None:
+        """Log the outcome of trajectory number ``sent`` and, unless another has been sent since, show where the
+        flange got to."""
         result = self.backend.wait()
         self.get_logger().info(f"trajectory {'succeeded' if result.success else 'failed'}: {result.message}")
+        with self._lock:
+            if sent != self._sent:
+                return
+            reached = flange_position(self.arm, self.backend.read_state().positions)
+            self._markers.publish(reach_markers(self.arm, self.get_clock().now().to_msg(), target, path, reached))
 
     def report_latency(self) -> None:
         """Log the target → trajectory latency percentiles so far."""

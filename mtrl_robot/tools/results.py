@@ -74,6 +74,12 @@ RESULTS = (
                       "--methods", "no_adaptation", "maml", "ik_oracle")),
            {"reaching_pooled.md": "runs/full_pooled_evaluation/reaching.md",
             "reaching_pooled.png": "runs/full_pooled_evaluation/reaching.png"}),
+    Result("reaching_calibration", "probabilistic MAML's predicted spread against where the flange ends, K = 0, 1, 5",
+           (_train("full", "runs/full_pmaml", "meta.variant=probabilistic"),
+            Step(("reaching", "calibrate", "runs/full_pmaml", "-o", "runs/full_calibration"),
+                 "runs/full_calibration/calibration.json", "runs/full_calibration")),
+           {"reaching_calibration.md": "runs/full_calibration/calibration.md",
+            "reaching_calibration.png": "runs/full_calibration/calibration.png"}),
     Result("puck_sim", "puck hitting: meta-policy against baseline, puck position from the simulator",
            (PUCK_TRAIN, Step(("puck", "evaluate", "runs/puck", "-o", "runs/puck"), "runs/puck/puck_eval_sim.json")),
            {"puck_eval_sim.md": "runs/puck/puck_eval_sim.md", "puck_eval_sim.png": "runs/puck/puck_eval_sim.png"}),
@@ -85,6 +91,9 @@ RESULTS = (
     Result("bench_sim", "simulator benchmark figures (machine-dependent: step rates, puck-hitting episodes per second)",
            (Step(("bench", "sim", "-o", "runs/bench"), "runs/bench/bench_sim.json"),),
            {"bench_sim.json": "runs/bench/bench_sim.json"}),
+    Result("bench_scale", "demos and evaluated robots per second, local processes against Ray (machine-dependent)",
+           (Step(("bench", "scale", "-o", "runs/bench"), "runs/bench/bench_scale.json"),),
+           {"bench_scale.json": "runs/bench/bench_scale.json"}),
 )
 NAMES = tuple(r.name for r in RESULTS)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -155,9 +156,10 @@ def ros_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         yield
 
 
-@pytest.fixture(scope="module")
-def rig(ros_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    rig = Rig(load_preset(PRESET or SIM_PRESET), simulated=not PRESET, log_dir=tmp_path_factory.mktemp("hil"))
+@contextmanager
+def open_rig(preset: HardwarePreset, simulated: bool, log_dir: Path) -> Iterator[Rig]:
+    """A rig with a ready client of ``preset`` (in simulation also its arm node), closed on exit."""
+    rig = Rig(preset, simulated=simulated, log_dir=log_dir)
     try:
         preset, sim = rig.start_sim() if rig.simulated else (rig.preset, None)
         rig.backend = rig.connect(preset, sim, dry_run=None if sim else not ALLOW_MOTION, node_name="hil_client")
@@ -167,6 +169,12 @@ def rig(ros_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig
         yield rig
     finally:
         rig.close()
+
+
+@pytest.fixture(scope="module")
+def rig(ros_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    with open_rig(load_preset(PRESET or SIM_PRESET), not PRESET, tmp_path_factory.mktemp("hil")) as rig:
+        yield rig
 
 
 @pytest.fixture

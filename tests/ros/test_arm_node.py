@@ -371,3 +371,15 @@ def test_sigterm_exits_cleanly(launcher, ros_client):
     finally:
         doomed.close()
     assert "Traceback" not in node.output(), node.output()
+
+
+def test_a_family_file_is_a_robot_the_node_simulates(launcher, ros_client, tmp_path):
+    import pybullet_data
+
+    urdf = f"{pybullet_data.getDataPath()}/kuka_iiwa/model.urdf"
+    family = tmp_path / "iiwa.yaml"
+    family.write_text(f"urdf: {urdf}\nflange_link: lbr_iiwa_link_7\nhome: [0, 0.6, 0, -1.2, 0, 0.8, 0]\n")
+    node, states = launcher.start("/iiwa", robot=str(family))
+    msg = states.wait_for()
+    assert list(msg.name) == [f"lbr_iiwa_joint_{i}" for i in range(1, 8)]
+    assert np.allclose(msg.position, [0, 0.6, 0, -1.2, 0, 0.8, 0], atol=0.02)

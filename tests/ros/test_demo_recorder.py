@@ -210,7 +210,8 @@ def test_unwritable_output_dir_at_start_exits_with_one_line(ros_env, tmp_path):
 
 
 @pytest.mark.parametrize(("parameter", "value"), [("output_dir", 123), ("joint_states_topic", "bad name!"),
-                                                  ("target_topic", "/demo target")])
+                                                  ("target_topic", "/demo target"), ("tf_topic", "bad name!"),
+                                                  ("tf_topic", "/joint_states")])
 def test_bad_parameters_give_one_line(ros_env, tmp_path, parameter, value):
     code, lines = wait_exit(start_recorder(ros_env, tmp_path / "recorder.log", **{parameter: value}))
     assert code == 1 and len(lines) == 1, lines

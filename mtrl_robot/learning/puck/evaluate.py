@@ -12,21 +12,35 @@ adapt on, comes from the scene's overhead camera through the OpenCV perception c
 (:func:`~mtrl_robot.perception.colour_blob.locate`) instead of the simulator state. Before the picture the arm is
 put at its home posture, out of the camera's view (as a real arm would retract); a puck the camera cannot find
 counts as :data:`~mtrl_robot.tasks.puck.MISSED_DISTANCE` and the misses are reported.
+
+Every repeat has seeds of its own, so the repeats of a condition are measured in chunks, each on a puck table of
+its own: in this process, in local processes or as Ray tasks (``compute``,
+:mod:`mtrl_robot.distributed.compute`), with the same numbers every way.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import Curve, markdown_table, plot_panels, student_t
 from mtrl_robot.learning.puck.adapt import adaptation_curve
-from mtrl_robot.learning.puck.train import BASELINE_FILE, META_FILE, VAE_FILE, load_policy, simulated_world
+from mtrl_robot.learning.puck.train import (
+    BASELINE_FILE,
+    META_FILE,
+    VAE_FILE,
+    PuckMetaRLConfig,
+    TrainedPolicy,
+    load_policy,
+    simulated_world,
+)
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.perception.colour_blob import PerceptionConfig, camera_from_mujoco, load_perception_config, locate
 from mtrl_robot.tasks.puck import CONDITIONS, PuckHittingEnv, condition_task
@@ -34,6 +48,7 @@ from mtrl_robot.tasks.puck import CONDITIONS, PuckHittingEnv, condition_task
 POLICIES = ("meta", "baseline")
 GOAL_STEP = 3  # the goal: after this many steps the meta-policy beats its own step 0 and the baseline
 EVAL_STREAM = 3  # seed stream of the evaluation (training uses the run's seed, tuning streams 1 and 2)
+CHUNKS_PER_WORKER = 2  # pieces of work per worker: more balance better, fewer build fewer puck tables
 
 
 class OverheadCamera:
@@ -65,51 +80,68 @@ class OverheadCamera:
 
 
 def evaluate_puck(checkpoint_dir: str | Path, out_dir: str | Path, repeats: int = 25, camera: bool = False, *,
-                  conditions: tuple[str, ...] = tuple(CONDITIONS), progress: bool = True) -> tuple[Path, Path]:
-    """Run the evaluation of a trained run; returns the Markdown table and the PNG plot (also writes JSON)."""
+                  conditions: tuple[str, ...] = tuple(CONDITIONS), progress: bool = True,
+                  compute: ComputeConfig = IN_THIS_PROCESS) -> tuple[Path, Path]:
+    """Run the evaluation of a trained run; returns the Markdown table and the PNG plot (also writes JSON).
+
+    ``compute`` says where the chunks of repeats are measured."""
     if repeats < 2:
         raise ValueError(f"repeats must be at least 2 (for a confidence interval), got {repeats}")
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown or not conditions:
         raise ValueError(f"unknown or no conditions {unknown} (known: {', '.join(CONDITIONS)})")
+    check_reachable(compute)
     checkpoint_dir, out = Path(checkpoint_dir), Path(out_dir)
     policies = {kind: load_policy(checkpoint_dir / file) for kind, file in zip(POLICIES, (META_FILE, BASELINE_FILE),
                                                                             strict=True)}
     config = policies["meta"].config
-    env = PuckHittingEnv(config.arm, motion_vae=HittingVAE.load(checkpoint_dir / VAE_FILE))
-    measure = OverheadCamera(env) if camera else None
-    world = simulated_world(env, config, measure)
+    size = math.ceil(repeats / max(1, math.ceil(compute.workers * CHUNKS_PER_WORKER / len(conditions))))
+    chunks = [(c, range(r, min(r + size, repeats))) for c in range(len(conditions)) for r in range(0, repeats, size)]
+    measure = partial(_measure_chunk, policies=policies, vae=HittingVAE.load(checkpoint_dir / VAE_FILE),
+                      conditions=conditions, camera=camera, threads=compute.threads)
+    measured = ordered_map(compute, measure, chunks, desc=f"puck evaluation ({'camera' if camera else 'sim'})",
+                           unit="repeat", progress=progress, sizes=[len(r) for _, r in chunks])
     curves = np.empty((len(POLICIES), len(conditions), repeats, config.eval_steps + 1))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        bar = tqdm(total=len(conditions) * repeats, desc=f"puck evaluation ({'camera' if camera else 'sim'})",
-                   disable=not progress)
-        for c, name in enumerate(conditions):
-            task = condition_task(name)
-            for r in range(repeats):
-                for p, kind in enumerate(POLICIES):
-                    curves[p, c, r] = adaptation_curve(policies[kind].policy, policies[kind].lrs, world, task, config,
-                                                       config.eval_steps, [config.seed, EVAL_STREAM, c, r])
-                bar.update()
-        bar.close()
-    finally:
-        torch.set_num_threads(threads)
-        if measure is not None:
-            measure.close()
-        env.close()
+    for (c, chunk), (chunk_curves, _) in zip(chunks, measured, strict=True):
+        curves[:, c, chunk.start:chunk.stop] = chunk_curves
     mode = "camera" if camera else "sim"
     out.mkdir(parents=True, exist_ok=True)
     hits = curves.size // (config.eval_steps + 1) * (config.eval_steps * config.rollouts
                                                      + (config.eval_steps + 1) * config.eval_goals)
     header = {"mode": mode, "repeats": repeats, "conditions": list(conditions), "run": str(checkpoint_dir),
-              "config": config.to_dict(), "hits": hits, "camera_misses": world.misses,
+              "config": config.to_dict(), "hits": hits, "camera_misses": sum(misses for _, misses in measured),
               "baseline_inner_lr": next(iter(policies["baseline"].lrs().values())).flatten()[0].item()}
     write_atomic(out / f"puck_eval_{mode}.json", json.dumps({**header, "curves_m": {
         kind: {name: curves[p, c].tolist() for c, name in enumerate(conditions)} for p, kind in enumerate(POLICIES)}}))
     table = out / f"puck_eval_{mode}.md"
     write_atomic(table, markdown(curves, conditions, header))
     return table, plot(curves, conditions, mode, out / f"puck_eval_{mode}.png")
+
+
+def _measure_chunk(chunk: tuple[int, range], *, policies: dict[str, TrainedPolicy], vae: HittingVAE,
+                   conditions: tuple[str, ...], camera: bool, threads: int) -> tuple[np.ndarray, int]:
+    """Repeats ``chunk[1]`` of condition ``conditions[chunk[0]]`` on a puck table of their own: the curves
+    (policy, repeat, step) and the camera's misses."""
+    c, repeats = chunk
+    config: PuckMetaRLConfig = policies["meta"].config
+    env = PuckHittingEnv(config.arm, motion_vae=vae)
+    measure = OverheadCamera(env) if camera else None
+    world = simulated_world(env, config, measure)
+    task = condition_task(conditions[c])
+    curves = np.empty((len(POLICIES), len(repeats), config.eval_steps + 1))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for i, r in enumerate(repeats):
+            for p, kind in enumerate(POLICIES):
+                curves[p, i] = adaptation_curve(policies[kind].policy, policies[kind].lrs, world, task, config,
+                                                config.eval_steps, [config.seed, EVAL_STREAM, c, r])
+    finally:
+        torch.set_num_threads(before)
+        if measure is not None:
+            measure.close()
+        env.close()
+    return curves, world.misses
 
 
 def goal_checks(curves: np.ndarray, conditions: tuple[str, ...]) -> dict[str, dict[str, bool]]:

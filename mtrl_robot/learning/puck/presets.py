@@ -16,6 +16,7 @@ from mtrl_robot.core import config as cfg
 from mtrl_robot.core.config import INNER_STEPS, SEED, STEPS, WIDTH, Limit, check_settings, setting
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
+from mtrl_robot.distributed.compute import ComputeConfig
 
 MOTIONS = Limit(1_000_000, "the VAE's hitting motions are generated and held in memory")
 HITS = Limit(100_000, "every hit is simulated")
@@ -66,6 +67,8 @@ class PuckMetaRLConfig:
     # evaluation
     eval_steps: int = setting(5, "adaptation steps (0..eval_steps are reported)", above=0, maximum=INNER_STEPS)
     eval_goals: int = setting(8, "fresh goals per step, hit with the policy's mean action", above=0, maximum=HITS)
+    # where the hits are simulated: changes the speed, never the result; policy files record the default
+    compute: ComputeConfig = setting(ComputeConfig)
 
     def __post_init__(self) -> None:
         check_settings(self)

@@ -12,7 +12,11 @@ The run (:func:`train_puck`), top to bottom:
 3. **Meta-policy** (:func:`train_policy` with ``meta=True``): per iteration, for each of ``tasks_per_iteration``
    tasks, K = ``rollouts`` hits with the current parameters, one inner policy-gradient step
    (:mod:`mtrl_robot.meta.policy_gradient_maml`: linear-baseline advantages, learned per-element step sizes),
-   K hits with the adapted parameters, … up to ``inner_steps`` steps. The outer loss is PPO's clipped surrogate
+   K hits with the adapted parameters, … up to ``inner_steps`` steps. Each task's hits draw from a seed stream of
+   their own (:data:`HIT_STREAM`, the iteration and the task's index), so the tasks of an iteration are simulated
+   independently, in this process, in local processes or as Ray tasks (``compute``,
+   :mod:`mtrl_robot.distributed.compute`), each worker on a puck table of its own (:class:`WorldRecipe`), with the
+   same numbers every way. The outer loss is PPO's clipped surrogate
    of the hits of every step 0..H (the return over all trials, as in meta-RL's cumulative objectives; without
    ``score_first_step`` only the adapted steps 1..H, as in multi-step-loss MAML, which in the measured run left
    the un-adapted policy far off on low friction), differentiated through the inner steps (second order unless
@@ -23,7 +27,8 @@ The run (:func:`train_puck`), top to bottom:
    ``inner_steps`` steps on ``tuning_tasks`` randomized tasks (the training distribution, never the evaluation
    conditions) (:func:`tune_inner_lr`).
 5. **Files** in the output folder: ``vae.pt``, ``meta_policy.pt``, ``baseline_policy.pt`` (atomic writes, read
-   with ``weights_only=True``; the policy files are rewritten every ``checkpoint_every`` iterations) and
+   with ``weights_only=True``; the policy files are rewritten every ``checkpoint_every`` iterations and record the
+   config without its ``compute`` section, so they are the same files whichever way the run computed) and
    ``training.json`` (config, timings, learning curves, the baseline's step-size scores).
 
 The test-time procedure (:func:`~mtrl_robot.learning.puck.adapt.adaptation_curve`) that tunes the baseline's step
@@ -36,17 +41,20 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
+from mtrl_robot.distributed.compute import ComputeConfig, Workers, check_reachable, workers
 from mtrl_robot.learning.puck.presets import PuckMetaRLConfig, config_from_dict, load_preset
 from mtrl_robot.meta.policy_gradient_maml import (
     Batch,
@@ -63,6 +71,7 @@ from mtrl_robot.models.policy import GaussianPolicy
 from mtrl_robot.tasks.puck import PuckHittingEnv, PuckWorld, SimulatedPuckScene, Task
 
 OBS_DIM, ACT_DIM = 2, 2  # goal (x, y) relative to the puck's start; normalised VAE latent
+HIT_STREAM = 5  # seed stream of training's hits (tuning uses 1 and 2, the evaluation 3, adaptation 4)
 
 
 def simulated_world(env: PuckHittingEnv, config: PuckMetaRLConfig,
@@ -73,6 +82,31 @@ def simulated_world(env: PuckHittingEnv, config: PuckMetaRLConfig,
         raise ValueError("the meta-RL task needs a PuckHittingEnv with a motion VAE")
     return PuckWorld(env.backend, SimulatedPuckScene(env.backend, measure), env.vae, config.goal_distance,
                      config.goal_angle, randomization=env.randomization_spec)
+
+
+_built: dict[str, tuple[PuckHittingEnv, PuckWorld]] = {}  # this process's world of the run being trained
+
+
+@dataclass(frozen=True)
+class WorldRecipe:
+    """What a process needs to build the run's simulated world: it builds it once (its first task) and keeps it."""
+
+    config: PuckMetaRLConfig
+    vae: HittingVAE
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)  # tells this run's world from another's
+
+    def world(self) -> PuckWorld:
+        if self.token not in _built:
+            self.close_all()
+            env = PuckHittingEnv(self.config.arm, motion_vae=self.vae)
+            _built[self.token] = env, simulated_world(env, self.config)
+        return _built[self.token][1]
+
+    @staticmethod
+    def close_all() -> None:
+        """Close the worlds this process built."""
+        while _built:
+            _built.popitem()[1][0].close()
 
 
 # ---------------------------------------------------------------------------------------------- the algorithm
@@ -138,19 +172,37 @@ def new_policy(config: PuckMetaRLConfig, learn_lr: bool) -> tuple[GaussianPolicy
                              log_space=True)
 
 
-def train_policy(world: PuckWorld, config: PuckMetaRLConfig, meta: bool, progress: bool = True,
+def _collect_task(item: tuple[Task, list[int]], recipe: WorldRecipe, policy: GaussianPolicy, lrs: StepSizes,
+                  meta: bool) -> tuple[list[Batch], np.ndarray]:
+    """:func:`collect` on one task (its hits seeded by ``item[1]``) in the world of this process."""
+    task, seed = item
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.config.compute.threads)
+    try:
+        return collect(policy, lrs, recipe.world(), task, recipe.config, meta, rng, generator)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def train_policy(recipe: WorldRecipe, meta: bool, hitters: Workers, progress: bool = True,
                  checkpoint: Path | None = None) -> TrainedPolicy:
-    """Meta-train (``meta``) or train the baseline on randomized tasks; the same seed gives the same tasks."""
+    """Meta-train (``meta``) or train the baseline on randomized tasks, their hits simulated by ``hitters``; the
+    same seed gives the same tasks and hits."""
+    config = recipe.config
     torch.manual_seed(config.seed)
     policy, lrs = new_policy(config, learn_lr=meta and config.learn_inner_lr)
     trained = TrainedPolicy("meta" if meta else "baseline", config, policy, lrs, [])
     learnable = [p for p in (*policy.parameters(), *lrs.parameters()) if p.requires_grad]
     optimizer = torch.optim.Adam(learnable, lr=config.outer_lr)
-    rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
-    bar = tqdm(range(config.iterations), desc=f"puck {trained.kind} policy", disable=not progress)
+    rng = np.random.default_rng(config.seed)
+    bar = progress_bar(range(config.iterations), desc=f"puck {trained.kind} policy", disable=not progress)
     for iteration in bar:
-        tasks = [world.random_task(rng) for _ in range(config.tasks_per_iteration)]
-        collected = [collect(policy, lrs, world, task, config, meta, rng, generator) for task in tasks]
+        tasks = [recipe.world().random_task(rng) for _ in range(config.tasks_per_iteration)]
+        collected = hitters.map(partial(_collect_task, recipe=recipe, policy=policy, lrs=lrs, meta=meta),
+                                [(task, [config.seed, HIT_STREAM, iteration, t]) for t, task in enumerate(tasks)],
+                                desc="hits", unit="task", progress=False)
         data = [batches for batches, _ in collected]
         for _ in range(config.epochs):
             loss = outer_loss(policy, lrs, data, config, meta)
@@ -180,7 +232,7 @@ def tune_inner_lr(trained: TrainedPolicy, world: PuckWorld, progress: bool = Tru
     rng = np.random.default_rng([config.seed, 1])  # tasks apart from the training tasks
     tasks = [world.random_task(rng) for _ in range(config.tuning_tasks)]
     scores = {}
-    for factor in tqdm(config.baseline_lr_factors, desc="baseline step size", disable=not progress):
+    for factor in progress_bar(config.baseline_lr_factors, desc="baseline step size", disable=not progress):
         lrs = StepSizes(dict(trained.policy.named_parameters()), config.inner_lr * factor, learn=False,
                         log_space=True)
         scores[config.inner_lr * factor] = float(np.mean([
@@ -199,7 +251,8 @@ VAE_FILE, META_FILE, BASELINE_FILE, SUMMARY_FILE = "vae.pt", "meta_policy.pt", "
 
 def save_policy(trained: TrainedPolicy, path: str | Path) -> Path:
     """Write the policy atomically (a temporary file in the same folder, read back, then renamed)."""
-    payload = {"format": FORMAT, "version": VERSION, "kind": trained.kind, "config": trained.config.to_dict(),
+    config = replace(trained.config, compute=ComputeConfig())  # how it computed is not part of what it computed
+    payload = {"format": FORMAT, "version": VERSION, "kind": trained.kind, "config": config.to_dict(),
                "policy": trained.policy.state_dict(), "step_sizes": trained.lrs.state_dict(),
                "history": trained.history}
     return write_atomic(path, lambda f: torch.save(payload, f), verify=lambda tmp: load_torch_file(tmp, "policy"))
@@ -224,30 +277,33 @@ def train_puck(preset: str | PuckMetaRLConfig = "default", out_dir: str | Path =
                progress: bool = True) -> Path:
     """The whole run (VAE, meta-policy, baseline, baseline step size) into ``out_dir``; returns ``out_dir``."""
     config = preset if isinstance(preset, PuckMetaRLConfig) else load_preset(preset)
+    check_reachable(config.compute)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models only lose time to thread hand-offs
-    env = PuckHittingEnv(config.arm)
+    torch.set_num_threads(config.compute.threads)  # small models only lose time to thread hand-offs
     try:
         times = {}
         start = time.perf_counter()
-        vae = train_hitting_vae(env.generator, config.vae_motions, config.vae_steps, seed=config.seed,
-                                progress=progress)
+        env = PuckHittingEnv(config.arm)
+        try:
+            vae = train_hitting_vae(env.generator, config.vae_motions, config.vae_steps, seed=config.seed,
+                                    progress=progress)
+        finally:
+            env.close()
         vae.save(out / VAE_FILE)
-        env.close()
-        env = PuckHittingEnv(config.arm, motion_vae=HittingVAE.load(out / VAE_FILE))
-        world = simulated_world(env, config)
+        recipe = WorldRecipe(config, HittingVAE.load(out / VAE_FILE))
         times["vae_s"] = time.perf_counter() - start
-        meta = train_policy(world, config, meta=True, progress=progress, checkpoint=out / META_FILE)
-        times["meta_s"] = time.perf_counter() - start - sum(times.values())
-        baseline = train_policy(world, config, meta=False, progress=progress, checkpoint=out / BASELINE_FILE)
+        with workers(config.compute) as hitters:
+            meta = train_policy(recipe, True, hitters, progress=progress, checkpoint=out / META_FILE)
+            times["meta_s"] = time.perf_counter() - start - sum(times.values())
+            baseline = train_policy(recipe, False, hitters, progress=progress, checkpoint=out / BASELINE_FILE)
         times["baseline_s"] = time.perf_counter() - start - sum(times.values())
-        scores = tune_inner_lr(baseline, world, progress)
+        scores = tune_inner_lr(baseline, recipe.world(), progress)
         save_policy(baseline, out / BASELINE_FILE)
         times["baseline_lr_s"] = time.perf_counter() - start - sum(times.values())
     finally:
-        env.close()
+        WorldRecipe.close_all()
         torch.set_num_threads(threads)
     hits = config.iterations * config.tasks_per_iteration * (config.inner_steps + 1) * config.rollouts
     summary = {"config": config.to_dict(), "seconds": times, "hits_per_policy": hits,

@@ -32,7 +32,9 @@ Interval: the 95 % Student-t interval of the mean over all robot×target errors 
 (:mod:`mtrl_robot.evaluation.report`; targets of one robot are not independent, so it is somewhat narrow). The
 ``all`` rows pool every family of the run: a 4-family run is the "across families" experiment, a run restricted to
 one family the "within one family" one. :func:`held_out_errors` measures one family's held-out robots; training
-calls it too, for the no-adaptation and MAML rows of its ``report.json``.
+calls it too, for the no-adaptation and MAML rows of its ``report.json``. Robots are measured independently, one
+work item each, in this process, in local processes or as Ray tasks (``compute``,
+:func:`~mtrl_robot.distributed.compute.ordered_map`), with the same numbers every way.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,7 @@ from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
@@ -72,6 +76,7 @@ K_FREE = ("no_adaptation", "ik_oracle")  # the same numbers for every K
 NOT_TRAINED = "not trained in this run"
 TARGETS_PER_ROBOT = 10  # fresh targets per held-out robot
 SEED = 1000  # of the fresh targets, the from-scratch models and the multi-task model
+VIDEO_TARGETS = 3  # fresh targets shown in an evaluation's video
 SCRATCH_MIN_SCALE = 0.1  # rad / m: normalisation scale floor of the from-scratch model (K may be 1)
 
 
@@ -79,11 +84,14 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
                       methods: Sequence[str] = METHODS, targets_per_robot: int = TARGETS_PER_ROBOT, seed: int = SEED,
                       progress: bool = True, robots_per_family: int | None = None, scratch_steps: int = 300,
                       scratch_lr: float = 3e-3, finetune_lr: float = 1e-3, pmaml_run_dir: str | Path | None = None,
-                      multitask_budget: float = 1.0) -> tuple[Path, Path, Path]:
+                      multitask_budget: float = 1.0, compute: ComputeConfig = IN_THIS_PROCESS,
+                      video: bool = False) -> tuple[Path, Path, Path]:
     """Evaluate a training run; returns the paths of ``reaching.md``, ``reaching.png`` and ``reaching.json``.
 
     ``robots_per_family`` limits the held-out robots per family (default: all of them); ``multitask_budget``
-    scales the steps of the multi-task model when it has to be trained here (1.0: the run's pretraining steps).
+    scales the steps of the multi-task model when it has to be trained here (1.0: the run's pretraining steps);
+    ``compute`` says where the robots are measured. With ``video``, ``reaching_<family>.mp4`` shows each family's
+    first held-out robot before and after MAML adaptation with the largest K (:func:`reaching_video`).
     """
     started = time.perf_counter()
     run, out = Path(run_dir), Path(out_dir)
@@ -91,14 +99,16 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not ks or min(ks) < 1:
         raise ValueError(f"unknown methods {unknown} (known: {METHODS}) or bad ks {ks}")
+    check_reachable(compute)
     torch.manual_seed(seed)
     dataset = load_demos(run / "demos.npz")
     out.mkdir(parents=True, exist_ok=True)
     families = by_family(dataset)
-    maml_ckpts = _checkpoints(run)
+    maml_ckpts = meta_trained_checkpoints(run)
     pmaml_ckpts = {f: p for f, (p, v) in maml_ckpts.items() if v == "probabilistic"}
     if pmaml_run_dir is not None:
-        pmaml_ckpts.update({f: p for f, (p, v) in _checkpoints(Path(pmaml_run_dir)).items() if v == "probabilistic"})
+        pmaml_ckpts.update({f: p for f, (p, v) in meta_trained_checkpoints(Path(pmaml_run_dir)).items()
+                            if v == "probabilistic"})
     maml_ckpts = {f: p for f, (p, v) in maml_ckpts.items() if v != "probabilistic"}
 
     errors: dict[str, dict[str, dict[int, list[float]]]] = {}  # family → method → K → errors (cm)
@@ -125,8 +135,11 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
         errors[family], robots = held_out_errors(
             families[family], held, states, fam_methods, ks, targets_per_robot=targets_per_robot, seed=seed,
             multitask=multitask, scratch_steps=scratch_steps, scratch_lr=scratch_lr, finetune_lr=finetune_lr,
-            progress=progress)
+            progress=progress, compute=compute)
         per_robot.update(robots)
+        if video and states["maml"] is not None:
+            reaching_video(families[family].for_robot(held[0]), states["maml"], max(ks), seed,
+                           out / f"reaching_{family}.mp4")
 
     summary = {fam: {m: {str(k): interval(v).to_dict() for k, v in by_k.items()} for m, by_k in fm.items()}
                for fam, fm in errors.items()}
@@ -152,7 +165,28 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
     return table_path, plot_path, json_path
 
 
-def _checkpoints(run: Path) -> dict[str, tuple[Path, str]]:
+def reaching_video(demos: DemoDataset, state: ReachingCheckpoint, k: int, seed: int, path: Path,
+                   n_targets: int = VIDEO_TARGETS) -> Path:
+    """An MP4 of one robot reaching the first ``n_targets`` of the evaluation's fresh targets, executed in MuJoCo:
+    the meta-trained model without adaptation beside it after MAML adaptation on the robot's first ``k`` demos."""
+    from mtrl_robot.evaluation.video import Panel, record_reaches, write_video
+
+    arm = demos.robots[0]
+    n_waypoints = int(state.info["n_waypoints"])
+    targets = plan_robot_demos(arm, n_targets, seed, n_waypoints).targets
+    data = to_tensors(demos, state.joint_names, n_waypoints)
+    with torch.no_grad():
+        params = state.learner.adapt(data.targets[:k], state.model.normalize(data.offsets[:k]),
+                                     state.preset.adapt.steps)
+    backend = MujocoBackend(arm)
+    panels = []
+    for label, adapted in (("no adaptation", None), (f"MAML, K = {k}", params)):
+        trajectories = [timed(arm, p) for p in predict_positions(state, arm, targets, params=adapted)]
+        panels.append(Panel(f"{arm.robot_id}: {label}", record_reaches(backend, arm, trajectories, targets)))
+    return write_video(arm, panels, path)
+
+
+def meta_trained_checkpoints(run: Path) -> dict[str, tuple[Path, str]]:
     """The run's meta-trained (not adapted) reaching checkpoints: family → (path, meta variant)."""
     found = {}
     for path in sorted((run / "checkpoints").glob("*.pt")):
@@ -168,24 +202,27 @@ def _checkpoints(run: Path) -> dict[str, tuple[Path, str]]:
 def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict[str, ReachingCheckpoint | None],
                     methods: Sequence[str], ks: Sequence[int], *, targets_per_robot: int = TARGETS_PER_ROBOT,
                     seed: int = SEED, multitask=None, scratch_steps: int = 300, scratch_lr: float = 3e-3,
-                    finetune_lr: float = 1e-3, progress: bool = False
+                    finetune_lr: float = 1e-3, progress: bool = False,
+                    compute: ComputeConfig = IN_THIS_PROCESS
                     ) -> tuple[dict[str, dict[int, list[float]]], dict[str, dict]]:
     """Reaching errors (cm) of held-out robots of one family, executed in MuJoCo: method → K → the errors of every
     robot × fresh target, and robot id → method → K → its errors.
 
     ``states`` holds the family's meta-trained checkpoint under ``maml`` and/or ``pmaml`` (the first one present
-    gives the architecture, joint set and adaptation steps); ``multitask`` is the model ``finetune`` starts from.
+    gives the architecture, joint set and adaptation steps); ``multitask`` is the model ``finetune`` starts from;
+    ``compute`` says where the robots are measured (one work item each).
     """
-    from tqdm import tqdm
-
     base = states.get("maml") or states["pmaml"]
     methods = list(methods)
     ks = tuple(int(k) for k in ks)
     errors: dict[str, dict[int, list[float]]] = {m: {k: [] for k in ks} for m in methods}
     per_robot: dict[str, dict] = {}
-    for robot_id in tqdm(robot_ids, desc=f"evaluate {base.info['family']}", unit="robot", disable=not progress):
-        row = _robot_errors(dataset.for_robot(robot_id), states, multitask, base, methods, ks, targets_per_robot,
-                            seed, scratch_steps, scratch_lr, finetune_lr)
+    measure = partial(robot_errors, states=states, multitask=multitask, base=base, methods=methods, ks=ks,
+                      n_targets=targets_per_robot, seed=seed, scratch_steps=scratch_steps, scratch_lr=scratch_lr,
+                      finetune_lr=finetune_lr)
+    rows = ordered_map(compute, measure, [dataset.for_robot(robot_id) for robot_id in robot_ids],
+                       desc=f"evaluate {base.info['family']}", unit="robot", progress=progress)
+    for robot_id, row in zip(robot_ids, rows, strict=True):
         per_robot[robot_id] = {m: {str(k): v for k, v in by_k.items()} for m, by_k in row.items()}
         for m, by_k in row.items():
             for k, errs in by_k.items():
@@ -193,7 +230,7 @@ def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict
     return errors, per_robot
 
 
-def _robot_errors(demos: DemoDataset, states: dict, multitask, base: ReachingCheckpoint, methods: list[str],
+def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingCheckpoint, methods: list[str],
                   ks: tuple[int, ...], n_targets: int, seed: int, scratch_steps: int, scratch_lr: float,
                   finetune_lr: float) -> dict[str, dict[int, list[float]]]:
     """One robot: method → K → the errors (cm) of its fresh targets."""

@@ -1,12 +1,12 @@
 """Training presets: every hyperparameter of a run, read from ``config/training/<name>.yaml`` and validated.
 
-A preset has six sections, each a dataclass below (each field's ``setting`` says what it means and its range):
+A preset has six sections, each a dataclass (each field's ``setting`` says what it means and its range):
 ``data`` (population and demonstrations), ``model`` (VAE and policy sizes), ``pretrain``, ``meta`` (the
-meta-learning loop), ``adapt`` (few-shot adaptation defaults) and ``compute`` (processes and threads:
-they change the speed; the number of processes never changes the result). A preset may take the fields it does
-not set from another with ``base: <name>``. Read by :func:`mtrl_robot.core.config.load_config`: unknown fields,
-wrong types, NaN/inf, values out of range or beyond what a run can hold raise ``ConfigError`` naming the file and
-the field.
+meta-learning loop), ``adapt`` (few-shot adaptation defaults) and ``compute`` (processes, threads, local or a Ray
+cluster: :class:`~mtrl_robot.distributed.compute.ComputeConfig`; they change the speed, never the result). A
+preset may take the fields it does not set from another with ``base: <name>``. Read by
+:func:`mtrl_robot.core.config.load_config`: unknown fields, wrong types, NaN/inf, values out of range or beyond what
+a run can hold raise ``ConfigError`` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 from mtrl_robot.core.config import (
     INNER_STEPS,
-    PROCESSES,
     ROBOTS,
     SEED,
     STEPS,
@@ -31,6 +30,7 @@ from mtrl_robot.core.config import (
 )
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
+from mtrl_robot.distributed.compute import ComputeConfig
 
 VARIANTS = ("maml", "first_order", "probabilistic")
 LR_MODES = ("none", "per_tensor", "per_element")
@@ -43,7 +43,8 @@ DEMOS_PER_FAMILY = 1_000_000  # robots_per_family × demos_per_robot: a family's
 
 @dataclass(frozen=True)
 class DataConfig:
-    families: tuple[str, ...] = setting(("panda", "gen3", "yumi", "baxter"), "one model (checkpoint) per family")
+    families: tuple[str, ...] = setting(("panda", "gen3", "yumi", "baxter"), "built-in names or family files "
+                                        "(paths); one model (checkpoint) per family")
     robots_per_family: int = setting(100, "population size per family, held-out robots included",
                                      above=0, maximum=ROBOTS)
     held_out_per_family: int = setting(10, "the last robots of each family: never trained on, used for evaluation",
@@ -111,14 +112,6 @@ class AdaptConfig:
 
 
 @dataclass(frozen=True)
-class ComputeConfig:
-    workers: int = setting(2, "processes: demo generation, and families trained side by side",
-                           above=0, maximum=PROCESSES)
-    threads: int = setting(1, "torch threads per process (more than one slows small models down on a busy "
-                              "machine)", above=0, maximum=PROCESSES)
-
-
-@dataclass(frozen=True)
 class Preset:
     name: str = setting("", "the preset's name (default: its file name)")
     data: DataConfig = setting(DataConfig)
@@ -163,22 +156,19 @@ def preset_from_dict(data: dict[str, Any], source: str = "<checkpoint>") -> Pres
 
 def _check_together(preset: Preset) -> None:
     """Constraints between fields."""
-    from mtrl_robot.arms.families import family_names
+    from mtrl_robot.arms.families import load_families
 
     data, meta = preset.data, preset.meta
-    known = family_names()
-    for i, family in enumerate(data.families):
-        if family not in known:
-            raise ConfigError(None, f"data.families[{i}]", f"unknown arm family '{family}' (known: {', '.join(known)})")
     if len(set(data.families)) != len(data.families) or not data.families:
         raise ConfigError(None, "data.families", "expected a non-empty list without repeats")
-    if data.pooled:
-        from mtrl_robot.arms.families import load_family
-
-        dofs = {f: load_family(f).dof for f in data.families}
-        if len(data.families) < 2 or len(set(dofs.values())) != 1:
-            raise ConfigError(None, "data.pooled", f"pooling needs two or more families with one number of joints, "
-                              f"got {dofs}")
+    arms = load_families(data.families, None, "data.families")
+    dofs = {f: arm.dof for f, arm in arms.items()}
+    if data.pooled and (len(data.families) < 2 or len(set(dofs.values())) != 1):
+        raise ConfigError(None, "data.pooled", f"pooling needs two or more families with one number of joints, "
+                          f"got {dofs}")
+    if len(set(dofs.values())) != 1:
+        raise ConfigError(None, "data.families", f"a run's demos hold one number of joints, but the families "
+                          f"differ ({', '.join(f'{f} {n}' for f, n in dofs.items())}): train them in separate runs")
     if data.robots_per_family * data.demos_per_robot > DEMOS_PER_FAMILY:
         raise ConfigError(None, "data.demos_per_robot", f"robots_per_family × demos_per_robot = "
                           f"{data.robots_per_family * data.demos_per_robot} demos per family exceeds the limit "

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.learning.reaching.presets import ModelConfig, PretrainConfig
 from mtrl_robot.models.policy import ReachingModel, TargetPolicy
@@ -41,8 +42,6 @@ def build_model(config: ModelConfig, n_waypoints: int, dof: int, task_dim: int =
 def pretrain(targets: Tensor, offsets: Tensor, model_config: ModelConfig, config: PretrainConfig,
              task_dim: int = 0, progress: bool = True, log: LogFn | None = None) -> tuple[TrajectoryVAE, ReachingModel]:
     """Train the VAE on ``offsets`` (N, T, dof), then the policy on ``targets`` (N, 3) → offsets (VAE alongside)."""
-    from tqdm import tqdm
-
     if len(targets) < 2 or len(targets) != len(offsets):
         raise ValueError(f"pretraining needs at least 2 demos with one target each, got {len(targets)} targets "
                          f"and {len(offsets)} trajectories")
@@ -53,7 +52,8 @@ def pretrain(targets: Tensor, offsets: Tensor, model_config: ModelConfig, config
     generator = torch.Generator().manual_seed(config.seed)
     batch = min(config.batch_size, len(targets))
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr)
-    for step in tqdm(range(config.vae_steps), desc="pretrain vae", unit="step", disable=not progress, leave=False):
+    for step in progress_bar(range(config.vae_steps), desc="pretrain vae", unit="step", disable=not progress,
+                             leave=False):
         index = torch.randint(len(offsets), (batch,), generator=generator)
         loss, _, _ = vae.loss(y[index], generator)
         optimizer.zero_grad(set_to_none=True)
@@ -63,7 +63,7 @@ def pretrain(targets: Tensor, offsets: Tensor, model_config: ModelConfig, config
             log("vae", step, loss.item())
 
     optimizer = torch.optim.Adam([*vae.parameters(), *model.policy.parameters()], lr=config.lr)
-    for step in tqdm(range(config.policy_steps), desc="pretrain policy", unit="step", disable=not progress,
+    for step in progress_bar(range(config.policy_steps), desc="pretrain policy", unit="step", disable=not progress,
                      leave=False):
         for group in optimizer.param_groups:
             group["lr"] = cosine(config.lr, config.lr * 1e-2, step, config.policy_steps)

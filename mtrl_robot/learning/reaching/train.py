@@ -24,8 +24,11 @@ number of joints), the across-families experiment. Its checkpoint is ``checkpoin
 ``checkpoints/<family>.pt`` are views of it — the same weights, each with its family's joint names, home and
 robots — so adapting, predicting and evaluating work as for a per-family run and still map joints by name.
 
-Families are independent: with ``compute.workers`` > 1 they train side by side in ``spawn`` processes (as with
-any ``spawn`` pool, a script calling ``train_from_preset`` must do so under ``if __name__ == "__main__":``).
+Families are independent: with ``compute.workers`` > 1 they train side by side, in ``spawn`` processes or as Ray
+tasks (:mod:`mtrl_robot.distributed.compute`; as with any ``spawn`` pool, a script calling ``train_from_preset``
+must do so under ``if __name__ == "__main__":``; on a Ray cluster of several machines, ``out_dir`` must be a folder
+every node sees, such as a shared file system). Checkpoints record the preset without its ``compute`` section, so
+they are the same files whichever way the run computed.
 ``--resume`` continues from the last checkpoints: finished families are skipped, the loss log is cut back to
 the checkpoint's step and continues, and the task stream is the same as in an uninterrupted run.
 """
@@ -35,18 +38,20 @@ from __future__ import annotations
 import csv
 import json
 import math
-import multiprocessing
+import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mtrl_robot.arms import population as populations
-from mtrl_robot.arms.families import load_family
+from mtrl_robot.arms.families import load_families
 from mtrl_robot.core.atomic import remove_temporaries, write_atomic
-from mtrl_robot.core.interrupt import exiting_on_sigterm, leave_sigint_to_parent
+from mtrl_robot.core.progress import progress_bar
+from mtrl_robot.distributed.compute import ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import interval, markdown_table
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
@@ -65,7 +70,12 @@ POOLED = "pooled"  # the name of the one model of a run with data.pooled
 
 def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: bool = False,
                       progress: bool = True) -> Path:
-    """Run a whole preset into ``out_dir``; returns ``out_dir``. Refuses to touch a used folder unless resuming.
+    """Run a whole preset into ``out_dir``; returns ``out_dir``. Refuses to touch a run unless resuming it with its
+    preset, and a folder of other files unless resuming.
+
+    A folder with a ``preset.json`` but no checkpoint is a failed attempt, not a run to protect: training goes on
+    there, keeping what the attempt made that this preset would make the same way (its demos, when the ``data``
+    section is the same; everything, when the whole preset is) and replacing the rest, each file named on stderr.
 
     ``out_dir`` then holds ``preset.json``, ``demos.npz``, ``pretrain/<family>.pt``, ``logs/<family>.csv``,
     ``checkpoints/<family>.pt`` (one reaching checkpoint per family), ``checkpoints/<family>.model.pt`` (its
@@ -73,36 +83,75 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
     """
     preset = preset if isinstance(preset, Preset) else load_preset(preset)
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not resume:
+    started = _has_checkpoint(out)
+    if started and not resume:
+        raise FileExistsError(f"{out} already holds a run; resume it there or choose an empty folder")
+    if not started and out.exists() and any(out.iterdir()) and not (out / "preset.json").is_file() and not resume:
         raise FileExistsError(f"{out} already holds files; resume the run there or choose an empty folder")
-    if resume and (out / "preset.json").is_file():
+    if started and (out / "preset.json").is_file():
         saved = preset_from_dict(json.loads((out / "preset.json").read_text()), str(out / "preset.json")).to_dict()
-        if {**saved, "compute": None} != {**preset.to_dict(), "compute": None}:
+        if _differ(saved, preset.to_dict()):
             raise ValueError(f"{out}: this run was started with another preset ({saved.get('name')}); "
                              "resume it with the same preset")
-    if resume:
+    check_reachable(preset.compute)
+    if not started:
+        for replaced in _clear_failed_attempt(out, preset):
+            print(f"replaced {replaced}, left by an attempt with another preset that ended before its first "
+                  "checkpoint", file=sys.stderr)
+    if resume or not started:
         for stale in remove_temporaries(out):
             print(f"removed {stale}, the unfinished write of an interrupted run", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "preset.json", json.dumps(preset.to_dict(), indent=1))
+    names = list(load_families(preset.data.families, out / "preset.json", "data.families"))
     families = by_family(_demos(preset, out / "demos.npz", progress))
-    missing = [f for f in preset.data.families if f not in families]
+    missing = [f for f in names if f not in families]
     if missing:
         raise DatasetError(out / "demos.npz", f"no demos of the preset's families {missing}")
     if preset.data.pooled:
-        jobs = [(preset, POOLED, {f: families[f] for f in preset.data.families}, out, progress, 0)]
+        jobs = [(preset, POOLED, {f: families[f] for f in names}, out, progress, 0)]
     else:
-        jobs = [(preset, f, {f: families[f]}, out, progress, i) for i, f in enumerate(preset.data.families)]
-    workers = min(preset.compute.workers, len(jobs))
-    if workers == 1:
-        results = list(map(_group_job, jobs))
-    else:  # families are independent: one process each, as many at a time as there are workers
-        with multiprocessing.get_context("spawn").Pool(workers, _init_worker) as pool:
-            results = list(pool.imap(_pool_job, jobs))
+        jobs = [(preset, f, {f: families[f]}, out, progress, i) for i, f in enumerate(names)]
+    # families are independent: as many at a time as there are workers; local workers draw their own bars
+    results = ordered_map(preset.compute, _group_job, jobs, desc="families", unit="model",
+                          progress=progress and preset.compute.backend == "ray")
     report = {family: entry for result in results for family, entry in result.items()}
     write_atomic(out / "report.json", json.dumps(report, indent=1))
     write_atomic(out / "report.md", report_table(report))
     return out
+
+
+def _has_checkpoint(out: Path) -> bool:
+    return (out / "checkpoints").is_dir() and any((out / "checkpoints").rglob("*.pt"))
+
+
+def _differ(saved: dict, preset: dict, sections: tuple[str, ...] | None = None) -> bool:
+    """Whether two presets (as dicts) differ in ``sections`` (default: all but ``compute``, which never changes a
+    result)."""
+    keys = sections or tuple(k for k in {*saved, *preset} if k != "compute")
+    return any(saved.get(k) != preset.get(k) for k in keys)
+
+
+def _clear_failed_attempt(out: Path, preset: Preset) -> list[Path]:
+    """Remove what an attempt with another preset left in ``out`` before its first checkpoint; returns it."""
+    path = out / "preset.json"
+    if not path.is_file():
+        return []
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        saved = None
+    saved = saved if isinstance(saved, dict) else {}
+    now = preset.to_dict()
+    if not _differ(saved, now):
+        return []
+    made = [path, out / "report.json", out / "report.md", out / "pretrain", out / "logs"]
+    if _differ(saved, now, ("data",)):
+        made.append(out / "demos.npz")
+    removed = [p for p in made if p.exists()]
+    for p in removed:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return removed
 
 
 HELD_OUT_METHODS = ("no_adaptation", "maml")  # what training measures on its held-out robots
@@ -128,7 +177,7 @@ def report_table(report: dict) -> str:
 
 
 def _group_job(job: tuple) -> dict[str, dict]:
-    """One model in this process, with the preset's thread count (module level, so ``spawn`` can pickle it)."""
+    """One model in this process, with the preset's thread count (module level, so that it pickles)."""
     preset, name, datasets, out, progress, position = job
     threads = torch.get_num_threads()
     torch.set_num_threads(preset.compute.threads)
@@ -136,23 +185,6 @@ def _group_job(job: tuple) -> dict[str, dict]:
         return _train_group(preset, name, datasets, out, progress, position)
     finally:
         torch.set_num_threads(threads)
-
-
-def _pool_job(job: tuple) -> dict[str, dict]:
-    """:func:`_group_job` in a pool worker: ended by SIGTERM, it discards what it was writing and ends quietly."""
-    with exiting_on_sigterm():
-        return _group_job(job)
-
-
-def _init_worker() -> None:
-    """A worker leaves SIGINT to the parent; its progress bars get a thread lock (tqdm's default multiprocessing
-    one leaks a semaphore)."""
-    import threading
-
-    from tqdm import tqdm
-
-    leave_sigint_to_parent()
-    tqdm.set_lock(threading.RLock())
 
 
 def _demos(preset: Preset, path: Path, progress: bool) -> DemoDataset:
@@ -163,7 +195,7 @@ def _demos(preset: Preset, path: Path, progress: bool) -> DemoDataset:
     config = populations.load_config(data.population_config, seed=data.population_seed,
                                      families=list(data.families), robots_per_family=data.robots_per_family)
     robots = populations.generate(config)
-    dataset = generate_demos(robots, data.demos_per_robot, data.demo_seed, preset.compute.workers, progress)
+    dataset = generate_demos(robots, data.demos_per_robot, data.demo_seed, preset.compute, progress)
     dataset.save(path)
     return dataset
 
@@ -187,14 +219,13 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
         state = checkpoints.new_checkpoint(model, preset, {
             "family": name, "joint_names": list(train.joint_names), "n_waypoints": train.n_waypoints,
             "home": first.home_q.tolist(), "robot_ids": [r for ids in train_ids.values() for r in ids],
-            "held_out": [r for ids in held_out.values() for r in ids], "preset": preset.to_dict()})
+            "held_out": [r for ids in held_out.values() for r in ids],
+            "preset": replace(preset, compute=ComputeConfig()).to_dict()})
     learner, sample = state.learner, task_sampler(train, state.model.normalize, meta.k_support, meta.k_query)
 
-    from tqdm import tqdm
-
     log = _LossLog(out / "logs" / f"{name}.csv", keep_until=learner.step)
-    with tqdm(total=meta.meta_steps, initial=learner.step, desc=f"meta-train {name}", unit="step",
-              disable=not progress, position=position) as bar:
+    with progress_bar(total=meta.meta_steps, initial=learner.step, desc=f"meta-train {name}", unit="step",
+             disable=not progress, position=position) as steps:
         while learner.step < meta.meta_steps:
             lr = cosine(meta.outer_lr, meta.outer_lr_final, learner.step, meta.meta_steps)
             for group in learner.optimizer.param_groups:
@@ -205,8 +236,8 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
                 raise FloatingPointError(f"{name}: meta-loss is {loss} at step {learner.step}; the last good "
                                          f"checkpoint is {path} (try a smaller meta.outer_lr or meta.inner_lr)")
             log.add(learner.step, loss, lr, time.perf_counter() - start)
-            bar.update()
-            bar.set_postfix(loss=f"{loss:.2e}")
+            steps.update()
+            steps.set_postfix(loss=f"{loss:.2e}")
             if learner.step % meta.checkpoint_every == 0 or learner.step == meta.meta_steps:
                 log.flush()
                 state.save(path)
@@ -243,7 +274,8 @@ def _pretrained(preset: Preset, families: list[str], train, path: Path, progress
     if path.is_file():
         return load_pretrained(path, vae, model, "pretraining checkpoint")
     if config.source == "nominal":
-        planned = [plan_robot_demos(load_family(f), config.nominal_demos, config.seed, train.n_waypoints)
+        nominal = load_families(preset.data.families, None, "data.families")
+        planned = [plan_robot_demos(nominal[f], config.nominal_demos, config.seed, train.n_waypoints)
                    for f in families]
         targets = torch.tensor(np.concatenate([d.targets for d in planned]), dtype=torch.float32)
         offsets = torch.tensor(np.concatenate([d.positions - d.positions[:, :1] for d in planned]),

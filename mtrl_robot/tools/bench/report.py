@@ -44,7 +44,14 @@ def _ros_suite(seconds: float) -> dict[str, dict]:
     return {"arm_node": bench_ros(seconds=seconds), "policy_node": bench_policy()}
 
 
-SUITES = {"sim": _sim_suite, "meta": _meta_suite, "ros": _ros_suite}
+def _scale_suite(seconds: float) -> dict[str, dict]:
+    """Demos and evaluated robots per second, local processes against Ray at 1 and 2 workers; Ray's task overhead."""
+    from mtrl_robot.tools.bench.scale_bench import bench_scale
+
+    return {"scale": bench_scale()}
+
+
+SUITES = {"sim": _sim_suite, "meta": _meta_suite, "ros": _ros_suite, "scale": _scale_suite}
 
 
 def run_bench(suite: str, output_dir: Path, seconds: float = 2.0) -> Path:

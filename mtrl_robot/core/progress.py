@@ -1,0 +1,94 @@
+"""Progress bars that stay readable when worker processes work side by side.
+
+In a single process :func:`progress_bar` is a plain tqdm bar. Worker processes must not draw on the terminal
+themselves: two processes moving the cursor at once garble each other's lines. A pool started inside
+:class:`BarRelay`, with :func:`relay_bars_to` as (part of) its initializer, makes every :func:`progress_bar` in its
+workers send its state to the parent instead; the parent draws one line per worker process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+from typing import IO, Any
+
+from tqdm import tqdm
+
+_queue: Any = None  # set in a worker process by relay_bars_to
+
+
+class _NullStream:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class _RelayedBar(tqdm):
+    """A tqdm bar that sends (pid, description, n, total, unit, postfix) to the parent instead of drawing."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["file"] = _NullStream()
+        kwargs.pop("position", None)  # the parent gives each worker process its own line
+        super().__init__(*args, **kwargs)
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        state = self.format_dict
+        _queue.put((os.getpid(), state["prefix"] or "", state["n"], state["total"], state["unit"],
+                    state["postfix"] or ""))
+        return True
+
+
+def progress_bar(iterable=None, **kwargs) -> tqdm:
+    """A tqdm bar (same arguments) that is relayed to the parent when this is a worker of a :class:`BarRelay`."""
+    if _queue is None or kwargs.get("disable"):
+        return tqdm(iterable, **kwargs)
+    return _RelayedBar(iterable, **kwargs)
+
+
+def relay_bars_to(queue: Any) -> None:
+    """Pool initializer: this worker's bars go to ``queue`` (:attr:`BarRelay.queue`); they take a thread lock
+    (tqdm's default multiprocessing one leaks a semaphore)."""
+    global _queue
+    _queue = queue
+    tqdm.set_lock(threading.RLock())
+
+
+class BarRelay:
+    """Draws the bars of worker processes in this (the parent) process, one line per worker, while in use."""
+
+    def __init__(self, file: IO[str] | None = None):
+        self.queue = multiprocessing.get_context("spawn").Queue()
+        self._file = file if file is not None else sys.stderr
+        self._bars: dict[int, tqdm] = {}
+        self._thread = threading.Thread(target=self._draw, daemon=True)
+
+    def __enter__(self) -> BarRelay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.queue.put(None)
+        self._thread.join()
+        for line in self._bars.values():
+            line.close()
+        self.queue.close()
+        self.queue.join_thread()
+
+    def _draw(self) -> None:
+        while (message := self.queue.get()) is not None:
+            pid, description, n, total, unit, postfix = message
+            line = self._bars.get(pid)
+            if line is None:
+                line = self._bars[pid] = tqdm(total=total, desc=description, unit=unit, file=self._file,
+                                              position=len(self._bars), dynamic_ncols=True)
+            elif line.desc != description:  # the worker moved on to its next bar
+                line.reset(total=total)
+                line.unit = unit
+                line.set_description_str(description, refresh=False)
+            line.n = n
+            line.set_postfix_str(postfix, refresh=False)
+            line.refresh()

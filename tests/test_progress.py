@@ -1,0 +1,32 @@
+"""Progress bars of worker processes are drawn by the parent, one line per worker; workers draw nothing."""
+
+import io
+import multiprocessing
+
+from mtrl_robot.core.progress import BarRelay, progress_bar, relay_bars_to
+
+
+def _count(name: str) -> str:
+    for _ in progress_bar(range(50), desc=f"first {name}", unit="step", mininterval=0):
+        pass
+    for _ in progress_bar(range(30), desc=f"second {name}", unit="step", mininterval=0):
+        pass
+    return name
+
+
+def test_worker_bars_are_drawn_by_the_parent_one_line_each(capfd):
+    screen = io.StringIO()
+    with BarRelay(file=screen) as bars, multiprocessing.get_context("spawn").Pool(2, relay_bars_to,
+                                                                                 (bars.queue,)) as pool:
+        assert sorted(pool.map(_count, ["a", "b"])) == ["a", "b"]
+    assert capfd.readouterr().err == ""  # the workers wrote nothing on the terminal themselves
+    drawn = screen.getvalue()
+    for name in ("a", "b"):
+        assert "first " + name in drawn
+        assert f"second {name}: 100%" in drawn and "30/30" in drawn
+
+
+def test_a_bar_in_a_single_process_is_plain_tqdm(capfd):
+    for _ in progress_bar(range(3), desc="alone", mininterval=0):
+        pass
+    assert "alone: 100%" in capfd.readouterr().err
