@@ -176,8 +176,6 @@ class HardwareBackend(RobotBackend):
         self._at_exit = partial(_close_at_exit, weakref.ref(self))  # a spinning thread must not outlive the interpreter
         atexit.register(self._at_exit)
         mode = "DRY RUN, nothing will be sent" if self.dry_run else f"commands to {self._target}"
-        if p.simulation_only:
-            mode += " (SIMULATION-ONLY preset: acceleration limits of the simulator, never for a real arm)"
         node.get_logger().info(f"hardware client for preset '{p.name}' ({p.driver}): {mode}; joint states from "
                                f"{p.joint_states_topic}, watchdog {p.watchdog_timeout} s")
 
