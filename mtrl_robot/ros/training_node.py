@@ -76,9 +76,12 @@ class TrainingNode(Node):
         with self._lock:
             self._status.update(stage=text, step="", total="", loss="")
             self._level = level
-        log = self.get_logger()
-        (log.info if level == DiagnosticStatus.OK else log.warning if level == DiagnosticStatus.WARN
-         else log.error)(text)
+        if level == DiagnosticStatus.OK:  # one call site per severity: rclpy refuses a changing one
+            self.get_logger().info(text)
+        elif level == DiagnosticStatus.WARN:
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().error(text)
         self.publish()
 
     def on_bar(self, bar: BarState) -> None:
@@ -146,7 +149,13 @@ def main(args: list[str] | None = None) -> int:
     raise_on_signals()
     executor = SingleThreadedExecutor()
     node = None
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
+
+    spinner = threading.Thread(target=spin, daemon=True)
     try:
         node = TrainingNode()
         executor.add_node(node)
@@ -165,6 +174,9 @@ def main(args: list[str] | None = None) -> int:
             node.stage(f"failed: {exc}", DiagnosticStatus.ERROR)
         return 1
     finally:
+        stop.set()
+        if spinner.is_alive():
+            spinner.join()
         executor.shutdown(timeout_sec=5.0)
         if node is not None:
             node.destroy_node()
