@@ -119,6 +119,17 @@ def test_sim_training_launch_names_bad_input_in_one_line(ros_env, tmp_path: Path
     assert "Traceback" not in result.stderr
 
 
+def test_sim_training_launch_trains_and_evaluates_puck_hitting(ros_env, tmp_path: Path):
+    refused = run_launch("sim_training.launch.xml", ros_env, "task:=puck", f"output:={tmp_path}", "resume:=true")
+    assert refused.returncode == 1 and "resume: puck training has no resume" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    result = run_launch("sim_training.launch.xml", ros_env, "task:=puck", "preset:=small", f"output:={tmp_path}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "meta_policy.pt").is_file() and (tmp_path / "baseline_policy.pt").is_file()
+    assert "| iso_low | meta |" in (tmp_path / "puck_eval_sim.md").read_text()
+    assert "puck meta policy: 2/2" in result.stderr
+
+
 def hil_report(out: Path) -> tuple[dict[str, str], str]:
     """Each test case of the JUnit XML → passed, failed or skipped; and the Markdown report."""
     cases = {}
