@@ -17,7 +17,6 @@ The results go to ``arm_node_eval.json`` and, as a table beside the run's MuJoCo
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import replace
@@ -82,7 +81,7 @@ class ArmNodeProcess:
         parameters = {"robot": robot_id, "population_file": population_file, "joint_states_rate": rate}
         with log_path.open("w") as log:
             self.process = subprocess.Popen(node_command("arm_node", parameters, namespace), stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(os.environ))
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def close(self) -> None:
         stop_process(self.process)

@@ -86,12 +86,12 @@ class TrainingNode(Node):
 
     def on_bar(self, bar: BarState) -> None:
         """A progress bar's state: the stage, step, total and loss; a log line on a new stage or every LOG_EVERY s."""
-        loss = _LOSS.search(bar.postfix)
+        match = _LOSS.search(bar.postfix)
         with self._lock:
+            kept = self._status["loss"] if bar.description == self._status["stage"] else ""
             self._status.update(stage=bar.description, step=str(int(bar.n)),
                                 total="" if bar.total is None else str(int(bar.total)),
-                                loss=loss.group(1) if loss else self._status["loss"] if bar.description ==
-                                self._status["stage"] else "")
+                                loss=match.group(1) if match else kept)
             status = dict(self._status)
         now = time.monotonic()
         finished = bar.n == bar.total and self._logged[2] != bar.n
