@@ -21,6 +21,7 @@ setup(
         share("launch", "*.xml"),
         share("config", "*.yaml"),
         share("config/hardware", "*.yaml"),
+        share("config/nodes", "*.yaml"),
         share("config/training", "*.yaml"),
         share("sim/arms", "*.yaml"),
         share("sim/scenes", "*.yaml"),

@@ -25,6 +25,13 @@ def test_hardware_joint_names():
     assert load_family("yumi").joint_names[2] == "yumi_joint_7_r"  # ABB axis order 1, 2, 7, 3, 4, 5, 6
 
 
+def test_published_jerk_limits():
+    """FCI "Limits for Panda" jerk (rad/s³); the other families publish none."""
+    assert [j.jerk for j in load_family("panda").joints] == [7500, 3750, 5000, 6250, 7500, 10000, 10000]
+    for name in ("gen3", "yumi", "baxter"):
+        assert all(j.jerk is None for j in load_family(name).joints)
+
+
 def test_unknown_family():
     with pytest.raises(ConfigError, match="unknown arm family 'kuka'.*panda"):
         load_family("kuka")
@@ -36,6 +43,8 @@ def test_unknown_family():
     (("velocity: 2.1750", "velocity: .nan", 1), "joints[0].velocity", "finite"),
     (("family: panda", "family: panda\nwrist_camera: true", 1), "wrist_camera", "unknown field"),
     (("home: [0.0,", "home: [9.0,", 1), "home[0]", "outside the limits"),
+    (("jerk: 7500", "jerk: -7500", 1), "joints[0].jerk", "positive"),
+    (("jerk: 7500", "jerk: .inf", 1), "joints[0].jerk", "finite"),
 ])
 def test_bad_family_file(tmp_path, edit, field, problem):
     text = (families_dir() / "panda.yaml").read_text()

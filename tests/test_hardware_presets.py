@@ -16,8 +16,8 @@ SIMULATION = ("sim_panda", "sim_panda_hitting", "sim_ur5e")  # the simulated arm
 
 
 def test_the_presets_exist():
-    assert PRESETS == ["abb_yumi", "franka_fr3", "franka_panda", "kinova_gen3", "rethink_baxter", "sim_panda",
-                       "sim_panda_hitting", "sim_ur5e", "universal_robots_ur5e"]
+    assert PRESETS == ["abb_yumi", "franka_fr3", "franka_panda", "franka_panda_hitting", "kinova_gen3",
+                       "rethink_baxter", "sim_panda", "sim_panda_hitting", "sim_ur5e", "universal_robots_ur5e"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -28,8 +28,9 @@ def test_preset_agrees_with_its_family(name):
     assert sorted(preset.model_names) == sorted(arm.joint_names) and len(preset.joint_names) == arm.dof
     model = [arm.joint_names.index(m) for m in preset.model_names]
     assert np.all(preset.lower >= arm.lower[model]) and np.all(preset.upper <= arm.upper[model])
-    share = 1.0 if name == "sim_panda_hitting" else 0.5  # real arms: 50 % for first use; hitting needs speed
+    share = 1.0 if name.endswith("_hitting") else 0.5  # real arms: 50 % for first use; hitting needs speed
     assert np.all(preset.velocity <= share * arm.velocity_limits[model] + 1e-7)
+    assert np.all(preset.acceleration <= share * np.array([j.acceleration for j in arm.joints])[model] + 1e-7)
     assert preset.action.endswith("/follow_joint_trajectory")
     assert preset.watchdog_timeout >= 2 / preset.joint_states_rate
     limits = preset.safety_limits()
@@ -59,16 +60,20 @@ def test_jerk_limits_are_the_published_ones_at_the_first_use_fraction():
     panda_published = np.array([7500, 3750, 5000, 6250, 7500, 10000, 10000])
     np.testing.assert_array_equal(load_preset("franka_panda").jerk, 0.5 * panda_published)
     np.testing.assert_array_equal(load_preset("sim_panda").jerk, 0.5 * panda_published)
-    np.testing.assert_array_equal(load_preset("sim_panda_hitting").jerk, panda_published)
+    for name in ("franka_panda_hitting", "sim_panda_hitting"):  # the real Panda's published limits, all of them
+        hitting, family = load_preset(name), load_family("panda")
+        np.testing.assert_array_equal(hitting.jerk, panda_published)
+        np.testing.assert_array_equal(hitting.acceleration, [j.acceleration for j in family.joints])
+        np.testing.assert_array_equal(hitting.velocity, family.velocity_limits)
     np.testing.assert_array_equal(load_preset("franka_fr3").jerk, 0.5 * np.minimum(panda_published, 5000))
     for name in ("kinova_gen3", "abb_yumi", "rethink_baxter", "universal_robots_ur5e", "sim_ur5e"):
         assert np.all(np.isinf(load_preset(name).jerk))
     fr3 = load_preset("franka_fr3")  # 50 % of the smaller of the FR3's 10 rad/s² and the Panda family's
     np.testing.assert_array_equal(fr3.acceleration, [5.0, 3.75, 5.0, 5.0, 5.0, 5.0, 5.0])
     rates = {name: load_preset(name).control_rate for name in PRESETS}
-    assert rates == {"abb_yumi": 250.0, "franka_fr3": 1000.0, "franka_panda": 1000.0, "kinova_gen3": 1000.0,
-                     "rethink_baxter": 100.0, "sim_panda": 500.0, "sim_panda_hitting": 500.0, "sim_ur5e": 500.0,
-                     "universal_robots_ur5e": 500.0}
+    assert rates == {"abb_yumi": 250.0, "franka_fr3": 1000.0, "franka_panda": 1000.0, "franka_panda_hitting": 1000.0,
+                     "kinova_gen3": 1000.0, "rethink_baxter": 100.0, "sim_panda": 500.0, "sim_panda_hitting": 500.0,
+                     "sim_ur5e": 500.0, "universal_robots_ur5e": 500.0}
     assert load_preset("sim_panda").safety_limits().control_period == 0.002
 
 
@@ -130,9 +135,13 @@ def _drop_last_joint(d):
                                                                  r"mapped more than once"),
     (lambda d: d.pop("dry_run"), r"dry_run: required field is missing"),
     (lambda d: d.update(dry_run="yes"), r"dry_run: expected true or false"),
-    (lambda d: d.update(simulation_only="no"), r"simulation_only: expected true or false"),
-    (lambda d: (d.update(simulation_only=True), d["limits"]["fr3_joint1"].update(velocity=2.62)),
-     r"limits.fr3_joint1.velocity: 2.62 rad/s exceeds"),  # simulation_only frees accelerations only
+    (lambda d: d.update(simulation_only=True), r"simulation_only: unknown field"),  # no preset is exempt
+    (lambda d: d["limits"]["fr3_joint2"].update(acceleration=900.0), r"limits.fr3_joint2.acceleration: 900.0 rad/s² "
+                                                                     r"exceeds the panda family's published limit"),
+    (lambda d: d["limits"]["fr3_joint2"].pop("jerk"), r"limits.fr3_joint2.jerk: missing: the panda family publishes "
+                                                      r"a jerk limit for panda_joint2 \(3750.0 rad/s³\)"),
+    (lambda d: d["limits"]["fr3_joint2"].update(jerk=4000.0), r"limits.fr3_joint2.jerk: 4000.0 rad/s³ exceeds the "
+                                                              r"panda family's published limit"),
     (lambda d: d.update(speed=1), r"speed: unknown field"),
     (lambda d: d.pop("control_rate"), r"control_rate: required field is missing"),
     (lambda d: d.update(control_rate=0), r"control_rate: must be > 0"),
@@ -153,14 +162,3 @@ def test_bad_presets_name_file_field_and_problem(tmp_path, change, message):
 def test_unknown_preset_name():
     with pytest.raises(ConfigError, match=r"unknown hardware preset 'ur5' \(known: abb_yumi, franka_fr3"):
         load_preset("ur5")
-
-
-def test_only_a_simulation_only_preset_may_exceed_published_accelerations(tmp_path):
-    def faster(d):
-        d["limits"]["fr3_joint2"].update(acceleration=900.0)
-
-    with pytest.raises(ConfigError, match="acceleration: 900.0 rad/s² exceeds"):
-        load_preset(write_variant(tmp_path, faster))
-    preset = load_preset(write_variant(tmp_path, lambda d: (faster(d), d.update(simulation_only=True))))
-    assert preset.simulation_only and preset.acceleration[1] == 900.0
-    assert [name for name in PRESETS if load_preset(name).simulation_only] == ["sim_panda_hitting"]

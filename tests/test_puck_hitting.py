@@ -7,7 +7,9 @@ import pytest
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import CompiledChain
+from mtrl_robot.backends.limits import MotionLimits, check_motion
 from mtrl_robot.backends.trajectory import check_trajectory
+from mtrl_robot.hardware.presets import load_preset
 from mtrl_robot.models.hitting_vae import HittingVAE, hitting_dataset, reconstruction_error, train_hitting_vae
 from mtrl_robot.motions.hitting import (
     ANGLE_RANGE,
@@ -15,8 +17,10 @@ from mtrl_robot.motions.hitting import (
     SPEED_RANGE,
     HittingMotionGenerator,
     paddle_arm,
+    published_limits,
     with_paddle,
 )
+from mtrl_robot.motions.path_timing import MotionRefused
 from mtrl_robot.scenes.puck_table import PAIR_FRICTION_ORDER, load_scene
 from mtrl_robot.tasks.puck import CONDITIONS, EVAL_PUCK_MASS, PuckHittingEnv
 from mtrl_robot.tools.bench.hitting_bench import bench_hitting
@@ -41,6 +45,11 @@ def vae(generator):
     return train_hitting_vae(generator, n_motions=3000, steps=600, seed=0, progress=False)
 
 
+def same_limits(a: MotionLimits, b: MotionLimits) -> bool:
+    return a.control_period == b.control_period and all(
+        np.array_equal(getattr(a, q), getattr(b, q)) for q in ("velocity", "acceleration", "jerk"))
+
+
 def angle_of(vector) -> float:
     return float(np.arctan2(vector[1], vector[0]))
 
@@ -50,8 +59,10 @@ def test_motions_respect_limits_and_sweep_through_the_puck(generator):
     motions = generator.motions(angles, speeds)
     kin = CompiledChain(paddle_arm(generator.arm, SCENE))
     puck, height = np.array(SCENE.puck_start), SCENE.table_top + SCENE.puck_height / 2
+    real = load_preset("franka_panda_hitting").safety_limits().motion  # the real Panda's published limits
     for i in range(len(motions)):
         trajectory = check_trajectory(motions.trajectory(i), generator.limits)  # raises past any limit
+        check_motion(trajectory, real)  # velocity, acceleration and jerk of what the controller commands
         assert len(trajectory.times) == generator.n_waypoints
         np.testing.assert_allclose(trajectory.velocities[[0, -1]], 0.0, atol=1e-9)  # starts and ends at rest
         times = np.linspace(0.0, trajectory.duration, 1500)
@@ -65,6 +76,19 @@ def test_motions_respect_limits_and_sweep_through_the_puck(generator):
         direction = np.array([np.cos(angles[i]), np.sin(angles[i])])
         speed = (paddle[k + 5, :2] - paddle[k - 5, :2]) @ direction / (times[k + 5] - times[k - 5])
         assert speed == pytest.approx(speeds[i], rel=0.03)
+
+
+def test_motions_are_timed_to_the_limits_they_are_given(generator):
+    assert same_limits(generator.path.limits, published_limits(generator.arm))  # by default: the family's published
+    published = published_limits(generator.arm)
+    np.testing.assert_array_equal(published.jerk, [7500, 3750, 5000, 6250, 7500, 10000, 10000])
+    half = MotionLimits(published.velocity / 2, published.acceleration / 2, published.jerk / 2, 1e-3)
+    slower = HittingMotionGenerator(generator.arm, SCENE, half)
+    motion = slower.motion(0.5, 0.4)
+    check_motion(motion, half)
+    assert motion.duration > generator.motion(0.5, 0.4).duration
+    with pytest.raises(MotionRefused, match=r"panda_joint4: a paddle speed of 0.600 m/s needs .* over its velocity"):
+        slower.motion(0.0, 0.6)  # half the published velocity caps the paddle near 0.53 m/s
 
 
 def test_hitting_parameters_out_of_range_are_refused(generator, env):
@@ -178,32 +202,31 @@ def test_pybullet_runs_the_same_task():
 
 
 def test_vae_reconstructs_hitting_motions(generator, vae):
-    positions, durations = hitting_dataset(generator, 300, seed=123)  # not the training draws
-    error = reconstruction_error(vae, generator, positions, durations)
+    postures, speeds = hitting_dataset(generator, 300, seed=123)  # not the training draws
+    error = reconstruction_error(vae, generator, postures, speeds)
     assert error.paddle_rms < 0.003 and error.paddle_max < 0.015  # m
-    assert error.joint_rms < 0.005 and error.duration_max < 0.05  # rad, s
+    assert error.joint_rms < 0.005 and error.speed_max < 0.05  # rad, m/s
     low, high = vae.latent_low.numpy(), vae.latent_high.numpy()
     assert vae.latent_dim == 2 and np.all(high > low)
     assert not any(p.requires_grad for p in vae.parameters())  # frozen
     for z in np.random.default_rng(0).uniform(low, high, size=(25, 2)):
-        trajectory, clipped = vae.decode_motion(z)
-        assert not clipped
+        trajectory = vae.decode_motion(z)
         check_trajectory(trajectory, generator.limits)
+        check_motion(trajectory, generator.path.limits)  # timed within the limits, by the generator's timing
 
 
-def test_latent_out_of_range_is_clipped_and_nan_refused(vae, tmp_path):
-    high = vae.latent_high.numpy()
-    far, clipped_z = high + 10.0, high.astype(float)
-    trajectory, clipped = vae.decode_motion(far)
-    assert clipped
-    np.testing.assert_array_equal(trajectory.positions, vae.decode_motion(clipped_z)[0].positions)
+def test_latent_out_of_the_box_is_refused_and_nan_is_an_error(vae, tmp_path):
+    high = vae.latent_high.numpy().astype(float)
+    with pytest.raises(MotionRefused, match=r"outside the trained box: component 0 is .*, the box holds"):
+        vae.decode_motion(high + [0.01, 0.0])
+    vae.decode_motion(high)  # the edge is inside
     with pytest.raises(ValueError, match="NaN"):
         vae.decode_motion([np.nan, 0.0])
     with pytest.raises(ValueError, match="shape"):
         vae.decode_motion([0.0, 0.0, 0.0])
     loaded = HittingVAE.load(vae.save(tmp_path / "vae" / "hitting.pt"))
-    np.testing.assert_array_equal(loaded.decode_motion([0.3, -0.2])[0].positions,
-                                  vae.decode_motion([0.3, -0.2])[0].positions)
+    np.testing.assert_array_equal(loaded.decode_motion([0.3, -0.2]).positions, vae.decode_motion([0.3, -0.2]).positions)
+    assert same_limits(loaded.path.limits, vae.path.limits)
     assert [p.name for p in tmp_path.joinpath("vae").iterdir()] == ["hitting.pt"]  # no temporary file left
     (tmp_path / "vae" / "torn.pt").write_bytes(tmp_path.joinpath("vae", "hitting.pt").read_bytes()[:500])
     with pytest.raises(ValueError, match="not a readable torch hitting VAE"):
@@ -219,11 +242,10 @@ def test_env_acts_in_the_vae_latent_space(vae):
         environment.reset(seed=0)
         *_, inside = environment.step(np.zeros(2))
         environment.reset(seed=0)
-        _, reward, *_, outside = environment.step(vae.latent_high.numpy() + 5.0)
+        with pytest.raises(MotionRefused, match="outside the trained box"):
+            environment.step(vae.latent_high.numpy() + 5.0)
     finally:
         environment.close()
-    assert not inside["latent_clipped"] and outside["latent_clipped"]
-    assert np.isfinite(reward)
     assert np.linalg.norm(inside["puck_final"] - inside["puck_start"]) > 0.05  # the decoded motion hits the puck
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from mtrl_robot.backends.limits import MotionLimits
 from mtrl_robot.backends.trajectory import JointLimits
 from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.meta.maml import MAML, MAMLConfig
@@ -18,7 +19,8 @@ from mtrl_robot.models.gaussian import LOG_VAR_RANGE
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.models.mlp import mlp
 from mtrl_robot.models.policy import GaussianPolicy
-from mtrl_robot.models.trajectory_vae import OffsetScaler, TimedPathScaler, TrajectoryVAE
+from mtrl_robot.models.trajectory_vae import OffsetScaler, PrincipalPathScaler, TrajectoryVAE
+from mtrl_robot.motions.hitting import HittingPath
 
 
 def _offsets(n: int, seed: int = 0) -> torch.Tensor:
@@ -57,7 +59,7 @@ def test_vae_learns_either_normaliser(kind):
     if kind == "offsets":
         normalizer, data = OffsetScaler(8, 3), (_offsets(256),)
     else:
-        normalizer, data = TimedPathScaler(8, 3), _timed_paths(256)
+        normalizer, data = PrincipalPathScaler(8, 3, 3), _timed_paths(256)  # the paths span 3 directions
     normalizer.set_statistics(*data)
     back = normalizer.denormalize(normalizer.normalize(*data))
     for original, restored in zip(data, back if isinstance(back, tuple) else (back,), strict=True):
@@ -92,9 +94,11 @@ def test_log_variance_is_clamped():
         assert vae.encode(torch.zeros(1, 2))[1].item() == LOG_VAR_RANGE[0]
 
 
-def test_timed_path_scaler_refuses_wrong_shapes():
-    with pytest.raises(ValueError, match=r"expected positions \(n, 8, 3\) and durations \(n,\)"):
-        TimedPathScaler(8, 3).normalize(torch.zeros(2, 8, 4), torch.zeros(2))
+def test_principal_path_scaler_refuses_wrong_shapes_and_sizes():
+    with pytest.raises(ValueError, match=r"expected positions \(n, 8, 3\) and timing \(n,\)"):
+        PrincipalPathScaler(8, 3, 3).normalize(torch.zeros(2, 8, 4), torch.zeros(2))
+    with pytest.raises(ValueError, match="components must be between 1 and 24, got 25"):
+        PrincipalPathScaler(8, 3, 25)
 
 
 def test_gaussian_policy_is_built_with_the_mlp_builder():
@@ -158,8 +162,9 @@ def test_maml_learns_its_step_sizes_with_the_module():
 
 def test_the_hitting_vae_is_the_trajectory_vae_with_its_own_file(tmp_path):
     limits = JointLimits(("a", "b"), np.full(2, -1.0), np.full(2, 1.0), np.ones(2), np.ones(2))
-    vae = HittingVAE(limits, n_waypoints=4, hidden=(8,))
-    assert isinstance(vae, TrajectoryVAE) and isinstance(vae.normalizer, TimedPathScaler)
+    path = HittingPath(np.linspace(-0.3, 0.2, 4), -0.07, MotionLimits(np.ones(2), np.ones(2), np.ones(2), 1e-3), 8)
+    vae = HittingVAE(limits, path, hidden=(8,))
+    assert isinstance(vae, TrajectoryVAE) and isinstance(vae.normalizer, PrincipalPathScaler)
     vae.latent_low.fill_(-1.0)
     vae.latent_high.fill_(1.0)
     path = vae.save(tmp_path / "vae.pt")
@@ -170,5 +175,5 @@ def test_the_hitting_vae_is_the_trajectory_vae_with_its_own_file(tmp_path):
         HittingVAE.load(tmp_path / "other.pt")
     assert "\n" not in str(info.value)
     torch.save({**payload, "format": 1}, tmp_path / "old.pt")
-    with pytest.raises(CheckpointError, match="old.pt: not a hitting VAE file of format 2"):
+    with pytest.raises(CheckpointError, match="old.pt: not a hitting VAE file of format 3"):
         HittingVAE.load(tmp_path / "old.pt")

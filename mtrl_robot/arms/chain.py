@@ -60,7 +60,7 @@ class Joint:
     effort: float
     acceleration: float = 10.0
     zero_offset: float = 0.0
-    jerk: float | None = None  # rad/s³, where the arm's maker publishes one
+    jerk: float | None = None  # rad/s³, where the arm's maker publishes one; None: none published
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from mtrl_robot.core.paths import data_dir
 _TOP_FIELDS = {"family", "description", "base_link", "flange_link", "base", "joints", "links",
                "flange", "home", "dynamics"}
 _JOINT_FIELDS = {"name", "child", "xyz", "rpy", "axis", "lower", "upper", "velocity",
-                 "acceleration", "effort"}
+                 "acceleration", "jerk", "effort"}
 
 
 def families_dir() -> Path:
@@ -106,6 +106,7 @@ def load_family_file(path: str | Path) -> Arm:
             velocity=number(raw["velocity"], src, f"{field}.velocity", positive=True),
             effort=number(raw["effort"], src, f"{field}.effort", positive=True),
             acceleration=number(raw.get("acceleration", 10.0), src, f"{field}.acceleration", positive=True),
+            jerk=number(raw["jerk"], src, f"{field}.jerk", positive=True) if "jerk" in raw else None,
         )
         joints.append(joint)
         parent = joint.child

@@ -6,7 +6,10 @@ import argparse
 from pathlib import Path
 
 from mtrl_robot.cli.arguments import RUNS, add_compute_option, bounded, compute_of, like, seed
+from mtrl_robot.core.config import Limit
 from mtrl_robot.learning.puck.presets import HITS, PuckMetaRLConfig
+
+MAX_PER_AXIS = Limit(1000, "each motion of the grid is decoded, timed and checked")
 
 
 def train(args: argparse.Namespace) -> None:
@@ -31,6 +34,18 @@ def evaluate(args: argparse.Namespace) -> None:
                                 compute=compute_of(args))
     print(table.read_text())
     print(f"wrote {table} and {plot}")
+
+
+def check_motions(args: argparse.Namespace) -> None:
+    from mtrl_robot.hardware.presets import load_preset
+    from mtrl_robot.learning.puck.motion_check import check_latent_grid, write_motion_check
+    from mtrl_robot.learning.puck.train import VAE_FILE
+    from mtrl_robot.models.hitting_vae import HittingVAE
+
+    check = check_latent_grid(HittingVAE.load(args.run / VAE_FILE), load_preset(args.preset), args.per_axis)
+    path = write_motion_check(check, args.output or args.run / f"motion_check_{check.preset}.json")
+    print(check.summary())
+    print(f"wrote {path}")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -62,3 +77,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("-o", "--output", type=Path, help="folder of the table, plot and JSON (default: the run folder)")
     add_compute_option(e)
     e.set_defaults(func=evaluate)
+
+    c = verbs.add_parser("check-motions", help="every motion of a grid over the VAE's latent box through a hardware "
+                                               "preset's safety layer")
+    c.add_argument("run", type=Path, help="a puck training run folder")
+    c.add_argument("--preset", default="franka_panda_hitting", help="hardware preset whose safety layer judges")
+    c.add_argument("--per-axis", type=bounded(int, minimum=2, maximum=MAX_PER_AXIS), default=32,
+                   help="latents per axis of the box (the grid has its square)")
+    c.add_argument("-o", "--output", type=Path, help="JSON file of the figures (default: in the run folder)")
+    c.set_defaults(func=check_motions)

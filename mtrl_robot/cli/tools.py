@@ -1,4 +1,4 @@
-"""``mtrl-robot bench|launch``: benchmark suites and the ROS 2 XML launch runner."""
+"""``mtrl-robot bench|launch|ros``: benchmark suites, the ROS 2 XML launch runner, the nodes' parameter files."""
 
 from __future__ import annotations
 
@@ -20,6 +20,22 @@ def launch(file: Path, arguments: list[str], print_only: bool) -> None:
         raise SystemExit(code)
 
 
+def ros_params(write: bool) -> None:
+    """Rewrite the nodes' parameter files from their tables, or list those that differ (exit code 1)."""
+    from mtrl_robot.ros.parameter_files import NODES, stale_files, write_files
+
+    if write:
+        written = write_files()
+        print(f"{len(written)} of {len(NODES)} parameter files rewritten" + "".join(f"\n  {p}" for p in written))
+        return
+    stale = stale_files()
+    if stale:
+        print("parameter files that differ from their nodes' tables (mtrl-robot ros params --write):"
+              + "".join(f"\n  {p}" for p in stale))
+        raise SystemExit(1)
+    print(f"all {len(NODES)} parameter files match their nodes' tables")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="benchmarks; figures are printed and saved as JSON")
     b.add_argument("suite", choices=["sim", "meta", "ros", "scale"])
@@ -32,3 +48,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     la.add_argument("arguments", nargs="*", help="launch arguments as name:=value")
     la.add_argument("--print", action="store_true", help="print each node's command line instead of running")
     la.set_defaults(func=lambda a: launch(a.file, a.arguments, a.print))
+
+    r = sub.add_parser("ros", help="ROS 2 nodes' parameter files")
+    ros_sub = r.add_subparsers(dest="ros_command", required=True)
+    rp = ros_sub.add_parser("params", help="check config/nodes/<node>.yaml against the nodes' parameter tables")
+    rp.add_argument("--write", action="store_true", help="rewrite the files that differ")
+    rp.set_defaults(func=lambda a: ros_params(a.write))

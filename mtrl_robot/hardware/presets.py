@@ -2,15 +2,11 @@
 
 A preset names the vendor driver's controller, action and topics, the joints in hardware order with a map to
 the family model's joint names, and conservative limits that may never be wider than the family's published
-ones. :meth:`HardwarePreset.safety_limits` turns it into the safety layer's :class:`SafetyLimits`. The file's
-fields are :class:`HardwarePresetFile`'s, read by :func:`mtrl_robot.core.config.load_config` (``base: <preset>``
-takes the fields a file does not set from another preset of the folder); :func:`load_preset` then checks them
+ones (and must give a jerk limit for every joint whose family publishes one). :meth:`HardwarePreset.safety_limits`
+turns it into the safety layer's :class:`SafetyLimits`. The file's fields are :class:`HardwarePresetFile`'s, read
+by :func:`mtrl_robot.core.config.load_config` (``base: <preset>`` takes the fields a file does not set from
+another preset of the folder); :func:`load_preset` then checks them
 against the arm family and builds the :class:`HardwarePreset`.
-
-The one exception is a preset marked ``simulation_only: true`` (optional, default false): it drives the
-simulated arm node, whose position actuators follow any acceleration, and its acceleration limits may exceed
-the published ones (positions and velocities may not). Such a preset says so in its name and driver and must
-never be pointed at a real arm.
 """
 
 from __future__ import annotations
@@ -80,9 +76,7 @@ class HardwarePresetFile:
     dry_run: bool = setting(doc="check and log motions without sending them")
     joint_names: tuple[str, ...] = setting(doc="the hardware's joints, in its order")
     joint_map: dict[str, str] = setting(doc="hardware joint name → family model joint name")
-    limits: dict[str, JointLimits] = setting(doc="per hardware joint: rad, rad/s, rad/s²")
-    simulation_only: bool = setting(False, "drives the simulated arm node only; acceleration limits may exceed "
-                                           "the published ones")
+    limits: dict[str, JointLimits] = setting(doc="per hardware joint: rad, rad/s, rad/s², rad/s³")
 
     def __post_init__(self) -> None:
         for key in ("action", "trajectory_topic", "joint_states_topic"):
@@ -116,7 +110,6 @@ class HardwarePreset:
     velocity: np.ndarray
     acceleration: np.ndarray
     jerk: np.ndarray  # rad/s³, inf where no limit is published
-    simulation_only: bool = False  # drives the simulated arm node only; acceleration limits may exceed published
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -181,8 +174,8 @@ def _parse(src: Path) -> HardwarePreset:
     if set(data.limits) != set(names):
         raise ConfigError(src, "limits", f"needs exactly the joints {names}, got {list(data.limits)}")
     family_joints = {j.name: j for j in arm.joints}
-    table = np.array([_joint_limits(data.limits[n], family_joints[joint_map[n]], arm.family, src, f"limits.{n}",
-                                    data.simulation_only) for n in names])
+    table = np.array([_joint_limits(data.limits[n], family_joints[joint_map[n]], arm.family, src, f"limits.{n}")
+                      for n in names])
     if data.watchdog_timeout < 2.0 / data.joint_states_rate:
         raise ConfigError(src, "watchdog_timeout", f"{data.watchdog_timeout} s is shorter than two joint-state "
                                                    f"periods at {data.joint_states_rate} Hz "
@@ -209,7 +202,6 @@ def _parse(src: Path) -> HardwarePreset:
         joint_names=tuple(names),
         joint_map=joint_map,
         lower=table[:, 0], upper=table[:, 1], velocity=table[:, 2], acceleration=table[:, 3], jerk=table[:, 4],
-        simulation_only=data.simulation_only,
     )
     try:
         preset.safety_limits(arm)
@@ -233,10 +225,9 @@ def _joint_map(raw: dict, names: list[str], arm: Arm, src: Path) -> dict[str, st
     return {n: raw[n] for n in names}
 
 
-def _joint_limits(limits: JointLimits, joint: Joint, family: str, src: Path, field: str,
-                  simulation_only: bool = False) -> list[float]:
-    """One joint's [lower, upper, velocity, acceleration, jerk (inf if not given)], refused if wider than the
-    family's (acceleration may be for a ``simulation_only`` preset)."""
+def _joint_limits(limits: JointLimits, joint: Joint, family: str, src: Path, field: str) -> list[float]:
+    """One joint's [lower, upper, velocity, acceleration, jerk (inf if the family publishes none)], refused if
+    wider than the family's or without the jerk limit the family publishes."""
     lower, upper, velocity, acceleration = limits.lower, limits.upper, limits.velocity, limits.acceleration
     jerk = np.inf if limits.jerk is None else limits.jerk
     published = f"the {family} family's published limit for {joint.name}"
@@ -246,7 +237,12 @@ def _joint_limits(limits: JointLimits, joint: Joint, family: str, src: Path, fie
         raise ConfigError(src, f"{field}.upper", f"{upper} is wider than {published} ({joint.upper})")
     if velocity > joint.velocity + _SLACK:
         raise ConfigError(src, f"{field}.velocity", f"{velocity} rad/s exceeds {published} ({joint.velocity})")
-    if acceleration > joint.acceleration + _SLACK and not simulation_only:
+    if acceleration > joint.acceleration + _SLACK:
         raise ConfigError(src, f"{field}.acceleration",
                           f"{acceleration} rad/s² exceeds {published} ({joint.acceleration})")
+    if joint.jerk is not None and limits.jerk is None:
+        raise ConfigError(src, f"{field}.jerk", f"missing: the {family} family publishes a jerk limit for "
+                                                f"{joint.name} ({joint.jerk} rad/s³)")
+    if joint.jerk is not None and jerk > joint.jerk + _SLACK:
+        raise ConfigError(src, f"{field}.jerk", f"{jerk} rad/s³ exceeds {published} ({joint.jerk})")
     return [lower, upper, velocity, acceleration, jerk]

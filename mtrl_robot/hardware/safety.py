@@ -121,10 +121,13 @@ class SafetyLimits:
     def from_arm(arm: Arm, *, scale: float = 1.0, position_margin: float = 0.0, max_start_deviation: float = 0.05,
                  workspace: Workspace | None = None,
                  control_period: float = DEFAULT_CONTROL_PERIOD) -> SafetyLimits:
-        """An arm's own limits, with velocity and acceleration scaled by ``scale`` (the family gives no jerk)."""
+        """An arm's own limits, with velocity, acceleration and jerk (where the family publishes it) scaled by
+        ``scale``."""
         acceleration = np.array([j.acceleration for j in arm.joints])
+        jerk = np.array([np.inf if j.jerk is None else j.jerk for j in arm.joints])
         return SafetyLimits(arm.joint_names, arm.lower, arm.upper, scale * arm.velocity_limits, scale * acceleration,
-                            position_margin, max_start_deviation, workspace, arm, control_period=control_period)
+                            position_margin, max_start_deviation, workspace, arm, jerk=scale * jerk,
+                            control_period=control_period)
 
 
 def _where(k: int, offset: int) -> str:

@@ -1,19 +1,29 @@
 """A trajectory VAE over hitting motions: the 2-D latent action space of puck hitting.
 
-- **Data.** :func:`hitting_dataset` draws (angle, strength) uniformly over the generator's ranges (seeded)
-  and returns their motions: ``N_WAYPOINTS`` joint positions evenly spaced in time, plus the duration.
+A hitting motion is a path and a timing (:mod:`~mtrl_robot.motions.hitting`): the joint postures at the hitting
+line's via points, through which the path's spline runs, and the paddle's speed at contact; the timing follows
+from those and the arm's limits. The VAE models the first two; the one timing
+(:meth:`~mtrl_robot.motions.hitting.HittingPath.time`) turns a decoded path and speed into a motion.
+
+- **Data.** :func:`hitting_dataset` draws (angle, strength) uniformly over the generator's ranges (seeded) and
+  returns their motions' via postures (``N_VIA`` × dof) and contact speeds; every one of them is timed within the
+  limits.
 - **Model.** The :class:`~mtrl_robot.models.trajectory_vae.TrajectoryVAE` with the
-  :class:`~mtrl_robot.models.trajectory_vae.TimedPathScaler`: a motion is the flat vector (positions,
-  duration), standardised per feature with the training set's mean and spread.
+  :class:`~mtrl_robot.models.trajectory_vae.PrincipalPathScaler`: a motion is the path's coordinates along the
+  training paths' first ``PATH_COMPONENTS`` principal directions and the speed, standardised per feature, so a
+  decoded path is a smooth combination of training paths' shapes (the curvature that its timing must respect
+  stays that of real hitting paths). The decoded speed bends smoothly into the
+  generator's speed range (:meth:`HittingVAE.decode`), so that no latent of the box asks
+  for a speed no training motion had (the trained box is the hull of the training latents, wider than their
+  curved manifold).
 - **Training.** :func:`train_hitting_vae`: Adam on minibatches, seeded (``torch.manual_seed`` and a
   ``torch.Generator``), tqdm progress; then the model is frozen (eval mode, no gradients) and the box
   spanned by the training set's latent means is kept as the trained range.
-- **Decoding** (:meth:`HittingVAE.decode_motion`). A latent outside the trained range is **clipped** to it
-  (reported, never an error, never NaN); a non-finite latent raises ValueError. The decoded positions are
-  clipped into the joint limits, the duration is at least half the training mean, velocities come from a
-  clamped cubic spline (start and end at rest), and if a joint would exceed ``VELOCITY_FRACTION`` of its
-  limit the duration is stretched until it does not: every decoded motion passes
-  :func:`~mtrl_robot.backends.trajectory.check_trajectory`.
+- **Decoding** (:meth:`HittingVAE.decode_motion`). A non-finite or misshapen latent raises ValueError; a latent
+  outside the trained box, and a decoded path that cannot be timed within the limits at its decoded speed, are a
+  :class:`~mtrl_robot.motions.path_timing.MotionRefused` (a refused hit), never moved to another hit. Otherwise
+  the decoded path is timed by the hitting path's timing, within the limits it was trained with, and checked with
+  the safety layer's check.
 - **Files.** :meth:`HittingVAE.save` writes tensors and plain containers atomically (temporary file, then
   rename); :meth:`HittingVAE.load` reads them with :func:`~mtrl_robot.core.torch_files.load_torch_file`.
 """
@@ -25,71 +35,86 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.interpolate import CubicSpline
 from tqdm import tqdm
 
 from mtrl_robot.arms.fk import CompiledChain
+from mtrl_robot.backends.limits import MotionLimits
 from mtrl_robot.backends.trajectory import JointLimits, JointTrajectory
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.torch_files import CheckpointError, first_line, load_torch_file
-from mtrl_robot.models.trajectory_vae import TimedPathScaler, TrajectoryVAE
-from mtrl_robot.motions.hitting import ANGLE_RANGE, SPEED_RANGE, HittingMotionGenerator, paddle_arm
+from mtrl_robot.models.trajectory_vae import PrincipalPathScaler, TrajectoryVAE
+from mtrl_robot.motions.hitting import ANGLE_RANGE, SPEED_RANGE, HittingMotionGenerator, HittingPath, paddle_arm
+from mtrl_robot.motions.path_timing import MotionRefused
 
 LATENT_DIM = 2
 HIDDEN = (128, 128)
 BETA = 1e-3  # weight of the KL term against the standardised reconstruction MSE
-VELOCITY_FRACTION = 0.95  # of each joint's limit, the most a decoded motion may ask for
-FILE_FORMAT = 2  # 2: the normaliser's buffers are normalizer.mean and normalizer.std
+PATH_COMPONENTS = 6  # principal directions of the training paths a decoded path is made of
+SPEED_SHARPNESS = 10.0  # per normalised unit: how sharply the decoded speed bends into its bounds
+BOX_SLACK = 1e-6  # of the box's width: a latent this far outside an edge still counts as on it (round-off)
+FILE_FORMAT = 3  # 3: (via postures, contact speed) with the hitting path and its motion limits
 
 
 def hitting_dataset(generator: HittingMotionGenerator, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` motions for uniformly drawn (angle, strength): positions (n, T, dof) and durations (n,)."""
+    """``n`` motions for uniformly drawn (angle, strength): via postures (n, N_VIA, dof) and contact speeds (n,)."""
     if n < 2:
         raise ValueError(f"a dataset needs at least 2 motions, got {n}")
     rng = np.random.default_rng(seed)
     motions = generator.motions(rng.uniform(*ANGLE_RANGE, n), rng.uniform(*SPEED_RANGE, n))
-    return motions.positions, motions.durations
+    return motions.via_positions, motions.speeds
 
 
 class HittingVAE(TrajectoryVAE):
-    """The trajectory VAE over (positions, duration) of one arm's joints, with the box of latents it was trained on."""
+    """The trajectory VAE over (via postures, contact speed) of one arm's hitting path, with the box of latents it
+    was trained on; its motions are timed along ``path`` within the path's limits."""
 
-    def __init__(self, limits: JointLimits, n_waypoints: int, latent_dim: int = LATENT_DIM,
+    def __init__(self, limits: JointLimits, path: HittingPath, latent_dim: int = LATENT_DIM,
                  hidden: tuple[int, ...] = HIDDEN, beta: float = BETA):
-        super().__init__(TimedPathScaler(n_waypoints, len(limits.names)), latent_dim, hidden, beta)
-        self.limits, self.n_waypoints = limits, n_waypoints
+        super().__init__(PrincipalPathScaler(len(path.via), len(limits.names), PATH_COMPONENTS), latent_dim, hidden,
+                         beta)
+        self.limits, self.path = limits, path
         self.register_buffer("latent_low", torch.full((latent_dim,), -np.inf, dtype=torch.float32))
         self.register_buffer("latent_high", torch.full((latent_dim,), np.inf, dtype=torch.float32))
+        self.register_buffer("speed_range", torch.tensor(SPEED_RANGE))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z → normalised features, the contact speed bent smoothly into ``speed_range`` (the speeds the generator
+        makes): equal to the network's output well inside it, never beyond it."""
+        features = self.decoder(z)
+        low, high = (self.speed_range - self.normalizer.mean[-1]) / self.normalizer.std[-1]
+        speed = features[..., -1:]
+        bent = (low + torch.nn.functional.softplus(speed - low, beta=SPEED_SHARPNESS)
+                - torch.nn.functional.softplus(speed - high, beta=SPEED_SHARPNESS))
+        return torch.cat([features[..., :-1], bent], dim=-1)
 
     @property
     def joint_names(self) -> tuple[str, ...]:
         return self.limits.names
 
-    def clip_latent(self, z) -> tuple[np.ndarray, bool]:
-        """``z`` clipped into the trained range, and whether it had to be; ValueError for a wrong or NaN latent."""
+    def check_latent(self, z) -> np.ndarray:
+        """``z`` as an array: ValueError for a wrong shape or NaN, ``MotionRefused`` outside the trained box."""
         z = np.asarray(z, dtype=float)
         if z.shape != (self.latent_dim,):
             raise ValueError(f"a latent action has shape ({self.latent_dim},), got {z.shape}")
         if not np.all(np.isfinite(z)):
             raise ValueError(f"latent action {z.tolist()} has NaN or inf")
         low, high = self.latent_low.double().numpy(), self.latent_high.double().numpy()
-        clipped = np.clip(z, low, high)
-        return clipped, bool(np.any(clipped != z))
+        slack = BOX_SLACK * (high - low)
+        outside = np.flatnonzero((z < low - slack) | (z > high + slack))
+        if outside.size:
+            i = outside[0]
+            raise MotionRefused(f"latent action {np.round(z, 4).tolist()} is outside the trained box: component {i} "
+                                f"is {z[i]:.4g}, the box holds [{low[i]:.4g}, {high[i]:.4g}]")
+        return z
 
     @torch.no_grad()
-    def decode_motion(self, z) -> tuple[JointTrajectory, bool]:
-        """A valid joint trajectory for latent ``z`` (clipped into the trained range; the flag says if it was)."""
-        z, clipped = self.clip_latent(z)
-        positions, duration = self.normalizer.denormalize(self.decode(torch.as_tensor(z, dtype=torch.float32)[None]))
-        positions = np.clip(positions[0].double().numpy(), self.limits.lower, self.limits.upper)
-        duration = max(float(duration[0]), float(self.normalizer.mean[-1]) / 2)
-        times = np.linspace(0.0, 1.0, self.n_waypoints)
-        velocities = CubicSpline(times, positions, bc_type="clamped")(times, 1)  # per unit of normalised time
-        velocities[[0, -1]] = 0.0  # at rest exactly (the spline's end slopes are zero up to round-off)
-        steps = np.abs(np.diff(positions, axis=0)) * (self.n_waypoints - 1)
-        demand = np.max(np.maximum(np.abs(velocities[1:]), steps) / (VELOCITY_FRACTION * self.limits.velocity))
-        duration = max(duration, float(demand))
-        return JointTrajectory(self.joint_names, times * duration, positions, velocities / duration), clipped
+    def decode_motion(self, z) -> JointTrajectory:
+        """The motion of latent ``z``: its decoded path timed within the limits (``MotionRefused`` if it cannot be,
+        or if ``z`` is outside the trained box)."""
+        z = self.check_latent(z)
+        postures, speeds = self.normalizer.denormalize(self.decode(torch.as_tensor(z, dtype=torch.float32)[None]))
+        hit = self.path.time(self.path.spline(postures[0].double().numpy()), float(speeds[0]), self.joint_names)
+        return JointTrajectory(self.joint_names, hit.times, hit.positions, hit.velocities)
 
     def freeze(self) -> HittingVAE:
         """Evaluation mode, no gradients: the decoder is a fixed action map."""
@@ -99,10 +124,14 @@ class HittingVAE(TrajectoryVAE):
 
     def save(self, path: str | Path) -> Path:
         """Write weights and settings atomically (a temporary file in the same folder, then a rename)."""
-        payload = {"format": FILE_FORMAT, "joint_names": list(self.joint_names), "n_waypoints": self.n_waypoints,
-                   "latent_dim": self.latent_dim, "hidden": list(self.hidden), "beta": self.beta,
+        motion = self.path.limits
+        payload = {"format": FILE_FORMAT, "joint_names": list(self.joint_names), "latent_dim": self.latent_dim,
+                   "hidden": list(self.hidden), "beta": self.beta,
                    "limits": {k: torch.as_tensor(getattr(self.limits, k)) for k in ("lower", "upper", "velocity",
                                                                                    "effort")},
+                   "path": {"via": torch.as_tensor(self.path.via), "contact": self.path.contact,
+                            "n_waypoints": self.path.n_waypoints, "control_period": motion.control_period,
+                            **{k: torch.as_tensor(getattr(motion, k)) for k in ("velocity", "acceleration", "jerk")}},
                    "state_dict": self.state_dict()}
         return write_atomic(path, lambda f: torch.save(payload, f))
 
@@ -116,10 +145,13 @@ class HittingVAE(TrajectoryVAE):
         try:
             limits = JointLimits(tuple(payload["joint_names"]), *(payload["limits"][k].numpy() for k in
                                                                  ("lower", "upper", "velocity", "effort")))
-            vae = HittingVAE(limits, payload["n_waypoints"], payload["latent_dim"], tuple(payload["hidden"]),
-                             payload["beta"])
+            p = payload["path"]
+            motion = MotionLimits(*(p[k].numpy() for k in ("velocity", "acceleration", "jerk")),
+                                  float(p["control_period"]))
+            hitting_path = HittingPath(p["via"].numpy(), float(p["contact"]), motion, int(p["n_waypoints"]))
+            vae = HittingVAE(limits, hitting_path, payload["latent_dim"], tuple(payload["hidden"]), payload["beta"])
             vae.load_state_dict(payload["state_dict"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
             raise CheckpointError(f"{path}: does not fit the hitting VAE it describes: {first_line(e)}") from e
         return vae.freeze()
 
@@ -128,25 +160,25 @@ class HittingVAE(TrajectoryVAE):
 class ReconstructionError:
     """How well a VAE reproduces motions it encodes and decodes (through the latent means)."""
 
-    joint_rms: float  # rad, over all waypoints and joints
+    joint_rms: float  # rad, over all via postures and joints
     joint_max: float  # rad
-    paddle_rms: float  # m, paddle ball position (FK) at every waypoint
+    paddle_rms: float  # m, paddle ball position (FK) at every via posture
     paddle_max: float  # m
-    duration_max: float  # s
+    speed_max: float  # m/s, contact speed
 
 
 @torch.no_grad()
-def reconstruction_error(vae: HittingVAE, generator: HittingMotionGenerator, positions: np.ndarray,
-                         durations: np.ndarray) -> ReconstructionError:
+def reconstruction_error(vae: HittingVAE, generator: HittingMotionGenerator, postures: np.ndarray,
+                         speeds: np.ndarray) -> ReconstructionError:
     """Errors of encode (mean) → decode on the given motions, in joint space and at the paddle."""
-    mean, _ = vae.encode(vae.normalizer.normalize(positions, durations))
-    decoded, decoded_durations = (t.double().numpy() for t in vae.normalizer.denormalize(vae.decode(mean)))
+    mean, _ = vae.encode(vae.normalizer.normalize(postures, speeds))
+    decoded, decoded_speeds = (t.double().numpy() for t in vae.normalizer.denormalize(vae.decode(mean)))
     kin = CompiledChain(paddle_arm(generator.arm, generator.scene))
-    paddle_error = np.linalg.norm(kin.frames(decoded)[..., -1, :3, 3] - kin.frames(positions)[..., -1, :3, 3], axis=-1)
-    joint_error = decoded - positions
+    paddle_error = np.linalg.norm(kin.frames(decoded)[..., -1, :3, 3] - kin.frames(postures)[..., -1, :3, 3], axis=-1)
+    joint_error = decoded - postures
     return ReconstructionError(float(np.sqrt(np.mean(joint_error**2))), float(np.abs(joint_error).max()),
                                float(np.sqrt(np.mean(paddle_error**2))), float(paddle_error.max()),
-                               float(np.abs(decoded_durations - durations).max()))
+                               float(np.abs(decoded_speeds - speeds).max()))
 
 
 def train_hitting_vae(generator: HittingMotionGenerator, n_motions: int = 20000, steps: int = 3000,
@@ -155,11 +187,11 @@ def train_hitting_vae(generator: HittingMotionGenerator, n_motions: int = 20000,
     """Train a VAE on ``n_motions`` generated motions and return it frozen, with its trained latent range."""
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
-    positions, durations = hitting_dataset(generator, n_motions, seed)
+    postures, speeds = hitting_dataset(generator, n_motions, seed)
     torch.manual_seed(seed)
-    vae = HittingVAE(generator.limits, generator.n_waypoints)
-    vae.normalizer.set_statistics(positions, durations)
-    features = vae.normalizer.normalize(positions, durations)
+    vae = HittingVAE(generator.limits, generator.path)
+    vae.normalizer.set_statistics(postures, speeds)
+    features = vae.normalizer.normalize(postures, speeds)
     rng = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(vae.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)

@@ -5,7 +5,9 @@ as buffers (so they travel with the weights); it is the only part that differs b
 
 - :class:`OffsetScaler` (reaching): (T, dof) joint offsets from the first waypoint, minus the mean offset per
   waypoint, over a per-joint scale (the spread of the final offsets).
-- :class:`TimedPathScaler` (hitting): (T, dof) joint positions and the duration, standardised per feature.
+- :class:`PrincipalPathScaler` (hitting): (T, dof) joint positions along a path, as coordinates along the
+  training paths' principal directions, and one scalar that times the path (the paddle's speed at contact),
+  standardised.
 
 The VAE itself works on normalised features: an MLP encoder to the mean and log-variance of q(z | τ) (the
 log-variance clamped to :data:`~mtrl_robot.models.gaussian.LOG_VAR_RANGE`), an MLP decoder back, and the loss
@@ -24,7 +26,7 @@ from mtrl_robot.models.gaussian import kl_to_standard_normal, split_gaussian
 from mtrl_robot.models.mlp import mlp
 
 MIN_OFFSET_SCALE = 0.05  # rad, the smallest per-joint scale of OffsetScaler (a joint that never moves must not blow up)
-MIN_FEATURE_STD = 1e-3  # the smallest per-feature scale of TimedPathScaler (rad, or s for the duration)
+MIN_FEATURE_STD = 1e-3  # the smallest per-feature scale of PrincipalPathScaler (rad, or the timing scalar's unit)
 
 
 class Normalizer(Protocol):
@@ -67,38 +69,57 @@ class OffsetScaler(nn.Module):
         return features.unflatten(-1, (self.n_waypoints, self.dof)) * self.scale + self.mean
 
 
-class TimedPathScaler(nn.Module):
-    """(n, T, dof) positions and (n,) durations ↔ (n, T·dof + 1) features, standardised per feature."""
+class PrincipalPathScaler(nn.Module):
+    """(n, T, dof) positions along a path and (n,) timing scalars ↔ (n, components + 1) features: the path's
+    coordinates along the training set's first ``components`` principal directions, over the spread of the first,
+    and the timing scalar, standardised. A decoded path is the training set's mean path plus a combination of those
+    directions, so it is as smooth as the training paths are."""
 
-    def __init__(self, n_waypoints: int, dof: int):
+    def __init__(self, n_points: int, dof: int, components: int):
         super().__init__()
-        self.n_waypoints, self.dof, self.size = n_waypoints, dof, n_waypoints * dof + 1
+        if not 1 <= components <= n_points * dof:
+            raise ValueError(f"components must be between 1 and {n_points * dof}, got {components}")
+        self.n_points, self.dof, self.components, self.size = n_points, dof, components, components + 1
+        self.register_buffer("mean_path", torch.zeros(n_points * dof))
+        self.register_buffer("directions", torch.eye(components, n_points * dof))
         self.register_buffer("mean", torch.zeros(self.size))
         self.register_buffer("std", torch.ones(self.size))
 
-    def _flat(self, positions: Tensor, durations: Tensor) -> Tensor:
+    def _flat(self, positions: Tensor, timing: Tensor) -> tuple[Tensor, Tensor]:
         positions = torch.as_tensor(positions, dtype=torch.float32)
-        durations = torch.as_tensor(durations, dtype=torch.float32)
-        expected = (self.n_waypoints, self.dof)
-        if positions.ndim != 3 or tuple(positions.shape[1:]) != expected or durations.shape != positions.shape[:1]:
-            raise ValueError(f"expected positions (n, {expected[0]}, {expected[1]}) and durations (n,), got "
-                             f"{tuple(positions.shape)} and {tuple(durations.shape)}")
-        return torch.cat([positions.flatten(1), durations[:, None]], dim=1)
+        timing = torch.as_tensor(timing, dtype=torch.float32)
+        expected = (self.n_points, self.dof)
+        if positions.ndim != 3 or tuple(positions.shape[1:]) != expected or timing.shape != positions.shape[:1]:
+            raise ValueError(f"expected positions (n, {expected[0]}, {expected[1]}) and timing (n,), got "
+                             f"{tuple(positions.shape)} and {tuple(timing.shape)}")
+        return positions.flatten(1), timing
 
-    def set_statistics(self, positions: Tensor, durations: Tensor) -> None:
-        """Mean and spread (at least ``MIN_FEATURE_STD``) of every feature over a dataset."""
-        flat = self._flat(positions, durations)
-        self.mean.copy_(flat.mean(dim=0))
-        self.std.copy_(flat.std(dim=0).clamp_min(MIN_FEATURE_STD))
+    def _features(self, paths: Tensor, timing: Tensor) -> Tensor:
+        return torch.cat([(paths - self.mean_path) @ self.directions.T, timing[:, None]], dim=1)
 
-    def normalize(self, positions: Tensor, durations: Tensor) -> Tensor:
-        """Positions (n, T, dof) in rad and durations (n,) in s → standardised features (n, T·dof + 1)."""
-        return (self._flat(positions, durations) - self.mean) / self.std
+    def set_statistics(self, positions: Tensor, timing: Tensor) -> None:
+        """Mean path, principal directions (each signed so that its largest entry is positive), the features' means,
+        and their spreads (at least ``MIN_FEATURE_STD``; for the path, the first direction's) over a dataset."""
+        paths, timing = self._flat(positions, timing)
+        self.mean_path.copy_(paths.mean(dim=0))
+        directions = torch.linalg.svd(paths - self.mean_path, full_matrices=False)[2][:self.components]
+        largest = directions.gather(1, directions.abs().argmax(dim=1, keepdim=True))
+        self.directions.copy_(directions * largest.sign())
+        features = self._features(paths, timing)
+        self.mean.copy_(features.mean(dim=0))
+        std = features.std(dim=0).clamp_min(MIN_FEATURE_STD)
+        std[:-1] = std[0]  # the path's coordinates keep their proportions: a path error weighs as it is in rad
+        self.std.copy_(std)
+
+    def normalize(self, positions: Tensor, timing: Tensor) -> Tensor:
+        """Positions (n, T, dof) in rad and timing scalars (n,) → standardised features (n, components + 1)."""
+        return (self._features(*self._flat(positions, timing)) - self.mean) / self.std
 
     def denormalize(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        """Features (n, T·dof + 1) → positions (n, T, dof) in rad and durations (n,) in s."""
+        """Features (n, components + 1) → positions (n, T, dof) in rad and timing scalars (n,)."""
         flat = features * self.std + self.mean
-        return flat[:, :-1].unflatten(1, (self.n_waypoints, self.dof)), flat[:, -1]
+        paths = self.mean_path + flat[:, :-1] @ self.directions
+        return paths.unflatten(1, (self.n_points, self.dof)), flat[:, -1]
 
 
 class TrajectoryVAE(nn.Module):
@@ -124,6 +145,6 @@ class TrajectoryVAE(nn.Module):
         mean, log_var = self.encode(features)
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         z = mean + (0.5 * log_var).exp() * noise
-        reconstruction = (self.decoder(z) - features).square().mean()
+        reconstruction = (self.decode(z) - features).square().mean()
         kl = kl_to_standard_normal(mean, log_var)
         return reconstruction + self.beta * kl, reconstruction, kl

@@ -22,10 +22,13 @@ Interfaces (relative names, so a namespace applies; in the root namespace):
 
 Physics runs in real time on a thread of its own: every 1/``joint_states_rate`` s, on an absolute schedule, it
 steps the backend by the wall-clock time elapsed since its previous tick (in whole control steps), updates the
-controller and publishes the joint state. Requests are served by a MultiThreadedExecutor, in a reentrant
-callback group, and a running goal waits in its own executor thread. (An rclpy timer in the executor cost three
-times the CPU and, since rcl skips missed periods, fell to 190–215 Hz on a loaded 2-core machine; the thread
-keeps 250 Hz there.)
+controller and publishes the joint state (one message, built once and refilled). Like ros2_control's controller
+manager, the thread asks for SCHED_FIFO at ``thread_priority`` (0: normal scheduling; refused: a warning), and
+the interpreter hands it the GIL within a quarter period. Above 500 Hz, MuJoCo's control and physics step become
+the tick period, so that every tick publishes a new state. Requests are served by a MultiThreadedExecutor, in a
+reentrant callback group, and a running goal waits in its own executor thread. (An rclpy timer in the executor
+cost three times the CPU and, since rcl skips missed periods, fell to 190–215 Hz on a loaded 2-core machine; the
+thread keeps 250 Hz there.)
 
 If a physics tick fails (an exception from the simulator or the controller), the error is logged once, the
 running goal is aborted with the error as its message, and physics stops for good: ``/joint_states`` falls
@@ -35,6 +38,7 @@ hardware reports an error is deactivated. Restart the node to go on.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -60,15 +64,16 @@ from mtrl_robot.backends.controller import (
     TrajectoryController,
 )
 from mtrl_robot.backends.factory import make_backend
+from mtrl_robot.backends.mujoco_model import TIMESTEP
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
 from mtrl_robot.randomization import Randomizer, load_spec
 from mtrl_robot.ros.conversions import (
     camera_info_msg,
     feedback_to_msg,
+    fill_joint_state_msg,
     goal_from_msg,
     image_to_msg,
-    joint_state_to_msg,
     randomization_to_json,
     seconds,
 )
@@ -93,7 +98,11 @@ PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "scene": ("none", "Scene around the arm: none, or a scene name or YAML path such as puck_table"),
     "controller_name": ("joint_trajectory_controller", "Name the action and trajectory topic are under",
                         TopicName()),
-    "joint_states_rate": (250.0, "Rate in Hz of physics ticks, each publishing /joint_states", Range(1.0, 10_000.0)),
+    "joint_states_rate": (250.0, "Rate in Hz of physics ticks, each publishing /joint_states (above 500 Hz, MuJoCo "
+                          "steps at the tick period instead of its 2 ms)", Range(1.0, 10_000.0)),
+    "thread_priority": (50, "SCHED_FIFO priority of the physics thread, as ros2_control's controller manager (0: "
+                            "normal scheduling; without the permission, a warning and normal scheduling)",
+                        Range(0, 99)),
     "tf_rate": (50.0, "Rate in Hz of the moving link frames on /tf (at most joint_states_rate: one per tick)",
                 Range(1.0, 10_000.0)),
     "action_monitor_rate": (20.0, "Rate in Hz of FollowJointTrajectory feedback while a goal runs", Range(0.1, 1000.0)),
@@ -103,6 +112,12 @@ PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "camera": (False, "Render and publish camera/image_raw and camera/camera_info (MuJoCo only)"),
     "camera_rate": (10.0, "Camera frame rate in Hz", Range(0.1, 1000.0)),
 }
+
+
+def fine_steps(backend: str, period: float) -> dict[str, float]:
+    """MuJoCo's control and physics step shortened to a tick ``period`` below its default, so that every tick at a
+    high rate publishes a new state (PyBullet keeps its step)."""
+    return {"control_dt": period, "timestep": period} if backend == "mujoco" and period < TIMESTEP else {}
 
 
 def load_scene_with(scene_name: str, paddle: bool) -> Scene | None:
@@ -123,13 +138,12 @@ class ArmNode(Node):
     def __init__(self) -> None:
         super().__init__("arm_node")
         p = declare_parameters(self, PARAMETERS)
-        for name in ("joint_states_rate", "tf_rate", "action_monitor_rate", "camera_rate"):
-            if not p[name] > 0:
-                raise ConfigError(None, name, f"must be positive, got {p[name]}")
         if p["camera"] and p["backend"] != "mujoco":
             raise ConfigError(None, "camera", "the camera needs backend mujoco")
         self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
-        self.backend = make_backend(p["backend"], self.arm, load_scene_with(p["scene"], p["paddle"]))
+        period = 1.0 / p["joint_states_rate"]
+        self.backend = make_backend(p["backend"], self.arm, load_scene_with(p["scene"], p["paddle"]),
+                                    **fine_steps(p["backend"], period))
         self.control_dt = self.backend.control_dt
         self.controller = TrajectoryController(self.backend, self.control_dt)
         spec = load_spec(p["randomization_file"] or data_dir("config") / "randomization.yaml")
@@ -156,8 +170,8 @@ class ArmNode(Node):
         self.create_service(Trigger, "~/randomize", self._randomize, callback_group=requests)
         self.create_service(Trigger, "~/reset", self._reset, callback_group=requests)
         self.create_service(Trigger, "~/reset_scene", self._reset_scene, callback_group=requests)
-        self._physics = threading.Thread(target=self._physics_loop, args=(1.0 / p["joint_states_rate"],),
-                                         daemon=True)
+        self._state_msg = JointStateMsg()  # filled and published by every tick
+        self._physics = threading.Thread(target=self._physics_loop, args=(period, p["thread_priority"]), daemon=True)
         self._camera = None
         if p["camera"]:
             self._camera = threading.Thread(target=self._camera_loop, args=(p["camera_rate"], p["scene"]), daemon=True)
@@ -171,8 +185,16 @@ class ArmNode(Node):
 
     # ------------------------------------------------------------------------------------------ physics
 
-    def _physics_loop(self, period: float) -> None:
+    def _physics_loop(self, period: float, priority: int) -> None:
         """Tick every ``period`` s on an absolute schedule; late ticks are made up, a long stall is dropped."""
+        if priority > 0:
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # this thread only
+            except (OSError, AttributeError) as exc:
+                self.get_logger().warning(f"physics thread at normal priority: SCHED_FIFO {priority} refused "
+                                          f"({exc}); set thread_priority:=0 to silence this")
+        # A thread holding the GIL delays a tick by at most a quarter period (Python's default is 5 ms).
+        sys.setswitchinterval(min(sys.getswitchinterval(), period / 4))
         deadline = time.monotonic()
         while not self._closing.is_set():
             try:
@@ -216,7 +238,7 @@ class ArmNode(Node):
             self.controller.update()
             state = self.backend.read_state()
         stamp = self.get_clock().now().to_msg()
-        self._joint_states.publish(joint_state_to_msg(state, stamp))
+        self._joint_states.publish(fill_joint_state_msg(self._state_msg, state, stamp))
         if now >= self._next_tf:
             self._next_tf = max(self._next_tf + self._tf_period, now)  # after a stall, no burst to catch up
             self._description.publish_frames(state.positions, stamp)

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import array
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -80,10 +81,14 @@ def bag_qos(profile: QoSProfile):
                profile.avoid_ros_namespace_conventions)
 
 
-def joint_state_to_msg(state: JointState, stamp: Time) -> JointStateMsg:
-    """``state`` as a JointState message stamped ``stamp`` (ROS time; ``state.stamp`` is on the backend's clock)."""
-    msg = JointStateMsg(name=list(state.names), position=state.positions.tolist(),
-                        velocity=state.velocities.tolist())
+def fill_joint_state_msg(msg: JointStateMsg, state: JointState, stamp: Time) -> JointStateMsg:
+    """``msg`` (built once, reused for every state of one arm) holding ``state`` stamped ``stamp`` (ROS time;
+    ``state.stamp`` is on the backend's clock). The names are set once; the arrays are copied as ``array.array``,
+    which the message takes without checking each value."""
+    if not msg.name:
+        msg.name = list(state.names)
+    msg.position = array.array("d", state.positions.astype(float, copy=False).tobytes())
+    msg.velocity = array.array("d", state.velocities.astype(float, copy=False).tobytes())
     msg.header.stamp = stamp
     return msg
 

@@ -52,7 +52,8 @@ from rclpy.action.client import ClientGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.exceptions import InvalidHandle
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
+from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
@@ -156,7 +157,7 @@ class HardwareBackend(RobotBackend):
             # not the process's ROS arguments: a node's `-r __node:=NAME` would rename this client's node too
             rclpy.init(args=[], context=self._context, signal_handler_options=SignalHandlerOptions.NO)
             node = rclpy.create_node(node_name, context=self._context)
-            self._executor = SingleThreadedExecutor(context=self._context)  # callbacks never block
+            self._executor = EventsExecutor(context=self._context)  # callbacks never block: one thread, no wait sets
             self._executor.add_node(node)
         self.node = node
         group = ReentrantCallbackGroup()  # for a caller's multi-threaded executor; the callbacks take locks
@@ -176,8 +177,6 @@ class HardwareBackend(RobotBackend):
         self._at_exit = partial(_close_at_exit, weakref.ref(self))  # a spinning thread must not outlive the interpreter
         atexit.register(self._at_exit)
         mode = "DRY RUN, nothing will be sent" if self.dry_run else f"commands to {self._target}"
-        if p.simulation_only:
-            mode += " (SIMULATION-ONLY preset: acceleration limits of the simulator, never for a real arm)"
         node.get_logger().info(f"hardware client for preset '{p.name}' ({p.driver}): {mode}; joint states from "
                                f"{p.joint_states_topic}, watchdog {p.watchdog_timeout} s")
 

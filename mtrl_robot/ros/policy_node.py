@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from geometry_msgs.msg import PointStamped
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -169,7 +170,8 @@ class PolicyNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run until SIGINT or SIGTERM (exit code 0); exit code 1 on a configuration error."""
-    return run_node("policy_node", PolicyNode, lambda: MultiThreadedExecutor(num_threads=2), args)
+    torch.set_num_threads(1)  # one small batch at a time: a second thread only adds waiting on a busy machine
+    return run_node("policy_node", PolicyNode, lambda: EventsExecutor(), args)
 
 
 if __name__ == "__main__":

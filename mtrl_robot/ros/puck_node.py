@@ -46,7 +46,7 @@ from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.ros.conversions import seconds
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.hardware_backend import HardwareBackend
-from mtrl_robot.ros.parameters import Range, declare_parameters
+from mtrl_robot.ros.parameters import OneOf, Range, declare_parameters
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.scenes.puck_table import load_scene
 from mtrl_robot.tasks.puck import REAL_TASK, MeasuredPuckScene, PuckWorld
@@ -59,7 +59,7 @@ PERSON_TIMEOUT = 120.0  # s for a person to put the puck back
 
 PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "run_dir": ("", "Puck meta-RL run folder (vae.pt, meta_policy.pt, baseline_policy.pt)"),
-    "policy": ("meta", "Which policy of the run adapts: meta or baseline"),
+    "policy": ("meta", "Which policy of the run adapts: meta or baseline", OneOf(("meta", "baseline"))),
     "preset": ("sim_panda_hitting", "Hardware preset of the arm's controller and safety limits"),
     "scene": ("puck_table", "Scene YAML or name: the puck's start position"),
     "reset_service": ("/arm_node/reset_scene", "Trigger service putting the puck back; empty: wait for a person"),
@@ -158,8 +158,6 @@ class PuckNode(Node):
     def __init__(self) -> None:
         super().__init__("puck_node")
         p = declare_parameters(self, PARAMETERS)
-        if p["policy"] not in ("meta", "baseline"):
-            raise ConfigError(None, "policy", f"expected meta or baseline, got {p['policy']!r}")
         run = Path(p["run_dir"])
         if not p["run_dir"] or not run.is_dir():
             raise ConfigError(None, "run_dir", f"not a puck run folder: {p['run_dir']!r}")

@@ -12,8 +12,12 @@ from typing import TypeVar
 import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import Executor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+
+from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.ros.parameter_files import check_params_files
 
 CONFIGURATION_ERRORS = (KeyError, ValueError, ParameterException)  # ConfigError and CheckpointError included
 N = TypeVar("N", bound=Node)
@@ -32,8 +36,17 @@ def node_command(module: str, parameters: Mapping[str, object] | None = None, na
 
 def run_node(name: str, make_node: Callable[[], N], make_executor: Callable[[], Executor],
              args: list[str] | None = None, before_shutdown: Callable[[N, Executor], None] | None = None) -> int:
-    """Spin the node until a signal, then ``before_shutdown(node, executor)``; a configuration error returns 1."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    """Spin the node until a signal, then ``before_shutdown(node, executor)``; a configuration error (a bad
+    parameter file or value included) returns 1 after one line on stderr."""
+    try:
+        check_params_files(sys.argv if args is None else args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except ConfigError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    except _rclpy.RCLError as exc:  # rcl refused the command line: "failed to initialize rcl: <why>, at <source>"
+        print(f"{name}: {str(exc).split(', at ')[0]}", file=sys.stderr)
+        return 1
     executor = make_executor()  # executors need an initialized context
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

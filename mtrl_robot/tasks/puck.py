@@ -18,7 +18,8 @@ out, hits on a task's physics (:class:`Task`: a fixed condition, a randomization
 - **Action**: hitting parameters (angle rad, strength m/s) within ``ANGLE_RANGE`` × ``SPEED_RANGE`` (outside:
   ValueError), turned into a joint trajectory by :class:`~mtrl_robot.motions.hitting.HittingMotionGenerator`;
   or, with a frozen :class:`~mtrl_robot.models.hitting_vae.HittingVAE` attached, a latent vector in the box seen
-  in training (outside: **clipped** into it, ``info["latent_clipped"]`` says so).
+  in training (outside, or a motion that cannot be timed within the limits:
+  :class:`~mtrl_robot.motions.path_timing.MotionRefused`).
 - **Reset**: draws a goal (seeded; at ``GOAL_DISTANCE`` from the puck's start within the hitting angles, or
   ``options["goal"]``: a goal off the table is a ValueError) and the episode's physics: a sample of the
   randomization spec (``config/randomization.yaml`` by default, Arndt et al.'s ranges) or a fixed condition
@@ -61,6 +62,7 @@ from mtrl_robot.backends.trajectory import JointTrajectory, TrajectoryError
 from mtrl_robot.core.paths import data_dir
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.motions.hitting import ANGLE_RANGE, SPEED_RANGE, HittingMotionGenerator, with_paddle
+from mtrl_robot.motions.path_timing import MotionRefused
 from mtrl_robot.randomization import RandomizationSpec, Randomizer, check_sample, load_spec
 from mtrl_robot.scenes.puck_table import Scene, load_scene
 from mtrl_robot.tasks.moves import move_to, run
@@ -247,8 +249,9 @@ class PuckWorld:
     in, normalised latent actions of the hitting VAE out ([−1, 1]² ↔ its trained box), final distances back.
 
     Hits run with :func:`hit` on ``robot`` and ``scene``, a task's physics set through ``scene.randomize``; a hit
-    that is refused or whose puck is not found scores ``MISSED_DISTANCE`` (counted in ``refused`` or ``misses``),
-    so a policy adapted on it learns to avoid it like any other bad outcome.
+    that is refused (its latent outside the VAE's box, its motion not timeable within the limits, or the motion
+    refused by the robot) or whose puck is not found scores ``MISSED_DISTANCE`` (counted in ``refused`` or
+    ``misses``), so a policy adapted on it learns to avoid it like any other bad outcome.
     """
 
     def __init__(self, robot: RobotBackend, scene: PuckScene, vae: HittingVAE, goal_distance: tuple[float, float],
@@ -280,8 +283,8 @@ class PuckWorld:
         return torch.as_tensor((goals - self.start) / self.goal_distance[1], dtype=torch.float32)
 
     def latents(self, actions: torch.Tensor) -> np.ndarray:
-        """The VAE latents of normalised actions; the box edges clip them."""
-        return self.center + self.half * np.clip(actions.double().numpy(), -1.0, 1.0)
+        """The VAE latents of normalised actions ([−1, 1]² is the trained box; beyond it a hit is refused)."""
+        return self.center + self.half * actions.double().numpy()
 
     def random_task(self, rng: np.random.Generator) -> Task:
         """A task drawn from the randomization spec (its offsets are redrawn per hit)."""
@@ -298,7 +301,10 @@ class PuckWorld:
             if task.jitter:
                 physics.update({name: d.sample(rng) for name, d in self.offsets.items()})
             self.scene.randomize(physics)
-            outcome = hit(self.robot, self.scene, self.vae.decode_motion(latent)[0], self.retract_to)
+            try:
+                outcome = hit(self.robot, self.scene, self.vae.decode_motion(latent), self.retract_to)
+            except MotionRefused as exc:
+                outcome = Hit(None, None, True, f"refused: {exc}", 0.0)
             self.hits += 1
             self.refused += outcome.refused
             self.misses += outcome.final is None and not outcome.refused
@@ -406,8 +412,7 @@ class PuckHittingEnv(gym.Env):
 
     def _motion(self, action) -> tuple[JointTrajectory, dict]:
         if self.vae is not None:
-            trajectory, clipped = self.vae.decode_motion(action)
-            return trajectory, {"latent": np.asarray(action, dtype=float).copy(), "latent_clipped": clipped}
+            return self.vae.decode_motion(action), {"latent": np.asarray(action, dtype=float).copy()}
         action = np.asarray(action, dtype=float)
         if action.shape != (2,):
             raise ValueError(f"a hitting action is (angle rad, strength m/s), got shape {action.shape}")

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from ros_events import logged
 
@@ -22,9 +21,6 @@ LAUNCH = Path(__file__).resolve().parents[2] / "launch" / "puck_hitting.launch.x
 RUN_TIMEOUT = 240.0  # s for start-up and four hits on a loaded machine
 
 
-@pytest.mark.xfail(strict=True, reason="the hitting motions exceed the Panda's published acceleration and jerk "
-                   "limits, which the sim_panda_hitting preset's checker (jerk, 3-6x) and the simulated arm node "
-                   "(acceleration) now refuse: every hit is refused until the hitting motions are timed within them")
 def test_puck_hitting_launch_adapts_from_camera_measured_hits(ros_env, ros_log, tmp_path):
     run = train_puck("small", tmp_path / "run", progress=False)
     out, adapted = tmp_path / "adaptation.json", tmp_path / "adapted.pt"

@@ -36,12 +36,20 @@ def _meta_suite(seconds: float) -> dict[str, dict]:
     return {"maml_vs_higher": bench_meta(seconds=seconds)}
 
 
+ROS_RATES = (250.0, 1000.0)  # Hz of /joint_states benchmarked: the default and ros2_control's usual rate
+
+
 def _ros_suite(seconds: float) -> dict[str, dict]:
-    """Real arm_node: /joint_states rate, jitter, action round trips; real policy_node: target → goal latency."""
+    """Real arm_node at each of ``ROS_RATES``: /joint_states rate, gaps, CPU, action round trips; real policy_node:
+    target → goal latency."""
+    import os
+
     from mtrl_robot.tools.bench.policy_bench import bench_policy
     from mtrl_robot.tools.bench.ros_bench import bench_ros
 
-    return {"arm_node": bench_ros(seconds=seconds), "policy_node": bench_policy()}
+    figures = {f"arm_node_{rate:g}hz": bench_ros(seconds=seconds, rate=rate) for rate in ROS_RATES}
+    load = os.getloadavg()[0]
+    return {**figures, "policy_node": {**bench_policy(), "load_average_1min": load}}
 
 
 def _scale_suite(seconds: float) -> dict[str, dict]:

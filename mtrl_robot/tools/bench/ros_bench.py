@@ -1,8 +1,13 @@
-"""The simulated arm node as a ROS 2 client sees it: ``/joint_states`` rate and jitter, action round trips.
+"""The simulated arm node as a ROS 2 client sees it: ``/joint_states`` rate and jitter, the CPU it uses, action
+round trips.
 
 The node runs as a real subprocess on a ROS domain of its own with localhost discovery; this process is the
-client. The rate is counted by the node's stamps; inter-arrival times are taken on arrival here (they
-include delivery and this process's scheduling), stamp intervals are the node's own publication times.
+client. The rate is counted by the node's stamps; stamp intervals are the gaps between the node's own
+publications (the subscription keeps half a second of messages, so a stall of this process drops none),
+inter-arrival times are taken on arrival here (they add delivery and this process's scheduling).
+The node's CPU is its process CPU time (all threads, user and system, from ``/proc``) over the wall time of the
+same window, 1.0 being one core; the one-minute load average at the start of the window says how busy the
+machine was.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ STARTUP_TIMEOUT = 30.0  # s for the node to come up and publish
 REPLY_TIMEOUT = 10.0  # s for any one action reply
 STOP_TIMEOUT = 10.0  # s for a node to exit after SIGTERM before it is killed
 GOAL_DURATION = 0.1  # s, time_from_start of the single point of each timed goal
+QUEUE_SECONDS = 0.5  # of joint states kept for this process: stamp intervals are the node's, not this process's gaps
 GOAL_STEP = 0.02  # rad moved by the first joint in each timed goal, alternately up and down
 
 
@@ -103,9 +109,16 @@ def stop_process(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> No
             process.wait()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) process ``pid`` has used so far, from ``/proc`` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", robot: str = "panda",
               rate: float = 250.0) -> dict[str, float]:
-    """Joint-state rate and jitter over ``seconds``, then ``goals`` short FollowJointTrajectory goals."""
+    """Joint-state rate, jitter and the node's CPU over ``seconds``, then ``goals`` short FollowJointTrajectory
+    goals."""
     domain = 1 + os.getpid() % 100
     with tempfile.TemporaryDirectory(prefix="mtrl_ros_bench_") as tmp:
         env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
@@ -116,9 +129,9 @@ def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", ro
             process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         client = BenchClient(domain, "ros_bench_client")
         arrivals: list[tuple[float, float, JointState]] = []
-        client.node.create_subscription(
+        client.node.create_subscription(  # a queue of QUEUE_SECONDS of messages: a stall here loses none
             JointState, "/joint_states", lambda m: arrivals.append((time.perf_counter(), stamp_seconds(m.header.stamp),
-                                                                    m)), 50)
+                                                                    m)), max(50, round(QUEUE_SECONDS * rate)))
         client.start()
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -126,7 +139,7 @@ def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", ro
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"arm node did not publish joint states:\n{log_path.read_text()[-2000:]}")
                 time.sleep(0.05)
-            figures = {"joint_states_target_hz": rate, **_joint_states(arrivals, seconds)}
+            figures = {"joint_states_target_hz": rate, **_joint_states(arrivals, seconds, process.pid)}
             figures.update(_round_trips(client.node, arrivals, goals))
         finally:
             client.close()
@@ -134,15 +147,18 @@ def bench_ros(seconds: float = 5.0, goals: int = 20, backend: str = "mujoco", ro
     return figures
 
 
-def _joint_states(arrivals: list, seconds: float) -> dict[str, float]:
-    start = len(arrivals)
+def _joint_states(arrivals: list, seconds: float, pid: int) -> dict[str, float]:
+    load = os.getloadavg()[0]
+    start, cpu, wall = len(arrivals), process_cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
+    cpu, wall = process_cpu_seconds(pid) - cpu, time.monotonic() - wall
     window = arrivals[start:]
     received = np.array([a[0] for a in window])
     stamps = np.array([a[1] for a in window])
     return {"joint_states_rate_hz": float((len(stamps) - 1) / (stamps[-1] - stamps[0])),
             **percentiles_ms(np.diff(received), "joint_states_interarrival"),
-            **percentiles_ms(np.diff(stamps), "joint_states_stamp_interval")}
+            **percentiles_ms(np.diff(stamps), "joint_states_stamp_interval"),
+            "arm_node_cpu_per_wall": cpu / wall, "load_average_1min": load}
 
 
 def _round_trips(node, arrivals: list, goals: int) -> dict[str, float]:
