@@ -9,7 +9,8 @@ For each family checkpoint of the run and its first ``robots_per_family`` held-o
 3. for the first ``targets_per_robot`` fresh targets of the MuJoCo evaluation (the same seed), the meta-trained
    model without adaptation and after K-shot adaptation on the robot's first K demos plans a path, slowed to the
    preset's limits, and :func:`~mtrl_robot.tasks.reaching.reach` executes it from home; the error is the distance
-   from the flange (forward kinematics of the measured joints with the robot's own model) to the target.
+   from the flange (forward kinematics of the measured joints with the robot's own model) to the target. A path the
+   safety layer refuses is counted as refused (nothing is sent), not as an error.
 
 The results go to ``arm_node_eval.json`` and, as a table beside the run's MuJoCo figures, to ``arm_node_eval.md``.
 """
@@ -29,7 +30,7 @@ from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.hardware.presets import HardwarePreset, load_preset
-from mtrl_robot.hardware.safety import Workspace
+from mtrl_robot.hardware.safety import SafetyError, Workspace
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import to_tensors
@@ -52,8 +53,9 @@ RESULTS_JSON, RESULTS_TABLE = "arm_node_eval.json", "arm_node_eval.md"
 
 def simulated_preset(arm: Arm, namespace: str) -> HardwarePreset:
     """A preset for an arm node serving ``arm`` under ``namespace``: the node's default interfaces, the arm's own
-    joint names and position limits, velocity and acceleration at the fractions ``sim_panda`` keeps of the
-    Panda's, and a workspace box as large as the arm's reach."""
+    joint names and position limits (no margin inside them: the model's paths are clipped to the arm's limits, as
+    in the MuJoCo evaluation), velocity and acceleration at the fractions ``sim_panda`` keeps of the Panda's, and a
+    workspace box as large as the arm's reach."""
     base = load_preset(INTERFACES)
     panda = {j.name: j for j in base.safety_limits().arm.joints}
     velocity_fraction = float(np.min(base.velocity / [panda[n].velocity for n in base.model_names]))
@@ -87,9 +89,10 @@ class ArmNodeProcess:
         stop_process(self.process)
 
 
-def robot_errors(backend: HardwareBackend, state: ReachingCheckpoint, demos: DemoDataset,
-                 targets_per_robot: int) -> dict[str, list[float]]:
-    """One held-out robot through ``backend``: errors (cm) without adaptation and after K-shot adaptation."""
+def robot_errors(backend: HardwareBackend, state: ReachingCheckpoint, demos: DemoDataset, targets_per_robot: int,
+                 say: Callable[[str], None] = print) -> dict[str, list[float | None]]:
+    """One held-out robot through ``backend``: errors (cm) without adaptation and after K-shot adaptation; None
+    where the safety layer refused the path."""
     arm = demos.robots[0]
     n_waypoints = int(state.info["n_waypoints"])
     targets = plan_robot_demos(arm, targets_per_robot, SEED, n_waypoints).targets
@@ -98,11 +101,15 @@ def robot_errors(backend: HardwareBackend, state: ReachingCheckpoint, demos: Dem
     with torch.no_grad():
         params = state.learner.adapt(data.targets[:k], state.model.normalize(data.offsets[:k]), steps)
     limits = backend.checker.limits
-    errors = {}
+    errors: dict[str, list[float | None]] = {}
     for method, adapted in (("no_adaptation", None), ("maml", params)):
-        paths = predict_positions(state, arm, targets, params=adapted)
-        errors[method] = [reach(backend, arm, fit_limits(timed(arm, path), limits), target) * 100.0
-                          for path, target in zip(paths, targets, strict=True)]
+        errors[method] = []
+        for path, target in zip(predict_positions(state, arm, targets, params=adapted), targets, strict=True):
+            try:
+                errors[method].append(reach(backend, arm, fit_limits(timed(arm, path), limits), target) * 100.0)
+            except SafetyError as exc:  # the safety layer refused the path: nothing was sent
+                say(f"{arm.robot_id}, {method}: refused by the safety layer: {exc}")
+                errors[method].append(None)
     return errors
 
 
@@ -135,7 +142,7 @@ def evaluate_through_arm_nodes(run: Path, robots_per_family: int, targets_per_ro
                     backend.wait_ready(STARTUP_TIMEOUT)
                 except HardwareError as exc:
                     raise HardwareError(f"{exc}; arm node output in {node.log_path}") from None
-                errors = robot_errors(backend, state, demos, targets_per_robot)
+                errors = robot_errors(backend, state, demos, targets_per_robot, say)
             finally:
                 if backend is not None:
                     backend.close()
@@ -143,7 +150,7 @@ def evaluate_through_arm_nodes(run: Path, robots_per_family: int, targets_per_ro
             mujoco = report.get(family, {}).get("held_out", {}).get("per_robot_cm", {}).get(robot_id, {})
             results[family]["robots"][robot_id] = {**errors, "mujoco_maml": mujoco.get("maml", {}).get(
                 str(state.preset.adapt.k))}
-            say(f"{robot_id}: " + ", ".join(f"{m} {np.mean(e):.2f} cm" for m, e in errors.items()))
+            say(f"{robot_id}: " + ", ".join(f"{m} {_cell(e)} cm" for m, e in errors.items()))
     write_atomic(run / RESULTS_JSON, json.dumps(results, indent=1))
     return write_atomic(run / RESULTS_TABLE, results_table(results, targets_per_robot))
 
@@ -160,6 +167,14 @@ def results_table(results: dict, targets_per_robot: int) -> str:
         for robot_id, errors in entry["robots"].items():
             mujoco = errors["mujoco_maml"]
             reference = "—" if not mujoco else f"{np.mean(mujoco):.2f}"
-            lines.append(f"| {family} | {robot_id} | {np.mean(errors['no_adaptation']):.2f} | "
-                         f"{np.mean(errors['maml']):.2f} | {reference} |")
+            lines.append(f"| {family} | {robot_id} | {_cell(errors['no_adaptation'])} | {_cell(errors['maml'])} | "
+                         f"{reference} |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(errors: list[float | None]) -> str:
+    """The mean of the executed targets' errors, and how many the safety layer refused."""
+    done = [e for e in errors if e is not None]
+    refused = len(errors) - len(done)
+    mean = f"{np.mean(done):.2f}" if done else "—"
+    return mean + (f" ({refused} refused)" if refused else "")

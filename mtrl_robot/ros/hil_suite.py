@@ -63,13 +63,14 @@ def confirm_motion(preset: HardwarePreset) -> tuple[bool, str]:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the checks; the exit status is pytest's (1 when a check failed), 2 on bad parameters."""
+    """Run the checks; the exit status is pytest's (0 all passed or skipped, 1 a check failed), also 1 on bad
+    parameters (one line naming the parameter)."""
     try:
         p = read_parameters(args)
         preset = load_preset(p["preset"])
     except CONFIGURATION_ERRORS as exc:
         print(f"hil_suite: {exc}", file=sys.stderr)
-        return 2
+        return 1
     if p["sim"]:
         allowed, why = True, ""
     elif not p["allow_motion"]:
@@ -81,7 +82,7 @@ def main(args: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"hil_suite: output_dir: cannot create {out}: {exc.strerror}", file=sys.stderr)
-        return 2
+        return 1
     plugin = HilPlugin(preset, allowed, why, p["startup_timeout"])
     code = pytest.main([checks.__file__, "-q", "-rfs", "-p", "no:cacheprovider", f"--rootdir={out}",
                         "-o", "junit_family=xunit1", f"--junitxml={out / JUNIT}"], plugins=[plugin])

@@ -85,7 +85,8 @@ class TrainingNode(Node):
         self.publish()
 
     def on_bar(self, bar: BarState) -> None:
-        """A progress bar's state: the stage, step, total and loss; a log line on a new stage or every LOG_EVERY s."""
+        """A progress bar's state: the stage, step, total and loss; a log line and a status on a new stage, at its end
+        and every LOG_EVERY s."""
         match = _LOSS.search(bar.postfix)
         with self._lock:
             kept = self._status["loss"] if bar.description == self._status["stage"] else ""
@@ -99,6 +100,7 @@ class TrainingNode(Node):
             self._logged = (bar.description, now, bar.n)
             loss_text = f", loss {status['loss']}" if status["loss"] else ""
             self.get_logger().info(f"{status['stage']}: {status['step']}/{status['total'] or '?'}{loss_text}")
+            self.publish()  # a stage's start and end reach /diagnostics however short it is
 
     def publish(self) -> None:
         with self._lock:

@@ -70,7 +70,8 @@ def test_sim_training_launch_trains_checkpoints_and_evaluates_through_arm_nodes(
         (robot_id, errors), = entry["robots"].items()
         assert robot_id.startswith(family) and robot_id in checkpoints.load(
             out / "checkpoints" / f"{family}.pt").info["held_out"]
-        assert all(0.0 <= e < 20.0 for method in ("no_adaptation", "maml") for e in errors[method]), errors
+        assert all(e is None or 0.0 <= e < 20.0 for method in ("no_adaptation", "maml") for e in errors[method]), \
+            errors
         assert len(errors["maml"]) == 1
     table = (out / "arm_node_eval.md").read_text()
     assert "| panda | panda-" in table and "| gen3 | gen3-" in table
@@ -180,5 +181,5 @@ def test_hil_suite_names_a_bad_preset_in_one_line(ros_env, preset: str):
     result = subprocess.run([sys.executable, "-m", "mtrl_robot.ros.hil_suite", "--ros-args", "-p",
                              f"preset:={preset}"], env=ros_env, capture_output=True, text=True,
                             timeout=STARTUP_TIMEOUT)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "unknown hardware preset 'no_such_preset'" in result.stderr
