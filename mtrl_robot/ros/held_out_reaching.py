@@ -63,7 +63,7 @@ def simulated_preset(arm: Arm, namespace: str) -> HardwarePreset:
     reach_m = sum(float(np.linalg.norm(j.xyz)) for j in arm.joints) + float(np.linalg.norm(arm.flange_xyz))
     names = tuple(arm.joint_names)
     return replace(
-        base, name=f"sim_{arm.robot_id}", family=arm.family,
+        base, name=f"sim_{arm.robot_id}", family=arm.family, position_margin=0.0,
         action=namespace + base.action, joint_states_topic=namespace + base.joint_states_topic,
         trajectory_topic=None if base.trajectory_topic is None else namespace + base.trajectory_topic,
         joint_names=names, joint_map=dict(zip(names, names, strict=True)),
@@ -137,7 +137,7 @@ def evaluate_through_arm_nodes(run: Path, robots_per_family: int, targets_per_ro
             backend = None
             try:
                 backend = HardwareBackend(simulated_preset(arm, namespace), dry_run=False, arm=arm,
-                                          node_name="held_out_client")
+                                          node_name="held_out_client_" + robot_id.replace("-", "_"))
                 try:
                     backend.wait_ready(STARTUP_TIMEOUT)
                 except HardwareError as exc:
