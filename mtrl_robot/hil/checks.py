@@ -104,7 +104,7 @@ def test_limit_violation_is_refused_and_nothing_sent(rig: Rig, figure, limit: st
     with pytest.raises(SafetyError, match=rig.preset.joint_names[w]):
         backend.send_trajectory(trajectory)
     unit = "rad/s" if limit == "velocity" else "rad"
-    figure(f"refused {limit} demand ({rig.preset.joint_names[w]})", demand, f"≤ {bound:.4g}", unit, True)
+    figure(f"{limit} demand refused ({rig.preset.joint_names[w]})", demand, f"> {bound:.4g}", unit, demand > bound)
     sent = rig.tap.goals() - before
     figure("goals reaching the controller", sent, "= 0", "goals", sent == 0)
     assert sent == 0, "a refused trajectory reached the controller"
