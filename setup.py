@@ -41,5 +41,7 @@ setup(
         f"adaptation_node = {PACKAGE}.ros.adaptation_node:main",
         f"policy_node = {PACKAGE}.ros.policy_node:main",
         f"puck_node = {PACKAGE}.ros.puck_node:main",
+        f"training_node = {PACKAGE}.ros.training_node:main",
+        f"hil_suite = {PACKAGE}.ros.hil_suite:main",
     ]},
 )

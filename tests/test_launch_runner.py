@@ -117,6 +117,13 @@ def test_command_finds_scripts_and_reports_missing_ones():
         command(NodeSpec("demo", "nope", origin="main.xml:4"))
 
 
+def test_our_nodes_without_a_script_run_as_modules(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setattr(sys, "prefix", "/nonexistent")
+    assert command(NodeSpec("mtrl_robot", "training_node"))[:3] == [sys.executable, "-m",
+                                                                     "mtrl_robot.ros.training_node"]
+
+
 # --- real processes -------------------------------------------------------------------------------------------
 
 NODE_SCRIPT = """\
@@ -224,14 +231,14 @@ def test_sigterm_stops_every_node_and_leaves_no_orphans(node_env):
     assert "stop requested" in stderr
 
 
-def test_a_required_node_dying_stops_the_others_with_a_nonzero_exit(node_env):
+def test_a_required_node_dying_stops_the_others_with_its_exit_status(node_env):
     tmp_path, out, env = node_env
     runner = start_runner(tmp_path / "quit.xml", env, f"out:={out}", "quit_code:=3")
     try:
         _, stderr = runner.communicate(timeout=30)
     finally:
         runner.kill()
-    assert runner.returncode == 1, stderr
+    assert runner.returncode == 3, stderr
     assert "a exited with code 3" in stderr and 'required (on_exit="shutdown")' in stderr
     b = wait_for([out / "b.json"])[0]
     assert (out / "b.stopped").read_text() == "SIGINT" and not alive(b["pid"])

@@ -3,7 +3,7 @@
 import io
 import multiprocessing
 
-from mtrl_robot.core.progress import BarRelay, progress_bar, relay_bars_to
+from mtrl_robot.core.progress import BarRelay, BarState, observed_bars, progress_bar, relay_bars_to
 
 
 def _count(name: str) -> str:
@@ -30,3 +30,17 @@ def test_a_bar_in_a_single_process_is_plain_tqdm(capfd):
     for _ in progress_bar(range(3), desc="alone", mininterval=0):
         pass
     assert "alone: 100%" in capfd.readouterr().err
+
+
+def test_observed_bars_draw_nothing_and_report_their_state(capfd):
+    seen = []
+    with observed_bars(seen.append):
+        with progress_bar(total=4, desc="meta-train panda", unit="step", mininterval=0) as bar:
+            for _ in range(4):
+                bar.update()
+                bar.set_postfix(loss="1.5e-03")
+    for _ in progress_bar(range(2), desc="after", mininterval=0):
+        pass
+    assert "meta-train" not in capfd.readouterr().err
+    assert seen[-1] == BarState("meta-train panda", 4, 4, "step", "loss=1.5e-03")
+    assert sorted({s.n for s in seen if s.postfix}) == [1, 2, 3, 4] and all(s.description != "after" for s in seen)

@@ -4,6 +4,9 @@ In a single process :func:`progress_bar` is a plain tqdm bar. Worker processes m
 themselves: two processes moving the cursor at once garble each other's lines. A pool started inside
 :class:`BarRelay`, with :func:`relay_bars_to` as (part of) its initializer, makes every :func:`progress_bar` in its
 workers send its state to the parent instead; the parent draws one line per worker process.
+
+Inside :func:`observed_bars`, the bars of this process draw nothing and hand their state to a callback instead (a
+ROS node reports training progress that way).
 """
 
 from __future__ import annotations
@@ -12,11 +15,26 @@ import multiprocessing
 import os
 import sys
 import threading
-from typing import IO, Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any, NamedTuple
 
 from tqdm import tqdm
 
 _queue: Any = None  # set in a worker process by relay_bars_to
+
+
+class BarState(NamedTuple):
+    """What a bar shows: its description, count, total (None if unknown), unit and postfix (e.g. ``loss=1.2e-03``)."""
+
+    description: str
+    n: float
+    total: float | None
+    unit: str
+    postfix: str
+
+
+_observer: Callable[[BarState], None] | None = None  # set inside observed_bars
 
 
 class _NullStream:
@@ -42,11 +60,43 @@ class _RelayedBar(tqdm):
         return True
 
 
+class _ObservedBar(tqdm):
+    """A tqdm bar that hands its state to the observer of :func:`observed_bars` instead of drawing."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["file"] = _NullStream()
+        super().__init__(*args, **kwargs)
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        state = self.format_dict
+        if _observer is not None:
+            _observer(BarState(state["prefix"] or "", state["n"], state["total"], state["unit"],
+                               state["postfix"] or ""))
+        return True
+
+
 def progress_bar(iterable=None, **kwargs) -> tqdm:
-    """A tqdm bar (same arguments) that is relayed to the parent when this is a worker of a :class:`BarRelay`."""
-    if _queue is None or kwargs.get("disable"):
+    """A tqdm bar (same arguments) that is relayed to the parent when this is a worker of a :class:`BarRelay`, or
+    observed inside :func:`observed_bars`."""
+    if kwargs.get("disable"):
+        return tqdm(iterable, **kwargs)
+    if _observer is not None:
+        return _ObservedBar(iterable, **kwargs)
+    if _queue is None:
         return tqdm(iterable, **kwargs)
     return _RelayedBar(iterable, **kwargs)
+
+
+@contextmanager
+def observed_bars(observer: Callable[[BarState], None]) -> Iterator[None]:
+    """While inside, the bars this process makes draw nothing and call ``observer`` with their state on every
+    refresh (from the thread that updates them)."""
+    global _observer
+    previous, _observer = _observer, observer
+    try:
+        yield
+    finally:
+        _observer = previous
 
 
 def relay_bars_to(queue: Any) -> None:

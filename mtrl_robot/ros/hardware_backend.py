@@ -154,7 +154,8 @@ class HardwareBackend(RobotBackend):
 
         self._context = None if node is not None else rclpy.Context()
         if self._context is not None:
-            rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
+            # not the process's ROS arguments: a node's `-r __node:=NAME` would rename this client's node too
+            rclpy.init(args=[], context=self._context, signal_handler_options=SignalHandlerOptions.NO)
             node = rclpy.create_node(node_name, context=self._context)
             self._executor = EventsExecutor(context=self._context)  # callbacks never block: one thread, no wait sets
             self._executor.add_node(node)

@@ -23,7 +23,8 @@ from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.paths import data_dir
 from mtrl_robot.ros.parameters import TYPE_NAMES, ParameterSpec, parameter_specs
 
-NODES = ("arm_node", "policy_node", "adaptation_node", "demo_recorder", "perception_node", "puck_node")  # = modules
+NODES = ("arm_node", "policy_node", "adaptation_node", "demo_recorder", "perception_node", "puck_node",
+         "training_node", "hil_suite")  # = modules
 WIDTH = 116  # characters of a comment line
 
 

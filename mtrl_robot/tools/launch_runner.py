@@ -8,7 +8,7 @@ naming the file and line. On a full ROS 2 install ``ros2 launch`` runs the same 
 
 Every node runs in its own process group. Ctrl-C or SIGTERM stops them all: SIGINT, then SIGTERM, then
 SIGKILL after timeouts. When a node marked ``on_exit="shutdown"`` (ROS 1's ``required``) ends, the others are
-stopped and the exit code is non-zero unless that node exited cleanly.
+stopped and the exit code is that node's exit status (128 + the signal number if a signal ended it).
 """
 
 from __future__ import annotations
@@ -330,7 +330,7 @@ def command(node: NodeSpec) -> list[str]:
     if found:
         return [found, *tail]
     module = node.executable.replace("-", "_")
-    if node.package == PACKAGE and (Path(__file__).parent / "ros" / f"{module}.py").is_file():
+    if node.package == PACKAGE and (Path(__file__).parents[1] / "ros" / f"{module}.py").is_file():
         return [sys.executable, "-m", f"{PACKAGE}.ros.{module}", *tail]
     raise ConfigError(node.origin, "<node>", f"executable '{node.executable}' of package '{node.package}' not found "
                                              f"on {os.pathsep.join(folders[:-1])} or PATH")
@@ -401,6 +401,11 @@ def run(nodes: Sequence[NodeSpec], *, sigint_timeout: float = 10.0, sigterm_time
             signal.signal(sig, handler)
 
 
+def _exit_status(returncode: int) -> int:
+    """A process's exit status as a shell reports it: its code, or 128 + the signal number that ended it."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
 def _supervise(nodes: Sequence[NodeSpec], procs: Sequence[subprocess.Popen], stop: threading.Event,
                poll: float) -> int:
     ended: set[int] = set()
@@ -414,7 +419,7 @@ def _supervise(nodes: Sequence[NodeSpec], procs: Sequence[subprocess.Popen], sto
             _say(f"{nodes[i].label} exited with code {process.returncode}")
             if nodes[i].required:
                 _say(f"{nodes[i].label} is required (on_exit=\"shutdown\"): stopping everything")
-                return int(process.returncode != 0)
+                return _exit_status(process.returncode)
         if len(ended) == len(procs):
             return int(failed)
     _say("stop requested: stopping every node")

@@ -134,6 +134,9 @@ BAD_FILES = {  # node: (line of its parameter file, the line replacing it, what 
                         "parameter camera_xyz: expected a double array, got a string 'above the table'"),
     "puck_node": ('    policy: "meta"', '    policy: "metaa"',
                   "parameter policy: expected one of meta, baseline, got 'metaa'"),
+    "training_node": ('    task: "reaching"', '    task: "walking"',
+                      "parameter task: expected one of reaching, puck, got 'walking'"),
+    "hil_suite": ("    sim: true", '    sim: "yes"', "parameter sim: expected a bool"),
 }
 
 
