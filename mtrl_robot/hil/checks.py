@@ -20,7 +20,7 @@ from mtrl_robot.hil.plugin import Figure, HilPlugin, Rig
 RATE_FRACTION = 0.8  # of the preset's joint_states_rate, measured from message stamps
 RATE_WINDOW = 2.0  # s of stamps the rate is measured over
 TRACKING_BOUND = 0.05  # rad, peak tracking error the controller may report during the small motion
-WRIST = (-2, -1)  # the joints that move: the last two, preset order
+WRIST = (-2, -1)  # the joints the motion checks move (the last two, preset order): they move the flange least
 WAIT_MARGIN = 10.0  # s beyond a window for its messages to arrive on a loaded machine
 
 

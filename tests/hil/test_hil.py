@@ -25,6 +25,7 @@ from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, SETTLE_TIME, JointState, JointTrajectory
 from mtrl_robot.hardware.presets import load_preset
 from mtrl_robot.hardware.safety import SafetyChecker, SafetyError, Workspace
+from mtrl_robot.hil.checks import WRIST, smooth, toward_center
 from mtrl_robot.ros.conversions import seconds, to_time
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError, goal_msg, to_hardware_names
@@ -32,29 +33,9 @@ from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError, goal
 if TYPE_CHECKING:
     from conftest import Rig
 
-WRIST = (-2, -1)  # joints the motion tests move (the last two, preset order): they move the flange least
 TRACKING_BOUND = 0.05  # rad, peak tracking error allowed during the small motion
 KILL_MARGIN = 2.0  # s beyond the watchdog timeout for the client to report a killed arm node (loaded machine)
 REPLY_TIMEOUT = 10.0  # s for a service reply or a log message
-
-
-def toward_center(rig: Rig, q: np.ndarray, amplitude: float, joints: tuple[int, ...] = WRIST) -> np.ndarray:
-    """A displacement of ``amplitude`` rad on ``joints``, each toward the middle of its range."""
-    limits = rig.backend.limits
-    delta = np.zeros(len(q))
-    for j in joints:
-        delta[j] = amplitude if q[j] < (limits.lower[j] + limits.upper[j]) / 2 else -amplitude
-    return delta
-
-
-def smooth(names: tuple[str, ...], start: np.ndarray, delta: np.ndarray, duration: float,
-           n: int = 21) -> JointTrajectory:
-    """A quintic rest-to-rest move from ``start`` by ``delta`` in ``duration`` s, with velocities."""
-    times = np.linspace(0.0, duration, n)
-    tau = times / duration
-    s = 10 * tau**3 - 15 * tau**4 + 6 * tau**5
-    ds = (30 * tau**2 - 60 * tau**3 + 30 * tau**4) / duration
-    return JointTrajectory(tuple(names), times, start + s[:, None] * delta, ds[:, None] * delta)
 
 
 def shuffled(trajectory: JointTrajectory) -> JointTrajectory:
