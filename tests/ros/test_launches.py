@@ -10,10 +10,10 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
-from conftest import STARTUP_TIMEOUT, ArmNodeProcess, RosClient
 from diagnostic_msgs.msg import DiagnosticArray
 from ros_events import Messages
 
@@ -21,6 +21,9 @@ from mtrl_robot.core.paths import data_dir
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
+if TYPE_CHECKING:  # tests/ros/conftest.py; imported by name only for types (tests/hil has a conftest too)
+    from conftest import RosClient
+
 RUN_TIMEOUT = 300.0  # s for a launch to end on a loaded machine
 META_STEPS = 600  # of the interrupted run: a few seconds, so that Ctrl-C comes before its end
 
@@ -161,14 +164,11 @@ def test_hil_launch_fails_naming_the_check_against_an_arm_below_the_preset_rate(
     assert 40.0 < measured < 80.0 and "≥ 200 Hz | FAIL" in row, row
 
 
-def test_hil_launch_on_a_real_arm_moves_nothing_without_confirmation(ros_env, tmp_path: Path):
+def test_hil_launch_on_a_real_arm_moves_nothing_without_confirmation(ros_env, launcher, tmp_path: Path):
     """sim:=false with allow_motion:=true but no terminal to confirm on: motion checks are skipped, and reported."""
-    arm = ArmNodeProcess(ros_env, tmp_path, "", {"robot": "panda"})
-    try:
-        result = run_launch("hil_test.launch.xml", ros_env, f"output_dir:={tmp_path}", "sim:=false",
-                            "allow_motion:=true")
-    finally:
-        arm.stop()
+    launcher.start(robot="panda")  # stands in for a real arm's driver; stopped after the test
+    result = run_launch("hil_test.launch.xml", ros_env, f"output_dir:={tmp_path}", "sim:=false",
+                        "allow_motion:=true")
     assert result.returncode == 0, result.stdout + result.stderr
     cases, report = hil_report(tmp_path)
     assert cases["test_small_motion_tracks"] == cases["test_stop_mid_motion"] == "skipped", cases
@@ -180,6 +180,6 @@ def test_hil_launch_on_a_real_arm_moves_nothing_without_confirmation(ros_env, tm
 def test_hil_suite_names_a_bad_preset_in_one_line(ros_env, preset: str):
     result = subprocess.run([sys.executable, "-m", "mtrl_robot.ros.hil_suite", "--ros-args", "-p",
                              f"preset:={preset}"], env=ros_env, capture_output=True, text=True,
-                            timeout=STARTUP_TIMEOUT)
+                            timeout=RUN_TIMEOUT)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "unknown hardware preset 'no_such_preset'" in result.stderr
