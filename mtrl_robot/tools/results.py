@@ -91,6 +91,10 @@ RESULTS = (
     Result("bench_sim", "simulator benchmark figures (machine-dependent: step rates, puck-hitting episodes per second)",
            (Step(("bench", "sim", "-o", "runs/bench"), "runs/bench/bench_sim.json"),),
            {"bench_sim.json": "runs/bench/bench_sim.json"}),
+    Result("bench_ros", "ROS figures against real node processes: joint states at 250 Hz and 1 kHz, the arm node's "
+           "CPU, policy latency (machine-dependent)",
+           (Step(("bench", "ros", "-o", "runs/bench"), "runs/bench/bench_ros.json"),),
+           {"bench_ros.json": "runs/bench/bench_ros.json"}),
     Result("bench_scale", "demos and evaluated robots per second, local processes against Ray (machine-dependent)",
            (Step(("bench", "scale", "-o", "runs/bench"), "runs/bench/bench_scale.json"),),
            {"bench_scale.json": "runs/bench/bench_scale.json"}),
