@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -175,6 +175,19 @@ def open_rig(preset: HardwarePreset, simulated: bool, log_dir: Path) -> Iterator
 def rig(ros_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     with open_rig(load_preset(PRESET or SIM_PRESET), not PRESET, tmp_path_factory.mktemp("hil")) as rig:
         yield rig
+
+
+@pytest.fixture(scope="session")
+def rig_opener() -> Callable[[HardwarePreset, bool, Path], AbstractContextManager[Rig]]:
+    """:func:`open_rig`, for a module that opens a rig of another preset (a test module cannot import this
+    conftest by name when pytest has also loaded tests/ros's)."""
+    return open_rig
+
+
+@pytest.fixture(scope="session")
+def real_arm_preset() -> str:
+    """The preset named by ``MTRL_HIL_PRESET`` ('' in simulation)."""
+    return PRESET
 
 
 @pytest.fixture

@@ -9,19 +9,22 @@ with ``MTRL_HIL_PRESET=universal_robots_ur5e``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import test_hil
-from conftest import PRESET, Rig, open_rig
 
 from mtrl_robot.hardware.presets import load_preset
 
-pytestmark = pytest.mark.skipif(bool(PRESET), reason="simulation only; a real arm runs test_hil.py with its preset")
+if TYPE_CHECKING:
+    from conftest import Rig
 
 
 @pytest.fixture(scope="module")
-def rig(ros_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    with open_rig(load_preset("sim_ur5e"), True, tmp_path_factory.mktemp("hil_ur5e")) as rig:
+def rig(ros_env: None, rig_opener, real_arm_preset: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    if real_arm_preset:
+        pytest.skip("simulation only; a real arm runs test_hil.py with its preset")
+    with rig_opener(load_preset("sim_ur5e"), True, tmp_path_factory.mktemp("hil_ur5e")) as rig:
         yield rig
 
 
