@@ -5,8 +5,8 @@ names), driven by the hardware client through the safety layer with the UR5e lim
 The tests are test_hil.py's own, collected here again with this module's ``rig``, except the trajectory-topic motion:
 its path does not depend on the joint count and test_hil.py runs it; here, late in a long ROS run, a trajectory
 published right after the client saw the controller's subscription was sometimes not executed (the arm did not
-move), which points at the subscription not yet having matched the new publisher (DDS discovery is not symmetric). On a real arm, run test_hil.py
-with ``MTRL_HIL_PRESET=universal_robots_ur5e``.
+move), which points at the subscription not yet having matched the new publisher (DDS discovery is not
+symmetric). On a real arm, run test_hil.py with ``MTRL_HIL_PRESET=universal_robots_ur5e``.
 """
 
 from __future__ import annotations
