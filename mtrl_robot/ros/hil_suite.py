@@ -1,4 +1,4 @@
-"""The HIL checks (:mod:`mtrl_robot.hil.checks`) as a launchable process: pytest against the arm a hardware preset
+"""The HIL checks (:mod:`mtrl_robot.ros.hil.checks`) as a launchable process: pytest against the arm a hardware preset
 names, a JUnit XML and a Markdown report, and the suite's exit status (0 when every check passed or was skipped).
 
 With ``sim:=true`` the arm is the simulated arm node the launch file starts; motion checks run. With
@@ -19,8 +19,8 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from mtrl_robot.hardware.presets import HardwarePreset, load_preset
-from mtrl_robot.hil import checks
-from mtrl_robot.hil.plugin import HilPlugin
+from mtrl_robot.ros.hil import checks
+from mtrl_robot.ros.hil.plugin import HilPlugin
 from mtrl_robot.ros.parameters import Range, declare_parameters
 from mtrl_robot.ros.run import CONFIGURATION_ERRORS
 

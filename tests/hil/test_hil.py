@@ -25,10 +25,10 @@ from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, SETTLE_TIME, JointState, JointTrajectory
 from mtrl_robot.hardware.presets import load_preset
 from mtrl_robot.hardware.safety import SafetyChecker, SafetyError, Workspace
-from mtrl_robot.hil.checks import WRIST, smooth, toward_center
 from mtrl_robot.ros.conversions import seconds, to_time
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError, goal_msg, to_hardware_names
+from mtrl_robot.ros.hil.checks import WRIST, smooth, toward_center
 
 if TYPE_CHECKING:
     from conftest import Rig

@@ -1,5 +1,5 @@
-"""The HIL checks the ``hil_suite`` node runs (pytest, with :class:`~mtrl_robot.hil.plugin.HilPlugin`) against the
-arm of a hardware preset, reached only through ROS by the safety-checked hardware client.
+"""The HIL checks the ``hil_suite`` node runs (pytest, with :class:`~mtrl_robot.ros.hil.plugin.HilPlugin`) against
+the arm of a hardware preset, reached only through ROS by the safety-checked hardware client.
 
 Checks without motion: joint states at the preset's rate; trajectories beyond the velocity or position limits
 refused with nothing reaching the controller. Checks with motion (skipped unless motion is allowed): a 0.1 rad move
@@ -15,7 +15,7 @@ import pytest
 
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE, JointTrajectory
 from mtrl_robot.hardware.safety import SafetyError
-from mtrl_robot.hil.plugin import Figure, HilPlugin, Rig
+from mtrl_robot.ros.hil.plugin import Figure, HilPlugin, Rig
 
 RATE_FRACTION = 0.8  # of the preset's joint_states_rate, measured from message stamps
 RATE_WINDOW = 2.0  # s of stamps the rate is measured over

@@ -1,7 +1,7 @@
 """The pytest plugin of the installed HIL checks: what arm to test, a ready client of it, and each check's figures.
 
 A check records what it measured with :meth:`HilPlugin.record` (the ``figure`` fixture of
-:mod:`~mtrl_robot.hil.checks`); figures go into the JUnit XML as test properties and, with each check's outcome,
+:mod:`~mtrl_robot.ros.hil.checks`); figures go into the JUnit XML as test properties and, with each check's outcome,
 into a Markdown report (:meth:`HilPlugin.markdown`).
 """
 
