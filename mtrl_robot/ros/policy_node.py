@@ -125,7 +125,7 @@ class PolicyNode(ManagedArmNode):
     def _reload(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         path = self.get_parameter("model").value
         if self.arm is None:
-            response.success, response.message = False, "policy_node is unconfigured: configure loads the model"
+            response.success, response.message = False, f"{self.get_name()} is unconfigured: configure loads the model"
             return response
         try:
             state = self._load(path)
@@ -142,7 +142,7 @@ class PolicyNode(ManagedArmNode):
         received = time.perf_counter()
         target = np.array([msg.point.x, msg.point.y, msg.point.z])
         if not self.active:
-            self.get_logger().warning(f"ignoring target {target.round(3).tolist()}: policy_node is not active "
+            self.get_logger().warning(f"ignoring target {target.round(3).tolist()}: {self.get_name()} is not active "
                                       f"(`{self.how_to_activate}`)")
             return
         if msg.header.frame_id not in ("", "world") or not np.all(np.isfinite(target)):

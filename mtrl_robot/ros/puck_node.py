@@ -211,7 +211,7 @@ class PuckNode(ManagedArmNode):
         """One adaptation run: the result as a dict (also logged and written to ``output_file``), or why there is
         none (not active; without ``wait``, one already running; deactivated or failed on the way)."""
         if not self.active:
-            return f"puck_node is not active (`{self.how_to_activate}`)"
+            return f"{self.get_name()} is not active (`{self.how_to_activate}`)"
         if not self._busy.acquire(blocking=wait):
             return "an adaptation is already running"
         try:
