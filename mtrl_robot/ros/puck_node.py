@@ -178,7 +178,7 @@ class PuckNode(ManagedArmNode):
         p = self.p
         run = Path(p["run_dir"])
         if not p["run_dir"] or not run.is_dir():
-            raise ConfigError(None, "run_dir", f"not a puck run folder: {p['run_dir']!r}")
+            raise ConfigError("parameter run_dir", None, f"not a puck run folder: {p['run_dir']!r}")
         self.trained = load_policy(run / (META_FILE if p["policy"] == "meta" else BASELINE_FILE))
         overrides = {k: p[k] for k in ("rollouts", "eval_goals") if p[k] > 0}
         self.config = replace(self.trained.config, **overrides)

@@ -6,6 +6,8 @@ controller's action status and trajectory topic. Transitions go through ``~/chan
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -52,6 +54,11 @@ def swing_model(path: Path) -> Path:
 def start_policy_node(ros_env: dict[str, str], log: Path, name: str, **parameters: object) -> NodeProcess:
     return NodeProcess(node_command("policy_node", {"robot": "panda", **parameters}) + ["-r", f"__node:={name}"],
                        log, ros_env)
+
+
+def mtrl_robot_ros(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mtrl_robot.cli.main", "ros", *arguments], env=env,
+                          capture_output=True, text=True, timeout=STARTUP_TIMEOUT + 60.0)
 
 
 class ControllerTap:
@@ -163,8 +170,16 @@ def test_a_real_arms_preset_stops_at_inactive_and_a_failed_configure_leaves_unco
         assert change_state("/bad_model_policy", None) == "unconfigured"
         with pytest.raises(RuntimeError, match="bad_model_policy refused or failed to activate; it is unconfigured"):
             change_state("/bad_model_policy", "activate")
-        assert change_state("/real_arm_policy", "activate") == "active"  # a person's activation
+        activated = mtrl_robot_ros(ros_env, "activate", "/real_arm_policy")  # what a person runs
+        assert activated.returncode == 0 and activated.stdout == "/real_arm_policy: active\n", activated
     finally:
         codes = {name: node.stop() for name, node in nodes.items()}
     assert codes == dict.fromkeys(nodes, 0), {name: node.output() for name, node in nodes.items()}
     assert not any("Traceback" in node.output() for node in nodes.values())
+
+
+def test_the_lifecycle_command_names_a_node_that_is_not_there_in_one_line(ros_env):
+    done = mtrl_robot_ros(ros_env, "activate", "/nobody", "--timeout", "1")
+    assert done.returncode == 1 and done.stderr == ("mtrl-robot ros activate: error: no service /nobody/change_state "
+                                                    "within 1 s: is /nobody running (a managed node), in this "
+                                                    "ROS_DOMAIN_ID?\n"), done.stderr
