@@ -7,7 +7,6 @@ A thin shell over the one puck hit and meta-RL world of :mod:`mtrl_robot.tasks.p
 - a managed node (:class:`~mtrl_robot.ros.lifecycle.ManagedArmNode`): ``configure`` loads the run's policy and
   motion VAE and checks the controller; hits are made only while ``active``; ``deactivate`` stops the arm and
   ends a running adaptation without a result;
-
 - subscribes ``puck_position`` (``geometry_msgs/PointStamped`` in ``world``, e.g. the perception node's output);
 - moves the arm through :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend` (the ``preset``'s controller,
   behind the safety layer);
@@ -183,14 +182,14 @@ class PuckNode(ManagedArmNode):
         overrides = {k: p[k] for k in ("rollouts", "eval_goals") if p[k] > 0}
         self.config = replace(self.trained.config, **overrides)
         vae = HittingVAE.load(run / VAE_FILE)  # frozen
+        puck_start = load_scene(p["scene"]).puck_start
         backend = HardwareBackend(p["preset"], node_name="puck_node_client")
-        scene = RosPuckScene(self, backend, load_scene(p["scene"]).puck_start, self.tracker, self._reset,
-                             p["start_tolerance"])
+        scene = RosPuckScene(self, backend, puck_start, self.tracker, self._reset, p["start_tolerance"])
         try:
             self.world = PuckWorld(backend, scene, vae, self.config.goal_distance, self.config.goal_angle,
                                    retract_to=load_family(backend.preset.family).home_q, log=self.get_logger().info,
                                    keep_record=True)
-        except ValueError:
+        except ValueError:  # the VAE's joints are not the arm's
             backend.close()
             raise
         self.get_logger().info(f"{p['policy']} policy of {run}, preset {p['preset']}, {p['steps']} steps × "
