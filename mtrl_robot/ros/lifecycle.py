@@ -55,10 +55,13 @@ class ManagedArmNode(LifecycleNode):
     def __init__(self, name: str, parameters: Mapping[str, tuple]):
         """``parameters``: the node's parameter table, ``LIFECYCLE_PARAMETERS`` included."""
         super().__init__(name)
-        self.p = declare_parameters(self, parameters)
         self.backend: HardwareBackend | None = None
         self._active = threading.Event()
-        self._shut_down = False
+        try:
+            self.p = declare_parameters(self, parameters)
+        except Exception:  # a bad value stops the node; destroyed here, before the subclass has set itself up
+            LifecycleNode.destroy_node(self)
+            raise
 
     # ------------------------------------------------------------------------------------ for subclasses
 
@@ -111,7 +114,6 @@ class ManagedArmNode(LifecycleNode):
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._shut_down = True
         self._release()
         return super().on_shutdown(state)
 
@@ -150,7 +152,8 @@ class ManagedArmNode(LifecycleNode):
             self.get_logger().info(f"inactive, as start_state asks: `{self.how_to_activate}` to send")
 
     def destroy_node(self) -> None:
-        if not self._shut_down:
+        """Shut down first when configured: the arm stopped if moving, the client closed."""
+        if self.backend is not None:
             self.trigger_shutdown()
         super().destroy_node()
 
