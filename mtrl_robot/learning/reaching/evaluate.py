@@ -92,13 +92,14 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
                       progress: bool = True, robots_per_family: int | None = None, scratch_steps: int = 300,
                       scratch_lr: float = 3e-3, finetune_lr: float = 1e-3, pmaml_run_dir: str | Path | None = None,
                       multitask_budget: float = 1.0, compute: ComputeConfig = IN_THIS_PROCESS,
-                      video: bool = False) -> tuple[Path, Path, Path]:
+                      video: bool = False, per_robot_table: bool = False) -> tuple[Path, Path, Path]:
     """Evaluate a training run; returns the paths of ``reaching.md``, ``reaching.png`` and ``reaching.json``.
 
     ``robots_per_family`` limits the held-out robots per family (default: all of them); ``multitask_budget``
     scales the steps of the multi-task model when it has to be trained here (1.0: the run's pretraining steps);
     ``compute`` says where the robots are measured. With ``video``, ``reaching_<family>.mp4`` shows each family's
-    first held-out robot before and after MAML adaptation with the largest K (:func:`reaching_video`).
+    first held-out robot before and after MAML adaptation with the largest K (:func:`reaching_video`); with
+    ``per_robot_table``, ``reaching.md`` also holds every held-out robot's mean error (:func:`robot_table`).
     """
     started = time.perf_counter()
     run, out = Path(run_dir), Path(out_dir)
@@ -169,7 +170,7 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
     json_path = out / "reaching.json"
     write_atomic(json_path, json.dumps(results, indent=1))
     table_path = out / "reaching.md"
-    write_atomic(table_path, reaching_table(results))
+    write_atomic(table_path, reaching_table(results) + ("\n" + robot_table(results) if per_robot_table else ""))
     plot_path = plot_results(results, out / "reaching.png")
     return table_path, plot_path, json_path
 
@@ -399,6 +400,27 @@ def reaching_table(results: dict) -> str:
              f"'no adaptation' and 'IK oracle' do not depend on K.")
     notes = [guard_note(results["guard"])] if results.get("guard") else []
     return markdown_table(["family", "method", *(f"K = {k}" for k in ks)], rows, [intro, *notes])
+
+
+def robot_table(results: dict) -> str:
+    """Rows held-out robots, columns method (and K): each robot's mean error in cm over its fresh targets; a guarded
+    adaptation that was not kept as meta-trained says what became of it."""
+    ks = results["ks"]
+    columns = [(m, k) for m in results["methods"] for k in (ks[:1] if m in K_FREE else ks)]
+    rows = []
+    for robot_id, entry in results["per_robot_cm"].items():
+        cells = []
+        for method, k in columns:
+            errors = entry.get(method, {}).get(str(k))
+            decision = entry.get("guard", {}).get(method, {}).get(str(k), {})
+            shrunk = decision.get("outcome", "adapted") != "adapted"
+            note = f" ({decision['outcome']}, step ×{decision['step_scale']:g})" if shrunk else ""
+            cells.append("–" if errors is None else f"{np.mean(errors):.2f}{note}")
+        rows.append([robot_id, *cells])
+    header = ["robot", *(LABELS[m] if m in K_FREE else f"{LABELS[m]}, K = {k}" for m, k in columns)]
+    intro = (f"Per held-out robot: mean final flange-to-target distance in cm over its {results['targets_per_robot']} "
+             f"fresh targets, executed in MuJoCo.")
+    return markdown_table(header, rows, [intro])
 
 
 def plot_results(results: dict, path: str | Path) -> Path:
