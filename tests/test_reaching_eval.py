@@ -52,7 +52,7 @@ def evaluated(tmp_path_factory):
     run, out = root / "run", root / "eval"
     assert main(["reaching", "train", str(root / "tiny.yaml"), "-o", str(run)]) == 0
     assert main(["reaching", "evaluate", str(run), "-o", str(out), "--ks", "1", "2", "--targets", "2", "--seed", "7",
-                 "--scratch-steps", "30", "--multitask-budget", "0.5"]) == 0
+                 "--scratch-steps", "30", "--multitask-budget", "0.5", "--per-robot"]) == 0
     paths = out / "reaching.md", out / "reaching.png", out / "reaching.json"
     return paths, json.loads(paths[2].read_text()), run
 
@@ -94,6 +94,8 @@ def test_files_and_rows(evaluated):
     decisions = [d for robot in results["per_robot_cm"].values() for d in robot["guard"]["maml"].values()]
     assert len(decisions) == 2 and sum(results["guard"]["panda"]["maml"]["1"].values()) == 1
     assert "Adaptation guard" in text.split("| family |")[0]
+    robot = next(iter(results["per_robot_cm"]))  # --per-robot: each held-out robot's mean error, method by method
+    assert f"| {robot} | " in text and "| robot | no adaptation (meta-trained init) | fine-tune" in text
 
 
 def test_numbers_finite_and_oracle_is_floor(evaluated):
