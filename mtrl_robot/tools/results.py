@@ -80,8 +80,7 @@ RESULTS = (
             _train("full", "runs/iiwa/train", f"data.families=[{IIWA}]"),
             _evaluate("runs/iiwa/train", "runs/iiwa/evaluation", "--ks", "5", "--targets", "10", "--methods",
                       "no_adaptation", "maml", "ik_oracle", "--per-robot")),
-           {"reaching_iiwa_training.md": "runs/iiwa/train/report.md",
-            "reaching_iiwa.md": "runs/iiwa/evaluation/reaching.md",
+           {"reaching_iiwa.md": "runs/iiwa/evaluation/reaching.md",
             "reaching_iiwa.png": "runs/iiwa/evaluation/reaching.png"}),
     Result("reaching", "the full preset per family: held-out errors after training, and every method against K "
            "executed in MuJoCo (probabilistic MAML from a second run of the same preset)",
