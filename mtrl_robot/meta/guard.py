@@ -12,11 +12,11 @@ trying the step sizes ×1, ×½, ×¼, … in turn and keeping the first that pa
    demos but not a demo it has not seen makes the other targets worse).
 
 When no step size passes, the initialisation is kept (``learner.unadapted()``: for the probabilistic variant the
-prior's latent). With one demo only the first check is possible. A meta-trained step that gives NaN or inf is not
-shrunk: the step sizes themselves are broken, and the decision names the parameter (``diverged``) for the caller to
-refuse. Every decision is returned as a
-:class:`GuardDecision` and said in one line (:meth:`GuardDecision.describe`). Adapting is deterministic (no latent
-draws), so the guard draws no random numbers.
+prior's latent). With one demo only the first check is possible: a single demo that the steps fit without
+overshooting is trusted, even if it is another robot's. A meta-trained step that gives NaN or inf is not shrunk: the
+step sizes themselves are broken, and the decision names the parameter (``diverged``) for the caller to refuse.
+Every decision is returned as a :class:`GuardDecision` and said in one line (:meth:`GuardDecision.describe`).
+Adapting is deterministic (no latent draws), so the guard draws no random numbers.
 """
 
 from __future__ import annotations
