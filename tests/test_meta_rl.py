@@ -106,7 +106,7 @@ def test_one_inner_step_improves_a_fixed_condition_on_average(env):
     policy, lrs = new_policy(config, learn_lr=False)
     with torch.no_grad():
         policy.body[-1].bias += torch.atanh(torch.tensor([0.0, -0.5]))
-    curves = np.array([puck_adapt.adaptation_curve(policy, lrs, world, condition_task("iso_low"), config, 1, [0, i])
+    curves = np.array([puck_adapt.adapt_policy(policy, lrs, world, condition_task("iso_low"), config, 1, [0, i])[0]
                        for i in range(6)])
     before, after = curves[:, 0], curves[:, 1]
     assert after.mean() < 0.8 * before.mean(), curves

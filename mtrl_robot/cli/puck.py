@@ -31,7 +31,7 @@ def evaluate(args: argparse.Namespace) -> None:
     from mtrl_robot.learning.puck.evaluate import evaluate_puck
 
     table, plot = evaluate_puck(args.run, args.output or args.run, repeats=args.repeats, camera=args.camera,
-                                compute=compute_of(args))
+                                methods=tuple(args.methods), backend=args.backend, compute=compute_of(args))
     print(table.read_text())
     print(f"wrote {table} and {plot}")
 
@@ -69,11 +69,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="adapted policy file, or a folder for <policy>_<condition>.pt")
     a.set_defaults(func=adapt)
 
-    e = verbs.add_parser("evaluate", help="final distance to the goal against adaptation step, meta vs baseline")
+    e = verbs.add_parser("evaluate", help="final distance to the goal against adaptation step, per method")
     e.add_argument("run", type=Path, help="a puck training run folder")
     e.add_argument("--repeats", type=bounded(int, minimum=2, maximum=HITS), default=25,
                    help="hits per condition and step (at least 2, for a confidence interval)")
     e.add_argument("--camera", action="store_true", help="puck position from the overhead camera")
+    e.add_argument("--methods", nargs="+", default=["meta", "baseline"], metavar="METHOD",
+                   help="adaptation methods to compare (names of mtrl_robot.learning.puck.methods.METHODS)")
+    e.add_argument("--backend", choices=["mujoco", "pybullet"], default="mujoco",
+                   help="engine that simulates the table (pybullet: the reality-gap stand-in)")
     e.add_argument("-o", "--output", type=Path, help="folder of the table, plot and JSON (default: the run folder)")
     add_compute_option(e)
     e.set_defaults(func=evaluate)
