@@ -266,6 +266,8 @@ class PuckWorld:
     """What a goal-conditioned policy sees of puck hitting, whoever makes the hits: goals around the puck's start
     in, normalised latent actions of the hitting VAE out ([−1, 1]² ↔ its trained box), final distances back.
 
+    A few hits are laid out first (:meth:`layout`: each hit's physics and where the puck will stand, which a
+    policy may observe), then struck (:meth:`strike`); :meth:`hit` does both.
     Hits run with :func:`hit` on ``robot`` and ``scene``, a task's physics set through ``scene.randomize``; a hit
     that is refused (its latent outside the VAE's box, its motion not timeable within the limits, or the motion
     refused by the robot) or whose puck is not found scores ``MISSED_DISTANCE`` (counted in ``refused`` or

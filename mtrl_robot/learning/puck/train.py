@@ -7,8 +7,9 @@ The run (:func:`train_puck`), top to bottom:
 2. **Tasks.** A task is one sample of the puck's physics (friction, mass) from the domain randomization spec
    (``config/randomization.yaml``); the puck's start offset is drawn anew for every hit. An episode is one hit
    (:class:`~mtrl_robot.tasks.puck.PuckWorld` on the simulated puck table) towards a goal drawn uniformly in
-   distance and direction from the puck's nominal start; the policy observes the goal relative to that start;
-   reward = −(final distance to the goal) / ``reward_scale``.
+   distance and direction from the puck's nominal start; the policy observes the goal relative to that start
+   (with ``observe_start``: relative to where the puck stands before the hit, and that start's offset, as an
+   overhead camera sees it); reward = −(final distance to the goal) / ``reward_scale``.
 3. **Meta-policy** (:func:`train_policy` with ``meta=True``): per iteration, for each of ``tasks_per_iteration``
    tasks, K = ``rollouts`` hits with the current parameters, one inner policy-gradient step
    (:mod:`mtrl_robot.meta.policy_gradient_maml`: linear-baseline advantages, learned per-element step sizes),
