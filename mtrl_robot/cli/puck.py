@@ -18,6 +18,13 @@ def train(args: argparse.Namespace) -> None:
     print(f"puck run in {train_puck(load_preset(args.preset, overrides=args.set), args.output)}")
 
 
+def train_history(args: argparse.Namespace) -> None:
+    from mtrl_robot.core.config import config_from_overrides
+    from mtrl_robot.learning.puck.history_policy import HistoryPolicyConfig, train_history_policy
+
+    print(f"wrote {train_history_policy(args.run, config_from_overrides(HistoryPolicyConfig, args.set))}")
+
+
 def adapt(args: argparse.Namespace) -> None:
     from mtrl_robot.learning.puck.adapt import adapt as adapt_puck
 
@@ -58,6 +65,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="override a preset value, e.g. --set inner_lr=0.1 (repeatable)")
     t.add_argument("-o", "--output", type=Path, default=RUNS / "puck")
     t.set_defaults(func=train)
+
+    h = verbs.add_parser("train-history", help="a policy conditioned on its previous hits, for a run's VAE and goals")
+    h.add_argument("run", type=Path, help="a puck training run folder (history_policy.pt is written there)")
+    h.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a HistoryPolicyConfig value, e.g. --set tasks=20 (repeatable)")
+    h.set_defaults(func=train_history)
 
     a = verbs.add_parser("adapt", help="adapt a run's meta-policy to one puck from a few hits")
     a.add_argument("run", type=Path, help="a puck training run folder")

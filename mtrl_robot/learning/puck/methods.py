@@ -121,8 +121,22 @@ def _trained_policy(file: str) -> Callable[[Path, PuckWorld, PuckMetaRLConfig], 
     return build
 
 
+def _system_id(run: Path, world: PuckWorld, config: PuckMetaRLConfig) -> AdaptationMethod:
+    from mtrl_robot.learning.puck.system_id import build  # here: it builds on this module
+
+    return build(run, world, config)
+
+
+def _history_policy(run: Path, world: PuckWorld, config: PuckMetaRLConfig) -> AdaptationMethod:
+    from mtrl_robot.learning.puck.history_policy import build  # here: it builds on this module
+
+    return build(run, world, config)
+
+
 MethodBuilder = Callable[[Path, PuckWorld, PuckMetaRLConfig], AdaptationMethod]
 METHODS: dict[str, MethodBuilder] = {  # name -> builder from (run folder, world, the run's config)
     "meta": _trained_policy(META_FILE),
     "baseline": _trained_policy(BASELINE_FILE),
+    "sysid": _system_id,  # learning/puck/system_id.py: CEM over the randomized friction and mass
+    "history": _history_policy,  # learning/puck/history_policy.py (mtrl-robot puck train-history RUN first)
 }
