@@ -57,6 +57,8 @@ PUCK_TRAIN = Step(("puck", "train", "-o", "runs/puck"), "runs/puck/training.json
 PUCK_OBSERVED_TRAIN = Step(("puck", "train", "--preset", "observed_start", "-o", "runs/puck_observed"),
                            "runs/puck_observed/training.json", "runs/puck_observed")
 
+PUCK_HISTORY = Step(("puck", "train-history", "runs/puck"), "runs/puck/history_policy.pt")
+
 
 def _puck_evaluate(run: str, mode: str, *options: str) -> Step:
     return Step(("puck", "evaluate", run, "-o", run, *options), f"{run}/puck_eval_{mode}.json")
@@ -95,6 +97,13 @@ RESULTS = (
                              "runs/puck/puck_eval_camera.json")),
            {"puck_eval_camera.md": "runs/puck/puck_eval_camera.md",
             "puck_eval_camera.png": "runs/puck/puck_eval_camera.png"}),
+    Result("puck_baselines_sim", "puck hitting: the strongest baselines beside the meta-policy with the same hits "
+           "budget (system identification, the history-conditioned policy), MuJoCo",
+           (PUCK_TRAIN, PUCK_HISTORY,
+            Step(("puck", "evaluate", "runs/puck", "-o", "runs/puck_baselines", "--methods", "meta", "baseline",
+                  "sysid", "history"), "runs/puck_baselines/puck_eval_sim.json", "runs/puck_baselines")),
+           {"puck_baselines_sim.md": "runs/puck_baselines/puck_eval_sim.md",
+            "puck_baselines_sim.png": "runs/puck_baselines/puck_eval_sim.png"}),
     Result("puck_pybullet", "puck hitting: the MuJoCo-trained meta-policy and baseline adapted and evaluated in "
            "PyBullet, whose puck–table contact differs (the reality gap)",
            (PUCK_TRAIN, _puck_evaluate("runs/puck", "pybullet", "--backend", "pybullet")),

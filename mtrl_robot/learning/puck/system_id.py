@@ -8,11 +8,14 @@ The method (:class:`SystemIdMethod`, an :class:`~mtrl_robot.learning.puck.method
    relative to another (μy = μx × factor) is searched as that factor. A candidate is a point of the unit cube,
    every parameter not identified keeps its nominal value. Before any hit the estimate is the middle of the ranges.
 2. **Identification** (:meth:`SystemIdMethod.identify`, after every adaptation step). The cross-entropy method
-   (CEM, Rubinstein 1999): ``population`` candidates per iteration (the first iteration uniform over the cube plus
-   the previous estimate, later ones Gaussian around the ``elites`` best), ``iterations`` iterations. A candidate's
+   (CEM, Rubinstein 1999): ``population`` candidates per iteration, ``iterations`` iterations, each drawn from a
+   Gaussian around the ``elites`` best of the previous one. The first identification of a puck starts uniform over
+   the cube; a later one starts from the Gaussian the previous one ended with, widened to at least
+   ``carried_std``, so the candidates of every step build on what the earlier hits taught. A candidate's
    score is the mean distance between where its simulated hits left the puck and where the observed ones did, on
    the ``matched_hits`` most recent observed hits (same latents, same puck starts); a hit refused or lost on
-   either side counts :data:`~mtrl_robot.tasks.puck.MISSED_DISTANCE`. The estimate is the best candidate seen.
+   either side counts :data:`~mtrl_robot.tasks.puck.MISSED_DISTANCE`. The estimate is the best candidate of the
+   identification, the previous estimate (scored on the same hits) included.
 3. **Choosing a hit** (:meth:`SystemIdMethod.propose`). Under the estimate, a ``grid`` × ``grid`` grid of latents
    over the VAE's box is simulated once (from the puck's nominal start); each goal, shifted by its puck's start
    offset, takes the grid latent whose puck came to rest nearest, then a Newton step through the grid's local
@@ -51,8 +54,10 @@ class SystemIdConfig:
     identified: tuple[str, ...] = setting(IDENTIFIED, "randomized parameters estimated (uniform in the spec)")
     population: int = setting(10, "CEM candidates per iteration", minimum=2, maximum=HITS)
     elites: int = setting(3, "best candidates the next CEM iteration is drawn around", above=0)
-    iterations: int = setting(3, "CEM iterations per identification", above=0, maximum=HITS)
+    iterations: int = setting(2, "CEM iterations per identification", above=0, maximum=HITS)
     min_std: float = setting(0.05, "floor of the CEM standard deviation, in units of each range", above=0)
+    carried_std: float = setting(0.15, "least standard deviation a later identification starts with, in units of "
+                                 "each range", above=0)
     matched_hits: int = setting(6, "most recent observed hits a candidate is simulated on", above=0, maximum=HITS)
     grid: int = setting(7, "latents per axis of the grid a hit is chosen from", minimum=2, maximum=HITS)
     refinements: int = setting(1, "simulated Newton corrections per chosen hit", minimum=0, maximum=HITS)
@@ -114,6 +119,7 @@ class SystemIdMethod(AdaptationMethod):
         self.rng = np.random.default_rng(seed)
         self.observed: list[HitBatch] = []
         self.point = np.full(len(self.ranges), 0.5)  # the middle of the ranges
+        self.spread: np.ndarray | None = None  # the CEM's standard deviation at the end of the last identification
         self.estimate = self.physics(self.point)
         self._grid_finals: np.ndarray | None = None
 
@@ -136,10 +142,11 @@ class SystemIdMethod(AdaptationMethod):
         observed = HitBatch(*(np.array(column) for column in zip(*hits, strict=True)))
         dims = len(self.ranges)
         best_point, best_score = self.point, self.mismatch(self.estimate, observed)
-        mean, std = np.full(dims, 0.5), np.full(dims, 0.5)
-        for iteration in range(c.iterations):
-            if iteration == 0:
-                points = self.rng.uniform(0.0, 1.0, (c.population - 1, dims))
+        mean = self.point
+        std = None if self.spread is None else np.maximum(self.spread, c.carried_std)
+        for _ in range(c.iterations):
+            if std is None:
+                points = self.rng.uniform(0.0, 1.0, (c.population, dims))
             else:
                 points = np.clip(mean + std * self.rng.standard_normal((c.population, dims)), 0.0, 1.0)
             scores = np.array([self.mismatch(self.physics(p), observed) for p in points])
@@ -148,7 +155,7 @@ class SystemIdMethod(AdaptationMethod):
                 best_point, best_score = points[order[0]], float(scores[order[0]])
             elites = np.vstack([points[order[:c.elites]], best_point])
             mean, std = elites.mean(axis=0), np.maximum(elites.std(axis=0), c.min_std)
-        self.point = best_point
+        self.point, self.spread = best_point, std
         return self.physics(best_point)
 
     # -------------------------------------------------------------------------------------- the interface
