@@ -13,6 +13,7 @@ from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.distributed.compute import ComputeConfig
 from mtrl_robot.learning.puck import adapt as puck_adapt
+from mtrl_robot.learning.puck import methods as puck_methods
 from mtrl_robot.learning.puck.evaluate import OverheadCamera, evaluate_puck
 from mtrl_robot.learning.puck.train import (
     BASELINE_FILE,
@@ -30,7 +31,7 @@ from mtrl_robot.meta.policy_gradient_maml import Batch, adapt, meta_parameters, 
 from mtrl_robot.meta.step_sizes import StepSizes
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.models.policy import GaussianPolicy
-from mtrl_robot.tasks.puck import PuckHittingEnv, condition_task
+from mtrl_robot.tasks.puck import MISSED_DISTANCE, START_UNIT, HitBatch, PuckHittingEnv, condition_task
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_one_inner_step_improves_a_fixed_condition_on_average(env):
     policy, lrs = new_policy(config, learn_lr=False)
     with torch.no_grad():
         policy.body[-1].bias += torch.atanh(torch.tensor([0.0, -0.5]))
-    curves = np.array([puck_adapt.adaptation_curve(policy, lrs, world, condition_task("iso_low"), config, 1, [0, i])
+    curves = np.array([puck_adapt.adapt_policy(policy, lrs, world, condition_task("iso_low"), config, 1, [0, i])[0]
                        for i in range(6)])
     before, after = curves[:, 0], curves[:, 1]
     assert after.mean() < 0.8 * before.mean(), curves
@@ -150,6 +151,80 @@ def test_evaluation_writes_table_and_plot(run, tmp_path):
         assert np.array(raw["curves_m"]["baseline"][raw["conditions"][0]]).shape == (2, steps)
     with pytest.raises(ValueError, match="at least 2"):
         evaluate_puck(run, tmp_path, repeats=1)
+
+
+class CentreOfTheBox(puck_methods.AdaptationMethod):
+    """Always the VAE box's centre; keeps what the procedure gave it."""
+
+    def __init__(self):
+        self.begun, self.proposed, self.learned = [], [], []
+
+    def begin(self, seed: int) -> None:
+        self.begun.append(seed)
+
+    def propose(self, goals: np.ndarray, starts: np.ndarray, explore: bool) -> np.ndarray:
+        self.proposed.append((goals.copy(), starts.copy(), explore))
+        return np.zeros((len(goals), 2))
+
+    def learn(self, hits: HitBatch) -> None:
+        self.learned.append(hits)
+
+
+def test_evaluation_runs_any_method_in_either_engine(run, tmp_path, monkeypatch):
+    built = []
+    monkeypatch.setitem(puck_methods.METHODS, "centre", lambda *_: built.append(CentreOfTheBox()) or built[-1])
+    table, _ = evaluate_puck(run, tmp_path, repeats=2, conditions=("iso_low",), methods=("centre", "baseline"),
+                             backend="pybullet", progress=False)
+    text = table.read_text()
+    assert "PyBullet" in text and table.name == "puck_eval_pybullet.md" and "Goal" not in text  # no meta: no goal
+    config = load_preset("small")
+    begun = [seed for centre in built for seed in centre.begun]  # one method per chunk of repeats
+    assert len(begun) == 2 and len(set(begun)) == 2  # one puck per repeat, seeded apart
+    learned = [hits for centre in built for hits in centre.learned]
+    explored = [p for centre in built for p in centre.proposed if p[2]]
+    assert len(learned) == len(explored) == 2 * config.eval_steps
+    for hits, (goals, starts, _) in zip(learned, explored, strict=True):
+        assert hits.goals.shape == hits.starts.shape == hits.finals.shape == (config.rollouts, 2)
+        assert np.array_equal(goals, hits.goals) and np.array_equal(starts, hits.starts)
+        assert np.all(hits.actions == 0) and np.all(np.isfinite(hits.finals))
+        assert np.all(hits.distances < MISSED_DISTANCE)
+        np.testing.assert_allclose(hits.distances, np.linalg.norm(hits.finals - hits.goals, axis=1))
+    raw = json.loads((tmp_path / "puck_eval_pybullet.json").read_text())
+    assert raw["backend"] == "pybullet" and raw["methods"] == ["centre", "baseline"]
+    for bad, message in (({"methods": ("meta", "nope")}, "unknown, repeated or no methods"),
+                         ({"methods": ("meta", "meta")}, "repeated"), ({"backend": "gazebo"}, "unknown backend"),
+                         ({"backend": "pybullet", "camera": True}, "camera mode")):
+        with pytest.raises(ValueError, match=message):
+            evaluate_puck(run, tmp_path / "bad", repeats=2, **bad)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_policy_that_observes_the_start_sees_each_hits_offset(env):
+    config = dataclasses.replace(load_preset("small"), observe_start=True)
+    world = simulated_world(env, config)
+    rng = np.random.default_rng(0)
+    task = world.random_task(rng)
+    layout = world.layout(task, 5, rng)
+    offsets = layout.starts - world.start
+    assert np.all(np.abs(offsets) > 0) and np.all(np.abs(offsets) < 0.1)  # N(0, 2 cm), drawn per hit
+    assert np.array_equal(world.layout(condition_task("iso_low"), 3, rng).starts, np.tile(world.start, (3, 1)))
+    goals = world.goals(5, rng)
+    obs = world.observe(goals, layout.starts)
+    torch.testing.assert_close(obs[:, 2:], torch.as_tensor(offsets / START_UNIT, dtype=torch.float32))
+    torch.testing.assert_close(obs[:, :2], torch.as_tensor((goals - layout.starts) / config.goal_distance[1],
+                                                           dtype=torch.float32))
+    torch.manual_seed(0)
+    policy, lrs = new_policy(config, learn_lr=False)
+    method = puck_methods.PolicyMethod(policy, lrs, config, world)
+    method.begin(0)
+    actions = method.propose(goals, layout.starts, explore=True)
+    method.learn(world.strike(layout, goals, actions))
+    assert any(not torch.equal(a, b) for a, b in zip(method.params.values(), policy.parameters(), strict=True))
+    with pytest.raises(ValueError, match="explore=True"):
+        method.learn(world.strike(layout, goals, actions))  # its exploratory hits were learned from already
+    # the camera sees a different puck for every hit; the policy's answer follows it
+    shifted = method.propose(goals, layout.starts + 0.02, explore=False)
+    assert not torch.equal(shifted, method.propose(goals, layout.starts, explore=False))
 
 
 def test_camera_sees_the_puck_where_the_simulator_has_it(env):

@@ -18,6 +18,13 @@ def train(args: argparse.Namespace) -> None:
     print(f"puck run in {train_puck(load_preset(args.preset, overrides=args.set), args.output)}")
 
 
+def train_history(args: argparse.Namespace) -> None:
+    from mtrl_robot.core.config import config_from_overrides
+    from mtrl_robot.learning.puck.history_policy import HistoryPolicyConfig, train_history_policy
+
+    print(f"wrote {train_history_policy(args.run, config_from_overrides(HistoryPolicyConfig, args.set))}")
+
+
 def adapt(args: argparse.Namespace) -> None:
     from mtrl_robot.learning.puck.adapt import adapt as adapt_puck
 
@@ -31,7 +38,7 @@ def evaluate(args: argparse.Namespace) -> None:
     from mtrl_robot.learning.puck.evaluate import evaluate_puck
 
     table, plot = evaluate_puck(args.run, args.output or args.run, repeats=args.repeats, camera=args.camera,
-                                compute=compute_of(args))
+                                methods=tuple(args.methods), backend=args.backend, compute=compute_of(args))
     print(table.read_text())
     print(f"wrote {table} and {plot}")
     if args.video:
@@ -65,6 +72,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("-o", "--output", type=Path, default=RUNS / "puck")
     t.set_defaults(func=train)
 
+    h = verbs.add_parser("train-history", help="a policy conditioned on its previous hits, for a run's VAE and goals")
+    h.add_argument("run", type=Path, help="a puck training run folder (history_policy.pt is written there)")
+    h.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a HistoryPolicyConfig value, e.g. --set tasks=20 (repeatable)")
+    h.set_defaults(func=train_history)
+
     a = verbs.add_parser("adapt", help="adapt a run's meta-policy to one puck from a few hits")
     a.add_argument("run", type=Path, help="a puck training run folder")
     a.add_argument("--condition", default="iso_low", help="the fixed puck condition to adapt to")
@@ -75,11 +88,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="adapted policy file, or a folder for <policy>_<condition>.pt")
     a.set_defaults(func=adapt)
 
-    e = verbs.add_parser("evaluate", help="final distance to the goal against adaptation step, meta vs baseline")
+    e = verbs.add_parser("evaluate", help="final distance to the goal against adaptation step, per method")
     e.add_argument("run", type=Path, help="a puck training run folder")
     e.add_argument("--repeats", type=bounded(int, minimum=2, maximum=HITS), default=25,
                    help="hits per condition and step (at least 2, for a confidence interval)")
     e.add_argument("--camera", action="store_true", help="puck position from the overhead camera")
+    e.add_argument("--methods", nargs="+", default=["meta", "baseline"], metavar="METHOD",
+                   help="adaptation methods to compare (names of mtrl_robot.learning.puck.methods.METHODS)")
+    e.add_argument("--backend", choices=["mujoco", "pybullet"], default="mujoco",
+                   help="engine that simulates the table (pybullet: the reality-gap stand-in)")
     e.add_argument("-o", "--output", type=Path, help="folder of the table, plot and JSON (default: the run folder)")
     e.add_argument("--video", action="store_true", help="also write puck_video.mp4: the meta-policy's hits on one "
                    "condition at adaptation step 0 beside the same hits after step 3")

@@ -74,6 +74,7 @@ MAX_SLIDE_TIME = 3.0  # s of simulation after the motion ends
 EVAL_PUCK_MASS = 0.11  # kg
 OFFSETS = ("puck.offset_x", "puck.offset_y")  # drawn anew for every hit of a randomized task
 MISSED_DISTANCE = 0.5  # m, the distance a hit counts for when it was refused or its puck not found
+START_UNIT = 0.02  # m, the scale of the puck's start offsets in a policy's observation (their spread)
 
 
 def _condition(slide_x: float, slide_y: float) -> dict[str, float]:
@@ -98,6 +99,23 @@ class Task(NamedTuple):
 
 
 REAL_TASK = Task("real", {}, False)  # a real puck's physics are what they are: nothing to set
+
+class Layout(NamedTuple):
+    """The physics of a few hits to come and the puck's start before each."""
+
+    physics: list[dict[str, float]]  # per hit, what ``PuckScene.randomize`` sets
+    starts: np.ndarray  # (n, 2) m, where the puck stands before each hit
+
+
+class HitBatch(NamedTuple):
+    """What a few hits left, one row per hit."""
+
+    goals: np.ndarray  # (n, 2) m
+    starts: np.ndarray  # (n, 2) m, the puck before the hit
+    actions: np.ndarray  # (n, 2) normalised VAE latents ([−1, 1]² is the trained box)
+    finals: np.ndarray  # (n, 2) m, where the puck came to rest; NaN if the hit was refused or the puck not found
+    distances: np.ndarray  # (n,) m to the goal; ``MISSED_DISTANCE`` where ``finals`` is NaN
+
 
 
 def condition_task(name: str) -> Task:
@@ -248,6 +266,8 @@ class PuckWorld:
     """What a goal-conditioned policy sees of puck hitting, whoever makes the hits: goals around the puck's start
     in, normalised latent actions of the hitting VAE out ([−1, 1]² ↔ its trained box), final distances back.
 
+    A few hits are laid out first (:meth:`layout`: each hit's physics and where the puck will stand, which a
+    policy may observe), then struck (:meth:`strike`); :meth:`hit` does both.
     Hits run with :func:`hit` on ``robot`` and ``scene``, a task's physics set through ``scene.randomize``; a hit
     that is refused (its latent outside the VAE's box, its motion not timeable within the limits, or the motion
     refused by the robot) or whose puck is not found scores ``MISSED_DISTANCE`` (counted in ``refused`` or
@@ -278,9 +298,14 @@ class PuckWorld:
         angle = np.radians(rng.uniform(*self.goal_angle, n))
         return self.start + distance[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
-    def observe(self, goals: np.ndarray) -> torch.Tensor:
-        """The policy's input: goals relative to the puck's start, in units of the farthest goal distance."""
-        return torch.as_tensor((goals - self.start) / self.goal_distance[1], dtype=torch.float32)
+    def observe(self, goals: np.ndarray, starts: np.ndarray | None = None) -> torch.Tensor:
+        """The policy's input: goals relative to the puck's nominal start, in units of the farthest goal distance;
+        with the puck's ``starts`` before the hits, the goals relative to them and the starts' offsets from the
+        nominal start (in units of ``START_UNIT``)."""
+        if starts is None:
+            return torch.as_tensor((goals - self.start) / self.goal_distance[1], dtype=torch.float32)
+        return torch.as_tensor(np.concatenate([(goals - starts) / self.goal_distance[1],
+                                               (starts - self.start) / START_UNIT], axis=1), dtype=torch.float32)
 
     def latents(self, actions: torch.Tensor) -> np.ndarray:
         """The VAE latents of normalised actions ([−1, 1]² is the trained box; beyond it a hit is refused)."""
@@ -293,13 +318,24 @@ class PuckWorld:
         values = Randomizer(self.randomization, self.scene.nominal_parameters(), seed=int(rng.integers(2**63))).sample()
         return Task("randomized", {k: v for k, v in values.items() if k not in self.offsets}, True)
 
-    def hit(self, task: Task, goals: np.ndarray, actions: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
-        """Final distances (m) of one hit per (goal, normalised action) with ``task``'s physics."""
-        distances = np.empty(len(goals))
-        for i, (goal, latent) in enumerate(zip(goals, self.latents(actions), strict=True)):
-            physics = dict(task.parameters)
+    def layout(self, task: Task, n: int, rng: np.random.Generator) -> Layout:
+        """The physics of ``n`` hits with ``task`` (a fresh start offset each if it jitters) and where the puck
+        will stand before each: its nominal start plus that offset, which a reset puts it at exactly (as a camera
+        looking before the hit would see it; a real puck's offsets are unknown here, so its start is nominal)."""
+        physics = []
+        for _ in range(n):
+            values = dict(task.parameters)
             if task.jitter:
-                physics.update({name: d.sample(rng) for name, d in self.offsets.items()})
+                values.update({name: d.sample(rng) for name, d in self.offsets.items()})
+            physics.append(values)
+        starts = np.array([self.start + (p.get(OFFSETS[0], 0.0), p.get(OFFSETS[1], 0.0)) for p in physics])
+        return Layout(physics, starts.reshape(n, 2))
+
+    def strike(self, layout: Layout, goals: np.ndarray, actions: torch.Tensor | np.ndarray) -> HitBatch:
+        """One hit per (physics of ``layout``, goal, normalised action): what each left."""
+        actions = torch.as_tensor(actions)
+        distances, finals = np.empty(len(goals)), np.full((len(goals), 2), np.nan)
+        for i, (physics, goal, latent) in enumerate(zip(layout.physics, goals, self.latents(actions), strict=True)):
             self.scene.randomize(physics)
             try:
                 outcome = hit(self.robot, self.scene, self.vae.decode_motion(latent), self.retract_to)
@@ -310,13 +346,19 @@ class PuckWorld:
             self.misses += outcome.final is None and not outcome.refused
             distances[i] = MISSED_DISTANCE if outcome.final is None else float(np.linalg.norm(outcome.final - goal))
             final = None if outcome.final is None else outcome.final.tolist()
+            if final is not None:
+                finals[i] = final
             if self.record is not None:
                 self.record.append({"goal": goal.tolist(), "final": final, "distance": float(distances[i])})
             if self.log is not None:
                 self.log(f"hit {self.hits}: goal {goal.round(3).tolist()}, puck at "
                          f"{None if final is None else np.round(final, 3).tolist()}, distance "
                          f"{distances[i] * 100:.1f} cm" + (f" ({outcome.problem})" if outcome.problem else ""))
-        return distances
+        return HitBatch(np.asarray(goals, dtype=float), layout.starts, actions.double().numpy(), finals, distances)
+
+    def hit(self, task: Task, goals: np.ndarray, actions: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
+        """Final distances (m) of one hit per (goal, normalised action) with ``task``'s physics."""
+        return self.strike(self.layout(task, len(goals), rng), goals, actions).distances
 
 
 # ---------------------------------------------------------------------------------------------- Gymnasium

@@ -55,6 +55,15 @@ def _evaluate(run: str, out: str, *options: str) -> Step:
 
 
 PUCK_TRAIN = Step(("puck", "train", "-o", "runs/puck"), "runs/puck/training.json", "runs/puck")
+PUCK_OBSERVED_TRAIN = Step(("puck", "train", "--preset", "observed_start", "-o", "runs/puck_observed"),
+                           "runs/puck_observed/training.json", "runs/puck_observed")
+
+PUCK_HISTORY = Step(("puck", "train-history", "runs/puck"), "runs/puck/history_policy.pt")
+
+
+def _puck_evaluate(run: str, mode: str, *options: str) -> Step:
+    return Step(("puck", "evaluate", run, "-o", run, *options), f"{run}/puck_eval_{mode}.json")
+
 
 IIWA = "runs/iiwa/iiwa.yaml"  # the family file `arm init` writes for the iiwa URDF shipped with PyBullet
 
@@ -109,6 +118,28 @@ RESULTS = (
                              "runs/puck/puck_eval_camera.json")),
            {"puck_eval_camera.md": "runs/puck/puck_eval_camera.md",
             "puck_eval_camera.png": "runs/puck/puck_eval_camera.png"}),
+    Result("puck_baselines_sim", "puck hitting: the strongest baselines beside the meta-policy with the same hits "
+           "budget (system identification, the history-conditioned policy), MuJoCo",
+           (PUCK_TRAIN, PUCK_HISTORY,
+            Step(("puck", "evaluate", "runs/puck", "-o", "runs/puck_baselines", "--methods", "meta", "baseline",
+                  "sysid", "history"), "runs/puck_baselines/puck_eval_sim.json", "runs/puck_baselines")),
+           {"puck_baselines_sim.md": "runs/puck_baselines/puck_eval_sim.md",
+            "puck_baselines_sim.png": "runs/puck_baselines/puck_eval_sim.png"}),
+    Result("puck_pybullet", "puck hitting: the MuJoCo-trained meta-policy and baseline adapted and evaluated in "
+           "PyBullet, whose puck–table contact differs (the reality gap)",
+           (PUCK_TRAIN, _puck_evaluate("runs/puck", "pybullet", "--backend", "pybullet")),
+           {"puck_eval_pybullet.md": "runs/puck/puck_eval_pybullet.md",
+            "puck_eval_pybullet.png": "runs/puck/puck_eval_pybullet.png"}),
+    Result("puck_observed_sim", "puck hitting with policies that see the puck's start before each hit: meta-policy "
+           "against baseline in MuJoCo",
+           (PUCK_OBSERVED_TRAIN, _puck_evaluate("runs/puck_observed", "sim")),
+           {"puck_observed_sim.md": "runs/puck_observed/puck_eval_sim.md",
+            "puck_observed_sim.png": "runs/puck_observed/puck_eval_sim.png"}),
+    Result("puck_observed_pybullet", "the same policies (trained in MuJoCo, seeing the puck's start) adapted and "
+           "evaluated in PyBullet",
+           (PUCK_OBSERVED_TRAIN, _puck_evaluate("runs/puck_observed", "pybullet", "--backend", "pybullet")),
+           {"puck_observed_pybullet.md": "runs/puck_observed/puck_eval_pybullet.md",
+            "puck_observed_pybullet.png": "runs/puck_observed/puck_eval_pybullet.png"}),
     Result("bench_sim", "simulator benchmark figures (machine-dependent: step rates, puck-hitting episodes per second)",
            (Step(("bench", "sim", "-o", "runs/bench"), "runs/bench/bench_sim.json"),),
            {"bench_sim.json": "runs/bench/bench_sim.json"}),

@@ -1,11 +1,11 @@
 """Test-time adaptation of a puck-hitting policy: a few inner policy-gradient steps on hits of one puck.
 
 :func:`adapt_policy` is the procedure, on any :class:`~mtrl_robot.tasks.puck.PuckWorld` (simulated or a real
-arm): at steps 0..``steps`` the mean final distance of the policy's mean action on ``eval_goals`` fresh goals,
-and between steps K = ``rollouts`` exploratory hits and one inner step (the policy's learned or tuned step
-sizes). :func:`adaptation_curve` is its curve alone, shared with the evaluation
-(:mod:`mtrl_robot.learning.puck.evaluate`), the baseline's step-size tuning
-(:func:`~mtrl_robot.learning.puck.train.tune_inner_lr`) and the puck node (:mod:`mtrl_robot.ros.puck_node`).
+arm): the test-time procedure of every method (:func:`~mtrl_robot.learning.puck.methods.adaptation_curve`) with
+the policy as the method (:class:`~mtrl_robot.learning.puck.methods.PolicyMethod`): at steps 0..``steps`` the
+mean final distance of the policy's mean action on ``eval_goals`` fresh goals, and between steps K = ``rollouts``
+exploratory hits and one inner step (the policy's learned or tuned step sizes); it also returns the adapted
+parameters, which the puck node (:mod:`mtrl_robot.ros.puck_node`) keeps.
 
 :func:`adapt_trained` adapts a trained policy on any world; :func:`adapt` (``mtrl-robot puck adapt``) does it for
 one fixed condition of the simulated puck table and writes the adapted policy file (atomically; read it with
@@ -21,19 +21,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mtrl_robot.learning.puck.methods import PolicyMethod, adaptation_curve
 from mtrl_robot.learning.puck.train import (
     BASELINE_FILE,
     META_FILE,
     VAE_FILE,
     PuckMetaRLConfig,
     TrainedPolicy,
-    explore,
     load_policy,
     save_policy,
     simulated_world,
 )
-from mtrl_robot.meta.policy_gradient_maml import Params, detached, mean_action, meta_parameters
-from mtrl_robot.meta.policy_gradient_maml import adapt as inner_step
+from mtrl_robot.meta.policy_gradient_maml import Params
 from mtrl_robot.meta.step_sizes import StepSizes
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.models.policy import GaussianPolicy
@@ -45,25 +44,10 @@ ADAPT_STREAM = 4  # seed stream of adaptation (training uses the run's seed, tun
 
 def adapt_policy(policy: GaussianPolicy, lrs: StepSizes, world: PuckWorld, task: Task,
                  config: PuckMetaRLConfig, steps: int, seed: int | list[int]) -> tuple[np.ndarray, Params]:
-    """Mean final distance (m) of the mean action on fresh goals before each of ``steps`` inner steps and after,
-    and the adapted parameters."""
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    params, rates = detached(meta_parameters(policy)), {k: v.detach() for k, v in lrs().items()}
-    curve = []
-    for h in range(steps + 1):
-        goals = world.goals(config.eval_goals, rng)
-        curve.append(world.hit(task, goals, mean_action(policy, params, world.observe(goals)), rng).mean())
-        if h < steps:
-            batch, _ = explore(policy, params, world, task, config, rng, generator)
-            params = detached(inner_step(policy, params, batch, rates, create_graph=False))
-    return np.array(curve), params
-
-
-def adaptation_curve(policy: GaussianPolicy, lrs: StepSizes, world: PuckWorld, task: Task,
-                     config: PuckMetaRLConfig, steps: int, seed: int | list[int]) -> np.ndarray:
-    """The curve of :func:`adapt_policy`."""
-    return adapt_policy(policy, lrs, world, task, config, steps, seed)[0]
+    """Mean final distance (m) of the policy's mean action on fresh goals before each of ``steps`` inner steps and
+    after (:func:`~mtrl_robot.learning.puck.methods.adaptation_curve`), and the adapted parameters."""
+    method = PolicyMethod(policy, lrs, config, world)
+    return adaptation_curve(method, world, task, config, steps, seed), method.params
 
 
 def adapt_trained(trained: TrainedPolicy, world: PuckWorld, task: Task, config: PuckMetaRLConfig, steps: int,

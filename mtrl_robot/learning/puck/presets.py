@@ -41,6 +41,8 @@ class PuckMetaRLConfig:
                                               minimum=-90, maximum=90, why="goals lie ahead of the puck")
     reward_scale: float = setting(0.1, "m: reward = −distance / reward_scale", above=0)
     # policy: goal → Gaussian over the normalised VAE latent
+    observe_start: bool = setting(False, "the policy also sees where the puck stands before each hit (as the "
+                                         "overhead camera does), not only the goal")
     hidden: tuple[int, ...] = setting((64, 64), "hidden layer widths", above=0, maximum=WIDTH)
     init_std: float = setting(0.3, "initial standard deviation in normalised latent units (the box is [−1, 1]²)",
                               above=0)

@@ -7,8 +7,9 @@ The run (:func:`train_puck`), top to bottom:
 2. **Tasks.** A task is one sample of the puck's physics (friction, mass) from the domain randomization spec
    (``config/randomization.yaml``); the puck's start offset is drawn anew for every hit. An episode is one hit
    (:class:`~mtrl_robot.tasks.puck.PuckWorld` on the simulated puck table) towards a goal drawn uniformly in
-   distance and direction from the puck's nominal start; the policy observes the goal relative to that start;
-   reward = −(final distance to the goal) / ``reward_scale``.
+   distance and direction from the puck's nominal start; the policy observes the goal relative to that start
+   (with ``observe_start``: relative to where the puck stands before the hit, and that start's offset, as an
+   overhead camera sees it); reward = −(final distance to the goal) / ``reward_scale``.
 3. **Meta-policy** (:func:`train_policy` with ``meta=True``): per iteration, for each of ``tasks_per_iteration``
    tasks, K = ``rollouts`` hits with the current parameters, one inner policy-gradient step
    (:mod:`mtrl_robot.meta.policy_gradient_maml`: linear-baseline advantages, learned per-element step sizes),
@@ -31,7 +32,7 @@ The run (:func:`train_puck`), top to bottom:
    config without its ``compute`` section, so they are the same files whichever way the run computed) and
    ``training.json`` (config, timings, learning curves, the baseline's step-size scores).
 
-The test-time procedure (:func:`~mtrl_robot.learning.puck.adapt.adaptation_curve`) that tunes the baseline's step
+The test-time procedure (:func:`~mtrl_robot.learning.puck.methods.adaptation_curve`) that tunes the baseline's step
 size is the one of adaptation and evaluation (:mod:`mtrl_robot.learning.puck.adapt`). Hyperparameters:
 :class:`PuckMetaRLConfig` (:mod:`mtrl_robot.learning.puck.presets`), presets in
 ``config/puck_meta_rl.yaml``.
@@ -70,7 +71,7 @@ from mtrl_robot.models.hitting_vae import HittingVAE, train_hitting_vae
 from mtrl_robot.models.policy import GaussianPolicy
 from mtrl_robot.tasks.puck import PuckHittingEnv, PuckWorld, SimulatedPuckScene, Task
 
-OBS_DIM, ACT_DIM = 2, 2  # goal (x, y) relative to the puck's start; normalised VAE latent
+ACT_DIM = 2  # normalised VAE latent
 HIT_STREAM = 5  # seed stream of training's hits (tuning uses 1 and 2, the evaluation 3, adaptation 4)
 
 
@@ -116,9 +117,10 @@ def explore(policy: GaussianPolicy, params: dict, world: PuckWorld, task: Task, 
             rng: np.random.Generator, generator: torch.Generator) -> tuple[Batch, np.ndarray]:
     """K hits with actions sampled from the policy: the batch (with advantages) and the final distances."""
     goals = world.goals(config.rollouts, rng)
-    obs = world.observe(goals)
+    layout = world.layout(task, config.rollouts, rng)
+    obs = world.observe(goals, layout.starts if config.observe_start else None)
     actions, log_probs = sample(policy, params, obs, generator)
-    distances = world.hit(task, goals, actions, rng)
+    distances = world.strike(layout, goals, actions).distances
     rewards = torch.as_tensor(-distances / config.reward_scale, dtype=torch.float32)
     return Batch(obs, actions, log_probs, advantages(obs, rewards)), distances
 
@@ -167,7 +169,8 @@ class TrainedPolicy:
 
 
 def new_policy(config: PuckMetaRLConfig, learn_lr: bool) -> tuple[GaussianPolicy, StepSizes]:
-    policy = GaussianPolicy(OBS_DIM, ACT_DIM, config.hidden, config.init_std)
+    obs_dim = 4 if config.observe_start else 2  # goal (x, y) relative to the puck's start (and the start's offset)
+    policy = GaussianPolicy(obs_dim, ACT_DIM, config.hidden, config.init_std)
     return policy, StepSizes(dict(policy.named_parameters()), config.inner_lr, "per_element", learn_lr,
                              log_space=True)
 
@@ -226,7 +229,7 @@ def train_policy(recipe: WorldRecipe, meta: bool, hitters: Workers, progress: bo
 
 def tune_inner_lr(trained: TrainedPolicy, world: PuckWorld, progress: bool = True) -> dict[float, float]:
     """Set the baseline's fixed step size to the best candidate; returns mean distance after H steps per candidate."""
-    from mtrl_robot.learning.puck.adapt import adaptation_curve  # here: adapt imports this module
+    from mtrl_robot.learning.puck.methods import PolicyMethod, adaptation_curve  # here: it imports this module
 
     config = trained.config
     rng = np.random.default_rng([config.seed, 1])  # tasks apart from the training tasks
@@ -236,7 +239,8 @@ def tune_inner_lr(trained: TrainedPolicy, world: PuckWorld, progress: bool = Tru
         lrs = StepSizes(dict(trained.policy.named_parameters()), config.inner_lr * factor, learn=False,
                         log_space=True)
         scores[config.inner_lr * factor] = float(np.mean([
-            adaptation_curve(trained.policy, lrs, world, task, config, config.inner_steps, [config.seed, 2, i])[-1]
+            adaptation_curve(PolicyMethod(trained.policy, lrs, config, world), world, task, config,
+                             config.inner_steps, [config.seed, 2, i])[-1]
             for i, task in enumerate(tasks)]))
     trained.lrs.fill_(min(scores, key=scores.get))
     return scores
