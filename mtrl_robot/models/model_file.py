@@ -9,8 +9,10 @@ meta-learner, the preset) are a separate format.
 
 ================  ==========================================================================================
 ``format``        ``"mtrl_robot.reaching_model"``; ``version``: ``VERSION``
-``config``        ``n_waypoints``, ``dof``, ``latent_dim``, ``vae_hidden``, ``policy_hidden``, ``task_dim``
-``joint_names``   the model's joint columns; a robot must match them by name
+``config``        ``n_waypoints``, ``dof`` (joint columns), ``latent_dim``, ``vae_hidden``, ``policy_hidden``,
+                  ``task_dim``
+``joint_names``   the model's joint columns; a robot must match them by name (a model across arms with
+                  different joint counts has more columns than this arm's joints: the first ones are its)
 ``home``          the start posture (rad) the demos started from
 ``weights``       ``ReachingModel.state_dict()``
 ``task_latent``   a tensor (``task_dim``,) for an adapted probabilistic model, else None
@@ -55,7 +57,7 @@ class ReachingModelFile:
         x = torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(-1, 3))
         with torch.no_grad():
             flat = self.model(self.model.inputs(x, self.task_latent))
-            return self.model.offsets(flat).double().numpy()
+            return self.model.offsets(flat, len(self.joint_names)).double().numpy()
 
 
 def reaching_model(config: dict[str, Any]) -> ReachingModel:
@@ -74,7 +76,7 @@ def save_model_file(path: str | Path, model: ReachingModel, config: dict[str, An
     path = Path(path)
     config = {key: config[key] for key in CONFIG_KEYS}
     home = torch.as_tensor(np.asarray(home, dtype=float))
-    if home.shape != (len(joint_names),) or config["dof"] != len(joint_names):
+    if home.shape != (len(joint_names),) or config["dof"] < len(joint_names):
         raise ValueError(f"{path}: {len(joint_names)} joint names, a home posture of shape {tuple(home.shape)} "
                          f"and a model of {config['dof']} joints do not fit together")
     payload = {"format": FORMAT, "version": VERSION, "config": config, "joint_names": list(joint_names),
@@ -102,7 +104,7 @@ def load_model_file(path: str | Path) -> ReachingModelFile:
         model.load_state_dict(payload["weights"])
         home = payload["home"].double().numpy()
         task_latent = payload["task_latent"]
-        if home.shape != (len(joint_names),) or int(config["dof"]) != len(joint_names):
+        if home.shape != (len(joint_names),) or int(config["dof"]) < len(joint_names):
             raise ValueError(f"{len(joint_names)} joint names, home of shape {home.shape}, {config['dof']} joints")
         if task_latent is not None and tuple(task_latent.shape) != (int(config["task_dim"]),):
             raise ValueError(f"task_latent of shape {tuple(task_latent.shape)}, the model takes {config['task_dim']}")

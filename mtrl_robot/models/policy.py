@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from mtrl_robot.models.joint_padding import pad_joints
 from mtrl_robot.models.mlp import mlp
 from mtrl_robot.models.trajectory_vae import TrajectoryVAE
 
@@ -63,12 +64,14 @@ class ReachingModel(nn.Module):
         return torch.cat([targets, task.expand(*targets.shape[:-1], -1)], dim=-1)
 
     def normalize(self, offsets: Tensor) -> Tensor:
-        """(..., T, dof) joint offsets → (..., T·dof), the units of ``forward``."""
-        return self.scaler.normalize(offsets)
+        """(..., T, dof) joint offsets → (..., T·columns), the units of ``forward``; an arm with fewer joints than
+        the model has columns is padded (NaN, :mod:`~mtrl_robot.models.joint_padding`)."""
+        return self.scaler.normalize(pad_joints(offsets, self.scaler.dof))
 
-    def offsets(self, flat: Tensor) -> Tensor:
-        """``forward``'s output → (..., T, dof) joint offsets from the start posture, rad."""
-        return self.scaler.denormalize(flat)
+    def offsets(self, flat: Tensor, dof: int | None = None) -> Tensor:
+        """``forward``'s output → (..., T, dof) joint offsets from the start posture, rad: the first ``dof``
+        columns (default: all)."""
+        return self.scaler.denormalize(flat)[..., :dof]
 
 
 class GaussianPolicy(nn.Module):

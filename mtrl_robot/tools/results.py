@@ -74,6 +74,22 @@ RESULTS = (
                       "--methods", "no_adaptation", "maml", "ik_oracle")),
            {"reaching_pooled.md": "runs/full_pooled_evaluation/reaching.md",
             "reaching_pooled.png": "runs/full_pooled_evaluation/reaching.png"}),
+    Result("reaching_pooled_five", "across all five families, six and seven joints in one model (the medium preset: "
+           "30 robots per family, 5 held out, 800 meta-steps of 8 robots): K-shot MAML on each family's held-out "
+           "robots",
+           (_train("medium", "runs/medium_pooled", "data.pooled=true"),
+            _evaluate("runs/medium_pooled", "runs/medium_pooled_evaluation", "--ks", "1", "5", "10", "--targets",
+                      "10", "--methods", "no_adaptation", "maml", "ik_oracle")),
+           {"reaching_pooled_five.md": "runs/medium_pooled_evaluation/reaching.md",
+            "reaching_pooled_five.png": "runs/medium_pooled_evaluation/reaching.png",
+            "reaching_pooled_five_training.md": "runs/medium_pooled/report.md"}),
+    Result("reaching_lofo", "leave one family out (the medium preset): meta-trained on four families, adapted to the "
+           "fifth from K = 5, 10, 20 demos, beside fine-tuning a multi-task model with the step size tuned on "
+           "validation robots, the family's own model and the IK oracle",
+           (Step(("reaching", "lofo", "medium", "-o", "runs/medium_lofo"), "runs/medium_lofo/lofo.json",
+                 "runs/medium_lofo"),),
+           {"reaching_lofo.md": "runs/medium_lofo/lofo.md", "reaching_lofo.png": "runs/medium_lofo/lofo.png",
+            "reaching_lofo.json": "runs/medium_lofo/lofo.json"}),
     Result("reaching_calibration", "probabilistic MAML's predicted spread against where the flange ends, K = 0, 1, 5",
            (_train("full", "runs/full_pmaml", "meta.variant=probabilistic"),
             Step(("reaching", "calibrate", "runs/full_pmaml", "-o", "runs/full_calibration"),

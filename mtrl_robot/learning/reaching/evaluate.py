@@ -5,7 +5,7 @@ For every family of a training run (one checkpoint per family) and each of its h
 * **fresh targets**: ``targets_per_robot`` targets drawn in the robot's reachable workspace with a seed of their own
   (:func:`~mtrl_robot.motions.reach.plan_robot_demos` with ``seed``; never the demo targets), kept only where IK
   with the robot's true kinematics succeeds, so that every method is asked for the same reachable targets;
-* **support set**: the robot's first K demos of the run's ``demos.npz``;
+* **support set**: the robot's first K demos of the run's demos (``demos.npz``, or one file per joint count);
 * **execution**: every trajectory runs in :class:`~mtrl_robot.backends.mujoco_backend.MujocoBackend` built from
   the robot (one backend per robot, reset to home before each trajectory); the error is the distance in cm from
   the simulated flange to the target once the trajectory has finished and settled.
@@ -60,11 +60,11 @@ from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, check
 from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
-from mtrl_robot.learning.reaching.data import by_family, to_tensors
+from mtrl_robot.learning.reaching.data import run_demos, to_tensors
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
 from mtrl_robot.learning.reaching.pretrain import build_model, load_pretrained, pretrain, save_pretrained
+from mtrl_robot.models.joint_padding import masked_mse
 from mtrl_robot.motions.dataset import DemoDataset
-from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.tasks.reaching import reach
 
@@ -101,9 +101,8 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
         raise ValueError(f"unknown methods {unknown} (known: {METHODS}) or bad ks {ks}")
     check_reachable(compute)
     torch.manual_seed(seed)
-    dataset = load_demos(run / "demos.npz")
+    families = run_demos(run)
     out.mkdir(parents=True, exist_ok=True)
-    families = by_family(dataset)
     maml_ckpts = meta_trained_checkpoints(run)
     pmaml_ckpts = {f: p for f, (p, v) in maml_ckpts.items() if v == "probabilistic"}
     if pmaml_run_dir is not None:
@@ -276,12 +275,14 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
 
 
 def _fit(model, targets: torch.Tensor, offsets: torch.Tensor, steps: int, lr: float) -> None:
-    """Full-batch Adam on every parameter: MSE between the model's output and the normalised demos."""
+    """Full-batch Adam on every parameter: MSE between the model's output and the normalised demos (padded joints
+    left out)."""
     model.train()
     y = model.normalize(offsets)
+    loss_fn = masked_mse if y.isnan().any() else F.mse_loss
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
-        loss = F.mse_loss(model(model.inputs(targets)), y)
+        loss = loss_fn(model(model.inputs(targets)), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -291,7 +292,7 @@ def _fit(model, targets: torch.Tensor, offsets: torch.Tensor, steps: int, lr: fl
 def _positions(model, arm: Arm, x: torch.Tensor) -> np.ndarray:
     """(n, T, dof) joint positions from home for a plain reaching model (as ``predict_positions`` does)."""
     with torch.no_grad():
-        offsets = model.offsets(model(model.inputs(x))).double().numpy()
+        offsets = model.offsets(model(model.inputs(x)), arm.dof).double().numpy()
     positions = arm.home_q + offsets
     positions[:, 0] = arm.home_q
     return np.clip(positions, arm.lower, arm.upper)

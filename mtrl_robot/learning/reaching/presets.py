@@ -54,8 +54,8 @@ class DataConfig:
     demo_seed: int = setting(0, "demo targets", minimum=0, maximum=SEED)
     population_config: str | None = setting(None, "perturbation ranges (population YAML); None: "
                                                   "config/population.yaml")
-    pooled: bool = setting(False, "one model across all the families (the across-families experiment), "
-                                  "not one per family")
+    pooled: bool = setting(False, "one model across all the families (the across-families experiment; arms with "
+                                  "fewer joints padded to the most), not one per family")
 
 
 @dataclass(frozen=True)
@@ -163,12 +163,12 @@ def _check_together(preset: Preset) -> None:
         raise ConfigError(None, "data.families", "expected a non-empty list without repeats")
     arms = load_families(data.families, None, "data.families")
     dofs = {f: arm.dof for f, arm in arms.items()}
-    if data.pooled and (len(data.families) < 2 or len(set(dofs.values())) != 1):
-        raise ConfigError(None, "data.pooled", f"pooling needs two or more families with one number of joints, "
-                          f"got {dofs}")
-    if len(set(dofs.values())) != 1:
-        raise ConfigError(None, "data.families", f"a run's demos hold one number of joints, but the families "
-                          f"differ ({', '.join(f'{f} {n}' for f, n in dofs.items())}): train them in separate runs")
+    if data.pooled and len(data.families) < 2:
+        raise ConfigError(None, "data.pooled", f"pooling needs two or more families, got {list(data.families)}")
+    if data.pooled and len(set(dofs.values())) > 1 and meta.variant == "probabilistic":
+        raise ConfigError(None, "meta.variant", f"the probabilistic variant reads whole support trajectories and "
+                          f"cannot pool families with different joint counts "
+                          f"({', '.join(f'{f} {n}' for f, n in dofs.items())}); use maml or first_order")
     if data.robots_per_family * data.demos_per_robot > DEMOS_PER_FAMILY:
         raise ConfigError(None, "data.demos_per_robot", f"robots_per_family × demos_per_robot = "
                           f"{data.robots_per_family * data.demos_per_robot} demos per family exceeds the limit "
