@@ -99,7 +99,8 @@ def robot_errors(backend: HardwareBackend, state: ReachingCheckpoint, demos: Dem
     data = to_tensors(demos, state.joint_names, n_waypoints)
     k, steps = state.preset.adapt.k, state.preset.adapt.steps
     with torch.no_grad():
-        params = state.learner.adapt(data.targets[:k], state.model.normalize(data.offsets[:k]), steps)
+        params = state.learner.adapt(state.model.condition(data.targets[:k]), state.model.normalize(data.offsets[:k]),
+                                     steps)
     limits = backend.checker.limits
     errors: dict[str, list[float | None]] = {}
     for method, adapted in (("no_adaptation", None), ("maml", params)):

@@ -36,7 +36,8 @@ def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: i
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     data = to_tensors(demos, state.joint_names, int(state.info["n_waypoints"]))
     with torch.no_grad():
-        return state.learner.adapt(data.targets[:k], state.model.normalize(data.offsets[:k]), steps)
+        return state.learner.adapt(state.model.condition(data.targets[:k]), state.model.normalize(data.offsets[:k]),
+                                   steps)
 
 
 def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None = None,

@@ -12,6 +12,8 @@ The learner's ``extra`` holds (all plain data, so ``weights_only=True`` loads it
 ``preset``         the whole training preset (``Preset.to_dict()``)
 ``adaptation``     ``None``, or for an adapted model: robot id, K, steps, the source checkpoint and its step
 ``task_latent``    probabilistic variant, adapted: the task variable z (a tensor); otherwise absent
+``code_dim``       a model across families with a family code (``model.family_code``): the code's width (the
+                   family's code is in the weights, ``policy.code``); otherwise absent
 ``columns``        a model across arms with different joint counts: its joint columns (the most joints of
                    its arms; :mod:`~mtrl_robot.models.joint_padding`); otherwise absent (one per joint)
 =================  ==========================================================================================
@@ -71,14 +73,15 @@ class ReachingCheckpoint:
         model = self.preset.model
         config = {"n_waypoints": int(self.info["n_waypoints"]), "dof": self.model.scaler.dof,
                   "latent_dim": model.latent_dim, "vae_hidden": list(model.vae_hidden),
-                  "policy_hidden": list(model.policy_hidden), "task_dim": task_dim(self.preset.meta)}
+                  "policy_hidden": list(model.policy_hidden), "task_dim": task_dim(self.preset.meta),
+                  **({"code_dim": self.model.policy.code_dim} if self.model.policy.code_dim else {})}
         info = {key: self.info.get(key) for key in ("family", "adaptation", "pooled")}
         return save_model_file(path, self.model, config, self.joint_names, np.asarray(self.info["home"]),
                                self.task_latent, {**info, "checkpoint_step": self.learner.step})
 
     def offsets(self, targets: np.ndarray, params: dict[str, Tensor] | None = None) -> np.ndarray:
         """(n, 3) targets → (n, T, dof) joint offsets from the start posture; ``params`` from ``learner.adapt``."""
-        x = torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(-1, 3))
+        x = self.model.condition(torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(-1, 3)))
         with torch.no_grad():
             if params is not None:
                 flat = self.learner.predict(params, x)
@@ -102,7 +105,7 @@ def make_learner(model: ReachingModel, config: MetaConfig, padded: bool = False)
         adapt_only=config.adapt_only)
     n_out = model.scaler.n_waypoints * model.scaler.dof
     loss = masked_mse if padded else F.mse_loss
-    return make_meta_learner(model, maml_config, loss, x_dim=3, y_dim=n_out)
+    return make_meta_learner(model, maml_config, loss, x_dim=3 + model.policy.code_dim, y_dim=n_out)
 
 
 def new_checkpoint(model: ReachingModel, preset: Preset, info: dict[str, Any]) -> ReachingCheckpoint:
@@ -128,7 +131,8 @@ def load(path: str | Path) -> ReachingCheckpoint:
     try:
         preset = preset_from_dict(info["preset"], str(path))
         columns = int(info.get("columns", len(info["joint_names"])))
-        model = build_model(preset.model, int(info["n_waypoints"]), columns, task_dim(preset.meta))[1]
+        model = build_model(preset.model, int(info["n_waypoints"]), columns, task_dim(preset.meta),
+                            code_dim=int(info.get("code_dim", 0)))[1]
         learner = make_learner(model, preset.meta, padded="columns" in info)
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path}: cannot rebuild the model it describes: {e}") from e

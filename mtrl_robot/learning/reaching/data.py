@@ -33,6 +33,12 @@ class RobotDemos:
     targets: Tensor  # (N, 3) m
     offsets: Tensor  # (N, T, dof) rad from each demo's first waypoint
     demos_of: tuple[Tensor, ...]  # per robot: indices into targets / offsets
+    codes: Tensor | None = None  # (N, families) one-hot of each demo's family (pooled with a family code)
+
+    @property
+    def inputs(self) -> Tensor:
+        """What the learner takes: the targets, and with family codes ``cat(target, code)``."""
+        return self.targets if self.codes is None else torch.cat([self.targets, self.codes], dim=1)
 
     @property
     def n_waypoints(self) -> int:
@@ -87,10 +93,11 @@ def to_tensors(dataset: DemoDataset, joint_names: Sequence[str] | None = None,
         demos_of=tuple(torch.from_numpy(dataset.demos_of(r)) for r in dataset.robot_ids))
 
 
-def pool(groups: Sequence[RobotDemos]) -> RobotDemos:
+def pool(groups: Sequence[RobotDemos], codes: bool = False) -> RobotDemos:
     """Several joint sets' demos as one (columns by position, named ``joint_1``…; arms with fewer joints than the
-    most padded with NaN, :mod:`~mtrl_robot.models.joint_padding`): one group is returned as is."""
-    if len(groups) == 1:
+    most padded with NaN, :mod:`~mtrl_robot.models.joint_padding`), with ``codes`` a one-hot of each demo's group;
+    one group without codes is returned as is."""
+    if len(groups) == 1 and not codes:
         return groups[0]
     waypoints = {g.n_waypoints for g in groups}
     if len(waypoints) != 1:
@@ -102,6 +109,8 @@ def pool(groups: Sequence[RobotDemos]) -> RobotDemos:
         robot_ids=tuple(r for g in groups for r in g.robot_ids),
         targets=torch.cat([g.targets for g in groups]),
         offsets=torch.cat([pad_joints(g.offsets, dof) for g in groups]),
+        codes=torch.cat([torch.eye(len(groups))[i].expand(len(g.targets), -1) for i, g in enumerate(groups)])
+        if codes else None,
         demos_of=tuple(i + int(start) for g, start in zip(groups, starts, strict=True) for i in g.demos_of))
 
 
@@ -112,7 +121,7 @@ def task_sampler(demos: RobotDemos, normalize: Callable[[Tensor], Tensor], k_sup
     if short:
         raise DatasetError(None, f"robot {short[0][0]} has {short[0][1]} demos; a task needs k_support + k_query = "
                            f"{k_support + k_query}")
-    y = normalize(demos.offsets)
+    y, inputs = normalize(demos.offsets), demos.inputs
     counts = torch.tensor([len(i) for i in demos.demos_of])
     table = torch.nn.utils.rnn.pad_sequence(list(demos.demos_of), batch_first=True)  # (robots, max demos)
 
@@ -124,7 +133,7 @@ def task_sampler(demos: RobotDemos, normalize: Callable[[Tensor], Tensor], k_sup
         keys = torch.rand(num_tasks, table.shape[1], generator=generator)
         keys[torch.arange(table.shape[1]) >= counts[robots, None]] = 2.0
         chosen = table[robots[:, None], keys.argsort(dim=1)[:, :k_support + k_query]]
-        x, t = demos.targets[chosen], y[chosen]
+        x, t = inputs[chosen], y[chosen]
         return TaskBatch(x[:, :k_support], t[:, :k_support], x[:, k_support:], t[:, k_support:])
 
     return sample

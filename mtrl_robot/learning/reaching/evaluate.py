@@ -175,7 +175,7 @@ def reaching_video(demos: DemoDataset, state: ReachingCheckpoint, k: int, seed: 
     targets = plan_robot_demos(arm, n_targets, seed, n_waypoints).targets
     data = to_tensors(demos, state.joint_names, n_waypoints)
     with torch.no_grad():
-        params = state.learner.adapt(data.targets[:k], state.model.normalize(data.offsets[:k]),
+        params = state.learner.adapt(state.model.condition(data.targets[:k]), state.model.normalize(data.offsets[:k]),
                                      state.preset.adapt.steps)
     backend = MujocoBackend(arm)
     panels = []
@@ -261,7 +261,7 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
             if name in methods:
                 state = states[name]
                 with torch.no_grad():
-                    params = state.learner.adapt(sx, state.model.normalize(so), steps)
+                    params = state.learner.adapt(state.model.condition(sx), state.model.normalize(so), steps)
                 out.setdefault(name, {})[k] = run(predict_positions(state, arm, targets, params=params))
         if "finetune" in methods:
             model = copy.deepcopy(multitask)

@@ -65,6 +65,8 @@ class ModelConfig:
                                           above=0, maximum=WIDTH)
     policy_hidden: tuple[int, ...] = setting((128, 128, 128), "target → z", above=0, maximum=WIDTH)
     beta: float = setting(1e-3, "weight of the VAE's KL term", minimum=0)
+    family_code: bool = setting(False, "pooled runs: a one-hot of the arm family beside the target at the policy's "
+                                       "input (zeros for a family not trained on)")
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,9 @@ def _check_together(preset: Preset) -> None:
     dofs = {f: arm.dof for f, arm in arms.items()}
     if data.pooled and len(data.families) < 2:
         raise ConfigError(None, "data.pooled", f"pooling needs two or more families, got {list(data.families)}")
+    if preset.model.family_code and (not data.pooled or meta.variant == "probabilistic"):
+        raise ConfigError(None, "model.family_code", "a family code is for pooled runs (data.pooled) of the maml or "
+                          "first_order variant")
     if data.pooled and len(set(dofs.values())) > 1 and meta.variant == "probabilistic":
         raise ConfigError(None, "meta.variant", f"the probabilistic variant reads whole support trajectories and "
                           f"cannot pool families with different joint counts "

@@ -224,9 +224,11 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
     held_out = {f: list(ds.robot_ids[len(ds.robot_ids) - preset.data.held_out_per_family:])
                 for f, ds in datasets.items()}
     train_ids = {f: [r for r in ds.robot_ids if r not in held_out[f]] for f, ds in datasets.items()}
-    train = pool([to_tensors(ds.select(train_ids[f])) for f, ds in datasets.items()])
+    code = pooled and preset.model.family_code
+    train = pool([to_tensors(ds.select(train_ids[f])) for f, ds in datasets.items()], codes=code)
     mixed = len({ds.dof for ds in datasets.values()}) > 1
     columns = {"columns": train.dof} if mixed else {}  # arms of several joint counts: padded to the most
+    columns |= {"code_dim": len(datasets)} if code else {}
     path = out / "checkpoints" / ("pooled/all.pt" if pooled else f"{name}.pt")
     if path.is_file():
         state = checkpoints.load(path)
@@ -262,9 +264,11 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
     report = {}
     for family, dataset in datasets.items():
         family_path = path
-        if pooled:  # the family's view: the pooled weights under the family's joint names, home and robots
+        if pooled:  # the family's view: the pooled weights under the family's joint names, home, robots and code
             family_path = out / "checkpoints" / f"{family}.pt"
             arm = dataset.robots[0]
+            if code:
+                state.model.policy.code.copy_(torch.eye(len(datasets))[list(datasets).index(family)])
             view = ReachingCheckpoint(learner, state.preset, {
                 **state.info, "family": family, "joint_names": list(arm.joint_names), "home": arm.home_q.tolist(),
                 "robot_ids": train_ids[family], "held_out": held_out[family], "pooled": True, **columns})
@@ -285,9 +289,10 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
 
 def _pretrained(preset: Preset, families: list[str], train, path: Path, progress: bool):
     """The pretrained reaching model: loaded from ``path`` when there, else trained and saved there (with source
-    ``nominal``, on ``nominal_demos`` demos of each family's nominal robot)."""
+    ``nominal``, on ``nominal_demos`` demos of each family's nominal robot, each with its family code if any)."""
     config, tdim = preset.pretrain, checkpoints.task_dim(preset.meta)
-    vae, model = build_model(preset.model, train.n_waypoints, train.dof, tdim, config.seed)
+    code_dim = 0 if train.codes is None else train.codes.shape[1]
+    vae, model = build_model(preset.model, train.n_waypoints, train.dof, tdim, config.seed, code_dim)
     if path.is_file():
         return load_pretrained(path, vae, model, "pretraining checkpoint")
     if config.source == "nominal":
@@ -297,8 +302,11 @@ def _pretrained(preset: Preset, families: list[str], train, path: Path, progress
         targets = torch.tensor(np.concatenate([d.targets for d in planned]), dtype=torch.float32)
         offsets = torch.cat([pad_joints(torch.tensor(d.positions - d.positions[:, :1], dtype=torch.float32),
                                         train.dof) for d in planned])
+        if code_dim:
+            targets = torch.cat([targets, torch.cat([torch.eye(code_dim)[i].expand(len(d.targets), -1)
+                                                     for i, d in enumerate(planned)])], dim=1)
     else:
-        targets, offsets = train.targets, train.offsets
+        targets, offsets = train.inputs, train.offsets
     rows = []
     vae, model = pretrain(targets, offsets, preset.model, config, tdim, progress,
                           log=lambda stage, step, loss: rows.append((stage, step, loss)))
