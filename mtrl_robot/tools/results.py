@@ -76,13 +76,16 @@ RESULTS = (
             "reaching_pooled.png": "runs/full_pooled_evaluation/reaching.png"}),
     Result("reaching_pooled_five", "across all five families, six and seven joints in one model (the medium preset: "
            "30 robots per family, 5 held out, 800 meta-steps of 8 robots): K-shot MAML on each family's held-out "
-           "robots",
+           "robots, with a one-hot family code beside the target; the training report of the same model without "
+           "the code beside it",
            (_train("medium", "runs/medium_pooled", "data.pooled=true"),
-            _evaluate("runs/medium_pooled", "runs/medium_pooled_evaluation", "--ks", "1", "5", "10", "--targets",
+            _train("medium", "runs/medium_pooled_code", "data.pooled=true", "model.family_code=true"),
+            _evaluate("runs/medium_pooled_code", "runs/medium_pooled_code_evaluation", "--ks", "5", "10", "--targets",
                       "10", "--methods", "no_adaptation", "maml", "ik_oracle")),
-           {"reaching_pooled_five.md": "runs/medium_pooled_evaluation/reaching.md",
-            "reaching_pooled_five.png": "runs/medium_pooled_evaluation/reaching.png",
-            "reaching_pooled_five_training.md": "runs/medium_pooled/report.md"}),
+           {"reaching_pooled_five.md": "runs/medium_pooled_code_evaluation/reaching.md",
+            "reaching_pooled_five.png": "runs/medium_pooled_code_evaluation/reaching.png",
+            "reaching_pooled_five_training.md": "runs/medium_pooled_code/report.md",
+            "reaching_pooled_five_nocode_training.md": "runs/medium_pooled/report.md"}),
     Result("reaching_lofo", "leave one family out (the medium preset): meta-trained on four families, adapted to the "
            "fifth from K = 5, 10, 20 demos, beside fine-tuning a multi-task model with the step size tuned on "
            "validation robots, the family's own model and the IK oracle",
