@@ -158,7 +158,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lo.add_argument("--ks", type=like(AdaptConfig, "k"), nargs="+",
                     help="demos of the new family's robot to adapt on (default: 5 10 20)")
     lo.add_argument("--finetune-lrs", type=bounded(float, above=0), nargs="+",
-                    help="fine-tuning step sizes tried on validation robots (default: 0.001 0.003 0.01 0.03)")
+                    help="fine-tuning step sizes tried on validation robots (default: 0.0001 0.0003 0.001 0.003 0.01)")
     lo.add_argument("--targets", type=bounded(int, above=0, maximum=DEMOS),
                     help="fresh targets per held-out robot (default: 10)")
     lo.add_argument("--seed", type=seed(), help="seed of the fresh targets (default: 1000)")

@@ -16,8 +16,8 @@ For a preset and each family F of its ``data.families`` (or the ones named):
    executed in MuJoCo (:func:`~mtrl_robot.learning.reaching.evaluate.held_out_errors`): the fold's model without
    adaptation and after MAML on K demos, the tuned fine-tuning, F's own model after MAML, and the IK oracle.
 
-A finished fold or own run is reused (``train_from_preset`` with ``resume``). Writes ``lofo.json``, ``lofo.md``
-and ``lofo.png`` into the output folder.
+A finished fold or own run (one with its ``report.json``) is reused as it is, an unfinished one resumed
+(``train_from_preset`` with ``resume``). Writes ``lofo.json``, ``lofo.md`` and ``lofo.png`` into the output folder.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ LABELS = {"no_adaptation": "no adaptation (model without the family)",
           "finetune": "fine-tune multi-task model (tuned step size)",
           "own": "MAML on the family's own robots (upper bound)",
           "ik_oracle": "IK oracle (true kinematics)"}
-FINETUNE_LRS = (1e-3, 3e-3, 1e-2, 3e-2)  # the fine-tuning step sizes tried on validation robots
+FINETUNE_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # the fine-tuning step sizes tried on validation robots
 VALIDATION_ROBOTS = 2  # per fold family: its first held-out robots
 VALIDATION_TARGETS = 5  # fresh targets per validation robot
 
@@ -108,9 +108,10 @@ def _fold(preset: Preset, specs: dict[str, str], held: str, out: Path, ks: Seque
     others = [spec for name, spec in specs.items() if name != held]
     fold_dir, own_dir = out / f"without-{held}", out / f"own-{held}"
     fold_preset = replace(preset, data=replace(preset.data, families=tuple(others), pooled=len(others) > 1))
-    train_from_preset(fold_preset, fold_dir, resume=True, progress=progress)
     own_preset = replace(preset, data=replace(preset.data, families=(specs[held],), pooled=False))
-    train_from_preset(own_preset, own_dir, resume=True, progress=progress)
+    for run_preset, run_dir in ((fold_preset, fold_dir), (own_preset, own_dir)):
+        if not (run_dir / "report.json").is_file():
+            train_from_preset(run_preset, run_dir, resume=True, progress=progress)
 
     fold_demos, test_demos = run_demos(fold_dir), run_demos(own_dir)[held]
     own = checkpoints.load(own_dir / "checkpoints" / f"{held}.pt")
