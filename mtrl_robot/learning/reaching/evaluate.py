@@ -18,7 +18,9 @@ Methods (keys of the results, rows of the table):
                     jointly (pooled regression, no meta-learning; the run's ``pretrain/<family>.pt`` when the run
                     pretrained with ``source: population``, otherwise trained here with the run's pretraining
                     budget and cached in ``<out_dir>/multitask/<family>.pt``), then fine-tuned on the K demos: all
-                    parameters, Adam (``finetune_lr``), as many steps as MAML adapts (``adapt.steps``)
+                    parameters, Adam (``finetune_lr``), as many steps as MAML adapts (``adapt.steps``); the
+                    step size is the one given (1e-3 by default), not tuned -- the tuned fine-tuning baseline
+                    is :mod:`~mtrl_robot.learning.reaching.lofo`'s
 ``scratch``         the same architecture from a random initialisation, trained on the K demos only (Adam,
                     ``scratch_steps`` full-batch steps); its normalisation statistics come from the K demos too
 ``maml``            the run's meta-trained checkpoint (MAML / first-order MAML / Meta-SGD as trained), adapted with
