@@ -88,11 +88,15 @@ RESULTS = (
             "reaching_pooled_five_nocode_training.md": "runs/medium_pooled/report.md"}),
     Result("reaching_lofo", "leave one family out (the medium preset): meta-trained on four families, adapted to the "
            "fifth from K = 5, 10, 20 demos, beside fine-tuning a multi-task model with the step size tuned on "
-           "validation robots, the family's own model and the IK oracle",
+           "validation robots, the family's own model and the IK oracle; a second table with folds trained with a "
+           "family code (zeros for the family left out)",
            (Step(("reaching", "lofo", "medium", "-o", "runs/medium_lofo"), "runs/medium_lofo/lofo.json",
-                 "runs/medium_lofo"),),
+                 "runs/medium_lofo"),
+            Step(("reaching", "lofo", "medium", "-o", "runs/medium_lofo_code", "--set", "data.pooled=true", "--set",
+                  "model.family_code=true"), "runs/medium_lofo_code/lofo.json", "runs/medium_lofo_code")),
            {"reaching_lofo.md": "runs/medium_lofo/lofo.md", "reaching_lofo.png": "runs/medium_lofo/lofo.png",
-            "reaching_lofo.json": "runs/medium_lofo/lofo.json"}),
+            "reaching_lofo.json": "runs/medium_lofo/lofo.json",
+            "reaching_lofo_family_code.md": "runs/medium_lofo_code/lofo.md"}),
     Result("reaching_calibration", "probabilistic MAML's predicted spread against where the flange ends, K = 0, 1, 5",
            (_train("full", "runs/full_pmaml", "meta.variant=probabilistic"),
             Step(("reaching", "calibrate", "runs/full_pmaml", "-o", "runs/full_calibration"),
