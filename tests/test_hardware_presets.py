@@ -8,6 +8,7 @@ from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.trajectory import JointState, JointTrajectory
 from mtrl_robot.core.errors import ConfigError
+from mtrl_robot.hardware.activation import START_STATES, start_state
 from mtrl_robot.hardware.presets import hardware_dir, load_preset, preset_names
 from mtrl_robot.hardware.safety import SafetyChecker
 
@@ -136,6 +137,7 @@ def _drop_last_joint(d):
     (lambda d: d.pop("dry_run"), r"dry_run: required field is missing"),
     (lambda d: d.update(dry_run="yes"), r"dry_run: expected true or false"),
     (lambda d: d.update(simulation_only=True), r"simulation_only: unknown field"),  # no preset is exempt
+    (lambda d: d.update(simulated="no"), r"simulated: expected true or false"),
     (lambda d: d["limits"]["fr3_joint2"].update(acceleration=900.0), r"limits.fr3_joint2.acceleration: 900.0 rad/s² "
                                                                      r"exceeds the panda family's published limit"),
     (lambda d: d["limits"]["fr3_joint2"].pop("jerk"), r"limits.fr3_joint2.jerk: missing: the panda family publishes "
@@ -162,3 +164,22 @@ def test_bad_presets_name_file_field_and_problem(tmp_path, change, message):
 def test_unknown_preset_name():
     with pytest.raises(ConfigError, match=r"unknown hardware preset 'ur5' \(known: abb_yumi, franka_fr3"):
         load_preset("ur5")
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_node_moving_a_real_arm_never_activates_itself(name):
+    """The rule the managed nodes (policy, puck) apply at start-up: up to active on the simulated arm only."""
+    preset = load_preset(name)
+    assert preset.simulated is (name in SIMULATION)
+    assert start_state("active", preset) == ("active" if name in SIMULATION else "inactive")
+    assert [start_state(s, preset) for s in START_STATES[1:]] == ["inactive", "unconfigured"]
+    with pytest.raises(ValueError, match="start state 'running' is not one of active, inactive, unconfigured"):
+        start_state("running", preset)
+
+
+def test_a_preset_that_does_not_say_simulated_is_a_real_arms(tmp_path):
+    assert "simulated" not in yaml.safe_load((hardware_dir() / "franka_fr3.yaml").read_text())
+    sim = write_variant(tmp_path, lambda d: d.update(yaml.safe_load((hardware_dir() / "sim_panda.yaml").read_text())))
+    assert load_preset(sim).simulated  # a copy of the simulated arm's preset stays simulated
+    real = load_preset(write_variant(tmp_path, lambda d: d.update(dry_run=False)))  # no `simulated:` line
+    assert not real.simulated and start_state("active", real) == "inactive"

@@ -97,3 +97,14 @@ def test_the_demo_takes_a_family_file(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "2 families × 100 robots" in done.stdout and "iiwa-007  (lbr_iiwa;" in done.stdout
     assert (tmp_path / "demo" / "robots.png").is_file()
+
+
+def test_arm_init_takes_a_urdf_shipped_with_pybullet_by_its_name_there(tmp_path):
+    done = run("arm", "init", "pybullet_data:kuka_iiwa/model.urdf", "--flange", "lbr_iiwa_link_7", "-o", "iiwa.yaml",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert Path(yaml.safe_load((tmp_path / "iiwa.yaml").read_text())["urdf"]) == IIWA_URDF.resolve()
+    missing = run("arm", "init", "pybullet_data:kuka_iiwa/nothing.urdf", "--flange", "lbr_iiwa_link_7", "-o", "x.yaml",
+                  cwd=tmp_path)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+    assert "nothing.urdf" in missing.stderr and not (tmp_path / "x.yaml").exists()

@@ -52,7 +52,7 @@ def evaluated(tmp_path_factory):
     run, out = root / "run", root / "eval"
     assert main(["reaching", "train", str(root / "tiny.yaml"), "-o", str(run)]) == 0
     assert main(["reaching", "evaluate", str(run), "-o", str(out), "--ks", "1", "2", "--targets", "2", "--seed", "7",
-                 "--scratch-steps", "30", "--multitask-budget", "0.5"]) == 0
+                 "--scratch-steps", "30", "--multitask-budget", "0.5", "--per-robot"]) == 0
     paths = out / "reaching.md", out / "reaching.png", out / "reaching.json"
     return paths, json.loads(paths[2].read_text()), run
 
@@ -63,7 +63,11 @@ def test_adapt_command_writes_an_adapted_checkpoint_for_a_held_out_robot(evaluat
     out = tmp_path / "adapted.pt"
     assert main(["reaching", "adapt", str(run), str(run / "demos.npz"), "--robot", robot, "-k", "2", "-o",
                  str(out)]) == 0
-    assert load(out).info["adaptation"]["robot_id"] == robot and str(out) in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert load(out).info["adaptation"]["robot_id"] == robot and str(out) in printed
+    guard = load(out).info["adaptation"]["guard"]  # what the adaptation guard did: said, and kept in the checkpoint
+    assert guard["k"] == 2 and guard["outcome"] in ("adapted", "shrunk", "fell back")
+    assert printed.splitlines()[0].startswith("adaptation guard: ")
     assert main(["reaching", "adapt", str(run), str(run / "demos.npz"), "--robot", robot, "-k", "2", "-o",
                  str(out)]) == 2  # never overwrites
     assert "never overwrites" in capsys.readouterr().err
@@ -86,6 +90,12 @@ def test_files_and_rows(evaluated):
         assert f"| panda | {LABELS[method]} |" in text
     # no probabilistic checkpoint in this run: listed, not measured
     assert NOT_TRAINED in text and results["skipped"]["panda"]["pmaml"] == NOT_TRAINED
+    # the guard's decision for every held-out robot and K, counted above the table
+    decisions = [d for robot in results["per_robot_cm"].values() for d in robot["guard"]["maml"].values()]
+    assert len(decisions) == 2 and sum(results["guard"]["panda"]["maml"]["1"].values()) == 1
+    assert "Adaptation guard" in text.split("| family |")[0]
+    robot = next(iter(results["per_robot_cm"]))  # --per-robot: each held-out robot's mean error, method by method
+    assert f"| {robot} | " in text and "| robot | no adaptation (meta-trained init) | fine-tune" in text
 
 
 def test_numbers_finite_and_oracle_is_floor(evaluated):

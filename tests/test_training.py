@@ -30,6 +30,7 @@ from mtrl_robot.learning.reaching.presets import load_preset
 from mtrl_robot.learning.reaching.pretrain import build_model
 from mtrl_robot.learning.reaching.train import train_from_preset
 from mtrl_robot.meta import MAML, MAMLConfig
+from mtrl_robot.meta.guard import GuardDecision, guarded_adapt
 from mtrl_robot.meta.sinusoid import SinusoidTasks, make_mlp
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 from mtrl_robot.motions.dataset import load as load_demos
@@ -207,11 +208,63 @@ def test_pretrained_vae_and_policy_decode_trajectories_that_reach_on_the_nominal
 
 def test_five_shot_adaptation_lowers_the_held_out_robots_query_loss(run, held_out, tmp_path):
     checkpoint = run / "checkpoints" / "panda.pt"
-    adapted = adapt(checkpoint, held_out, k=5, out=tmp_path / "adapted.pt")
+    said = []
+    adapted = adapt(checkpoint, held_out, k=5, out=tmp_path / "adapted.pt", say=said.append)
     assert query_loss(adapted, held_out, 5) < query_loss(checkpoint, held_out, 5)
     info = load(adapted).info
     assert info["adaptation"]["robot_id"] == held_out.robot_ids[0] and info["adaptation"]["k"] == 5
+    guard = info["adaptation"]["guard"]  # five of the robot's own demos: the meta-trained step is kept, and said
+    assert guard["outcome"] == "adapted" and guard["step_scale"] == 1.0 and guard["k"] == 5
+    assert guard["held_out_loss"][1] < guard["held_out_loss"][0] and said == [GuardDecision(
+        5, 1.0, tuple(guard["demo_loss"]), tuple(guard["held_out_loss"]), guard["full_step"]).describe()]
+    assert said[0].startswith("adaptation guard: meta-trained step kept (loss on the 5 demos ")
     assert info["joint_names"] == load(checkpoint).info["joint_names"]
+
+
+def _loss_on(learner, params, targets: torch.Tensor, offsets: torch.Tensor, normalize) -> float:
+    """The learner's trajectory MSE (normalised units) with ``params`` on demos (targets, joint offsets)."""
+    with torch.no_grad():
+        return F.mse_loss(learner.predict(params, targets), normalize(offsets)).item()
+
+
+def test_a_misleading_demo_does_not_leave_the_model_worse_than_no_adaptation(run, demos, held_out):
+    """Two demos, one of them another arm's (a Gen3's motion given as the Panda's): adapting on them as meta-trained
+    pulls the model away from the robot; leave-one-out shows it, and the guard never ends worse than the init."""
+    state = load(run / "checkpoints" / "panda.pt")
+    learner, steps, normalize = state.learner, state.preset.adapt.steps, state.model.normalize
+    own = to_tensors(held_out)
+    other = to_tensors(demos.for_robot(next(r for r in demos.robot_ids if r.startswith("gen3"))))
+    x, y = torch.cat([own.targets[:1], other.targets[:1]]), normalize(torch.cat([own.offsets[:1], other.offsets[:1]]))
+    with torch.no_grad():
+        pulled = learner.adapt(x, y, steps)
+    params, decision = guarded_adapt(learner, x, y, steps)
+    robot = own.targets, own.offsets
+    before = _loss_on(learner, learner.unadapted(), *robot, normalize)
+    assert _loss_on(learner, pulled, *robot, normalize) > before  # the demo misleads: unguarded ends worse
+    assert _loss_on(learner, params, *robot, normalize) <= before
+    assert decision.outcome in ("shrunk", "fell back") and "leave-one-out" in decision.describe()
+    if decision.outcome == "fell back":
+        assert all(torch.equal(params[n], p) for n, p in learner.params().items())
+
+
+def test_an_overshooting_step_is_shrunk_until_the_demo_is_fitted(run, held_out):
+    """Step sizes made 100× too large overshoot on one demo (its loss rises); the guard shrinks them until it falls,
+    and the model ends no worse than the init on the robot's other demos, where the full step is worse."""
+    state = load(run / "checkpoints" / "panda.pt")
+    learner, steps, normalize = state.learner, state.preset.adapt.steps, state.model.normalize
+    with torch.no_grad():
+        learner.meta["inner_lrs"].stored.mul_(100.0)
+    own = to_tensors(held_out)
+    x, y = own.targets[:1], normalize(own.offsets[:1])
+    with torch.no_grad():
+        overshot = learner.adapt(x, y, steps)
+    params, decision = guarded_adapt(learner, x, y, steps)
+    rest = own.targets[1:], own.offsets[1:]  # the robot's other demos
+    before = _loss_on(learner, learner.unadapted(), *rest, normalize)
+    assert _loss_on(learner, overshot, *rest, normalize) > before
+    assert decision.outcome == "shrunk" and 0 < decision.step_scale < 1
+    assert decision.demo_loss[1] < decision.demo_loss[0] and _loss_on(learner, params, *rest, normalize) <= before
+    assert decision.describe().startswith(f"adaptation guard: step shrunk to ×{decision.step_scale:g} (with it, ")
 
 
 def test_predicted_trajectories_respect_joint_and_velocity_limits(run, held_out, tmp_path):

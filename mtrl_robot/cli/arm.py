@@ -9,6 +9,17 @@ from mtrl_robot.arms.families import family_names, load_family
 from mtrl_robot.arms.family_file import draft_family_file
 from mtrl_robot.core.atomic import write_atomic
 
+PYBULLET_DATA = "pybullet_data:"  # names a URDF shipped with PyBullet, wherever its data folder is installed
+
+
+def urdf_argument(text: str) -> Path:
+    """A URDF's path; ``pybullet_data:<file>`` is ``<file>`` in PyBullet's data folder (``pybullet_data``)."""
+    if not text.startswith(PYBULLET_DATA):
+        return Path(text)
+    import pybullet_data
+
+    return Path(pybullet_data.getDataPath()) / text.removeprefix(PYBULLET_DATA)
+
 
 def init(urdf: Path, flange: str, output: Path, base: str | None, name: str | None, force: bool) -> None:
     if output.exists() and not force:
@@ -28,7 +39,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("arm", help="your own arm: a family file from its URDF")
     verbs = group.add_subparsers(dest="action", required=True)
     i = verbs.add_parser("init", help="write a first family file for a URDF, with every choice and its reason")
-    i.add_argument("urdf", type=Path, help="the arm's URDF")
+    i.add_argument("urdf", type=urdf_argument,
+                   help=f"the arm's URDF; {PYBULLET_DATA}<file> names one shipped with PyBullet "
+                        f"(e.g. {PYBULLET_DATA}kuka_iiwa/model.urdf)")
     i.add_argument("--flange", required=True, help="the link at the end of the chain (the tool flange)")
     i.add_argument("--base", help="the link the chain starts from (default: the URDF's root link)")
     i.add_argument("--name", help="the family's name (default: the output file's stem)")

@@ -34,6 +34,12 @@ def evaluate(args: argparse.Namespace) -> None:
                                 compute=compute_of(args))
     print(table.read_text())
     print(f"wrote {table} and {plot}")
+    if args.video:
+        from mtrl_robot.evaluation.puck_video import VIDEO_FILE, puck_video
+
+        made = puck_video(args.run, (args.output or args.run) / VIDEO_FILE)
+        print(f"video: {made.path} ({made.frames} frames; " + "; ".join(
+            f"{label}: {', '.join(outcomes)}" for label, outcomes in made.outcomes.items()) + ")")
 
 
 def check_motions(args: argparse.Namespace) -> None:
@@ -75,6 +81,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="hits per condition and step (at least 2, for a confidence interval)")
     e.add_argument("--camera", action="store_true", help="puck position from the overhead camera")
     e.add_argument("-o", "--output", type=Path, help="folder of the table, plot and JSON (default: the run folder)")
+    e.add_argument("--video", action="store_true", help="also write puck_video.mp4: the meta-policy's hits on one "
+                   "condition at adaptation step 0 beside the same hits after step 3")
     add_compute_option(e)
     e.set_defaults(func=evaluate)
 

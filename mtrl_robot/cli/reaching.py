@@ -35,7 +35,7 @@ def evaluate(args: argparse.Namespace) -> None:
     given = {"ks": args.ks, "methods": args.methods, "targets_per_robot": args.targets, "seed": args.seed,
              "robots_per_family": args.robots, "pmaml_run_dir": args.pmaml_run, "scratch_steps": args.scratch_steps,
              "multitask_budget": args.multitask_budget,
-             "video": args.video or None}  # the others keep evaluate_reaching's defaults
+             "video": args.video or None, "per_robot_table": args.per_robot or None}  # the others: the defaults
     table, plot, data = evaluate_reaching(args.run, args.output, compute=compute_of(args),
                                           **{k: v for k, v in given.items() if v is not None})
     print(table.read_text())
@@ -128,7 +128,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--ks", type=like(AdaptConfig, "k"), nargs="+",
                    help="numbers of demos to adapt on (default: 1 5 10)")
     _held_out_options(e, "the baselines")
-    e.add_argument("--methods", nargs="+", help="no_adaptation finetune scratch maml pmaml ik_oracle (default: all)")
+    e.add_argument("--methods", nargs="+", help="no_adaptation finetune scratch maml pmaml ik_oracle (default: all "
+                   "of these) and maml_unguarded (MAML without the adaptation guard)")
     e.add_argument("--pmaml-run", type=Path, help="a run of the probabilistic variant (for probabilistic MAML)")
     e.add_argument("--scratch-steps", type=bounded(int, above=0, maximum=STEPS),
                    help="training steps of the from-scratch model (default: 300)")
@@ -136,6 +137,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="fraction of the run's pretraining steps for the multi-task model, if trained here (1.0)")
     e.add_argument("--video", action="store_true",
                    help="also write reaching_<family>.mp4: a held-out robot before and after adaptation")
+    e.add_argument("--per-robot", action="store_true",
+                   help="also a table of every held-out robot's mean error in reaching.md")
     add_compute_option(e)
     e.set_defaults(func=evaluate)
 

@@ -1,4 +1,5 @@
-"""``mtrl-robot bench|launch|ros``: benchmark suites, the ROS 2 XML launch runner, the nodes' parameter files."""
+"""``mtrl-robot bench|launch|ros``: benchmark suites, the ROS 2 XML launch runner, the nodes' parameter files and
+lifecycle states."""
 
 from __future__ import annotations
 
@@ -36,6 +37,26 @@ def ros_params(write: bool) -> None:
     print(f"all {len(NODES)} parameter files match their nodes' tables")
 
 
+LIFECYCLE_COMMANDS = {  # the standard ~/change_state transitions, and reading the state
+    "configure": "managed node: load the model and check the controller (unconfigured → inactive)",
+    "activate": "managed node: start sending to the arm (inactive → active)",
+    "deactivate": "managed node: stop the arm, send nothing more (active → inactive)",
+    "cleanup": "managed node: release the model and the controller client (inactive → unconfigured)",
+    "shutdown": "managed node: stop and release everything (→ finalized)",
+    "state": "print a managed node's lifecycle state",
+}
+
+
+def ros_lifecycle(node: str, transition: str | None, timeout: float) -> None:
+    """Ask a managed node for a lifecycle transition (None: none) and print the state it is in afterwards."""
+    from mtrl_robot.ros.lifecycle import change_state
+
+    try:
+        print(f"{node}: {change_state(node, transition, timeout)}")
+    except RuntimeError as exc:
+        raise SystemExit(f"mtrl-robot ros {transition or 'state'}: error: {exc}") from None
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="benchmarks; figures are printed and saved as JSON")
     b.add_argument("suite", choices=["sim", "meta", "ros", "scale"])
@@ -49,8 +70,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     la.add_argument("--print", action="store_true", help="print each node's command line instead of running")
     la.set_defaults(func=lambda a: launch(a.file, a.arguments, a.print))
 
-    r = sub.add_parser("ros", help="ROS 2 nodes' parameter files")
+    r = sub.add_parser("ros", help="ROS 2 nodes' parameter files and lifecycle states")
     ros_sub = r.add_subparsers(dest="ros_command", required=True)
     rp = ros_sub.add_parser("params", help="check config/nodes/<node>.yaml against the nodes' parameter tables")
     rp.add_argument("--write", action="store_true", help="rewrite the files that differ")
     rp.set_defaults(func=lambda a: ros_params(a.write))
+    for transition, about in LIFECYCLE_COMMANDS.items():
+        rl = ros_sub.add_parser(transition, help=about)
+        rl.add_argument("node", help="the managed node, e.g. /policy_node or /puck_node")
+        rl.add_argument("--timeout", type=float, default=60.0, help="s to wait for the node and its answer")
+        rl.set_defaults(func=lambda a, t=transition: ros_lifecycle(a.node, None if t == "state" else t, a.timeout))

@@ -1,5 +1,8 @@
 """Videos of what a policy did, from the simulator's camera: one panel per policy, side by side, as an H.264 MP4.
 
+(Reaching here; puck hitting in :mod:`mtrl_robot.evaluation.puck_video`, with the same frame rate, panel size,
+markers, captions and encoder.)
+
 A panel is a label and the joint motions (positions per frame) one policy made the arm execute in MuJoCo. Every
 panel shows the arm in the population pictures' scene (:mod:`mtrl_robot.backends.render`) from one camera that
 keeps the whole motion in view; a panel that finishes early holds its last frame. The target or goal is
@@ -15,6 +18,7 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import tempfile  # noqa: E402
+from collections.abc import Iterable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -72,22 +76,24 @@ def record_reaches(backend: MujocoBackend, arm: Arm, trajectories: list[JointTra
     return clips
 
 
-def _add_sphere(scene: mujoco.MjvScene, centre: np.ndarray) -> None:
+def add_sphere(scene: mujoco.MjvScene, centre: np.ndarray) -> None:
+    """Draw the target or goal marker (a green sphere) at ``centre`` into a scene about to be rendered."""
     if scene.ngeom < scene.maxgeom:
         mujoco.mjv_initGeom(scene.geoms[scene.ngeom], mujoco.mjtGeom.mjGEOM_SPHERE,
                             np.array([TARGET_RADIUS, 0.0, 0.0]), centre, np.eye(3).ravel(), TARGET_RGBA)
         scene.ngeom += 1
 
 
-def _caption(image: np.ndarray, lines: list[str]) -> None:
+def caption(image: np.ndarray, lines: list[str]) -> None:
+    """Write ``lines`` at the top left of a rendered panel, dark on a light outline (readable on any scene)."""
     for i, text in enumerate(lines):
-        cv2.putText(image, text, (10, 26 + 24 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (20, 20, 20), 2, cv2.LINE_AA)
+        for colour, thickness in (((235, 235, 235), 5), ((20, 20, 20), 2)):
+            cv2.putText(image, text, (10, 26 + 24 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, thickness,
+                        cv2.LINE_AA)
 
 
 def write_video(arm: Arm, panels: list[Panel], path: str | Path) -> Path:
     """Render ``panels`` (the same number of clips each, executed by ``arm``) side by side into an MP4."""
-    import imageio_ffmpeg
-
     if not panels or len({len(p.clips) for p in panels}) != 1 or not panels[0].clips:
         raise ValueError(f"{path}: a video needs panels with the same, non-zero number of clips")
     width, height = PANEL_SIZE
@@ -103,12 +109,9 @@ def write_video(arm: Arm, panels: list[Panel], path: str | Path) -> Path:
             points.extend(data.xpos[bodies])
     camera = mujoco.MjvCamera()
     aim_camera(model, camera, np.array(points), width / height)
-    with tempfile.TemporaryDirectory() as folder, mujoco.Renderer(model, height, width) as renderer:
-        encoded = Path(folder) / "video.mp4"
-        writer = imageio_ffmpeg.write_frames(str(encoded), (width * len(panels), height), fps=FPS, codec="libx264",
-                                             quality=7, ffmpeg_log_level="error")
-        writer.send(None)
-        try:
+    with mujoco.Renderer(model, height, width) as renderer:
+
+        def frames():
             for number, clips in enumerate(zip(*(p.clips for p in panels), strict=True), 1):
                 for frame in range(max(len(c.positions) for c in clips)):
                     images = []
@@ -116,11 +119,28 @@ def write_video(arm: Arm, panels: list[Panel], path: str | Path) -> Path:
                         data.qpos[columns] = clip.positions[min(frame, len(clip.positions) - 1)]
                         mujoco.mj_kinematics(model, data)
                         renderer.update_scene(data, camera)
-                        _add_sphere(renderer.scene, clip.target)
+                        add_sphere(renderer.scene, clip.target)
                         image = np.ascontiguousarray(renderer.render())
-                        _caption(image, [panel.label, f"target {number}: {clip.outcome}"])
+                        caption(image, [panel.label, f"target {number}: {clip.outcome}"])
                         images.append(image)
-                    writer.send(np.ascontiguousarray(np.hstack(images)))
+                    yield np.hstack(images)
+
+        return encode(frames(), (width * len(panels), height), path)
+
+
+def encode(frames: Iterable[np.ndarray], size: tuple[int, int], path: str | Path) -> Path:
+    """Encode RGB frames (height × width × 3, ``size`` = (width, height)) at ``FPS`` into an H.264 MP4 at ``path``,
+    atomically."""
+    import imageio_ffmpeg
+
+    with tempfile.TemporaryDirectory() as folder:
+        encoded = Path(folder) / "video.mp4"
+        writer = imageio_ffmpeg.write_frames(str(encoded), size, fps=FPS, codec="libx264", quality=7,
+                                             ffmpeg_log_level="error")
+        writer.send(None)
+        try:
+            for frame in frames:
+                writer.send(np.ascontiguousarray(frame))
         finally:
             writer.close()
         return write_atomic(path, encoded.read_bytes())

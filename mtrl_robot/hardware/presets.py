@@ -77,6 +77,8 @@ class HardwarePresetFile:
     joint_names: tuple[str, ...] = setting(doc="the hardware's joints, in its order")
     joint_map: dict[str, str] = setting(doc="hardware joint name → family model joint name")
     limits: dict[str, JointLimits] = setting(doc="per hardware joint: rad, rad/s, rad/s², rad/s³")
+    simulated: bool = setting(False, "the arm is this package's simulated arm node: a node that moves it may "
+                                     "activate itself (a real arm waits for a person to activate it)")
 
     def __post_init__(self) -> None:
         for key in ("action", "trajectory_topic", "joint_states_topic"):
@@ -110,6 +112,7 @@ class HardwarePreset:
     velocity: np.ndarray
     acceleration: np.ndarray
     jerk: np.ndarray  # rad/s³, inf where no limit is published
+    simulated: bool = False  # this package's simulated arm node, not a real arm
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -202,6 +205,7 @@ def _parse(src: Path) -> HardwarePreset:
         joint_names=tuple(names),
         joint_map=joint_map,
         lower=table[:, 0], upper=table[:, 1], velocity=table[:, 2], acceleration=table[:, 3], jerk=table[:, 4],
+        simulated=data.simulated,
     )
     try:
         preset.safety_limits(arm)

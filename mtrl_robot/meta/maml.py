@@ -124,13 +124,16 @@ class MAML:
     def _call(self, params: Params, x: Tensor) -> Tensor:
         return functional_call(self.model, params, (x,))
 
-    def _adapt(self, params: Params, x: Tensor, y: Tensor, steps: int) -> Params:
-        """``steps`` gradient steps on (x, y); differentiable w.r.t. the starting parameters and the step sizes."""
+    def _adapt(self, params: Params, x: Tensor, y: Tensor, steps: int, step_scale: float = 1.0) -> Params:
+        """``steps`` gradient steps on (x, y), each step size times ``step_scale``; differentiable w.r.t. the
+        starting parameters and the step sizes."""
 
         def support_loss(p: Params) -> Tensor:
             return self.loss_fn(self._call(p, x), y)
 
         lrs = self.inner_lrs()
+        if step_scale != 1.0:
+            lrs = {name: step_scale * lr for name, lr in lrs.items()}
         for _ in range(steps):
             grads = grad(support_loss)(params)
             if self.config.first_order:
@@ -138,9 +141,16 @@ class MAML:
             params = {name: p - lrs[name] * grads[name] for name, p in params.items()}
         return params
 
-    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
-        """Parameters adapted to one task's support set; under ``torch.no_grad()`` they carry no graph."""
-        return self._adapt(self.params(), support_x, support_y, self.config.inner_steps if steps is None else steps)
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None,
+              step_scale: float = 1.0) -> Params:
+        """Parameters adapted to one task's support set (step sizes times ``step_scale``); under
+        ``torch.no_grad()`` they carry no graph."""
+        return self._adapt(self.params(), support_x, support_y, self.config.inner_steps if steps is None else steps,
+                           step_scale)
+
+    def unadapted(self) -> Params:
+        """What ``adapt`` returns without adapting: the meta-trained initialisation, for ``predict``."""
+        return self.params()
 
     def predict(self, params: Params, x: Tensor) -> Tensor:
         """The model's output with ``params`` (e.g. from ``adapt``)."""

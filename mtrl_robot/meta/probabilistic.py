@@ -78,11 +78,16 @@ class ProbabilisticMAML(MAML):
                                    self._condition(tasks.query_x, z), tasks.query_y).mean()
         return query + self.config.kl_weight * kl_to_standard_normal(mean, log_var)
 
-    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None, sample: bool = False) -> Params:
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None, step_scale: float = 1.0,
+              sample: bool = False) -> Params:
         """Adapted parameters for one task, with z (the posterior mean, or a draw) under the key ``LATENT``."""
         mean, log_var = self.encode(support_x, support_y)
         z = self._sample(mean, log_var) if sample else mean
-        return {**super().adapt(self._condition(support_x, z), support_y, steps), LATENT: z}
+        return {**super().adapt(self._condition(support_x, z), support_y, steps, step_scale), LATENT: z}
+
+    def unadapted(self) -> Params:
+        """The meta-trained initialisation with z at the prior's mean (0), as the model predicts with no demos."""
+        return {**self.params(), LATENT: torch.zeros(self.config.latent_dim)}
 
     def predict(self, params: Params, x: Tensor) -> Tensor:
         """The model's output for x with the parameters and latent returned by ``adapt``."""

@@ -4,7 +4,8 @@
 recorder's, one episode per bag; hidden, unfinished folders are skipped) for the configured robot, adapts
 ``checkpoint`` to them with :func:`~mtrl_robot.learning.reaching.adapt.adapt`, writes the result into ``output_dir``,
 then sets the policy node's ``model`` parameter to the adapted model file and calls its ``reload`` service. The
-reply's ``message`` is the new model file's path, or what went wrong.
+reply's ``message`` is the new model file's path, or what went wrong; what the adaptation guard did (the step kept,
+shrunk, or the meta-trained initialisation kept) is logged with it and recorded in the adapted checkpoint.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ class AdaptationNode(Node):
         folder = Path(p["output_dir"]) if p["output_dir"] else source.parent
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / f"{source.stem}-{self.arm.robot_id}-k{p['k']}-{time.strftime('%Y%m%dT%H%M%S')}.pt"
-        return checkpoints.model_file_path(adapt(source, demos, p["k"], None if p["steps"] < 0 else p["steps"], out))
+        steps = None if p["steps"] < 0 else p["steps"]
+        return checkpoints.model_file_path(adapt(source, demos, p["k"], steps, out, say=self.get_logger().info))
 
     def hand_over(self, path: Path) -> str:
         """Set the policy node's model file to ``path`` and make it reload; returns its reply."""

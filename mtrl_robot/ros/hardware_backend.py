@@ -24,6 +24,9 @@ joint-state topic and its controller's ``FollowJointTrajectory`` action (or, wit
   publish a hold at the measured position (which also stops motion commanded by anyone else).
 - **Watchdog.** While a trajectory runs, joint states going stale (:class:`~mtrl_robot.hardware.safety.Watchdog`, the
   preset's ``watchdog_timeout``) or the action server vanishing fails the execution and stops the arm.
+- **Disable** (:meth:`~HardwareBackend.disable`, what a managed node does when it leaves ``active``): every later
+  trajectory is refused with :class:`HardwareError` and a running one is stopped as by stop, until
+  :meth:`~HardwareBackend.enable`. A trajectory being sent when it is called is sent first, then stopped.
 - **Dry run** (the preset's ``dry_run`` unless overridden): trajectories are checked and logged with
   :meth:`SafetyChecker.describe <mtrl_robot.hardware.safety.SafetyChecker.describe>`; nothing is sent, stop included.
 
@@ -136,6 +139,9 @@ class HardwareBackend(RobotBackend):
         if use_topic and p.trajectory_topic is None:
             raise ValueError(f"preset '{p.name}' has no trajectory topic; use the action")
         arm = arm if arm is not None else load_family(p.family)
+        if set(arm.joint_names) != set(p.model_names):
+            raise ValueError(f"preset '{p.name}' drives the joints {list(p.model_names)}, but robot {arm.robot_id} "
+                             f"has {list(arm.joint_names)}")
         self.checker = SafetyChecker(p.safety_limits(arm))
         self.dry_run = p.dry_run if dry_run is None else dry_run
         self.use_topic = use_topic
@@ -151,6 +157,9 @@ class HardwareBackend(RobotBackend):
         self._first_state = threading.Event()
         self._current: _Execution | None = None
         self._closed = threading.Event()
+        self._sending = threading.Lock()  # one trajectory sent at a time; disable() waits for one being sent
+        self._refusal: str | None = None  # why sending is disabled; None: enabled
+        self._other_joints: tuple[str, ...] | None = None  # names of the latest joint state lacking the arm's
 
         self._context = None if node is not None else rclpy.Context()
         if self._context is not None:
@@ -205,6 +214,12 @@ class HardwareBackend(RobotBackend):
 
     def send_trajectory(self, trajectory: JointTrajectory) -> None:
         """Check ``trajectory`` (model names) and start it; ``SafetyError`` or ``HardwareError`` send nothing."""
+        with self._sending:
+            if self._refusal is not None:
+                raise HardwareError(f"nothing sent: {self._refusal}")
+            self._send(trajectory)
+
+    def _send(self, trajectory: JointTrajectory) -> None:
         measured = self._measured(fresh=True)
         try:
             checked = self.checker.check(to_hardware_names(trajectory, self._to_hardware), measured)
@@ -251,6 +266,18 @@ class HardwareBackend(RobotBackend):
     def stop(self) -> None:
         """Abandon the current trajectory and hold the measured position."""
         self._stop("stop() called")
+
+    def disable(self, reason: str) -> str:
+        """Refuse every later trajectory (``HardwareError`` naming ``reason``) and stop a running one as
+        :meth:`stop` does; what was done."""
+        with self._sending:  # a trajectory being sent is sent first, so that it is the one stopped
+            self._refusal = reason
+        return self._stop(reason) if self.is_executing() else "no trajectory was running"
+
+    def enable(self) -> None:
+        """Send trajectories again after :meth:`disable`."""
+        with self._sending:
+            self._refusal = None
 
     def close(self) -> None:
         """Stop a running trajectory, then release the node's entities (and the node, if the backend made it)."""
@@ -311,6 +338,10 @@ class HardwareBackend(RobotBackend):
         if non_finite:
             return (f"no finite joint state on {self.preset.joint_states_topic} within {timeout} s "
                     f"(the latest: {non_finite}): check the driver")
+        if self._other_joints is not None:
+            missing = [n for n in self.preset.joint_names if n not in self._other_joints]
+            return (f"joint states on {self.preset.joint_states_topic} name {list(self._other_joints)}, without "
+                    f"{missing} of preset '{self.preset.name}': is this the preset of the arm that is running?")
         return (f"no joint state with joints {list(self.preset.joint_names)} on {self.preset.joint_states_topic} "
                 f"within {timeout} s: is the driver running, in this ROS_DOMAIN_ID?")
 
@@ -419,6 +450,7 @@ class HardwareBackend(RobotBackend):
             self.node.get_logger().warning(f"ignoring a malformed joint state: {exc}", throttle_duration_sec=5.0)
             return
         if not set(self.preset.joint_names) <= set(state.names):
+            self._other_joints = tuple(state.names)
             return
         positions = self.preset.to_model(state).positions
         if not np.all(np.isfinite(positions)):

@@ -7,8 +7,9 @@ For each family checkpoint of the run and its first ``robots_per_family`` held-o
 2. a :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend` reaches it only through ROS, with a preset made for
    the robot (:func:`simulated_preset`): every motion passes its safety check;
 3. for the first ``targets_per_robot`` fresh targets of the MuJoCo evaluation (the same seed), the meta-trained
-   model without adaptation and after K-shot adaptation on the robot's first K demos plans a path, slowed to the
-   preset's limits, and :func:`~mtrl_robot.tasks.reaching.reach` executes it from home; the error is the distance
+   model without adaptation and after K-shot adaptation on the robot's first K demos (through the adaptation guard,
+   as in the MuJoCo evaluation) plans a path, slowed to the preset's limits, and
+   :func:`~mtrl_robot.tasks.reaching.reach` executes it from home; the error is the distance
    from the flange (forward kinematics of the measured joints with the robot's own model) to the target. A path the
    safety layer refuses is counted as refused (nothing is sent), not as an error.
 
@@ -24,7 +25,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.chain import Arm
@@ -36,6 +36,7 @@ from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import run_demos, to_tensors
 from mtrl_robot.learning.reaching.evaluate import SEED, meta_trained_checkpoints
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
+from mtrl_robot.meta.guard import guarded_adapt
 from mtrl_robot.motions.dataset import DemoDataset
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
@@ -97,9 +98,8 @@ def robot_errors(backend: HardwareBackend, state: ReachingCheckpoint, demos: Dem
     targets = plan_robot_demos(arm, targets_per_robot, SEED, n_waypoints).targets
     data = to_tensors(demos, state.joint_names, n_waypoints)
     k, steps = state.preset.adapt.k, state.preset.adapt.steps
-    with torch.no_grad():
-        params = state.learner.adapt(state.model.condition(data.targets[:k]), state.model.normalize(data.offsets[:k]),
-                                     steps)
+    params, _ = guarded_adapt(state.learner, state.model.condition(data.targets[:k]),
+                              state.model.normalize(data.offsets[:k]), steps)
     limits = backend.checker.limits
     errors: dict[str, list[float | None]] = {}
     for method, adapted in (("no_adaptation", None), ("maml", params)):

@@ -1,12 +1,16 @@
 """The policy node: a flange target → the (adapted) reaching model's trajectory → the arm's controller.
 
+- A managed node (:class:`~mtrl_robot.ros.lifecycle.ManagedArmNode`): ``configure`` loads the robot and the model
+  and checks the controller; only while ``active`` are targets planned and sent; ``deactivate`` stops the arm. A
+  target received in another state is ignored, with a warning.
 - Loads a deployable model file (:mod:`mtrl_robot.models.model_file`), never a training checkpoint.
 - Subscribes ``target`` (``geometry_msgs/PointStamped``, frame ``world``). Each target is planned with
   :func:`~mtrl_robot.learning.reaching.predict.predict` from the measured joint state, slowed down if needed to fit the
   preset's velocity and acceleration limits (times ``LIMIT_FRACTIONS``), and sent through
   :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend`, so the safety layer checks it. A new target
   replaces the running trajectory; each outcome is logged.
-- ``~/reload`` (``std_srvs/Trigger``): load the model file the ``model`` parameter names now (set it first).
+- ``~/reload`` (``std_srvs/Trigger``): load the model file the ``model`` parameter names now (set it first); once
+  configured, inactive or active.
 - ``~/markers`` (``visualization_msgs/MarkerArray``, transient local, so a viewer started later shows the latest):
   the target, the planned flange path and, once the trajectory has ended, the flange point reached, in the arm's
   base link frame (:mod:`mtrl_robot.ros.markers`).
@@ -25,7 +29,6 @@ import numpy as np
 import torch
 from geometry_msgs.msg import PointStamped
 from rclpy.experimental import EventsExecutor
-from rclpy.node import Node
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
@@ -38,20 +41,21 @@ from mtrl_robot.hardware.safety import SafetyError, SafetyLimits
 from mtrl_robot.learning.reaching.predict import predict
 from mtrl_robot.models.model_file import ReachingModelFile, load_model_file
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
+from mtrl_robot.ros.lifecycle import LIFECYCLE_PARAMETERS, ManagedArmNode
 from mtrl_robot.ros.markers import reach_markers
-from mtrl_robot.ros.parameters import declare_parameters
 from mtrl_robot.ros.robot_description import LATCHED_QOS
 from mtrl_robot.ros.run import run_node
 
 LATENCY_EVERY = 20  # targets between latency reports
 
-PARAMETERS = {  # name: (default, description, read_only)
+PARAMETERS = {  # name: (default, description[, read_only][, Range or OneOf]); then the lifecycle's
     "model": ("", "Reaching model file (.model.pt) to plan with; ~/reload re-reads it", False),
     "preset": ("sim_panda", "Hardware preset name or YAML path of the arm's controller and safety limits", True),
     "robot": ("panda", "Arm family name or family file, a robot id of population_file, or 'urdf' (as arm_node)", True),
     "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)", True),
     "urdf_file": ("", "URDF to load when robot is 'urdf'", True),
     "flange_link": ("", "Flange link of urdf_file when robot is 'urdf'", True),
+    **LIFECYCLE_PARAMETERS,
 }
 
 
@@ -80,29 +84,49 @@ def plan_latency(model: str | Path | ReachingModelFile, arm: Arm, targets: np.nd
     return percentiles(samples)
 
 
-class PolicyNode(Node):
+class PolicyNode(ManagedArmNode):
     """Reaches each target it receives with the reaching model, through the safety-checked hardware client."""
 
     def __init__(self) -> None:
-        super().__init__("policy_node")
-        p = declare_parameters(self, PARAMETERS)
-        self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
-        self.state = self._load(p["model"])
-        self.backend = HardwareBackend(p["preset"], arm=self.arm, node_name="policy_node_client")
+        super().__init__("policy_node", PARAMETERS)
+        self.arm: Arm | None = None
+        self.state: ReachingModelFile | None = None
         self.latencies: list[float] = []
         self._lock = threading.Lock()  # one target planned and sent at a time
         self._sent = 0  # trajectories sent; only the latest one's outcome is shown
         self._markers = self.create_publisher(MarkerArray, "~/markers", LATCHED_QOS)
         self.create_subscription(PointStamped, "target", self._on_target, 10)
         self.create_service(Trigger, "~/reload", self._reload)
+        self.bring_up()
+
+    def load(self) -> HardwareBackend:
+        p = self.p
+        self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
+        self.state = self._load(p["model"])
+        backend = HardwareBackend(p["preset"], arm=self.arm, node_name="policy_node_client")
         self.get_logger().info(f"policy for {self.arm.robot_id} from {p['model'] or 'no model yet'}, "
                                f"preset {p['preset']}")
+        return backend
+
+    def unload(self) -> None:
+        with self._lock:
+            self.arm, self.state = None, None
 
     def _load(self, path: str) -> ReachingModelFile | None:
-        return load_model_file(path) if path else None
+        """The model file at ``path`` (None for ''), refused unless it drives the robot's joints."""
+        if not path:
+            return None
+        state = load_model_file(path)
+        if set(state.joint_names) != set(self.arm.joint_names):
+            raise CheckpointError(f"{path}: the model drives the joints {list(state.joint_names)}, robot "
+                                  f"{self.arm.robot_id} has {list(self.arm.joint_names)}")
+        return state
 
     def _reload(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         path = self.get_parameter("model").value
+        if self.arm is None:
+            response.success, response.message = False, f"{self.get_name()} is unconfigured: configure loads the model"
+            return response
         try:
             state = self._load(path)
         except CheckpointError as exc:
@@ -117,43 +141,51 @@ class PolicyNode(Node):
     def _on_target(self, msg: PointStamped) -> None:
         received = time.perf_counter()
         target = np.array([msg.point.x, msg.point.y, msg.point.z])
+        if not self.active:
+            self.get_logger().warning(f"ignoring target {target.round(3).tolist()}: {self.get_name()} is not active "
+                                      f"(`{self.how_to_activate}`)")
+            return
         if msg.header.frame_id not in ("", "world") or not np.all(np.isfinite(target)):
             self.get_logger().error(f"ignoring target {target.tolist()} in frame '{msg.header.frame_id}' "
                                     "(expected finite, in 'world')")
             return
+        backend = self.backend
         with self._lock:
             if self.state is None:
                 self.get_logger().error("no model loaded; set the model parameter and call ~/reload")
                 return
             try:
-                start = self.backend.read_state().positions
+                start = backend.read_state().positions
                 trajectory = fit_limits(predict(self.state, self.arm, target[None], start)[0],
-                                        self.backend.checker.limits)
-                self.backend.send_trajectory(trajectory)
+                                        backend.checker.limits)
+                backend.send_trajectory(trajectory)
             except (SafetyError, HardwareError, ValueError) as exc:
                 self.get_logger().error(f"target {target.round(3).tolist()} not executed: {exc}")
                 return
             self.latencies.append(time.perf_counter() - received)
             self._sent += 1
-            sent = self._sent
+            sent, arm = self._sent, self.arm
         self.get_logger().info(f"reaching {target.round(3).tolist()}: {trajectory.times[-1]:.2f} s trajectory sent")
         if len(self.latencies) % LATENCY_EVERY == 0:
             self.report_latency()
-        order = [trajectory.joint_names.index(n) for n in self.arm.joint_names]
-        path = flange_position(self.arm, trajectory.positions[:, order])
-        self._markers.publish(reach_markers(self.arm, self.get_clock().now().to_msg(), target, path))
-        threading.Thread(target=self._report, args=(sent, target, path), daemon=True).start()
+        order = [trajectory.joint_names.index(n) for n in arm.joint_names]
+        path = flange_position(arm, trajectory.positions[:, order])
+        self._markers.publish(reach_markers(arm, self.get_clock().now().to_msg(), target, path))
+        threading.Thread(target=self._report, args=(backend, arm, sent, target, path), daemon=True).start()
 
-    def _report(self, sent: int, target: np.ndarray, path: np.ndarray) -> None:
+    def _report(self, backend: HardwareBackend, arm: Arm, sent: int, target: np.ndarray, path: np.ndarray) -> None:
         """Log the outcome of trajectory number ``sent`` and, unless another has been sent since, show where the
         flange got to."""
-        result = self.backend.wait()
+        result = backend.wait()
         self.get_logger().info(f"trajectory {'succeeded' if result.success else 'failed'}: {result.message}")
         with self._lock:
             if sent != self._sent:
                 return
-            reached = flange_position(self.arm, self.backend.read_state().positions)
-            self._markers.publish(reach_markers(self.arm, self.get_clock().now().to_msg(), target, path, reached))
+            try:
+                reached = flange_position(arm, backend.read_state().positions)
+            except HardwareError:  # the client was closed meanwhile (cleanup, shutdown)
+                return
+            self._markers.publish(reach_markers(arm, self.get_clock().now().to_msg(), target, path, reached))
 
     def report_latency(self) -> None:
         """Log the target → trajectory latency percentiles so far."""
@@ -164,7 +196,6 @@ class PolicyNode(Node):
 
     def destroy_node(self) -> None:
         self.report_latency()
-        self.backend.close()
         super().destroy_node()
 
 

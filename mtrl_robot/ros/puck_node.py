@@ -4,6 +4,9 @@ A thin shell over the one puck hit and meta-RL world of :mod:`mtrl_robot.tasks.p
 :class:`RosPuckScene`, is a :class:`~mtrl_robot.tasks.puck.MeasuredPuckScene` whose outside world is ROS) and
 :func:`~mtrl_robot.learning.puck.adapt.adapt_trained`, the procedure of the simulated evaluation:
 
+- a managed node (:class:`~mtrl_robot.ros.lifecycle.ManagedArmNode`): ``configure`` loads the run's policy and
+  motion VAE and checks the controller; hits are made only while ``active``; ``deactivate`` stops the arm and
+  ends a running adaptation without a result;
 - subscribes ``puck_position`` (``geometry_msgs/PointStamped`` in ``world``, e.g. the perception node's output);
 - moves the arm through :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend` (the ``preset``'s controller,
   behind the safety layer);
@@ -16,7 +19,7 @@ A thin shell over the one puck hit and meta-RL world of :mod:`mtrl_robot.tasks.p
   fresh goals; each step is ``rollouts`` exploratory hits and one policy-gradient step. The reply's message is
   JSON (mean final distance per step in cm, hits, refused hits, misses, seconds), also written atomically to
   ``output_file`` when set; the adapted policy is written atomically to ``policy_file`` when set (read it with
-  :func:`~mtrl_robot.learning.puck.train.load_policy`). With ``autostart`` it runs once at start-up.
+  :func:`~mtrl_robot.learning.puck.train.load_policy`). With ``autostart`` it runs once, when first activated.
 
 A puck is at rest when its points of the last ``REST_WINDOW`` s lie within ``REST_TOLERANCE`` of their mean.
 """
@@ -33,7 +36,9 @@ from pathlib import Path
 import numpy as np
 from geometry_msgs.msg import PointStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.client import Client
 from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
@@ -46,7 +51,8 @@ from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.ros.conversions import seconds
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.hardware_backend import HardwareBackend
-from mtrl_robot.ros.parameters import OneOf, Range, declare_parameters
+from mtrl_robot.ros.lifecycle import LIFECYCLE_PARAMETERS, ManagedArmNode, one_line
+from mtrl_robot.ros.parameters import OneOf, Range
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.scenes.puck_table import load_scene
 from mtrl_robot.tasks.puck import REAL_TASK, MeasuredPuckScene, PuckWorld
@@ -71,7 +77,8 @@ PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "seed": (0, "Seed of goals and exploration", Range(0, 2**32 - 1)),
     "output_file": ("", "JSON file for the adaptation result (empty: none)"),
     "policy_file": ("", "File for the adapted policy (empty: none)"),
-    "autostart": (False, "Run one adaptation at start-up"),
+    "autostart": (False, "Run one adaptation when the node is first activated"),
+    **LIFECYCLE_PARAMETERS,
 }
 
 
@@ -110,15 +117,12 @@ class PuckTracker:
 class RosPuckScene(MeasuredPuckScene):
     """The puck seen on ``puck_position``, put back by a ``std_srvs/Trigger`` service or, without one, a person."""
 
-    def __init__(self, node: Node, robot: HardwareBackend, puck_start: np.ndarray, reset_service: str,
-                 start_tolerance: float):
+    def __init__(self, node: Node, robot: HardwareBackend, puck_start: np.ndarray, tracker: PuckTracker,
+                 reset: Client | None, start_tolerance: float):
+        """``tracker`` is fed from ``puck_position``; ``reset`` is a client of the reset service (None: a person)."""
         super().__init__(robot, puck_start)
-        self.node, self.service, self.start_tolerance = node, reset_service, start_tolerance
-        self.tracker = PuckTracker()
-        node.create_subscription(PointStamped, "puck_position", self.tracker.add, 10,
-                                 callback_group=ReentrantCallbackGroup())
-        self._reset = node.create_client(Trigger, reset_service, callback_group=MutuallyExclusiveCallbackGroup()) \
-            if reset_service else None
+        self.node, self.tracker, self._reset, self.start_tolerance = node, tracker, reset, start_tolerance
+        self.service = reset.srv_name if reset is not None else ""
 
     def _now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
@@ -152,68 +156,94 @@ class RosPuckScene(MeasuredPuckScene):
         return self.tracker.rest(self._now())
 
 
-class PuckNode(Node):
+class PuckNode(ManagedArmNode):
     """Adapts the puck-hitting policy of a run to the arm, puck and table it is connected to."""
 
     def __init__(self) -> None:
-        super().__init__("puck_node")
-        p = declare_parameters(self, PARAMETERS)
+        super().__init__("puck_node", PARAMETERS)
+        p = self.p
+        self.tracker = PuckTracker()
+        self.create_subscription(PointStamped, "puck_position", self.tracker.add, 10,
+                                 callback_group=ReentrantCallbackGroup())
+        self._reset = self.create_client(Trigger, p["reset_service"], callback_group=MutuallyExclusiveCallbackGroup()) \
+            if p["reset_service"] else None
+        self.trained = self.config = self.world = None
+        self._busy = threading.Lock()
+        self._autostart = p["autostart"]  # until the first activation
+        self.create_service(Trigger, "~/adapt", self._on_adapt, callback_group=ReentrantCallbackGroup())
+        self.bring_up()
+
+    def load(self) -> HardwareBackend:
+        p = self.p
         run = Path(p["run_dir"])
         if not p["run_dir"] or not run.is_dir():
-            raise ConfigError(None, "run_dir", f"not a puck run folder: {p['run_dir']!r}")
-        self.p = p
+            raise ConfigError("parameter run_dir", None, f"not a puck run folder: {p['run_dir']!r}")
         self.trained = load_policy(run / (META_FILE if p["policy"] == "meta" else BASELINE_FILE))
         overrides = {k: p[k] for k in ("rollouts", "eval_goals") if p[k] > 0}
         self.config = replace(self.trained.config, **overrides)
         vae = HittingVAE.load(run / VAE_FILE)  # frozen
-        self.backend = HardwareBackend(p["preset"], node_name="puck_node_client")
-        scene = RosPuckScene(self, self.backend, load_scene(p["scene"]).puck_start, p["reset_service"],
-                             p["start_tolerance"])
-        self.world = PuckWorld(self.backend, scene, vae, self.config.goal_distance, self.config.goal_angle,
-                               retract_to=load_family(self.backend.preset.family).home_q, log=self.get_logger().info,
-                               keep_record=True)
-        self._busy = threading.Lock()
-        self.create_service(Trigger, "~/adapt", self._on_adapt, callback_group=ReentrantCallbackGroup())
+        puck_start = load_scene(p["scene"]).puck_start
+        backend = HardwareBackend(p["preset"], node_name="puck_node_client")
+        scene = RosPuckScene(self, backend, puck_start, self.tracker, self._reset, p["start_tolerance"])
+        try:
+            self.world = PuckWorld(backend, scene, vae, self.config.goal_distance, self.config.goal_angle,
+                                   retract_to=load_family(backend.preset.family).home_q, log=self.get_logger().info,
+                                   keep_record=True)
+        except ValueError:  # the VAE's joints are not the arm's
+            backend.close()
+            raise
         self.get_logger().info(f"{p['policy']} policy of {run}, preset {p['preset']}, {p['steps']} steps × "
                                f"{self.config.rollouts} hits, puck reset by {p['reset_service'] or 'a person'}")
-        if p["autostart"]:
-            threading.Thread(target=self.adapt, daemon=True).start()
+        return backend
 
-    def adapt(self, wait: bool = True) -> dict | None:
-        """One adaptation run; the result as a dict (also logged and written to ``output_file``), or None without
-        ``wait`` when one is already running."""
+    def unload(self) -> None:
+        self.trained = self.config = self.world = None
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)
+        if self._autostart:
+            self._autostart = False
+            threading.Thread(target=self.adapt, daemon=True).start()
+        return result
+
+    def adapt(self, wait: bool = True) -> dict | str:
+        """One adaptation run: the result as a dict (also logged and written to ``output_file``), or why there is
+        none (not active; without ``wait``, one already running; deactivated or failed on the way)."""
+        if not self.active:
+            return f"{self.get_name()} is not active (`{self.how_to_activate}`)"
         if not self._busy.acquire(blocking=wait):
-            return None
+            return "an adaptation is already running"
         try:
-            started = time.monotonic()
-            self.backend.wait_ready()
-            adapted, curve = adapt_trained(self.trained, self.world, REAL_TASK, self.config, self.p["steps"],
-                                           [self.p["seed"], 7])
-            if self.p["policy_file"]:
-                save_policy(adapted, self.p["policy_file"])
-            result = {"policy": self.p["policy"], "run_dir": self.p["run_dir"], "steps": self.p["steps"],
-                      "rollouts": self.config.rollouts, "eval_goals": self.config.eval_goals,
-                      "mean_distance_cm": [round(float(d) * 100, 2) for d in curve], "hits": self.world.hits,
-                      "refused": self.world.refused, "misses": self.world.misses,
-                      "seconds": round(time.monotonic() - started, 1), "policy_file": self.p["policy_file"]}
-            summary = json.dumps(result)
-            result["hit_record"] = self.world.record
-            if self.p["output_file"]:
-                write_atomic(self.p["output_file"], json.dumps(result, indent=1))
-            self.get_logger().info(f"adaptation done: {summary}")  # after the file, so the file is there when seen
-            return result
+            return self._adapt(self.trained, self.world, self.config)
+        except (RuntimeError, ValueError) as exc:  # HardwareError (deactivated, stale joint states), reset service
+            reason = f"adaptation ended without a result: {one_line(exc)}"
+            self.get_logger().error(reason)
+            return reason
         finally:
             self._busy.release()
 
+    def _adapt(self, trained, world: PuckWorld, config) -> dict:
+        started = time.monotonic()
+        adapted, curve = adapt_trained(trained, world, REAL_TASK, config, self.p["steps"], [self.p["seed"], 7])
+        if self.p["policy_file"]:
+            save_policy(adapted, self.p["policy_file"])
+        result = {"policy": self.p["policy"], "run_dir": self.p["run_dir"], "steps": self.p["steps"],
+                  "rollouts": config.rollouts, "eval_goals": config.eval_goals,
+                  "mean_distance_cm": [round(float(d) * 100, 2) for d in curve], "hits": world.hits,
+                  "refused": world.refused, "misses": world.misses,
+                  "seconds": round(time.monotonic() - started, 1), "policy_file": self.p["policy_file"]}
+        summary = json.dumps(result)
+        result["hit_record"] = world.record
+        if self.p["output_file"]:
+            write_atomic(self.p["output_file"], json.dumps(result, indent=1))
+        self.get_logger().info(f"adaptation done: {summary}")  # after the file, so the file is there when seen
+        return result
+
     def _on_adapt(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         result = self.adapt(wait=False)
-        response.success = result is not None
-        response.message = json.dumps(result) if result is not None else "an adaptation is already running"
+        response.success = isinstance(result, dict)
+        response.message = json.dumps(result) if response.success else result
         return response
-
-    def destroy_node(self) -> None:
-        self.backend.close()
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

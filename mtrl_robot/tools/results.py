@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtrl_robot.cli.demo import DEMO_METHODS
 from mtrl_robot.core.atomic import write_atomic
 
 RESULTS_DIR = Path("docs/results")
@@ -55,12 +56,32 @@ def _evaluate(run: str, out: str, *options: str) -> Step:
 
 PUCK_TRAIN = Step(("puck", "train", "-o", "runs/puck"), "runs/puck/training.json", "runs/puck")
 
+IIWA = "runs/iiwa/iiwa.yaml"  # the family file `arm init` writes for the iiwa URDF shipped with PyBullet
+
 RESULTS = (
     Result("demo_reaching", "the reaching table `mtrl-robot demo` prints (step 8)",
            (_train("demo", "runs/demo/train"),
-            _evaluate("runs/demo/train", "runs/demo/evaluation", "--ks", "1", "5", "--targets", "5")),
+            _evaluate("runs/demo/train", "runs/demo/evaluation", "--ks", "1", "5", "--targets", "5", "--methods",
+                      *DEMO_METHODS)),
            {"demo_reaching.md": "runs/demo/evaluation/reaching.md",
             "demo_reaching.png": "runs/demo/evaluation/reaching.png"}),
+    Result("reaching_guard", "the adaptation guard on the demo preset: MAML with and without it at K = 1 and 5, per "
+           "family and per held-out robot, against no adaptation",
+           (_train("demo", "runs/demo/train"),
+            _evaluate("runs/demo/train", "runs/demo/guard_evaluation", "--ks", "1", "5", "--targets", "5",
+                      "--methods", "no_adaptation", "maml_unguarded", "maml", "--per-robot")),
+           {"reaching_guard.md": "runs/demo/guard_evaluation/reaching.md",
+            "reaching_guard.png": "runs/demo/guard_evaluation/reaching.png"}),
+    Result("reaching_iiwa", "the KUKA iiwa from its URDF (pybullet_data's kuka_iiwa/model.urdf, flange "
+           "lbr_iiwa_link_7, family file by `arm init`): the full preset on its population, K = 5 on each held-out "
+           "robot",
+           (Step(("arm", "init", "pybullet_data:kuka_iiwa/model.urdf", "--flange", "lbr_iiwa_link_7", "-o", IIWA),
+                 IIWA, "runs/iiwa"),
+            _train("full", "runs/iiwa/train", f"data.families=[{IIWA}]"),
+            _evaluate("runs/iiwa/train", "runs/iiwa/evaluation", "--ks", "5", "--targets", "10", "--methods",
+                      "no_adaptation", "maml", "ik_oracle", "--per-robot")),
+           {"reaching_iiwa.md": "runs/iiwa/evaluation/reaching.md",
+            "reaching_iiwa.png": "runs/iiwa/evaluation/reaching.png"}),
     Result("reaching", "the full preset per family: held-out errors after training, and every method against K "
            "executed in MuJoCo (probabilistic MAML from a second run of the same preset)",
            (_train("full", "runs/full"), _train("full", "runs/full_pmaml", "meta.variant=probabilistic"),

@@ -1,30 +1,36 @@
 """Few-shot adaptation: a meta-trained checkpoint + K demos of one robot → an adapted checkpoint and model file.
 
 The first ``k`` demos of the robot are the support set; ``steps`` inner-loop gradient steps (the learner's own
-rule: its adapted parameters and, with Meta-SGD, its learned step sizes) give the adapted parameters, which are
-written into a new checkpoint of the same format (``adaptation`` records what was done) and into its deployable
-model file (``X.model.pt`` beside ``X.pt``, what the policy node loads). Nothing is written until every check has
+rule: its adapted parameters and, with Meta-SGD, its learned step sizes) give the adapted parameters. The
+adaptation guard (:mod:`mtrl_robot.meta.guard`) shrinks the step, or keeps the meta-trained initialisation, when the
+demos themselves show that adapting would make the model worse. The result is written into a new checkpoint of the
+same format (``adaptation`` records what was done, the guard's decision included) and into its deployable model
+file (``X.model.pt`` beside ``X.pt``, what the policy node loads). Nothing is written until every check has
 passed, an existing file is never replaced, and the writes are atomic.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from mtrl_robot.core.torch_files import first_non_finite
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import to_tensors
+from mtrl_robot.meta.guard import GuardDecision, guarded_adapt
 from mtrl_robot.meta.probabilistic import LATENT
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 from mtrl_robot.motions.dataset import load as load_demos
 
 
-def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: int) -> dict[str, torch.Tensor]:
-    """Adapted parameters (and, probabilistic, the task latent under ``LATENT``) from the first ``k`` demos."""
+def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: int
+                 ) -> tuple[dict[str, torch.Tensor], GuardDecision]:
+    """Adapted parameters (and, probabilistic, the task latent under ``LATENT``) from the first ``k`` demos, with
+    the adaptation guard's decision (:mod:`mtrl_robot.meta.guard`: the step shrunk, or the initialisation kept,
+    when adapting would make the model worse)."""
     if len(demos.robots) != 1:
         raise DatasetError(None, f"adaptation needs the demos of one robot, got {len(demos.robots)} robots "
                            f"({', '.join(demos.robot_ids[:4])}); select one with DemoDataset.for_robot")
@@ -35,18 +41,18 @@ def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: i
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     data = to_tensors(demos, state.joint_names, int(state.info["n_waypoints"]))
-    with torch.no_grad():
-        return state.learner.adapt(state.model.condition(data.targets[:k]), state.model.normalize(data.offsets[:k]),
-                                   steps)
+    return guarded_adapt(state.learner, state.model.condition(data.targets[:k]),
+                         state.model.normalize(data.offsets[:k]), steps)
 
 
 def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None = None,
-          out: str | Path | None = None) -> Path:
+          out: str | Path | None = None, say: Callable[[str], None] = print) -> Path:
     """Adapt ``checkpoint`` to the one robot of ``demos`` with its first ``k`` demos; returns the new checkpoint
     (its model file is ``model_file_path`` of it).
 
     ``steps`` defaults to the preset's ``adapt.steps``; ``out`` to ``<checkpoint>-<robot id>-k<k>.pt`` beside
-    the checkpoint. Raises ``CheckpointError`` (corrupt, foreign), ``DatasetError`` (another joint set, NaN,
+    the checkpoint. What the adaptation guard did goes to ``say`` in one line and into the checkpoint's
+    ``adaptation.guard``. Raises ``CheckpointError`` (corrupt, foreign), ``DatasetError`` (another joint set, NaN,
     several robots), ``ValueError`` (bad ``k`` or ``steps``, or adaptation diverged to NaN or inf) or
     ``FileExistsError`` (``out`` or its model file exists).
     """
@@ -59,24 +65,26 @@ def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None 
         if path.exists():
             raise FileExistsError(f"{path} exists; adaptation never overwrites a file, choose another output path")
     steps = state.preset.adapt.steps if steps is None else steps
-    params = adapt_params(state, demos, k, steps)
-    diverged = first_non_finite(params)
-    if diverged is not None:
+    params, guard = adapt_params(state, demos, k, steps)
+    if guard.diverged is not None:
         raise ValueError(f"adapting {checkpoint} to {robot_id} diverged: {steps} steps on {k} demos gave NaN or inf "
-                         f"in {diverged} (the checkpoint's step sizes are too large for these demos); nothing written")
+                         f"in {guard.diverged} (the checkpoint's step sizes are too large for these demos); nothing "
+                         "written")
     latent = params.pop(LATENT, None)
     checkpoints.load_params(state.model, params)
     if latent is not None:
         state.info["task_latent"] = latent.clone()
     state.info["adaptation"] = {"robot_id": robot_id, "family": demos.robots[0].family, "k": k, "steps": steps,
                                 "source": str(checkpoint), "source_step": state.learner.step,
-                                "seconds": time.perf_counter() - started}
+                                "guard": guard.to_dict(), "seconds": time.perf_counter() - started}
     state.save_model_file(checkpoints.model_file_path(out))
-    return state.save(out)
+    path = state.save(out)
+    say(guard.describe())
+    return path
 
 
 def adapt_cli(checkpoint: str | Path, demos_path: str | Path, robot_id: str | None, k: int,
-              out: str | Path | None = None, steps: int | None = None) -> Path:
+              out: str | Path | None = None, steps: int | None = None, say: Callable[[str], None] = print) -> Path:
     """``mtrl-robot reaching adapt``: ``checkpoint`` is a checkpoint file or a training run folder (its checkpoint
     for the robot's joint set is used); ``robot_id`` may be None when the dataset holds one robot."""
     dataset = load_demos(demos_path)
@@ -88,4 +96,4 @@ def adapt_cli(checkpoint: str | Path, demos_path: str | Path, robot_id: str | No
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
         checkpoint = checkpoints.find_for_joints(checkpoint, demos.joint_names)
-    return adapt(checkpoint, demos, k, steps, out)
+    return adapt(checkpoint, demos, k, steps, out, say)

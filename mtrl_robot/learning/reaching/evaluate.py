@@ -24,9 +24,12 @@ Methods (keys of the results, rows of the table):
 ``scratch``         the same architecture from a random initialisation, trained on the K demos only (Adam,
                     ``scratch_steps`` full-batch steps); its normalisation statistics come from the K demos too
 ``maml``            the run's meta-trained checkpoint (MAML / first-order MAML / Meta-SGD as trained), adapted with
-                    the K demos and ``adapt.steps`` inner steps
-``pmaml``           probabilistic MAML: only when a checkpoint of the probabilistic variant exists for the family
-                    (in the run or in ``pmaml_run_dir``); otherwise "not trained in this run" in the table
+                    the K demos and ``adapt.steps`` inner steps, through the adaptation guard
+                    (:mod:`mtrl_robot.meta.guard`: the step shrunk, or the initialisation kept, when the K demos
+                    show that adapting would make the model worse), as ``mtrl-robot reaching adapt`` adapts
+``pmaml``           probabilistic MAML, adapted the same way: only when a checkpoint of the probabilistic variant
+                    exists for the family (in the run or in ``pmaml_run_dir``); otherwise "not trained in this run"
+``maml_unguarded``  (only when asked for) ``maml`` without the guard: every adaptation takes the meta-trained step
 ``ik_oracle``       IK with the robot's true kinematics, then the planner's trajectory: the floor (independent of K)
 ==================  =============================================================================================
 
@@ -36,7 +39,8 @@ Interval: the 95 % Student-t interval of the mean over all robot×target errors 
 one family the "within one family" one. :func:`held_out_errors` measures one family's held-out robots; training
 calls it too, for the no-adaptation and MAML rows of its ``report.json``. Robots are measured independently, one
 work item each, in this process, in local processes or as Ray tasks (``compute``,
-:func:`~mtrl_robot.distributed.compute.ordered_map`), with the same numbers every way.
+:func:`~mtrl_robot.distributed.compute.ordered_map`), with the same numbers every way. What the adaptation guard did
+for each robot and K is in ``reaching.json`` (``per_robot_cm.<robot>.guard``) and counted above the table.
 """
 
 from __future__ import annotations
@@ -65,15 +69,18 @@ from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import run_demos, to_tensors
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
 from mtrl_robot.learning.reaching.pretrain import build_model, load_pretrained, pretrain, save_pretrained
+from mtrl_robot.meta.guard import guarded_adapt
 from mtrl_robot.models.joint_padding import masked_mse
 from mtrl_robot.motions.dataset import DemoDataset
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.tasks.reaching import reach
 
-METHODS = ("no_adaptation", "finetune", "scratch", "maml", "pmaml", "ik_oracle")
+METHODS = ("no_adaptation", "finetune", "scratch", "maml", "pmaml", "ik_oracle")  # the default
+KNOWN_METHODS = (*METHODS, "maml_unguarded")
+GUARDED = ("maml", "pmaml")  # adapted through the adaptation guard
 LABELS = {"no_adaptation": "no adaptation (meta-trained init)", "finetune": "fine-tune multi-task model",
           "scratch": "from scratch (K demos)", "maml": "MAML", "pmaml": "probabilistic MAML",
-          "ik_oracle": "IK oracle (true kinematics)"}
+          "ik_oracle": "IK oracle (true kinematics)", "maml_unguarded": "MAML without the adaptation guard"}
 K_FREE = ("no_adaptation", "ik_oracle")  # the same numbers for every K
 NOT_TRAINED = "not trained in this run"
 TARGETS_PER_ROBOT = 10  # fresh targets per held-out robot
@@ -87,20 +94,21 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
                       progress: bool = True, robots_per_family: int | None = None, scratch_steps: int = 300,
                       scratch_lr: float = 3e-3, finetune_lr: float = 1e-3, pmaml_run_dir: str | Path | None = None,
                       multitask_budget: float = 1.0, compute: ComputeConfig = IN_THIS_PROCESS,
-                      video: bool = False) -> tuple[Path, Path, Path]:
+                      video: bool = False, per_robot_table: bool = False) -> tuple[Path, Path, Path]:
     """Evaluate a training run; returns the paths of ``reaching.md``, ``reaching.png`` and ``reaching.json``.
 
     ``robots_per_family`` limits the held-out robots per family (default: all of them); ``multitask_budget``
     scales the steps of the multi-task model when it has to be trained here (1.0: the run's pretraining steps);
     ``compute`` says where the robots are measured. With ``video``, ``reaching_<family>.mp4`` shows each family's
-    first held-out robot before and after MAML adaptation with the largest K (:func:`reaching_video`).
+    first held-out robot before and after MAML adaptation with the largest K (:func:`reaching_video`); with
+    ``per_robot_table``, ``reaching.md`` also holds every held-out robot's mean error (:func:`robot_table`).
     """
     started = time.perf_counter()
     run, out = Path(run_dir), Path(out_dir)
     ks = tuple(int(k) for k in ks)
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in KNOWN_METHODS]
     if unknown or not ks or min(ks) < 1:
-        raise ValueError(f"unknown methods {unknown} (known: {METHODS}) or bad ks {ks}")
+        raise ValueError(f"unknown methods {unknown} (known: {KNOWN_METHODS}) or bad ks {ks}")
     check_reachable(compute)
     torch.manual_seed(seed)
     families = run_demos(run)
@@ -115,6 +123,7 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
     errors: dict[str, dict[str, dict[int, list[float]]]] = {}  # family → method → K → errors (cm)
     per_robot: dict[str, dict] = {}
     skipped: dict[str, dict[str, str]] = {}
+    guard: dict[str, dict] = {}  # family → method → K → outcome → robots
     for family in sorted(set(maml_ckpts) | set(pmaml_ckpts), key=list(families).index):
         base_path = maml_ckpts.get(family) or pmaml_ckpts[family]
         base = checkpoints.load(base_path)
@@ -125,7 +134,7 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
             fam_methods.remove("pmaml")
             skipped[family]["pmaml"] = NOT_TRAINED
         if family not in maml_ckpts:
-            for m in ("maml", "no_adaptation"):
+            for m in ("maml", "maml_unguarded", "no_adaptation"):
                 if m in fam_methods:
                     fam_methods.remove(m)
                     skipped[family][m] = NOT_TRAINED
@@ -138,6 +147,7 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
             multitask=multitask, scratch_steps=scratch_steps, scratch_lr=scratch_lr, finetune_lr=finetune_lr,
             progress=progress, compute=compute)
         per_robot.update(robots)
+        guard[family] = guard_counts(robots)
         if video and states["maml"] is not None:
             reaching_video(families[family].for_robot(held[0]), states["maml"], max(ks), seed,
                            out / f"reaching_{family}.mp4")
@@ -156,12 +166,12 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
                "scratch_steps": scratch_steps, "scratch_lr": scratch_lr, "finetune_lr": finetune_lr,
                "multitask_budget": multitask_budget,
                "interval": "mean [95 % Student-t interval] over robots×targets",
-               "summary": summary, "skipped": skipped, "per_robot_cm": per_robot,
+               "summary": summary, "skipped": skipped, "guard": guard, "per_robot_cm": per_robot,
                "seconds": time.perf_counter() - started}
     json_path = out / "reaching.json"
     write_atomic(json_path, json.dumps(results, indent=1))
     table_path = out / "reaching.md"
-    write_atomic(table_path, reaching_table(results))
+    write_atomic(table_path, reaching_table(results) + ("\n" + robot_table(results) if per_robot_table else ""))
     plot_path = plot_results(results, out / "reaching.png")
     return table_path, plot_path, json_path
 
@@ -176,9 +186,8 @@ def reaching_video(demos: DemoDataset, state: ReachingCheckpoint, k: int, seed: 
     n_waypoints = int(state.info["n_waypoints"])
     targets = plan_robot_demos(arm, n_targets, seed, n_waypoints).targets
     data = to_tensors(demos, state.joint_names, n_waypoints)
-    with torch.no_grad():
-        params = state.learner.adapt(state.model.condition(data.targets[:k]), state.model.normalize(data.offsets[:k]),
-                                     state.preset.adapt.steps)
+    params, _ = guarded_adapt(state.learner, state.model.condition(data.targets[:k]),
+                              state.model.normalize(data.offsets[:k]), state.preset.adapt.steps)
     backend = MujocoBackend(arm)
     panels = []
     for label, adapted in (("no adaptation", None), (f"MAML, K = {k}", params)):
@@ -207,7 +216,8 @@ def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict
                     compute: ComputeConfig = IN_THIS_PROCESS
                     ) -> tuple[dict[str, dict[int, list[float]]], dict[str, dict]]:
     """Reaching errors (cm) of held-out robots of one family, executed in MuJoCo: method → K → the errors of every
-    robot × fresh target, and robot id → method → K → its errors.
+    robot × fresh target, and robot id → method → K → its errors (with, under ``guard``, method → K → the
+    adaptation guard's decision for the guarded methods).
 
     ``states`` holds the family's meta-trained checkpoint under ``maml`` and/or ``pmaml`` (the first one present
     gives the architecture, joint set and adaptation steps); ``multitask`` is the model ``finetune`` starts from;
@@ -223,8 +233,10 @@ def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict
                       finetune_lr=finetune_lr)
     rows = ordered_map(compute, measure, [dataset.for_robot(robot_id) for robot_id in robot_ids],
                        desc=f"evaluate {base.info['family']}", unit="robot", progress=progress)
-    for robot_id, row in zip(robot_ids, rows, strict=True):
+    for robot_id, (row, guards) in zip(robot_ids, rows, strict=True):
         per_robot[robot_id] = {m: {str(k): v for k, v in by_k.items()} for m, by_k in row.items()}
+        if guards:
+            per_robot[robot_id]["guard"] = {m: {str(k): d for k, d in by_k.items()} for m, by_k in guards.items()}
         for m, by_k in row.items():
             for k, errs in by_k.items():
                 errors[m][k].extend(errs)
@@ -233,8 +245,9 @@ def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict
 
 def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingCheckpoint, methods: list[str],
                   ks: tuple[int, ...], n_targets: int, seed: int, scratch_steps: int, scratch_lr: float,
-                  finetune_lr: float) -> dict[str, dict[int, list[float]]]:
-    """One robot: method → K → the errors (cm) of its fresh targets."""
+                  finetune_lr: float) -> tuple[dict[str, dict[int, list[float]]], dict[str, dict[int, dict]]]:
+    """One robot: method → K → the errors (cm) of its fresh targets, and for the guarded methods method → K → the
+    adaptation guard's decision."""
     arm = demos.robots[0]
     n_waypoints = int(base.info["n_waypoints"])
     oracle = plan_robot_demos(arm, n_targets, seed, n_waypoints)  # fresh targets, reachable by true IK
@@ -244,6 +257,7 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
     steps = base.preset.adapt.steps
     x = torch.as_tensor(targets, dtype=torch.float32)
     out: dict[str, dict[int, list[float]]] = {}
+    guards: dict[str, dict[int, dict]] = {}
 
     def run(positions: np.ndarray) -> list[float]:
         return [reach(backend, arm, timed(arm, p), t) * 100.0 for p, t in zip(positions, targets, strict=True)]
@@ -259,12 +273,18 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
         if k > len(demos):
             raise ValueError(f"K = {k}, but {arm.robot_id} has only {len(demos)} demos")
         sx, so = data.targets[:k], data.offsets[:k]
-        for name in ("maml", "pmaml"):
+        for name in GUARDED:
             if name in methods:
                 state = states[name]
-                with torch.no_grad():
-                    params = state.learner.adapt(state.model.condition(sx), state.model.normalize(so), steps)
+                params, decision = guarded_adapt(state.learner, state.model.condition(sx), state.model.normalize(so),
+                                                 steps)
                 out.setdefault(name, {})[k] = run(predict_positions(state, arm, targets, params=params))
+                guards.setdefault(name, {})[k] = decision.to_dict()
+        if "maml_unguarded" in methods:
+            state = states["maml"]
+            with torch.no_grad():
+                params = state.learner.adapt(sx, state.model.normalize(so), steps)
+            out.setdefault("maml_unguarded", {})[k] = run(predict_positions(state, arm, targets, params=params))
         if "finetune" in methods:
             model = copy.deepcopy(multitask)
             _fit(model, sx, so, steps, finetune_lr)
@@ -273,7 +293,7 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
             model = _scratch_model(base, sx, so, seed + k)
             _fit(model, sx, so, scratch_steps, scratch_lr)
             out.setdefault("scratch", {})[k] = run(_positions(model, arm, x))
-    return out
+    return out, guards
 
 
 def _fit(model, targets: torch.Tensor, offsets: torch.Tensor, steps: int, lr: float) -> None:
@@ -335,6 +355,32 @@ def _multitask_model(run: Path, out: Path, family: str, base: ReachingCheckpoint
     return model.eval()
 
 
+def guard_counts(per_robot: dict[str, dict]) -> dict[str, dict[str, dict[str, int]]]:
+    """Of robots' entries (``held_out_errors``' second result): method → K → outcome (adapted, shrunk, fell back)
+    → number of robots."""
+    counts: dict = {}
+    for entry in per_robot.values():
+        for method, by_k in entry.get("guard", {}).items():
+            for k, decision in by_k.items():
+                by_outcome = counts.setdefault(method, {}).setdefault(k, {})
+                by_outcome[decision["outcome"]] = by_outcome.get(decision["outcome"], 0) + 1
+    return counts
+
+
+def guard_note(counts: dict) -> str:
+    """One sentence: for which family, method and K (``counts``: family → ``guard_counts``) the adaptation guard
+    shrank the step or kept the initialisation."""
+    changed = [f"{family} {LABELS[method]} K = {k}: " + ", ".join(f"{n} {outcome}" for outcome, n in
+                                                               sorted(by_outcome.items()) if outcome != "adapted")
+               + f" of {sum(by_outcome.values())} robots"
+               for family, by_method in counts.items() for method, by_k in by_method.items()
+               for k, by_outcome in by_k.items() if set(by_outcome) != {"adapted"}]
+    if not changed:
+        return "Adaptation guard: the meta-trained step was kept for every robot and K."
+    return ("Adaptation guard (the step shrunk, or the meta-trained init kept — 'fell back' — where the K demos "
+            "showed that adapting would make the model worse): " + "; ".join(changed) + ".")
+
+
 def reaching_table(results: dict) -> str:
     """Rows family × method, columns K: ``mean [lo, hi]`` in cm."""
     ks = results["ks"]
@@ -356,7 +402,29 @@ def reaching_table(results: dict) -> str:
              f"multi-task model trained here with {results.get('multitask_budget', 1.0):g}× the run's pretraining "
              f"steps (unless the run pretrained on the population). "
              f"'no adaptation' and 'IK oracle' do not depend on K.")
-    return markdown_table(["family", "method", *(f"K = {k}" for k in ks)], rows, [intro])
+    notes = [guard_note(results["guard"])] if results.get("guard") else []
+    return markdown_table(["family", "method", *(f"K = {k}" for k in ks)], rows, [intro, *notes])
+
+
+def robot_table(results: dict) -> str:
+    """Rows held-out robots, columns method (and K): each robot's mean error in cm over its fresh targets; a guarded
+    adaptation that was not kept as meta-trained says what became of it."""
+    ks = results["ks"]
+    columns = [(m, k) for m in results["methods"] for k in (ks[:1] if m in K_FREE else ks)]
+    rows = []
+    for robot_id, entry in results["per_robot_cm"].items():
+        cells = []
+        for method, k in columns:
+            errors = entry.get(method, {}).get(str(k))
+            decision = entry.get("guard", {}).get(method, {}).get(str(k), {})
+            shrunk = decision.get("outcome", "adapted") != "adapted"
+            note = f" ({decision['outcome']}, step ×{decision['step_scale']:g})" if shrunk else ""
+            cells.append("–" if errors is None else f"{np.mean(errors):.2f}{note}")
+        rows.append([robot_id, *cells])
+    header = ["robot", *(LABELS[m] if m in K_FREE else f"{LABELS[m]}, K = {k}" for m, k in columns)]
+    intro = (f"Per held-out robot: mean final flange-to-target distance in cm over its {results['targets_per_robot']} "
+             f"fresh targets, executed in MuJoCo.")
+    return markdown_table(header, rows, [intro])
 
 
 def plot_results(results: dict, path: str | Path) -> Path:
