@@ -283,7 +283,7 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
         if "maml_unguarded" in methods:
             state = states["maml"]
             with torch.no_grad():
-                params = state.learner.adapt(sx, state.model.normalize(so), steps)
+                params = state.learner.adapt(state.model.condition(sx), state.model.normalize(so), steps)
             out.setdefault("maml_unguarded", {})[k] = run(predict_positions(state, arm, targets, params=params))
         if "finetune" in methods:
             model = copy.deepcopy(multitask)
