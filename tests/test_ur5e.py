@@ -115,12 +115,13 @@ def test_population_demos_training_adaptation_and_evaluation_with_six_joints(tmp
     assert summary["ik_oracle"]["5"]["mean"] < 0.5  # cm: the six-joint demos execute in MuJoCo where IK says
 
 
-def test_six_and_seven_joints_in_one_dataset_or_run_are_refused_in_one_line():
+def test_six_and_seven_joints_in_one_dataset_or_a_probabilistic_pooled_run_are_refused_in_one_line():
     population = generate(load_config(families=["panda", "ur5e"], robots_per_family=1))
     with pytest.raises(DatasetError, match="one number of joints, but these families differ: panda 7, ur5e 6"):
         generate_demos(population, 2, seed=0, compute=ComputeConfig(workers=1), progress=False)
-    with pytest.raises(ConfigError, match=r"data.families: .*differ \(panda 7, ur5e 6\): train them in separate runs"):
-        load_training_preset("small", ["data.families=[panda,ur5e]"])
+    with pytest.raises(ConfigError, match=r"meta.variant: .*different joint counts \(panda 7, ur5e 6\)"):
+        load_training_preset("small", ["data.families=[panda,ur5e]", "data.pooled=true",
+                                       "meta.variant=probabilistic"])
 
 
 def test_the_ur5e_hits_the_puck_where_it_is_aimed():

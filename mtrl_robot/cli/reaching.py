@@ -52,6 +52,18 @@ def sweep(args: argparse.Namespace) -> None:
     print(f"wrote {table} and {data}")
 
 
+def lofo(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.reaching.lofo import leave_one_family_out
+    from mtrl_robot.learning.reaching.presets import load_preset
+
+    given = {"ks": args.ks, "families": args.families, "finetune_lrs": args.finetune_lrs,
+             "targets_per_robot": args.targets, "seed": args.seed}
+    table, plot, data = leave_one_family_out(load_preset(args.preset, args.set), args.output,
+                                             **{k: v for k, v in given.items() if v is not None})
+    print(table.read_text())
+    print(f"wrote {table}, {plot} and {data}")
+
+
 def calibrate(args: argparse.Namespace) -> None:
     from mtrl_robot.learning.reaching.calibration import calibrate_reaching
 
@@ -138,6 +150,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="override a preset value for every run, e.g. --set compute.backend=ray (repeatable)")
     s.add_argument("-o", "--output", type=Path, default=RUNS / "sweep")
     s.set_defaults(func=sweep)
+
+    lo = verbs.add_parser("lofo", help="leave one family out: meta-train without a family, adapt to it from K demos, "
+                                       "beside tuned fine-tuning, the family's own model and the IK oracle")
+    lo.add_argument("preset", help="preset name in config/training (e.g. medium) or a YAML path")
+    lo.add_argument("-o", "--output", type=Path, default=RUNS / "lofo")
+    lo.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="override a preset value of every run (repeatable)")
+    lo.add_argument("--families", nargs="+", help="the families to leave out, one fold each (default: all)")
+    lo.add_argument("--ks", type=like(AdaptConfig, "k"), nargs="+",
+                    help="demos of the new family's robot to adapt on (default: 5 10 20)")
+    lo.add_argument("--finetune-lrs", type=bounded(float, above=0), nargs="+",
+                    help="fine-tuning step sizes tried on validation robots (default: 0.0001 0.0003 0.001 0.003 0.01)")
+    lo.add_argument("--targets", type=bounded(int, above=0, maximum=DEMOS),
+                    help="fresh targets per held-out robot (default: 10)")
+    lo.add_argument("--seed", type=seed(), help="seed of the fresh targets (default: 1000)")
+    lo.set_defaults(func=lofo)
 
     c = verbs.add_parser("calibrate", help="is probabilistic MAML's predicted spread calibrated? (held-out robots)")
     c.add_argument("run", type=Path, help="a training run of the probabilistic variant")

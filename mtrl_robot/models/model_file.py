@@ -9,8 +9,10 @@ meta-learner, the preset) are a separate format.
 
 ================  ==========================================================================================
 ``format``        ``"mtrl_robot.reaching_model"``; ``version``: ``VERSION``
-``config``        ``n_waypoints``, ``dof``, ``latent_dim``, ``vae_hidden``, ``policy_hidden``, ``task_dim``
-``joint_names``   the model's joint columns; a robot must match them by name
+``config``        ``n_waypoints``, ``dof`` (joint columns), ``latent_dim``, ``vae_hidden``, ``policy_hidden``,
+                  ``task_dim``; ``code_dim`` (a family code's width) when the model has one
+``joint_names``   the model's joint columns; a robot must match them by name (a model across arms with
+                  different joint counts has more columns than this arm's joints: the first ones are its)
 ``home``          the start posture (rad) the demos started from
 ``weights``       ``ReachingModel.state_dict()``
 ``task_latent``   a tensor (``task_dim``,) for an adapted probabilistic model, else None
@@ -54,8 +56,8 @@ class ReachingModelFile:
         """(n, 3) targets → (n, T, dof) joint offsets from the start posture."""
         x = torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(-1, 3))
         with torch.no_grad():
-            flat = self.model(self.model.inputs(x, self.task_latent))
-            return self.model.offsets(flat).double().numpy()
+            flat = self.model(self.model.inputs(self.model.condition(x), self.task_latent))
+            return self.model.offsets(flat, len(self.joint_names)).double().numpy()
 
 
 def reaching_model(config: dict[str, Any]) -> ReachingModel:
@@ -64,7 +66,8 @@ def reaching_model(config: dict[str, Any]) -> ReachingModel:
     with torch.random.fork_rng(devices=[]):
         vae = TrajectoryVAE(OffsetScaler(int(config["n_waypoints"]), int(config["dof"])), int(config["latent_dim"]),
                             tuple(config["vae_hidden"]), beta=0.0)
-        policy = TargetPolicy(int(config["latent_dim"]), tuple(config["policy_hidden"]), int(config["task_dim"]))
+        policy = TargetPolicy(int(config["latent_dim"]), tuple(config["policy_hidden"]), int(config["task_dim"]),
+                              int(config.get("code_dim", 0)))
     return ReachingModel(vae, policy)
 
 
@@ -72,9 +75,10 @@ def save_model_file(path: str | Path, model: ReachingModel, config: dict[str, An
                     home: np.ndarray, task_latent: Tensor | None = None, info: dict[str, Any] | None = None) -> Path:
     """Write a model file atomically (read back and checked before it replaces any old file)."""
     path = Path(path)
-    config = {key: config[key] for key in CONFIG_KEYS}
+    config = {**{key: config[key] for key in CONFIG_KEYS}, **({"code_dim": config["code_dim"]} if "code_dim" in config
+                                                              else {})}
     home = torch.as_tensor(np.asarray(home, dtype=float))
-    if home.shape != (len(joint_names),) or config["dof"] != len(joint_names):
+    if home.shape != (len(joint_names),) or config["dof"] < len(joint_names):
         raise ValueError(f"{path}: {len(joint_names)} joint names, a home posture of shape {tuple(home.shape)} "
                          f"and a model of {config['dof']} joints do not fit together")
     payload = {"format": FORMAT, "version": VERSION, "config": config, "joint_names": list(joint_names),
@@ -102,7 +106,7 @@ def load_model_file(path: str | Path) -> ReachingModelFile:
         model.load_state_dict(payload["weights"])
         home = payload["home"].double().numpy()
         task_latent = payload["task_latent"]
-        if home.shape != (len(joint_names),) or int(config["dof"]) != len(joint_names):
+        if home.shape != (len(joint_names),) or int(config["dof"]) < len(joint_names):
             raise ValueError(f"{len(joint_names)} joint names, home of shape {home.shape}, {config['dof']} joints")
         if task_latent is not None and tuple(task_latent.shape) != (int(config["task_dim"]),):
             raise ValueError(f"task_latent of shape {tuple(task_latent.shape)}, the model takes {config['task_dim']}")

@@ -46,7 +46,8 @@ class _TargetToWaypoints(nn.Module):
         self.register_buffer("task", None if task is None else task.detach().float())
 
     def forward(self, target: Tensor) -> Tensor:
-        offsets = self.model.offsets(self.model(self.model.inputs(target, self.task)))
+        flat = self.model(self.model.inputs(self.model.condition(target), self.task))
+        offsets = self.model.offsets(flat, self.home.shape[0])
         start = self.home.expand(target.shape[0], 1, -1)
         return torch.cat([start, self.home + offsets[:, 1:]], dim=1)
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from mtrl_robot.models.joint_padding import pad_joints
 from mtrl_robot.models.mlp import mlp
 from mtrl_robot.models.trajectory_vae import TrajectoryVAE
 
@@ -19,16 +20,21 @@ LOG_STD_MIN = -5.0  # floor of the Gaussian policy's log standard deviation
 class TargetPolicy(nn.Module):
     """Target xyz (m), normalised with buffered dataset statistics, → latent z of the motor VAE.
 
-    With ``task_dim`` > 0 the input is ``cat(target, task latent)`` (probabilistic MAML's task variable); only
-    the target part is normalised.
+    With ``task_dim`` > 0 the input is ``cat(target, task latent)`` (probabilistic MAML's task variable); with
+    ``code_dim`` > 0 (a model across families) ``cat(target, family code, …)``, the code a one-hot of the arm family
+    kept in the ``code`` buffer for the family the model acts for (zeros: a family not trained on). Only the target
+    part is normalised.
     """
 
-    def __init__(self, latent_dim: int, hidden: Sequence[int] = (256, 256, 256), task_dim: int = 0):
+    def __init__(self, latent_dim: int, hidden: Sequence[int] = (256, 256, 256), task_dim: int = 0,
+                 code_dim: int = 0):
         super().__init__()
-        self.task_dim = task_dim
+        self.task_dim, self.code_dim = task_dim, code_dim
         self.register_buffer("target_mean", torch.zeros(3))
         self.register_buffer("target_scale", torch.ones(3))
-        self.body = mlp([3 + task_dim, *hidden], final_activation=True)
+        if code_dim:
+            self.register_buffer("code", torch.zeros(code_dim))
+        self.body = mlp([3 + code_dim + task_dim, *hidden], final_activation=True)
         self.head = nn.Linear(hidden[-1], latent_dim)
 
     def set_statistics(self, targets: Tensor) -> None:
@@ -55,6 +61,13 @@ class ReachingModel(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.decoder(self.policy(x))
 
+    def condition(self, targets: Tensor) -> Tensor:
+        """Targets (..., 3) → what the policy takes before any task latent: with a family code, ``cat(target,
+        code)`` (the learner's inputs)."""
+        if self.policy.code_dim == 0:
+            return targets
+        return torch.cat([targets, self.policy.code.expand(*targets.shape[:-1], -1)], dim=-1)
+
     def inputs(self, targets: Tensor, task: Tensor | None = None) -> Tensor:
         """The model's input for targets (..., 3): with a task latent, ``cat(target, task)`` (zeros: the prior)."""
         if self.policy.task_dim == 0:
@@ -63,12 +76,14 @@ class ReachingModel(nn.Module):
         return torch.cat([targets, task.expand(*targets.shape[:-1], -1)], dim=-1)
 
     def normalize(self, offsets: Tensor) -> Tensor:
-        """(..., T, dof) joint offsets → (..., T·dof), the units of ``forward``."""
-        return self.scaler.normalize(offsets)
+        """(..., T, dof) joint offsets → (..., T·columns), the units of ``forward``; an arm with fewer joints than
+        the model has columns is padded (NaN, :mod:`~mtrl_robot.models.joint_padding`)."""
+        return self.scaler.normalize(pad_joints(offsets, self.scaler.dof))
 
-    def offsets(self, flat: Tensor) -> Tensor:
-        """``forward``'s output → (..., T, dof) joint offsets from the start posture, rad."""
-        return self.scaler.denormalize(flat)
+    def offsets(self, flat: Tensor, dof: int | None = None) -> Tensor:
+        """``forward``'s output → (..., T, dof) joint offsets from the start posture, rad: the first ``dof``
+        columns (default: all)."""
+        return self.scaler.denormalize(flat)[..., :dof]
 
 
 class GaussianPolicy(nn.Module):

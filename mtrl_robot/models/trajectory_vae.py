@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mtrl_robot.models.gaussian import kl_to_standard_normal, split_gaussian
+from mtrl_robot.models.joint_padding import masked_mse, nan_statistics
 from mtrl_robot.models.mlp import mlp
 
 MIN_OFFSET_SCALE = 0.05  # rad, the smallest per-joint scale of OffsetScaler (a joint that never moves must not blow up)
@@ -43,7 +44,8 @@ class OffsetScaler(nn.Module):
     """(T, dof) offsets ↔ (T·dof) features: minus the mean offset per waypoint, over a per-joint scale.
 
     The scale of a joint is the standard deviation of its final offset over the dataset (at least
-    ``MIN_OFFSET_SCALE``).
+    ``MIN_OFFSET_SCALE``). Padded joints (NaN, :mod:`~mtrl_robot.models.joint_padding`) are left out of the
+    statistics.
     """
 
     def __init__(self, n_waypoints: int, dof: int):
@@ -57,8 +59,12 @@ class OffsetScaler(nn.Module):
         if offsets.ndim != 3 or offsets.shape[1:] != (self.n_waypoints, self.dof) or len(offsets) < 2:
             raise ValueError(f"statistics need offsets of shape (N >= 2, {self.n_waypoints}, {self.dof}), "
                              f"got {tuple(offsets.shape)}")
-        self.mean.copy_(offsets.mean(dim=0))
-        self.scale.copy_(offsets[:, -1].std(dim=0).clamp_min(MIN_OFFSET_SCALE).expand(self.n_waypoints, -1))
+        if offsets.isnan().any():
+            mean, final_spread = nan_statistics(offsets)[0], nan_statistics(offsets[:, -1])[1]
+        else:
+            mean, final_spread = offsets.mean(dim=0), offsets[:, -1].std(dim=0)
+        self.mean.copy_(mean)
+        self.scale.copy_(final_spread.clamp_min(MIN_OFFSET_SCALE).expand(self.n_waypoints, -1))
 
     def normalize(self, offsets: Tensor) -> Tensor:
         """(..., T, dof) offsets in rad → (..., T·dof) normalised."""
@@ -141,10 +147,14 @@ class TrajectoryVAE(nn.Module):
         return self.decoder(z)
 
     def loss(self, features: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """β-VAE loss on a batch of normalised features: (total, reconstruction MSE, mean KL per trajectory)."""
-        mean, log_var = self.encode(features)
+        """β-VAE loss on a batch of normalised features: (total, reconstruction MSE, mean KL per trajectory).
+
+        NaN features are padding: the encoder sees them as 0 and the reconstruction leaves them out."""
+        padded = features.isnan().any()
+        mean, log_var = self.encode(features.nan_to_num() if padded else features)
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         z = mean + (0.5 * log_var).exp() * noise
-        reconstruction = (self.decode(z) - features).square().mean()
+        decoded = self.decode(z)
+        reconstruction = masked_mse(decoded, features) if padded else (decoded - features).square().mean()
         kl = kl_to_standard_normal(mean, log_var)
         return reconstruction + self.beta * kl, reconstruction, kl

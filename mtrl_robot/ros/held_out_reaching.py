@@ -33,12 +33,11 @@ from mtrl_robot.hardware.presets import HardwarePreset, load_preset
 from mtrl_robot.hardware.safety import SafetyError, Workspace
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
-from mtrl_robot.learning.reaching.data import to_tensors
+from mtrl_robot.learning.reaching.data import run_demos, to_tensors
 from mtrl_robot.learning.reaching.evaluate import SEED, meta_trained_checkpoints
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
 from mtrl_robot.meta.guard import guarded_adapt
 from mtrl_robot.motions.dataset import DemoDataset
-from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
 from mtrl_robot.ros.policy_node import fit_limits
@@ -99,7 +98,8 @@ def robot_errors(backend: HardwareBackend, state: ReachingCheckpoint, demos: Dem
     targets = plan_robot_demos(arm, targets_per_robot, SEED, n_waypoints).targets
     data = to_tensors(demos, state.joint_names, n_waypoints)
     k, steps = state.preset.adapt.k, state.preset.adapt.steps
-    params, _ = guarded_adapt(state.learner, data.targets[:k], state.model.normalize(data.offsets[:k]), steps)
+    params, _ = guarded_adapt(state.learner, state.model.condition(data.targets[:k]),
+                              state.model.normalize(data.offsets[:k]), steps)
     limits = backend.checker.limits
     errors: dict[str, list[float | None]] = {}
     for method, adapted in (("no_adaptation", None), ("maml", params)):
@@ -116,7 +116,7 @@ def robot_errors(backend: HardwareBackend, state: ReachingCheckpoint, demos: Dem
 def evaluate_through_arm_nodes(run: Path, robots_per_family: int, targets_per_robot: int, log_dir: Path,
                                say: Callable[[str], None] = print) -> Path:
     """Evaluate the run's held-out robots through arm nodes (see the module docstring); returns the table's path."""
-    dataset = load_demos(run / "demos.npz")
+    families = run_demos(run)
     rate = load_preset(INTERFACES).joint_states_rate
     report = json.loads((run / "report.json").read_text()) if (run / "report.json").is_file() else {}
     results: dict[str, dict] = {}
@@ -125,7 +125,7 @@ def evaluate_through_arm_nodes(run: Path, robots_per_family: int, targets_per_ro
         robot_ids = list(state.info.get("held_out", []))[:robots_per_family]
         results[family] = {"k": state.preset.adapt.k, "robots": {}}
         for robot_id in robot_ids:
-            demos = dataset.for_robot(robot_id)
+            demos = families[family].for_robot(robot_id)
             arm = demos.robots[0]
             population_file = run / POPULATION_FILE
             populations.save(populations.Population((arm,), populations.load_config(families=[arm.family])),

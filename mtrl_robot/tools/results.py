@@ -104,6 +104,33 @@ RESULTS = (
                       "--methods", "no_adaptation", "maml", "ik_oracle")),
            {"reaching_pooled.md": "runs/full_pooled_evaluation/reaching.md",
             "reaching_pooled.png": "runs/full_pooled_evaluation/reaching.png"}),
+    Result("reaching_pooled_five", "across all five families, six and seven joints in one model, on the medium "
+           "preset's population (30 robots per family, 5 held out): with a one-hot family code beside the target and "
+           "the full preset's meta-learning budget (3000 meta-steps of 16 robots), K-shot MAML on each family's "
+           "held-out robots; beside it the training reports of the medium preset's own budget (800 meta-steps of 8 "
+           "robots) with and without the code",
+           (_train("medium", "runs/medium_pooled", "data.pooled=true"),
+            _train("medium", "runs/medium_pooled_code", "data.pooled=true", "model.family_code=true"),
+            _train("medium", "runs/medium_pooled_code_full", "data.pooled=true", "model.family_code=true",
+                   "meta.meta_steps=3000", "meta.meta_batch_size=16"),
+            _evaluate("runs/medium_pooled_code_full", "runs/medium_pooled_code_full_evaluation", "--ks", "5", "10",
+                      "--targets", "10", "--methods", "no_adaptation", "maml", "ik_oracle")),
+           {"reaching_pooled_five.md": "runs/medium_pooled_code_full_evaluation/reaching.md",
+            "reaching_pooled_five.png": "runs/medium_pooled_code_full_evaluation/reaching.png",
+            "reaching_pooled_five_training.md": "runs/medium_pooled_code_full/report.md",
+            "reaching_pooled_five_code_training.md": "runs/medium_pooled_code/report.md",
+            "reaching_pooled_five_nocode_training.md": "runs/medium_pooled/report.md"}),
+    Result("reaching_lofo", "leave one family out (the medium preset): meta-trained on four families, adapted to the "
+           "fifth from K = 5, 10, 20 demos, beside fine-tuning a multi-task model with the step size tuned on "
+           "validation robots, the family's own model and the IK oracle; a second table with folds trained with a "
+           "family code (zeros for the family left out)",
+           (Step(("reaching", "lofo", "medium", "-o", "runs/medium_lofo"), "runs/medium_lofo/lofo.json",
+                 "runs/medium_lofo"),
+            Step(("reaching", "lofo", "medium", "-o", "runs/medium_lofo_code", "--set", "data.pooled=true", "--set",
+                  "model.family_code=true"), "runs/medium_lofo_code/lofo.json", "runs/medium_lofo_code")),
+           {"reaching_lofo.md": "runs/medium_lofo/lofo.md", "reaching_lofo.png": "runs/medium_lofo/lofo.png",
+            "reaching_lofo.json": "runs/medium_lofo/lofo.json",
+            "reaching_lofo_family_code.md": "runs/medium_lofo_code/lofo.md"}),
     Result("reaching_calibration", "probabilistic MAML's predicted spread against where the flange ends, K = 0, 1, 5",
            (_train("full", "runs/full_pmaml", "meta.variant=probabilistic"),
             Step(("reaching", "calibrate", "runs/full_pmaml", "-o", "runs/full_calibration"),

@@ -41,7 +41,8 @@ def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: i
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     data = to_tensors(demos, state.joint_names, int(state.info["n_waypoints"]))
-    return guarded_adapt(state.learner, data.targets[:k], state.model.normalize(data.offsets[:k]), steps)
+    return guarded_adapt(state.learner, state.model.condition(data.targets[:k]),
+                         state.model.normalize(data.offsets[:k]), steps)
 
 
 def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None = None,

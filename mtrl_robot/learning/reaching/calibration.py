@@ -33,10 +33,9 @@ from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.evaluation.report import Curve, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
-from mtrl_robot.learning.reaching.data import by_family, to_tensors
+from mtrl_robot.learning.reaching.data import run_demos, to_tensors
 from mtrl_robot.learning.reaching.evaluate import SEED, TARGETS_PER_ROBOT, meta_trained_checkpoints
 from mtrl_robot.motions.dataset import DemoDataset
-from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.reach import plan_robot_demos
 
 LEVELS = np.round(np.arange(0.1, 1.0, 0.1), 2)  # nominal coverages of the reliability diagram
@@ -58,7 +57,7 @@ def robot_ranks(demos: DemoDataset, state: ReachingCheckpoint, k: int, targets: 
     with torch.no_grad():
         flat = state.learner.predictive_samples(data.targets[:k], state.model.normalize(data.offsets[:k]), x,
                                                 samples, state.preset.adapt.steps)
-        final = arm.home_q + state.model.offsets(flat).double().numpy()[..., -1, :]  # (samples, n, dof)
+        final = arm.home_q + state.model.offsets(flat, arm.dof).double().numpy()[..., -1, :]  # (samples, n, dof)
     reached = flange_position(arm, np.clip(final, arm.lower, arm.upper))  # (samples, n, 3)
     return (reached < targets[None]).mean(axis=0)
 
@@ -76,7 +75,7 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
     if not probabilistic:
         raise ValueError(f"{run}: no checkpoint of the probabilistic variant (train with "
                          "--set meta.variant=probabilistic)")
-    families = by_family(load_demos(run / "demos.npz"))
+    families = run_demos(run)
     ranks: dict[int, list[np.ndarray]] = {k: [] for k in ks}
     for family, path in probabilistic.items():
         state = checkpoints.load(path)

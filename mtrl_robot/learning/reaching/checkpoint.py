@@ -12,6 +12,10 @@ The learner's ``extra`` holds (all plain data, so ``weights_only=True`` loads it
 ``preset``         the whole training preset (``Preset.to_dict()``)
 ``adaptation``     ``None``, or for an adapted model: robot id, K, steps, the source checkpoint and its step
 ``task_latent``    probabilistic variant, adapted: the task variable z (a tensor); otherwise absent
+``code_dim``       a model across families with a family code (``model.family_code``): the code's width (the
+                   family's code is in the weights, ``policy.code``); otherwise absent
+``columns``        a model across arms with different joint counts: its joint columns (the most joints of
+                   its arms; :mod:`~mtrl_robot.models.joint_padding`); otherwise absent (one per joint)
 =================  ==========================================================================================
 """
 
@@ -23,12 +27,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.learning.reaching.presets import MetaConfig, Preset, preset_from_dict
 from mtrl_robot.learning.reaching.pretrain import build_model
 from mtrl_robot.meta import MAML, MAMLConfig, make_meta_learner, read_checkpoint
+from mtrl_robot.models.joint_padding import masked_mse
 from mtrl_robot.models.model_file import save_model_file
 from mtrl_robot.models.policy import ReachingModel
 
@@ -65,22 +71,23 @@ class ReachingCheckpoint:
     def save_model_file(self, path: str | Path) -> Path:
         """Write the deployable model file of this checkpoint's model (see :mod:`mtrl_robot.models.model_file`)."""
         model = self.preset.model
-        config = {"n_waypoints": int(self.info["n_waypoints"]), "dof": len(self.joint_names),
+        config = {"n_waypoints": int(self.info["n_waypoints"]), "dof": self.model.scaler.dof,
                   "latent_dim": model.latent_dim, "vae_hidden": list(model.vae_hidden),
-                  "policy_hidden": list(model.policy_hidden), "task_dim": task_dim(self.preset.meta)}
+                  "policy_hidden": list(model.policy_hidden), "task_dim": task_dim(self.preset.meta),
+                  **({"code_dim": self.model.policy.code_dim} if self.model.policy.code_dim else {})}
         info = {key: self.info.get(key) for key in ("family", "adaptation", "pooled")}
         return save_model_file(path, self.model, config, self.joint_names, np.asarray(self.info["home"]),
                                self.task_latent, {**info, "checkpoint_step": self.learner.step})
 
     def offsets(self, targets: np.ndarray, params: dict[str, Tensor] | None = None) -> np.ndarray:
         """(n, 3) targets → (n, T, dof) joint offsets from the start posture; ``params`` from ``learner.adapt``."""
-        x = torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(-1, 3))
+        x = self.model.condition(torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(-1, 3)))
         with torch.no_grad():
             if params is not None:
                 flat = self.learner.predict(params, x)
             else:
                 flat = self.model(self.model.inputs(x, self.task_latent))
-            return self.model.offsets(flat).double().numpy()
+            return self.model.offsets(flat, len(self.joint_names)).double().numpy()
 
 
 def task_dim(config: MetaConfig) -> int:
@@ -88,15 +95,17 @@ def task_dim(config: MetaConfig) -> int:
     return config.task_latent_dim if config.variant == "probabilistic" else 0
 
 
-def make_learner(model: ReachingModel, config: MetaConfig) -> MAML:
-    """The meta-learner the preset's ``meta`` section describes, around ``model``."""
+def make_learner(model: ReachingModel, config: MetaConfig, padded: bool = False) -> MAML:
+    """The meta-learner the preset's ``meta`` section describes, around ``model``; ``padded``: its demos may have
+    padded joints, which the loss leaves out."""
     maml_config = MAMLConfig(
         inner_steps=config.inner_steps, inner_lr=config.inner_lr, first_order=config.variant == "first_order",
         learn_inner_lr=config.learn_inner_lr, outer_lr=config.outer_lr, meta_batch_size=config.meta_batch_size,
         seed=config.seed, latent_dim=task_dim(config), kl_weight=config.kl_weight,
         adapt_only=config.adapt_only)
     n_out = model.scaler.n_waypoints * model.scaler.dof
-    return make_meta_learner(model, maml_config, x_dim=3, y_dim=n_out)
+    loss = masked_mse if padded else F.mse_loss
+    return make_meta_learner(model, maml_config, loss, x_dim=3 + model.policy.code_dim, y_dim=n_out)
 
 
 def new_checkpoint(model: ReachingModel, preset: Preset, info: dict[str, Any]) -> ReachingCheckpoint:
@@ -104,7 +113,8 @@ def new_checkpoint(model: ReachingModel, preset: Preset, info: dict[str, Any]) -
     missing = [key for key in _REQUIRED if key not in info]
     if missing:
         raise ValueError(f"checkpoint metadata lacks {missing}")
-    return ReachingCheckpoint(make_learner(model, preset.meta), preset, {"kind": KIND, "adaptation": None, **info})
+    learner = make_learner(model, preset.meta, padded="columns" in info)
+    return ReachingCheckpoint(learner, preset, {"kind": KIND, "adaptation": None, **info})
 
 
 def load(path: str | Path) -> ReachingCheckpoint:
@@ -120,9 +130,10 @@ def load(path: str | Path) -> ReachingCheckpoint:
         raise CheckpointError(f"{path}: reaching checkpoint without {missing}")
     try:
         preset = preset_from_dict(info["preset"], str(path))
-        model = build_model(preset.model, int(info["n_waypoints"]), len(info["joint_names"]),
-                            task_dim(preset.meta))[1]
-        learner = make_learner(model, preset.meta)
+        columns = int(info.get("columns", len(info["joint_names"])))
+        model = build_model(preset.model, int(info["n_waypoints"]), columns, task_dim(preset.meta),
+                            code_dim=int(info.get("code_dim", 0)))[1]
+        learner = make_learner(model, preset.meta, padded="columns" in info)
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path}: cannot rebuild the model it describes: {e}") from e
     learner.load_state_dict(state, source=str(path))

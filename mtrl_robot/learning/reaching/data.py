@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,7 +17,11 @@ from torch import Tensor
 
 from mtrl_robot.meta import TaskBatch
 from mtrl_robot.meta.maml import TaskSampler
+from mtrl_robot.models.joint_padding import pad_joints
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
+from mtrl_robot.motions.dataset import load as load_demos
+
+DEMOS_FILE = "demos.npz"  # a run's demos; with arms of several joint counts, one file per count (demos_file)
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,12 @@ class RobotDemos:
     targets: Tensor  # (N, 3) m
     offsets: Tensor  # (N, T, dof) rad from each demo's first waypoint
     demos_of: tuple[Tensor, ...]  # per robot: indices into targets / offsets
+    codes: Tensor | None = None  # (N, families) one-hot of each demo's family (pooled with a family code)
+
+    @property
+    def inputs(self) -> Tensor:
+        """What the learner takes: the targets, and with family codes ``cat(target, code)``."""
+        return self.targets if self.codes is None else torch.cat([self.targets, self.codes], dim=1)
 
     @property
     def n_waypoints(self) -> int:
@@ -36,6 +47,26 @@ class RobotDemos:
     @property
     def dof(self) -> int:
         return self.offsets.shape[2]
+
+
+def demos_file(run_dir: str | Path, dof: int | None = None) -> Path:
+    """Where a run keeps its demos: ``demos.npz``, or with ``dof`` (arms of several joint counts in one run) the
+    file of the arms with that many joints, ``demos-<dof>joints.npz``."""
+    return Path(run_dir) / (DEMOS_FILE if dof is None else f"demos-{dof}joints.npz")
+
+
+def demos_files(run_dir: str | Path) -> list[Path]:
+    """A run's demos files that exist (see :func:`demos_file`)."""
+    single = demos_file(run_dir)
+    return [single] if single.is_file() else sorted(Path(run_dir).glob("demos-*joints.npz"))
+
+
+def run_demos(run_dir: str | Path) -> dict[str, DemoDataset]:
+    """A run's demos by arm family, from its demos file or files (``DatasetError`` when there are none)."""
+    files = demos_files(run_dir)
+    if not files:
+        raise DatasetError(demos_file(run_dir), "no such file: the run has no demos")
+    return {family: ds for path in files for family, ds in by_family(load_demos(path)).items()}
 
 
 def by_family(dataset: DemoDataset) -> dict[str, DemoDataset]:
@@ -62,19 +93,24 @@ def to_tensors(dataset: DemoDataset, joint_names: Sequence[str] | None = None,
         demos_of=tuple(torch.from_numpy(dataset.demos_of(r)) for r in dataset.robot_ids))
 
 
-def pool(groups: Sequence[RobotDemos]) -> RobotDemos:
-    """Several joint sets' demos as one (columns by position, named ``joint_1``…): one group is returned as is."""
-    if len(groups) == 1:
+def pool(groups: Sequence[RobotDemos], codes: bool = False) -> RobotDemos:
+    """Several joint sets' demos as one (columns by position, named ``joint_1``…; arms with fewer joints than the
+    most padded with NaN, :mod:`~mtrl_robot.models.joint_padding`), with ``codes`` a one-hot of each demo's group;
+    one group without codes is returned as is."""
+    if len(groups) == 1 and not codes:
         return groups[0]
-    shapes = {g.offsets.shape[1:] for g in groups}
-    if len(shapes) != 1:
-        raise DatasetError(None, f"pooled demos need one number of waypoints and joints, got {sorted(shapes)}")
+    waypoints = {g.n_waypoints for g in groups}
+    if len(waypoints) != 1:
+        raise DatasetError(None, f"pooled demos need one number of waypoints, got {sorted(waypoints)}")
     starts = np.cumsum([0] + [len(g.targets) for g in groups[:-1]])
-    dof = groups[0].dof
+    dof = max(g.dof for g in groups)
     return RobotDemos(
         joint_names=tuple(f"joint_{i + 1}" for i in range(dof)),
         robot_ids=tuple(r for g in groups for r in g.robot_ids),
-        targets=torch.cat([g.targets for g in groups]), offsets=torch.cat([g.offsets for g in groups]),
+        targets=torch.cat([g.targets for g in groups]),
+        offsets=torch.cat([pad_joints(g.offsets, dof) for g in groups]),
+        codes=torch.cat([torch.eye(len(groups))[i].expand(len(g.targets), -1) for i, g in enumerate(groups)])
+        if codes else None,
         demos_of=tuple(i + int(start) for g, start in zip(groups, starts, strict=True) for i in g.demos_of))
 
 
@@ -85,7 +121,7 @@ def task_sampler(demos: RobotDemos, normalize: Callable[[Tensor], Tensor], k_sup
     if short:
         raise DatasetError(None, f"robot {short[0][0]} has {short[0][1]} demos; a task needs k_support + k_query = "
                            f"{k_support + k_query}")
-    y = normalize(demos.offsets)
+    y, inputs = normalize(demos.offsets), demos.inputs
     counts = torch.tensor([len(i) for i in demos.demos_of])
     table = torch.nn.utils.rnn.pad_sequence(list(demos.demos_of), batch_first=True)  # (robots, max demos)
 
@@ -97,7 +133,7 @@ def task_sampler(demos: RobotDemos, normalize: Callable[[Tensor], Tensor], k_sup
         keys = torch.rand(num_tasks, table.shape[1], generator=generator)
         keys[torch.arange(table.shape[1]) >= counts[robots, None]] = 2.0
         chosen = table[robots[:, None], keys.argsort(dim=1)[:, :k_support + k_query]]
-        x, t = demos.targets[chosen], y[chosen]
+        x, t = inputs[chosen], y[chosen]
         return TaskBatch(x[:, :k_support], t[:, :k_support], x[:, k_support:], t[:, k_support:])
 
     return sample

@@ -5,7 +5,7 @@ For every family of a training run (one checkpoint per family) and each of its h
 * **fresh targets**: ``targets_per_robot`` targets drawn in the robot's reachable workspace with a seed of their own
   (:func:`~mtrl_robot.motions.reach.plan_robot_demos` with ``seed``; never the demo targets), kept only where IK
   with the robot's true kinematics succeeds, so that every method is asked for the same reachable targets;
-* **support set**: the robot's first K demos of the run's ``demos.npz``;
+* **support set**: the robot's first K demos of the run's demos (``demos.npz``, or one file per joint count);
 * **execution**: every trajectory runs in :class:`~mtrl_robot.backends.mujoco_backend.MujocoBackend` built from
   the robot (one backend per robot, reset to home before each trajectory); the error is the distance in cm from
   the simulated flange to the target once the trajectory has finished and settled.
@@ -18,7 +18,9 @@ Methods (keys of the results, rows of the table):
                     jointly (pooled regression, no meta-learning; the run's ``pretrain/<family>.pt`` when the run
                     pretrained with ``source: population``, otherwise trained here with the run's pretraining
                     budget and cached in ``<out_dir>/multitask/<family>.pt``), then fine-tuned on the K demos: all
-                    parameters, Adam (``finetune_lr``), as many steps as MAML adapts (``adapt.steps``)
+                    parameters, Adam (``finetune_lr``), as many steps as MAML adapts (``adapt.steps``); the
+                    step size is the one given (1e-3 by default), not tuned -- the tuned fine-tuning baseline
+                    is :mod:`~mtrl_robot.learning.reaching.lofo`'s
 ``scratch``         the same architecture from a random initialisation, trained on the K demos only (Adam,
                     ``scratch_steps`` full-batch steps); its normalisation statistics come from the K demos too
 ``maml``            the run's meta-trained checkpoint (MAML / first-order MAML / Meta-SGD as trained), adapted with
@@ -64,12 +66,12 @@ from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, check
 from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
-from mtrl_robot.learning.reaching.data import by_family, to_tensors
+from mtrl_robot.learning.reaching.data import run_demos, to_tensors
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
 from mtrl_robot.learning.reaching.pretrain import build_model, load_pretrained, pretrain, save_pretrained
 from mtrl_robot.meta.guard import guarded_adapt
+from mtrl_robot.models.joint_padding import masked_mse
 from mtrl_robot.motions.dataset import DemoDataset
-from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.tasks.reaching import reach
 
@@ -109,9 +111,8 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
         raise ValueError(f"unknown methods {unknown} (known: {KNOWN_METHODS}) or bad ks {ks}")
     check_reachable(compute)
     torch.manual_seed(seed)
-    dataset = load_demos(run / "demos.npz")
+    families = run_demos(run)
     out.mkdir(parents=True, exist_ok=True)
-    families = by_family(dataset)
     maml_ckpts = meta_trained_checkpoints(run)
     pmaml_ckpts = {f: p for f, (p, v) in maml_ckpts.items() if v == "probabilistic"}
     if pmaml_run_dir is not None:
@@ -185,8 +186,8 @@ def reaching_video(demos: DemoDataset, state: ReachingCheckpoint, k: int, seed: 
     n_waypoints = int(state.info["n_waypoints"])
     targets = plan_robot_demos(arm, n_targets, seed, n_waypoints).targets
     data = to_tensors(demos, state.joint_names, n_waypoints)
-    params, _ = guarded_adapt(state.learner, data.targets[:k], state.model.normalize(data.offsets[:k]),
-                              state.preset.adapt.steps)
+    params, _ = guarded_adapt(state.learner, state.model.condition(data.targets[:k]),
+                              state.model.normalize(data.offsets[:k]), state.preset.adapt.steps)
     backend = MujocoBackend(arm)
     panels = []
     for label, adapted in (("no adaptation", None), (f"MAML, K = {k}", params)):
@@ -275,13 +276,14 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
         for name in GUARDED:
             if name in methods:
                 state = states[name]
-                params, decision = guarded_adapt(state.learner, sx, state.model.normalize(so), steps)
+                params, decision = guarded_adapt(state.learner, state.model.condition(sx), state.model.normalize(so),
+                                                 steps)
                 out.setdefault(name, {})[k] = run(predict_positions(state, arm, targets, params=params))
                 guards.setdefault(name, {})[k] = decision.to_dict()
         if "maml_unguarded" in methods:
             state = states["maml"]
             with torch.no_grad():
-                params = state.learner.adapt(sx, state.model.normalize(so), steps)
+                params = state.learner.adapt(state.model.condition(sx), state.model.normalize(so), steps)
             out.setdefault("maml_unguarded", {})[k] = run(predict_positions(state, arm, targets, params=params))
         if "finetune" in methods:
             model = copy.deepcopy(multitask)
@@ -295,12 +297,14 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
 
 
 def _fit(model, targets: torch.Tensor, offsets: torch.Tensor, steps: int, lr: float) -> None:
-    """Full-batch Adam on every parameter: MSE between the model's output and the normalised demos."""
+    """Full-batch Adam on every parameter: MSE between the model's output and the normalised demos (padded joints
+    left out)."""
     model.train()
     y = model.normalize(offsets)
+    loss_fn = masked_mse if y.isnan().any() else F.mse_loss
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
-        loss = F.mse_loss(model(model.inputs(targets)), y)
+        loss = loss_fn(model(model.inputs(targets)), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -310,7 +314,7 @@ def _fit(model, targets: torch.Tensor, offsets: torch.Tensor, steps: int, lr: fl
 def _positions(model, arm: Arm, x: torch.Tensor) -> np.ndarray:
     """(n, T, dof) joint positions from home for a plain reaching model (as ``predict_positions`` does)."""
     with torch.no_grad():
-        offsets = model.offsets(model(model.inputs(x))).double().numpy()
+        offsets = model.offsets(model(model.inputs(x)), arm.dof).double().numpy()
     positions = arm.home_q + offsets
     positions[:, 0] = arm.home_q
     return np.clip(positions, arm.lower, arm.upper)

@@ -54,8 +54,8 @@ class DataConfig:
     demo_seed: int = setting(0, "demo targets", minimum=0, maximum=SEED)
     population_config: str | None = setting(None, "perturbation ranges (population YAML); None: "
                                                   "config/population.yaml")
-    pooled: bool = setting(False, "one model across all the families (the across-families experiment), "
-                                  "not one per family")
+    pooled: bool = setting(False, "one model across all the families (the across-families experiment; arms with "
+                                  "fewer joints padded to the most), not one per family")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ class ModelConfig:
                                           above=0, maximum=WIDTH)
     policy_hidden: tuple[int, ...] = setting((128, 128, 128), "target → z", above=0, maximum=WIDTH)
     beta: float = setting(1e-3, "weight of the VAE's KL term", minimum=0)
+    family_code: bool = setting(False, "pooled runs: a one-hot of the arm family beside the target at the policy's "
+                                       "input (zeros for a family not trained on)")
 
 
 @dataclass(frozen=True)
@@ -163,12 +165,15 @@ def _check_together(preset: Preset) -> None:
         raise ConfigError(None, "data.families", "expected a non-empty list without repeats")
     arms = load_families(data.families, None, "data.families")
     dofs = {f: arm.dof for f, arm in arms.items()}
-    if data.pooled and (len(data.families) < 2 or len(set(dofs.values())) != 1):
-        raise ConfigError(None, "data.pooled", f"pooling needs two or more families with one number of joints, "
-                          f"got {dofs}")
-    if len(set(dofs.values())) != 1:
-        raise ConfigError(None, "data.families", f"a run's demos hold one number of joints, but the families "
-                          f"differ ({', '.join(f'{f} {n}' for f, n in dofs.items())}): train them in separate runs")
+    if data.pooled and len(data.families) < 2:
+        raise ConfigError(None, "data.pooled", f"pooling needs two or more families, got {list(data.families)}")
+    if preset.model.family_code and (not data.pooled or meta.variant == "probabilistic"):
+        raise ConfigError(None, "model.family_code", "a family code is for pooled runs (data.pooled) of the maml or "
+                          "first_order variant")
+    if data.pooled and len(set(dofs.values())) > 1 and meta.variant == "probabilistic":
+        raise ConfigError(None, "meta.variant", f"the probabilistic variant reads whole support trajectories and "
+                          f"cannot pool families with different joint counts "
+                          f"({', '.join(f'{f} {n}' for f, n in dofs.items())}); use maml or first_order")
     if data.robots_per_family * data.demos_per_robot > DEMOS_PER_FAMILY:
         raise ConfigError(None, "data.demos_per_robot", f"robots_per_family × demos_per_robot = "
                           f"{data.robots_per_family * data.demos_per_robot} demos per family exceeds the limit "

@@ -7,6 +7,8 @@
 
 The demos are the nominal robot's (``source: nominal``) or every training robot's (``source: population``, the
 multi-task baseline). Both stages draw batches from one seeded generator, so a pretraining run is repeatable.
+Demos of arms with fewer joints than the model has columns are padded (NaN), and every loss leaves the padding out
+(:mod:`~mtrl_robot.models.joint_padding`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.learning.reaching.presets import ModelConfig, PretrainConfig
+from mtrl_robot.models.joint_padding import masked_mse
 from mtrl_robot.models.policy import ReachingModel, TargetPolicy
 from mtrl_robot.models.trajectory_vae import OffsetScaler, TrajectoryVAE
 
@@ -30,25 +33,29 @@ LogFn = Callable[[str, int, float], None]  # (stage, step, loss)
 
 
 def build_model(config: ModelConfig, n_waypoints: int, dof: int, task_dim: int = 0,
-                seed: int = 0) -> tuple[TrajectoryVAE, ReachingModel]:
-    """A fresh VAE and the reaching model sharing its decoder, initialised from ``seed``."""
+                seed: int = 0, code_dim: int = 0) -> tuple[TrajectoryVAE, ReachingModel]:
+    """A fresh VAE and the reaching model sharing its decoder, initialised from ``seed`` (``code_dim``: the width of
+    a family code beside the target)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         vae = TrajectoryVAE(OffsetScaler(n_waypoints, dof), config.latent_dim, config.vae_hidden, config.beta)
-        policy = TargetPolicy(config.latent_dim, config.policy_hidden, task_dim)
+        policy = TargetPolicy(config.latent_dim, config.policy_hidden, task_dim, code_dim)
     return vae, ReachingModel(vae, policy)
 
 
 def pretrain(targets: Tensor, offsets: Tensor, model_config: ModelConfig, config: PretrainConfig,
              task_dim: int = 0, progress: bool = True, log: LogFn | None = None) -> tuple[TrajectoryVAE, ReachingModel]:
-    """Train the VAE on ``offsets`` (N, T, dof), then the policy on ``targets`` (N, 3) → offsets (VAE alongside)."""
+    """Train the VAE on ``offsets`` (N, T, dof; NaN columns: padding), then the policy on ``targets`` (N, 3, or
+    N, 3 + code width: each demo's family code after its target) → offsets (VAE alongside)."""
     if len(targets) < 2 or len(targets) != len(offsets):
         raise ValueError(f"pretraining needs at least 2 demos with one target each, got {len(targets)} targets "
                          f"and {len(offsets)} trajectories")
-    vae, model = build_model(model_config, offsets.shape[1], offsets.shape[2], task_dim, config.seed)
+    vae, model = build_model(model_config, offsets.shape[1], offsets.shape[2], task_dim, config.seed,
+                             targets.shape[1] - 3)
     vae.normalizer.set_statistics(offsets)
-    model.policy.set_statistics(targets)
+    model.policy.set_statistics(targets[:, :3])
     y = model.normalize(offsets)
+    reaching_loss = masked_mse if y.isnan().any() else F.mse_loss
     generator = torch.Generator().manual_seed(config.seed)
     batch = min(config.batch_size, len(targets))
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr)
@@ -68,7 +75,7 @@ def pretrain(targets: Tensor, offsets: Tensor, model_config: ModelConfig, config
         for group in optimizer.param_groups:
             group["lr"] = cosine(config.lr, config.lr * 1e-2, step, config.policy_steps)
         index = torch.randint(len(targets), (batch,), generator=generator)
-        reaching = F.mse_loss(model(model.inputs(targets[index])), y[index])
+        reaching = reaching_loss(model(model.inputs(targets[index])), y[index])
         loss = reaching + vae.loss(y[index], generator)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

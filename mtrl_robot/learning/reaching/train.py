@@ -3,8 +3,8 @@
 For every arm family of the preset (one joint set, one checkpoint):
 
 1. **Data.** The population (``data.robots_per_family`` robots, seeded) and its planned demos, made once and
-   kept as ``demos.npz`` in the run folder. The last ``data.held_out_per_family`` robots of each family are
-   held out.
+   kept as ``demos.npz`` in the run folder (with arms of several joint counts, ``demos-<n>joints.npz`` per
+   count). The last ``data.held_out_per_family`` robots of each family are held out.
 2. **Pretraining.** The motor VAE and the target policy on the nominal robot's demos (or on every training
    robot's: the multi-task baseline); kept as ``pretrain/<family>.pt``.
 3. **Meta-learning.** Each training robot is a task: K support and Q query demos. MAML (or first-order MAML,
@@ -19,8 +19,9 @@ For every arm family of the preset (one joint set, one checkpoint):
    function the full evaluation uses) goes to ``report.json`` and, as a table, to ``report.md``.
 
 With ``data.pooled`` the families are not separate: one model is pretrained on every family's nominal robot and
-meta-trained over the training robots of all of them (joint columns by position; the families must have the same
-number of joints), the across-families experiment. Its checkpoint is ``checkpoints/pooled/all.pt``, and
+meta-trained over the training robots of all of them (joint columns by position; arms with fewer joints than the
+most are padded, and every loss leaves the padding out: :mod:`~mtrl_robot.models.joint_padding`), the
+across-families experiment. Its checkpoint is ``checkpoints/pooled/all.pt``, and
 ``checkpoints/<family>.pt`` are views of it — the same weights, each with its family's joint names, home and
 robots — so adapting, predicting and evaluating work as for a per-family run and still map joints by name.
 
@@ -55,12 +56,20 @@ from mtrl_robot.distributed.compute import ComputeConfig, check_reachable, order
 from mtrl_robot.evaluation.report import interval, markdown_table
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
-from mtrl_robot.learning.reaching.data import by_family, pool, task_sampler, to_tensors
+from mtrl_robot.learning.reaching.data import (
+    by_family,
+    demos_file,
+    demos_files,
+    pool,
+    run_demos,
+    task_sampler,
+    to_tensors,
+)
 from mtrl_robot.learning.reaching.evaluate import LABELS, TARGETS_PER_ROBOT, held_out_errors
 from mtrl_robot.learning.reaching.presets import Preset, load_preset, preset_from_dict
 from mtrl_robot.learning.reaching.pretrain import build_model, cosine, load_pretrained, pretrain, save_pretrained
+from mtrl_robot.models.joint_padding import pad_joints
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
-from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.generate import generate_demos
 from mtrl_robot.motions.reach import plan_robot_demos
 
@@ -104,10 +113,10 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "preset.json", json.dumps(preset.to_dict(), indent=1))
     names = list(load_families(preset.data.families, out / "preset.json", "data.families"))
-    families = by_family(_demos(preset, out / "demos.npz", progress))
+    families = _demos(preset, out, progress)
     missing = [f for f in names if f not in families]
     if missing:
-        raise DatasetError(out / "demos.npz", f"no demos of the preset's families {missing}")
+        raise DatasetError(demos_files(out)[0], f"no demos of the preset's families {missing}")
     if preset.data.pooled:
         jobs = [(preset, POOLED, {f: families[f] for f in names}, out, progress, 0)]
     else:
@@ -147,7 +156,7 @@ def _clear_failed_attempt(out: Path, preset: Preset) -> list[Path]:
         return []
     made = [path, out / "report.json", out / "report.md", out / "pretrain", out / "logs"]
     if _differ(saved, now, ("data",)):
-        made.append(out / "demos.npz")
+        made += demos_files(out)
     removed = [p for p in made if p.exists()]
     for p in removed:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -187,17 +196,23 @@ def _group_job(job: tuple) -> dict[str, dict]:
         torch.set_num_threads(threads)
 
 
-def _demos(preset: Preset, path: Path, progress: bool) -> DemoDataset:
-    """The population's demos: read from ``path`` when a previous run made them, else planned and saved."""
-    if path.is_file():
-        return load_demos(path)
+def _demos(preset: Preset, out: Path, progress: bool) -> dict[str, DemoDataset]:
+    """The population's demos by family: read from the run folder when a previous run made them, else planned and
+    saved there (one file, or one per joint count: :func:`~mtrl_robot.learning.reaching.data.demos_file`)."""
+    if demos_files(out):
+        return run_demos(out)
     data = preset.data
     config = populations.load_config(data.population_config, seed=data.population_seed,
                                      families=list(data.families), robots_per_family=data.robots_per_family)
     robots = populations.generate(config)
-    dataset = generate_demos(robots, data.demos_per_robot, data.demo_seed, preset.compute, progress)
-    dataset.save(path)
-    return dataset
+    dofs = sorted({arm.dof for arm in robots}, reverse=True)
+    families = {}
+    for dof in dofs:  # a robot's demos depend on (seed, robot id) only, whichever file they go to
+        group = robots if len(dofs) == 1 else robots.select([arm.robot_id for arm in robots if arm.dof == dof])
+        dataset = generate_demos(group, data.demos_per_robot, data.demo_seed, preset.compute, progress)
+        dataset.save(demos_file(out, dof if len(dofs) > 1 else None))
+        families.update(by_family(dataset))
+    return families
 
 
 def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], out: Path, progress: bool,
@@ -209,7 +224,11 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
     held_out = {f: list(ds.robot_ids[len(ds.robot_ids) - preset.data.held_out_per_family:])
                 for f, ds in datasets.items()}
     train_ids = {f: [r for r in ds.robot_ids if r not in held_out[f]] for f, ds in datasets.items()}
-    train = pool([to_tensors(ds.select(train_ids[f])) for f, ds in datasets.items()])
+    code = pooled and preset.model.family_code
+    train = pool([to_tensors(ds.select(train_ids[f])) for f, ds in datasets.items()], codes=code)
+    mixed = len({ds.dof for ds in datasets.values()}) > 1
+    columns = {"columns": train.dof} if mixed else {}  # arms of several joint counts: padded to the most
+    columns |= {"code_dim": len(datasets)} if code else {}
     path = out / "checkpoints" / ("pooled/all.pt" if pooled else f"{name}.pt")
     if path.is_file():
         state = checkpoints.load(path)
@@ -220,7 +239,7 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
             "family": name, "joint_names": list(train.joint_names), "n_waypoints": train.n_waypoints,
             "home": first.home_q.tolist(), "robot_ids": [r for ids in train_ids.values() for r in ids],
             "held_out": [r for ids in held_out.values() for r in ids],
-            "preset": replace(preset, compute=ComputeConfig()).to_dict()})
+            "preset": replace(preset, compute=ComputeConfig()).to_dict(), **columns})
     learner, sample = state.learner, task_sampler(train, state.model.normalize, meta.k_support, meta.k_query)
 
     log = _LossLog(out / "logs" / f"{name}.csv", keep_until=learner.step)
@@ -245,12 +264,14 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
     report = {}
     for family, dataset in datasets.items():
         family_path = path
-        if pooled:  # the family's view: the pooled weights under the family's joint names, home and robots
+        if pooled:  # the family's view: the pooled weights under the family's joint names, home, robots and code
             family_path = out / "checkpoints" / f"{family}.pt"
             arm = dataset.robots[0]
+            if code:
+                state.model.policy.code.copy_(torch.eye(len(datasets))[list(datasets).index(family)])
             view = ReachingCheckpoint(learner, state.preset, {
                 **state.info, "family": family, "joint_names": list(arm.joint_names), "home": arm.home_q.tolist(),
-                "robot_ids": train_ids[family], "held_out": held_out[family], "pooled": True})
+                "robot_ids": train_ids[family], "held_out": held_out[family], "pooled": True, **columns})
             view.save(family_path)
             view.save_model_file(checkpoints.model_file_path(family_path))
         errors = {}
@@ -268,9 +289,10 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
 
 def _pretrained(preset: Preset, families: list[str], train, path: Path, progress: bool):
     """The pretrained reaching model: loaded from ``path`` when there, else trained and saved there (with source
-    ``nominal``, on ``nominal_demos`` demos of each family's nominal robot)."""
+    ``nominal``, on ``nominal_demos`` demos of each family's nominal robot, each with its family code if any)."""
     config, tdim = preset.pretrain, checkpoints.task_dim(preset.meta)
-    vae, model = build_model(preset.model, train.n_waypoints, train.dof, tdim, config.seed)
+    code_dim = 0 if train.codes is None else train.codes.shape[1]
+    vae, model = build_model(preset.model, train.n_waypoints, train.dof, tdim, config.seed, code_dim)
     if path.is_file():
         return load_pretrained(path, vae, model, "pretraining checkpoint")
     if config.source == "nominal":
@@ -278,10 +300,13 @@ def _pretrained(preset: Preset, families: list[str], train, path: Path, progress
         planned = [plan_robot_demos(nominal[f], config.nominal_demos, config.seed, train.n_waypoints)
                    for f in families]
         targets = torch.tensor(np.concatenate([d.targets for d in planned]), dtype=torch.float32)
-        offsets = torch.tensor(np.concatenate([d.positions - d.positions[:, :1] for d in planned]),
-                               dtype=torch.float32)
+        offsets = torch.cat([pad_joints(torch.tensor(d.positions - d.positions[:, :1], dtype=torch.float32),
+                                        train.dof) for d in planned])
+        if code_dim:
+            targets = torch.cat([targets, torch.cat([torch.eye(code_dim)[i].expand(len(d.targets), -1)
+                                                     for i, d in enumerate(planned)])], dim=1)
     else:
-        targets, offsets = train.targets, train.offsets
+        targets, offsets = train.inputs, train.offsets
     rows = []
     vae, model = pretrain(targets, offsets, preset.model, config, tdim, progress,
                           log=lambda stage, step, loss: rows.append((stage, step, loss)))
