@@ -85,6 +85,8 @@ def test_bad_population_config_names_field(tmp_path):
     (("reaching", "adapt", "no_such_run", "missing.npz"), "missing.npz"),
     (("puck", "train", "--preset", "huge"), "huge"),
     (("puck", "evaluate", "no_such_run"), "no_such_run"),
+    (("puck", "evaluate", "no_such_run", "--methods", "meta", "oracle"), "unknown, repeated or no methods"),
+    (("puck", "evaluate", "no_such_run", "--backend", "pybullet", "--camera"), "camera mode"),
 ])
 def test_learning_verbs_report_bad_input_in_one_line(tmp_path, args, message):
     done = run(*args, cwd=tmp_path)
