@@ -152,6 +152,13 @@ RESULTS = (
                   "sysid", "history"), "runs/puck_baselines/puck_eval_sim.json", "runs/puck_baselines")),
            {"puck_baselines_sim.md": "runs/puck_baselines/puck_eval_sim.md",
             "puck_baselines_sim.png": "runs/puck_baselines/puck_eval_sim.png"}),
+    Result("puck_baselines_pybullet", "the same four methods (trained or identified in MuJoCo) adapted and evaluated "
+           "in PyBullet, whose puck–table contact differs (the reality gap)",
+           (PUCK_TRAIN, PUCK_HISTORY,
+            Step(("puck", "evaluate", "runs/puck", "-o", "runs/puck_baselines", "--methods", "meta", "baseline",
+                  "sysid", "history", "--backend", "pybullet"), "runs/puck_baselines/puck_eval_pybullet.json")),
+           {"puck_baselines_pybullet.md": "runs/puck_baselines/puck_eval_pybullet.md",
+            "puck_baselines_pybullet.png": "runs/puck_baselines/puck_eval_pybullet.png"}),
     Result("puck_pybullet", "puck hitting: the MuJoCo-trained meta-policy and baseline adapted and evaluated in "
            "PyBullet, whose puck–table contact differs (the reality gap)",
            (PUCK_TRAIN, _puck_evaluate("runs/puck", "pybullet", "--backend", "pybullet")),
