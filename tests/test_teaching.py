@@ -157,3 +157,15 @@ def test_interrupt_discards_the_open_and_the_undecided_episode(tmp_path):
     assert teaching.discarded == [tmp_path / "discarded" / "demo_3"] and teaching.stage is Stage.DONE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo_1", "discarded"]
     assert Teaching(ARM, 5, workspace_targets(ARM, 0)).interrupt() is None
+
+
+def test_the_launch_log_names_a_node_that_failed():
+    from mtrl_robot.cli.teach import node_failures
+
+    log = ("[launch] started demo_recorder (pid 1): demo_recorder --ros-args\n"
+           "[INFO] [1.0] [arm_node]: panda on mujoco\n"
+           "demo_recorder: output_dir: rec is not a writable folder: File exists\n"
+           "[launch] demo_recorder exited with code 1\n"
+           "[launch] arm_node exited with code 0\n")
+    assert node_failures(log) == ["demo_recorder exited with code 1 (demo_recorder: output_dir: rec is not a "
+                                  "writable folder: File exists)"]
