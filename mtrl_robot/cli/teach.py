@@ -187,6 +187,8 @@ def teach(launch_file: Path | None, arguments: list[str], seed: int, start_launc
     settings = launch_settings(file, parse_assignments(arguments))
     arm = load_arm(settings["robot"], settings.get("population_file", ""), settings.get("urdf_file", ""),
                    settings.get("flange_link", ""))
+    if not settings["k"].isdigit() or int(settings["k"]) < 1:
+        raise ConfigError(file, "k", f"'{settings['k']}' is not a number of episodes (an integer from 1)")
     k = int(settings["k"])
     if not sys.stdin.isatty():
         raise ValueError("mtrl-robot teach reads keys from a terminal; stdin is not one")
@@ -256,7 +258,7 @@ def _run(arm, k: int, recordings: str, seed: int, launch: Launch | None) -> None
                 live.update(screen(teaching, header, source), refresh=True)
     finally:
         client.close()
-        for table in tables(teaching):
+        for table in tables(teaching) if teaching.kept or teaching.tests else []:
             console.print(table)
         if teaching.model:
             console.print(f"adapted model: {teaching.model}")
