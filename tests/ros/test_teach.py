@@ -52,7 +52,8 @@ class Terminal:
                        env=env, check=True)
 
     def screen(self) -> str:
-        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", "teach"], capture_output=True, text=True,
+        """What the terminal shows, lines the terminal wrapped joined again."""
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-J", "-t", "teach"], capture_output=True, text=True,
                               check=True).stdout
 
     def press(self, key: str) -> None:
@@ -204,7 +205,7 @@ def test_teach_names_the_node_that_failed_to_start(panda_run, ros_env, tmp_path)
     terminal = Terminal(command, ros_env, f"teach_failing_{ros_env['ROS_DOMAIN_ID']}")
     try:
         assert terminal.exit_status(SCREEN_TIMEOUT) == 1
-        screen = terminal.screen().replace("\n", "")  # as one line, however the terminal wrapped it
+        screen = terminal.screen()
     finally:
         terminal.close()
     assert (f"mtrl-robot teach: error: demo_recorder exited with code 1 (demo_recorder: output_dir: {not_a_folder} "
