@@ -52,9 +52,9 @@ class Terminal:
                        env=env, check=True)
 
     def screen(self) -> str:
-        """What the terminal shows, lines the terminal wrapped joined again."""
-        return subprocess.run([*self.tmux, "capture-pane", "-p", "-J", "-t", "teach"], capture_output=True, text=True,
-                              check=True).stdout
+        """What the terminal shows and what scrolled off it, lines the terminal wrapped joined again."""
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-J", "-S", "-", "-t", "teach"],
+                              capture_output=True, text=True, check=True).stdout
 
     def press(self, key: str) -> None:
         subprocess.run([*self.tmux, "send-keys", "-t", "teach", key], check=True)
