@@ -75,11 +75,11 @@ class Terminal:
         deadline = time.monotonic() + timeout
         while True:
             shown = subprocess.run([*self.tmux, "display-message", "-p", "-t", "teach",
-                                    "#{pane_dead} #{pane_dead_status}"], capture_output=True, text=True,
-                                   check=True).stdout.split()
-            if shown[0] == "1":
-                return int(shown[1])
-            assert time.monotonic() < deadline, f"still running after {timeout} s:\n{self.screen()}"
+                                    "#{pane_dead} #{pane_dead_status}"], capture_output=True, text=True)
+            dead_and_status = shown.stdout.split()  # the status may show a moment after the pane is dead
+            if len(dead_and_status) == 2 and dead_and_status[0] == "1":
+                return int(dead_and_status[1])
+            assert time.monotonic() < deadline, f"still running after {timeout} s ({shown.stderr}):\n{self.screen()}"
             time.sleep(POLL)
 
     def close(self) -> None:
