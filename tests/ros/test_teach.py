@@ -11,7 +11,6 @@ Ctrl-C during a recording leaves no episode behind but the five kept.
 from __future__ import annotations
 
 import re
-import shlex
 import subprocess
 import sys
 import time
@@ -43,12 +42,12 @@ TARGET_LINE = re.compile(rf"target  x {NUMBER}  y {NUMBER}  z {NUMBER} m")
 
 class Terminal:
     """A command running in a tmux session of its own (its own server socket), read and typed into as a person
-    would."""
+    would. The command runs without a shell, so that Ctrl-C reaches it alone and its exit status is the pane's."""
 
     def __init__(self, command: list[str], env: dict[str, str], socket: str) -> None:
         self.tmux = ["tmux", "-L", socket]
         subprocess.run([*self.tmux, "-f", "/dev/null", "new-session", "-d", "-s", "teach", "-x", "170", "-y", "60",
-                        shlex.join(command), ";", "set-option", "-t", "teach", "remain-on-exit", "on"],
+                        *command, ";", "set-option", "-t", "teach", "remain-on-exit", "on"],
                        env=env, check=True)
 
     def screen(self) -> str:
