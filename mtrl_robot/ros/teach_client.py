@@ -84,14 +84,9 @@ class TeachClient:
         self.node.create_subscription(Log, "/rosout", self._on_log, ROSOUT_QOS)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self._closed = threading.Event()
-        self._spinner = threading.Thread(target=self._spin, daemon=True)
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
         self._spinner.start()
         self._worker = ThreadPoolExecutor(max_workers=1)
-
-    def _spin(self) -> None:
-        while not self._closed.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
 
     def missing(self) -> list[Missing]:
         """What the procedure needs that is not there now (empty once every node is up)."""
@@ -177,8 +172,7 @@ class TeachClient:
 
     def close(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)
-        self._closed.set()
-        self._spinner.join(timeout=5.0)
         self.executor.shutdown()
+        self._spinner.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
