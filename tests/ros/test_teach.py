@@ -49,6 +49,7 @@ class Terminal:
         subprocess.run([*self.tmux, "-f", "/dev/null", "new-session", "-d", "-s", "teach", "-x", "170", "-y", "60",
                         *command, ";", "set-option", "-t", "teach", "remain-on-exit", "on"],
                        env=env, check=True)
+        self.pid = int(self._tmux_value("#{pane_pid}"))
 
     def screen(self) -> str:
         """What the terminal shows and what scrolled off it, lines the terminal wrapped joined again."""
@@ -70,16 +71,23 @@ class Terminal:
             time.sleep(POLL)
 
     def exit_status(self, timeout: float = 60.0) -> int:
-        """The command's exit status, once it has ended."""
+        """The command's exit status, once it has exited: tmux's, or the kernel's while tmux has yet to reap it
+        (tmux 3.3 may leave an exited pane's process a zombie for a long time)."""
         deadline = time.monotonic() + timeout
         while True:
-            shown = subprocess.run([*self.tmux, "display-message", "-p", "-t", "teach",
-                                    "#{pane_dead} #{pane_dead_status}"], capture_output=True, text=True)
-            dead_and_status = shown.stdout.split()  # the status may show a moment after the pane is dead
-            if len(dead_and_status) == 2 and dead_and_status[0] == "1":
-                return int(dead_and_status[1])
-            assert time.monotonic() < deadline, f"still running after {timeout} s ({shown.stderr}):\n{self.screen()}"
+            status = self._tmux_value("#{pane_dead_status}")
+            if status:
+                return int(status)
+            stat = Path(f"/proc/{self.pid}/stat")
+            fields = stat.read_text().rsplit(")", 1)[1].split() if stat.exists() else []  # from field 3, the state
+            if fields[:1] == ["Z"]:
+                return int(fields[-1]) >> 8  # field 52: the exit status as waitpid reports it
+            assert time.monotonic() < deadline, f"still running after {timeout} s:\n{self.screen()}"
             time.sleep(POLL)
+
+    def _tmux_value(self, name: str) -> str:
+        return subprocess.run([*self.tmux, "display-message", "-p", "-t", "teach", name], capture_output=True,
+                              text=True, check=True).stdout.strip()
 
     def close(self) -> None:
         subprocess.run([*self.tmux, "kill-server"], check=False)
