@@ -6,7 +6,7 @@ import argparse
 import sys
 import typing
 
-from mtrl_robot.cli import arm, demo, puck, reaching, recordings, results, robots, tools
+from mtrl_robot.cli import arm, demo, puck, reaching, recordings, results, robots, teach, tools
 from mtrl_robot.core.errors import ConfigError, JointVectorError
 from mtrl_robot.core.interrupt import Interrupted, raise_on_signals
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     """One sub-command group per module of this package, in the order ``--help`` lists them."""
     parser = Parser(prog="mtrl-robot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (robots, arm, reaching, puck, tools, recordings, results, demo):
+    for group in (robots, arm, reaching, puck, tools, teach, recordings, results, demo):
         group.add_commands(sub)
     return parser
 

@@ -336,7 +336,7 @@ def command(node: NodeSpec) -> list[str]:
                                              f"on {os.pathsep.join(folders[:-1])} or PATH")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: get SIGTERM if the runner dies without stopping us (Linux)."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -344,7 +344,7 @@ def _die_with_parent() -> None:
 def _start(node: NodeSpec, cmd: list[str], log_dir: Path, index: int) -> subprocess.Popen:
     env = {**os.environ, **dict(node.env)}
     options = dict(env=env, stdin=subprocess.DEVNULL, start_new_session=True,
-                   preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                   preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
     if node.output == "screen":
         return subprocess.Popen(cmd, **options)
     log_dir.mkdir(parents=True, exist_ok=True)
