@@ -15,6 +15,7 @@ from mtrl_robot.motions.dataset import DatasetError
 from mtrl_robot.motions.reach import plan_reach
 from mtrl_robot.motions.recording import Episode, write_recording
 from mtrl_robot.motions.teaching import (
+    Activate,
     Adapt,
     Reach,
     Reply,
@@ -116,6 +117,13 @@ def test_k_demonstrations_one_discarded_then_adapt_and_test(tmp_path):
     failed = teaching.press("t")
     teaching.reply(Reply(failed, False, "policy_node: no reached point within 60 s"))
     assert teaching.tests[-1].error is None and teaching.problem and teaching.stage is Stage.TESTING
+
+    activate = teaching.press("p")  # a real arm's policy node waits inactive until a person activates it
+    assert activate == Activate() and teaching.keys() == ()
+    teaching.reply(Reply(activate, False, "/policy_node refused or failed to activate; it is inactive"))
+    assert teaching.problem and "refused" in teaching.notice and teaching.stage is Stage.TESTING
+    teaching.reply(Reply(teaching.press("p"), True, "active"))
+    assert not teaching.problem and teaching.notice == "policy node: active"
 
     assert teaching.press("r") is None and teaching.stage is Stage.TARGET  # record more, adapt again
     assert "a" in [k for k, _ in teaching.keys()]

@@ -118,7 +118,13 @@ class Reach:
     target: np.ndarray
 
 
-Request = StartEpisode | StopEpisode | Adapt | Reach
+@dataclass(frozen=True)
+class Activate:
+    """Bring the policy node to active (with a real arm's preset it waits inactive until a person does this);
+    ``Reply.message`` is the state it is in afterwards, or what went wrong."""
+
+
+Request = StartEpisode | StopEpisode | Adapt | Reach | Activate
 
 
 @dataclass(frozen=True)
@@ -153,7 +159,7 @@ KEYS = {  # stage: (key, what it does), as the screen lists them
     Stage.REVIEW: (("k", "keep"), ("d", "discard")),
     Stage.ADAPTING: (),
     Stage.TESTING: (("t", "send to the policy"), ("n", "another target"), ("r", "record more demonstrations"),
-                    ("q", "quit")),
+                    ("p", "activate the policy"), ("q", "quit")),
     Stage.DONE: (),
 }
 
@@ -219,6 +225,8 @@ class Teaching:
             self._decide(keep=key == "k")
         elif key == "t":
             return self._ask(Reach(self.target), "the policy is reaching for the target")
+        elif key == "p":
+            return self._ask(Activate(), "activating the policy node")
         else:  # "r" while testing: record more
             self.stage = Stage.TARGET
             self.target = next(self.targets)
@@ -279,6 +287,8 @@ class Teaching:
             else:
                 self.stage = Stage.TARGET
                 self._say(f"adaptation failed: {reply.message}", problem=True)
+        elif isinstance(request, Activate):
+            self._say(f"policy node: {reply.message}", problem=not reply.ok)
         else:
             self.tests.append(TestResult(request.target, reply.reached if reply.ok else None, reply.message))
             if reply.ok:

@@ -8,7 +8,9 @@ Each request of :mod:`mtrl_robot.motions.teaching` becomes what a person would o
 - :class:`~mtrl_robot.motions.teaching.Adapt`: ``/adaptation_node/adapt``.
 - :class:`~mtrl_robot.motions.teaching.Reach`: the target on ``/target``; the answer is the flange point the policy
   node shows on ``/policy_node/markers`` once the trajectory for this target has ended, or the line it logs on
-  ``/rosout`` when it does not execute the target.
+  ``/rosout`` when it does not execute the target. A policy node that is not active (a managed node: with a real
+  arm's preset it waits inactive) is named with its state before anything is sent.
+- :class:`~mtrl_robot.motions.teaching.Activate`: the policy node's lifecycle transitions up to active.
 
 Requests run on a worker thread and the node is spun on another, so the screen stays responsive; a missing node or
 service is named in the reply.
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PointStamped
+from lifecycle_msgs.srv import GetState
 from rcl_interfaces.msg import Log
 from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
@@ -33,9 +36,10 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.motions.teaching import Adapt, Reach, Reply, Request, StartEpisode, StopEpisode
+from mtrl_robot.motions.teaching import Activate, Adapt, Reach, Reply, Request, StartEpisode, StopEpisode
 from mtrl_robot.ros.conversions import point_msg
 from mtrl_robot.ros.futures import wait_for
+from mtrl_robot.ros.lifecycle import change_state
 from mtrl_robot.ros.markers import REACHED_ID, TARGET_ID
 from mtrl_robot.ros.robot_description import LATCHED_QOS
 
@@ -78,6 +82,7 @@ class TeachClient:
         self.services = {kind: self.node.create_client(Trigger, name) for kind, (_, name) in SERVICES.items()}
         self.demo_targets = self.node.create_publisher(PointStamped, DEMO_TARGET_TOPIC, 10)
         self.targets = self.node.create_publisher(PointStamped, TARGET_TOPIC, 10)
+        self.policy_state = self.node.create_client(GetState, f"/{POLICY_NODE}/get_state")
         self._watch: tuple[np.ndarray, Pending] | None = None  # the test target awaited, and its outcome
         self._lock = threading.Lock()
         self.node.create_subscription(MarkerArray, MARKERS_TOPIC, self._on_markers, LATCHED_QOS)
@@ -107,6 +112,8 @@ class TeachClient:
     def _carry_out(self, request: Request) -> Reply:
         if isinstance(request, Reach):
             return self._reach(request)
+        if isinstance(request, Activate):
+            return self._activate(request)
         if isinstance(request, StartEpisode):
             self.demo_targets.publish(point_msg(request.target))
             if not self.demo_targets.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT)):
@@ -126,10 +133,37 @@ class TeachClient:
         reply = future.result()
         return Reply(request, reply.success, reply.message)
 
+    def _policy_node_state(self) -> str | None:
+        """The policy node's lifecycle state (``active``, ``inactive``, …); None when it does not answer."""
+        if not self.policy_state.service_is_ready():
+            return None
+        future = self.policy_state.call_async(GetState.Request())
+        if not wait_for(future, REPLY_TIMEOUT):
+            self.policy_state.remove_pending_request(future)
+            return None
+        return future.result().current_state.label
+
+    def _activate(self, request: Activate) -> Reply:
+        state = self._policy_node_state()
+        if state is None:
+            return Reply(request, False, f"no answer from /{POLICY_NODE}/get_state (is {POLICY_NODE} running?)")
+        try:
+            if state == "unconfigured":
+                change_state(f"/{POLICY_NODE}", "configure", REPLY_TIMEOUT)
+            if state != "active":
+                state = change_state(f"/{POLICY_NODE}", "activate", REPLY_TIMEOUT)
+        except RuntimeError as exc:
+            return Reply(request, False, str(exc))
+        return Reply(request, state == "active", state)
+
     def _reach(self, request: Reach) -> Reply:
         if not self.targets.get_subscription_count():
             return Reply(request, False, f"{POLICY_NODE}: nothing subscribes to {TARGET_TOPIC} (is {POLICY_NODE} "
                                          "running?)")
+        state = self._policy_node_state()
+        if state not in (None, "active"):
+            return Reply(request, False, f"{POLICY_NODE} is {state}, so it sends nothing: press p to activate it "
+                                         "(a real arm then moves)")
         outcome: Pending = Pending()
         with self._lock:
             self._watch = (request.target, outcome)
