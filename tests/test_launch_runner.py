@@ -133,7 +133,7 @@ out, name = os.environ["OUT"], os.environ["NODE"]
 
 def stop(sig, frame):
     open(os.path.join(out, name + ".stopped"), "w").write(signal.Signals(sig).name)
-    sys.exit(0)
+    sys.exit(int(os.environ.get("STOP_CODE", "0")))
 
 if os.environ.get("MODE") == "stubborn":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -158,10 +158,12 @@ RUN_XML = """\
   <arg name="out"/>
   <arg name="quit_code" default="0"/>
   <arg name="a_quits" default="false"/>
+  <arg name="stop_code" default="0"/>
   <set_env name="OUT" value="$(var out)"/>
   <node pkg="mtrl_test" exec="mtrl_test_node" name="a" on_exit="shutdown">
     <env name="NODE" value="a"/>
     <env name="CODE" value="$(var quit_code)"/>
+    <env name="STOP_CODE" value="$(var stop_code)"/>
     <env name="MODE" value="quit" />
     <env name="WAIT_FOR" value="$(var out)/b.json" />
   </node>
@@ -210,9 +212,9 @@ def start_runner(xml: Path, env: dict, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_sigterm_stops_every_node_and_leaves_no_orphans(node_env):
+def test_sigterm_stops_every_node_and_leaves_no_orphans_and_ends_with_the_required_nodes_status(node_env):
     tmp_path, out, env = node_env
-    runner = start_runner(tmp_path / "run.xml", env, f"out:={out}")
+    runner = start_runner(tmp_path / "run.xml", env, f"out:={out}", "stop_code:=130")
     try:
         a, b = wait_for([out / "a.json", out / "b.json"])
         assert b["argv"] == ["--ros-args", "-r", "__node:=b", "-p", "greeting:=hello"]
@@ -221,7 +223,7 @@ def test_sigterm_stops_every_node_and_leaves_no_orphans(node_env):
         _, stderr = runner.communicate(timeout=20)
     finally:
         runner.kill()
-    assert runner.returncode == 0, stderr
+    assert runner.returncode == 130, stderr  # node a is required: its status on being stopped is the launch's
     assert (out / "a.stopped").read_text() == (out / "b.stopped").read_text() == "SIGINT"
     for pid in (a["pid"], b["pid"], b["grandchild"]):
         deadline = time.monotonic() + 5

@@ -8,7 +8,8 @@ naming the file and line. On a full ROS 2 install ``ros2 launch`` runs the same 
 
 Every node runs in its own process group. Ctrl-C or SIGTERM stops them all: SIGINT, then SIGTERM, then
 SIGKILL after timeouts. When a node marked ``on_exit="shutdown"`` (ROS 1's ``required``) ends, the others are
-stopped and the exit code is that node's exit status (128 + the signal number if a signal ended it).
+stopped and the exit code is that node's exit status (128 + the signal number if a signal ended it); after Ctrl-C
+or SIGTERM too, a launch with such a node ends with that node's status (a run interrupted by SIGINT: 130).
 """
 
 from __future__ import annotations
@@ -394,11 +395,15 @@ def run(nodes: Sequence[NodeSpec], *, sigint_timeout: float = 10.0, sigterm_time
             procs.append(_start(node, cmd, log_dir, i))
             where = "" if node.output == "screen" else f", output in {log_dir}"
             _say(f"started {node.label} (pid {procs[-1].pid}{where}): {shlex.join(cmd)}")
-        return _supervise(nodes, procs, stop, poll)
+        code = _supervise(nodes, procs, stop, poll)
     finally:
         _stop_all(procs, sigint_timeout, sigterm_timeout)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if code is None:  # stopped on request: a required node's status is the launch's, as it ended
+        required = [process for node, process in zip(nodes, procs, strict=True) if node.required]
+        code = _exit_status(required[0].returncode) if required else 0
+    return code
 
 
 def _exit_status(returncode: int) -> int:
@@ -407,7 +412,8 @@ def _exit_status(returncode: int) -> int:
 
 
 def _supervise(nodes: Sequence[NodeSpec], procs: Sequence[subprocess.Popen], stop: threading.Event,
-               poll: float) -> int:
+               poll: float) -> int | None:
+    """The launch's exit code once a required node or every node has ended; None when a stop was requested."""
     ended: set[int] = set()
     failed = False
     while not stop.wait(poll):
@@ -423,7 +429,7 @@ def _supervise(nodes: Sequence[NodeSpec], procs: Sequence[subprocess.Popen], sto
         if len(ended) == len(procs):
             return int(failed)
     _say("stop requested: stopping every node")
-    return 0
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

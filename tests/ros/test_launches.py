@@ -101,6 +101,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes_the_run(ros_env, t
     finally:
         launch.kill()
     assert f"interrupted by SIGINT; the last complete checkpoint is {checkpoint}" in output, output
+    assert launch.returncode == 130, output  # the run's exit status
     assert not [p for p in out.rglob("*") if ".tmp" in p.name], "a half-written file stayed"
     step = checkpoints.load(checkpoint).learner.step
     assert 0 < step < META_STEPS and step % 5 == 0, step
