@@ -10,6 +10,7 @@ Every motion passes the safety layer of the preset.
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def confirm_motion(preset: HardwarePreset) -> tuple[bool, str]:
 def main(args: list[str] | None = None) -> int:
     """Run the checks; the exit status is pytest's (0 all passed or skipped, 1 a check failed), also 1 on bad
     parameters (one line naming the parameter)."""
+    faulthandler.enable()  # a crash in native code still names the Python line it happened under
     try:
         p = read_parameters(args)
         preset = load_preset(p["preset"])
