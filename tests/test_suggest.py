@@ -10,8 +10,8 @@ from test_reaching_eval import TINY
 
 from mtrl_robot.cli.main import main
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
-from mtrl_robot.learning.reaching.data import to_tensors
 from mtrl_robot.learning.reaching import suggest
+from mtrl_robot.learning.reaching.data import to_tensors
 from mtrl_robot.motions.dataset import load as load_demos
 
 
