@@ -138,7 +138,7 @@ def test_demonstration_targets_are_the_adaptation_nodes_suggestions_or_else_work
     teaching = Teaching(ARM, 2, workspace_targets(ARM, 0), suggestions=True, sample_source="workspace sample, seed 0")
     first_sample = next(samples)
     ask = teaching.start()
-    assert ask == Suggest() and teaching.keys() == ()  # the person waits for the answer
+    assert ask == Suggest() and teaching.keys() == () and "asking" in teaching.notice  # the person waits
     suggested = flange_position(ARM, ARM.home_q + 0.2)
     teaching.reply(Reply(ask, True, json.dumps({"target": suggested.tolist(), "spread_m": 0.0123, "demos": 0})))
     assert np.array_equal(teaching.target, suggested) and not np.array_equal(suggested, first_sample)
@@ -146,7 +146,7 @@ def test_demonstration_targets_are_the_adaptation_nodes_suggestions_or_else_work
     bag = record(teaching, tmp_path, "demo_0")
     assert np.array_equal(summarize_episode(bag, ARM).target, suggested)  # the suggested target is demonstrated
     ask = teaching.press("k")
-    assert ask == Suggest() and teaching.stage is Stage.TARGET and "kept" in teaching.notice
+    assert ask == Suggest() and teaching.stage is Stage.TARGET and "press" not in teaching.notice  # no key works yet
     teaching.reply(Reply(ask, False, "adaptation_node: service /adaptation_node/suggest is not available"))
     assert np.array_equal(teaching.target, next(samples)) and not teaching.problem and "kept" in teaching.notice
     assert teaching.target_source == ("workspace sample, seed 0; no suggestion: adaptation_node: service "

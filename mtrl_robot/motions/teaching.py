@@ -137,7 +137,7 @@ class Suggest:
 
 Request = StartEpisode | StopEpisode | Adapt | Reach | Activate | Suggest
 WORKSPACE_SAMPLE = "workspace sample"  # the default name of a target of ``Teaching.targets``
-ASKING = "; asking the adaptation node where to demonstrate next"  # added to the notice while a suggestion is awaited
+ASKING = "asking the adaptation node where to demonstrate next"  # the notice while a suggestion is awaited
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,7 @@ class Teaching:
     suggestions: bool = False  # ask the adaptation node for every new demonstration target
     sample_source: str = WORKSPACE_SAMPLE  # how a sample of ``targets`` is named on the screen
     target_source: str = field(init=False)  # where the target shown comes from
+    deferred_notice: str = ""  # shown once the awaited suggestion has come (its keys work only then)
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -206,7 +207,8 @@ class Teaching:
     def start(self) -> Request | None:
         """The request to make before the first key: the suggestion for the first demonstration target, if asked."""
         if self.suggestions:
-            return self._ask(Suggest(), f"{self.notice}{ASKING}")
+            self.deferred_notice = self.notice
+            return self._ask(Suggest(), ASKING)
         return None
 
     def _new_demo_target(self, notice: str) -> Request | None:
@@ -214,12 +216,12 @@ class Teaching:
         self.target, self.target_source = next(self.targets), self.sample_source
         self._say(notice)
         if self.suggestions:
-            return self._ask(Suggest(), f"{notice}{ASKING}")
+            self.deferred_notice = notice
+            return self._ask(Suggest(), ASKING)
         return None
 
     def _take_suggestion(self, reply: Reply) -> None:
         """The adaptation node's target if it gave one, else the workspace sample already shown; says which."""
-        notice = self.notice.removesuffix(ASKING)
         try:
             answer = json.loads(reply.message) if reply.ok else None
             target = None if answer is None else np.asarray(answer["target"], dtype=float).reshape(3)
@@ -234,7 +236,7 @@ class Teaching:
             self.target = target
             self.target_source = (f"suggested by the adaptation node: predicted spread {spread * 100:.2f} cm, "
                                   f"{answer.get('demos', '?')} demos")
-        self._say(notice)
+        self._say(self.deferred_notice)
 
     @property
     def can_adapt(self) -> bool:
