@@ -42,19 +42,29 @@ def _held_out(run, k: int):
 
 
 @pytest.mark.parametrize("k", [0, 2])
-def test_the_suggestion_is_the_most_uncertain_candidate_and_seeded(probabilistic_run, k):
+def test_the_suggestion_is_the_best_candidate_by_its_criterion_and_seeded(probabilistic_run, k):
     state, arm, targets, offsets = _held_out(probabilistic_run, k)
-    suggestion = suggest.suggest_next(state, arm, targets, offsets, candidates=40, samples=16, seed=5)
     candidates = suggest.candidate_targets(arm, 40, 5)
     state.learner.generator.manual_seed(5)
-    spreads = suggest.spread(suggest.final_flange_samples(state, arm, targets, offsets, candidates, 16))
+    finals = suggest.final_flange_samples(state, arm, targets, offsets, candidates, 16)
+    spreads = suggest.spread(finals)
     assert spreads.max() > spreads.min() > 0.0  # the candidates differ: choosing among them means something
-    assert np.array_equal(suggestion.target, candidates[np.argmax(spreads)])
-    assert suggestion.spread_m == pytest.approx(spreads.max()) and suggestion.demos == k
-    again = suggest.suggest_next(state, arm, targets, offsets, candidates=40, samples=16, seed=5)
-    assert np.array_equal(again.target, suggestion.target) and again.spread_m == suggestion.spread_m
-    other = suggest.suggest_next(state, arm, targets, offsets, candidates=40, samples=16, seed=6)
-    assert not np.array_equal(other.target, suggestion.target)
+    for criterion, score in (("spread", spreads), ("variance_reduction", suggest.variance_reduction(finals))):
+        suggestion = suggest.suggest_next(state, arm, targets, offsets, 40, 16, 5, criterion)
+        best = int(np.argmax(score))
+        assert np.array_equal(suggestion.target, candidates[best]) and suggestion.criterion == criterion
+        assert suggestion.spread_m == pytest.approx(spreads[best]) and suggestion.demos == k
+        again = suggest.suggest_next(state, arm, targets, offsets, 40, 16, 5, criterion)
+        assert np.array_equal(again.target, suggestion.target) and again.spread_m == suggestion.spread_m
+        other = suggest.suggest_next(state, arm, targets, offsets, 40, 16, 6, criterion)
+        assert not np.array_equal(other.target, suggestion.target)
+
+
+def test_variance_reduction_prefers_a_target_whose_uncertainty_is_shared():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0.0, 0.01, (64, 1, 3))  # three candidates move together, a fourth alone (more)
+    finals = np.concatenate([shared, shared, shared, rng.normal(0.0, 0.015, (64, 1, 3))], axis=1)
+    assert np.argmax(suggest.spread(finals)) == 3 and np.argmax(suggest.variance_reduction(finals)) < 3
 
 
 def test_plain_maml_uses_leave_one_out_and_refuses_one_demo(plain_run):
@@ -97,9 +107,10 @@ def test_suggest_bad_input_is_one_line(probabilistic_run, capsys, args, problem)
 def test_suggest_compare_measures_suggested_and_random_demos(probabilistic_run, tmp_path, capsys):
     assert main(["reaching", "suggest-compare", str(probabilistic_run), "-o", str(tmp_path), "--ks", "1", "2",
                  "--targets", "2", "--candidates", "20", "--samples", "8"]) == 0
-    assert "| all | suggested |" in capsys.readouterr().out
+    assert "| all | suggested: variance reduction |" in capsys.readouterr().out
     results = json.loads((tmp_path / "suggest.json").read_text())
     (robot, measured), = results["per_robot"].items()
-    assert set(measured["errors_cm"]) == {"random", "suggested"} and len(measured["suggested_targets"]) == 2
-    assert all(len(measured["errors_cm"][name][k]) == 2 for name in ("random", "suggested") for k in ("1", "2"))
+    names = ("random", "variance_reduction", "spread")
+    assert set(measured["errors_cm"]) == set(names) and len(measured["suggested"]["spread"]["targets"]) == 2
+    assert all(len(measured["errors_cm"][name][k]) == 2 for name in names for k in ("1", "2"))
     assert (tmp_path / "suggest.png").stat().st_size > 0 and (tmp_path / "suggest.md").is_file()

@@ -79,7 +79,7 @@ def calibrate(args: argparse.Namespace) -> None:
 def suggest(args: argparse.Namespace) -> None:
     from mtrl_robot.learning.reaching.suggest import suggest_cli
 
-    given = {"candidates": args.candidates, "samples": args.samples, "seed": args.seed}
+    given = {"candidates": args.candidates, "samples": args.samples, "seed": args.seed, "criterion": args.criterion}
     suggestion = suggest_cli(args.run, args.demos, args.robot, **{k: v for k, v in given.items() if v is not None})
     print(suggestion.describe())
     print(json.dumps(suggestion.to_dict()))
@@ -213,6 +213,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     su.add_argument("--demos", type=Path, required=True, help="the demonstrations so far (.npz dataset)")
     su.add_argument("--robot", help="robot id in the dataset (needed when it holds several)")
     _suggest_options(su)
+    su.add_argument("--criterion", choices=("variance_reduction", "spread"),
+                    help="variance_reduction (default): the demo expected to shrink the spread over the workspace "
+                         "most; spread: the most uncertain target")
     su.add_argument("--seed", type=seed(), help="seed of the candidates and latent draws (default: 2000)")
     su.set_defaults(func=suggest)
 

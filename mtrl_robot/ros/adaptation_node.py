@@ -35,11 +35,18 @@ from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.adapt import adapt
 from mtrl_robot.learning.reaching.data import to_tensors
-from mtrl_robot.learning.reaching.suggest import CANDIDATES, SAMPLES, SUGGEST_SEED, Suggestion, suggest_next
+from mtrl_robot.learning.reaching.suggest import (
+    CANDIDATES,
+    CRITERIA,
+    SAMPLES,
+    SUGGEST_SEED,
+    Suggestion,
+    suggest_next,
+)
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset, concat
 from mtrl_robot.motions.recording import convert_recording
 from mtrl_robot.ros.futures import wait_for
-from mtrl_robot.ros.parameters import Range, declare_parameters
+from mtrl_robot.ros.parameters import OneOf, Range, declare_parameters
 from mtrl_robot.ros.run import run_node
 
 REPLY_TIMEOUT = 10.0  # s for the policy node to answer
@@ -59,6 +66,7 @@ PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "suggest_candidates": (CANDIDATES, "Candidate targets ~/suggest scores", Range(1, 1_000_000)),
     "suggest_samples": (SAMPLES, "Latent draws per candidate set for ~/suggest (probabilistic MAML)",
                         Range(2, 10_000)),
+    "suggest_criterion": (CRITERIA[0], "How ~/suggest chooses: " + " or ".join(CRITERIA), OneOf(CRITERIA)),
     "suggest_seed": (SUGGEST_SEED, "Seed of ~/suggest's candidates and latent draws", Range(0, 2**31 - 1)),
 }
 
@@ -126,7 +134,7 @@ class AdaptationNode(Node):
                               n_waypoints)
             targets, offsets = data.targets, data.offsets
         return suggest_next(state, self.arm, targets, offsets, p["suggest_candidates"], p["suggest_samples"],
-                            p["suggest_seed"])
+                            p["suggest_seed"], p["suggest_criterion"])
 
     def hand_over(self, path: Path) -> str:
         """Set the policy node's model file to ``path`` and make it reload; returns its reply."""

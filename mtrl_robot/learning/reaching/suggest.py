@@ -4,7 +4,14 @@ Candidates are ``candidates`` flange targets drawn in the robot's reachable work
 (:func:`~mtrl_robot.arms.ik.sample_reachable_targets` with :func:`~mtrl_robot.motions.reach.robot_rng` of ``seed``).
 For each, the model gives a set of predicted final postures; each is clipped into the joint limits and put through
 the robot's kinematics, and the **spread** is the root of the summed per-axis variance of the predicted final flange
-positions (m). The suggestion is the candidate with the largest spread.
+positions (m). Two criteria choose among the candidates:
+
+* ``spread``: the most uncertain candidate, the largest spread;
+* ``variance_reduction`` (the default): the candidate whose demonstration is expected to shrink the predictive variance
+  most, summed over all candidates (the workspace): with the draws' covariances, a demo at c with noise
+  ``NOISE_M`` removes ``Cov(x, c)² / (Var(c) + NOISE_M²)`` of the variance at x, per axis (the linear-Gaussian
+  update; active learning by integrated variance, Cohn et al., 1996). It prefers uncertain targets whose uncertainty
+  is shared by much of the workspace over isolated extremes at its edge.
 
 * **probabilistic MAML**: ``samples`` draws of the task latent from q(z | demos) (the prior at no demos), each
   adapted on the demos (:meth:`~mtrl_robot.meta.probabilistic.ProbabilisticMAML.predictive_samples`): the model's
@@ -51,6 +58,10 @@ CANDIDATES = 256  # candidate targets scored per suggestion
 SAMPLES = 32  # latent draws per candidate set (probabilistic MAML)
 SUGGEST_SEED = 2000  # seed of the candidates (not the evaluation's fresh targets' seed)
 COMPARE_KS = (1, 2, 3, 5)
+CRITERIA = ("variance_reduction", "spread")
+LABELS = {"random": "random", "variance_reduction": "suggested: variance reduction",
+          "spread": "suggested: most uncertain"}
+NOISE_M = 0.001  # m: the demonstrated final flange position's noise in the variance-reduction score
 
 
 @dataclass(frozen=True)
@@ -61,20 +72,22 @@ class Suggestion:
     target: np.ndarray  # (3,) m
     spread_m: float  # predicted spread of the final flange position at the target
     measure: str  # "latent draws" or "leave-one-out"
+    criterion: str  # one of CRITERIA
     demos: int  # demos the model was adapted on
     candidates: int
     seed: int
 
     def to_dict(self) -> dict:
         return {"robot_id": self.robot_id, "target": [round(float(v), 6) for v in self.target],
-                "spread_m": round(self.spread_m, 6), "measure": self.measure, "demos": self.demos,
+                "spread_m": round(self.spread_m, 6), "measure": self.measure, "criterion": self.criterion,
+                "demos": self.demos,
                 "candidates": self.candidates, "seed": self.seed}
 
     def describe(self) -> str:
         x, y, z = self.target
         return (f"next target for {self.robot_id}: ({x:.3f}, {y:.3f}, {z:.3f}) m, predicted spread "
-                f"{100 * self.spread_m:.2f} cm, the most uncertain of {self.candidates} candidates "
-                f"({self.measure}, {self.demos} demos)")
+                f"{100 * self.spread_m:.2f} cm, chosen by {self.criterion.replace('_', ' ')} among "
+                f"{self.candidates} candidates ({self.measure}, {self.demos} demos)")
 
 
 def candidate_targets(arm: Arm, n: int, seed: int) -> np.ndarray:
@@ -114,22 +127,38 @@ def spread(final_positions: np.ndarray) -> np.ndarray:
     return np.sqrt(final_positions.var(axis=0).sum(axis=-1))
 
 
+def variance_reduction(final_positions: np.ndarray) -> np.ndarray:
+    """(draws, n, 3) → (n,) the predictive variance (m²) over all n targets expected to go with a demo at each."""
+    centred = final_positions - final_positions.mean(axis=0)
+    score = np.zeros(final_positions.shape[1])
+    for axis in range(3):
+        covariance = centred[:, :, axis].T @ centred[:, :, axis] / len(centred)
+        score += (covariance ** 2).sum(axis=0) / (np.diag(covariance) + NOISE_M ** 2)
+    return score
+
+
 def suggest_next(state: ReachingCheckpoint, arm: Arm, support_targets: torch.Tensor, support_offsets: torch.Tensor,
-                 candidates: int = CANDIDATES, samples: int = SAMPLES, seed: int = SUGGEST_SEED) -> Suggestion:
-    """The most uncertain of ``candidates`` seeded targets, given the demos (targets (K, 3), offsets (K, T, dof))."""
+                 candidates: int = CANDIDATES, samples: int = SAMPLES, seed: int = SUGGEST_SEED,
+                 criterion: str = CRITERIA[0]) -> Suggestion:
+    """The best of ``candidates`` seeded targets by ``criterion``, given the demos (targets (K, 3), offsets
+    (K, T, dof))."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"samples must be at least 2 latent draws, got {samples!r}")
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     targets = candidate_targets(arm, candidates, seed)
     state.learner.generator.manual_seed(seed)
-    spreads = spread(final_flange_samples(state, arm, support_targets, support_offsets, targets, samples))
-    best = int(np.argmax(spreads))
+    finals = final_flange_samples(state, arm, support_targets, support_offsets, targets, samples)
+    spreads = spread(finals)
+    best = int(np.argmax(spreads if criterion == "spread" else variance_reduction(finals)))
     measure = "latent draws" if getattr(state.learner, "uses_latent", False) else "leave-one-out"
-    return Suggestion(arm.robot_id, targets[best], float(spreads[best]), measure, len(support_targets), candidates,
-                      seed)
+    return Suggestion(arm.robot_id, targets[best], float(spreads[best]), measure, criterion, len(support_targets),
+                      candidates, seed)
 
 
 def suggest_cli(run_or_checkpoint: str | Path, demos_path: str | Path, robot_id: str | None,
-                candidates: int = CANDIDATES, samples: int = SAMPLES, seed: int = SUGGEST_SEED) -> Suggestion:
+                candidates: int = CANDIDATES, samples: int = SAMPLES, seed: int = SUGGEST_SEED,
+                criterion: str = CRITERIA[0]) -> Suggestion:
     """``mtrl-robot reaching suggest``: the next target for the robot of ``demos_path`` given all its demos there;
     ``run_or_checkpoint`` is a checkpoint or a training run folder (its checkpoint for the robot's joints)."""
     dataset = load_demos(demos_path)
@@ -143,11 +172,11 @@ def suggest_cli(run_or_checkpoint: str | Path, demos_path: str | Path, robot_id:
         path = checkpoints.find_for_joints(path, demos.joint_names)
     state = checkpoints.load(path)
     data = to_tensors(demos, state.joint_names, int(state.info["n_waypoints"]))
-    return suggest_next(state, demos.robots[0], data.targets, data.offsets, candidates, samples, seed)
+    return suggest_next(state, demos.robots[0], data.targets, data.offsets, candidates, samples, seed, criterion)
 
 
 def suggested_support(state: ReachingCheckpoint, arm: Arm, k: int, candidates: int, samples: int,
-                      seed: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+                      seed: int, criterion: str) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     """``k`` demos planned to suggested targets, each suggested from the ones before (the first from the prior);
     a target the true IK cannot reach is replaced by the next suggestion. Returns targets, offsets and the
     predicted spread (m) of each suggestion."""
@@ -160,7 +189,7 @@ def suggested_support(state: ReachingCheckpoint, arm: Arm, k: int, candidates: i
         draw += 1
         if draw > 4 * k:
             raise ValueError(f"{arm.robot_id}: IK failed for {draw - 1 - len(targets)} suggested targets")
-        suggestion = suggest_next(state, arm, targets, offsets, candidates, samples, seed + draw)
+        suggestion = suggest_next(state, arm, targets, offsets, candidates, samples, seed + draw, criterion)
         planned = plan_reach(arm, suggestion.target[None], n_waypoints)
         if not len(planned):
             continue
@@ -173,14 +202,19 @@ def suggested_support(state: ReachingCheckpoint, arm: Arm, k: int, candidates: i
 
 def compare_robot(demos: DemoDataset, state: ReachingCheckpoint, ks: Sequence[int], targets_per_robot: int,
                   candidates: int, samples: int, seed: int) -> dict:
-    """One held-out robot: K → errors (cm) on the fresh targets after K suggested and K random demos."""
+    """One held-out robot: K → errors (cm) on the fresh targets after K random demos and K suggested by each
+    criterion."""
     arm = demos.robots[0]
     n_waypoints = int(state.info["n_waypoints"])
     fresh = plan_robot_demos(arm, targets_per_robot, SEED, n_waypoints).targets
     backend = MujocoBackend(arm)
     data = to_tensors(demos, state.joint_names, n_waypoints)
-    suggested_x, suggested_y, spreads = suggested_support(state, arm, max(ks), candidates, samples, seed)
-    supports = {"random": (data.targets, data.offsets), "suggested": (suggested_x, suggested_y)}
+    supports = {"random": (data.targets, data.offsets)}
+    suggested: dict[str, dict] = {}
+    for criterion in CRITERIA:
+        x, y, spreads = suggested_support(state, arm, max(ks), candidates, samples, seed, criterion)
+        supports[criterion] = x, y
+        suggested[criterion] = {"targets": x.tolist(), "spread_m": spreads}
     errors: dict[str, dict[str, list[float]]] = {name: {} for name in supports}
     for name, (sx, sy) in supports.items():
         for k in ks:
@@ -189,7 +223,7 @@ def compare_robot(demos: DemoDataset, state: ReachingCheckpoint, ks: Sequence[in
             positions = predict_positions(state, arm, fresh, params=params)
             errors[name][str(k)] = [reach(backend, arm, timed(arm, p), t) * 100.0
                                     for p, t in zip(positions, fresh, strict=True)]
-    return {"errors_cm": errors, "suggested_targets": suggested_x.tolist(), "suggested_spread_m": spreads}
+    return {"errors_cm": errors, "suggested": suggested}
 
 
 def compare_suggested_random(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int] = COMPARE_KS,
@@ -223,7 +257,7 @@ def compare_suggested_random(run_dir: str | Path, out_dir: str | Path, ks: Seque
     for family in [*sorted(probabilistic), "all"]:
         robots = [r for r in per_robot if family in ("all", family_of[r])]
         summary[family] = {name: {str(k): interval([e for r in robots for e in per_robot[r]["errors_cm"][name][str(k)]])
-                                  .to_dict() for k in ks} for name in ("random", "suggested")}
+                                  .to_dict() for k in ks} for name in ("random", *CRITERIA)}
     results = {"run_dir": str(run), "families": sorted(probabilistic), "ks": list(ks), "candidates": candidates,
                "samples": samples, "seed": seed, "targets_per_robot": targets_per_robot, "summary_cm": summary,
                "per_robot": per_robot, "family_of": family_of, "seconds": time.perf_counter() - started}
@@ -232,9 +266,9 @@ def compare_suggested_random(run_dir: str | Path, out_dir: str | Path, ks: Seque
     table_path = write_atomic(out / "suggest.md", suggest_table(results))
     panels = {}
     for family, by_name in summary.items():
-        panels[family] = [Curve(f"{name} demos", list(ks), [by_name[name][str(k)]["mean"] for k in ks],
+        panels[family] = [Curve(LABELS[name], list(ks), [by_name[name][str(k)]["mean"] for k in ks],
                                 [by_name[name][str(k)]["lo"] for k in ks], [by_name[name][str(k)]["hi"] for k in ks],
-                                dashed=name == "random") for name in ("random", "suggested")]
+                                dashed=name == "random") for name in ("random", *CRITERIA)]
     plot_path = plot_panels(panels, out / "suggest.png", xlabel="demos (K)", ylabel="reach error (cm, MuJoCo)")
     return table_path, plot_path, json_path
 
@@ -243,12 +277,13 @@ def suggest_table(results: dict) -> str:
     """Mean reach error (cm, 95 % interval) after K suggested and K random demos, per family and pooled."""
     rows = []
     for family, by_name in results["summary_cm"].items():
-        for name in ("random", "suggested"):
+        for name in ("random", *CRITERIA):
             cells = [by_name[name][str(k)] for k in results["ks"]]
-            rows.append([family, name, *(f"{c['mean']:.2f} [{c['lo']:.2f}, {c['hi']:.2f}]" for c in cells)])
+            rows.append([family, LABELS[name], *(f"{c['mean']:.2f} [{c['lo']:.2f}, {c['hi']:.2f}]" for c in cells)])
     intro = (f"Probabilistic MAML on held-out robots: reach error (cm, executed in MuJoCo, mean [95 % interval]) on "
              f"{results['targets_per_robot']} fresh targets per robot after adapting on K demos whose targets were "
-             f"suggested (each the most uncertain of {results['candidates']} candidates, {results['samples']} latent "
-             "draws, given the demos before it) or random (the robot's first K demos).")
+             f"random (the robot's first K demos) or suggested, each given the demos before it from "
+             f"{results['candidates']} candidates and {results['samples']} latent draws: the largest expected "
+             "variance reduction over the workspace, or the largest spread (the most uncertain target).")
     return markdown_table(["family", "demos", *(f"K = {k}" for k in results["ks"])], rows, [intro],
                           right_align_from=2)
