@@ -4,6 +4,7 @@ keys and replies in, requests out, on real episode bags."""
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from mtrl_robot.motions.teaching import (
     Stage,
     StartEpisode,
     StopEpisode,
+    Suggest,
     Teaching,
     discard_bag,
     summarize_episode,
@@ -129,6 +131,35 @@ def test_k_demonstrations_one_discarded_then_adapt_and_test(tmp_path):
     assert "a" in [k for k, _ in teaching.keys()]
     teaching.press("q")
     assert teaching.stage is Stage.DONE
+
+
+def test_demonstration_targets_are_the_adaptation_nodes_suggestions_or_else_workspace_samples(tmp_path):
+    samples = workspace_targets(ARM, 0)
+    teaching = Teaching(ARM, 2, workspace_targets(ARM, 0), suggestions=True, sample_source="workspace sample, seed 0")
+    first_sample = next(samples)
+    ask = teaching.start()
+    assert ask == Suggest() and teaching.keys() == () and "asking" in teaching.notice  # the person waits
+    suggested = flange_position(ARM, ARM.home_q + 0.2)
+    teaching.reply(Reply(ask, True, json.dumps({"target": suggested.tolist(), "spread_m": 0.0123, "demos": 0})))
+    assert np.array_equal(teaching.target, suggested) and not np.array_equal(suggested, first_sample)
+    assert teaching.target_source == "suggested by the adaptation node: predicted spread 1.23 cm, 0 demos"
+    bag = record(teaching, tmp_path, "demo_0")
+    assert np.array_equal(summarize_episode(bag, ARM).target, suggested)  # the suggested target is demonstrated
+    ask = teaching.press("k")
+    assert ask == Suggest() and teaching.stage is Stage.TARGET and "press" not in teaching.notice  # no key works yet
+    teaching.reply(Reply(ask, False, "adaptation_node: service /adaptation_node/suggest is not available"))
+    assert np.array_equal(teaching.target, next(samples)) and not teaching.problem and "kept" in teaching.notice
+    assert teaching.target_source == ("workspace sample, seed 0; no suggestion: adaptation_node: service "
+                                      "/adaptation_node/suggest is not available")
+    ask = teaching.press("n")
+    teaching.reply(Reply(ask, True, '{"target": [0.1, "x"]}'))
+    assert np.array_equal(teaching.target, next(samples)) and "unreadable suggestion" in teaching.target_source
+    assert teaching.notice == "new target"
+
+
+def test_without_suggestions_nothing_is_asked():
+    teaching = Teaching(ARM, 1, workspace_targets(ARM, 0))
+    assert teaching.start() is None and teaching.press("n") is None and teaching.target_source == "workspace sample"
 
 
 def test_failed_requests_leave_the_procedure_where_it_was(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from mtrl_robot.cli.arguments import RUNS, add_compute_option, bounded, compute_of, like, seed
@@ -10,6 +11,7 @@ from mtrl_robot.core.config import ROBOTS, STEPS, Limit
 from mtrl_robot.learning.reaching.presets import DEMOS, AdaptConfig
 
 SAMPLES_MAX = Limit(10000, "every draw adapts a copy of the model")
+CANDIDATES_MAX = Limit(1_000_000, "every candidate is predicted by every draw")
 MULTITASK_BUDGET = Limit(100, "the multi-task model trains this many times the run's pretraining steps")
 
 
@@ -72,6 +74,34 @@ def calibrate(args: argparse.Namespace) -> None:
     table, plot, data = calibrate_reaching(args.run, args.output, **{k: v for k, v in given.items() if v is not None})
     print(table.read_text())
     print(f"wrote {table}, {plot} and {data}")
+
+
+def suggest(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.reaching.suggest import suggest_cli
+
+    given = {"candidates": args.candidates, "samples": args.samples, "seed": args.seed, "criterion": args.criterion}
+    suggestion = suggest_cli(args.run, args.demos, args.robot, **{k: v for k, v in given.items() if v is not None})
+    print(suggestion.describe())
+    print(json.dumps(suggestion.to_dict()))
+
+
+def suggest_compare(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.reaching.suggest import compare_suggested_random
+
+    given = {"ks": args.ks, "targets_per_robot": args.targets, "candidates": args.candidates, "samples": args.samples,
+             "seed": args.seed, "robots_per_family": args.robots}
+    table, plot, data = compare_suggested_random(args.run, args.output,
+                                                 **{k: v for k, v in given.items() if v is not None})
+    print(table.read_text())
+    print(f"wrote {table}, {plot} and {data}")
+
+
+def _suggest_options(parser: argparse.ArgumentParser) -> None:
+    """How a suggestion scores the workspace."""
+    parser.add_argument("--candidates", type=bounded(int, above=0, maximum=CANDIDATES_MAX),
+                        help="candidate targets scored (default: 256)")
+    parser.add_argument("--samples", type=bounded(int, minimum=2, maximum=SAMPLES_MAX),
+                        help="latent draws per candidate set, probabilistic MAML (default: 32)")
 
 
 def export(args: argparse.Namespace) -> None:
@@ -176,6 +206,31 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="latent draws per support set (default: 64)")
     _held_out_options(c, "the latent draws")
     c.set_defaults(func=calibrate)
+
+    su = verbs.add_parser("suggest", help="the next target to demonstrate: where the model adapted on the demos is "
+                                          "least certain over the workspace")
+    su.add_argument("run", type=Path, help="a checkpoint file, or a training run folder")
+    su.add_argument("--demos", type=Path, required=True, help="the demonstrations so far (.npz dataset)")
+    su.add_argument("--robot", help="robot id in the dataset (needed when it holds several)")
+    _suggest_options(su)
+    su.add_argument("--criterion", choices=("variance_reduction", "spread"),
+                    help="variance_reduction (default): the demo expected to shrink the spread over the workspace "
+                         "most; spread: the most uncertain target")
+    su.add_argument("--seed", type=seed(), help="seed of the candidates and latent draws (default: 2000)")
+    su.set_defaults(func=suggest)
+
+    sc = verbs.add_parser("suggest-compare", help="reach error after K suggested vs K random demos on held-out "
+                                                  "robots, executed in MuJoCo (probabilistic MAML)")
+    sc.add_argument("run", type=Path, help="a training run of the probabilistic variant")
+    sc.add_argument("-o", "--output", type=Path, default=RUNS / "suggest")
+    sc.add_argument("--ks", type=like(AdaptConfig, "k"), nargs="+", help="numbers of demos (default: 1 2 3 5)")
+    _suggest_options(sc)
+    sc.add_argument("--targets", type=bounded(int, above=0, maximum=DEMOS),
+                    help="fresh targets per held-out robot (default: 10)")
+    sc.add_argument("--robots", type=bounded(int, above=0, maximum=ROBOTS),
+                    help="held-out robots per family (default: all)")
+    sc.add_argument("--seed", type=seed(), help="seed of the candidates and latent draws (default: 2000)")
+    sc.set_defaults(func=suggest_compare)
 
     x = verbs.add_parser("export", help="write a reaching model file (adapted or meta-trained) as ONNX")
     x.add_argument("model", type=Path, help="a model file (X.model.pt), or a checkpoint X.pt (its model file)")

@@ -160,7 +160,8 @@ def screen(teaching, header: str, source: str, waiting: list | None = None):
         parts.append(Text(f"step: {what} [{teaching.stage.value}]", style="bold cyan"))
         if teaching.stage is not Stage.ADAPTING:
             x, y, z = teaching.target
-            parts.append(Text(f"target  x {x:+.3f}  y {y:+.3f}  z {z:+.3f} m  ({source})", style="bold"))
+            shown = source if teaching.stage is Stage.TESTING else teaching.target_source
+            parts.append(Text(f"target  x {x:+.3f}  y {y:+.3f}  z {z:+.3f} m  ({shown})", style="bold"))
         parts.append(Text(teaching.notice, style="bold red" if teaching.problem else "green"))
         if teaching.review is not None:
             demo = teaching.review
@@ -213,10 +214,10 @@ def _run(arm, k: int, recordings: str, seed: int, launch: Launch | None) -> None
     from mtrl_robot.motions.teaching import Stage, StartEpisode, StopEpisode, Teaching, workspace_targets
     from mtrl_robot.ros.teach_client import REPLY_TIMEOUT, TeachClient
 
-    teaching = Teaching(arm, k, workspace_targets(arm, seed))
+    source = f"workspace sample, seed {seed}"
+    teaching = Teaching(arm, k, workspace_targets(arm, seed), suggestions=True, sample_source=source)
     header = (f"mtrl-robot teach · {arm.robot_id} · K = {k} · recordings in {recordings}"
               + (f"\nlaunch output: {launch.log}" if launch else ""))
-    source = f"workspace sample, seed {seed}"
     console = Console()
     client = TeachClient(arm)
     pending = None
@@ -234,6 +235,9 @@ def _run(arm, k: int, recordings: str, seed: int, launch: Launch | None) -> None
                         raise TeachError(f"{missing[0]} after {STARTUP_TIMEOUT:.0f} s"
                                          + (f"; the launch's output is in {launch.log}" if launch else ""))
                     read(POLL)
+                request = teaching.start()
+                if request is not None:
+                    pending = client.submit(request)
                 while teaching.stage is not Stage.DONE:
                     live.update(screen(teaching, header, source), refresh=True)
                     if pending is not None and pending.done():

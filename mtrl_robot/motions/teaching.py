@@ -7,13 +7,18 @@ flange point reached is shown. More demonstrations and a new adaptation may foll
 
 :class:`Teaching` is that procedure as a state machine, without ROS or a terminal: :meth:`Teaching.press` takes a
 key and returns the request to make, if any (:class:`StartEpisode`, :class:`StopEpisode`, :class:`Adapt`,
-:class:`Reach`); :meth:`Teaching.reply` takes what became of it. One request is outstanding at a time. Recorded
-episodes are bags the demo recorder wrote; a discarded one is moved into ``discarded/`` beside them, out of the
-adaptation's reach, never deleted.
+:class:`Reach`, :class:`Suggest`); :meth:`Teaching.reply` takes what became of it. One request is outstanding at a
+time. Recorded episodes are bags the demo recorder wrote; a discarded one is moved into ``discarded/`` beside them,
+out of the adaptation's reach, never deleted.
+
+With ``suggestions`` on, every new demonstration target is asked of the adaptation node first (:class:`Suggest`: where
+the model adapted on the episodes so far is least certain); when it has no answer, the workspace's next sample is
+shown instead. ``target_source`` says which is shown.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -124,7 +129,15 @@ class Activate:
     ``Reply.message`` is the state it is in afterwards, or what went wrong."""
 
 
-Request = StartEpisode | StopEpisode | Adapt | Reach | Activate
+@dataclass(frozen=True)
+class Suggest:
+    """Ask where to demonstrate next; ``Reply.message`` is the suggestion as JSON (``target`` in m, ``spread_m``,
+    ``measure``, ``demos``), or why there is none."""
+
+
+Request = StartEpisode | StopEpisode | Adapt | Reach | Activate | Suggest
+WORKSPACE_SAMPLE = "workspace sample"  # the default name of a target of ``Teaching.targets``
+ASKING = "asking the adaptation node where to demonstrate next"  # the notice while a suggestion is awaited
 
 
 @dataclass(frozen=True)
@@ -181,11 +194,49 @@ class Teaching:
     pending: Request | None = None  # the request whose reply is awaited
     notice: str = "move the arm to its start posture, then press r and move the flange to the target"
     problem: bool = False  # the notice reports something that went wrong
+    suggestions: bool = False  # ask the adaptation node for every new demonstration target
+    sample_source: str = WORKSPACE_SAMPLE  # how a sample of ``targets`` is named on the screen
+    target_source: str = field(init=False)  # where the target shown comes from
+    deferred_notice: str = ""  # shown once the awaited suggestion has come (its keys work only then)
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
-        self.target = next(self.targets)
+        self.target, self.target_source = next(self.targets), self.sample_source
+
+    def start(self) -> Request | None:
+        """The request to make before the first key: the suggestion for the first demonstration target, if asked."""
+        if self.suggestions:
+            self.deferred_notice = self.notice
+            return self._ask(Suggest(), ASKING)
+        return None
+
+    def _new_demo_target(self, notice: str) -> Request | None:
+        """Show the workspace's next sample, and with ``suggestions`` ask for the adaptation node's target."""
+        self.target, self.target_source = next(self.targets), self.sample_source
+        self._say(notice)
+        if self.suggestions:
+            self.deferred_notice = notice
+            return self._ask(Suggest(), ASKING)
+        return None
+
+    def _take_suggestion(self, reply: Reply) -> None:
+        """The adaptation node's target if it gave one, else the workspace sample already shown; says which."""
+        try:
+            answer = json.loads(reply.message) if reply.ok else None
+            target = None if answer is None else np.asarray(answer["target"], dtype=float).reshape(3)
+            spread = None if answer is None else float(answer["spread_m"])
+        except (ValueError, KeyError, TypeError) as exc:
+            answer, why = None, f"unreadable suggestion ({exc})"
+        else:
+            why = reply.message
+        if answer is None or not np.isfinite(target).all():
+            self.target_source = f"{self.sample_source}; no suggestion: {why}"
+        else:
+            self.target = target
+            self.target_source = (f"suggested by the adaptation node: predicted spread {spread * 100:.2f} cm, "
+                                  f"{answer.get('demos', '?')} demos")
+        self._say(self.deferred_notice)
 
     @property
     def can_adapt(self) -> bool:
@@ -212,6 +263,8 @@ class Teaching:
             return None
         if key == "q":
             self.stage = Stage.DONE
+        elif key == "n" and self.stage is Stage.TARGET:
+            return self._new_demo_target("new target")
         elif key == "n":
             self.target = next(self.targets)
             self._say("new target")
@@ -222,15 +275,14 @@ class Teaching:
         elif self.stage is Stage.RECORDING:
             return self._ask(StopEpisode(), "stopping the episode")
         elif self.stage is Stage.REVIEW:
-            self._decide(keep=key == "k")
+            return self._decide(keep=key == "k")
         elif key == "t":
             return self._ask(Reach(self.target), "the policy is reaching for the target")
         elif key == "p":
             return self._ask(Activate(), "activating the policy node")
         else:  # "r" while testing: record more
             self.stage = Stage.TARGET
-            self.target = next(self.targets)
-            self._say("record more demonstrations; press a to adapt again")
+            return self._new_demo_target("record more demonstrations; press a to adapt again")
         return None
 
     def _discard(self, bag: str | Path) -> str:
@@ -241,25 +293,27 @@ class Teaching:
             return f"could not discard {bag}: {exc.strerror or exc}"
         return f"moved to {self.discarded[-1]}"
 
-    def _decide(self, keep: bool) -> None:
+    def _decide(self, keep: bool) -> Request | None:
         if keep:
             self.kept.append(self.review)
             left = self.k - len(self.kept)
-            self._say(f"demonstration {len(self.kept)} kept; " + (f"{left} more to go" if left > 0
-                                                                   else "press a to adapt, or r to record more"))
+            notice = f"demonstration {len(self.kept)} kept; " + (f"{left} more to go" if left > 0
+                                                                  else "press a to adapt, or r to record more")
         else:
             outcome = self._discard(self.review.bag)
             if not outcome.startswith("moved"):
                 self._say(outcome, problem=True)
-                return
-            self._say(f"demonstration discarded ({outcome})")
+                return None
+            notice = f"demonstration discarded ({outcome})"
         self.review, self.stage = None, Stage.TARGET
-        self.target = next(self.targets)
+        return self._new_demo_target(notice)
 
     def reply(self, reply: Reply) -> None:
         """What became of the pending request."""
         request, self.pending = reply.request, None
-        if isinstance(request, StartEpisode):
+        if isinstance(request, Suggest):
+            self._take_suggestion(reply)
+        elif isinstance(request, StartEpisode):
             if reply.ok:
                 self.stage = Stage.RECORDING
                 self._say("recording: move the flange to the target, then press s")

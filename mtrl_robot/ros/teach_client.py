@@ -11,6 +11,8 @@ Each request of :mod:`mtrl_robot.motions.teaching` becomes what a person would o
   ``/rosout`` when it does not execute the target. A policy node that is not active (a managed node: with a real
   arm's preset it waits inactive) is named with its state before anything is sent.
 - :class:`~mtrl_robot.motions.teaching.Activate`: the policy node's lifecycle transitions up to active.
+- :class:`~mtrl_robot.motions.teaching.Suggest`: ``/adaptation_node/suggest``, where to demonstrate next; an
+  adaptation node without it is not waited for (the reply says it is not available).
 
 Requests run on a worker thread and the node is spun on another, so the screen stays responsive; a missing node or
 service is named in the reply.
@@ -36,7 +38,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.motions.teaching import Activate, Adapt, Reach, Reply, Request, StartEpisode, StopEpisode
+from mtrl_robot.motions.teaching import Activate, Adapt, Reach, Reply, Request, StartEpisode, StopEpisode, Suggest
 from mtrl_robot.ros.conversions import point_msg
 from mtrl_robot.ros.futures import wait_for
 from mtrl_robot.ros.lifecycle import change_state
@@ -52,7 +54,9 @@ SERVICES = {  # request type: (node, service)
     StartEpisode: ("demo_recorder", "/demo_recorder/start_episode"),
     StopEpisode: ("demo_recorder", "/demo_recorder/stop_episode"),
     Adapt: ("adaptation_node", "/adaptation_node/adapt"),
+    Suggest: ("adaptation_node", "/adaptation_node/suggest"),
 }
+OPTIONAL = {Suggest}  # services the procedure does without
 REPLY_TIMEOUT = 10.0  # s for the recorder to answer
 ADAPT_TIMEOUT = 600.0  # s for an adaptation (converting the bags, the gradient steps, the policy node's reload)
 REACH_TIMEOUT = 120.0  # s from sending a test target to the end of its trajectory
@@ -96,7 +100,7 @@ class TeachClient:
     def missing(self) -> list[Missing]:
         """What the procedure needs that is not there now (empty once every node is up)."""
         found = [Missing(node, f"no service {name}") for kind, (node, name) in SERVICES.items()
-                 if not self.services[kind].service_is_ready()]
+                 if kind not in OPTIONAL and not self.services[kind].service_is_ready()]
         if not self.node.count_publishers(JOINT_STATES_TOPIC):
             found.append(Missing("arm", f"nothing publishes {JOINT_STATES_TOPIC} (start the arm's driver, or "
                                         "sim:=true)"))
@@ -119,7 +123,7 @@ class TeachClient:
             if not self.demo_targets.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT)):
                 return Reply(request, False, f"demo_recorder: the target on {DEMO_TARGET_TOPIC} was not acknowledged "
                                              f"within {ACK_TIMEOUT:.0f} s")
-        return self._call(request, ADAPT_TIMEOUT if isinstance(request, Adapt) else REPLY_TIMEOUT)
+        return self._call(request, ADAPT_TIMEOUT if isinstance(request, (Adapt, Suggest)) else REPLY_TIMEOUT)
 
     def _call(self, request: Request, timeout: float) -> Reply:
         node, name = SERVICES[type(request)]

@@ -137,6 +137,22 @@ RESULTS = (
                  "runs/full_calibration/calibration.json", "runs/full_calibration")),
            {"reaching_calibration.md": "runs/full_calibration/calibration.md",
             "reaching_calibration.png": "runs/full_calibration/calibration.png"}),
+    Result("reaching_suggest", "which demonstration next (the demo preset, probabilistic MAML): reach error after K "
+           "= 1, 2, 3, 5 suggested demos (largest expected variance reduction; most uncertain) against random ones "
+           "on the held-out robots, executed in MuJoCo",
+           (_train("demo", "runs/demo_pmaml", "meta.variant=probabilistic"),
+            Step(("reaching", "suggest-compare", "runs/demo_pmaml", "-o", "runs/demo_suggest"),
+                 "runs/demo_suggest/suggest.json", "runs/demo_suggest")),
+           {"reaching_suggest.md": "runs/demo_suggest/suggest.md",
+            "reaching_suggest.png": "runs/demo_suggest/suggest.png"}),
+    Result("reaching_suggest_full", "which demonstration next on the full preset's probabilistic run: suggested "
+           "(largest expected variance reduction; most uncertain) vs random demos, K = 1, 2, 3, 5, on every held-out "
+           "robot of the four families",
+           (_train("full", "runs/full_pmaml", "meta.variant=probabilistic"),
+            Step(("reaching", "suggest-compare", "runs/full_pmaml", "-o", "runs/full_suggest"),
+                 "runs/full_suggest/suggest.json", "runs/full_suggest")),
+           {"reaching_suggest_full.md": "runs/full_suggest/suggest.md",
+            "reaching_suggest_full.png": "runs/full_suggest/suggest.png"}),
     Result("puck_sim", "puck hitting: meta-policy against baseline, puck position from the simulator",
            (PUCK_TRAIN, Step(("puck", "evaluate", "runs/puck", "-o", "runs/puck"), "runs/puck/puck_eval_sim.json")),
            {"puck_eval_sim.md": "runs/puck/puck_eval_sim.md", "puck_eval_sim.png": "runs/puck/puck_eval_sim.png"}),
