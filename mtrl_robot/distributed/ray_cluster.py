@@ -2,9 +2,9 @@
 
 The run connects, as a driver, to a cluster someone started (``ray start --head`` on one machine, ``ray start
 --address <head>`` on the others; every node runs the same version of this package). At most ``workers`` tasks are
-in flight; each asks for one CPU and is retried up to :data:`RETRIES` times when its worker process or node dies,
-while an exception raised by the work itself ends the run with that exception. Results are put back in the
-items' order. Ray is imported only here, so a local run never loads it.
+in flight, spread over the nodes; each asks for one CPU and is retried up to :data:`RETRIES` times when its worker
+process or node dies, while an exception raised by the work itself ends the run with that exception. Results are
+put back in the items' order. Ray is imported only here, so a local run never loads it.
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ class RayWorkers:
     def __init__(self, compute: ComputeConfig):
         self.ray = connect(compute.address)
         self.workers = compute.workers
-        self.task = self.ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(_work_item)
+        # SPREAD: the items go round the nodes rather than queueing where the driver is, however short each one is
+        self.task = self.ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False,
+                                    scheduling_strategy="SPREAD")(_work_item)
 
     def map(self, function: Callable, items: Sequence, *, desc: str, unit: str = "item", progress: bool = True,
             sizes: Sequence[int] | None = None) -> list:
