@@ -87,6 +87,14 @@ def adapt_cli(checkpoint: str | Path, demos_path: str | Path, robot_id: str | No
               out: str | Path | None = None, steps: int | None = None, say: Callable[[str], None] = print) -> Path:
     """``mtrl-robot reaching adapt``: ``checkpoint`` is a checkpoint file or a training run folder (its checkpoint
     for the robot's joint set is used); ``robot_id`` may be None when the dataset holds one robot."""
+    demos, checkpoint = robot_demos_and_checkpoint(checkpoint, demos_path, robot_id)
+    return adapt(checkpoint, demos, k, steps, out, say)
+
+
+def robot_demos_and_checkpoint(checkpoint: str | Path, demos_path: str | Path,
+                               robot_id: str | None) -> tuple[DemoDataset, Path]:
+    """The demos of ``robot_id`` (None: the dataset's only robot) and the checkpoint for its joints: ``checkpoint``
+    itself, or a training run folder's checkpoint for the robot's joint set."""
     dataset = load_demos(demos_path)
     if robot_id is None:
         if len(dataset.robots) != 1:
@@ -96,4 +104,4 @@ def adapt_cli(checkpoint: str | Path, demos_path: str | Path, robot_id: str | No
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
         checkpoint = checkpoints.find_for_joints(checkpoint, demos.joint_names)
-    return adapt(checkpoint, demos, k, steps, out, say)
+    return demos, checkpoint

@@ -44,13 +44,13 @@ from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
+from mtrl_robot.learning.reaching.adapt import robot_demos_and_checkpoint
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import run_demos, to_tensors
 from mtrl_robot.learning.reaching.evaluate import SEED, TARGETS_PER_ROBOT, meta_trained_checkpoints
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
 from mtrl_robot.meta.guard import guarded_adapt
-from mtrl_robot.motions.dataset import DatasetError, DemoDataset
-from mtrl_robot.motions.dataset import load as load_demos
+from mtrl_robot.motions.dataset import DemoDataset
 from mtrl_robot.motions.reach import plan_reach, plan_robot_demos, robot_rng
 from mtrl_robot.tasks.reaching import reach
 
@@ -161,15 +161,7 @@ def suggest_cli(run_or_checkpoint: str | Path, demos_path: str | Path, robot_id:
                 criterion: str = CRITERIA[0]) -> Suggestion:
     """``mtrl-robot reaching suggest``: the next target for the robot of ``demos_path`` given all its demos there;
     ``run_or_checkpoint`` is a checkpoint or a training run folder (its checkpoint for the robot's joints)."""
-    dataset = load_demos(demos_path)
-    if robot_id is None:
-        if len(dataset.robots) != 1:
-            raise DatasetError(demos_path, f"holds {len(dataset.robots)} robots; name one with --robot")
-        robot_id = dataset.robot_ids[0]
-    demos = dataset.for_robot(robot_id)
-    path = Path(run_or_checkpoint)
-    if path.is_dir():
-        path = checkpoints.find_for_joints(path, demos.joint_names)
+    demos, path = robot_demos_and_checkpoint(run_or_checkpoint, demos_path, robot_id)
     state = checkpoints.load(path)
     data = to_tensors(demos, state.joint_names, int(state.info["n_waypoints"]))
     return suggest_next(state, demos.robots[0], data.targets, data.offsets, candidates, samples, seed, criterion)
