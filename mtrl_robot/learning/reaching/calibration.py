@@ -34,7 +34,11 @@ from mtrl_robot.evaluation.report import Curve, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import run_demos, to_tensors
-from mtrl_robot.learning.reaching.evaluate import SEED, TARGETS_PER_ROBOT, meta_trained_checkpoints
+from mtrl_robot.learning.reaching.evaluate import (
+    SEED,
+    TARGETS_PER_ROBOT,
+    probabilistic_checkpoints,
+)
 from mtrl_robot.motions.dataset import DemoDataset
 from mtrl_robot.motions.reach import plan_robot_demos
 
@@ -71,10 +75,7 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
     ks = tuple(int(k) for k in ks)
     if not ks or min(ks) < 0:
         raise ValueError(f"ks must be numbers of demos >= 0, got {list(ks)}")
-    probabilistic = {f: p for f, (p, variant) in meta_trained_checkpoints(run).items() if variant == "probabilistic"}
-    if not probabilistic:
-        raise ValueError(f"{run}: no checkpoint of the probabilistic variant (train with "
-                         "--set meta.variant=probabilistic)")
+    probabilistic = probabilistic_checkpoints(run)
     families = run_demos(run)
     ranks: dict[int, list[np.ndarray]] = {k: [] for k in ks}
     for family, path in probabilistic.items():

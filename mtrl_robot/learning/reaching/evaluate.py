@@ -209,6 +209,16 @@ def meta_trained_checkpoints(run: Path) -> dict[str, tuple[Path, str]]:
     return found
 
 
+def probabilistic_checkpoints(run: Path, needed_for: str = "") -> dict[str, Path]:
+    """The run's meta-trained checkpoints of the probabilistic variant (family → path); ValueError when it has none
+    (``needed_for``, if given, says why they are needed)."""
+    found = {f: p for f, (p, variant) in meta_trained_checkpoints(run).items() if variant == "probabilistic"}
+    if not found:
+        raise ValueError(f"{run}: no checkpoint of the probabilistic variant (train with "
+                         f"--set meta.variant=probabilistic){'; ' + needed_for if needed_for else ''}")
+    return found
+
+
 def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict[str, ReachingCheckpoint | None],
                     methods: Sequence[str], ks: Sequence[int], *, targets_per_robot: int = TARGETS_PER_ROBOT,
                     seed: int = SEED, multitask=None, scratch_steps: int = 300, scratch_lr: float = 3e-3,

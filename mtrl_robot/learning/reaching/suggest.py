@@ -47,7 +47,11 @@ from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.adapt import robot_demos_and_checkpoint
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import run_demos, to_tensors
-from mtrl_robot.learning.reaching.evaluate import SEED, TARGETS_PER_ROBOT, meta_trained_checkpoints
+from mtrl_robot.learning.reaching.evaluate import (
+    SEED,
+    TARGETS_PER_ROBOT,
+    probabilistic_checkpoints,
+)
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
 from mtrl_robot.meta.guard import guarded_adapt
 from mtrl_robot.motions.dataset import DemoDataset
@@ -229,10 +233,7 @@ def compare_suggested_random(run_dir: str | Path, out_dir: str | Path, ks: Seque
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be numbers of demos >= 1, got {list(ks)}")
-    probabilistic = {f: p for f, (p, variant) in meta_trained_checkpoints(run).items() if variant == "probabilistic"}
-    if not probabilistic:
-        raise ValueError(f"{run}: no checkpoint of the probabilistic variant (train with "
-                         "--set meta.variant=probabilistic); suggestions from one demo need its latent draws")
+    probabilistic = probabilistic_checkpoints(run, "suggestions from one demo need its latent draws")
     families = run_demos(run)
     per_robot: dict[str, dict] = {}
     family_of: dict[str, str] = {}
