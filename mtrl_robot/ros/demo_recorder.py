@@ -105,6 +105,7 @@ class DemoRecorder(Node):
         self._description: String | None = None
         self._static_frames: dict[str, object] = {}  # child frame: its latest TransformStamped
         self._count = 0
+        self._joint_states_seen = False
         self.create_subscription(JointState, self.topics[0], self._on_joint_state, 100)
         self.create_subscription(PointStamped, self.topics[1], self._on_target, 10)
         self.create_subscription(String, self.description_topic, self._on_description, LATCHED_QOS)
@@ -123,6 +124,9 @@ class DemoRecorder(Node):
         self._target = msg
 
     def _on_joint_state(self, msg: JointState) -> None:
+        if not self._joint_states_seen:
+            self._joint_states_seen = True
+            self.get_logger().info(f"received joint states on {self.topics[0]}")
         with self._lock:
             self._write(self.topics[0], lambda bag: bag.write_joint_state(stamp_ns(msg.header.stamp), msg.name,
                                                                           msg.position, msg.velocity))

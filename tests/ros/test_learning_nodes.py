@@ -101,6 +101,13 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     return out / "checkpoints" / f"{family}.pt", population, state.info["held_out"][0]
 
 
+def wait_recorder_inputs(ros_log, start: int) -> None:
+    """Wait until the recorder (started at log index ``start``) has the arm's joint states, description and fixed
+    frames, so that no episode starts before it hears the arm."""
+    for topic in ("/joint_states", "/robot_description", "/tf_static"):
+        ros_log.wait_for(lambda log, topic=topic: log.msg.endswith(f"on {topic}"), 30.0, start, f"{topic} received")
+
+
 def start_episode(client, publisher, target: np.ndarray) -> None:
     """Hand the recorder the target, then start an episode (the recorder takes the target first)."""
     publish_acknowledged(publisher, point_msg(target))
@@ -156,6 +163,7 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, ros_log, tmp_pat
     robot_params = {"robot": robot, "population_file": population_file}
     _, states = launcher.start(**robot_params, controller_name=hardware.controller)
     recordings = tmp_path / "recordings"
+    log_start = len(ros_log)
     nodes = [start_node("demo_recorder", tmp_path / "recorder.log", ros_env, output_dir=recordings),
              start_node("adaptation_node", tmp_path / "adaptation.log", ros_env, checkpoint=checkpoint,
                         recordings_dir=recordings, output_dir=tmp_path / "adapted", k=K, **robot_params),
@@ -165,6 +173,7 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, ros_log, tmp_pat
     action = ros_client.action_client(FollowJointTrajectory, hardware.action)
     try:
         assert action.wait_for_server(timeout_sec=30.0)
+        wait_recorder_inputs(ros_log, log_start)
         demo_targets = matched_publisher(client, PointStamped, "/demo_target", 30.0)
         policy_targets = matched_publisher(client, PointStamped, "/target", 30.0)
         limits = hardware.safety_limits(arm)
@@ -208,8 +217,7 @@ def test_recorder_sigterm_leaves_complete_bag_that_replays_visually(launcher, ro
     _, states = launcher.start()
     recorder = start_node("demo_recorder", tmp_path / "recorder.log", ros_env, output_dir=tmp_path / "rec")
     try:
-        for topic in ("/robot_description", "/tf_static"):  # transient local: published before the recorder ran
-            ros_log.wait_for(lambda log, topic=topic: log.msg.endswith(f"on {topic}"), 30.0, start, f"{topic} received")
+        wait_recorder_inputs(ros_log, start)  # the description and fixed frames are transient local
         publisher = matched_publisher(ros_client.node, PointStamped, "/demo_target", 30.0)
         start_episode(ros_client, publisher, np.array([0.4, 0.0, 0.5]))
         states.after(time.time() + 0.5)  # half a second of joint states for the recorder
