@@ -220,7 +220,7 @@ def test_sigterm_stops_every_node_and_leaves_no_orphans_and_ends_with_the_requir
         assert b["argv"] == ["--ros-args", "-r", "__node:=b", "-p", "greeting:=hello"]
         assert alive(b["grandchild"])
         runner.send_signal(signal.SIGTERM)
-        _, stderr = runner.communicate(timeout=20)
+        _, stderr = runner.communicate(timeout=60)  # beyond the runner's own 20 s escalation to SIGKILL
     finally:
         runner.kill()
     assert runner.returncode == 130, stderr  # node a is required: its status on being stopped is the launch's
