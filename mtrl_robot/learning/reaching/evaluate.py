@@ -451,15 +451,16 @@ def finetune_sweep(multitask, validation: dict[str, tuple[DemoDataset, ReachingC
     if all(saved.get(key) == value for key, value in settings.items()):
         summary = saved["errors_cm"]
     missing = [k for k in ks if any(str(k) not in by_k for by_k in summary.values())]
-    for lr in settings["step_sizes"] if missing else ():
-        errors: dict[int, list[float]] = {k: [] for k in missing}
-        for dataset, state, robots in validation.values():
-            by_method, _ = held_out_errors(dataset, robots, {"maml": state}, ["finetune"], missing,
-                                           targets_per_robot=targets_per_robot, seed=seed, multitask=multitask,
-                                           finetune_lrs=dict.fromkeys(missing, lr), compute=compute)
-            for k in missing:
-                errors[k].extend(by_method["finetune"][k])
-        summary[str(lr)].update({str(k): interval(errors[k]).to_dict() for k in missing})
+    if missing:  # every step size × validation robot one work item
+        items = [(lr, dataset.for_robot(robot), state) for lr in settings["step_sizes"]
+                 for dataset, state, robots in validation.values() for robot in robots]
+        rows = ordered_map(compute, partial(_finetune_errors, multitask=multitask, ks=tuple(missing),
+                                            n_targets=targets_per_robot, seed=seed),
+                           items, desc="fine-tuning step sizes", unit="robot", progress=False)
+        for lr in settings["step_sizes"]:
+            errors = [row for (item_lr, _, _), row in zip(items, rows, strict=True) if item_lr == lr]
+            summary[str(lr)].update({str(k): interval([e for row in errors for e in row[k]]).to_dict()
+                                     for k in missing})
     measured = sorted({int(k) for by_k in summary.values() for k in by_k})
     chosen = {k: min(settings["step_sizes"], key=lambda lr, k=k: summary[str(lr)][str(k)]["mean"]) for k in measured}
     results = {**settings, "ks": measured, "errors_cm": {lr: {str(k): by_k[str(k)] for k in measured}
@@ -476,6 +477,16 @@ def finetune_sweep(multitask, validation: dict[str, tuple[DemoDataset, ReachingC
     write_atomic(out / "finetune_sweep.md",
                  markdown_table(["step size", *(f"K = {k}" for k in measured)], rows, [intro]))
     return {k: chosen[k] for k in ks}
+
+
+def _finetune_errors(item: tuple[float, DemoDataset, ReachingCheckpoint], *, multitask, ks: tuple[int, ...],
+                     n_targets: int, seed: int) -> dict[int, list[float]]:
+    """One validation robot fine-tuned with one step size: K → the errors (cm) of its fresh targets."""
+    lr, demos, state = item
+    errors, _ = robot_errors(demos, states={"maml": state}, multitask=multitask, base=state, methods=["finetune"],
+                             ks=ks, n_targets=n_targets, seed=seed, scratch_steps=0, scratch_lr=0.0,
+                             finetune_lrs=dict.fromkeys(ks, lr))
+    return errors["finetune"]
 
 
 def _weights_digest(model: torch.nn.Module) -> str:
