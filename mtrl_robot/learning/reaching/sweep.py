@@ -101,4 +101,3 @@ def sweep_table(results: dict) -> str:
              f"Student-t interval] over robots × fresh targets, without adaptation and after adapting on "
              f"K = {results['k']} demos (each run's report.md has the details).")
     return markdown_table(["run", *fields, "family", "no adaptation", f"MAML, K = {results['k']}"], rows, [intro])
-
