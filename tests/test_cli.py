@@ -121,6 +121,8 @@ def test_old_top_level_learning_verbs_are_gone(tmp_path):
      "must be <= 1000000 (more steps would run for weeks), got 1000000000"),
     (("reaching", "adapt", "run", "demos.npz", "-k", 0), "-k", "must be > 0, got 0"),
     (("reaching", "evaluate", "run", "--ks", 1, "nan"), "--ks", "expected an integer, got 'nan'"),
+    (("reaching", "evaluate", "run", "--ks", 0, -1), "--ks", "must be >= 0, got -1"),
+    (("reaching", "evaluate", "run", "--finetune-lrs", "0.001", 0), "--finetune-lrs", "must be > 0"),
     (("reaching", "evaluate", "run", "--seed", -1), "--seed", "must be >= 0"),
     (("reaching", "evaluate", "run", "--scratch-steps", "1e12"), "--scratch-steps", "must be <= 1000000"),
     (("reaching", "evaluate", "run", "--multitask-budget", "inf"), "--multitask-budget", "expected a number"),

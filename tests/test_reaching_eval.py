@@ -1,16 +1,18 @@
 """The reaching verbs end to end on a tiny run, through the command line: train, adapt, and the evaluation (MuJoCo
-execution, every method, table and plot)."""
+execution, every method at K = 0 and after adaptation, the fine-tuning step size tuned on validation robots, table
+and plot)."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 
 from mtrl_robot.cli.main import main
 from mtrl_robot.learning.reaching.checkpoint import load
-from mtrl_robot.learning.reaching.evaluate import LABELS, METHODS, NOT_TRAINED
+from mtrl_robot.learning.reaching.evaluate import LABELS, METHODS, NOT_TRAINED, VALIDATION_ROBOTS
 
 TINY = """\
 name: tiny
@@ -51,8 +53,9 @@ def evaluated(tmp_path_factory):
     (root / "tiny.yaml").write_text(TINY)
     run, out = root / "run", root / "eval"
     assert main(["reaching", "train", str(root / "tiny.yaml"), "-o", str(run)]) == 0
-    assert main(["reaching", "evaluate", str(run), "-o", str(out), "--ks", "1", "2", "--targets", "2", "--seed", "7",
-                 "--scratch-steps", "30", "--multitask-budget", "0.5", "--per-robot"]) == 0
+    assert main(["reaching", "evaluate", str(run), "-o", str(out), "--ks", "0", "1", "2", "--targets", "2", "--seed",
+                 "7", "--scratch-steps", "30", "--multitask-budget", "0.5", "--finetune-lrs", "0.001", "0.01",
+                 "--per-robot", "--set", "compute.workers=1"]) == 0  # one held-out robot: no process pool
     paths = out / "reaching.md", out / "reaching.png", out / "reaching.json"
     return paths, json.loads(paths[2].read_text()), run
 
@@ -85,7 +88,7 @@ def test_files_and_rows(evaluated):
     (table, plot, data), results, _ = evaluated
     assert table.is_file() and plot.is_file() and plot.stat().st_size > 1000
     text = table.read_text()
-    assert "| K = 1 | K = 2 |" in text
+    assert "| K = 0 | K = 1 | K = 2 |" in text
     for method in METHODS:
         assert f"| panda | {LABELS[method]} |" in text
     # no probabilistic checkpoint in this run: listed, not measured
@@ -110,6 +113,46 @@ def test_numbers_finite_and_oracle_is_floor(evaluated):
     for method in ("no_adaptation", "finetune", "scratch", "maml"):
         for k in ("1", "2"):
             assert oracle < panda[method][k]["mean"], method
+
+
+def test_k_0_is_every_model_as_trained(evaluated):
+    (table, _, _), results, _ = evaluated
+    panda = results["summary"]["panda"]
+    assert panda["maml"]["0"] == panda["no_adaptation"]["0"]  # MAML without demos: the meta-trained init
+    assert panda["finetune"]["0"]["n"] == 2 and "0" not in panda["scratch"]  # nothing to train from scratch on
+    assert f"| panda | {LABELS['scratch']} | – | " in table.read_text()
+
+
+def test_fine_tuning_takes_the_step_size_chosen_on_robots_the_run_never_saw(evaluated, tmp_path):
+    (table, _, _), results, run = evaluated
+    tuned = results["finetune_lr"]["panda"]
+    sweep = json.loads((table.parent / "finetune_sweep" / "panda" / "finetune_sweep.json").read_text())
+    assert tuned == sweep["chosen"] and set(tuned) == {"1", "2"} and set(tuned.values()) <= {0.001, 0.01}
+    assert all(min(sweep["errors_cm"], key=lambda lr, k=k: sweep["errors_cm"][lr][k]["mean"]) == str(lr)
+               for k, lr in tuned.items())  # the lowest mean error on the validation robots
+    validation = results["validation"]["robots"]["panda"]
+    state = load(run / "checkpoints" / "panda.pt")
+    assert len(validation) == VALIDATION_ROBOTS and sweep["validation_robots"] == {"panda": validation}
+    assert not set(validation) & {*state.info["robot_ids"], *state.info["held_out"]}
+    assert f"panda K = 1 {tuned['1']:g}, K = 2 {tuned['2']:g}" in table.read_text()
+
+    # a second evaluation into the same folder reuses the sweep (here tampered with, to see it is not measured again)
+    out = tmp_path / "eval"
+    shutil.copytree(table.parent, out)
+    other = "0.001" if tuned["1"] == 0.01 else "0.01"
+    sweep["errors_cm"][other]["1"]["mean"] = -1.0
+    (out / "finetune_sweep" / "panda" / "finetune_sweep.json").write_text(json.dumps(sweep))
+    assert main(["reaching", "evaluate", str(run), "-o", str(out), "--ks", "1", "--targets", "1", "--seed", "7",
+                 "--methods", "finetune", "--finetune-lrs", "0.001", "0.01", "--set",
+                 "compute.workers=1"]) == 0
+    again = json.loads((out / "reaching.json").read_text())
+    assert again["finetune_lr"] == {"panda": {"1": float(other)}}
+    # another grid is another sweep: measured, and the tampered number gone
+    assert main(["reaching", "evaluate", str(run), "-o", str(out), "--ks", "1", "--targets", "1", "--seed", "7",
+                 "--methods", "finetune", "--finetune-lrs", "0.001", "0.01", "0.1", "--set",
+                 "compute.workers=1"]) == 0
+    remeasured = json.loads((out / "finetune_sweep" / "panda" / "finetune_sweep.json").read_text())
+    assert remeasured["step_sizes"] == [0.001, 0.01, 0.1] and remeasured["errors_cm"]["0.001"]["1"]["mean"] > 0
 
 
 def test_video_shows_a_held_out_robot_before_and_after_adaptation(evaluated, tmp_path, capsys):

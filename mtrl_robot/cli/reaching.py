@@ -36,7 +36,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
     given = {"ks": args.ks, "methods": args.methods, "targets_per_robot": args.targets, "seed": args.seed,
              "robots_per_family": args.robots, "pmaml_run_dir": args.pmaml_run, "scratch_steps": args.scratch_steps,
-             "multitask_budget": args.multitask_budget,
+             "multitask_budget": args.multitask_budget, "finetune_lrs": args.finetune_lrs,
              "video": args.video or None, "per_robot_table": args.per_robot or None}  # the others: the defaults
     table, plot, data = evaluate_reaching(args.run, args.output, compute=compute_of(args),
                                           **{k: v for k, v in given.items() if v is not None})
@@ -121,6 +121,13 @@ def export(args: argparse.Namespace) -> None:
     print(f"wrote {path} from {model} (onnxruntime's waypoints checked against PyTorch's)")
 
 
+def _finetune_lrs_option(parser: argparse.ArgumentParser) -> None:
+    """The grid the fine-tuning baseline's step size is chosen from on validation robots."""
+    parser.add_argument("--finetune-lrs", type=bounded(float, above=0), nargs="+",
+                        help="fine-tuning step sizes tried on validation robots (default: 0.0001 0.0003 0.001 0.003 "
+                             "0.01)")
+
+
 def _held_out_options(parser: argparse.ArgumentParser, seeded: str) -> None:
     """Which held-out robots and fresh targets an evaluation of a run measures."""
     parser.add_argument("--targets", type=bounded(int, above=0, maximum=DEMOS),
@@ -155,8 +162,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e = verbs.add_parser("evaluate", help="reaching error in cm on held-out robots, executed in MuJoCo")
     e.add_argument("run", type=Path, help="a training run folder")
     e.add_argument("-o", "--output", type=Path, default=RUNS / "evaluation")
-    e.add_argument("--ks", type=like(AdaptConfig, "k"), nargs="+",
-                   help="numbers of demos to adapt on (default: 1 5 10)")
+    e.add_argument("--ks", type=bounded(int, minimum=0, maximum=DEMOS), nargs="+",
+                   help="numbers of demos to adapt on (default: 1 5 10; 0: no adaptation)")
     _held_out_options(e, "the baselines")
     e.add_argument("--methods", nargs="+", help="no_adaptation finetune scratch maml pmaml ik_oracle (default: all "
                    "of these) and maml_unguarded (MAML without the adaptation guard)")
@@ -165,6 +172,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="training steps of the from-scratch model (default: 300)")
     e.add_argument("--multitask-budget", type=bounded(float, above=0, maximum=MULTITASK_BUDGET),
                    help="fraction of the run's pretraining steps for the multi-task model, if trained here (1.0)")
+    _finetune_lrs_option(e)
     e.add_argument("--video", action="store_true",
                    help="also write reaching_<family>.mp4: a held-out robot before and after adaptation")
     e.add_argument("--per-robot", action="store_true",
@@ -190,8 +198,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lo.add_argument("--families", nargs="+", help="the families to leave out, one fold each (default: all)")
     lo.add_argument("--ks", type=like(AdaptConfig, "k"), nargs="+",
                     help="demos of the new family's robot to adapt on (default: 5 10 20)")
-    lo.add_argument("--finetune-lrs", type=bounded(float, above=0), nargs="+",
-                    help="fine-tuning step sizes tried on validation robots (default: 0.0001 0.0003 0.001 0.003 0.01)")
+    _finetune_lrs_option(lo)
     lo.add_argument("--targets", type=bounded(int, above=0, maximum=DEMOS),
                     help="fresh targets per held-out robot (default: 10)")
     lo.add_argument("--seed", type=seed(), help="seed of the fresh targets (default: 1000)")

@@ -91,11 +91,13 @@ RESULTS = (
                       "no_adaptation", "maml", "ik_oracle", "--per-robot")),
            {"reaching_iiwa.md": "runs/iiwa/evaluation/reaching.md",
             "reaching_iiwa.png": "runs/iiwa/evaluation/reaching.png"}),
-    Result("reaching", "the full preset per family: held-out errors after training, and every method against K "
-           "executed in MuJoCo (probabilistic MAML from a second run of the same preset)",
+    Result("reaching", "the full preset per family: held-out errors after training, and every method against K = 0 "
+           "(no adaptation), 1, 2, 5, 10 executed in MuJoCo: MAML, probabilistic MAML (from a second run of the same "
+           "preset), fine-tuning the multi-task model with the step size tuned on validation robots, from scratch, "
+           "the IK oracle",
            (_train("full", "runs/full"), _train("full", "runs/full_pmaml", "meta.variant=probabilistic"),
-            _evaluate("runs/full", "runs/full_evaluation", "--pmaml-run", "runs/full_pmaml", "--ks", "1", "5", "10",
-                      "--targets", "10")),
+            _evaluate("runs/full", "runs/full_evaluation", "--pmaml-run", "runs/full_pmaml", "--ks", "0", "1", "2", "5",
+                      "10", "--targets", "10")),
            {"reaching_training.md": "runs/full/report.md", "reaching.md": "runs/full_evaluation/reaching.md",
             "reaching.png": "runs/full_evaluation/reaching.png"}),
     Result("reaching_pooled", "across families: one model meta-trained over the four families' robots",

@@ -6,6 +6,8 @@ For every family of a training run (one checkpoint per family) and each of its h
   (:func:`~mtrl_robot.motions.reach.plan_robot_demos` with ``seed``; never the demo targets), kept only where IK
   with the robot's true kinematics succeeds, so that every method is asked for the same reachable targets;
 * **support set**: the robot's first K demos of the run's demos (``demos.npz``, or one file per joint count);
+  K = 0 is no adaptation: every model as trained (probabilistic MAML with its latent at the prior's mean), and no
+  from-scratch model (it has nothing to train on);
 * **execution**: every trajectory runs in :class:`~mtrl_robot.backends.mujoco_backend.MujocoBackend` built from
   the robot (one backend per robot, reset to home before each trajectory); the error is the distance in cm from
   the simulated flange to the target once the trajectory has finished and settled.
@@ -18,9 +20,11 @@ Methods (keys of the results, rows of the table):
                     jointly (pooled regression, no meta-learning; the run's ``pretrain/<family>.pt`` when the run
                     pretrained with ``source: population``, otherwise trained here with the run's pretraining
                     budget and cached in ``<out_dir>/multitask/<family>.pt``), then fine-tuned on the K demos: all
-                    parameters, Adam (``finetune_lr``), as many steps as MAML adapts (``adapt.steps``); the
-                    step size is the one given (1e-3 by default), not tuned -- the tuned fine-tuning baseline
-                    is :mod:`~mtrl_robot.learning.reaching.lofo`'s
+                    parameters, Adam, as many steps as MAML adapts (``adapt.steps``), with the *tuned* step size
+                    of each family and K: the one of ``finetune_lrs`` with the lowest mean error on validation
+                    robots (:func:`finetune_sweep`; here :func:`validation_robots`, robots of the family that the
+                    run never saw, so never trained on and never reported), measured once and kept in
+                    ``<out_dir>/finetune_sweep/<family>/``, where a later evaluation finds and reuses it
 ``scratch``         the same architecture from a random initialisation, trained on the K demos only (Adam,
                     ``scratch_steps`` full-batch steps); its normalisation statistics come from the K demos too
 ``maml``            the run's meta-trained checkpoint (MAML / first-order MAML / Meta-SGD as trained), adapted with
@@ -46,10 +50,11 @@ for each robot and K is in ``reaching.json`` (``per_robot_cm.<robot>.guard``) an
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -58,7 +63,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.chain import Arm
+from mtrl_robot.arms.families import load_families, load_family
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.core.atomic import write_atomic
@@ -72,14 +79,19 @@ from mtrl_robot.learning.reaching.pretrain import build_model, load_pretrained, 
 from mtrl_robot.meta.guard import guarded_adapt
 from mtrl_robot.models.joint_padding import masked_mse
 from mtrl_robot.motions.dataset import DemoDataset
+from mtrl_robot.motions.generate import generate_demos
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.tasks.reaching import reach
 
+FINETUNE_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # the fine-tuning step sizes tried on validation robots
+VALIDATION_ROBOTS = 2  # per family: the robots the fine-tuning step size is chosen on
+VALIDATION_TARGETS = 5  # fresh targets per validation robot
 METHODS = ("no_adaptation", "finetune", "scratch", "maml", "pmaml", "ik_oracle")  # the default
 KNOWN_METHODS = (*METHODS, "maml_unguarded")
 GUARDED = ("maml", "pmaml")  # adapted through the adaptation guard
-LABELS = {"no_adaptation": "no adaptation (meta-trained init)", "finetune": "fine-tune multi-task model",
-          "scratch": "from scratch (K demos)", "maml": "MAML", "pmaml": "probabilistic MAML",
+LABELS = {"no_adaptation": "no adaptation (meta-trained init)",
+          "finetune": "fine-tune multi-task model (tuned step size)", "scratch": "from scratch (K demos)",
+          "maml": "MAML", "pmaml": "probabilistic MAML",
           "ik_oracle": "IK oracle (true kinematics)", "maml_unguarded": "MAML without the adaptation guard"}
 K_FREE = ("no_adaptation", "ik_oracle")  # the same numbers for every K
 NOT_TRAINED = "not trained in this run"
@@ -92,14 +104,16 @@ SCRATCH_MIN_SCALE = 0.1  # rad / m: normalisation scale floor of the from-scratc
 def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int] = (1, 5, 10),
                       methods: Sequence[str] = METHODS, targets_per_robot: int = TARGETS_PER_ROBOT, seed: int = SEED,
                       progress: bool = True, robots_per_family: int | None = None, scratch_steps: int = 300,
-                      scratch_lr: float = 3e-3, finetune_lr: float = 1e-3, pmaml_run_dir: str | Path | None = None,
+                      scratch_lr: float = 3e-3, finetune_lrs: Sequence[float] = FINETUNE_LRS,
+                      pmaml_run_dir: str | Path | None = None,
                       multitask_budget: float = 1.0, compute: ComputeConfig = IN_THIS_PROCESS,
                       video: bool = False, per_robot_table: bool = False) -> tuple[Path, Path, Path]:
     """Evaluate a training run; returns the paths of ``reaching.md``, ``reaching.png`` and ``reaching.json``.
 
     ``robots_per_family`` limits the held-out robots per family (default: all of them); ``multitask_budget``
     scales the steps of the multi-task model when it has to be trained here (1.0: the run's pretraining steps);
-    ``compute`` says where the robots are measured. With ``video``, ``reaching_<family>.mp4`` shows each family's
+    ``finetune_lrs`` are the fine-tuning step sizes the validation robots choose from; ``compute`` says where the
+    robots are measured. With ``video``, ``reaching_<family>.mp4`` shows each family's
     first held-out robot before and after MAML adaptation with the largest K (:func:`reaching_video`); with
     ``per_robot_table``, ``reaching.md`` also holds every held-out robot's mean error (:func:`robot_table`).
     """
@@ -107,8 +121,9 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
     run, out = Path(run_dir), Path(out_dir)
     ks = tuple(int(k) for k in ks)
     unknown = [m for m in methods if m not in KNOWN_METHODS]
-    if unknown or not ks or min(ks) < 1:
-        raise ValueError(f"unknown methods {unknown} (known: {KNOWN_METHODS}) or bad ks {ks}")
+    if unknown or not ks or min(ks) < 0 or not finetune_lrs or min(finetune_lrs) <= 0:
+        raise ValueError(f"unknown methods {unknown} (known: {KNOWN_METHODS}), bad ks {ks} or bad fine-tuning step "
+                         f"sizes {list(finetune_lrs)}")
     check_reachable(compute)
     torch.manual_seed(seed)
     families = run_demos(run)
@@ -124,6 +139,8 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
     per_robot: dict[str, dict] = {}
     skipped: dict[str, dict[str, str]] = {}
     guard: dict[str, dict] = {}  # family → method → K → outcome → robots
+    tuned: dict[str, dict[int, float]] = {}  # family → K → the fine-tuning step size chosen on validation robots
+    validation: dict[str, list[str]] = {}  # family → its validation robots
     for family in sorted(set(maml_ckpts) | set(pmaml_ckpts), key=list(families).index):
         base_path = maml_ckpts.get(family) or pmaml_ckpts[family]
         base = checkpoints.load(base_path)
@@ -140,12 +157,19 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
                     skipped[family][m] = NOT_TRAINED
         states = {"maml": base if family in maml_ckpts else None,
                   "pmaml": checkpoints.load(pmaml_ckpts[family]) if family in pmaml_ckpts else None}
-        multitask = _multitask_model(run, out, family, base, families[family], progress, multitask_budget) \
-            if "finetune" in fam_methods else None
+        multitask = None
+        if "finetune" in fam_methods:
+            multitask = _multitask_model(run, out, family, base, families[family], progress, multitask_budget)
+            adapted_ks = [k for k in ks if k > 0]
+            if adapted_ks:
+                demos, validation[family] = validation_robots(base, VALIDATION_ROBOTS, max(adapted_ks), compute)
+                tuned[family] = finetune_sweep(multitask, {family: (demos, base, validation[family])}, finetune_lrs,
+                                               adapted_ks, out / "finetune_sweep" / family, VALIDATION_TARGETS,
+                                               seed, compute)
         errors[family], robots = held_out_errors(
             families[family], held, states, fam_methods, ks, targets_per_robot=targets_per_robot, seed=seed,
-            multitask=multitask, scratch_steps=scratch_steps, scratch_lr=scratch_lr, finetune_lr=finetune_lr,
-            progress=progress, compute=compute)
+            multitask=multitask, scratch_steps=scratch_steps, scratch_lr=scratch_lr,
+            finetune_lrs=tuned.get(family, {}), progress=progress, compute=compute)
         per_robot.update(robots)
         guard[family] = guard_counts(robots)
         if video and states["maml"] is not None:
@@ -163,7 +187,9 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
         summary["all"] = {m: {str(k): interval(v).to_dict() for k, v in by_k.items()} for m, by_k in pooled.items()}
     results = {"run_dir": str(run), "ks": list(ks), "methods": list(methods), "targets_per_robot": targets_per_robot,
                "seed": seed, "robots_per_family": robots_per_family, "adapt_steps": base.preset.adapt.steps,
-               "scratch_steps": scratch_steps, "scratch_lr": scratch_lr, "finetune_lr": finetune_lr,
+               "scratch_steps": scratch_steps, "scratch_lr": scratch_lr, "finetune_lrs": list(finetune_lrs),
+               "finetune_lr": {family: {str(k): lr for k, lr in by_k.items()} for family, by_k in tuned.items()},
+               "validation": {"robots": validation, "targets_per_robot": VALIDATION_TARGETS},
                "multitask_budget": multitask_budget,
                "interval": "mean [95 % Student-t interval] over robots×targets",
                "summary": summary, "skipped": skipped, "guard": guard, "per_robot_cm": per_robot,
@@ -222,7 +248,7 @@ def probabilistic_checkpoints(run: Path, needed_for: str = "") -> dict[str, Path
 def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict[str, ReachingCheckpoint | None],
                     methods: Sequence[str], ks: Sequence[int], *, targets_per_robot: int = TARGETS_PER_ROBOT,
                     seed: int = SEED, multitask=None, scratch_steps: int = 300, scratch_lr: float = 3e-3,
-                    finetune_lr: float = 1e-3, progress: bool = False,
+                    finetune_lrs: Mapping[int, float] | None = None, progress: bool = False,
                     compute: ComputeConfig = IN_THIS_PROCESS
                     ) -> tuple[dict[str, dict[int, list[float]]], dict[str, dict]]:
     """Reaching errors (cm) of held-out robots of one family, executed in MuJoCo: method → K → the errors of every
@@ -230,8 +256,9 @@ def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict
     adaptation guard's decision for the guarded methods).
 
     ``states`` holds the family's meta-trained checkpoint under ``maml`` and/or ``pmaml`` (the first one present
-    gives the architecture, joint set and adaptation steps); ``multitask`` is the model ``finetune`` starts from;
-    ``compute`` says where the robots are measured (one work item each).
+    gives the architecture, joint set and adaptation steps); ``multitask`` is the model ``finetune`` starts from,
+    ``finetune_lrs`` its step size at each K; ``compute`` says where the robots are measured (one work item each).
+    A method with nothing to measure at a K (from scratch at K = 0) has no entry there.
     """
     base = states.get("maml") or states["pmaml"]
     methods = list(methods)
@@ -240,7 +267,7 @@ def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict
     per_robot: dict[str, dict] = {}
     measure = partial(robot_errors, states=states, multitask=multitask, base=base, methods=methods, ks=ks,
                       n_targets=targets_per_robot, seed=seed, scratch_steps=scratch_steps, scratch_lr=scratch_lr,
-                      finetune_lr=finetune_lr)
+                      finetune_lrs=dict(finetune_lrs or {}))
     rows = ordered_map(compute, measure, [dataset.for_robot(robot_id) for robot_id in robot_ids],
                        desc=f"evaluate {base.info['family']}", unit="robot", progress=progress)
     for robot_id, (row, guards) in zip(robot_ids, rows, strict=True):
@@ -250,13 +277,14 @@ def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict
         for m, by_k in row.items():
             for k, errs in by_k.items():
                 errors[m][k].extend(errs)
-    return errors, per_robot
+    return {m: {k: errs for k, errs in by_k.items() if errs} for m, by_k in errors.items()}, per_robot
 
 
 def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingCheckpoint, methods: list[str],
                   ks: tuple[int, ...], n_targets: int, seed: int, scratch_steps: int, scratch_lr: float,
-                  finetune_lr: float) -> tuple[dict[str, dict[int, list[float]]], dict[str, dict[int, dict]]]:
-    """One robot: method → K → the errors (cm) of its fresh targets, and for the guarded methods method → K → the
+                  finetune_lrs: Mapping[int, float]
+                  ) -> tuple[dict[str, dict[int, list[float]]], dict[str, dict[int, dict]]]:
+    """One robot: method → K → the errors (cm) of its fresh targets, and for the guarded methods method → K ≥ 1 → the
     adaptation guard's decision."""
     arm = demos.robots[0]
     n_waypoints = int(base.info["n_waypoints"])
@@ -272,16 +300,30 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
     def run(positions: np.ndarray) -> list[float]:
         return [reach(backend, arm, timed(arm, p), t) * 100.0 for p, t in zip(positions, targets, strict=True)]
 
+    initial: dict[str, list[float]] = {}  # a meta-trained model's errors without adaptation, executed once
+
+    def unadapted(name: str) -> list[float]:
+        if name not in initial:
+            initial[name] = run(predict_positions(states[name], arm, targets))
+        return initial[name]
+
     if "ik_oracle" in methods:
         errs = [reach(backend, arm, JointTrajectory(arm.joint_names, oracle.times[i], oracle.positions[i],
                                                     oracle.velocities[i]), targets[i]) * 100.0
                 for i in range(len(targets))]
         out["ik_oracle"] = dict.fromkeys(ks, errs)
     if "no_adaptation" in methods:
-        out["no_adaptation"] = dict.fromkeys(ks, run(predict_positions(states["maml"], arm, targets)))
+        out["no_adaptation"] = dict.fromkeys(ks, unadapted("maml"))
     for k in ks:
         if k > len(demos):
             raise ValueError(f"K = {k}, but {arm.robot_id} has only {len(demos)} demos")
+        if k == 0:  # no demos: every model as trained, nothing to train from scratch
+            for name, state in (("maml", "maml"), ("maml_unguarded", "maml"), ("pmaml", "pmaml")):
+                if name in methods:
+                    out.setdefault(name, {})[0] = unadapted(state)
+            if "finetune" in methods:
+                out.setdefault("finetune", {})[0] = run(_positions(multitask, arm, x))
+            continue
         sx, so = data.targets[:k], data.offsets[:k]
         for name in GUARDED:
             if name in methods:
@@ -297,7 +339,7 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
             out.setdefault("maml_unguarded", {})[k] = run(predict_positions(state, arm, targets, params=params))
         if "finetune" in methods:
             model = copy.deepcopy(multitask)
-            _fit(model, sx, so, steps, finetune_lr)
+            _fit(model, sx, so, steps, finetune_lrs[k])
             out.setdefault("finetune", {})[k] = run(_positions(model, arm, x))
         if "scratch" in methods:
             model = _scratch_model(base, sx, so, seed + k)
@@ -365,6 +407,106 @@ def _multitask_model(run: Path, out: Path, family: str, base: ReachingCheckpoint
     return model.eval()
 
 
+def validation_robots(base: ReachingCheckpoint, count: int, demos_per_robot: int,
+                      compute: ComputeConfig = IN_THIS_PROCESS) -> tuple[DemoDataset, list[str]]:
+    """``count`` robots of the checkpoint's family that its run never saw, and their demos: the robots after the
+    run's population (indices ``data.robots_per_family`` on, drawn as the population's own robots are,
+    :func:`~mtrl_robot.arms.population.perturb`), each with ``demos_per_robot`` demos planned with the run's demo
+    seed."""
+    data = base.preset.data
+    family = base.info["family"]
+    specs = dict(zip(load_families(data.families, None, "data.families"), data.families, strict=True))
+    config = populations.load_config(data.population_config, seed=data.population_seed, families=[specs[family]],
+                                     robots_per_family=data.robots_per_family)
+    nominal = load_family(specs[family])
+    arms = [populations.perturb(nominal, config, index)
+            for index in range(data.robots_per_family, data.robots_per_family + count)]
+    return generate_demos(arms, demos_per_robot, data.demo_seed, compute, progress=False), [a.robot_id for a in arms]
+
+
+def finetune_sweep(multitask, validation: dict[str, tuple[DemoDataset, ReachingCheckpoint, list[str]]],
+                   step_sizes: Sequence[float], ks: Sequence[int], out_dir: str | Path, targets_per_robot: int,
+                   seed: int, compute: ComputeConfig = IN_THIS_PROCESS) -> dict[int, float]:
+    """The tuned fine-tuning step size at each K ≥ 1: ``multitask`` fine-tuned (``adapt.steps`` Adam steps on every
+    parameter) on each validation robot's first K demos with every one of ``step_sizes``, executed in MuJoCo for
+    fresh targets; the lowest mean reaching error over the validation robots × targets is chosen. ``validation``
+    holds, per family, its demos, a checkpoint of the family's joint set (for the joint names, waypoints and steps)
+    and the validation robots' ids: robots held out from every model being compared and from the robots the result
+    is reported on.
+
+    Writes ``finetune_sweep.md`` and ``finetune_sweep.json`` into ``out_dir``. A ``finetune_sweep.json`` there from
+    the same model (its weights' SHA-256), step sizes, validation robots, targets, seed and steps is reused: only the
+    K it lacks are measured.
+    """
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"the fine-tuning step size is chosen for K ≥ 1 demos, got {ks}")
+    states = [state for _, state, _ in validation.values()]
+    settings = {"step_sizes": [float(lr) for lr in step_sizes], "targets_per_robot": targets_per_robot, "seed": seed,
+                "steps": states[0].preset.adapt.steps, "model_sha256": _weights_digest(multitask),
+                "validation_robots": {family: list(robots) for family, (_, _, robots) in validation.items()}}
+    out = Path(out_dir)
+    summary: dict[str, dict[str, dict]] = {str(lr): {} for lr in settings["step_sizes"]}
+    saved = _read_json(out / "finetune_sweep.json")
+    if all(saved.get(key) == value for key, value in settings.items()):
+        summary = saved["errors_cm"]
+    missing = [k for k in ks if any(str(k) not in by_k for by_k in summary.values())]
+    if missing:  # every step size × validation robot one work item
+        items = [(lr, dataset.for_robot(robot), state) for lr in settings["step_sizes"]
+                 for dataset, state, robots in validation.values() for robot in robots]
+        rows = ordered_map(compute, partial(_finetune_errors, multitask=multitask, ks=tuple(missing),
+                                            n_targets=targets_per_robot, seed=seed),
+                           items, desc="fine-tuning step sizes", unit="robot", progress=False)
+        for lr in settings["step_sizes"]:
+            errors = [row for (item_lr, _, _), row in zip(items, rows, strict=True) if item_lr == lr]
+            summary[str(lr)].update({str(k): interval([e for row in errors for e in row[k]]).to_dict()
+                                     for k in missing})
+    measured = sorted({int(k) for by_k in summary.values() for k in by_k})
+    chosen = {k: min(settings["step_sizes"], key=lambda lr, k=k: summary[str(lr)][str(k)]["mean"]) for k in measured}
+    results = {**settings, "ks": measured, "errors_cm": {lr: {str(k): by_k[str(k)] for k in measured}
+                                                         for lr, by_k in summary.items()},
+               "chosen": {str(k): lr for k, lr in chosen.items()}}
+    write_atomic(out / "finetune_sweep.json", json.dumps(results, indent=1))
+    rows = [[f"{lr:g}", *(f"{s['mean']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]" + (" (chosen)" if chosen[k] == lr else "")
+                          for k, s in ((k, summary[str(lr)][str(k)]) for k in measured))]
+            for lr in settings["step_sizes"]]
+    robots = ", ".join(r for ids in settings["validation_robots"].values() for r in ids)
+    intro = (f"Fine-tuning step sizes on the validation robots ({robots}): reaching error in cm executed in MuJoCo, "
+             f"mean [95 % Student-t interval] over robots × {targets_per_robot} fresh targets after "
+             f"{settings['steps']} Adam steps; the lowest mean at each K is chosen.")
+    write_atomic(out / "finetune_sweep.md",
+                 markdown_table(["step size", *(f"K = {k}" for k in measured)], rows, [intro]))
+    return {k: chosen[k] for k in ks}
+
+
+def _finetune_errors(item: tuple[float, DemoDataset, ReachingCheckpoint], *, multitask, ks: tuple[int, ...],
+                     n_targets: int, seed: int) -> dict[int, list[float]]:
+    """One validation robot fine-tuned with one step size: K → the errors (cm) of its fresh targets."""
+    lr, demos, state = item
+    errors, _ = robot_errors(demos, states={"maml": state}, multitask=multitask, base=state, methods=["finetune"],
+                             ks=ks, n_targets=n_targets, seed=seed, scratch_steps=0, scratch_lr=0.0,
+                             finetune_lrs=dict.fromkeys(ks, lr))
+    return errors["finetune"]
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's weights and buffers, in their order."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``; empty when the file is missing or not one."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def guard_counts(per_robot: dict[str, dict]) -> dict[str, dict[str, dict[str, int]]]:
     """Of robots' entries (``held_out_errors``' second result): method → K → outcome (adapted, shrunk, fell back)
     → number of robots."""
@@ -391,6 +533,18 @@ def guard_note(counts: dict) -> str:
             "showed that adapting would make the model worse): " + "; ".join(changed) + ".")
 
 
+def finetune_note(results: dict) -> str:
+    """One sentence: the fine-tuning step size chosen for each family and K, and how."""
+    validation = results["validation"]
+    count = max(len(robots) for robots in validation["robots"].values())
+    chosen = "; ".join(f"{family} " + ", ".join(f"K = {k} {lr:g}" for k, lr in by_k.items())
+                       for family, by_k in results["finetune_lr"].items())
+    return (f"Fine-tuning step size tuned per family and K: of {', '.join(f'{lr:g}' for lr in results['finetune_lrs'])}"
+            f", the lowest mean error on {count} validation robots per family ({validation['targets_per_robot']} "
+            f"fresh targets each; robots of the family the run never saw, neither trained on nor reported here; "
+            f"finetune_sweep/<family>/finetune_sweep.md): {chosen}.")
+
+
 def reaching_table(results: dict) -> str:
     """Rows family × method, columns K: ``mean [lo, hi]`` in cm."""
     ks = results["ks"]
@@ -398,8 +552,8 @@ def reaching_table(results: dict) -> str:
     for family, by_method in results["summary"].items():
         for method in results["methods"]:
             if method in by_method:
-                cells = [f"{s['mean']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]"
-                         for s in (by_method[method][str(k)] for k in ks)]
+                cells = ["–" if s is None else f"{s['mean']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]"
+                         for s in (by_method[method].get(str(k)) for k in ks)]
             elif results["skipped"].get(family, {}).get(method) or (
                     family == "all" and any(method in s for s in results["skipped"].values())):
                 cells = [NOT_TRAINED] * len(ks)
@@ -411,8 +565,10 @@ def reaching_table(results: dict) -> str:
              f"{results['adapt_steps']} (MAML and fine-tuning), from scratch {results['scratch_steps']} steps, "
              f"multi-task model trained here with {results.get('multitask_budget', 1.0):g}× the run's pretraining "
              f"steps (unless the run pretrained on the population). "
-             f"'no adaptation' and 'IK oracle' do not depend on K.")
-    notes = [guard_note(results["guard"])] if results.get("guard") else []
+             f"'no adaptation' and 'IK oracle' do not depend on K"
+             f"{'; K = 0: every model as trained, nothing to train from scratch' if 0 in ks else ''}.")
+    notes = [finetune_note(results)] if results.get("finetune_lr") else []
+    notes += [guard_note(results["guard"])] if results.get("guard") else []
     return markdown_table(["family", "method", *(f"K = {k}" for k in ks)], rows, [intro, *notes])
 
 
@@ -438,10 +594,15 @@ def robot_table(results: dict) -> str:
 
 
 def plot_results(results: dict, path: str | Path) -> Path:
-    """Error against K, one panel per family (and ``all``), one line per method, log y, 95 % band."""
-    ks = results["ks"]
-    panels = {family: [Curve(LABELS[m], ks, *([s[str(k)][key] for k in ks] for key in ("mean", "lo", "hi")),
-                             dashed=m in K_FREE)
-                       for m in results["methods"] if (s := by_method.get(m)) is not None]
-              for family, by_method in results["summary"].items()}
+    """Error against K, one panel per family (and ``all``), one line per method over the K it was measured at, log
+    y, 95 % band."""
+    panels: dict[str, list[Curve]] = {}
+    for family, by_method in results["summary"].items():
+        panels[family] = []
+        for method in (m for m in results["methods"] if m in by_method):
+            by_k = by_method[method]
+            ks = [k for k in results["ks"] if str(k) in by_k]
+            panels[family].append(Curve(LABELS[method], ks, *([by_k[str(k)][key] for k in ks]
+                                                               for key in ("mean", "lo", "hi")),
+                                        dashed=method in K_FREE))
     return plot_panels(panels, path, xlabel="K (demos)", ylabel="final reaching error (cm)", log_y=True)

@@ -10,7 +10,8 @@ For a preset and each family F of its ``data.families`` (or the ones named):
    fold (the pretraining of ``source: population``), ``<out>/without-<F>/multitask.pt``. It is fine-tuned on the
    new arm's K demos (Adam on every parameter, ``adapt.steps`` steps) with the *tuned* step size: the one of
    ``finetune_lrs`` with the lowest error at that K on validation robots, the fold's held-out robots of its own
-   families (never trained on, never reported on), :func:`~mtrl_robot.learning.reaching.sweep.finetune_sweep`.
+   families (never trained on, never reported on), :func:`~mtrl_robot.learning.reaching.evaluate.finetune_sweep`
+   (the function that tunes the evaluation's fine-tuning too).
 3. **Upper bound.** F's own model: the preset on F alone, ``<out>/own-<F>/``, meta-trained on F's training robots.
 4. **Test.** F's held-out robots (the last ``held_out_per_family``, from ``own-<F>``'s demos), fresh targets,
    executed in MuJoCo (:func:`~mtrl_robot.learning.reaching.evaluate.held_out_errors`): the fold's model without
@@ -34,10 +35,17 @@ from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_p
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import pool, run_demos, to_tensors
-from mtrl_robot.learning.reaching.evaluate import SEED, TARGETS_PER_ROBOT, held_out_errors
+from mtrl_robot.learning.reaching.evaluate import (
+    FINETUNE_LRS,
+    SEED,
+    TARGETS_PER_ROBOT,
+    VALIDATION_ROBOTS,
+    VALIDATION_TARGETS,
+    finetune_sweep,
+    held_out_errors,
+)
 from mtrl_robot.learning.reaching.presets import Preset, load_preset
 from mtrl_robot.learning.reaching.pretrain import build_model, load_pretrained, pretrain, save_pretrained
-from mtrl_robot.learning.reaching.sweep import finetune_sweep
 from mtrl_robot.learning.reaching.train import POOLED, train_from_preset
 
 METHODS = ("no_adaptation", "maml", "finetune", "own", "ik_oracle")
@@ -46,9 +54,6 @@ LABELS = {"no_adaptation": "no adaptation (model without the family)",
           "finetune": "fine-tune multi-task model (tuned step size)",
           "own": "MAML on the family's own robots (upper bound)",
           "ik_oracle": "IK oracle (true kinematics)"}
-FINETUNE_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # the fine-tuning step sizes tried on validation robots
-VALIDATION_ROBOTS = 2  # per fold family: its first held-out robots
-VALIDATION_TARGETS = 5  # fresh targets per validation robot
 
 
 def leave_one_family_out(preset: str | Path | Preset, out_dir: str | Path, ks: Sequence[int] = (5, 10, 20),
@@ -128,9 +133,8 @@ def _fold(preset: Preset, specs: dict[str, str], held: str, out: Path, ks: Seque
     errors, _ = held_out_errors(test_demos, test_robots, {"maml": view}, ["no_adaptation", "maml", "ik_oracle"],
                                 ks, **common)
     errors["own"] = held_out_errors(test_demos, test_robots, {"maml": own}, ["maml"], ks, **common)[0]["maml"]
-    errors["finetune"] = {k: held_out_errors(test_demos, test_robots, {"maml": view}, ["finetune"], (k,),
-                                             multitask=multitask, finetune_lr=tuned[k], **common)[0]["finetune"][k]
-                          for k in ks}
+    errors["finetune"] = held_out_errors(test_demos, test_robots, {"maml": view}, ["finetune"], ks,
+                                         multitask=multitask, finetune_lrs=tuned, **common)[0]["finetune"]
     trained_on = sorted(view.info["robot_ids"])
     return {"errors": errors, "fold_run": str(fold_dir), "fold_families": list(fold_demos),
             "fold_robots": trained_on, "test_robots": test_robots,

@@ -8,10 +8,9 @@ each training its families one after the other in its worker. Each run goes to `
 held-out errors (no adaptation and MAML after ``adapt.k`` demos, :mod:`mtrl_robot.learning.reaching.train`) to one
 row of ``sweep.md`` and ``sweep.json``.
 
-The fine-tuning baseline's step size is a sweep too, over a model rather than over training runs
-(:func:`finetune_sweep`): the multi-task model fine-tuned on K demos of validation robots (robots held out from
-every model being compared and from the robots the result is reported on) with every step size of a grid, each
-executed in MuJoCo for fresh targets; the step size with the lowest mean error at each K is the *tuned* one.
+The fine-tuning baseline's step size is a sweep too, over a model rather than over training runs:
+:func:`~mtrl_robot.learning.reaching.evaluate.finetune_sweep`, which chooses the *tuned* step size for both the
+evaluation and the leave-one-family-out table.
 """
 
 from __future__ import annotations
@@ -21,17 +20,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.distributed.compute import IN_THIS_PROCESS, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import interval, markdown_table
-from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
-from mtrl_robot.learning.reaching.evaluate import held_out_errors
 from mtrl_robot.learning.reaching.presets import Preset, load_preset
 from mtrl_robot.learning.reaching.train import HELD_OUT_METHODS, train_from_preset
-from mtrl_robot.motions.dataset import DemoDataset
 
 GRID = "--grid"  # the source named by errors in a grid's spelling
 
@@ -106,37 +101,3 @@ def sweep_table(results: dict) -> str:
              f"Student-t interval] over robots × fresh targets, without adaptation and after adapting on "
              f"K = {results['k']} demos (each run's report.md has the details).")
     return markdown_table(["run", *fields, "family", "no adaptation", f"MAML, K = {results['k']}"], rows, [intro])
-
-
-def finetune_sweep(multitask: Any, validation: dict[str, tuple[DemoDataset, ReachingCheckpoint, list[str]]],
-                   step_sizes: Sequence[float], ks: Sequence[int], out_dir: str | Path, targets_per_robot: int,
-                   seed: int, compute=IN_THIS_PROCESS) -> dict[int, float]:
-    """The tuned fine-tuning step size at each K: ``multitask`` fine-tuned (``adapt.steps`` Adam steps on every
-    parameter) on each validation robot's first K demos with every one of ``step_sizes``, the lowest mean reaching
-    error over the validation robots × fresh targets chosen. ``validation`` holds, per family, its demos, a
-    checkpoint of the family's joint set (for the joint names, waypoints and steps) and the robot ids. Writes
-    ``finetune_sweep.md`` and ``finetune_sweep.json`` into ``out_dir``."""
-    ks = tuple(int(k) for k in ks)
-    errors: dict[float, dict[int, list[float]]] = {lr: {k: [] for k in ks} for lr in step_sizes}
-    for lr in step_sizes:
-        for dataset, state, robots in validation.values():
-            by_method, _ = held_out_errors(dataset, robots, {"maml": state}, ["finetune"], ks,
-                                           targets_per_robot=targets_per_robot, seed=seed, multitask=multitask,
-                                           finetune_lr=lr, compute=compute)
-            for k in ks:
-                errors[lr][k].extend(by_method["finetune"][k])
-    summary = {str(lr): {str(k): interval(errors[lr][k]).to_dict() for k in ks} for lr in step_sizes}
-    chosen = {k: min(step_sizes, key=lambda lr, k=k: summary[str(lr)][str(k)]["mean"]) for k in ks}
-    results = {"step_sizes": list(step_sizes), "ks": list(ks), "validation_robots": {
-                   family: robots for family, (_, _, robots) in validation.items()},
-               "targets_per_robot": targets_per_robot, "seed": seed, "errors_cm": summary,
-               "chosen": {str(k): lr for k, lr in chosen.items()}}
-    out = Path(out_dir)
-    write_atomic(out / "finetune_sweep.json", json.dumps(results, indent=1))
-    rows = [[f"{lr:g}", *(f"{s['mean']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]" + (" (chosen)" if chosen[k] == lr else "")
-                          for k, s in ((k, summary[str(lr)][str(k)]) for k in ks))] for lr in step_sizes]
-    intro = (f"Fine-tuning step sizes on the validation robots ({', '.join(sorted(validation))}): reaching error in "
-             f"cm executed in MuJoCo, mean [95 % Student-t interval] over robots × {targets_per_robot} fresh "
-             f"targets; the lowest mean at each K is chosen.")
-    write_atomic(out / "finetune_sweep.md", markdown_table(["step size", *(f"K = {k}" for k in ks)], rows, [intro]))
-    return chosen

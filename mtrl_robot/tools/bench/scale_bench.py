@@ -72,7 +72,7 @@ def bench_scale() -> dict[str, float | int | str]:
                                              "robots_evaluated": len(held), "targets_per_robot": TARGETS}
     measure = partial(robot_errors, states={"maml": state}, multitask=None, base=state,
                       methods=["no_adaptation", "maml", "ik_oracle"], ks=(2,), n_targets=TARGETS, seed=0,
-                      scratch_steps=0, scratch_lr=0.0, finetune_lr=0.0)
+                      scratch_steps=0, scratch_lr=0.0, finetune_lrs={})
     evaluated = [dataset.for_robot(robot_id) for robot_id in held]
     saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))  # read when ray is imported;
