@@ -458,7 +458,7 @@ class PuckHittingEnv(gym.Env):
         action = np.asarray(action, dtype=float)
         if action.shape != (2,):
             raise ValueError(f"a hitting action is (angle rad, strength m/s), got shape {action.shape}")
-        motion = self.generator.motions(action[:1], action[1:]).trajectory(0)  # validated when sent
+        motion = self.generator.motion(action[0], action[1])  # validated when sent
         return motion, {"angle": float(action[0]), "strength": float(action[1])}
 
     def step(self, action):
