@@ -42,7 +42,20 @@ from mtrl_robot.tasks.puck import HitBatch, PuckWorld, Task
 
 
 class AdaptationMethod(ABC):
-    """Hits a puck of unknown physics: proposes the next hits given the hits so far, receives their outcomes."""
+    """Hits a puck of unknown physics: proposes the next hits given the hits so far, receives their outcomes.
+
+    A method that holds resources (a simulator of its own) releases them in :meth:`close`; ``with method:`` closes
+    it on leaving, as the evaluation does.
+    """
+
+    def __enter__(self) -> AdaptationMethod:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most methods hold nothing to release
+        """Release what the method holds; it proposes no hits afterwards."""
 
     @abstractmethod
     def begin(self, seed: int) -> None:
