@@ -105,8 +105,14 @@ class PolicyMethod(AdaptationMethod):
         self.params, self._explored = detached(meta_parameters(self.policy)), None
 
     def observe(self, goals: np.ndarray, starts: np.ndarray) -> torch.Tensor:
-        """The policy's input (the puck's starts only if it was trained to see them)."""
-        return self.world.observe(goals, starts if self.config.observe_start else None)
+        """The policy's input (the puck's starts only if it was trained to see them; then a start not measured,
+        NaN, is a ValueError)."""
+        if not self.config.observe_start:
+            return self.world.observe(goals, None)
+        if not np.isfinite(starts).all():
+            raise ValueError("the policy observes where the puck stands before each hit, but no measured start is "
+                             "available")
+        return self.world.observe(goals, starts)
 
     def propose(self, goals: np.ndarray, starts: np.ndarray, explore: bool) -> torch.Tensor:
         obs = self.observe(goals, starts)
