@@ -24,6 +24,7 @@ within the velocity limits, or whose checked motion never passes, is a :class:`M
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,6 +94,7 @@ _INPUT.control_interface = ControlInterface.Velocity
 _INPUT.current_position, _INPUT.current_velocity, _INPUT.current_acceleration = [0.0], [0.0], [0.0]
 _INPUT.target_acceleration = [0.0]
 _TRAJECTORY = Trajectory(1)  # ruckig's output, read into a Ramp at once
+_PLANNING = threading.Lock()  # one plan at a time through the shared input and output
 
 
 @dataclass(frozen=True)
@@ -111,16 +113,17 @@ class Ramp:
     @staticmethod
     def plan(speed: float, acceleration: float, jerk: float) -> Ramp:
         """The time-optimal ramp from (0, 0, 0) to speed ``speed`` with acceleration 0, within the bounds."""
-        _INPUT.target_velocity = [speed]
-        _INPUT.max_velocity, _INPUT.max_acceleration, _INPUT.max_jerk = [speed], [acceleration], [jerk]
-        result = _RUCKIG.calculate(_INPUT, _TRAJECTORY)
-        if result != Result.Working:
-            raise MotionRefused(f"no ramp to {speed:.3f} m/s within {acceleration:.4g} m/s² and {jerk:.4g} m/s³ "
-                                f"({result.name})")
-        profile = _TRAJECTORY.profiles[0][0]
-        durations, start = np.array(profile.t), np.array([profile.p, profile.v, profile.a])
-        return Ramp(speed, durations, np.array(profile.j), start, np.cumsum(durations), float(durations.sum()),
-                    float(start[0, -1]))
+        with _PLANNING:
+            _INPUT.target_velocity = [speed]
+            _INPUT.max_velocity, _INPUT.max_acceleration, _INPUT.max_jerk = [speed], [acceleration], [jerk]
+            result = _RUCKIG.calculate(_INPUT, _TRAJECTORY)
+            if result != Result.Working:
+                raise MotionRefused(f"no ramp to {speed:.3f} m/s within {acceleration:.4g} m/s² and {jerk:.4g} "
+                                    f"m/s³ ({result.name})")
+            profile = _TRAJECTORY.profiles[0][0]
+            durations, jerks = np.array(profile.t), np.array(profile.j)
+            start = np.array([profile.p, profile.v, profile.a])
+        return Ramp(speed, durations, jerks, start, np.cumsum(durations), float(durations.sum()), float(start[0, -1]))
 
     def __call__(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance and speed ``t`` s after the ramp's start (held at ``speed`` afterwards)."""
