@@ -18,11 +18,12 @@ from mtrl_robot.learning.puck.history_policy import (
     load_history_policy,
     train_history_policy,
 )
+from mtrl_robot.learning.puck.methods import METHODS
 from mtrl_robot.learning.puck.system_id import SystemIdConfig, SystemIdMethod, search_ranges, simulator
 from mtrl_robot.learning.puck.train import VAE_FILE, load_preset, train_puck
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.randomization import parse_spec
-from mtrl_robot.tasks.puck import HitBatch, condition_task
+from mtrl_robot.tasks.puck import HitBatch, PuckHittingEnv, condition_task
 
 SMALL_HISTORY = HistoryPolicyConfig(tasks=6, hits_per_task=8, steps=30, batch=4)
 
@@ -78,6 +79,15 @@ def test_system_identification_is_seeded(tables):
         method.learn(hits(puck, method, "aniso_low_x", 4, seed=2))
         estimates.append(method.estimate)
     assert estimates[0] == estimates[1]
+
+
+def test_system_identification_closes_its_own_table(run, tables):
+    puck, _ = tables
+    with METHODS["sysid"](run, puck, load_preset("small")) as method:
+        assert isinstance(method.table, PuckHittingEnv) and method.simulator is not puck  # a table of its own
+    assert method.table is None
+    with pytest.raises(RuntimeError, match="closed"):
+        method.propose(puck.goals(1, np.random.default_rng(0)), np.tile(puck.start, (1, 1)), explore=False)
 
 
 def test_system_identification_settings_and_spec_are_checked(tables):

@@ -257,3 +257,4 @@ def test_vae_for_another_arm_is_refused(vae):
 def test_bench_reports_hits_per_second():
     figures = bench_hitting(seconds=0.2)
     assert figures["hits_per_second"] > 0 and figures["episodes"] >= 75
+    assert figures["hit_cost_in_bare_steps"] > 50  # a hit simulates ~100 steps of the arm and more of the puck

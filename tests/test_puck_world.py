@@ -3,12 +3,15 @@ else and retract, as on hardware, against the simulated puck table of the meta-R
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from mtrl_robot.backends.interface import SimBackend
-from mtrl_robot.learning.puck.train import VAE_FILE, load_preset, simulated_world, train_puck
+from mtrl_robot.learning.puck.methods import PolicyMethod
+from mtrl_robot.learning.puck.train import VAE_FILE, load_preset, new_policy, simulated_world, train_puck
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.tasks.moves import MIN_APPROACH_TIME, approach_time
 from mtrl_robot.tasks.puck import (
@@ -83,6 +86,7 @@ def test_hits_through_the_robot_interface_land_where_the_simulated_table_puts_th
     in_task = sim.hit(NOMINAL, goals, ACTIONS, np.random.default_rng(1))
     assert (world.hits, world.refused, world.misses) == (3, 0, 0) and len(lines) == 3
     finals = np.array([r["final"] for r in world.record])
+    assert all(r["start"] is None for r in world.record)  # no measurement saw the puck at its start
     assert np.all(np.linalg.norm(finals - env.scene.puck_start, axis=1) > 0.02)  # every hit moved the puck
     np.testing.assert_allclose(through_robot, in_task, atol=0.01)  # approach, reset, retract: < 1 cm apart
     assert sim.record is None and sim.hits == 3  # a simulated world keeps counts, not a record of every hit
@@ -118,4 +122,20 @@ def test_a_real_puck_takes_no_physics(env):
                   np.random.default_rng(0))
     with pytest.raises(ValueError, match="no randomization spec"):
         world.random_task(np.random.default_rng(0))
+    world.robot.close()
+
+
+def test_a_policy_that_observes_the_start_gets_the_measured_one_and_refuses_without(env):
+    world, _ = bench_world(env)
+    config = replace(load_preset("small"), observe_start=True)
+    method = PolicyMethod(*new_policy(config, True), config, world)
+    goals, rng = np.array([[0.6, 0.0], [0.55, 0.05]]), np.random.default_rng(0)
+    unmeasured = world.layout(REAL_TASK, 2, rng)
+    assert np.isnan(unmeasured.starts).all()
+    with pytest.raises(ValueError, match="observes where the puck stands before each hit, but no measured start"):
+        method.propose(goals, unmeasured.starts, explore=False)
+    world.scene.start_seen = world.start + [0.004, -0.003]
+    measured = world.layout(REAL_TASK, 2, rng)
+    assert measured.starts.tolist() == [world.scene.start_seen.tolist()] * 2
+    torch.testing.assert_close(method.observe(goals, measured.starts)[:, 2:], torch.tensor([[0.2, -0.15]] * 2))
     world.robot.close()

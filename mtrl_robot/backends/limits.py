@@ -75,19 +75,17 @@ class MotionPeaks:
 
 def motion_peaks(trajectory: JointTrajectory, control_period: float) -> MotionPeaks:
     """Bounds of what the controller commands for ``trajectory`` (validated: finite, times increasing)."""
-    times, n = trajectory.times, trajectory.positions.shape[1]
+    times, (count, n) = trajectory.times, trajectory.positions.shape
     seg_v, seg_a0, seg_a1, seg_j = segment_extremes(trajectory)
+    v_left, v_right = np.zeros((count, n)), np.zeros((count, n))  # velocity arriving at each point and leaving it
     if trajectory.velocities is None:
-        slope = np.diff(trajectory.positions, axis=0) / np.diff(times)[:, None]
-        v_left = np.vstack([np.zeros((1, n)), slope])  # velocity arriving at each point
-        v_right = np.vstack([slope, np.zeros((1, n))])  # and leaving it
+        v_left[1:] = v_right[:-1] = np.diff(trajectory.positions, axis=0) / np.diff(times)[:, None]
     else:
-        v = trajectory.velocities
-        v_left = np.vstack([np.zeros((1, n)), v[1:]])
-        v_right = np.vstack([v[:-1], np.zeros((1, n))])
-    zero = np.zeros((1, n))
+        v_left[1:], v_right[:-1] = trajectory.velocities[1:], trajectory.velocities[:-1]
+    a_left, a_right = np.zeros((count, n)), np.zeros((count, n))  # acceleration arriving and leaving
+    a_left[1:], a_right[:-1] = seg_a1, seg_a0
     velocity_steps = np.abs(v_right - v_left)
-    acceleration_steps = np.abs(np.vstack([seg_a0, zero]) - np.vstack([zero, seg_a1]))
+    acceleration_steps = np.abs(a_right - a_left)
     segment = {"velocity": seg_v, "acceleration": np.maximum(np.abs(seg_a0), np.abs(seg_a1)),
                "jerk": np.abs(seg_j)}
     # At each point: the steps within WINDOW periods of it, plus the largest value of the segments overlapping
@@ -109,7 +107,8 @@ def motion_peaks(trajectory: JointTrajectory, control_period: float) -> MotionPe
 
 def _window_sums(steps: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
     """Row k: the sum of ``steps`` rows first[k] … last[k]."""
-    total = np.vstack([np.zeros((1, steps.shape[1])), np.cumsum(steps, axis=0)])
+    total = np.zeros((len(steps) + 1, steps.shape[1]))
+    np.cumsum(steps, axis=0, out=total[1:])
     return total[last + 1] - total[first]
 
 
@@ -120,6 +119,8 @@ def _window_max(segment: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.
     if n_segments == 0:
         return out
     lo, hi = np.maximum(first - 1, 0), np.minimum(last, n_segments - 1)
+    if np.all(hi - lo <= 1):  # windows of at most two segments (waypoints farther apart than the window)
+        return np.maximum(segment[lo], segment[hi])
     # Range maxima from a sparse table: level i holds the maxima of runs of 2**i segments.
     levels = [segment]
     while 2 ** len(levels) <= n_segments:

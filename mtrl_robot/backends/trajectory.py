@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from scipy.interpolate import BSpline, CubicHermiteSpline, PPoly, make_interp_spline
+from scipy.interpolate import BSpline, PPoly, make_interp_spline
 
 START_TOLERANCE = 0.05  # rad; a first point at time 0 must be this close to the measured position
 GOAL_TOLERANCE = 0.01  # rad; a trajectory succeeds when every joint settles this close to its final point
@@ -84,7 +84,7 @@ class JointTrajectory:
         """The interpolating spline, built once per trajectory (backends sample it every control step)."""
         if self.velocities is None:
             return make_interp_spline(self.times, self.positions, k=1)
-        return CubicHermiteSpline(self.times, self.positions, self.velocities)
+        return _hermite(self.times, self.positions, self.velocities)
 
     def sample(self, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions and velocities at ``t`` seconds from start (a scalar or an array of times).
@@ -101,6 +101,16 @@ class JointTrajectory:
             positions, velocities = self._curve(inside), self._curve(inside, 1)
             velocities[(times <= self.times[0]) | (times >= self.times[-1])] = 0.0
         return (positions, velocities) if t.ndim else (positions[0], velocities[0])
+
+
+def _hermite(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray) -> PPoly:
+    """The cubic Hermite spline through validated points: the coefficients of scipy's ``CubicHermiteSpline``,
+    built directly, without its input checks."""
+    h = np.diff(times)[:, None]
+    slope = np.diff(positions, axis=0) / h
+    t = (velocities[:-1] + velocities[1:] - 2 * slope) / h
+    return PPoly.construct_fast(np.stack((t / h, (slope - velocities[:-1]) / h - t, velocities[:-1], positions[:-1])),
+                                np.ascontiguousarray(times, dtype=float))
 
 
 def check_trajectory(traj: JointTrajectory, limits: JointLimits) -> JointTrajectory:
@@ -132,13 +142,14 @@ def check_trajectory(traj: JointTrajectory, limits: JointLimits) -> JointTraject
     if times[0] < 0 or np.any(np.diff(times) <= 0):
         raise TrajectoryError("times must start at or after 0 and increase strictly")
     ordered = JointTrajectory(names, times, positions, velocities).reordered(limits.names)
-    for j, name in enumerate(limits.names):
-        col = ordered.positions[:, j]
+    outside = ((ordered.positions < limits.lower - POSITION_SLACK)
+               | (ordered.positions > limits.upper + POSITION_SLACK))
+    if outside.any():
+        j = int(np.flatnonzero(outside.any(axis=0))[0])  # the first joint in the robot's order, at its first point
+        k = int(np.flatnonzero(outside[:, j])[0])
         lo, hi = limits.lower[j], limits.upper[j]
-        bad = np.flatnonzero((col < lo - POSITION_SLACK) | (col > hi + POSITION_SLACK))
-        if bad.size:
-            k = bad[0]
-            raise TrajectoryError(f"{name}: position {col[k]:.4f} rad at point {k} is outside [{lo:.4f}, {hi:.4f}]")
+        raise TrajectoryError(f"{limits.names[j]}: position {ordered.positions[k, j]:.4f} rad at point {k} is outside "
+                              f"[{lo:.4f}, {hi:.4f}]")
     vmax = limits.velocity * VELOCITY_SLACK
     if len(times) > 1:
         dt = np.diff(ordered.times)[:, None]
@@ -211,11 +222,11 @@ def segment_extremes(trajectory: JointTrajectory) -> tuple[np.ndarray, np.ndarra
     v0, v1 = trajectory.velocities[:-1], trajectory.velocities[1:]
     c2 = (3 * dp / h - 2 * v0 - v1) / h  # p(s) = p0 + v0 s + c2 s² + c3 s³ on [0, h]
     c3 = (v0 + v1 - 2 * dp / h) / h**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.where(c3 != 0, -c2 / (3 * c3), 0.0)
+    s = np.divide(-c2, 3 * c3, out=np.zeros_like(c2), where=c3 != 0)
     stationary = np.where((s > 0) & (s < h), np.abs(v0 + 2 * c2 * s + 3 * c3 * s**2), 0.0)
     speed = np.maximum(np.maximum(np.abs(v0), np.abs(v1)), stationary)
-    return speed, 2 * c2, 2 * c2 + 6 * c3 * h, 6 * c3
+    start_acceleration = 2 * c2
+    return speed, start_acceleration, start_acceleration + 6 * c3 * h, 6 * c3
 
 
 def retime(trajectory: JointTrajectory, velocity_limits: np.ndarray, acceleration_limits: np.ndarray | None = None,

@@ -154,6 +154,7 @@ class HittingPath:
             raise ValueError(f"a hitting motion needs at least 4 waypoints, got {n_waypoints}")
         self.via, self.contact, self.limits, self.n_waypoints = np.asarray(via, float), contact, limits, n_waypoints
         self._breaks = tuple(self.via.tolist())  # for bisect, many times faster than numpy on one number
+        self._waypoints = np.arange(n_waypoints, dtype=float)  # waypoint k is at k · duration / (n_waypoints − 1)
 
     def _pieces(self, begin: float, end: float) -> tuple[int, int]:
         """The first and last spline piece covering the path from ``begin`` to ``end``."""
@@ -185,9 +186,10 @@ class HittingPath:
     def time(self, coefficients: np.ndarray, speed: float, names: tuple[str, ...]) -> TimedHit:
         """The motion along the path :meth:`spline` gives (its ``coefficients``) with contact speed ``speed``
         (m/s); ``MotionRefused`` when it cannot be made within the limits."""
-        if not np.all(np.isfinite(coefficients)) or not np.isfinite(speed) or speed <= 0:
+        speed = float(speed)
+        if not np.isfinite(coefficients).all() or not np.isfinite(speed) or speed <= 0:
             raise MotionRefused(f"a hitting motion needs a finite path and a positive speed, got {speed}")
-        spline = PPoly(coefficients.transpose(1, 0, 2), self.via)
+        spline = PPoly.construct_fast(coefficients.transpose(1, 0, 2), self.via)
         bounds = path_bounds(self.via, coefficients)  # (3, pieces, dof)
         share, problem = SHARE, ""
         for _ in range(RETRIES + 1):
@@ -198,18 +200,17 @@ class HittingPath:
             down = self._ramp(bounds, speed, share, False)
             cruise = -(start + up.distance) / speed  # at full speed until s = 0
             duration = up.duration + cruise + down.duration
-            times = np.linspace(0.0, duration, self.n_waypoints)
+            times = self._waypoints * (duration / (self.n_waypoints - 1))  # as np.linspace(0, duration, n) has them
+            times[-1] = duration
             (s_up, v_up), (s_down, v_down) = up(times), down(duration - times)
             line = np.where(times <= up.duration + cruise, start + s_up, down.distance - s_down)
-            line_speed = np.minimum(v_up, v_down)
             positions, slope = spline(line), spline(line, 1)
-            velocities = slope * line_speed[:, None]
+            velocities = slope * np.minimum(v_up, v_down)[:, None]
             velocities[[0, -1]] = 0.0
             contact_time = up.duration + (self.contact - start - up.distance) / speed
-            hit = TimedHit(times, positions, velocities, line, contact_time)
             try:
                 check_motion(JointTrajectory(names, times, positions, velocities), self.limits, names)
-                return hit
+                return TimedHit(times, positions, velocities, line, contact_time)
             except TrajectoryError as exc:
                 share, problem = share * TIGHTEN, str(exc)
         raise MotionRefused(f"no timing at a paddle speed of {speed:.3f} m/s passes the limits: {problem}")
@@ -220,7 +221,7 @@ class HittingMotionGenerator:
     published ones); IK runs once, here."""
 
     def __init__(self, arm: Arm, scene: Scene, limits: MotionLimits | None = None, n_waypoints: int = N_WAYPOINTS):
-        self.arm, self.scene = arm, scene
+        self.arm, self.scene, self.joint_names = arm, scene, arm.joint_names
         self.limits = arm_limits(arm)
         contact = -(scene.puck_radius + scene.paddle_radius)
         self.height = scene.table_top + scene.puck_height / 2
@@ -248,24 +249,31 @@ class HittingMotionGenerator:
         y = self.scene.puck_start[1] + s * np.sin(angles)
         return np.stack(np.broadcast_arrays(x, y, np.full_like(x, self.height)), axis=-1)
 
-    def _blend(self, table: np.ndarray, angles: np.ndarray) -> np.ndarray:
-        """Rows of ``table`` (one per grid angle) for checked ``angles``: linear between the two nearest."""
+    def _blend(self, tables: tuple[np.ndarray, ...], angles: np.ndarray) -> list[np.ndarray]:
+        """Rows of each of ``tables`` (one per grid angle) for checked ``angles``: linear between the two nearest."""
         position = (angles - self.angles[0]) / (self.angles[1] - self.angles[0])
         lower = np.minimum(np.maximum(np.floor(position).astype(int), 0), len(self.angles) - 2)
-        weight = (position - lower).reshape((-1,) + (1,) * (table.ndim - 1))
-        return (1 - weight) * table[lower] + weight * table[lower + 1]
+        blended = []
+        for table in tables:
+            weight = (position - lower).reshape((-1,) + (1,) * (table.ndim - 1))
+            blended.append((1 - weight) * table[lower] + weight * table[lower + 1])
+        return blended
 
     def motions(self, angles, speeds) -> HittingMotions:
         """A batch of motions, one per (angle, strength) pair; out-of-range parameters raise ValueError, a motion
         that cannot be made within the limits ``MotionRefused``."""
         angles, speeds = check_parameters(angles, speeds)
-        postures, coefficients = self._blend(self._via_postures, angles), self._blend(self._coefficients, angles)
-        hits = [self.path.time(c, v, self.arm.joint_names) for c, v in zip(coefficients, speeds, strict=True)]
+        postures, coefficients = self._blend((self._via_postures, self._coefficients), angles)
+        hits = [self.path.time(c, v, self.joint_names) for c, v in zip(coefficients, speeds.tolist(), strict=True)]
         lines = np.array([h.line for h in hits])
-        return HittingMotions(self.arm.joint_names, angles, speeds, np.array([h.times[-1] for h in hits]),
+        return HittingMotions(self.joint_names, angles, speeds, np.array([h.times[-1] for h in hits]),
                               np.array([h.contact_time for h in hits]), np.array([h.positions for h in hits]),
                               np.array([h.velocities for h in hits]), self._line(angles[:, None], lines), postures)
 
     def motion(self, angle: float, speed: float) -> JointTrajectory:
-        """One hitting trajectory within the limits (``MotionRefused`` otherwise)."""
-        return self.motions([angle], [speed]).trajectory(0)
+        """One hitting trajectory within the limits (``MotionRefused`` otherwise): the trajectory of
+        :meth:`motions`, without the batch's other arrays."""
+        angles, speeds = check_parameters(angle, speed)
+        (coefficients,) = self._blend((self._coefficients,), angles)
+        hit = self.path.time(coefficients[0], float(speeds[0]), self.joint_names)
+        return JointTrajectory(self.joint_names, hit.times, hit.positions, hit.velocities)

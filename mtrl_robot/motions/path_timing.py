@@ -24,6 +24,7 @@ within the velocity limits, or whose checked motion never passes, is a :class:`M
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,14 +51,14 @@ def path_bounds(breaks: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
     power first, on ``breaks`` (pieces + 1,); returns (3, pieces, dof)."""
     h = np.diff(breaks)[:, None]
     a, b, c = 3 * coefficients[:, 0], 2 * coefficients[:, 1], coefficients[:, 2]  # q′ = a x² + b x + c
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vertex = np.where(a != 0, -b / (2 * a), 0.0)
+    vertex = np.divide(-b, 2 * a, out=np.zeros_like(b), where=a != 0)
     inside = (vertex > 0) & (vertex < h)
-    first = np.maximum(np.maximum(np.abs(c), np.abs((a * h + b) * h + c)),
-                       np.where(inside, np.abs((a * vertex + b) * vertex + c), 0.0))
-    second = np.maximum(np.abs(b), np.abs(2 * a * h + b))
-    third = np.abs(6 * coefficients[:, 0])
-    return np.stack([first, second, third])
+    bounds = np.empty((3,) + a.shape)
+    np.maximum(np.maximum(np.abs(c), np.abs((a * h + b) * h + c)),
+               np.where(inside, np.abs((a * vertex + b) * vertex + c), 0.0), out=bounds[0])
+    np.maximum(np.abs(b), np.abs(2 * a * h + b), out=bounds[1])
+    np.abs(6 * coefficients[:, 0], out=bounds[2])
+    return bounds
 
 
 def check_speed(bounds: np.ndarray, speed: float, limits: MotionLimits, names: tuple[str, ...]) -> None:
@@ -75,14 +76,25 @@ def path_rates(bounds: np.ndarray, speed: float, limits: MotionLimits, share: fl
     """The path's acceleration (m/s²) and jerk (m/s³) bounds for path speeds up to ``speed`` (m/s) on a path with
     ``bounds`` (3, dof) under ``share`` of ``limits``; ``MotionRefused`` when the path's curvature alone uses them."""
     first, second, third = bounds
+    max_acceleration, max_jerk = limits.acceleration, limits.jerk
     moving = first > 0
-    acceleration = np.min((share * limits.acceleration[moving] - second[moving] * speed**2) / first[moving])
-    jerk = np.min((share * limits.jerk[moving] - third[moving] * speed**3 - 3 * second[moving] * speed * acceleration)
-                  / first[moving])
+    if not moving.all():
+        first, second, third = first[moving], second[moving], third[moving]
+        max_acceleration, max_jerk = max_acceleration[moving], max_jerk[moving]
+    acceleration = ((share * max_acceleration - second * speed**2) / first).min()
+    jerk = ((share * max_jerk - third * speed**3 - 3 * second * speed * acceleration) / first).min()
     if not acceleration > 0 or not jerk > 0:
         raise MotionRefused(f"at a paddle speed of {speed:.3f} m/s the path's curvature alone uses the joints' "
                             f"acceleration or jerk limits")
     return float(acceleration), float(min(jerk, acceleration / MIN_RAMP_TIME))
+
+
+_INPUT = InputParameter(1)  # one ramp's input, rewritten for every plan
+_INPUT.control_interface = ControlInterface.Velocity
+_INPUT.current_position, _INPUT.current_velocity, _INPUT.current_acceleration = [0.0], [0.0], [0.0]
+_INPUT.target_acceleration = [0.0]
+_TRAJECTORY = Trajectory(1)  # ruckig's output, read into a Ramp at once
+_PLANNING = threading.Lock()  # one plan at a time through the shared input and output
 
 
 @dataclass(frozen=True)
@@ -94,40 +106,37 @@ class Ramp:
     durations: np.ndarray  # (7,) s
     jerks: np.ndarray  # (7,) m/s³
     start: np.ndarray  # (3, 8): position, velocity, acceleration at the phase boundaries
-
-    @property
-    def duration(self) -> float:
-        return float(self.durations.sum())
-
-    @property
-    def distance(self) -> float:
-        return float(self.start[0, -1])
+    ends: np.ndarray  # (7,) s after the ramp's start when each phase ends
+    duration: float  # s
+    distance: float  # m
 
     @staticmethod
     def plan(speed: float, acceleration: float, jerk: float) -> Ramp:
         """The time-optimal ramp from (0, 0, 0) to speed ``speed`` with acceleration 0, within the bounds."""
-        inp = InputParameter(1)
-        inp.control_interface = ControlInterface.Velocity
-        inp.current_position, inp.current_velocity, inp.current_acceleration = [0.0], [0.0], [0.0]
-        inp.target_velocity, inp.target_acceleration = [speed], [0.0]
-        inp.max_velocity, inp.max_acceleration, inp.max_jerk = [speed], [acceleration], [jerk]
-        trajectory = Trajectory(1)
-        result = _RUCKIG.calculate(inp, trajectory)
-        if result != Result.Working:
-            raise MotionRefused(f"no ramp to {speed:.3f} m/s within {acceleration:.4g} m/s² and {jerk:.4g} m/s³ "
-                                f"({result.name})")
-        profile = trajectory.profiles[0][0]
-        return Ramp(speed, np.array(profile.t), np.array(profile.j), np.array([profile.p, profile.v, profile.a]))
+        with _PLANNING:
+            _INPUT.target_velocity = [speed]
+            _INPUT.max_velocity, _INPUT.max_acceleration, _INPUT.max_jerk = [speed], [acceleration], [jerk]
+            result = _RUCKIG.calculate(_INPUT, _TRAJECTORY)
+            if result != Result.Working:
+                raise MotionRefused(f"no ramp to {speed:.3f} m/s within {acceleration:.4g} m/s² and {jerk:.4g} "
+                                    f"m/s³ ({result.name})")
+            profile = _TRAJECTORY.profiles[0][0]
+            durations, jerks = np.array(profile.t), np.array(profile.j)
+            start = np.array([profile.p, profile.v, profile.a])
+        return Ramp(speed, durations, jerks, start, np.cumsum(durations), float(durations.sum()), float(start[0, -1]))
 
     def __call__(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance and speed ``t`` s after the ramp's start (held at ``speed`` afterwards)."""
-        ends = np.cumsum(self.durations)
+        ends, durations = self.ends, self.durations
         phase = np.minimum(np.searchsorted(ends, t, side="right"), len(ends) - 1)
-        tau = np.clip(t - (ends[phase] - self.durations[phase]), 0.0, self.durations[phase])
+        length = durations[phase]
+        tau = np.minimum(np.maximum(t - (ends[phase] - length), 0.0), length)
         p, v, a = self.start[:, phase]
         j = self.jerks[phase]
         distance = p + tau * (v + tau * (a / 2 + tau * j / 6))
         speed = v + tau * (a + tau * j / 2)
         late = t > ends[-1]
-        return np.where(late, self.distance + (t - ends[-1]) * self.speed, distance), np.where(late, self.speed,
-                                                                                               speed)
+        if late.any():
+            distance[late] = self.distance + (t[late] - ends[-1]) * self.speed
+            speed[late] = self.speed
+        return distance, speed

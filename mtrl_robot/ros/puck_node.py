@@ -14,6 +14,11 @@ A thin shell over the one puck hit and meta-RL world of :mod:`mtrl_robot.tasks.p
   node's ``~/reset_scene``, whose success is taken as the puck being there: seen from above, the arm at its hitting
   posture hides part of the puck); with ``reset_service`` empty it waits for a person to put the puck back: the
   hit starts once the puck is seen at rest within ``start_tolerance`` of its start;
+- a policy trained to observe the puck's start (preset ``observed_start``) is given the start the camera measured
+  (:attr:`~mtrl_robot.tasks.puck.MeasuredPuckScene.start_seen`, what the evaluation gives it from the simulator):
+  where a person last put the puck back, or, with a reset service, which puts it at one place, where the puck
+  rests with the arm retracted before the first hit; no puck seen resting within ``start_tolerance`` of its
+  start then ends the adaptation with a named refusal, before any hit;
 - ``~/adapt`` (``std_srvs/Trigger``): ``steps`` adaptation steps of the ``policy`` (``meta`` or ``baseline``) of
   the puck run in ``run_dir``. Before each step and after the last, the mean action is scored on ``eval_goals``
   fresh goals; each step is ``rollouts`` exploratory hits and one policy-gradient step. The reply's message is
@@ -138,16 +143,22 @@ class RosPuckScene(MeasuredPuckScene):
             raise RuntimeError(f"reset service {self.service} did not reset the scene")
 
     def puck_at_start(self) -> bool:
-        """With a reset service its success is enough; a person's reset is checked by the camera."""
+        """With a reset service its success is enough; a person's reset is checked (and measured) by the camera."""
         if self._reset is not None:
             return True
-        position = self.tracker.rest(self._now(), PERSON_TIMEOUT)
+        return self.measure_start(PERSON_TIMEOUT) is not None
+
+    def measure_start(self, timeout: float = REST_TIMEOUT) -> np.ndarray | None:
+        """The puck's position once at rest in images from now on, kept as :attr:`start_seen` if it is within
+        ``start_tolerance`` of its start; None (with a warning) if it is not."""
+        position = self.tracker.rest(self._now(), timeout)
         if position is None or float(np.linalg.norm(position - self.puck_start)) > self.start_tolerance:
             self.node.get_logger().warn(
                 f"the puck is not at rest at its start {self.puck_start.round(3).tolist()}: seen "
                 f"{'nowhere at rest' if position is None else position.round(3).tolist()}")
-            return False
-        return True
+            return None
+        self.start_seen = position
+        return position
 
     def where(self) -> np.ndarray | None:
         return self.tracker.latest()
@@ -224,6 +235,13 @@ class PuckNode(ManagedArmNode):
 
     def _adapt(self, trained, world: PuckWorld, config) -> dict:
         started = time.monotonic()
+        if config.observe_start and world.scene.start_seen is None and world.scene.measure_start() is None:
+            raise ValueError(f"the {self.p['policy']} policy observes where the puck stands before each hit, but the "
+                             f"camera saw no puck resting within start_tolerance {self.p['start_tolerance']} m of its "
+                             f"start {world.scene.puck_start.round(3).tolist()} on puck_position")
+        if config.observe_start:
+            self.get_logger().info(f"the policy observes the puck's start, measured at "
+                                   f"{world.scene.start_seen.round(4).tolist()}")
         adapted, curve = adapt_trained(trained, world, REAL_TASK, config, self.p["steps"], [self.p["seed"], 7])
         if self.p["policy_file"]:
             save_policy(adapted, self.p["policy_file"])

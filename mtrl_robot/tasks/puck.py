@@ -197,6 +197,7 @@ class MeasuredPuckScene(PuckScene):
     def __init__(self, robot: RobotBackend, puck_start):
         super().__init__(puck_start)
         self.robot = robot
+        self.start_seen: np.ndarray | None = None  # (x, y) where a measurement last saw the puck at its start
 
     def put_back(self, posture: np.ndarray) -> bool:
         move_to(self.robot, posture, "approach")  # first, so that the approach cannot push the puck away
@@ -290,7 +291,7 @@ class PuckWorld:
         self.offsets = {} if randomization is None else {
             p.name: p.distribution for p in randomization.parameters if p.name in OFFSETS}
         self.hits, self.refused, self.misses = 0, 0, 0
-        self.record: list[dict] | None = [] if keep_record else None  # per hit: goal, final position, distance
+        self.record: list[dict] | None = [] if keep_record else None  # per hit: goal, start, final, distance
 
     def goals(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` goals (x, y), uniform in distance and direction (degrees) from the puck's nominal start."""
@@ -321,13 +322,17 @@ class PuckWorld:
     def layout(self, task: Task, n: int, rng: np.random.Generator) -> Layout:
         """The physics of ``n`` hits with ``task`` (a fresh start offset each if it jitters) and where the puck
         will stand before each: its nominal start plus that offset, which a reset puts it at exactly (as a camera
-        looking before the hit would see it; a real puck's offsets are unknown here, so its start is nominal)."""
+        looking before the hit would see it). A real puck's (a :class:`MeasuredPuckScene`'s) start is where its
+        measurement last saw it at its start, NaN while it has seen none."""
         physics = []
         for _ in range(n):
             values = dict(task.parameters)
             if task.jitter:
                 values.update({name: d.sample(rng) for name, d in self.offsets.items()})
             physics.append(values)
+        if isinstance(self.scene, MeasuredPuckScene):
+            seen = self.scene.start_seen
+            return Layout(physics, np.tile(np.full(2, np.nan) if seen is None else seen, (n, 1)))
         starts = np.array([self.start + (p.get(OFFSETS[0], 0.0), p.get(OFFSETS[1], 0.0)) for p in physics])
         return Layout(physics, starts.reshape(n, 2))
 
@@ -335,7 +340,8 @@ class PuckWorld:
         """One hit per (physics of ``layout``, goal, normalised action): what each left."""
         actions = torch.as_tensor(actions)
         distances, finals = np.empty(len(goals)), np.full((len(goals), 2), np.nan)
-        for i, (physics, goal, latent) in enumerate(zip(layout.physics, goals, self.latents(actions), strict=True)):
+        for i, (physics, goal, start, latent) in enumerate(zip(layout.physics, goals, layout.starts,
+                                                               self.latents(actions), strict=True)):
             self.scene.randomize(physics)
             try:
                 outcome = hit(self.robot, self.scene, self.vae.decode_motion(latent), self.retract_to)
@@ -349,7 +355,9 @@ class PuckWorld:
             if final is not None:
                 finals[i] = final
             if self.record is not None:
-                self.record.append({"goal": goal.tolist(), "final": final, "distance": float(distances[i])})
+                seen = start.tolist() if np.isfinite(start).all() else None
+                self.record.append({"goal": goal.tolist(), "start": seen, "final": final,
+                                    "distance": float(distances[i])})
             if self.log is not None:
                 self.log(f"hit {self.hits}: goal {goal.round(3).tolist()}, puck at "
                          f"{None if final is None else np.round(final, 3).tolist()}, distance "
@@ -458,7 +466,7 @@ class PuckHittingEnv(gym.Env):
         action = np.asarray(action, dtype=float)
         if action.shape != (2,):
             raise ValueError(f"a hitting action is (angle rad, strength m/s), got shape {action.shape}")
-        motion = self.generator.motions(action[:1], action[1:]).trajectory(0)  # validated when sent
+        motion = self.generator.motion(action[0], action[1])  # validated when sent
         return motion, {"angle": float(action[0]), "strength": float(action[1])}
 
     def step(self, action):

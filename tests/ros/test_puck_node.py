@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from ros_events import logged
 
-from mtrl_robot.learning.puck.train import META_FILE, load_policy, train_puck
+from mtrl_robot.learning.puck.train import META_FILE, load_policy, load_preset, train_puck
 from mtrl_robot.scenes.puck_table import load_scene
 
 LAUNCH = Path(__file__).resolve().parents[2] / "launch" / "puck_hitting.launch.xml"
@@ -22,7 +23,7 @@ RUN_TIMEOUT = 240.0  # s for start-up and four hits on a loaded machine
 
 
 def test_puck_hitting_launch_adapts_from_camera_measured_hits(ros_env, ros_log, tmp_path):
-    run = train_puck("small", tmp_path / "run", progress=False)
+    run = train_puck(replace(load_preset("small"), observe_start=True), tmp_path / "run", progress=False)
     out, adapted = tmp_path / "adaptation.json", tmp_path / "adapted.pt"
     log = tmp_path / "launch.log"
     command = [sys.executable, "-m", "mtrl_robot.cli.main", "launch", str(LAUNCH), f"run_dir:={run}", "steps:=1",
@@ -54,6 +55,13 @@ def test_puck_hitting_launch_adapts_from_camera_measured_hits(ros_env, ros_log, 
         assert abs(x - cx) <= sx / 2 and abs(y - cy) <= sy / 2  # on the table
         assert math.dist((x, y), scene.puck_start) > 0.02  # and the hit moved it
     assert "hit 4:" in log.read_text()
+    # The policy observes the puck's start: the one the camera measured before the first hit (the reset service
+    # puts the puck back there), not the nominal start.
+    starts = {tuple(hit["start"]) for hit in result["hit_record"]}
+    assert len(starts) == 1, result["hit_record"]
+    (start,) = starts
+    assert start != tuple(scene.puck_start) and math.dist(start, scene.puck_start) <= 0.01
+    assert "the policy observes the puck's start, measured at" in log.read_text()
     trained, policy = load_policy(run / META_FILE), load_policy(adapted)  # the policy adapted on the arm, written
     assert result["policy_file"] == str(adapted) and policy.config == trained.config
     assert any(not torch.equal(a, b) for a, b in zip(policy.policy.parameters(), trained.policy.parameters(),

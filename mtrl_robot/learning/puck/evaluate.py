@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 
@@ -148,11 +149,12 @@ def _measure_chunk(chunk: tuple[int, range], *, run: Path, config: PuckMetaRLCon
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        built = [METHODS[name](run, world, config) for name in methods]
-        for i, r in enumerate(repeats):
-            for m, method in enumerate(built):
-                curves[m, i] = adaptation_curve(method, world, task, config, config.eval_steps,
-                                                [config.seed, EVAL_STREAM, c, r])
+        with ExitStack() as opened:  # every method built is closed, also when a later one fails
+            built = [opened.enter_context(METHODS[name](run, world, config)) for name in methods]
+            for i, r in enumerate(repeats):
+                for m, method in enumerate(built):
+                    curves[m, i] = adaptation_curve(method, world, task, config, config.eval_steps,
+                                                    [config.seed, EVAL_STREAM, c, r])
     finally:
         torch.set_num_threads(before)
         if measure is not None:

@@ -42,7 +42,20 @@ from mtrl_robot.tasks.puck import HitBatch, PuckWorld, Task
 
 
 class AdaptationMethod(ABC):
-    """Hits a puck of unknown physics: proposes the next hits given the hits so far, receives their outcomes."""
+    """Hits a puck of unknown physics: proposes the next hits given the hits so far, receives their outcomes.
+
+    A method that holds resources (a simulator of its own) releases them in :meth:`close`; ``with method:`` closes
+    it on leaving, as the evaluation does.
+    """
+
+    def __enter__(self) -> AdaptationMethod:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most methods hold nothing to release
+        """Release what the method holds; it proposes no hits afterwards."""
 
     @abstractmethod
     def begin(self, seed: int) -> None:
@@ -92,8 +105,14 @@ class PolicyMethod(AdaptationMethod):
         self.params, self._explored = detached(meta_parameters(self.policy)), None
 
     def observe(self, goals: np.ndarray, starts: np.ndarray) -> torch.Tensor:
-        """The policy's input (the puck's starts only if it was trained to see them)."""
-        return self.world.observe(goals, starts if self.config.observe_start else None)
+        """The policy's input (the puck's starts only if it was trained to see them; then a start not measured,
+        NaN, is a ValueError)."""
+        if not self.config.observe_start:
+            return self.world.observe(goals, None)
+        if not np.isfinite(starts).all():
+            raise ValueError("the policy observes where the puck stands before each hit, but no measured start is "
+                             "available")
+        return self.world.observe(goals, starts)
 
     def propose(self, goals: np.ndarray, starts: np.ndarray, explore: bool) -> torch.Tensor:
         obs = self.observe(goals, starts)

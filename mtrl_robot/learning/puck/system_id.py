@@ -90,12 +90,18 @@ def search_ranges(spec: RandomizationSpec, identified: tuple[str, ...]) -> list[
 
 
 class SystemIdMethod(AdaptationMethod):
-    """Identify the puck's physics from the hits so far (CEM), then choose each hit in simulation under them."""
+    """Identify the puck's physics from the hits so far (CEM), then choose each hit in simulation under them.
 
-    def __init__(self, simulator: PuckWorld, config: SystemIdConfig = SystemIdConfig()):
+    ``table`` is the simulated puck table ``simulator`` hits on when the method owns it (:func:`build`): then
+    :meth:`close` closes it, and the method simulates no more.
+    """
+
+    def __init__(self, simulator: PuckWorld, config: SystemIdConfig = SystemIdConfig(),
+                 table: PuckHittingEnv | None = None):
         if simulator.randomization is None:
             raise ValueError("system identification needs a simulated world with a randomization spec")
-        self.simulator, self.config = simulator, config
+        self.simulator, self.config, self.table = simulator, config, table
+        self.closed = False
         self.ranges = search_ranges(simulator.randomization, config.identified)
         self.nominal = simulator.scene.nominal_parameters()
         self.rng = np.random.default_rng(0)
@@ -125,6 +131,8 @@ class SystemIdMethod(AdaptationMethod):
 
     def simulate(self, physics: dict[str, float], starts: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Where the simulated puck comes to rest, (n, 2) m (NaN: refused or lost), for each latent and start."""
+        if self.closed:
+            raise RuntimeError("this system identification method is closed: its simulated puck table is released")
         offsets = starts - self.simulator.start
         layout = Layout([{**physics, OFFSETS[0]: float(dx), OFFSETS[1]: float(dy)} for dx, dy in offsets], starts)
         return self.simulator.strike(layout, starts, torch.as_tensor(actions)).finals
@@ -159,6 +167,12 @@ class SystemIdMethod(AdaptationMethod):
         return self.physics(best_point)
 
     # -------------------------------------------------------------------------------------- the interface
+
+    def close(self) -> None:
+        if self.table is not None:
+            self.table.close()
+            self.table = None
+        self.closed = True
 
     def learn(self, hits: HitBatch) -> None:
         self.observed.append(hits)
@@ -210,5 +224,11 @@ def simulator(vae: HittingVAE, config: PuckMetaRLConfig) -> tuple[PuckHittingEnv
 
 
 def build(run: Path, world: PuckWorld, config: PuckMetaRLConfig) -> SystemIdMethod:
-    """The method for a run's VAE, simulating on a puck table of its own (``world`` is where it is measured)."""
-    return SystemIdMethod(simulator(HittingVAE.load(Path(run) / VAE_FILE), config)[1])
+    """The method for a run's VAE, simulating on a puck table of its own, which :meth:`SystemIdMethod.close`
+    closes (``world`` is where it is measured)."""
+    table, simulated = simulator(HittingVAE.load(Path(run) / VAE_FILE), config)
+    try:
+        return SystemIdMethod(simulated, table=table)
+    except ValueError:
+        table.close()
+        raise
