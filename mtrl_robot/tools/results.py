@@ -59,6 +59,8 @@ PUCK_OBSERVED_TRAIN = Step(("puck", "train", "--preset", "observed_start", "-o",
                            "runs/puck_observed/training.json", "runs/puck_observed")
 
 PUCK_HISTORY = Step(("puck", "train-history", "runs/puck"), "runs/puck/history_policy.pt")
+PUCK_OBSERVED_HISTORY = Step(("puck", "train-history", "runs/puck_observed"), "runs/puck_observed/history_policy.pt")
+PUCK_METHODS = ("--methods", "meta", "baseline", "sysid", "history")
 
 
 def _puck_evaluate(run: str, mode: str, *options: str) -> Step:
@@ -166,15 +168,15 @@ RESULTS = (
     Result("puck_baselines_sim", "puck hitting: the strongest baselines beside the meta-policy with the same hits "
            "budget (system identification, the history-conditioned policy), MuJoCo",
            (PUCK_TRAIN, PUCK_HISTORY,
-            Step(("puck", "evaluate", "runs/puck", "-o", "runs/puck_baselines", "--methods", "meta", "baseline",
-                  "sysid", "history"), "runs/puck_baselines/puck_eval_sim.json", "runs/puck_baselines")),
+            Step(("puck", "evaluate", "runs/puck", "-o", "runs/puck_baselines", *PUCK_METHODS),
+                 "runs/puck_baselines/puck_eval_sim.json", "runs/puck_baselines")),
            {"puck_baselines_sim.md": "runs/puck_baselines/puck_eval_sim.md",
             "puck_baselines_sim.png": "runs/puck_baselines/puck_eval_sim.png"}),
     Result("puck_baselines_pybullet", "the same four methods (trained or identified in MuJoCo) adapted and evaluated "
            "in PyBullet, whose puck–table contact differs (the reality gap)",
            (PUCK_TRAIN, PUCK_HISTORY,
-            Step(("puck", "evaluate", "runs/puck", "-o", "runs/puck_baselines", "--methods", "meta", "baseline",
-                  "sysid", "history", "--backend", "pybullet"), "runs/puck_baselines/puck_eval_pybullet.json")),
+            Step(("puck", "evaluate", "runs/puck", "-o", "runs/puck_baselines", *PUCK_METHODS, "--backend", "pybullet"),
+                 "runs/puck_baselines/puck_eval_pybullet.json")),
            {"puck_baselines_pybullet.md": "runs/puck_baselines/puck_eval_pybullet.md",
             "puck_baselines_pybullet.png": "runs/puck_baselines/puck_eval_pybullet.png"}),
     Result("puck_pybullet", "puck hitting: the MuJoCo-trained meta-policy and baseline adapted and evaluated in "
@@ -183,13 +185,14 @@ RESULTS = (
            {"puck_eval_pybullet.md": "runs/puck/puck_eval_pybullet.md",
             "puck_eval_pybullet.png": "runs/puck/puck_eval_pybullet.png"}),
     Result("puck_observed_sim", "puck hitting with policies that see the puck's start before each hit: meta-policy "
-           "against baseline in MuJoCo",
-           (PUCK_OBSERVED_TRAIN, _puck_evaluate("runs/puck_observed", "sim")),
+           "against the baseline, system identification and the history-conditioned policy in MuJoCo",
+           (PUCK_OBSERVED_TRAIN, PUCK_OBSERVED_HISTORY, _puck_evaluate("runs/puck_observed", "sim", *PUCK_METHODS)),
            {"puck_observed_sim.md": "runs/puck_observed/puck_eval_sim.md",
             "puck_observed_sim.png": "runs/puck_observed/puck_eval_sim.png"}),
     Result("puck_observed_pybullet", "the same policies (trained in MuJoCo, seeing the puck's start) adapted and "
            "evaluated in PyBullet",
-           (PUCK_OBSERVED_TRAIN, _puck_evaluate("runs/puck_observed", "pybullet", "--backend", "pybullet")),
+           (PUCK_OBSERVED_TRAIN, PUCK_OBSERVED_HISTORY,
+            _puck_evaluate("runs/puck_observed", "pybullet", *PUCK_METHODS, "--backend", "pybullet")),
            {"puck_observed_pybullet.md": "runs/puck_observed/puck_eval_pybullet.md",
             "puck_observed_pybullet.png": "runs/puck_observed/puck_eval_pybullet.png"}),
     Result("bench_sim", "simulator benchmark figures (machine-dependent: step rates, puck-hitting episodes per second)",
