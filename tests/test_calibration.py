@@ -46,6 +46,7 @@ def test_the_learner_widens_its_draws_with_its_spread_calibration():
     learner.generator.manual_seed(0)
     widened = learner.predictive_samples(sx, sy, x, 64).detach()
     assert torch.allclose(widened, widen(raw, 2.0, 0.1, noise))
+    assert torch.allclose(learner.calibrate(raw, 2, output_noise=False), raw.mean(dim=0) + 2 * (raw - raw.mean(dim=0)))
     assert torch.allclose(widened.mean(dim=0), raw.mean(dim=0) + 0.1 * noise.mean(dim=0), atol=1e-6)
     learner.generator.manual_seed(0)
     assert torch.equal(learner.predictive_samples(sx, sy, x, 64, calibrated=False).detach(), raw)

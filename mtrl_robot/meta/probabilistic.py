@@ -172,12 +172,15 @@ class ProbabilisticMAML(MAML):
             draws = vmap(one_draw, randomness="different")(self._sample(mean, log_var, (num_samples,)))
         return self.calibrate(draws, support_x.shape[-2]) if calibrated else draws
 
-    def calibrate(self, draws: Tensor, k: int) -> Tensor:
+    def calibrate(self, draws: Tensor, k: int, output_noise: bool = True) -> Tensor:
         """Raw predictive draws after K support points, widened by ``spread_calibration`` (unchanged without one);
-        the output noise comes from this learner's generator."""
+        the output noise comes from this learner's generator. Without ``output_noise`` only the draws' spread is
+        scaled: the part of the spread that more support points can shrink."""
         if self.spread_calibration is None:
             return draws
         scale, noise = self.spread_calibration.at(k)
+        if not output_noise:
+            return widen(draws, scale, 0.0, torch.zeros_like(draws))
         return widen(draws, scale, noise, torch.randn(draws.shape, generator=self.generator, dtype=draws.dtype))
 
     def predict_distribution(self, support_x: Tensor, support_y: Tensor, x: Tensor, num_samples: int = 32,

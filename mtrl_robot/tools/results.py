@@ -143,17 +143,16 @@ RESULTS = (
            {"reaching_calibration.md": "runs/full_calibration/calibration.md",
             "reaching_calibration.png": "runs/full_calibration/calibration.png"}),
     Result("reaching_suggest", "which demonstration next (the demo preset, probabilistic MAML): reach error after K "
-           "= 1, 2, 3, 5 suggested demos (largest expected variance reduction; most uncertain, from the latent draws "
-           "widened by the run's spread calibration) against random ones on the held-out robots, executed in MuJoCo",
+           "= 1, 2, 3, 5 suggested demos (largest expected variance reduction; most uncertain) against random ones "
+           "on the held-out robots, executed in MuJoCo",
            (_train("demo", "runs/demo_pmaml", "meta.variant=probabilistic"),
-            _calibrate("runs/demo_pmaml", "runs/demo_calibration"),
             Step(("reaching", "suggest-compare", "runs/demo_pmaml", "-o", "runs/demo_suggest"),
                  "runs/demo_suggest/suggest.json", "runs/demo_suggest")),
            {"reaching_suggest.md": "runs/demo_suggest/suggest.md",
             "reaching_suggest.png": "runs/demo_suggest/suggest.png"}),
     Result("reaching_suggest_full", "which demonstration next on the full preset's probabilistic run: suggested "
-           "(largest expected variance reduction; most uncertain, from the calibrated latent draws) vs random demos, "
-           "K = 1, 2, 3, 5, on every held-out robot of the four families",
+           "(largest expected variance reduction; most uncertain; the latent draws' spread calibrated) vs random "
+           "demos, K = 1, 2, 3, 5, on every held-out robot of the four families",
            (_train("full", "runs/full_pmaml", "meta.variant=probabilistic"),
             _calibrate("runs/full_pmaml", "runs/full_calibration"),
             Step(("reaching", "suggest-compare", "runs/full_pmaml", "-o", "runs/full_suggest"),

@@ -25,10 +25,10 @@ around the best) with the smallest mean squared gap between observed and nominal
 ``robots_per_family + validation_robots − 1`` of each family, :func:`~mtrl_robot.arms.population.perturb` with the
 run's population config), neither meta-trained on nor held out; their support demos are planned as the run plans
 demos (its demo seed), their fresh targets as the held-out robots'. It is written into the checkpoint
-(``spread_calibration``), so that ``predict_distribution``, ``mtrl-robot reaching suggest`` and the adaptation
-node's ``~/suggest`` widen their draws with it. The **held-out robots** (their first K demos of the run and the
-evaluation's fresh targets, never used for the fit) measure the coverage before (the raw draws) and after (the same
-draws widened as the learner widens them).
+(``spread_calibration``), so that ``predict_distribution`` widens its draws with it, and ``mtrl-robot reaching
+suggest`` and the adaptation node's ``~/suggest`` scale their draws' spread by it. The **held-out robots** (their
+first K demos of the run and the evaluation's fresh targets, never used for the fit) measure the coverage before
+(the raw draws) and after (the same draws widened as the learner widens them).
 """
 
 from __future__ import annotations

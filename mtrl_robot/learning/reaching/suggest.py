@@ -15,8 +15,10 @@ positions (m). Two criteria choose among the candidates:
 
 * **probabilistic MAML**: ``samples`` draws of the task latent from q(z | demos) (the prior at no demos), each
   adapted on the demos (:meth:`~mtrl_robot.meta.probabilistic.ProbabilisticMAML.predictive_samples`): the model's
-  own predictive distribution, widened by the checkpoint's spread calibration when ``mtrl-robot reaching calibrate``
-  has fitted one (:mod:`~mtrl_robot.learning.reaching.calibration`; the measure then says "calibrated");
+  own predictive distribution; when ``mtrl-robot reaching calibrate`` has fitted the checkpoint's spread calibration
+  (:mod:`~mtrl_robot.learning.reaching.calibration`), the draws' spread is scaled by it (the measure then says
+  "calibrated") and its output noise is left out: no demonstration shrinks it, and a candidate where the noise
+  moves the flange most is not where a demo teaches most;
 * **plain MAML** (any non-probabilistic variant): the K leave-one-out adapted models, each adapted on all demos but
   one; where they disagree, one demo more or less changes the prediction. Needs at least 2 demos.
 
@@ -104,14 +106,15 @@ def candidate_targets(arm: Arm, n: int, seed: int) -> np.ndarray:
 
 def final_flange_samples(state: ReachingCheckpoint, arm: Arm, support_targets: torch.Tensor,
                          support_offsets: torch.Tensor, targets: np.ndarray, samples: int) -> np.ndarray:
-    """(draws, n, 3) predicted final flange positions at ``targets``: latent draws (probabilistic) or the
-    leave-one-out adapted models (plain MAML, at least 2 demos)."""
+    """(draws, n, 3) predicted final flange positions at ``targets``: latent draws, their spread scaled by the spread
+    calibration if any (probabilistic), or the leave-one-out adapted models (plain MAML, at least 2 demos)."""
     x = state.model.condition(torch.as_tensor(targets, dtype=torch.float32))
     sx, sy = state.model.condition(support_targets), state.model.normalize(support_offsets)
     steps = state.preset.adapt.steps
     if getattr(state.learner, "uses_latent", False):
         with torch.no_grad():
-            flat = state.learner.predictive_samples(sx, sy, x, samples, steps)
+            raw = state.learner.predictive_samples(sx, sy, x, samples, steps, calibrated=False)
+            flat = state.learner.calibrate(raw, len(support_targets), output_noise=False)
             final = arm.home_q + state.model.offsets(flat, arm.dof).double().numpy()[..., -1, :]
         return flange_position(arm, np.clip(final, arm.lower, arm.upper))
     k = len(support_targets)
