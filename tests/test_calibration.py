@@ -1,4 +1,5 @@
-"""Calibration of probabilistic MAML's predictive spread: the coverage computation, and the command on a tiny run."""
+"""Calibration of probabilistic MAML's predictive spread: the coverage computation, the learner widening its draws,
+the calibration stored in the checkpoint, and the command on a tiny run."""
 
 from __future__ import annotations
 
@@ -6,10 +7,16 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from test_reaching_eval import TINY
 
 from mtrl_robot.cli.main import main
+from mtrl_robot.core.torch_files import CheckpointError
+from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.calibration import LEVELS, coverage
+from mtrl_robot.meta import MAMLConfig
+from mtrl_robot.meta.probabilistic import ProbabilisticMAML, SpreadCalibration, widen
+from mtrl_robot.models.mlp import mlp
 
 
 def _ranks(truth_std: float, n: int = 4000, samples: int = 200) -> np.ndarray:
@@ -26,29 +33,89 @@ def test_coverage_is_nominal_for_a_calibrated_prediction_and_low_for_an_overconf
     assert np.all(coverage(_ranks(0.3)) > LEVELS) and coverage(np.array([0.5]))[0] == 1.0
 
 
+def test_the_learner_widens_its_draws_with_its_spread_calibration():
+    torch.manual_seed(0)
+    learner = ProbabilisticMAML(mlp([1 + 2, 8, 1]), x_dim=1, y_dim=1, config=MAMLConfig(latent_dim=2, inner_steps=1))
+    sx, sy, x = torch.randn(2, 1), torch.randn(2, 1), torch.linspace(-1, 1, 5)[:, None]
+    learner.generator.manual_seed(0)
+    raw = learner.predictive_samples(sx, sy, x, 64).detach()  # no calibration: the raw draws
+    noise = torch.randn(raw.shape, generator=learner.generator)
+    learner.spread_calibration = SpreadCalibration((0, 4), (3.0, 1.0), (0.0, 0.2))
+    assert learner.spread_calibration.at(2) == pytest.approx((2.0, 0.1))
+    assert learner.spread_calibration.at(9) == (1.0, 0.2)
+    learner.generator.manual_seed(0)
+    widened = learner.predictive_samples(sx, sy, x, 64).detach()
+    assert torch.allclose(widened, widen(raw, 2.0, 0.1, noise))
+    assert torch.allclose(learner.calibrate(raw, 2, output_noise=False), raw.mean(dim=0) + 2 * (raw - raw.mean(dim=0)))
+    assert torch.allclose(widened.mean(dim=0), raw.mean(dim=0) + 0.1 * noise.mean(dim=0), atol=1e-6)
+    learner.generator.manual_seed(0)
+    assert torch.equal(learner.predictive_samples(sx, sy, x, 64, calibrated=False).detach(), raw)
+    learner.generator.manual_seed(0)
+    _, std = learner.predict_distribution(sx, sy, x, 64)
+    assert torch.allclose(std.detach(), widened.std(dim=0))
+
+
+@pytest.mark.parametrize(("ks", "scales", "noises", "problem"), [
+    ((1, 0), (1.0, 1.0), (0.0, 0.0), "distinct numbers >= 0 in order"),
+    ((0,), (0.0,), (0.0,), "scales must be finite and positive"),
+    ((0,), (1.0,), (float("nan"),), "noises must be finite"),
+    ((0, 1), (1.0,), (0.0, 0.0), "one scale and one noise per K"),
+])
+def test_a_bad_spread_calibration_is_refused(ks, scales, noises, problem):
+    with pytest.raises(ValueError, match=problem):
+        SpreadCalibration(ks, scales, noises)
+
+
 @pytest.fixture(scope="module")
-def probabilistic_run(tmp_path_factory):
+def calibrated(tmp_path_factory):
+    """A tiny probabilistic run, calibrated: (run, the command's output folder)."""
     root = tmp_path_factory.mktemp("calibration")
     (root / "tiny.yaml").write_text(TINY)
     run = root / "run"
     assert main(["reaching", "train", str(root / "tiny.yaml"), "-o", str(run), "--set",
                  "meta.variant=probabilistic"]) == 0
-    return run
+    out = root / "out"
+    assert main(["reaching", "calibrate", str(run), "-o", str(out), "--ks", "0", "1", "2", "--targets", "3",
+                 "--samples", "16", "--seed", "3", "--validation-robots", "2"]) == 0
+    return run, out
 
 
-def test_calibrate_writes_coverage_per_k(probabilistic_run, tmp_path, capsys):
-    assert main(["reaching", "calibrate", str(probabilistic_run), "-o", str(tmp_path), "--ks", "0", "1", "2",
-                 "--targets", "3", "--samples", "16", "--seed", "3"]) == 0
-    assert "| K = 0 |" in capsys.readouterr().out
-    results = json.loads((tmp_path / "calibration.json").read_text())
+def test_calibrate_fits_on_validation_robots_and_measures_held_out_ones(calibrated, tmp_path, capsys):
+    run, out = calibrated
+    results = json.loads((out / "calibration.json").read_text())
     assert results["ks"] == [0, 1, 2] and results["cases"]["1"] == 3 * 3  # 1 held-out robot × 3 targets × 3 axes
-    for values in results["coverage"].values():
-        assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values)  # nested intervals
-    assert (tmp_path / "calibration.png").stat().st_size > 1000
-    again = tmp_path / "again"
-    assert main(["reaching", "calibrate", str(probabilistic_run), "-o", str(again), "--ks", "0", "1", "2",
-                 "--targets", "3", "--samples", "16", "--seed", "3"]) == 0
-    assert json.loads((again / "calibration.json").read_text())["coverage"] == results["coverage"]  # seeded
+    for when in ("before", "after"):
+        for values in results["coverage"][when].values():
+            assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values)  # nested intervals
+    fitted = results["fitted"]["panda"]
+    assert fitted["validation_robots"] == ["panda-004", "panda-005"]  # after the run's 4 robots: none trained on
+    assert (out / "calibration.png").stat().st_size > 1000 and "| K = 0 |" in (out / "calibration.md").read_text()
+
+    state = checkpoints.load(run / "checkpoints" / "panda.pt")
+    calibration = state.learner.spread_calibration
+    assert calibration is not None and calibration.ks == (0, 1, 2)
+    assert calibration.at(1) == (fitted["1"]["scale"], fitted["1"]["noise"])
+    assert state.info["spread_calibration"]["step"] == state.learner.step
+
+    again = tmp_path / "again"  # on the calibrated checkpoint: the same fit and coverage (seeded, raw draws)
+    assert main(["reaching", "calibrate", str(run), "-o", str(again), "--ks", "0", "1", "2", "--targets", "3",
+                 "--samples", "16", "--seed", "3", "--validation-robots", "2"]) == 0
+    repeated = json.loads((again / "calibration.json").read_text())
+    assert repeated["coverage"] == results["coverage"] and repeated["fitted"] == results["fitted"]
+    assert "| K = 0 |" in capsys.readouterr().out
+
+
+def test_a_stale_or_broken_spread_calibration(calibrated, tmp_path):
+    state = checkpoints.load(calibrated[0] / "checkpoints" / "panda.pt")
+    stale = tmp_path / "stale.pt"  # the learner trained on after the fit: its draws stay raw
+    state.info["spread_calibration"] = {**state.info["spread_calibration"], "step": state.learner.step - 1}
+    state.save(stale)
+    assert checkpoints.load(stale).learner.spread_calibration is None
+    broken = tmp_path / "broken.pt"
+    state.info["spread_calibration"] = {"ks": [0], "scales": [-1.0], "noises": [0.0], "step": state.learner.step}
+    state.save(broken)
+    with pytest.raises(CheckpointError, match="broken.pt: spread_calibration: .*scales must be finite and positive"):
+        checkpoints.load(broken)
 
 
 def test_calibrate_needs_a_probabilistic_run(tmp_path, capsys):

@@ -12,6 +12,7 @@ from mtrl_robot.cli.main import main
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching import suggest
 from mtrl_robot.learning.reaching.data import to_tensors
+from mtrl_robot.meta.probabilistic import SpreadCalibration
 from mtrl_robot.motions.dataset import load as load_demos
 
 
@@ -58,6 +59,19 @@ def test_the_suggestion_is_the_best_candidate_by_its_criterion_and_seeded(probab
         assert np.array_equal(again.target, suggestion.target) and again.spread_m == suggestion.spread_m
         other = suggest.suggest_next(state, arm, targets, offsets, 40, 16, 6, criterion)
         assert not np.array_equal(other.target, suggestion.target)
+
+
+def test_a_calibrated_model_suggests_from_its_widened_draws(probabilistic_run):
+    state, arm, targets, offsets = _held_out(probabilistic_run, 2)
+    candidates = suggest.candidate_targets(arm, 30, 5)
+    state.learner.generator.manual_seed(5)
+    raw = suggest.spread(suggest.final_flange_samples(state, arm, targets, offsets, candidates, 16))
+    assert suggest.suggest_next(state, arm, targets, offsets, 30, 16, 5).measure == "latent draws"
+    state.learner.spread_calibration = SpreadCalibration((0, 5), (3.0, 3.0), (0.0, 0.0))
+    state.learner.generator.manual_seed(5)  # the same latent draws, three times as far from their mean
+    widened = suggest.spread(suggest.final_flange_samples(state, arm, targets, offsets, candidates, 16))
+    assert 2.0 < np.median(widened / raw) < 4.0
+    assert suggest.suggest_next(state, arm, targets, offsets, 30, 16, 5).measure == "latent draws (calibrated)"
 
 
 def test_variance_reduction_prefers_a_target_whose_uncertainty_is_shared():

@@ -70,7 +70,7 @@ def calibrate(args: argparse.Namespace) -> None:
     from mtrl_robot.learning.reaching.calibration import calibrate_reaching
 
     given = {"ks": args.ks, "targets_per_robot": args.targets, "samples": args.samples, "seed": args.seed,
-             "robots_per_family": args.robots}
+             "robots_per_family": args.robots, "validation": args.validation_robots}
     table, plot, data = calibrate_reaching(args.run, args.output, **{k: v for k, v in given.items() if v is not None})
     print(table.read_text())
     print(f"wrote {table}, {plot} and {data}")
@@ -204,13 +204,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lo.add_argument("--seed", type=seed(), help="seed of the fresh targets (default: 1000)")
     lo.set_defaults(func=lofo)
 
-    c = verbs.add_parser("calibrate", help="is probabilistic MAML's predicted spread calibrated? (held-out robots)")
+    c = verbs.add_parser("calibrate", help="fit probabilistic MAML's spread calibration on validation robots and "
+                                           "write it into the run's checkpoints; its coverage before and after on "
+                                           "held-out robots")
     c.add_argument("run", type=Path, help="a training run of the probabilistic variant")
     c.add_argument("-o", "--output", type=Path, default=RUNS / "calibration")
     c.add_argument("--ks", type=bounded(int, minimum=0, maximum=DEMOS), nargs="+",
                    help="support demos per robot (default: 0 1 5; 0: the prior)")
     c.add_argument("--samples", type=bounded(int, minimum=2, maximum=SAMPLES_MAX),
                    help="latent draws per support set (default: 64)")
+    c.add_argument("--validation-robots", type=bounded(int, above=0, maximum=ROBOTS),
+                   help="fresh robots per family the calibration is fitted on (default: 30)")
     _held_out_options(c, "the latent draws")
     c.set_defaults(func=calibrate)
 

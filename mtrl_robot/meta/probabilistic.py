@@ -7,12 +7,25 @@ so it must be built with ``x_dim + latent_dim`` inputs. For each task of a meta-
 the query loss plus ``kl_weight`` times KL(q(z | support) || N(0, I)). Few shots leave z uncertain: drawing
 several z, adapting for each and predicting gives a predictive mean and spread (``predict_distribution``).
 
+The draws alone are overconfident: the KL-regularised encoder and the inner loop pull them together, and they leave
+out what no latent explains. A :class:`SpreadCalibration` (fitted on validation tasks, set as
+``spread_calibration``) widens them into a calibrated predictive distribution: per number of support points K, the
+draws' deviations from their mean are scaled by ``scale`` (a variance inflation) and Gaussian output noise of
+standard deviation ``noise`` is added (in the model's output units, the same for every output), i.e. the mixture over
+the draws of N(ȳ + scale · (y_z − ȳ), noise² I). Between the fitted K the two are interpolated linearly, beyond them
+the nearest fitted K's are kept.
+
 This is in the spirit of Bayesian meta-learning (PLATIPUS, Finn et al., 2018; neural processes, Garnelo et
 al., 2018), kept deliberately simple: the latent is inferred by the encoder, not adapted by the inner loop.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -23,6 +36,49 @@ from mtrl_robot.models.gaussian import kl_to_standard_normal, split_gaussian
 from mtrl_robot.models.mlp import mlp
 
 LATENT = "latent:z"  # the key under which adapt() returns z with the parameters (no module name has a ':')
+
+
+def widen(samples: Tensor, scale: float, noise: float, standard_normal: Tensor) -> Tensor:
+    """Draws (num_samples, ...) → their mean plus ``scale`` times each draw's deviation from it, plus ``noise`` times
+    ``standard_normal`` (of the draws' shape)."""
+    mean = samples.mean(dim=0, keepdim=True)
+    return mean + scale * (samples - mean) + noise * standard_normal
+
+
+@dataclass(frozen=True)
+class SpreadCalibration:
+    """Per number of support points ``ks`` (ascending), the ``scales`` and ``noises`` of :func:`widen`."""
+
+    ks: tuple[int, ...]
+    scales: tuple[float, ...]
+    noises: tuple[float, ...]
+
+    def __post_init__(self):
+        if not self.ks or len(self.scales) != len(self.ks) or len(self.noises) != len(self.ks):
+            raise ValueError(f"a spread calibration needs one scale and one noise per K, got ks {list(self.ks)}, "
+                             f"scales {list(self.scales)}, noises {list(self.noises)}")
+        if list(self.ks) != sorted(set(self.ks)) or min(self.ks) < 0:
+            raise ValueError(f"a spread calibration's ks must be distinct numbers >= 0 in order, got {list(self.ks)}")
+        if not all(math.isfinite(v) and v > 0 for v in self.scales):
+            raise ValueError(f"a spread calibration's scales must be finite and positive, got {list(self.scales)}")
+        if not all(math.isfinite(v) and v >= 0 for v in self.noises):
+            raise ValueError(f"a spread calibration's noises must be finite and >= 0, got {list(self.noises)}")
+
+    def at(self, k: int) -> tuple[float, float]:
+        """(scale, noise) for K support points."""
+        return (float(np.interp(k, self.ks, self.scales)), float(np.interp(k, self.ks, self.noises)))
+
+    def to_dict(self) -> dict[str, list]:
+        return {"ks": list(self.ks), "scales": list(self.scales), "noises": list(self.noises)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Sequence]) -> SpreadCalibration:
+        """The inverse of :meth:`to_dict`; ValueError for anything else."""
+        try:
+            return cls(tuple(int(k) for k in data["ks"]), tuple(float(v) for v in data["scales"]),
+                       tuple(float(v) for v in data["noises"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a spread calibration (ks, scales, noises): {exc}") from None
 
 
 class SetEncoder(nn.Module):
@@ -49,6 +105,7 @@ class ProbabilisticMAML(MAML):
         if config.latent_dim < 1:
             raise ValueError(f"ProbabilisticMAML needs MAMLConfig.latent_dim >= 1, got {config.latent_dim}")
         self.x_dim, self.y_dim = x_dim, y_dim
+        self.spread_calibration: SpreadCalibration | None = None  # None: the raw latent draws
         super().__init__(model, loss_fn, config)
 
     def _meta_modules(self) -> dict[str, nn.Module]:
@@ -96,24 +153,39 @@ class ProbabilisticMAML(MAML):
         return self._call(params, self._condition(x, z))
 
     def predictive_samples(self, support_x: Tensor, support_y: Tensor, x: Tensor, num_samples: int = 32,
-                           steps: int | None = None) -> Tensor:
+                           steps: int | None = None, calibrated: bool = True) -> Tensor:
         """Predictions at x (num_samples, ...) for draws of z from q(z | support), each adapted separately; with an
-        empty support set (K = 0) z comes from the prior N(0, I) and nothing is adapted."""
+        empty support set (K = 0) z comes from the prior N(0, I) and nothing is adapted. With ``calibrated`` and a
+        ``spread_calibration``, the draws are widened by it (:meth:`calibrate`)."""
         steps = self.config.inner_steps if steps is None else steps
         params = self.params()
         if support_x.shape[-2] == 0:
             z = torch.randn((num_samples, self.config.latent_dim), generator=self.generator, dtype=x.dtype)
-            return vmap(lambda z: self._call(params, self._condition(x, z)))(z)
-        mean, log_var = self.encode(support_x, support_y)
+            draws = vmap(lambda z: self._call(params, self._condition(x, z)))(z)
+        else:
+            mean, log_var = self.encode(support_x, support_y)
 
-        def one_draw(z: Tensor) -> Tensor:
-            adapted = self._adapt(params, self._condition(support_x, z), support_y, steps)
-            return self._call(adapted, self._condition(x, z))
+            def one_draw(z: Tensor) -> Tensor:
+                adapted = self._adapt(params, self._condition(support_x, z), support_y, steps)
+                return self._call(adapted, self._condition(x, z))
 
-        return vmap(one_draw, randomness="different")(self._sample(mean, log_var, (num_samples,)))
+            draws = vmap(one_draw, randomness="different")(self._sample(mean, log_var, (num_samples,)))
+        return self.calibrate(draws, support_x.shape[-2]) if calibrated else draws
+
+    def calibrate(self, draws: Tensor, k: int, output_noise: bool = True) -> Tensor:
+        """Raw predictive draws after K support points, widened by ``spread_calibration`` (unchanged without one);
+        the output noise comes from this learner's generator. Without ``output_noise`` only the draws' spread is
+        scaled: the part of the spread that more support points can shrink."""
+        if self.spread_calibration is None:
+            return draws
+        scale, noise = self.spread_calibration.at(k)
+        if not output_noise:
+            return widen(draws, scale, 0.0, torch.zeros_like(draws))
+        return widen(draws, scale, noise, torch.randn(draws.shape, generator=self.generator, dtype=draws.dtype))
 
     def predict_distribution(self, support_x: Tensor, support_y: Tensor, x: Tensor, num_samples: int = 32,
                              steps: int | None = None) -> tuple[Tensor, Tensor]:
-        """Predictive mean and standard deviation at x over ``num_samples`` draws of z (:meth:`predictive_samples`)."""
+        """Predictive mean and standard deviation at x over ``num_samples`` draws of z, calibrated when the learner
+        has a ``spread_calibration`` (:meth:`predictive_samples`)."""
         predictions = self.predictive_samples(support_x, support_y, x, num_samples, steps)
         return predictions.mean(dim=0), predictions.std(dim=0)

@@ -22,6 +22,12 @@ def reach(robot: RobotBackend, arm: Arm, trajectory: JointTrajectory, target: np
 
     The distance is measured once the trajectory has finished and settled, whether or not it reached its end.
     """
+    return float(np.linalg.norm(final_flange(robot, arm, trajectory) - np.asarray(target)))
+
+
+def final_flange(robot: RobotBackend, arm: Arm, trajectory: JointTrajectory) -> np.ndarray:
+    """Execute ``trajectory`` from ``arm``'s home posture on ``robot``; where the flange ends (3,), m, once the
+    trajectory has finished and settled."""
     if isinstance(robot, SimBackend):
         robot.reset(arm.home_q)
     else:
@@ -29,7 +35,5 @@ def reach(robot: RobotBackend, arm: Arm, trajectory: JointTrajectory, target: np
     robot.send_trajectory(trajectory)
     robot.wait()
     if isinstance(robot, SimBackend):
-        flange = robot.flange_position()
-    else:
-        flange = flange_position(arm, robot.read_state().positions)
-    return float(np.linalg.norm(flange - np.asarray(target)))
+        return robot.flange_position()
+    return flange_position(arm, robot.read_state().positions)

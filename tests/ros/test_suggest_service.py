@@ -1,8 +1,9 @@
 """The adaptation node's ``~/suggest``: the next target to demonstrate, answered by a real node process.
 
-A tiny probabilistic run (seconds) is the checkpoint; with no episodes recorded the node suggests from the prior,
-exactly what :func:`~mtrl_robot.learning.reaching.suggest.suggest_next` gives; with a plain MAML checkpoint and no
-episodes it says in one line what it needs.
+A tiny probabilistic run (seconds), with a spread calibration written into it, is the checkpoint; with no episodes
+recorded the node suggests from the prior's calibrated draws, exactly what
+:func:`~mtrl_robot.learning.reaching.suggest.suggest_next` gives; with a plain MAML checkpoint and no episodes it says
+in one line what it needs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ def _checkpoint(root: Path, *overrides: str) -> Path:
 
 @pytest.fixture(scope="module")
 def probabilistic(tmp_path_factory) -> Path:
-    return _checkpoint(tmp_path_factory.mktemp("pmaml"), "meta.variant=probabilistic")
+    path = _checkpoint(tmp_path_factory.mktemp("pmaml"), "meta.variant=probabilistic")
+    state = checkpoints.load(path)
+    state.info["spread_calibration"] = {"ks": [0, 2], "scales": [4.0, 2.0], "noises": [0.05, 0.01],
+                                        "step": state.learner.step}
+    state.save(path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +73,7 @@ def test_suggest_service_answers_the_most_uncertain_target(probabilistic, ros_cl
     arm = load_arm("panda", "", "", "")
     n_waypoints = int(state.info["n_waypoints"])
     expected = suggest_next(state, arm, torch.zeros((0, 3)), torch.zeros((0, n_waypoints, arm.dof)), 30, 8, 4)
-    assert answer == expected.to_dict() and answer["demos"] == 0 and answer["measure"] == "latent draws"
+    assert answer == expected.to_dict() and answer["demos"] == 0 and answer["measure"] == "latent draws (calibrated)"
     assert np.isfinite(answer["target"]).all() and "next target for panda" in log
 
 

@@ -16,6 +16,10 @@ The learner's ``extra`` holds (all plain data, so ``weights_only=True`` loads it
                    family's code is in the weights, ``policy.code``); otherwise absent
 ``columns``        a model across arms with different joint counts: its joint columns (the most joints of
                    its arms; :mod:`~mtrl_robot.models.joint_padding`); otherwise absent (one per joint)
+``spread_``        probabilistic variant, once ``mtrl-robot reaching calibrate`` has fitted it: the
+``calibration``    :class:`~mtrl_robot.meta.probabilistic.SpreadCalibration` (``to_dict()``) and the meta-training
+                   ``step`` it was fitted at; loading sets it on the learner, unless the learner has trained on
+                   since (another step): then the draws stay raw
 =================  ==========================================================================================
 """
 
@@ -34,6 +38,7 @@ from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.learning.reaching.presets import MetaConfig, Preset, preset_from_dict
 from mtrl_robot.learning.reaching.pretrain import build_model
 from mtrl_robot.meta import MAML, MAMLConfig, make_meta_learner, read_checkpoint
+from mtrl_robot.meta.probabilistic import SpreadCalibration
 from mtrl_robot.models.joint_padding import masked_mse
 from mtrl_robot.models.model_file import save_model_file
 from mtrl_robot.models.policy import ReachingModel
@@ -139,6 +144,15 @@ def load(path: str | Path) -> ReachingCheckpoint:
     learner.load_state_dict(state, source=str(path))
     if "task_latent" in info and not isinstance(info["task_latent"], Tensor):
         raise CheckpointError(f"{path}: task_latent is not a tensor")
+    calibration = info.get("spread_calibration")
+    if calibration is not None and learner.uses_latent:
+        try:
+            fitted = SpreadCalibration.from_dict(calibration)
+            step = int(calibration["step"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"{path}: spread_calibration: {e}") from e
+        if step == learner.step:
+            learner.spread_calibration = fitted
     return ReachingCheckpoint(learner, preset, info, path)
 
 

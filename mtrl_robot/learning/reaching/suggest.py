@@ -15,7 +15,10 @@ positions (m). Two criteria choose among the candidates:
 
 * **probabilistic MAML**: ``samples`` draws of the task latent from q(z | demos) (the prior at no demos), each
   adapted on the demos (:meth:`~mtrl_robot.meta.probabilistic.ProbabilisticMAML.predictive_samples`): the model's
-  own predictive distribution;
+  own predictive distribution; when ``mtrl-robot reaching calibrate`` has fitted the checkpoint's spread calibration
+  (:mod:`~mtrl_robot.learning.reaching.calibration`), the draws' spread is scaled by it (the measure then says
+  "calibrated") and its output noise is left out: no demonstration shrinks it, and a candidate where the noise
+  moves the flange most is not where a demo teaches most;
 * **plain MAML** (any non-probabilistic variant): the K leave-one-out adapted models, each adapted on all demos but
   one; where they disagree, one demo more or less changes the prediction. Needs at least 2 demos.
 
@@ -75,7 +78,7 @@ class Suggestion:
     robot_id: str
     target: np.ndarray  # (3,) m
     spread_m: float  # predicted spread of the final flange position at the target
-    measure: str  # "latent draws" or "leave-one-out"
+    measure: str  # "latent draws", "latent draws (calibrated)" or "leave-one-out"
     criterion: str  # one of CRITERIA
     demos: int  # demos the model was adapted on
     candidates: int
@@ -103,14 +106,15 @@ def candidate_targets(arm: Arm, n: int, seed: int) -> np.ndarray:
 
 def final_flange_samples(state: ReachingCheckpoint, arm: Arm, support_targets: torch.Tensor,
                          support_offsets: torch.Tensor, targets: np.ndarray, samples: int) -> np.ndarray:
-    """(draws, n, 3) predicted final flange positions at ``targets``: latent draws (probabilistic) or the
-    leave-one-out adapted models (plain MAML, at least 2 demos)."""
+    """(draws, n, 3) predicted final flange positions at ``targets``: latent draws, their spread scaled by the spread
+    calibration if any (probabilistic), or the leave-one-out adapted models (plain MAML, at least 2 demos)."""
     x = state.model.condition(torch.as_tensor(targets, dtype=torch.float32))
     sx, sy = state.model.condition(support_targets), state.model.normalize(support_offsets)
     steps = state.preset.adapt.steps
     if getattr(state.learner, "uses_latent", False):
         with torch.no_grad():
-            flat = state.learner.predictive_samples(sx, sy, x, samples, steps)
+            raw = state.learner.predictive_samples(sx, sy, x, samples, steps, calibrated=False)
+            flat = state.learner.calibrate(raw, len(support_targets), output_noise=False)
             final = arm.home_q + state.model.offsets(flat, arm.dof).double().numpy()[..., -1, :]
         return flange_position(arm, np.clip(final, arm.lower, arm.upper))
     k = len(support_targets)
@@ -155,7 +159,9 @@ def suggest_next(state: ReachingCheckpoint, arm: Arm, support_targets: torch.Ten
     finals = final_flange_samples(state, arm, support_targets, support_offsets, targets, samples)
     spreads = spread(finals)
     best = int(np.argmax(spreads if criterion == "spread" else variance_reduction(finals)))
-    measure = "latent draws" if getattr(state.learner, "uses_latent", False) else "leave-one-out"
+    measure = "leave-one-out"
+    if getattr(state.learner, "uses_latent", False):
+        measure = "latent draws" + (" (calibrated)" if state.learner.spread_calibration is not None else "")
     return Suggestion(arm.robot_id, targets[best], float(spreads[best]), measure, criterion, len(support_targets),
                       candidates, seed)
 
@@ -237,8 +243,11 @@ def compare_suggested_random(run_dir: str | Path, out_dir: str | Path, ks: Seque
     families = run_demos(run)
     per_robot: dict[str, dict] = {}
     family_of: dict[str, str] = {}
+    calibrated = []
     for family, path in probabilistic.items():
         state = checkpoints.load(path)
+        if state.learner.spread_calibration is not None:
+            calibrated.append(family)
         held = list(state.info["held_out"])[:robots_per_family]
         for robot_id in progress_bar(held, desc=f"suggest {family}", unit="robot", disable=not progress):
             demos = families[family].for_robot(robot_id)
@@ -252,7 +261,8 @@ def compare_suggested_random(run_dir: str | Path, out_dir: str | Path, ks: Seque
         summary[family] = {name: {str(k): interval([e for r in robots for e in per_robot[r]["errors_cm"][name][str(k)]])
                                   .to_dict() for k in ks} for name in ("random", *CRITERIA)}
     results = {"run_dir": str(run), "families": sorted(probabilistic), "ks": list(ks), "candidates": candidates,
-               "samples": samples, "seed": seed, "targets_per_robot": targets_per_robot, "summary_cm": summary,
+               "samples": samples, "seed": seed, "targets_per_robot": targets_per_robot, "calibrated": calibrated,
+               "summary_cm": summary,
                "per_robot": per_robot, "family_of": family_of, "seconds": time.perf_counter() - started}
     out.mkdir(parents=True, exist_ok=True)
     json_path = write_atomic(out / "suggest.json", json.dumps(results, indent=1))
@@ -278,5 +288,8 @@ def suggest_table(results: dict) -> str:
              f"random (the robot's first K demos) or suggested, each given the demos before it from "
              f"{results['candidates']} candidates and {results['samples']} latent draws: the largest expected "
              "variance reduction over the workspace, or the largest spread (the most uncertain target).")
+    if results.get("calibrated"):
+        intro += (" The draws are widened by the spread calibration fitted on validation robots "
+                  f"(`mtrl-robot reaching calibrate`; {', '.join(sorted(results['calibrated']))}).")
     return markdown_table(["family", "demos", *(f"K = {k}" for k in results["ks"])], rows, [intro],
                           right_align_from=2)
