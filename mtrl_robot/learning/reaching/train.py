@@ -139,7 +139,7 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
     write_atomic(out / "report.md", report_table(report))
     profile = {"run": run_clock.elapsed(), "demos": demos_time,
                "models": {name: phases for (_, phases), (_, name, *_) in zip(results, jobs, strict=True)},
-               "meta_steps": preset.meta.meta_steps, "robots": sum(len(ds.robot_ids) for ds in families.values()),
+               "meta_steps": preset.meta.meta_steps, "robots": sum(len(families[f].robot_ids) for f in names),
                "workers": preset.compute.workers, "threads": preset.compute.threads, "cores": os.cpu_count(),
                "load_average": {"start": load_at_start, "end": os.getloadavg()[0]}}
     write_atomic(out / "profile.json", json.dumps(profile, indent=1))
