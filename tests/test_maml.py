@@ -15,6 +15,7 @@ from mtrl_robot.meta import MAMLConfig, ProbabilisticMAML, make_meta_learner, re
 from mtrl_robot.meta import maml as maml_module
 from mtrl_robot.meta.maml import MAML, TaskBatch
 from mtrl_robot.meta.sinusoid import SinusoidTasks, make_mlp
+from mtrl_robot.models.joint_padding import masked_mse
 
 SINUSOIDS = SinusoidTasks()
 
@@ -120,14 +121,34 @@ def test_second_order_meta_gradient_matches_finite_differences(learn_inner_lr: s
                 assert (up - down) / (2 * eps) == pytest.approx(flat_grad[i].item(), rel=1e-5, abs=1e-8)
 
 
-def test_vmapped_meta_loss_equals_per_task_adaptation():
-    learner = MAML(make_mlp(seed=1), config=MAMLConfig(inner_steps=3, inner_lr=0.02))
-    tasks = SINUSOIDS.sample(5, 5, 10, torch.Generator().manual_seed(0))
-    per_task = [F.mse_loss(learner.predict(learner.adapt(sx, sy), qx), qy).item()
-                for sx, sy, qx, qy in zip(*tasks, strict=True)]
-    assert learner.meta_loss(tasks).item() == pytest.approx(sum(per_task) / len(per_task), rel=1e-5)
+@pytest.mark.parametrize(("config", "padded", "factored"), [
+    (MAMLConfig(inner_steps=3, inner_lr=0.02), False, False),  # factors larger than the weights: vmapped
+    (MAMLConfig(inner_steps=2, inner_lr=0.02, learn_inner_lr="per_tensor", adapt_only=("2.", "4.weight")), True, True),
+    (MAMLConfig(inner_steps=2, inner_lr=0.02, learn_inner_lr="per_tensor", first_order=True, adapt_only=("2.",)),
+     False, True),
+    (MAMLConfig(inner_steps=2, inner_lr=0.02, learn_inner_lr="per_element", adapt_only=("2.",)), False, False),
+])
+def test_meta_loss_and_gradient_equal_those_of_per_task_adaptation(config, padded, factored):
+    """The meta-loss (adapted linear layers factored, all tasks as one batch; or vmapped) against adapting each task
+    on its own with ``adapt``, which builds the adapted weights: the same loss and meta-gradient."""
+    learner = MAML(make_mlp(in_dim=2, out_dim=3, seed=1), masked_mse if padded else F.mse_loss, config)
+    assert learner._factors_pay(5) == factored
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 15, 2, generator=generator), torch.randn(4, 15, 3, generator=generator)
+    if padded:
+        y[..., 2] = float("nan")  # a padded joint column: left out of every loss
+    tasks = TaskBatch(x[:, :5], y[:, :5], x[:, 5:], y[:, 5:])
+    parameters = list(learner.meta.parameters())
+    meta_loss = learner.meta_loss(tasks)
+    per_task = torch.stack([learner.loss_fn(learner.predict(learner.adapt(sx, sy), qx), qy)
+                            for sx, sy, qx, qy in zip(*tasks, strict=True)]).mean()
+    assert meta_loss.item() == pytest.approx(per_task.item(), rel=1e-5)
+    for ours, theirs in zip(torch.autograd.grad(meta_loss, parameters), torch.autograd.grad(per_task, parameters),
+                            strict=True):
+        assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6 * theirs.abs().max().item())
     with torch.no_grad():
         adapted = learner.adapt(tasks.support_x[0], tasks.support_y[0])
+        assert torch.isfinite(learner.meta_loss(tasks))
     assert not any(p.requires_grad for p in adapted.values())
 
 

@@ -104,6 +104,17 @@ def test_small_preset_trains_every_family_and_records_what_it_was_trained_on(run
             assert np.isfinite(errors).all() and min(errors) >= 0
     table = (run / "report.md").read_text()
     assert all(f"| {family} | " in table for family in preset.data.families)
+    profile = json.loads((run / "profile.json").read_text())  # where the time went, phase by phase
+    assert list(profile["models"]) == list(preset.data.families) and profile["robots"] == len(demos.robots)
+    phases = [profile["demos"], profile["run"]] + [t for m in profile["models"].values() for t in m.values()]
+    assert all(t["seconds"] > 0 and t["cpu_seconds"] >= 0 for t in phases)
+    assert all(m["meta_train"]["steps"] == preset.meta.meta_steps for m in profile["models"].values())
+    assert profile["run"]["seconds"] >= profile["demos"]["seconds"] + max(
+        sum(t["seconds"] for t in m.values()) for m in profile["models"].values())
+    table = (run / "profile.md").read_text()
+    assert all(f"| {family}: meta-training, {preset.meta.meta_steps} steps of " in table
+               for family in preset.data.families)
+    assert "| whole run | " in table
 
 
 def test_resumed_run_continues_the_log_and_ends_where_an_uninterrupted_one_does(run, tmp_path, monkeypatch):

@@ -14,6 +14,15 @@ Buffers that change in the forward pass (batch norm in training mode) are not su
 Only parameters with ``requires_grad`` are meta-learned; the others stay as they are. The inner loop adapts all
 of them, or with ``MAMLConfig.adapt_only`` only those whose names start with one of its prefixes (e.g. a head or a
 decoder); the rest are then meta-learned but shared by every task, as in ANIL (Raghu et al., 2020).
+
+When every adapted parameter is the weight or bias of an ``nn.Linear`` and the inner step sizes are not per element,
+the meta-loss need not build a task's adapted weight matrices. A gradient step changes such a layer's weight by
+``−α Dᵀ X`` (X: the layer's inputs on the support set, D: the loss gradient with respect to its outputs) and its
+bias by ``−α Σ D``, so the adapted layer's output on an input u is the meta-trained one minus ``α (u Xᵀ) D`` and
+``α Σ D`` summed over the steps taken: products with factors of (steps × support points) rows instead of a
+(tasks, outputs, inputs) weight tensor per step and its backward pass, and all tasks go through the model as one
+batch. The meta-loss takes this way when the factors are the smaller (steps × support points × (inputs + outputs)
+≤ inputs × outputs, summed over the layers). The function is the same; only the floating-point rounding differs.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -100,8 +110,9 @@ class MAML:
             raise ValueError("MAMLConfig.latent_dim > 0 selects ProbabilisticMAML; build it with make_meta_learner")
         self.model, self.loss_fn = model, loss_fn
         self.names = _adapted_names(model, self.config.adapt_only)
+        self.linears = _adapted_linears(model, self.names) if self.config.learn_inner_lr != "per_element" else None
         self.meta = nn.ModuleDict(self._meta_modules())
-        self.optimizer = torch.optim.Adam(self.meta.parameters(), lr=self.config.outer_lr)
+        self.optimizer = torch.optim.Adam(self.meta.parameters(), lr=self.config.outer_lr, foreach=True)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.step = 0
 
@@ -163,7 +174,71 @@ class MAML:
         def task_loss(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
             return self.loss_fn(self._call(self._adapt(params, sx, sy, steps), qx), qy)
 
+        if self._factors_pay(support_x.shape[-2]):
+            return self._factored_query_losses(support_x, support_y, query_x, query_y)
         return vmap(task_loss, randomness="different")(support_x, support_y, query_x, query_y)
+
+    def _factors_pay(self, support_points: int) -> bool:
+        """Whether the adapted layers can be factored and their factors are smaller than their weights."""
+        if self.linears is None:
+            return False
+        layers = [adapted.layer for adapted in self.linears.values()]
+        rank = self.config.inner_steps * support_points
+        return rank * sum(a.in_features + a.out_features for a in layers) <= sum(a.in_features * a.out_features
+                                                                               for a in layers)
+
+    def _factored_query_losses(self, support_x: Tensor, support_y: Tensor, query_x: Tensor,
+                               query_y: Tensor) -> Tensor:
+        """:meth:`_query_losses` with every adapted linear layer kept as its meta-trained weights plus the factors of
+        its updates (see the module docstring); the tasks go through the model as one batch (a leading dimension)."""
+        lrs, task_losses = self.inner_lrs(), vmap(self.loss_fn)
+        factors: dict[str, tuple[Tensor, Tensor]] = {}  # layer → X and D of every step taken, stacked along points
+        for _ in range(self.config.inner_steps):
+            zeros = {name: support_x.new_zeros(*support_x.shape[:-1], adapted.layer.out_features, requires_grad=True)
+                     for name, adapted in self.linears.items()}
+            inputs: Params = {}
+            with torch.enable_grad():
+                loss = task_losses(self._call_factored(support_x, lrs, factors, zeros, inputs), support_y).sum()
+                output_grads = torch.autograd.grad(loss, list(zeros.values()), create_graph=not self.config.first_order)
+            for name, d in zip(self.linears, output_grads, strict=True):
+                x = inputs[name].detach() if self.config.first_order else inputs[name]
+                factors[name] = (x, d) if name not in factors else \
+                    (torch.cat([factors[name][0], x], dim=-2), torch.cat([factors[name][1], d], dim=-2))
+        return task_losses(self._call_factored(query_x, lrs, factors), query_y)
+
+    def _call_factored(self, x: Tensor, lrs: dict[str, Tensor | float], factors: dict[str, tuple[Tensor, Tensor]],
+                       perturbations: Params | None = None, inputs: Params | None = None) -> Tensor:
+        """The model on x (tasks, points, features) with its adapted linear layers updated by the steps whose
+        ``factors`` (X, D) are given; each such layer's output plus its entry of ``perturbations`` (zeros whose
+        gradient is D), its input recorded in ``inputs``."""
+
+        def hook(name: str, weight: str | None, bias: str | None, layer: nn.Linear, args: tuple[Tensor, ...],
+                 output: Tensor) -> Tensor:
+            u = args[0]
+            if inputs is not None:
+                if name in inputs:
+                    raise ValueError(f"adapted layer {name} is called more than once per forward pass")
+                inputs[name] = u
+            if name in factors:
+                xs, ds = factors[name]
+                if weight is not None:
+                    output = output - lrs[weight] * ((u @ xs.mT) @ ds)
+                if bias is not None:
+                    output = output - lrs[bias] * ds.sum(dim=-2, keepdim=True)
+            if perturbations is not None:
+                if perturbations[name].shape != output.shape:
+                    raise ValueError(f"adapted layer {name} gives outputs of shape {tuple(output.shape)} for inputs "
+                                     f"of shape {tuple(x.shape)}: each input row must give one output row")
+                output = output + perturbations[name]
+            return output
+
+        handles = [adapted.layer.register_forward_hook(partial(hook, name, adapted.weight, adapted.bias))
+                   for name, adapted in self.linears.items()]
+        try:
+            return self.model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def meta_loss(self, tasks: TaskBatch) -> Tensor:
         """Mean query loss over the meta-batch after adaptation, differentiable w.r.t. the meta-parameters."""
@@ -252,6 +327,27 @@ def _adapted_names(model: nn.Module, prefixes: tuple[str, ...]) -> list[str]:
         raise ValueError(f"MAMLConfig.adapt_only: no trainable parameter name starts with {unused} "
                          f"(parameters: {names[:8]}{', …' if len(names) > 8 else ''})")
     return [name for name in names if not prefixes or name.startswith(prefixes)]
+
+
+class _AdaptedLinear(NamedTuple):
+    """A linear layer with adapted parameters: the names of its weight and bias, None for one not adapted."""
+
+    layer: nn.Linear
+    weight: str | None
+    bias: str | None
+
+
+def _adapted_linears(model: nn.Module, names: list[str]) -> dict[str, _AdaptedLinear] | None:
+    """The ``nn.Linear`` layers that own the adapted parameters, by module name; None unless every adapted parameter
+    is the weight or bias of one."""
+    kinds: dict[str, dict[str, str]] = {}
+    for name in names:
+        module_name, _, kind = name.rpartition(".")
+        if not isinstance(model.get_submodule(module_name), nn.Linear) or kind not in ("weight", "bias"):
+            return None
+        kinds.setdefault(module_name, {})[kind] = name
+    return {module_name: _AdaptedLinear(model.get_submodule(module_name), kind.get("weight"), kind.get("bias"))
+            for module_name, kind in kinds.items()}
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -107,6 +107,14 @@ RESULTS = (
                       "10", "--targets", "10")),
            {"reaching_training.md": "runs/full/report.md", "reaching.md": "runs/full_evaluation/reaching.md",
             "reaching.png": "runs/full_evaluation/reaching.png"}),
+    Result("reaching_training_profile", "where the full preset's training time goes: wall-clock and CPU seconds of "
+           "the demos, each family's pretraining, meta-training and evaluation, and the whole run, for MAML and "
+           "probabilistic MAML (redo it to time a whole run: a resumed run times what it still had to do)",
+           (Step(_train("full", "runs/full").argv, "runs/full/profile.md", "runs/full"),
+            Step(_train("full", "runs/full_pmaml", "meta.variant=probabilistic").argv, "runs/full_pmaml/profile.md",
+                 "runs/full_pmaml")),
+           {"reaching_training_profile.md": "runs/full/profile.md",
+            "reaching_training_profile_pmaml.md": "runs/full_pmaml/profile.md"}),
     Result("reaching_pooled", "across families: one model meta-trained over the four families' robots",
            (_train("full", "runs/full_pooled", "data.pooled=true"),
             _evaluate("runs/full_pooled", "runs/full_pooled_evaluation", "--ks", "1", "5", "10", "--targets", "10",
@@ -208,6 +216,11 @@ RESULTS = (
            "CPU, policy latency (machine-dependent)",
            (Step(("bench", "ros", "-o", "runs/bench"), "runs/bench/bench_ros.json"),),
            {"bench_ros.json": "runs/bench/bench_ros.json"}),
+    Result("bench_meta", "meta-learning benchmark figures (machine-dependent): our MAML's meta-step against the higher "
+           "library's, and the reaching meta-loss of the full preset (adapted linear layers factored, tasks as one "
+           "batch) against building every task's adapted weights, CPU time in one process",
+           (Step(("bench", "meta", "-o", "runs/bench"), "runs/bench/bench_meta.json"),),
+           {"bench_meta.json": "runs/bench/bench_meta.json"}),
     Result("bench_scale", "demos and evaluated robots per second, local processes against Ray (machine-dependent)",
            (Step(("bench", "scale", "-o", "runs/bench"), "runs/bench/bench_scale.json"),),
            {"bench_scale.json": "runs/bench/bench_scale.json"}),

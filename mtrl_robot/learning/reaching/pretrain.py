@@ -58,7 +58,7 @@ def pretrain(targets: Tensor, offsets: Tensor, model_config: ModelConfig, config
     reaching_loss = masked_mse if y.isnan().any() else F.mse_loss
     generator = torch.Generator().manual_seed(config.seed)
     batch = min(config.batch_size, len(targets))
-    optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr, foreach=True)
     for step in progress_bar(range(config.vae_steps), desc="pretrain vae", unit="step", disable=not progress,
                              leave=False):
         index = torch.randint(len(offsets), (batch,), generator=generator)
@@ -69,14 +69,15 @@ def pretrain(targets: Tensor, offsets: Tensor, model_config: ModelConfig, config
         if log:
             log("vae", step, loss.item())
 
-    optimizer = torch.optim.Adam([*vae.parameters(), *model.policy.parameters()], lr=config.lr)
+    optimizer = torch.optim.Adam([*vae.parameters(), *model.policy.parameters()], lr=config.lr, foreach=True)
     for step in progress_bar(range(config.policy_steps), desc="pretrain policy", unit="step", disable=not progress,
                      leave=False):
         for group in optimizer.param_groups:
             group["lr"] = cosine(config.lr, config.lr * 1e-2, step, config.policy_steps)
         index = torch.randint(len(targets), (batch,), generator=generator)
-        reaching = reaching_loss(model(model.inputs(targets[index])), y[index])
-        loss = reaching + vae.loss(y[index], generator)[0]
+        trajectories = y[index]
+        reaching = reaching_loss(model(model.inputs(targets[index])), trajectories)
+        loss = reaching + vae.loss(trajectories, generator)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

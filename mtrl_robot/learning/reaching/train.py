@@ -18,6 +18,11 @@ For every arm family of the preset (one joint set, one checkpoint):
    adaptation and after K-shot adaptation (:func:`~mtrl_robot.learning.reaching.evaluate.held_out_errors`, the
    function the full evaluation uses) goes to ``report.json`` and, as a table, to ``report.md``.
 
+Where the time goes is written beside them: ``profile.json`` and, as a table, ``profile.md`` hold the wall-clock and
+CPU seconds of the demos, of each model's pretraining, meta-training and evaluation, and of the whole run (CPU: this
+process and its local worker processes; a Ray cluster's workers are not counted), with the machine's load average
+at the start and the end, since on a shared machine the wall-clock time depends on what else runs.
+
 With ``data.pooled`` the families are not separate: one model is pretrained on every family's nominal robot and
 meta-trained over the training robots of all of them (joint columns by position; arms with fewer joints than the
 most are padded, and every loss leaves the padding out: :mod:`~mtrl_robot.models.joint_padding`), the
@@ -39,6 +44,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import resource
 import shutil
 import sys
 import time
@@ -88,8 +95,9 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
 
     ``out_dir`` then holds ``preset.json``, ``demos.npz``, ``pretrain/<family>.pt``, ``logs/<family>.csv``,
     ``checkpoints/<family>.pt`` (one reaching checkpoint per family), ``checkpoints/<family>.model.pt`` (its
-    deployable model file), ``report.json`` and ``report.md``.
+    deployable model file), ``report.json``, ``report.md``, ``profile.json`` and ``profile.md``.
     """
+    run_clock, load_at_start = _Clock(), os.getloadavg()[0]
     preset = preset if isinstance(preset, Preset) else load_preset(preset)
     out = Path(out_dir)
     started = _has_checkpoint(out)
@@ -113,7 +121,9 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "preset.json", json.dumps(preset.to_dict(), indent=1))
     names = list(load_families(preset.data.families, out / "preset.json", "data.families"))
+    demos_clock = _Clock()
     families = _demos(preset, out, progress)
+    demos_time = demos_clock.elapsed()
     missing = [f for f in names if f not in families]
     if missing:
         raise DatasetError(demos_files(out)[0], f"no demos of the preset's families {missing}")
@@ -124,10 +134,61 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
     # families are independent: as many at a time as there are workers; local workers draw their own bars
     results = ordered_map(preset.compute, _group_job, jobs, desc="families", unit="model",
                           progress=progress and preset.compute.backend == "ray")
-    report = {family: entry for result in results for family, entry in result.items()}
+    report = {family: entry for result, _ in results for family, entry in result.items()}
     write_atomic(out / "report.json", json.dumps(report, indent=1))
     write_atomic(out / "report.md", report_table(report))
+    profile = {"run": run_clock.elapsed(), "demos": demos_time,
+               "models": {name: phases for (_, phases), (_, name, *_) in zip(results, jobs, strict=True)},
+               "meta_steps": preset.meta.meta_steps, "robots": sum(len(families[f].robot_ids) for f in names),
+               "workers": preset.compute.workers, "threads": preset.compute.threads, "cores": os.cpu_count(),
+               "load_average": {"start": load_at_start, "end": os.getloadavg()[0]}}
+    write_atomic(out / "profile.json", json.dumps(profile, indent=1))
+    write_atomic(out / "profile.md", profile_table(profile))
     return out
+
+
+class _Clock:
+    """Wall-clock and CPU seconds since it was made; CPU counts this process and its finished child processes (the
+    local workers, once their pool has ended)."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
+
+    def elapsed(self) -> dict[str, float]:
+        return {"seconds": time.perf_counter() - self.wall, "cpu_seconds": _cpu_seconds() - self.cpu}
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+PHASES = {"pretrain": "pretraining", "meta_train": "meta-training", "evaluate": "evaluation"}
+
+
+def profile_table(profile: dict) -> str:
+    """The run's time by phase: wall-clock and CPU seconds, and each phase's share of the run's CPU time."""
+    total = profile["run"]["cpu_seconds"]
+    rows = [["demos", *_times(profile["demos"], total)]]
+    for name, phases in profile["models"].items():
+        for phase, label in PHASES.items():
+            if phase in phases:
+                steps, cpu = phases[phase].get("steps"), phases[phase]["cpu_seconds"]
+                per_step = f", {steps} steps of {1e3 * cpu / steps:.1f} ms CPU" if steps else ""
+                rows.append([f"{name}: {label}{per_step}", *_times(phases[phase], total)])
+    rows.append(["whole run", *_times(profile["run"], total)])
+    load = profile["load_average"]
+    intro = (f"Training time by phase: {profile['robots']} robots, {profile['meta_steps']} meta-steps per model, "
+             f"{profile['workers']} worker processes × {profile['threads']} thread(s) on {profile['cores']} cores "
+             f"(load average {load['start']:.1f} at the start, {load['end']:.1f} at the end). CPU: this process and "
+             f"its local workers. Models train side by side on the workers, so the run's wall-clock time is below "
+             f"the sum of its phases'; the whole run also counts starting the worker processes and writing files.")
+    return markdown_table(["phase", "wall-clock s", "CPU s", "share of the run's CPU"], rows, [intro])
+
+
+def _times(entry: dict[str, float], total_cpu: float) -> list[str]:
+    return [f"{entry['seconds']:.1f}", f"{entry['cpu_seconds']:.1f}",
+            f"{100 * entry['cpu_seconds'] / total_cpu:.0f} %" if total_cpu > 0 else "-"]
 
 
 def _has_checkpoint(out: Path) -> bool:
@@ -185,7 +246,7 @@ def report_table(report: dict) -> str:
     return markdown_table(columns, rows, [intro])
 
 
-def _group_job(job: tuple) -> dict[str, dict]:
+def _group_job(job: tuple) -> tuple[dict[str, dict], dict[str, dict]]:
     """One model in this process, with the preset's thread count (module level, so that it pickles)."""
     preset, name, datasets, out, progress, position = job
     threads = torch.get_num_threads()
@@ -216,10 +277,11 @@ def _demos(preset: Preset, out: Path, progress: bool) -> dict[str, DemoDataset]:
 
 
 def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], out: Path, progress: bool,
-                 position: int = 0) -> dict[str, dict]:
+                 position: int = 0) -> tuple[dict[str, dict], dict[str, dict]]:
     """Pretrain, meta-train and evaluate one model (one family, or all pooled); per family: its evaluation, the
-    checkpoint and the time it took (this run of the process, since any resume)."""
+    checkpoint and the time it took, and the time of each phase (this run of the process, since any resume)."""
     started, cpu_started = time.perf_counter(), time.process_time()
+    phases, clock = {}, _Clock()
     meta, pooled = preset.meta, name == POOLED
     held_out = {f: list(ds.robot_ids[len(ds.robot_ids) - preset.data.held_out_per_family:])
                 for f, ds in datasets.items()}
@@ -240,9 +302,10 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
             "home": first.home_q.tolist(), "robot_ids": [r for ids in train_ids.values() for r in ids],
             "held_out": [r for ids in held_out.values() for r in ids],
             "preset": replace(preset, compute=ComputeConfig()).to_dict(), **columns})
+    phases["pretrain"], clock = clock.elapsed(), _Clock()
     learner, sample = state.learner, task_sampler(train, state.model.normalize, meta.k_support, meta.k_query)
 
-    log = _LossLog(out / "logs" / f"{name}.csv", keep_until=learner.step)
+    log, first_step = _LossLog(out / "logs" / f"{name}.csv", keep_until=learner.step), learner.step
     with progress_bar(total=meta.meta_steps, initial=learner.step, desc=f"meta-train {name}", unit="step",
              disable=not progress, position=position) as steps:
         while learner.step < meta.meta_steps:
@@ -261,6 +324,7 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
                 log.flush()
                 state.save(path)
                 state.save_model_file(checkpoints.model_file_path(path))
+    phases["meta_train"], clock = {**clock.elapsed(), "steps": learner.step - first_step}, _Clock()
     report = {}
     for family, dataset in datasets.items():
         family_path = path
@@ -284,7 +348,8 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
         report[family] = {"checkpoint": str(family_path.relative_to(out)), "meta_steps": learner.step,
                           "held_out": errors, "seconds": time.perf_counter() - started,
                           "cpu_seconds": time.process_time() - cpu_started}
-    return report
+    phases["evaluate"] = clock.elapsed()
+    return report, phases
 
 
 def _pretrained(preset: Preset, families: list[str], train, path: Path, progress: bool):

@@ -1,19 +1,28 @@
-"""Meta-step time of our ``torch.func`` MAML against the ``higher`` library on the same model and data.
+"""Meta-step time of our ``torch.func`` MAML against the ``higher`` library on the same model and data, and of the
+reaching meta-loss against the same loss with every task's adapted weights built.
 
 ``higher`` 0.2.1 (2020) still works with torch 2.13: its canonical MAML loop -- one ``innerloop_ctx`` per
 task, a differentiable SGD inner optimiser, ``backward`` of each task's query loss -- runs without warnings
 and gives the same meta-loss and meta-gradient as ours. Both learners start from identical weights, see the
 identical meta-batch, take second-order inner steps and an Adam outer step.
+
+The reaching comparison takes the model, meta-batch and inner loop of a training preset (``full`` by default) on
+demos of a few robots of one family: :meth:`MAML.meta_loss` (adapted linear layers factored, tasks as one batch)
+against ``adapt`` then ``predict`` vmapped over the tasks, which builds each task's adapted weights, both with
+the backward pass of the meta-gradient.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
+from functools import partial
 from importlib.metadata import version
 
 import higher
 import torch
 import torch.nn.functional as F
+from torch.func import vmap
 
 from mtrl_robot.meta.maml import MAML, MAMLConfig, TaskBatch
 from mtrl_robot.meta.sinusoid import SinusoidTasks, make_mlp
@@ -83,4 +92,69 @@ def bench_meta(seconds: float = 4.0, meta_batch_size: int = 25, support_size: in
         "speedup_vs_higher": theirs_ms / ours_ms,
         "first_meta_loss_gap": abs(ours_loss - theirs_loss),
         "first_meta_grad_relative_gap": grad_gap / grad_scale,
+    }
+
+
+def _built_weights_loss(learner: MAML, tasks: TaskBatch) -> torch.Tensor:
+    """The meta-loss with every task's adapted weights built: ``adapt`` then ``predict``, vmapped over the tasks."""
+
+    def task_loss(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
+        return learner.loss_fn(learner.predict(learner.adapt(sx, sy), qx), qy)
+
+    return vmap(task_loss, randomness="different")(*tasks).mean()
+
+
+def bench_reaching_meta_step(preset: str = "full", family: str = "panda", seconds: float = 4.0,
+                             threads: int | None = 1) -> dict[str, float | int | str]:
+    """CPU time per meta-loss and meta-gradient of the preset's reaching learner (MAML variant), ours against the
+    adapted weights built, on one meta-batch; each figure is the median of alternating runs."""
+    from mtrl_robot.arms.population import generate, load_config
+    from mtrl_robot.distributed.compute import IN_THIS_PROCESS
+    from mtrl_robot.learning.reaching.checkpoint import make_learner
+    from mtrl_robot.learning.reaching.data import task_sampler, to_tensors
+    from mtrl_robot.learning.reaching.presets import load_preset
+    from mtrl_robot.learning.reaching.pretrain import build_model
+    from mtrl_robot.motions.generate import generate_demos
+
+    config = load_preset(preset, ["meta.variant=maml"])
+    meta = config.meta
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        robots = generate(load_config(seed=0, families=[family], robots_per_family=meta.meta_batch_size))
+        demos = to_tensors(generate_demos(robots, meta.k_support + meta.k_query, 0, IN_THIS_PROCESS, False))
+        vae, model = build_model(config.model, demos.n_waypoints, demos.dof, seed=0)
+        vae.normalizer.set_statistics(demos.offsets)
+        model.policy.set_statistics(demos.targets)
+        learner = make_learner(model, meta)
+        tasks = task_sampler(demos, model.normalize, meta.k_support, meta.k_query)(meta.meta_batch_size,
+                                                                                  torch.Generator().manual_seed(0))
+        parameters = list(learner.meta.parameters())
+        ours_loss, theirs_loss = learner.meta_loss(tasks), _built_weights_loss(learner, tasks)
+        ours_grads = torch.autograd.grad(ours_loss, parameters)
+        theirs_grads = torch.autograd.grad(theirs_loss, parameters)
+        grad_gap = max((a - b).abs().max().item() for a, b in zip(ours_grads, theirs_grads, strict=True))
+        grad_scale = max(b.abs().max().item() for b in theirs_grads)
+        ours_times, theirs_times = [], []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(ours_times) < 5:
+            for loss_of, times in ((learner.meta_loss, ours_times), (partial(_built_weights_loss, learner),
+                                                                     theirs_times)):
+                start = time.process_time()
+                torch.autograd.grad(loss_of(tasks), parameters)
+                times.append(time.process_time() - start)
+    finally:
+        torch.set_num_threads(previous_threads)
+    ours_ms, theirs_ms = statistics.median(ours_times) * 1e3, statistics.median(theirs_times) * 1e3
+    return {
+        "preset": preset, "family": family, "threads": threads if threads is not None else previous_threads,
+        "meta_batch_size": meta.meta_batch_size, "k_support": meta.k_support, "k_query": meta.k_query,
+        "inner_steps": meta.inner_steps, "adapt_only": ", ".join(meta.adapt_only),
+        "meta_losses_timed": len(ours_times),
+        "ours_cpu_ms": ours_ms,
+        "built_weights_cpu_ms": theirs_ms,
+        "speedup_vs_built_weights": theirs_ms / ours_ms,
+        "meta_loss_relative_gap": abs(ours_loss.item() - theirs_loss.item()) / abs(theirs_loss.item()),
+        "meta_grad_relative_gap": grad_gap / grad_scale,
     }
