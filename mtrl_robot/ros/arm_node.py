@@ -28,11 +28,11 @@ the interpreter hands it the GIL within a quarter period. Above 500 Hz, MuJoCo's
 the tick period, so that every tick publishes a new state. Requests are served by rclpy's EventsExecutor (one
 thread, woken by the middleware's callbacks, no wait set rebuilt per event), so a goal is taken, checked and
 answered without a hand-over between threads; each accepted goal then runs in a thread of its own
-(:class:`GoalThreadActionServer`), so the executor keeps serving while it runs. (In a process that also holds
-a client of the node, spin it with a MultiThreadedExecutor instead: the middleware delivers that client's requests
-within the sending call, which keeps the interpreter lock the EventsExecutor's callback waits for.) (An rclpy timer in the executor
-cost three times the CPU and, since rcl skips missed periods, fell to 190–215 Hz on a loaded 2-core machine; the
-thread keeps 250 Hz there.)
+(:class:`GoalThreadActionServer`), so the executor keeps serving while it runs. In a process that also holds a
+client of the node, spin it with a MultiThreadedExecutor instead: the middleware delivers that client's requests
+within the sending call, which keeps the interpreter lock the EventsExecutor's callback waits for. (An rclpy timer
+in the executor cost three times the CPU and, since rcl skips missed periods, fell to 190–215 Hz on a loaded
+2-core machine; the thread keeps 250 Hz there.)
 
 If a physics tick fails (an exception from the simulator or the controller), the error is logged once, the
 running goal is aborted with the error as its message, and physics stops for good: ``/joint_states`` falls
