@@ -25,10 +25,14 @@ steps the backend by the wall-clock time elapsed since its previous tick (in who
 controller and publishes the joint state (one message, built once and refilled). Like ros2_control's controller
 manager, the thread asks for SCHED_FIFO at ``thread_priority`` (0: normal scheduling; refused: a warning), and
 the interpreter hands it the GIL within a quarter period. Above 500 Hz, MuJoCo's control and physics step become
-the tick period, so that every tick publishes a new state. Requests are served by a MultiThreadedExecutor, in a
-reentrant callback group, and a running goal waits in its own executor thread. (An rclpy timer in the executor
-cost three times the CPU and, since rcl skips missed periods, fell to 190–215 Hz on a loaded 2-core machine; the
-thread keeps 250 Hz there.)
+the tick period, so that every tick publishes a new state. Requests are served by rclpy's EventsExecutor (one
+thread, woken by the middleware's callbacks, no wait set rebuilt per event), so a goal is taken, checked and
+answered without a hand-over between threads; each accepted goal then runs in a thread of its own
+(:class:`GoalThreadActionServer`), so the executor keeps serving while it runs. In a process that also holds a
+client of the node, spin it with a MultiThreadedExecutor instead: the middleware delivers that client's requests
+within the sending call, which keeps the interpreter lock the EventsExecutor's callback waits for. (An rclpy timer
+in the executor cost three times the CPU and, since rcl skips missed periods, fell to 190–215 Hz on a loaded
+2-core machine; the thread keeps 250 Hz there.)
 
 If a physics tick fails (an exception from the simulator or the controller), the error is logged once, the
 running goal is aborted with the error as its message, and physics stops for good: ``/joint_states`` falls
@@ -38,16 +42,18 @@ hardware reports an error is deactivated. Restart the node to go on.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from control_msgs.action import FollowJointTrajectory
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
-from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import Executor, MultiThreadedExecutor
+from rclpy.executors import Executor
+from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from sensor_msgs.msg import JointState as JointStateMsg
@@ -82,7 +88,6 @@ from mtrl_robot.ros.robot_description import RobotDescriptionPublisher
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.scenes.puck_table import Scene, load_scene
 
-EXECUTOR_THREADS = 4  # services, topic and goals; a running goal keeps one waiting
 MAX_CATCH_UP = 0.25  # s of physics stepped at most per tick; a longer stall is dropped, not replayed
 CANCEL_HANDSHAKE = 1.0  # s to wait for the action server to register a cancel request
 SHUTDOWN_DRAIN = 0.3  # s of spinning after SIGINT/SIGTERM so that aborted goals' results go out
@@ -132,6 +137,18 @@ def load_scene_with(scene_name: str, paddle: bool) -> Scene | None:
     return with_paddle(scene)
 
 
+class GoalThreadActionServer(ActionServer):
+    """An action server that runs each accepted goal's execute callback in a thread of its own, where rclpy runs it
+    as an executor task: a goal that runs for seconds leaves the executor free for the next request."""
+
+    def notify_execute(self, goal_handle: ServerGoalHandle,
+                       execute_callback: Callable[[ServerGoalHandle], FollowJointTrajectory.Result] | None) -> None:
+        callback = execute_callback or self._execute_callback
+        if callback is not None:  # the coroutine rclpy's executor would run: it sets the goal's result when done
+            threading.Thread(target=asyncio.run, args=(self._execute_goal(callback, goal_handle),),
+                             daemon=True).start()
+
+
 class ArmNode(Node):
     """A simulated arm that looks like a ros2_control robot with a joint trajectory controller."""
 
@@ -158,18 +175,16 @@ class ArmNode(Node):
         self._tf_period = 1.0 / p["tf_rate"]
         self._next_tf = 0.0  # monotonic time from which the next tick publishes /tf
 
-        requests = ReentrantCallbackGroup()  # goals wait in their own executor threads while they run
         controller = p["controller_name"]
         self._joint_states = self.create_publisher(JointStateMsg, "joint_states", 10)
         self._description = RobotDescriptionPublisher(self, self.arm)
-        self.create_subscription(JointTrajectoryMsg, f"{controller}/joint_trajectory", self._on_trajectory, 10,
-                                 callback_group=requests)
-        self._action = ActionServer(self, FollowJointTrajectory, f"{controller}/follow_joint_trajectory",
-                                    self._execute, goal_callback=self._on_goal,
-                                    cancel_callback=self._on_cancel, callback_group=requests)
-        self.create_service(Trigger, "~/randomize", self._randomize, callback_group=requests)
-        self.create_service(Trigger, "~/reset", self._reset, callback_group=requests)
-        self.create_service(Trigger, "~/reset_scene", self._reset_scene, callback_group=requests)
+        self.create_subscription(JointTrajectoryMsg, f"{controller}/joint_trajectory", self._on_trajectory, 10)
+        self._action = GoalThreadActionServer(self, FollowJointTrajectory, f"{controller}/follow_joint_trajectory",
+                                              self._execute, goal_callback=self._on_goal,
+                                              cancel_callback=self._on_cancel)
+        self.create_service(Trigger, "~/randomize", self._randomize)
+        self.create_service(Trigger, "~/reset", self._reset)
+        self.create_service(Trigger, "~/reset_scene", self._reset_scene)
         self._state_msg = JointStateMsg()  # filled and published by every tick
         self._physics = threading.Thread(target=self._physics_loop, args=(period, p["thread_priority"]), daemon=True)
         self._camera = None
@@ -418,16 +433,11 @@ def _wind_down(node: ArmNode, executor: Executor) -> None:
     drain = time.monotonic() + SHUTDOWN_DRAIN
     while time.monotonic() < drain:
         executor.spin_once(timeout_sec=0.05)
-    # Tasks already handed to the thread pool must run before shutdown destroys the executor's guard
-    # condition, or rclpy reports an InvalidHandle error for each.
-    executor.remove_node(node)
-    time.sleep(0.05)
 
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until SIGINT or SIGTERM (exit code 0); exit code 1 on a configuration error."""
-    return run_node("arm_node", ArmNode, lambda: MultiThreadedExecutor(num_threads=EXECUTOR_THREADS), args,
-                    before_shutdown=_wind_down)
+    return run_node("arm_node", ArmNode, lambda: EventsExecutor(), args, before_shutdown=_wind_down)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from ros_events import Messages, logged
 from sensor_msgs.msg import JointState
 from test_arm_node import HOME, JOINTS, TARGET, positions, trajectory
 
-from mtrl_robot.ros.arm_node import EXECUTOR_THREADS, ArmNode
+from mtrl_robot.ros.arm_node import ArmNode
 from mtrl_robot.ros.conversions import to_duration
 
 FJT = FollowJointTrajectory
@@ -31,7 +31,10 @@ def node(ros_env) -> Iterator[ArmNode]:
     """An arm node in this process, under :data:`NAMESPACE`, spun by a thread."""
     context = rclpy.get_default_context()  # the node's; the test client has a context of its own
     rclpy.init(args=["--ros-args", "-r", f"__ns:={NAMESPACE}"], context=context)
-    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS, context=context)
+    # Not the EventsExecutor the node runs with: with the client in the same process, the middleware delivers its
+    # goal request within the sending call, and the EventsExecutor's callback then waits for the interpreter lock
+    # that call holds. Goals run in threads of their own under either executor.
+    executor = MultiThreadedExecutor(context=context)
     node = ArmNode()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)

@@ -13,4 +13,7 @@ def test_bench_policy_figures():
     assert figures["targets"] == 5 and figures["trajectories_succeeded"] == 5, figures
     assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
     assert p50 <= p99 <= peak, figures
+    # every goal's acceptance stamp comes before its status reaches the bench
+    assert all(figures[f"target_to_goal_accepted_{k}_ms"] <= figures[f"target_to_status_seen_{k}_ms"]
+               for k in ("p50", "p99", "max")), figures
     assert figures["planning_only_p50_ms"] <= figures["planning_only_p99_ms"], figures

@@ -5,11 +5,15 @@ Both nodes run as subprocesses on a ROS domain of their own (101-200 from this p
 folder. The policy node plans with the Panda model file of the ``small`` preset's model, trained here in a few
 seconds (latency does not depend on how well it reaches), for the nominal Panda behind the ``sim_panda`` preset.
 
-This process publishes one reachable target at a time on ``/target`` and times it until a new goal shows up as
-accepted (or executing) on the FollowJointTrajectory action's status topic. The interval holds the target's trip
-to the policy node; there, callback scheduling, reading the joint state, the model's prediction, fitting the
-trajectory to the limits, the safety check and sending the goal; in the arm node, accepting the goal; and the
-status message's trip back here, which the policy node does not wait for, so the figure slightly overestimates.
+This process publishes one reachable target at a time on ``/target`` and waits until a new goal shows up as
+accepted (or executing) on the FollowJointTrajectory action's status topic. Target → goal accepted runs from
+just before the target is published (system clock) to the goal's acceptance stamp in that status (the arm
+node's ROS clock, the same system clock: the action server stamps a goal when its goal callback has accepted
+it, just before it answers the client). The interval holds the target's trip to the policy node; there,
+callback scheduling, reading the joint state, the model's prediction, fitting the trajectory to the limits, the
+safety check and sending the goal; in the arm node, taking the request and checking the goal. Target → status
+seen runs to the status message's arrival here (monotonic clock): it adds the answer being sent, the status's
+trip and this process's own scheduling, none of which the policy node waits for.
 
 Every target starts from home at rest with no goal running: after each goal is accepted, its trajectory runs to
 its end (seen on the status topic; the count that succeeded is reported), then ``/arm_node/reset`` puts the arm
@@ -42,6 +46,7 @@ from mtrl_robot.learning.reaching.presets import load_preset
 from mtrl_robot.learning.reaching.train import train_from_preset
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.ros.conversions import point_msg
+from mtrl_robot.ros.conversions import seconds as stamp_seconds
 from mtrl_robot.ros.policy_node import plan_latency
 from mtrl_robot.ros.run import node_command
 from mtrl_robot.tools.bench.ros_bench import BenchClient, percentiles_ms, stop_process, wait_reply
@@ -76,10 +81,12 @@ class _Node:
 
 
 class _GoalLog:
-    """When each goal id was first seen active (``perf_counter``), and how it ended, on the action's status topic."""
+    """When each goal id was first seen active (``perf_counter``), its acceptance stamp (s, system clock), and how
+    it ended, on the action's status topic."""
 
     def __init__(self) -> None:
         self.accepted: dict[bytes, float] = {}
+        self.stamps: dict[bytes, float] = {}
         self.ended: dict[bytes, int] = {}
         self._changed = threading.Condition()
 
@@ -90,6 +97,7 @@ class _GoalLog:
                 goal = bytes(status.goal_info.goal_id.uuid)
                 if status.status in ACTIVE:
                     self.accepted.setdefault(goal, now)
+                    self.stamps.setdefault(goal, stamp_seconds(status.goal_info.stamp))
                 elif status.status in ENDED:
                     self.ended.setdefault(goal, status.status)
             self._changed.notify_all()
@@ -128,18 +136,19 @@ def bench_policy(targets: int = 20, seed: int = 0) -> dict[str, float]:
             nodes.append(_Node("arm_node", node_command("arm_node", {"robot": "panda"}), env, folder))
             nodes.append(_Node("policy_node", node_command("policy_node", {
                 "model": model, "robot": "panda", "preset": "sim_panda"}), env, folder))
-            latencies, succeeded = _measure(domain, nodes, points)
+            accepted, seen, succeeded = _measure(domain, nodes, points)
         finally:
             for node in reversed(nodes):
                 stop_process(node.process)
         planning = plan_latency(model, arm, points[1:], load_hardware_preset("sim_panda").safety_limits(arm))
-    return {"targets": len(latencies), "trajectories_succeeded": succeeded,
-            **percentiles_ms(latencies, "target_to_goal_accepted"),
+    return {"targets": len(accepted), "trajectories_succeeded": succeeded,
+            **percentiles_ms(accepted, "target_to_goal_accepted"), **percentiles_ms(seen, "target_to_status_seen"),
             "planning_only_p50_ms": planning["p50_ms"], "planning_only_p99_ms": planning["p99_ms"]}
 
 
-def _measure(domain: int, nodes: list[_Node], points: np.ndarray) -> tuple[list[float], int]:
-    """Seconds from publishing each target but the first to its goal's acceptance, and how many goals succeeded."""
+def _measure(domain: int, nodes: list[_Node], points: np.ndarray) -> tuple[list[float], list[float], int]:
+    """Seconds from publishing each target but the first to its goal's acceptance stamp and to its status seen
+    here, and how many goals succeeded."""
     arm_node, policy_node = nodes
     bench = BenchClient(domain, "policy_bench_client")
     client = bench.node
@@ -154,21 +163,23 @@ def _measure(domain: int, nodes: list[_Node], points: np.ndarray) -> tuple[list[
         _until(lambda: publisher.get_subscription_count() > 0, nodes, policy_node, "did not subscribe to /target")
         _warm_up(publisher, goals, nodes, points[0])
         _finish_and_reset(reset, goals)
-        latencies, succeeded = [], 0
+        accepted, seen, succeeded = [], [], 0
         for target in points[1:]:
             known = goals.seen()
-            started = time.perf_counter()
-            publisher.publish(point_msg(target))
+            message = point_msg(target)
+            started_wall, started = time.time(), time.perf_counter()
+            publisher.publish(message)
             goal = goals.new_goal(known, ACCEPT_TIMEOUT)
             if goal is None:
                 raise policy_node.failure(f"sent no accepted goal for target {target.round(3).tolist()} "
                                           f"within {ACCEPT_TIMEOUT} s")
-            latencies.append(goals.accepted[goal] - started)
+            accepted.append(goals.stamps[goal] - started_wall)
+            seen.append(goals.accepted[goal] - started)
             _finish_and_reset(reset, goals)
             succeeded += goals.ended[goal] == GoalStatus.STATUS_SUCCEEDED
     finally:
         bench.close()
-    return latencies, succeeded
+    return accepted, seen, succeeded
 
 
 def _until(condition: Callable[[], bool], nodes: list[_Node], culprit: _Node, what: str) -> None:
