@@ -42,9 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.core.atomic import write_atomic
@@ -57,6 +55,7 @@ from mtrl_robot.learning.reaching.evaluate import (
     SEED,
     TARGETS_PER_ROBOT,
     probabilistic_checkpoints,
+    validation_arms,
 )
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
 from mtrl_robot.meta.guard import guarded_adapt
@@ -142,16 +141,6 @@ def fit_spread(state: ReachingCheckpoint, cases: Sequence[Cases], seed: int) -> 
     return scale, noise, covered(scale, noise)
 
 
-def validation_robots(state: ReachingCheckpoint, count: int) -> list[Arm]:
-    """``count`` fresh robots of the checkpoint's family from its run's population, after the run's last one."""
-    data = state.preset.data
-    config = populations.load_config(data.population_config, seed=data.population_seed, families=list(data.families),
-                                     robots_per_family=data.robots_per_family)
-    nominal = next(n for n in map(load_family, config.families) if n.family == state.info["family"])
-    return [populations.perturb(nominal, config, index)
-            for index in range(config.robots_per_family, config.robots_per_family + count)]
-
-
 def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int] = (0, 1, 5),
                        targets_per_robot: int = TARGETS_PER_ROBOT, samples: int = SAMPLES, seed: int = SEED,
                        robots_per_family: int | None = None, validation: int = VALIDATION_ROBOTS,
@@ -176,7 +165,7 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
         n_waypoints = int(state.info["n_waypoints"])
         state.learner.generator.manual_seed(seed)
         by_k: dict[int, list[Cases]] = {k: [] for k in ks}
-        arms = validation_robots(state, validation)
+        arms = validation_arms(state, validation)
         for arm in progress_bar(arms, desc=f"validation {family}", unit="robot", disable=not progress):
             demos = plan_robot_demos(arm, max(max(ks), 1), state.preset.data.demo_seed, n_waypoints)
             if len(demos) < max(ks):

@@ -407,21 +407,26 @@ def _multitask_model(run: Path, out: Path, family: str, base: ReachingCheckpoint
     return model.eval()
 
 
-def validation_robots(base: ReachingCheckpoint, count: int, demos_per_robot: int,
-                      compute: ComputeConfig = IN_THIS_PROCESS) -> tuple[DemoDataset, list[str]]:
-    """``count`` robots of the checkpoint's family that its run never saw, and their demos: the robots after the
-    run's population (indices ``data.robots_per_family`` on, drawn as the population's own robots are,
-    :func:`~mtrl_robot.arms.population.perturb`), each with ``demos_per_robot`` demos planned with the run's demo
-    seed."""
+def validation_arms(base: ReachingCheckpoint, count: int) -> list[Arm]:
+    """``count`` robots of the checkpoint's family that its run never saw: the robots after the run's population
+    (indices ``data.robots_per_family`` on), drawn as the population's own robots are
+    (:func:`~mtrl_robot.arms.population.perturb`)."""
     data = base.preset.data
     family = base.info["family"]
     specs = dict(zip(load_families(data.families, None, "data.families"), data.families, strict=True))
     config = populations.load_config(data.population_config, seed=data.population_seed, families=[specs[family]],
                                      robots_per_family=data.robots_per_family)
     nominal = load_family(specs[family])
-    arms = [populations.perturb(nominal, config, index)
+    return [populations.perturb(nominal, config, index)
             for index in range(data.robots_per_family, data.robots_per_family + count)]
-    return generate_demos(arms, demos_per_robot, data.demo_seed, compute, progress=False), [a.robot_id for a in arms]
+
+
+def validation_robots(base: ReachingCheckpoint, count: int, demos_per_robot: int,
+                      compute: ComputeConfig = IN_THIS_PROCESS) -> tuple[DemoDataset, list[str]]:
+    """:func:`validation_arms` and their demos, ``demos_per_robot`` each, planned with the run's demo seed."""
+    arms = validation_arms(base, count)
+    return generate_demos(arms, demos_per_robot, base.preset.data.demo_seed, compute, progress=False), \
+        [a.robot_id for a in arms]
 
 
 def finetune_sweep(multitask, validation: dict[str, tuple[DemoDataset, ReachingCheckpoint, list[str]]],
