@@ -113,6 +113,22 @@ def shown_target(terminal: Terminal, stage: str) -> np.ndarray:
     return np.array([float(v) for v in TARGET_LINE.search(terminal.screen()).groups()])
 
 
+def start_recording(terminal: Terminal) -> None:
+    """Press r and wait for the recording screen; like a person, press r once more if the screen has not reacted at
+    all (still the target, same keys, no request under way) after a while."""
+    recording = r"\[recording\](.|\n)*keys: \[s\]"
+    terminal.press("r")
+    try:
+        terminal.wait_for(recording, timeout=20.0)
+        return
+    except AssertionError:
+        screen = terminal.screen()
+        if not re.search(r"\[demonstration target\](.|\n)*keys: \[r\]", screen) or "starting the episode" in screen:
+            raise
+    terminal.press("r")
+    terminal.wait_for(recording)
+
+
 def test_teach_five_demonstrations_adapt_and_test_in_a_terminal(panda_run, ros_env, ros_client, tmp_path):
     checkpoint, population_file, robot = panda_run
     arm = populations.load(population_file).get(robot)
@@ -143,8 +159,7 @@ def test_teach_five_demonstrations_adapt_and_test_in_a_terminal(panda_run, ros_e
                 terminal.wait_for("new target")
                 continue
             home()
-            terminal.press("r")
-            terminal.wait_for(r"\[recording\](.|\n)*keys: \[s\]")
+            start_recording(terminal)
             trajectory = fit_limits(JointTrajectory(arm.joint_names, planned.times[0], planned.positions[0],
                                                     planned.velocities[0]), limits)
             assert action.wait_for_server(timeout_sec=30.0)
