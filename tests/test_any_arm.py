@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch_threads import one_thread  # noqa: F401
 
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
@@ -24,14 +25,6 @@ from mtrl_robot.models.model_file import load_model_file
 TINY = ["data.robots_per_family=5", "data.held_out_per_family=1", "data.demos_per_robot=14", "meta.k_query=6",
         "meta.meta_batch_size=2", "meta.meta_steps=6", "meta.checkpoint_every=6", "pretrain.nominal_demos=40",
         "pretrain.vae_steps=10", "pretrain.policy_steps=20", "adapt.steps=3"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_padding_is_left_out_of_the_loss_and_changes_nothing_without_it():

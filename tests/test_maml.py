@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch_threads import one_thread  # noqa: F401
 
 from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.meta import MAMLConfig, ProbabilisticMAML, make_meta_learner, read_checkpoint
@@ -18,15 +19,6 @@ from mtrl_robot.meta.sinusoid import SinusoidTasks, make_mlp
 from mtrl_robot.models.joint_padding import masked_mse
 
 SINUSOIDS = SinusoidTasks()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a small, busy machine it is faster and steadier than two."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _few_shot_mse(learner: MAML, tasks: TaskBatch) -> float:

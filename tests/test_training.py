@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch_threads import one_thread  # noqa: F401
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
@@ -36,15 +37,6 @@ from mtrl_robot.motions.dataset import DatasetError, DemoDataset
 from mtrl_robot.motions.dataset import load as load_demos
 from mtrl_robot.motions.generate import generate_demos
 from mtrl_robot.motions.reach import plan_robot_demos
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a small, busy machine it is much faster than two."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
