@@ -261,10 +261,10 @@ class SafetyChecker:
             return
         self._check_box(flange, lambda row: f"at waypoint {row}")
         moved = [np.abs(sampled - positions[ends]) @ self._lever_arms for ends in (segments, segments + 1)]
-        outside = np.flatnonzero((moved[0] >= clearance[segments]) & (moved[1] >= clearance[segments + 1]))
-        if outside.size:
-            self._check_box(self._chain.flange_positions(sampled[outside][:, self._fk_columns]),
-                            lambda row: f"{_between(segments[outside[row]], 0)} (t = {inner[outside[row]]:.3f} s)")
+        doubtful = np.flatnonzero((moved[0] >= clearance[segments]) & (moved[1] >= clearance[segments + 1]))
+        if doubtful.size:
+            self._check_box(self._chain.flange_positions(sampled[doubtful][:, self._fk_columns]),
+                            lambda row: f"{_between(segments[doubtful[row]], 0)} (t = {inner[doubtful[row]]:.3f} s)")
 
     def _check_box(self, flange: np.ndarray, where: Callable[[int], str]) -> None:
         """Flange positions (k, 3) inside the workspace box; ``where(row)`` names row ``row`` in a refusal."""
