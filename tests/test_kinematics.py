@@ -131,6 +131,22 @@ def test_numpy_and_torch_fk_agree(family, make):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_flange_positions_and_lever_arms(family):
+    """The flange-only FK equals the frames' flange; turning the joints moves the flange by no more than the lever
+    arms times the joint differences, far or near."""
+    arm = perturbed(load_family(family))
+    chain = CompiledChain(arm)
+    q = random_q(arm, 200, seed=5)
+    flange = chain.flange_positions(q)
+    assert np.abs(flange - chain.frames(q)[:, -1, :3, 3]).max() <= 1e-12
+    near = q + np.random.default_rng(6).uniform(-0.02, 0.02, q.shape)
+    for other, then in ((q[::-1], flange[::-1]), (near, chain.flange_positions(near))):
+        ratio = np.linalg.norm(then - flange, axis=1) / (np.abs(other - q) @ chain.lever_arms)
+        assert ratio.max() <= 1.0
+    assert np.median(ratio) > 0.15  # near postures: a bound, not a vacuous one
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_torch_fk_gradients_match_finite_differences(family):
     fk = TorchFK(perturbed(load_family(family)))
     q = torch.from_numpy(random_q(load_family(family), 3, seed=3)).requires_grad_()

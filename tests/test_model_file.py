@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,9 @@ from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.predict import predict, predict_positions
 from mtrl_robot.learning.reaching.presets import load_preset
 from mtrl_robot.learning.reaching.pretrain import build_model
-from mtrl_robot.models.model_file import load_model_file
+from mtrl_robot.models.model_file import load_model_file, reaching_model
+from mtrl_robot.models.numpy_model import NumpyReachingModel
+from mtrl_robot.models.onnx_export import TOLERANCE
 
 N_WAYPOINTS = 12
 
@@ -54,6 +57,24 @@ def test_model_file_predicts_exactly_what_the_checkpoint_predicts(tmp_path, vari
     for a, b in zip(predict(path, arm, targets[:2]), predict(state, arm, targets[:2]), strict=True):
         np.testing.assert_array_equal(a.positions, b.positions)
         np.testing.assert_array_equal(a.times, b.times)
+
+
+@pytest.mark.parametrize("variant", ["maml", "probabilistic"])
+def test_the_numpy_model_predicts_what_pytorch_predicts(tmp_path, variant):
+    """Within the ONNX export's tolerance, for the model file as saved and for one across families with fewer
+    joints than columns (a family code, padded joint columns) and its adapted task latent, if any."""
+    state = _checkpoint(tmp_path, variant)
+    model = load_model_file(state.save_model_file(checkpoints.model_file_path(state.path)))
+    config = {**model.config, "code_dim": 3, "dof": 9}
+    across = reaching_model(config).eval()
+    with torch.no_grad():
+        across.policy.code.copy_(torch.tensor([0.0, 1.0, 0.0]))
+        across.scaler.mean.normal_(generator=torch.Generator().manual_seed(1))
+        across.scaler.scale.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(2))
+    targets = np.random.default_rng(1).uniform([0.3, -0.3, 0.2], [0.6, 0.3, 0.6], (6, 3))
+    for file in (model, replace(model, model=across, config=config)):
+        assert np.abs(NumpyReachingModel(file).offsets(targets) - file.offsets(targets)).max() <= TOLERANCE
+        assert NumpyReachingModel(file).joint_names == file.joint_names
 
 
 def test_bad_model_files_are_refused_naming_the_file(tmp_path):

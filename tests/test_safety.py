@@ -214,6 +214,63 @@ def test_limits_validation(kwargs, message):
         replace(LIMITS, **kwargs)
 
 
+def every_sample_refusal(checker: SafetyChecker, traj: JointTrajectory) -> str | None:
+    """The refusal of the path check that checks every sample of its grid (forward kinematics everywhere), or None."""
+    times, limits, box = traj.times, checker.limits, checker.limits.workspace
+    grid = np.arange(times[0], times[-1], checker.workspace_step)
+    after = np.searchsorted(times, grid)
+    gap = np.minimum(np.abs(grid - times[np.minimum(after, len(times) - 1)]),
+                     np.abs(grid - times[np.maximum(after - 1, 0)]))
+    inner = grid[gap > 1e-9]
+    segments = np.searchsorted(times, inner) - 1
+    sampled = traj.sample(inner)[0] if inner.size else np.zeros((0, len(NAMES)))
+    outside = (sampled < limits.inner_lower) | (sampled > limits.inner_upper)
+    if outside.any():
+        k, j = np.argwhere(outside)[0]
+        return f"{NAMES[j]}: position {sampled[k, j]:.4f} rad between waypoint {segments[k]} and waypoint " \
+               f"{segments[k] + 1}"
+    flange = flange_position(ARM, np.vstack([traj.positions, sampled]))
+    outside = (flange < box.lower) | (flange > box.upper)
+    if not outside.any():
+        return None
+    row, axis = np.argwhere(outside)[0]
+    n = len(times)
+    k = segments[row - n] if row >= n else None
+    where = f"at waypoint {row}" if k is None else f"between waypoint {k} and waypoint {k + 1}"
+    return f"flange: {'xyz'[axis]} = {flange[row, axis]:.4f} m {where}"
+
+
+def test_the_path_check_refuses_what_checking_every_sample_refuses():
+    """Sparing samples and forward kinematics changes no outcome: random moves with and without velocities, some
+    overshooting a limit between waypoints, in boxes fitted around their waypoints so that the flange leaves some
+    between them."""
+    rng = np.random.default_rng(11)
+    outcomes = set()
+    for _ in range(300):
+        n = int(rng.integers(2, 9))
+        times = np.cumsum(rng.uniform(0.05, 0.6, n)) - 0.05
+        positions = HOME + np.cumsum(rng.uniform(-0.15, 0.15, (n, 7)), axis=0)
+        if rng.random() < 0.3:  # one joint's highest waypoint just inside its limit
+            j = int(rng.integers(7))
+            positions[:, j] += LIMITS.inner_upper[j] - 0.01 * rng.random() - positions[:, j].max()
+        velocities = rng.uniform(-0.8, 0.8, (n, 7)) if rng.random() < 0.7 else None
+        traj = JointTrajectory(NAMES, times, positions, velocities)
+        flange = flange_position(ARM, positions)
+        lower = flange.min(axis=0) - rng.uniform(-0.002, 0.03, 3)
+        box = Workspace(lower, np.maximum(flange.max(axis=0) + rng.uniform(-0.002, 0.03, 3), lower + 1e-3))
+        checker = SafetyChecker(replace(LIMITS, workspace=box))
+        expected = every_sample_refusal(checker, traj)
+        try:
+            checker._check_path(traj)
+            got = None
+        except SafetyError as exc:
+            got = str(exc)
+        assert (got is None) == (expected is None) and (got is None or got.startswith(expected)), (got, expected)
+        outcomes.add("accepted" if got is None else got.split(" ")[0] + (" between" if "between" in got else ""))
+    assert {"accepted", "flange: between", "flange:"} <= outcomes
+    assert any(o.startswith("panda") and o.endswith("between") for o in outcomes), outcomes
+
+
 def test_workspace_validation():
     with pytest.raises(ValueError, match="workspace y: minimum"):
         Workspace(np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.5, 1.0]))

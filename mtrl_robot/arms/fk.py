@@ -30,6 +30,15 @@ class CompiledChain:
         self.skew = skew_matrices(self.axes)
         self.skew2 = self.skew @ self.skew
         self.flange = arm.flange_transform()
+        # Per joint, (3, 9): a row vector v times it gives v·Oᵀ, v·(OK)ᵀ, v·(OK²)ᵀ (O the origin's rotation), the
+        # three terms of the joint's rotation (Rodrigues) applied to v: flange_positions needs one product per joint.
+        rotation = self.origins[:, :3, :3]
+        self.rodrigues = np.concatenate([rotation, rotation @ self.skew, rotation @ self.skew2],
+                                        axis=1).transpose(0, 2, 1)
+        # Per joint, the most the flange can be from its axis in any posture (the lengths of the links after it):
+        # turning the joints by Δq moves the flange by at most lever_arms · |Δq|.
+        lengths = np.linalg.norm(np.vstack([self.origins[1:, :3, 3], self.flange[None, :3, 3]]), axis=1)
+        self.lever_arms = np.cumsum(lengths[::-1])[::-1]
 
     def local_rotations(self, q: np.ndarray) -> np.ndarray:
         """(..., dof) → (..., dof, 3, 3): each joint's origin rotation times its rotation by q, i.e. the rotation of
@@ -52,6 +61,16 @@ class CompiledChain:
         frames[..., -1, :3, :3] = r @ self.flange[:3, :3]
         frames[..., -1, :3, 3] = p + r @ self.flange[:3, 3]
         return frames
+
+    def flange_positions(self, q: np.ndarray) -> np.ndarray:
+        """(n, dof) → flange positions (n, 3), without the other frames: the flange's offset carried from the last
+        joint back to the base, one (n, 3) × (3, 9) product per joint."""
+        s, c = np.sin(q), 1.0 - np.cos(q)
+        v = np.broadcast_to(self.flange[:3, 3], (len(q), 3))
+        for i in range(self.arm.dof - 1, -1, -1):
+            terms = v @ self.rodrigues[i]
+            v = self.origins[i, :3, 3] + terms[:, :3] + s[:, i, None] * terms[:, 3:6] + c[:, i, None] * terms[:, 6:]
+        return self.base[:3, 3] + v @ self.base[:3, :3].T
 
     def position_and_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(..., dof) → flange positions (..., 3) and position Jacobians (..., 3, dof)."""

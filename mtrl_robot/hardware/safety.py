@@ -25,6 +25,7 @@ from mtrl_robot.backends.trajectory import JointLimits, JointState, JointTraject
 
 DEFAULT_CONTROL_PERIOD = 0.001  # s, ros2_control's usual 1 kHz; a shorter period prices steps higher
 AXES = "xyz"
+BOUND_SLACK = 1e-9  # rad or m kept off the limits and the box by the bounds that spare samples, against round-off
 
 
 class SafetyError(TrajectoryError):
@@ -152,6 +153,9 @@ class SafetyChecker:
         # column of the checked trajectory that feeds each joint of the arm, in the arm's order
         self._fk_columns = ([limits.model_names.index(n) for n in limits.arm.joint_names]
                             if limits.arm is not None else [])
+        self._lever_arms = np.zeros(len(limits.names))  # the chain's lever arms, in the checked columns' order
+        if self._chain is not None:
+            self._lever_arms[self._fk_columns] = self._chain.lever_arms
 
     def check(self, trajectory: JointTrajectory, measured: JointState) -> JointTrajectory:
         """Return ``trajectory`` reordered to the robot's joints, or raise :class:`SafetyError`.
@@ -219,31 +223,60 @@ class SafetyChecker:
                           f"{bound:.4f} rad{margin} by {abs(q - bound):.4f} rad")
 
     def _check_path(self, traj: JointTrajectory) -> None:
-        """Joint limits between waypoints, and the flange box at and between waypoints, on a fine time grid."""
-        times = traj.times
-        grid = np.arange(times[0], times[-1], self.workspace_step)
-        after = np.searchsorted(times, grid)
-        gap = np.minimum(np.abs(grid - times[np.minimum(after, len(times) - 1)]),
-                         np.abs(grid - times[np.maximum(after - 1, 0)]))
-        inner = grid[gap > 1e-9]
-        segments = np.searchsorted(times, inner) - 1
-        sampled = traj.sample(inner)[0] if inner.size else np.zeros((0, len(self.limits.names)))
+        """Joint limits between waypoints, and the flange box at and between waypoints, on a fine time grid.
+
+        The outcome is that of checking every sample of the grid, with less work: only the segments that could
+        fail are sampled, and forward kinematics runs at the waypoints and at the samples that could be outside the
+        box. Each joint stays within the control points of a segment's cubic (its Bézier polygon: the ends, and the
+        ends moved by a third of the segment along their velocities), or within the ends of a linear segment; and
+        turning the joints by Δq moves the flange by at most ``lever_arms · |Δq|``, so a segment or a sample is
+        inside the box when its joints stay closer to a waypoint than the flange there is to the box's faces.
+        """
+        lim, box = self.limits, self.limits.workspace
+        times, positions = traj.times, traj.positions
+        corners = [positions[:-1], positions[1:]]
+        if traj.velocities is not None:
+            third = np.diff(times)[:, None] / 3.0
+            corners += [positions[:-1] + third * traj.velocities[:-1], positions[1:] - third * traj.velocities[1:]]
+        low, high = np.minimum.reduce(corners), np.maximum.reduce(corners)
+        unsure = np.any((low < lim.inner_lower + BOUND_SLACK) | (high > lim.inner_upper - BOUND_SLACK), axis=1)
+        if box is not None:
+            flange = self._chain.flange_positions(positions[:, self._fk_columns])
+            clearance = np.minimum(flange - box.lower, box.upper - flange).min(axis=1) - BOUND_SLACK
+            reach = [np.maximum(np.abs(low - end), np.abs(high - end)) @ self._lever_arms for end in corners[:2]]
+            unsure |= (reach[0] >= clearance[:-1]) & (reach[1] >= clearance[1:])
+        if np.any(unsure):
+            grid = np.arange(times[0], times[-1], self.workspace_step)
+            after = np.searchsorted(times, grid)
+            gap = np.minimum(np.abs(grid - times[np.minimum(after, len(times) - 1)]),
+                             np.abs(grid - times[np.maximum(after - 1, 0)]))
+            inner = grid[gap > 1e-9]
+            segments = np.searchsorted(times, inner) - 1
+            inner, segments = inner[unsure[segments]], segments[unsure[segments]]
+        else:
+            inner, segments = np.zeros(0), np.zeros(0, dtype=int)
+        sampled = traj.sample(inner)[0] if inner.size else np.zeros((0, len(lim.names)))
         self._check_positions(sampled, segments, inner)
-        box = self.limits.workspace
         if box is None:
             return
-        q = np.vstack([traj.positions, sampled])
-        flange = self._chain.frames(q[:, self._fk_columns])[:, -1, :3, 3]
+        self._check_box(flange, lambda row: f"at waypoint {row}")
+        moved = [np.abs(sampled - positions[ends]) @ self._lever_arms for ends in (segments, segments + 1)]
+        doubtful = np.flatnonzero((moved[0] >= clearance[segments]) & (moved[1] >= clearance[segments + 1]))
+        if doubtful.size:
+            self._check_box(self._chain.flange_positions(sampled[doubtful][:, self._fk_columns]),
+                            lambda row: f"{_between(segments[doubtful[row]], 0)} (t = {inner[doubtful[row]]:.3f} s)")
+
+    def _check_box(self, flange: np.ndarray, where: Callable[[int], str]) -> None:
+        """Flange positions (k, 3) inside the workspace box; ``where(row)`` names row ``row`` in a refusal."""
+        box = self.limits.workspace
         low, high = flange < box.lower, flange > box.upper
         if not np.any(low | high):
             return
         row, axis = np.argwhere(low | high)[0]
-        n = len(times)
-        where = f"at waypoint {row}" if row < n else f"{_between(segments[row - n], 0)} (t = {inner[row - n]:.3f} s)"
         value = flange[row, axis]
         side, bound = (("below the workspace minimum", box.lower[axis]) if low[row, axis]
                        else ("above the workspace maximum", box.upper[axis]))
-        raise SafetyError(f"flange: {AXES[axis]} = {value:.4f} m {where} is {side} {bound:.4f} m "
+        raise SafetyError(f"flange: {AXES[axis]} = {value:.4f} m {where(row)} is {side} {bound:.4f} m "
                           f"by {abs(value - bound):.4f} m")
 
     def describe(self, trajectory: JointTrajectory) -> str:
@@ -256,7 +289,7 @@ class SafetyChecker:
             lines.append(f"  {name:18} {traj.positions[0, j]:8.4f} → {traj.positions[-1, j]:8.4f} rad, "
                          f"peak {peak[j]:.3f} rad/s ({100 * peak[j] / self.limits.velocity[j]:.0f} % of limit)")
         if self._chain is not None:
-            ends = self._chain.frames(traj.positions[[0, -1]][:, self._fk_columns])[:, -1, :3, 3]
+            ends = self._chain.flange_positions(traj.positions[[0, -1]][:, self._fk_columns])
             lines.append(f"  flange {np.round(ends[0], 4).tolist()} → {np.round(ends[1], 4).tolist()} m")
         return "\n".join(lines)
 

@@ -130,11 +130,10 @@ def trajectory_to_msg(trajectory: JointTrajectory, stamp: Time | None = None) ->
     msg = JointTrajectoryMsg(joint_names=list(trajectory.joint_names))
     if stamp is not None:
         msg.header.stamp = stamp
-    for k, t in enumerate(trajectory.times):
-        point = JointTrajectoryPoint(positions=trajectory.positions[k].tolist(), time_from_start=to_duration(t))
-        if trajectory.velocities is not None:
-            point.velocities = trajectory.velocities[k].tolist()
-        msg.points.append(point)
+    positions = trajectory.positions.tolist()
+    velocities = [[] for _ in positions] if trajectory.velocities is None else trajectory.velocities.tolist()
+    msg.points = [JointTrajectoryPoint(positions=p, velocities=v, time_from_start=to_duration(t))
+                  for p, v, t in zip(positions, velocities, trajectory.times.tolist(), strict=True)]
     return msg
 
 

@@ -5,7 +5,8 @@
   target received in another state is ignored, with a warning.
 - Loads a deployable model file (:mod:`mtrl_robot.models.model_file`), never a training checkpoint.
 - Subscribes ``target`` (``geometry_msgs/PointStamped``, frame ``world``). Each target is planned with
-  :func:`~mtrl_robot.learning.reaching.predict.predict` from the measured joint state, slowed down if needed to fit the
+  :func:`~mtrl_robot.learning.reaching.predict.predict` from the measured joint state, the model run in numpy
+  (:class:`~mtrl_robot.models.numpy_model.NumpyReachingModel`), slowed down if needed to fit the
   preset's velocity and acceleration limits (times ``LIMIT_FRACTIONS``), and sent through
   :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend`, so the safety layer checks it. A new target
   replaces the running trajectory; each outcome is logged.
@@ -26,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from geometry_msgs.msg import PointStamped
 from rclpy.experimental import EventsExecutor
 from std_srvs.srv import Trigger
@@ -40,6 +40,7 @@ from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.hardware.safety import SafetyError, SafetyLimits
 from mtrl_robot.learning.reaching.predict import predict
 from mtrl_robot.models.model_file import ReachingModelFile, load_model_file
+from mtrl_robot.models.numpy_model import NumpyReachingModel
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
 from mtrl_robot.ros.lifecycle import LIFECYCLE_PARAMETERS, ManagedArmNode
 from mtrl_robot.ros.markers import reach_markers
@@ -74,12 +75,12 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 def plan_latency(model: str | Path | ReachingModelFile, arm: Arm, targets: np.ndarray,
                  limits: SafetyLimits | None = None) -> dict[str, float]:
     """Target → timed trajectory latency percentiles of the policy's planning step, one target at a time."""
-    state = model if isinstance(model, ReachingModelFile) else load_model_file(model)
+    planner = NumpyReachingModel(model if isinstance(model, ReachingModelFile) else load_model_file(model))
     limits = limits or SafetyLimits.from_arm(arm)
     samples = []
     for target in np.asarray(targets, dtype=float).reshape(-1, 3):
         started = time.perf_counter()
-        fit_limits(predict(state, arm, target[None])[0], limits)
+        fit_limits(predict(planner, arm, target[None])[0], limits)
         samples.append(time.perf_counter() - started)
     return percentiles(samples)
 
@@ -90,7 +91,7 @@ class PolicyNode(ManagedArmNode):
     def __init__(self) -> None:
         super().__init__("policy_node", PARAMETERS)
         self.arm: Arm | None = None
-        self.state: ReachingModelFile | None = None
+        self.model: NumpyReachingModel | None = None
         self.latencies: list[float] = []
         self._lock = threading.Lock()  # one target planned and sent at a time
         self._sent = 0  # trajectories sent; only the latest one's outcome is shown
@@ -102,7 +103,7 @@ class PolicyNode(ManagedArmNode):
     def load(self) -> HardwareBackend:
         p = self.p
         self.arm = load_arm(p["robot"], p["population_file"], p["urdf_file"], p["flange_link"])
-        self.state = self._load(p["model"])
+        self.model = self._load(p["model"])
         backend = HardwareBackend(p["preset"], arm=self.arm, node_name="policy_node_client")
         self.get_logger().info(f"policy for {self.arm.robot_id} from {p['model'] or 'no model yet'}, "
                                f"preset {p['preset']}")
@@ -110,9 +111,9 @@ class PolicyNode(ManagedArmNode):
 
     def unload(self) -> None:
         with self._lock:
-            self.arm, self.state = None, None
+            self.arm, self.model = None, None
 
-    def _load(self, path: str) -> ReachingModelFile | None:
+    def _load(self, path: str) -> NumpyReachingModel | None:
         """The model file at ``path`` (None for ''), refused unless it drives the robot's joints."""
         if not path:
             return None
@@ -120,7 +121,7 @@ class PolicyNode(ManagedArmNode):
         if set(state.joint_names) != set(self.arm.joint_names):
             raise CheckpointError(f"{path}: the model drives the joints {list(state.joint_names)}, robot "
                                   f"{self.arm.robot_id} has {list(self.arm.joint_names)}")
-        return state
+        return NumpyReachingModel(state)
 
     def _reload(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         path = self.get_parameter("model").value
@@ -128,12 +129,12 @@ class PolicyNode(ManagedArmNode):
             response.success, response.message = False, f"{self.get_name()} is unconfigured: configure loads the model"
             return response
         try:
-            state = self._load(path)
+            model = self._load(path)
         except CheckpointError as exc:
             response.success, response.message = False, str(exc)
             return response
         with self._lock:
-            self.state = state
+            self.model = model
         response.success, response.message = True, f"loaded {path}"
         self.get_logger().info(response.message)
         return response
@@ -151,12 +152,12 @@ class PolicyNode(ManagedArmNode):
             return
         backend = self.backend
         with self._lock:
-            if self.state is None:
+            if self.model is None:
                 self.get_logger().error("no model loaded; set the model parameter and call ~/reload")
                 return
             try:
                 start = backend.read_state().positions
-                trajectory = fit_limits(predict(self.state, self.arm, target[None], start)[0],
+                trajectory = fit_limits(predict(self.model, self.arm, target[None], start)[0],
                                         backend.checker.limits)
                 backend.send_trajectory(trajectory)
             except (SafetyError, HardwareError, ValueError) as exc:
@@ -201,7 +202,6 @@ class PolicyNode(ManagedArmNode):
 
 def main(args: list[str] | None = None) -> int:
     """Run until SIGINT or SIGTERM (exit code 0); exit code 1 on a configuration error."""
-    torch.set_num_threads(1)  # one small batch at a time: a second thread only adds waiting on a busy machine
     return run_node("policy_node", PolicyNode, lambda: EventsExecutor(), args)
 
 
