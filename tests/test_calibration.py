@@ -13,9 +13,9 @@ from test_reaching_eval import TINY
 from mtrl_robot.cli.main import main
 from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
-from mtrl_robot.learning.reaching.calibration import LEVELS, coverage
+from mtrl_robot.learning.reaching.calibration import LEVELS, NOISE_DOF, coverage
 from mtrl_robot.meta import MAMLConfig
-from mtrl_robot.meta.probabilistic import ProbabilisticMAML, SpreadCalibration, widen
+from mtrl_robot.meta.probabilistic import ProbabilisticMAML, SpreadCalibration, noise_draws, widen
 from mtrl_robot.models.mlp import mlp
 
 
@@ -54,16 +54,27 @@ def test_the_learner_widens_its_draws_with_its_spread_calibration():
     _, std = learner.predict_distribution(sx, sy, x, 64)
     assert torch.allclose(std.detach(), widened.std(dim=0))
 
+    learner.spread_calibration = SpreadCalibration((0, 4), (3.0, 1.0), (0.0, 0.2), noise_dof=3)  # Student-t noise
+    learner.generator.manual_seed(0)
+    raw = learner.predictive_samples(sx, sy, x, 64, calibrated=False).detach()
+    heavy = noise_draws(raw.shape, 3, torch.Generator().set_state(learner.generator.get_state()))
+    assert torch.allclose(learner.calibrate(raw, 2), widen(raw, 2.0, 0.1, heavy))
+    many = noise_draws((20000, 1, 2), 3, torch.Generator().manual_seed(1))  # 20000 points of two outputs
+    assert 0.005 < (many.abs() > 5.84).float().mean() < 0.02  # beyond t(3)'s 99 % point: 1 %; a normal's: 6e-9
+    assert torch.corrcoef(many.abs().reshape(-1, 2).T)[0, 1] > 0.1  # one scale per point: its outputs large together
 
-@pytest.mark.parametrize(("ks", "scales", "noises", "problem"), [
-    ((1, 0), (1.0, 1.0), (0.0, 0.0), "distinct numbers >= 0 in order"),
-    ((0,), (0.0,), (0.0,), "scales must be finite and positive"),
-    ((0,), (1.0,), (float("nan"),), "noises must be finite"),
-    ((0, 1), (1.0,), (0.0, 0.0), "one scale and one noise per K"),
+
+@pytest.mark.parametrize(("ks", "scales", "noises", "dof", "problem"), [
+    ((1, 0), (1.0, 1.0), (0.0, 0.0), None, "distinct numbers >= 0 in order"),
+    ((0,), (0.0,), (0.0,), None, "scales must be finite and positive"),
+    ((0,), (1.0,), (float("nan"),), None, "noises must be finite"),
+    ((0, 1), (1.0,), (0.0, 0.0), None, "one scale and one noise per K"),
+    ((0,), (1.0,), (0.0,), 0, "noise_dof must be a whole number >= 1"),
+    ((0,), (1.0,), (0.0,), 2.5, "noise_dof must be a whole number >= 1"),
 ])
-def test_a_bad_spread_calibration_is_refused(ks, scales, noises, problem):
+def test_a_bad_spread_calibration_is_refused(ks, scales, noises, dof, problem):
     with pytest.raises(ValueError, match=problem):
-        SpreadCalibration(ks, scales, noises)
+        SpreadCalibration(ks, scales, noises, dof)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +105,7 @@ def test_calibrate_fits_on_validation_robots_and_measures_held_out_ones(calibrat
     state = checkpoints.load(run / "checkpoints" / "panda.pt")
     calibration = state.learner.spread_calibration
     assert calibration is not None and calibration.ks == (0, 1, 2)
-    assert calibration.at(1) == (fitted["1"]["scale"], fitted["1"]["noise"])
+    assert calibration.at(1) == (fitted["1"]["scale"], fitted["1"]["noise"]) and calibration.noise_dof == NOISE_DOF
     assert state.info["spread_calibration"]["step"] == state.learner.step
 
     again = tmp_path / "again"  # on the calibrated checkpoint: the same fit and coverage (seeded, raw draws)

@@ -10,10 +10,12 @@ several z, adapting for each and predicting gives a predictive mean and spread (
 The draws alone are overconfident: the KL-regularised encoder and the inner loop pull them together, and they leave
 out what no latent explains. A :class:`SpreadCalibration` (fitted on validation tasks, set as
 ``spread_calibration``) widens them into a calibrated predictive distribution: per number of support points K, the
-draws' deviations from their mean are scaled by ``scale`` (a variance inflation) and Gaussian output noise of
-standard deviation ``noise`` is added (in the model's output units, the same for every output), i.e. the mixture over
-the draws of N(ȳ + scale · (y_z − ȳ), noise² I). Between the fitted K the two are interpolated linearly, beyond them
-the nearest fitted K's are kept.
+draws' deviations from their mean are scaled by ``scale`` (a variance inflation) and output noise of scale ``noise``
+is added (in the model's output units, the same for every output), i.e. the mixture over the draws of
+ȳ + scale · (y_z − ȳ) + noise · ε. The noise ε is standard normal, or, with ``noise_dof``, a multivariate Student-t
+(:func:`noise_draws`): mostly small, now and then large in every output of a point at once, for errors with heavier
+tails than a Gaussian's. Between the fitted K scale and noise are interpolated linearly, beyond them the nearest
+fitted K's are kept.
 
 This is in the spirit of Bayesian meta-learning (PLATIPUS, Finn et al., 2018; neural processes, Garnelo et
 al., 2018), kept deliberately simple: the latent is inferred by the encoder, not adapted by the inner loop.
@@ -45,13 +47,26 @@ def widen(samples: Tensor, scale: float, noise: float, standard_normal: Tensor) 
     return mean + scale * (samples - mean) + noise * standard_normal
 
 
+def noise_draws(shape: tuple[int, ...], dof: int | None, generator: torch.Generator,
+                 dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard output noise for draws of ``shape`` (..., outputs): normal (``dof`` None), or Student-t with ``dof``
+    degrees of freedom, the normal vector of each point divided by one sqrt(χ²_dof / dof) for all its outputs."""
+    normal = torch.randn(shape, generator=generator, dtype=dtype)
+    if dof is None:
+        return normal
+    chi2 = torch.randn((dof, *shape[:-1], 1), generator=generator, dtype=dtype).square().sum(dim=0)
+    return normal * (dof / chi2).sqrt()
+
+
 @dataclass(frozen=True)
 class SpreadCalibration:
-    """Per number of support points ``ks`` (ascending), the ``scales`` and ``noises`` of :func:`widen`."""
+    """Per number of support points ``ks`` (ascending), the ``scales`` and ``noises`` of :func:`widen`; the output
+    noise is Student-t with ``noise_dof`` degrees of freedom (None: Gaussian)."""
 
     ks: tuple[int, ...]
     scales: tuple[float, ...]
     noises: tuple[float, ...]
+    noise_dof: int | None = None
 
     def __post_init__(self):
         if not self.ks or len(self.scales) != len(self.ks) or len(self.noises) != len(self.ks):
@@ -63,22 +78,27 @@ class SpreadCalibration:
             raise ValueError(f"a spread calibration's scales must be finite and positive, got {list(self.scales)}")
         if not all(math.isfinite(v) and v >= 0 for v in self.noises):
             raise ValueError(f"a spread calibration's noises must be finite and >= 0, got {list(self.noises)}")
+        if self.noise_dof is not None and (isinstance(self.noise_dof, bool) or not isinstance(self.noise_dof, int)
+                                           or self.noise_dof < 1):
+            raise ValueError(f"a spread calibration's noise_dof must be a whole number >= 1 or None (Gaussian), got "
+                             f"{self.noise_dof!r}")
 
     def at(self, k: int) -> tuple[float, float]:
         """(scale, noise) for K support points."""
         return (float(np.interp(k, self.ks, self.scales)), float(np.interp(k, self.ks, self.noises)))
 
-    def to_dict(self) -> dict[str, list]:
-        return {"ks": list(self.ks), "scales": list(self.scales), "noises": list(self.noises)}
+    def to_dict(self) -> dict[str, list | int | None]:
+        return {"ks": list(self.ks), "scales": list(self.scales), "noises": list(self.noises),
+                "noise_dof": self.noise_dof}
 
     @classmethod
     def from_dict(cls, data: dict[str, Sequence]) -> SpreadCalibration:
-        """The inverse of :meth:`to_dict`; ValueError for anything else."""
+        """The inverse of :meth:`to_dict` (without ``noise_dof``: Gaussian noise); ValueError for anything else."""
         try:
             return cls(tuple(int(k) for k in data["ks"]), tuple(float(v) for v in data["scales"]),
-                       tuple(float(v) for v in data["noises"]))
+                       tuple(float(v) for v in data["noises"]), data.get("noise_dof"))
         except (KeyError, TypeError) as exc:
-            raise ValueError(f"not a spread calibration (ks, scales, noises): {exc}") from None
+            raise ValueError(f"not a spread calibration (ks, scales, noises, noise_dof): {exc}") from None
 
 
 class SetEncoder(nn.Module):
@@ -176,16 +196,18 @@ class ProbabilisticMAML(MAML):
         """Raw predictive draws after K support points, widened by ``spread_calibration`` (unchanged without one);
         the output noise comes from this learner's generator. Without ``output_noise`` only the draws' spread is
         scaled: the part of the spread that more support points can shrink."""
-        if self.spread_calibration is None:
+        calibration = self.spread_calibration
+        if calibration is None:
             return draws
-        scale, noise = self.spread_calibration.at(k)
+        scale, noise = calibration.at(k)
         if not output_noise:
             return widen(draws, scale, 0.0, torch.zeros_like(draws))
-        return widen(draws, scale, noise, torch.randn(draws.shape, generator=self.generator, dtype=draws.dtype))
+        return widen(draws, scale, noise, noise_draws(draws.shape, calibration.noise_dof, self.generator, draws.dtype))
 
     def predict_distribution(self, support_x: Tensor, support_y: Tensor, x: Tensor, num_samples: int = 32,
                              steps: int | None = None) -> tuple[Tensor, Tensor]:
         """Predictive mean and standard deviation at x over ``num_samples`` draws of z, calibrated when the learner
-        has a ``spread_calibration`` (:meth:`predictive_samples`)."""
+        has a ``spread_calibration`` (:meth:`predictive_samples`). With heavy-tailed (Student-t) output noise the
+        standard deviation is that of these draws and varies from call to call; intervals come from the draws."""
         predictions = self.predictive_samples(support_x, support_y, x, num_samples, steps)
         return predictions.mean(dim=0), predictions.std(dim=0)

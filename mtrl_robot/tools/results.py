@@ -81,13 +81,13 @@ RESULTS = (
                       *DEMO_METHODS)),
            {"demo_reaching.md": "runs/demo/evaluation/reaching.md",
             "demo_reaching.png": "runs/demo/evaluation/reaching.png"}),
-    Result("reaching_guard", "the adaptation guard on the demo preset: MAML with and without it at K = 1 and 5, per "
-           "family and per held-out robot, against no adaptation",
-           (_train("demo", "runs/demo/train"),
-            _evaluate("runs/demo/train", "runs/demo/guard_evaluation", "--ks", "1", "5", "--targets", "5",
+    Result("reaching_guard", "the adaptation guard on the full preset's MAML run: MAML with and without it at K = 1, "
+           "2 and 5, per family and per held-out robot, against no adaptation",
+           (_train("full", "runs/full"),
+            _evaluate("runs/full", "runs/full_guard_evaluation", "--ks", "1", "2", "5", "--targets", "10",
                       "--methods", "no_adaptation", "maml_unguarded", "maml", "--per-robot")),
-           {"reaching_guard.md": "runs/demo/guard_evaluation/reaching.md",
-            "reaching_guard.png": "runs/demo/guard_evaluation/reaching.png"}),
+           {"reaching_guard.md": "runs/full_guard_evaluation/reaching.md",
+            "reaching_guard.png": "runs/full_guard_evaluation/reaching.png"}),
     Result("reaching_iiwa", "the KUKA iiwa from its URDF (pybullet_data's kuka_iiwa/model.urdf, flange "
            "lbr_iiwa_link_7, family file by `arm init`): the full preset on its population, K = 5 on each held-out "
            "robot",

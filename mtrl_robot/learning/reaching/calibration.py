@@ -18,9 +18,12 @@ A calibrated model covers p in a fraction c of the cases at every level c; the r
 against nominal coverage for c = 0.1 … 0.9 (one curve per K).
 
 **The calibration** (:class:`~mtrl_robot.meta.probabilistic.SpreadCalibration`): per family checkpoint and K, the
-draws' spread about their mean is scaled by ``scale`` and Gaussian output noise ``noise`` is added
-(:func:`~mtrl_robot.meta.probabilistic.widen`); the pair is the grid point (``SCALES`` × ``NOISES``, then a finer grid
-around the best) with the smallest mean squared gap between observed and nominal coverage over the levels, on
+draws' spread about their mean is scaled by ``scale`` and output noise of scale ``noise`` is added
+(:func:`~mtrl_robot.meta.probabilistic.widen`), Student-t with ``NOISE_DOF`` degrees of freedom
+(:func:`~mtrl_robot.meta.probabilistic.noise_draws`): the flange's misses have heavier tails than Gaussian noise
+gives, so that Gaussian noise wide enough for the 90 % interval makes the 50 % one too wide, and a compromise between
+them leaves the 90 % interval short. The pair is the grid point (``SCALES`` × ``NOISES``, then a finer grid around the
+best) with the smallest gap between observed and nominal coverage over the levels (:func:`calibration_error`), on
 **validation robots**: fresh robots of the run's population beyond its last one (indices ``robots_per_family`` …
 ``robots_per_family + validation_robots − 1`` of each family, :func:`~mtrl_robot.arms.population.perturb` with the
 run's population config), neither meta-trained on nor held out; their support demos are planned as the run plans
@@ -59,14 +62,15 @@ from mtrl_robot.learning.reaching.evaluate import (
 )
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
 from mtrl_robot.meta.guard import guarded_adapt
-from mtrl_robot.meta.probabilistic import SpreadCalibration, widen
+from mtrl_robot.meta.probabilistic import SpreadCalibration, noise_draws, widen
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.tasks.reaching import final_flange
 
 LEVELS = np.round(np.arange(0.1, 1.0, 0.1), 2)  # nominal coverages of the reliability diagram
 TABLE_LEVELS = (0.5, 0.9)
 SAMPLES = 64  # latent draws per support set
-VALIDATION_ROBOTS = 30  # per family, for the fit
+VALIDATION_ROBOTS = 60  # per family, for the fit
+NOISE_DOF = 2  # degrees of freedom of the Student-t output noise
 SCALES = np.geomspace(1.0, 32.0, 11)  # the fit's coarse grid: factors on the draws' spread …
 NOISES = np.concatenate([[0.0], np.geomspace(0.002, 1.024, 10)])  # … and output noise, model units
 REFINE = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])  # the fine grid: these fractions of a coarse step around the best
@@ -89,8 +93,10 @@ def coverage(ranks: np.ndarray, levels: Sequence[float] = LEVELS) -> np.ndarray:
 
 
 def calibration_error(observed: np.ndarray) -> float:
-    """Mean squared gap between observed coverage (at ``LEVELS``) and the nominal one."""
-    return float(np.mean((observed - LEVELS) ** 2))
+    """Squared gap between observed coverage (at ``LEVELS``) and the nominal one c, each divided by c (1 − c), the
+    binomial variance of a coverage c (so a gap in the tails, where coverage varies least by chance, counts more),
+    averaged over the levels."""
+    return float(np.mean((observed - LEVELS) ** 2 / (LEVELS * (1 - LEVELS))))
 
 
 def robot_cases(state: ReachingCheckpoint, arm: Arm, support_targets: torch.Tensor, support_offsets: torch.Tensor,
@@ -122,9 +128,9 @@ def ranks(state: ReachingCheckpoint, cases: Cases, draws: torch.Tensor) -> np.nd
 
 def fit_spread(state: ReachingCheckpoint, cases: Sequence[Cases], seed: int) -> tuple[float, float, np.ndarray]:
     """The (scale, noise) of the grid with the smallest calibration error on ``cases``, and the coverage there; the
-    output noise is one seeded standard-normal draw per case, the same at every grid point."""
+    output noise is one seeded standard draw per case (Student-t, ``NOISE_DOF``), the same at every grid point."""
     generator = torch.Generator().manual_seed(seed)
-    normals = [torch.randn(c.draws.shape, generator=generator) for c in cases]
+    normals = [noise_draws(c.draws.shape, NOISE_DOF, generator) for c in cases]
 
     def covered(scale: float, noise: float) -> np.ndarray:
         return coverage(np.concatenate([ranks(state, c, widen(c.draws, scale, noise, e)).ravel()
@@ -176,7 +182,8 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
                                         fresh, ks, samples).items():
                 by_k[k].append(cases)
         fits = {k: fit_spread(state, by_k[k], seed + k) for k in ks}
-        calibration = SpreadCalibration(ks, tuple(f[0] for f in fits.values()), tuple(f[1] for f in fits.values()))
+        calibration = SpreadCalibration(ks, tuple(f[0] for f in fits.values()), tuple(f[1] for f in fits.values()),
+                                        NOISE_DOF)
         fitted[family] = {str(k): {"scale": s, "noise": n, "validation_coverage": c.tolist()}
                           for k, (s, n, c) in fits.items()}
         fitted[family]["validation_robots"] = [arm.robot_id for arm in arms]
@@ -203,6 +210,7 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
                 for when, by_k in held_ranks.items()}
     results = {"run_dir": str(run), "families": sorted(probabilistic), "ks": list(ks), "samples": samples,
                "seed": seed, "targets_per_robot": targets_per_robot, "validation_robots": validation,
+               "noise_dof": NOISE_DOF,
                "levels": LEVELS.tolist(), "cases": {str(k): int(np.concatenate(r).size)
                                                     for k, r in held_ranks["before"].items()},
                "coverage": observed, "coverage_by_family": by_family, "fitted": fitted,
@@ -241,6 +249,7 @@ def calibration_table(results: dict) -> str:
     fit_rows = [[family, *(f"{fit[str(k)]['scale']:.2f} / {fit[str(k)]['noise']:.3f}" for k in results["ks"])]
                 for family, fit in results["fitted"].items()]
     fit_intro = ("The spread calibration per family and K, scale / noise: the draws' spread about their mean times "
-                 "the scale, plus Gaussian noise of that standard deviation in the model's normalised outputs.")
+                 f"the scale, plus Student-t noise ({results['noise_dof']} degrees of freedom) of that scale in the "
+                 "model's normalised outputs.")
     return coverage_table + "\n" + markdown_table(["family", *(f"K = {k}" for k in results["ks"])], fit_rows,
                                                   [fit_intro], right_align_from=1)
