@@ -1,7 +1,10 @@
-"""The flange-space query loss of meta-training: several arms' forward kinematics in one call (joint padding and
-order), the loss's value on real demos, its gradient, and MAML's query-loss hook."""
+"""The losses of reaching meta-training: the flange-space query loss (several arms' forward kinematics in one call,
+with joint padding and order; its value on real demos and its gradient), MAML's query-loss hook, and the demos'
+loss with its final waypoint weighted."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -14,11 +17,13 @@ from torch_threads import one_thread  # noqa: F401
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.arms.fk_torch import StackedFK, TorchFK
+from mtrl_robot.learning.reaching.checkpoint import make_learner
 from mtrl_robot.learning.reaching.flange_loss import FlangeQueryLoss
-from mtrl_robot.learning.reaching.presets import ModelConfig
+from mtrl_robot.learning.reaching.presets import MetaConfig, ModelConfig
 from mtrl_robot.learning.reaching.pretrain import build_model
 from mtrl_robot.meta import MAML, MAMLConfig, TaskBatch
 from mtrl_robot.meta.sinusoid import SinusoidTasks, make_mlp
+from mtrl_robot.models.joint_padding import pad_joints
 from mtrl_robot.motions.reach import plan_robot_demos
 
 
@@ -118,3 +123,20 @@ def test_maml_uses_the_query_loss_with_the_task_ids(step_sizes):
     torch.testing.assert_close(learner.meta_loss(tasks), default)
     assert weighted > default
     assert isinstance(tasks, TaskBatch) and tasks.task_ids is None
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_the_final_waypoint_weight_adds_the_final_waypoints_error(demos, padded):
+    offsets = demos[1].flatten(0, 1)
+    if padded:  # a six-joint arm's demos in a model of seven joint columns
+        offsets = pad_joints(offsets[..., :6], 7)
+    model = reaching_model(offsets[None])
+    config = MetaConfig(adapt_only=("policy.head",))
+    plain = make_learner(model, config, padded=padded).loss_fn
+    weighted = make_learner(model, dataclasses.replace(config, final_weight=4.0), padded=padded).loss_fn
+    y = model.normalize(offsets)
+    prediction = y.nan_to_num() + 0.1 * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    final = (prediction - y)[:, -7:]
+    final_error = final.nan_to_num().square().sum() / (~final.isnan()).sum()
+    torch.testing.assert_close(weighted(prediction, y), plain(prediction, y) + 4.0 * final_error)
+    assert torch.isfinite(weighted(prediction, y))

@@ -101,6 +101,9 @@ class MetaConfig:
     task_latent_dim: int = setting(4, "probabilistic variant only: size of the latent task variable",
                                    above=0, maximum=WIDTH)
     kl_weight: float = setting(0.01, "probabilistic variant only", minimum=0)
+    final_weight: float = setting(0.0, "weight of an extra term of the demos' joint-space loss (inner loop, "
+                                       "adaptation and query): the squared error of the final waypoint alone, "
+                                       "where the flange ends; 0: every waypoint alike", minimum=0)
     flange_weight: float = setting(0.0, "weight of the query loss's flange term: the mean squared distance in cm² "
                                         "from the forward kinematics of each predicted final waypoint, with the "
                                         "training robot's known kinematics, to the demo's target (the inner loop "
