@@ -25,7 +25,7 @@ def _few_shot_mse(learner: MAML, tasks: TaskBatch) -> float:
     """Query MSE after adapting on each task's support set, averaged over tasks."""
     errors = []
     with torch.no_grad():
-        for sx, sy, qx, qy in zip(*tasks, strict=True):
+        for sx, sy, qx, qy in zip(*tasks[:4], strict=True):
             errors.append(F.mse_loss(learner.predict(learner.adapt(sx, sy), qx), qy).item())
     return sum(errors) / len(errors)
 
@@ -97,7 +97,7 @@ def test_second_order_meta_gradient_matches_finite_differences(learn_inner_lr: s
     config = MAMLConfig(inner_steps=2, inner_lr=0.05, learn_inner_lr=learn_inner_lr)
     learner = MAML(model, config=config)
     tasks = SINUSOIDS.sample(3, 4, 6, torch.Generator().manual_seed(0))
-    tasks = TaskBatch(*(t.double() for t in tasks))
+    tasks = TaskBatch(*(t.double() for t in tasks[:4]))
     parameters = list(learner.meta.parameters())
     analytic = torch.autograd.grad(learner.meta_loss(tasks), parameters)
     eps = 1e-6
@@ -133,7 +133,7 @@ def test_meta_loss_and_gradient_equal_those_of_per_task_adaptation(config, padde
     parameters = list(learner.meta.parameters())
     meta_loss = learner.meta_loss(tasks)
     per_task = torch.stack([learner.loss_fn(learner.predict(learner.adapt(sx, sy), qx), qy)
-                            for sx, sy, qx, qy in zip(*tasks, strict=True)]).mean()
+                            for sx, sy, qx, qy in zip(*tasks[:4], strict=True)]).mean()
     assert meta_loss.item() == pytest.approx(per_task.item(), rel=1e-5)
     for ours, theirs in zip(torch.autograd.grad(meta_loss, parameters), torch.autograd.grad(per_task, parameters),
                             strict=True):
@@ -298,7 +298,7 @@ def test_probabilistic_maml_learns_and_its_spread_shrinks_with_more_shots():
     for shots in (1, 10):
         stds = []
         with torch.no_grad():
-            for sx, sy, qx, _ in zip(*fresh, strict=True):
+            for sx, sy, qx, _ in zip(*fresh[:4], strict=True):
                 stds.append(learner.predict_distribution(sx[:shots], sy[:shots], qx, num_samples=16)[1].mean())
         spread[shots] = torch.stack(stds).mean().item()
         error[shots] = _few_shot_mse(learner, TaskBatch(fresh.support_x[:, :shots], fresh.support_y[:, :shots],

@@ -470,6 +470,10 @@ def test_demos_of_a_population_become_per_robot_tensors_and_seeded_tasks():
     a, b = (sample(2, torch.Generator().manual_seed(7)) for _ in range(2))
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert a.support_x.shape == (2, 3, 3) and a.query_y.shape == (2, 5, 32 * 7)
+    for task, robot in enumerate(a.task_ids):  # the task ids are the robots' indices: each task holds its demos
+        own = data.targets[data.demos_of[robot]]
+        points = torch.cat([a.support_x[task], a.query_x[task]])
+        assert (points[:, None] == own[None]).all(dim=-1).any(dim=1).all()
     with pytest.raises(DatasetError, match="k_support \\+ k_query = 9"):
         task_sampler(data, lambda o: o, k_support=4, k_query=5)
 

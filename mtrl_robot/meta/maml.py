@@ -15,6 +15,10 @@ Only parameters with ``requires_grad`` are meta-learned; the others stay as they
 of them, or with ``MAMLConfig.adapt_only`` only those whose names start with one of its prefixes (e.g. a head or a
 decoder); the rest are then meta-learned but shared by every task, as in ANIL (Raghu et al., 2020).
 
+The inner loop always fits the support set with the loss function. The query (outer) loss is the same loss unless a
+``query_loss`` is given: a function of every task's query predictions, query set and task ids (``TaskBatch.task_ids``,
+from the sampler), e.g. a loss that uses what is known about each training task but not at adaptation time.
+
 When every adapted parameter is the weight or bias of an ``nn.Linear`` and the inner step sizes are not per element,
 the meta-loss need not build a task's adapted weight matrices. A gradient step changes such a layer's weight by
 ``−α Dᵀ X`` (X: the layer's inputs on the support set, D: the loss gradient with respect to its outputs) and its
@@ -45,6 +49,8 @@ from mtrl_robot.meta.step_sizes import STEP_SIZE_MODES, StepSizes
 
 Params = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]  # (prediction, target) -> scalar
+# (predictions (tasks, points, outputs), query_x, query_y, task_ids or None) -> each task's query loss (tasks,)
+QueryLossFn = Callable[[Tensor, Tensor, Tensor, Tensor | None], Tensor]
 
 FORMAT = "mtrl_robot.meta"  # checkpoint format tag
 VERSION = 1
@@ -94,21 +100,27 @@ class TaskBatch(NamedTuple):
     support_y: Tensor
     query_x: Tensor
     query_y: Tensor
+    task_ids: Tensor | None = None  # (tasks,) which task each is, for a query_loss that needs per-task data
 
 
 TaskSampler = Callable[[int, torch.Generator], TaskBatch]  # (number of tasks, generator) -> meta-batch
 
 
 class MAML:
-    """Meta-learns the initial parameters of ``model`` (and, with Meta-SGD, its inner step sizes)."""
+    """Meta-learns the initial parameters of ``model`` (and, with Meta-SGD, its inner step sizes).
+
+    ``query_loss`` (None: ``loss_fn`` on each task's query set) is only used by the meta-loss, so it may be set on a
+    learner loaded from a checkpoint to train it on.
+    """
 
     uses_latent: ClassVar[bool] = False
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn = F.mse_loss, config: MAMLConfig | None = None):
+    def __init__(self, model: nn.Module, loss_fn: LossFn = F.mse_loss, config: MAMLConfig | None = None,
+                 query_loss: QueryLossFn | None = None):
         self.config = config if config is not None else MAMLConfig()
         if self.config.latent_dim > 0 and not self.uses_latent:
             raise ValueError("MAMLConfig.latent_dim > 0 selects ProbabilisticMAML; build it with make_meta_learner")
-        self.model, self.loss_fn = model, loss_fn
+        self.model, self.loss_fn, self.query_loss = model, loss_fn, query_loss
         self.names = _adapted_names(model, self.config.adapt_only)
         self.linears = _adapted_linears(model, self.names) if self.config.learn_inner_lr != "per_element" else None
         self.meta = nn.ModuleDict(self._meta_modules())
@@ -167,16 +179,23 @@ class MAML:
         """The model's output with ``params`` (e.g. from ``adapt``)."""
         return self._call(params, x)
 
-    def _query_losses(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor) -> Tensor:
+    def _query_losses(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor,
+                      task_ids: Tensor | None = None) -> Tensor:
         """Each task's query loss after adaptation on its support set, all tasks at once."""
         params, steps = self.params(), self.config.inner_steps
 
+        def task_prediction(sx: Tensor, sy: Tensor, qx: Tensor) -> Tensor:
+            return self._call(self._adapt(params, sx, sy, steps), qx)
+
         def task_loss(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
-            return self.loss_fn(self._call(self._adapt(params, sx, sy, steps), qx), qy)
+            return self.loss_fn(task_prediction(sx, sy, qx), qy)
 
         if self._factors_pay(support_x.shape[-2]):
-            return self._factored_query_losses(support_x, support_y, query_x, query_y)
-        return vmap(task_loss, randomness="different")(support_x, support_y, query_x, query_y)
+            return self._factored_query_losses(support_x, support_y, query_x, query_y, task_ids)
+        if self.query_loss is None:
+            return vmap(task_loss, randomness="different")(support_x, support_y, query_x, query_y)
+        predictions = vmap(task_prediction, randomness="different")(support_x, support_y, query_x)
+        return self.query_loss(predictions, query_x, query_y, task_ids)
 
     def _factors_pay(self, support_points: int) -> bool:
         """Whether the adapted layers can be factored and their factors are smaller than their weights."""
@@ -187,8 +206,8 @@ class MAML:
         return rank * sum(a.in_features + a.out_features for a in layers) <= sum(a.in_features * a.out_features
                                                                                for a in layers)
 
-    def _factored_query_losses(self, support_x: Tensor, support_y: Tensor, query_x: Tensor,
-                               query_y: Tensor) -> Tensor:
+    def _factored_query_losses(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor,
+                               task_ids: Tensor | None = None) -> Tensor:
         """:meth:`_query_losses` with every adapted linear layer kept as its meta-trained weights plus the factors of
         its updates (see the module docstring); the tasks go through the model as one batch (a leading dimension)."""
         lrs, task_losses = self.inner_lrs(), vmap(self.loss_fn)
@@ -204,7 +223,10 @@ class MAML:
                 x = inputs[name].detach() if self.config.first_order else inputs[name]
                 factors[name] = (x, d) if name not in factors else \
                     (torch.cat([factors[name][0], x], dim=-2), torch.cat([factors[name][1], d], dim=-2))
-        return task_losses(self._call_factored(query_x, lrs, factors), query_y)
+        predictions = self._call_factored(query_x, lrs, factors)
+        if self.query_loss is None:
+            return task_losses(predictions, query_y)
+        return self.query_loss(predictions, query_x, query_y, task_ids)
 
     def _call_factored(self, x: Tensor, lrs: dict[str, Tensor | float], factors: dict[str, tuple[Tensor, Tensor]],
                        perturbations: Params | None = None, inputs: Params | None = None) -> Tensor:

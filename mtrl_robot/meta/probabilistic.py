@@ -152,7 +152,7 @@ class ProbabilisticMAML(MAML):
         mean, log_var = self.encode(tasks.support_x, tasks.support_y)
         z = self._sample(mean, log_var)
         query = self._query_losses(self._condition(tasks.support_x, z), tasks.support_y,
-                                   self._condition(tasks.query_x, z), tasks.query_y).mean()
+                                   self._condition(tasks.query_x, z), tasks.query_y, tasks.task_ids).mean()
         return query + self.config.kl_weight * kl_to_standard_normal(mean, log_var)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None, step_scale: float = 1.0,

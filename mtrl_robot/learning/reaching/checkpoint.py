@@ -26,6 +26,7 @@ The learner's ``extra`` holds (all plain data, so ``weights_only=True`` loads it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.learning.reaching.presets import MetaConfig, Preset, preset_from_dict
 from mtrl_robot.learning.reaching.pretrain import build_model
 from mtrl_robot.meta import MAML, MAMLConfig, make_meta_learner, read_checkpoint
+from mtrl_robot.meta.maml import LossFn
 from mtrl_robot.meta.probabilistic import SpreadCalibration
 from mtrl_robot.models.joint_padding import masked_mse
 from mtrl_robot.models.model_file import save_model_file
@@ -110,7 +112,15 @@ def make_learner(model: ReachingModel, config: MetaConfig, padded: bool = False)
         adapt_only=config.adapt_only)
     n_out = model.scaler.n_waypoints * model.scaler.dof
     loss = masked_mse if padded else F.mse_loss
+    if config.final_weight > 0:
+        loss = partial(final_weighted, loss, model.scaler.dof, config.final_weight)
     return make_meta_learner(model, maml_config, loss, x_dim=3 + model.policy.code_dim, y_dim=n_out)
+
+
+def final_weighted(loss: LossFn, columns: int, weight: float, prediction: Tensor, target: Tensor) -> Tensor:
+    """``loss`` on normalised flat trajectories plus ``weight`` times ``loss`` on their final waypoint (the last
+    ``columns`` features)."""
+    return loss(prediction, target) + weight * loss(prediction[..., -columns:], target[..., -columns:])
 
 
 def new_checkpoint(model: ReachingModel, preset: Preset, info: dict[str, Any]) -> ReachingCheckpoint:

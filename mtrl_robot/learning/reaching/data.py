@@ -2,7 +2,8 @@
 
 A demo becomes (target, offsets): the flange target (3,) in m and the joint offsets from its first waypoint
 (T, dof) in rad. Each robot is a task; a meta-batch draws robots without replacement and, for each, K support
-and Q query demos without replacement, all from one ``torch.Generator``.
+and Q query demos without replacement, all from one ``torch.Generator``; the batch's task ids are the robots'
+indices into ``robot_ids``.
 """
 
 from __future__ import annotations
@@ -134,6 +135,6 @@ def task_sampler(demos: RobotDemos, normalize: Callable[[Tensor], Tensor], k_sup
         keys[torch.arange(table.shape[1]) >= counts[robots, None]] = 2.0
         chosen = table[robots[:, None], keys.argsort(dim=1)[:, :k_support + k_query]]
         x, t = inputs[chosen], y[chosen]
-        return TaskBatch(x[:, :k_support], t[:, :k_support], x[:, k_support:], t[:, k_support:])
+        return TaskBatch(x[:, :k_support], t[:, :k_support], x[:, k_support:], t[:, k_support:], robots)
 
     return sample

@@ -101,6 +101,14 @@ class MetaConfig:
     task_latent_dim: int = setting(4, "probabilistic variant only: size of the latent task variable",
                                    above=0, maximum=WIDTH)
     kl_weight: float = setting(0.01, "probabilistic variant only", minimum=0)
+    final_weight: float = setting(0.0, "weight of an extra term of the demos' joint-space loss (inner loop, "
+                                       "adaptation and query): the squared error of the final waypoint alone, "
+                                       "where the flange ends; 0: every waypoint alike", minimum=0)
+    flange_weight: float = setting(0.0, "weight of the query loss's flange term: the mean squared distance in cm² "
+                                        "from the forward kinematics of each predicted final waypoint, with the "
+                                        "training robot's known kinematics, to the demo's target (the inner loop "
+                                        "keeps the joint-space loss, as adaptation must); 0: joint-space loss only",
+                                   minimum=0)
     checkpoint_every: int = setting(250, "meta-steps between checkpoints (and the last step)", above=0)
     seed: int = setting(0, "robot and demo sampling", minimum=0, maximum=SEED)
 

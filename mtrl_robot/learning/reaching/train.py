@@ -9,8 +9,10 @@ For every arm family of the preset (one joint set, one checkpoint):
    robot's: the multi-task baseline); kept as ``pretrain/<family>.pt``.
 3. **Meta-learning.** Each training robot is a task: K support and Q query demos. MAML (or first-order MAML,
    or probabilistic MAML; Meta-SGD step sizes optional) adapts the parameters named in ``meta.adapt_only`` on
-   the support demos and meta-learns everything on the query loss. The outer step size follows a cosine from
-   ``outer_lr`` to ``outer_lr_final`` (a function of the step, so resuming needs no scheduler state).
+   the support demos and meta-learns everything on the query loss (with ``meta.flange_weight``, plus a flange-space
+   term through each training robot's kinematics: :mod:`~mtrl_robot.learning.reaching.flange_loss`). The outer
+   step size follows a cosine from ``outer_lr`` to ``outer_lr_final`` (a function of the step, so resuming needs
+   no scheduler state).
    Every meta-step's loss goes to ``logs/<family>.csv``; every ``checkpoint_every`` steps and at the end,
    ``checkpoints/<family>.pt`` is written atomically, and beside it the deployable model file
    ``checkpoints/<family>.model.pt`` (:mod:`mtrl_robot.models.model_file`), so a run folder can be deployed.
@@ -73,6 +75,7 @@ from mtrl_robot.learning.reaching.data import (
     to_tensors,
 )
 from mtrl_robot.learning.reaching.evaluate import LABELS, TARGETS_PER_ROBOT, held_out_errors
+from mtrl_robot.learning.reaching.flange_loss import FlangeQueryLoss
 from mtrl_robot.learning.reaching.presets import Preset, load_preset, preset_from_dict
 from mtrl_robot.learning.reaching.pretrain import build_model, cosine, load_pretrained, pretrain, save_pretrained
 from mtrl_robot.models.joint_padding import pad_joints
@@ -304,6 +307,9 @@ def _train_group(preset: Preset, name: str, datasets: dict[str, DemoDataset], ou
             "preset": replace(preset, compute=ComputeConfig()).to_dict(), **columns})
     phases["pretrain"], clock = clock.elapsed(), _Clock()
     learner, sample = state.learner, task_sampler(train, state.model.normalize, meta.k_support, meta.k_query)
+    if meta.flange_weight > 0:  # the training robots in the sampler's order: its task ids index them
+        arms = [ds.arm(r) for f, ds in datasets.items() for r in train_ids[f]]
+        learner.query_loss = FlangeQueryLoss(state.model, arms, learner.loss_fn, meta.flange_weight)
 
     log, first_step = _LossLog(out / "logs" / f"{name}.csv", keep_until=learner.step), learner.step
     with progress_bar(total=meta.meta_steps, initial=learner.step, desc=f"meta-train {name}", unit="step",

@@ -34,7 +34,7 @@ def _higher_meta_step(model: torch.nn.Module, outer: torch.optim.Optimizer, inne
     inner = torch.optim.SGD(model.parameters(), lr=inner_lr)
     outer.zero_grad(set_to_none=True)
     num_tasks, total = tasks.support_x.shape[0], 0.0
-    for sx, sy, qx, qy in zip(*tasks, strict=True):
+    for sx, sy, qx, qy in zip(*tasks[:4], strict=True):
         with higher.innerloop_ctx(model, inner, copy_initial_weights=False) as (fmodel, diffopt):
             for _ in range(inner_steps):
                 diffopt.step(F.mse_loss(fmodel(sx), sy))
@@ -101,7 +101,7 @@ def _built_weights_loss(learner: MAML, tasks: TaskBatch) -> torch.Tensor:
     def task_loss(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
         return learner.loss_fn(learner.predict(learner.adapt(sx, sy), qx), qy)
 
-    return vmap(task_loss, randomness="different")(*tasks).mean()
+    return vmap(task_loss, randomness="different")(*tasks[:4]).mean()
 
 
 def bench_reaching_meta_step(preset: str = "full", family: str = "panda", seconds: float = 4.0,
