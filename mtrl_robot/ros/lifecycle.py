@@ -31,6 +31,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from mtrl_robot.hardware.activation import START_STATES, start_state
 from mtrl_robot.ros.hardware_backend import HardwareBackend
 from mtrl_robot.ros.parameters import OneOf, Range, declare_parameters
+from mtrl_robot.ros.run import freeze_heap
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 TRANSITIONS = ("configure", "activate", "deactivate", "cleanup", "shutdown")  # labels of ~/change_state
@@ -91,6 +92,7 @@ class ManagedArmNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {one_line(exc)}; {self.get_name()} stays unconfigured")
             self._release()
             return FAILURE
+        freeze_heap()  # what configure loaded (the model) joins the start-up heap
         preset = self.backend.preset
         self.get_logger().info(f"configured for preset '{preset.name}' ({preset.driver}); inactive: nothing is sent "
                                "until activated")

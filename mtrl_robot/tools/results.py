@@ -72,6 +72,8 @@ def _puck_evaluate(run: str, mode: str, *options: str) -> Step:
     return Step(("puck", "evaluate", run, "-o", run, *options), f"{run}/puck_eval_{mode}.json")
 
 
+LOSS_VARIANTS = {"losses_joint": (), "losses_flange": ("meta.flange_weight=0.1",),
+                 "losses_final": ("meta.final_weight=10",)}  # run folder → preset overrides of reaching_losses
 IIWA = "runs/iiwa/iiwa.yaml"  # the family file `arm init` writes for the iiwa URDF shipped with PyBullet
 
 RESULTS = (
@@ -88,6 +90,15 @@ RESULTS = (
                       "--methods", "no_adaptation", "maml_unguarded", "maml", "--per-robot")),
            {"reaching_guard.md": "runs/full_guard_evaluation/reaching.md",
             "reaching_guard.png": "runs/full_guard_evaluation/reaching.png"}),
+    Result("reaching_losses", "what meta-training's query loss changes, on the medium preset (five families, 5 "
+           "held-out robots each): the joint-space loss alone, plus a flange-space term through each training robot's "
+           "known kinematics (meta.flange_weight=0.1), and the final waypoint weighted (meta.final_weight=10); MAML at "
+           "K = 1 and 5, per family and per robot",
+           tuple(step for folder, overrides in LOSS_VARIANTS.items() for step in (
+               _train("medium", f"runs/{folder}", *overrides),
+               _evaluate(f"runs/{folder}", f"runs/{folder}_evaluation", "--ks", "1", "5", "--targets", "10",
+                         "--methods", "no_adaptation", "maml", "--per-robot"))),
+           {f"reaching_{folder}.md": f"runs/{folder}_evaluation/reaching.md" for folder in LOSS_VARIANTS}),
     Result("reaching_iiwa", "the KUKA iiwa from its URDF (pybullet_data's kuka_iiwa/model.urdf, flange "
            "lbr_iiwa_link_7, family file by `arm init`): the full preset on its population, K = 5 on each held-out "
            "robot",
