@@ -15,7 +15,7 @@ from mtrl_robot.backends.limits import MotionLimits, check_motion, motion_peaks
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.trajectory import JointState, JointTrajectory, TrajectoryError
 from mtrl_robot.hardware.presets import load_preset
-from mtrl_robot.hardware.safety import SafetyChecker, SafetyError, SafetyLimits, Watchdog, Workspace
+from mtrl_robot.hardware.safety import SafetyChecker, SafetyError, SafetyLimits, Watchdog, Workspace, path_samples
 
 ARM = load_family("panda")
 NAMES = ARM.joint_names
@@ -217,12 +217,7 @@ def test_limits_validation(kwargs, message):
 def every_sample_refusal(checker: SafetyChecker, traj: JointTrajectory) -> str | None:
     """The refusal of the path check that checks every sample of its grid (forward kinematics everywhere), or None."""
     times, limits, box = traj.times, checker.limits, checker.limits.workspace
-    grid = np.arange(times[0], times[-1], checker.workspace_step)
-    after = np.searchsorted(times, grid)
-    gap = np.minimum(np.abs(grid - times[np.minimum(after, len(times) - 1)]),
-                     np.abs(grid - times[np.maximum(after - 1, 0)]))
-    inner = grid[gap > 1e-9]
-    segments = np.searchsorted(times, inner) - 1
+    inner, segments = path_samples(times, checker.workspace_step)
     sampled = traj.sample(inner)[0] if inner.size else np.zeros((0, len(NAMES)))
     outside = (sampled < limits.inner_lower) | (sampled > limits.inner_upper)
     if outside.any():

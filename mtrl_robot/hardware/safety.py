@@ -140,6 +140,17 @@ def _between(k: int, offset: int) -> str:
     return f"between {_where(k, offset)} and {_where(k + 1, offset)}"
 
 
+def path_samples(times: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """The times of a grid of ``step`` s over a trajectory's waypoint ``times`` that fall between waypoints (not on
+    one), and the segment each falls in (segment k runs from waypoint k to k + 1)."""
+    grid = np.arange(times[0], times[-1], step)
+    after = np.searchsorted(times, grid)
+    gap = np.minimum(np.abs(grid - times[np.minimum(after, len(times) - 1)]),
+                     np.abs(grid - times[np.maximum(after - 1, 0)]))
+    inner = grid[gap > 1e-9]
+    return inner, np.searchsorted(times, inner) - 1
+
+
 class SafetyChecker:
     """Checks trajectories against :class:`SafetyLimits`; ``workspace_step`` (s) is the interpolation step."""
 
@@ -246,12 +257,7 @@ class SafetyChecker:
             reach = [np.maximum(np.abs(low - end), np.abs(high - end)) @ self._lever_arms for end in corners[:2]]
             unsure |= (reach[0] >= clearance[:-1]) & (reach[1] >= clearance[1:])
         if np.any(unsure):
-            grid = np.arange(times[0], times[-1], self.workspace_step)
-            after = np.searchsorted(times, grid)
-            gap = np.minimum(np.abs(grid - times[np.minimum(after, len(times) - 1)]),
-                             np.abs(grid - times[np.maximum(after - 1, 0)]))
-            inner = grid[gap > 1e-9]
-            segments = np.searchsorted(times, inner) - 1
+            inner, segments = path_samples(times, self.workspace_step)
             inner, segments = inner[unsure[segments]], segments[unsure[segments]]
         else:
             inner, segments = np.zeros(0), np.zeros(0, dtype=int)
