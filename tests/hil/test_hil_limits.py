@@ -238,7 +238,7 @@ def test_stop_sends_no_hold_from_a_non_finite_joint_state(limits_rig: Rig):
         msg.header.stamp = to_time(time.time())  # fresh every time
         states.publish(msg)
 
-    node.create_timer(0.02, publish)
+    timer = node.create_timer(0.02, publish)
     service = node.create_client(Trigger, "/hil_nan_stop/stop")
     try:
         assert service.wait_for_service(timeout_sec=REPLY_TIMEOUT)
@@ -259,6 +259,7 @@ def test_stop_sends_no_hold_from_a_non_finite_joint_state(limits_rig: Rig):
         wait_until(lambda: holds, REPLY_TIMEOUT, "the marker message")
         assert [list(m.joint_names) for m in holds] == [["marker"]], "a hold was published"
     finally:
+        node.destroy_timer(timer)  # no publishing from the executor's thread while the node is destroyed
         client.close()
 
 
