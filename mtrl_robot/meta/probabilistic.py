@@ -40,11 +40,11 @@ from mtrl_robot.models.mlp import mlp
 LATENT = "latent:z"  # the key under which adapt() returns z with the parameters (no module name has a ':')
 
 
-def widen(samples: Tensor, scale: float, noise: float, standard_normal: Tensor) -> Tensor:
+def widen(samples: Tensor, scale: float, noise: float, standard_noise: Tensor) -> Tensor:
     """Draws (num_samples, ...) → their mean plus ``scale`` times each draw's deviation from it, plus ``noise`` times
-    ``standard_normal`` (of the draws' shape)."""
+    ``standard_noise`` (of the draws' shape)."""
     mean = samples.mean(dim=0, keepdim=True)
-    return mean + scale * (samples - mean) + noise * standard_normal
+    return mean + scale * (samples - mean) + noise * standard_noise
 
 
 def noise_draws(shape: tuple[int, ...], dof: int | None, generator: torch.Generator,

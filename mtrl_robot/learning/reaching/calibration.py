@@ -130,11 +130,11 @@ def fit_spread(state: ReachingCheckpoint, cases: Sequence[Cases], seed: int) -> 
     """The (scale, noise) of the grid with the smallest calibration error on ``cases``, and the coverage there; the
     output noise is one seeded standard draw per case (Student-t, ``NOISE_DOF``), the same at every grid point."""
     generator = torch.Generator().manual_seed(seed)
-    normals = [noise_draws(c.draws.shape, NOISE_DOF, generator) for c in cases]
+    standard_noise = [noise_draws(c.draws.shape, NOISE_DOF, generator) for c in cases]
 
     def covered(scale: float, noise: float) -> np.ndarray:
         return coverage(np.concatenate([ranks(state, c, widen(c.draws, scale, noise, e)).ravel()
-                                        for c, e in zip(cases, normals, strict=True)]))
+                                        for c, e in zip(cases, standard_noise, strict=True)]))
 
     def best(scales: np.ndarray, noises: np.ndarray) -> tuple[float, float]:
         fits = ((calibration_error(covered(s, n)), float(s), float(n)) for s in scales for n in noises)
