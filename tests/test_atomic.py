@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.atomic import discarding_temporaries, write_atomic
 
 
 def test_text_bytes_and_writer(tmp_path):
@@ -53,3 +53,17 @@ def test_failing_verify_keeps_the_old_file(tmp_path):
 def test_file_is_readable_by_everyone(tmp_path):
     path = write_atomic(tmp_path / "out.txt", "shared")
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_work_ended_by_an_interrupt_leaves_only_complete_files(tmp_path):
+    write_atomic(tmp_path / "done.txt", "complete")
+    killed_writer = tmp_path / "checkpoints" / ".model.pt.abc123.tmp"  # what a worker killed mid-write leaves
+    killed_writer.parent.mkdir()
+    killed_writer.write_bytes(b"half a file")
+    with pytest.raises(KeyboardInterrupt), discarding_temporaries(tmp_path):
+        raise KeyboardInterrupt
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["checkpoints", "done.txt"]
+    killed_writer.write_bytes(b"half a file")
+    with discarding_temporaries(tmp_path):  # work that ends normally leaves the folder alone
+        pass
+    assert killed_writer.exists()

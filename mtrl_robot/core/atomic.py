@@ -4,14 +4,16 @@ The content goes to a temporary file ``.<name>.*.tmp`` (:data:`TEMPORARY`) in th
 disk, made readable by everyone (0o644: written files are meant to be shared, while ``mkstemp`` makes them
 private), optionally checked, and then renamed over the target. On any error (and on SIGINT/SIGTERM, see
 :mod:`mtrl_robot.core.interrupt`) the temporary file is removed and the target is untouched; only a process killed
-outright leaves it behind, which :func:`remove_temporaries` clears up.
+outright leaves it behind, which :func:`remove_temporaries` clears up, and which work run inside
+:func:`discarding_temporaries` clears up when it is interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,8 +26,8 @@ def write_atomic(path: str | Path, content: str | bytes | Callable[[BinaryIO], o
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
-    try:
+    try:  # at once: an interrupt (Ctrl-C, a cancelled Ray task) must find the temporary file covered
+        tmp = Path(name)
         with os.fdopen(fd, "wb") as f:
             if callable(content):
                 content(f)
@@ -38,7 +40,8 @@ def write_atomic(path: str | Path, content: str | bytes | Callable[[BinaryIO], o
             verify(tmp)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
         raise
     return path
 
@@ -50,3 +53,14 @@ def remove_temporaries(folder: str | Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+@contextlib.contextmanager
+def discarding_temporaries(folder: str | Path) -> Iterator[None]:
+    """Work that writes into ``folder`` runs inside; when it ends by an exception (e.g. Ctrl-C), by which time the
+    workers it started have ended or been cancelled, the temporary files any of them left are removed."""
+    try:
+        yield
+    except BaseException:
+        remove_temporaries(folder)
+        raise

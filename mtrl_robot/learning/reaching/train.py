@@ -59,7 +59,7 @@ import torch
 
 from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.families import load_families
-from mtrl_robot.core.atomic import remove_temporaries, write_atomic
+from mtrl_robot.core.atomic import discarding_temporaries, remove_temporaries, write_atomic
 from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.distributed.compute import ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import interval, markdown_table
@@ -123,30 +123,31 @@ def train_from_preset(preset: str | Path | Preset, out_dir: str | Path, resume: 
             print(f"removed {stale}, the unfinished write of an interrupted run", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "preset.json", json.dumps(preset.to_dict(), indent=1))
-    names = list(load_families(preset.data.families, out / "preset.json", "data.families"))
-    demos_clock = _Clock()
-    families = _demos(preset, out, progress)
-    demos_time = demos_clock.elapsed()
-    missing = [f for f in names if f not in families]
-    if missing:
-        raise DatasetError(demos_files(out)[0], f"no demos of the preset's families {missing}")
-    if preset.data.pooled:
-        jobs = [(preset, POOLED, {f: families[f] for f in names}, out, progress, 0)]
-    else:
-        jobs = [(preset, f, {f: families[f]}, out, progress, i) for i, f in enumerate(names)]
-    # families are independent: as many at a time as there are workers; local workers draw their own bars
-    results = ordered_map(preset.compute, _group_job, jobs, desc="families", unit="model",
-                          progress=progress and preset.compute.backend == "ray")
-    report = {family: entry for result, _ in results for family, entry in result.items()}
-    write_atomic(out / "report.json", json.dumps(report, indent=1))
-    write_atomic(out / "report.md", report_table(report))
-    profile = {"run": run_clock.elapsed(), "demos": demos_time,
-               "models": {name: phases for (_, phases), (_, name, *_) in zip(results, jobs, strict=True)},
-               "meta_steps": preset.meta.meta_steps, "robots": sum(len(families[f].robot_ids) for f in names),
-               "workers": preset.compute.workers, "threads": preset.compute.threads, "cores": os.cpu_count(),
-               "load_average": {"start": load_at_start, "end": os.getloadavg()[0]}}
-    write_atomic(out / "profile.json", json.dumps(profile, indent=1))
-    write_atomic(out / "profile.md", profile_table(profile))
+    with discarding_temporaries(out):  # an interrupted run leaves only complete files
+        names = list(load_families(preset.data.families, out / "preset.json", "data.families"))
+        demos_clock = _Clock()
+        families = _demos(preset, out, progress)
+        demos_time = demos_clock.elapsed()
+        missing = [f for f in names if f not in families]
+        if missing:
+            raise DatasetError(demos_files(out)[0], f"no demos of the preset's families {missing}")
+        if preset.data.pooled:
+            jobs = [(preset, POOLED, {f: families[f] for f in names}, out, progress, 0)]
+        else:
+            jobs = [(preset, f, {f: families[f]}, out, progress, i) for i, f in enumerate(names)]
+        # families are independent: as many at a time as there are workers; local workers draw their own bars
+        results = ordered_map(preset.compute, _group_job, jobs, desc="families", unit="model",
+                              progress=progress and preset.compute.backend == "ray")
+        report = {family: entry for result, _ in results for family, entry in result.items()}
+        write_atomic(out / "report.json", json.dumps(report, indent=1))
+        write_atomic(out / "report.md", report_table(report))
+        profile = {"run": run_clock.elapsed(), "demos": demos_time,
+                   "models": {name: phases for (_, phases), (_, name, *_) in zip(results, jobs, strict=True)},
+                   "meta_steps": preset.meta.meta_steps, "robots": sum(len(families[f].robot_ids) for f in names),
+                   "workers": preset.compute.workers, "threads": preset.compute.threads, "cores": os.cpu_count(),
+                   "load_average": {"start": load_at_start, "end": os.getloadavg()[0]}}
+        write_atomic(out / "profile.json", json.dumps(profile, indent=1))
+        write_atomic(out / "profile.md", profile_table(profile))
     return out
 
 
