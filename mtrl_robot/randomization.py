@@ -82,6 +82,18 @@ class Distribution:
     def support(self) -> tuple[float, float]:
         return self.low, self.high
 
+    def moments(self) -> tuple[float, float]:
+        """Mean and standard deviation of the draws (a clipped normal's as if unclipped)."""
+        if self.kind == "uniform":
+            return (self.low + self.high) / 2, (self.high - self.low) / math.sqrt(12.0)
+        if self.kind == "log_uniform":
+            a, b = math.log(self.low), math.log(self.high)
+            if b == a:
+                return self.low, 0.0
+            mean = (self.high - self.low) / (b - a)
+            return mean, math.sqrt(max((self.high**2 - self.low**2) / (2 * (b - a)) - mean**2, 0.0))
+        return self.mean, self.std
+
 
 def parse_distribution(raw: object, source: str | Path | None, field: str,
                        extra_fields: set[str] = frozenset()) -> Distribution:

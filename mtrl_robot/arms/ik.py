@@ -113,6 +113,15 @@ def solve_ik_batch(arm: Arm, targets: np.ndarray, q_seed: np.ndarray | None = No
             for q, e, i in zip(q2, errors, it1 + it2, strict=True)]
 
 
+def nearest_reaching_postures(arm: Arm, targets: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """(n, dof): for each target (n, 3), the joint vector nearest ``near`` (n, dof) whose flange reaches it (stage 2
+    alone, anchored at ``near``): a posture placed on the target without changing its redundancy resolution."""
+    targets = _check_targets(arm, targets)
+    lower, upper = arm.lower + LIMIT_MARGIN, arm.upper - LIMIT_MARGIN
+    near = np.clip(np.broadcast_to(arm.check_q(near, "posture"), (len(targets), arm.dof)), lower, upper)
+    return _minimise(CompiledChain(arm), targets, near, near, POLISH_WEIGHT, _POLISH_STEP_TOL, lower, upper)[0]
+
+
 def solve_ik(arm: Arm, target: np.ndarray, q_seed: np.ndarray | None = None, tol: float = 1e-4) -> IKResult:
     """Joint vector whose flange reaches ``target`` (3,), in m, in the world frame."""
     target = np.asarray(target, dtype=float)

@@ -71,6 +71,18 @@ def load_config(path: str | Path | None = None, **overrides) -> PopulationConfig
                             perturbation=perturbation)
 
 
+def perturbed_kinematics(nominal: Arm, length: np.ndarray, offset: np.ndarray, zero: np.ndarray) -> Arm:
+    """``nominal`` with its kinematic perturbations: every joint origin's and the flange's translation scaled by
+    ``length`` (dof + 1,) and shifted by ``offset`` (dof + 1, 3) m, every joint's zero moved by ``zero`` (dof,) rad."""
+    joints = tuple(
+        replace(j, xyz=tuple(np.asarray(j.xyz) * length[i] + offset[i]), zero_offset=float(j.zero_offset + zero[i]))
+        for i, j in enumerate(nominal.joints)
+    )
+    n = nominal.dof
+    return replace(nominal, joints=joints,
+                   flange_xyz=tuple(np.asarray(nominal.flange_xyz) * length[n] + offset[n]))
+
+
 def perturb(nominal: Arm, config: PopulationConfig, index: int) -> Arm:
     """Robot ``index`` of a family; depends only on (seed, family, index)."""
     rng = np.random.default_rng([config.seed, zlib.crc32(nominal.family.encode()), index])
@@ -87,10 +99,7 @@ def perturb(nominal: Arm, config: PopulationConfig, index: int) -> Arm:
     damping = draws("joint_damping", (n,))
     friction = draws("joint_friction", (n,))
 
-    joints = tuple(
-        replace(j, xyz=tuple(np.asarray(j.xyz) * length[i] + offset[i]), zero_offset=float(j.zero_offset + zero[i]))
-        for i, j in enumerate(nominal.joints)
-    )
+    kinematic = perturbed_kinematics(nominal, length, offset, zero)
     links = tuple(replace(ln, mass=ln.mass * mass[i], inertia=tuple(np.asarray(ln.inertia) * mass[i]))
                   for i, ln in enumerate(nominal.links))
     parameters = {}
@@ -102,11 +111,9 @@ def perturb(nominal: Arm, config: PopulationConfig, index: int) -> Arm:
     parameters["flange.link_length"] = length[n]
     parameters.update({f"flange.offset_{a}": offset[n, k] for k, a in enumerate("xyz")})
     return replace(
-        nominal,
+        kinematic,
         robot_id=f"{nominal.family}-{index:03d}",
-        joints=joints,
         links=links,
-        flange_xyz=tuple(np.asarray(nominal.flange_xyz) * length[n] + offset[n]),
         damping=tuple(np.asarray(nominal.damping) * damping),
         friction=tuple(np.asarray(nominal.friction) * friction),
         parameters={k: float(v) for k, v in parameters.items()},

@@ -165,8 +165,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--ks", type=bounded(int, minimum=0, maximum=DEMOS), nargs="+",
                    help="numbers of demos to adapt on (default: 1 5 10; 0: no adaptation)")
     _held_out_options(e, "the baselines")
-    e.add_argument("--methods", nargs="+", help="no_adaptation finetune scratch maml pmaml ik_oracle (default: all "
-                   "of these) and maml_unguarded (MAML without the adaptation guard)")
+    e.add_argument("--methods", nargs="+", help="no_adaptation finetune scratch maml maml_calibrated pmaml ik_oracle "
+                   "(default: all of these) and maml_unguarded (MAML without the adaptation guard)")
     e.add_argument("--pmaml-run", type=Path, help="a run of the probabilistic variant (for probabilistic MAML)")
     e.add_argument("--scratch-steps", type=bounded(int, above=0, maximum=STEPS),
                    help="training steps of the from-scratch model (default: 300)")

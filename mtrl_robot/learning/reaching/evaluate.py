@@ -34,6 +34,9 @@ Methods (keys of the results, rows of the table):
 ``pmaml``           probabilistic MAML, adapted the same way: only when a checkpoint of the probabilistic variant
                     exists for the family (in the run or in ``pmaml_run_dir``); otherwise "not trained in this run"
 ``maml_unguarded``  (only when asked for) ``maml`` without the guard: every adaptation takes the meta-trained step
+``maml_calibrated`` ``maml``'s path with its end placed on the target through the robot's kinematics calibrated
+                    from the same K demos (:mod:`mtrl_robot.learning.reaching.calibrated`; K = 0: the family's
+                    nominal kinematics)
 ``ik_oracle``       IK with the robot's true kinematics, then the planner's trajectory: the floor (independent of K)
 ==================  =============================================================================================
 
@@ -65,13 +68,13 @@ import torch.nn.functional as F
 
 from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.chain import Arm
-from mtrl_robot.arms.families import load_families, load_family
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
+from mtrl_robot.learning.reaching.calibrated import calibrated_arm, family_population, placed_on_targets
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import run_demos, to_tensors
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
@@ -86,13 +89,14 @@ from mtrl_robot.tasks.reaching import reach
 FINETUNE_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # the fine-tuning step sizes tried on validation robots
 VALIDATION_ROBOTS = 2  # per family: the robots the fine-tuning step size is chosen on
 VALIDATION_TARGETS = 5  # fresh targets per validation robot
-METHODS = ("no_adaptation", "finetune", "scratch", "maml", "pmaml", "ik_oracle")  # the default
+METHODS = ("no_adaptation", "finetune", "scratch", "maml", "maml_calibrated", "pmaml", "ik_oracle")  # the default
 KNOWN_METHODS = (*METHODS, "maml_unguarded")
 GUARDED = ("maml", "pmaml")  # adapted through the adaptation guard
 LABELS = {"no_adaptation": "no adaptation (meta-trained init)",
           "finetune": "fine-tune multi-task model (tuned step size)", "scratch": "from scratch (K demos)",
           "maml": "MAML", "pmaml": "probabilistic MAML",
-          "ik_oracle": "IK oracle (true kinematics)", "maml_unguarded": "MAML without the adaptation guard"}
+          "ik_oracle": "IK oracle (true kinematics)", "maml_unguarded": "MAML without the adaptation guard",
+          "maml_calibrated": "MAML, end placed by calibrated kinematics"}
 K_FREE = ("no_adaptation", "ik_oracle")  # the same numbers for every K
 NOT_TRAINED = "not trained in this run"
 TARGETS_PER_ROBOT = 10  # fresh targets per held-out robot
@@ -121,6 +125,8 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
     run, out = Path(run_dir), Path(out_dir)
     ks = tuple(int(k) for k in ks)
     unknown = [m for m in methods if m not in KNOWN_METHODS]
+    if "maml_calibrated" in methods and "maml" not in methods:
+        raise ValueError("the method maml_calibrated places the ends of maml's paths: ask for maml too")
     if unknown or not ks or min(ks) < 0 or not finetune_lrs or min(finetune_lrs) <= 0:
         raise ValueError(f"unknown methods {unknown} (known: {KNOWN_METHODS}), bad ks {ks} or bad fine-tuning step "
                          f"sizes {list(finetune_lrs)}")
@@ -151,7 +157,7 @@ def evaluate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int
             fam_methods.remove("pmaml")
             skipped[family]["pmaml"] = NOT_TRAINED
         if family not in maml_ckpts:
-            for m in ("maml", "maml_unguarded", "no_adaptation"):
+            for m in ("maml", "maml_unguarded", "maml_calibrated", "no_adaptation"):
                 if m in fam_methods:
                     fam_methods.remove(m)
                     skipped[family][m] = NOT_TRAINED
@@ -314,6 +320,12 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
         out["ik_oracle"] = dict.fromkeys(ks, errs)
     if "no_adaptation" in methods:
         out["no_adaptation"] = dict.fromkeys(ks, unadapted("maml"))
+
+    def calibrated(k: int, positions: np.ndarray) -> None:
+        if "maml_calibrated" in methods:
+            placed = placed_on_targets(calibrated_arm(base.preset, demos, k), positions, targets)
+            out.setdefault("maml_calibrated", {})[k] = run(placed)
+
     for k in ks:
         if k > len(demos):
             raise ValueError(f"K = {k}, but {arm.robot_id} has only {len(demos)} demos")
@@ -323,6 +335,7 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
                     out.setdefault(name, {})[0] = unadapted(state)
             if "finetune" in methods:
                 out.setdefault("finetune", {})[0] = run(_positions(multitask, arm, x))
+            calibrated(0, predict_positions(states["maml"], arm, targets))
             continue
         sx, so = data.targets[:k], data.offsets[:k]
         for name in GUARDED:
@@ -330,8 +343,11 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
                 state = states[name]
                 params, decision = guarded_adapt(state.learner, state.model.condition(sx), state.model.normalize(so),
                                                  steps)
-                out.setdefault(name, {})[k] = run(predict_positions(state, arm, targets, params=params))
+                positions = predict_positions(state, arm, targets, params=params)
+                out.setdefault(name, {})[k] = run(positions)
                 guards.setdefault(name, {})[k] = decision.to_dict()
+                if name == "maml":
+                    calibrated(k, positions)
         if "maml_unguarded" in methods:
             state = states["maml"]
             with torch.no_grad():
@@ -412,11 +428,7 @@ def validation_arms(base: ReachingCheckpoint, count: int) -> list[Arm]:
     (indices ``data.robots_per_family`` on), drawn as the population's own robots are
     (:func:`~mtrl_robot.arms.population.perturb`)."""
     data = base.preset.data
-    family = base.info["family"]
-    specs = dict(zip(load_families(data.families, None, "data.families"), data.families, strict=True))
-    config = populations.load_config(data.population_config, seed=data.population_seed, families=[specs[family]],
-                                     robots_per_family=data.robots_per_family)
-    nominal = load_family(specs[family])
+    nominal, config = family_population(base.preset, base.info["family"])
     return [populations.perturb(nominal, config, index)
             for index in range(data.robots_per_family, data.robots_per_family + count)]
 

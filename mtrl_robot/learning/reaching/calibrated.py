@@ -1,0 +1,53 @@
+"""Reaching through calibrated kinematics: the model proposes the motion, the arm's own chain places its end.
+
+The same K demos that adapt a model also calibrate the robot's kinematics: their last postures and targets give a
+MAP estimate of the family's kinematic perturbations under the run's population distributions
+(:mod:`mtrl_robot.arms.kinematic_calibration`). A predicted path then keeps its shape and redundancy resolution,
+but its end moves to the nearest posture that reaches the target through the calibrated chain
+(:func:`~mtrl_robot.arms.ik.nearest_reaching_postures`), and every waypoint moves by the same correction in
+proportion to how far along the path it is. With K = 0 the chain is the family's nominal one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtrl_robot.arms import population as populations
+from mtrl_robot.arms.chain import Arm
+from mtrl_robot.arms.families import load_families, load_family
+from mtrl_robot.arms.ik import nearest_reaching_postures
+from mtrl_robot.arms.kinematic_calibration import calibrate
+from mtrl_robot.learning.reaching.presets import Preset
+from mtrl_robot.motions.dataset import DemoDataset
+
+
+def family_population(preset: Preset, family: str) -> tuple[Arm, populations.PopulationConfig]:
+    """The family's nominal arm and the population settings the run drew its robots with."""
+    data = preset.data
+    specs = dict(zip(load_families(data.families, None, "data.families"), data.families, strict=True))
+    if family not in specs:
+        raise ValueError(f"family {family} is not one of the run's families {list(specs)}")
+    config = populations.load_config(data.population_config, seed=data.population_seed, families=[specs[family]],
+                                     robots_per_family=data.robots_per_family)
+    return load_family(specs[family]), config
+
+
+def calibrated_arm(preset: Preset, demos: DemoDataset, k: int) -> Arm:
+    """One robot's chain calibrated from its first ``k`` demos (their last postures and targets only)."""
+    nominal, config = family_population(preset, demos.robots[0].family)
+    return calibrate(nominal, config, demos.positions[:k, -1], demos.targets[:k])
+
+
+def placed_on_targets(arm: Arm, positions: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(n, T, dof) paths whose ends reach ``targets`` (n, 3) through ``arm``'s kinematics, each waypoint moved by
+    the end's correction times its progress along the path (0 at the start, 1 at the end)."""
+    positions = np.asarray(positions, dtype=float)
+    ends = nearest_reaching_postures(arm, targets, positions[:, -1])
+    travel = positions[:, -1] - positions[:, 0]  # (n, dof)
+    along = np.einsum("ntd,nd->nt", positions - positions[:, :1], travel)
+    length = np.einsum("nd,nd->n", travel, travel)[:, None]
+    even = np.broadcast_to(np.linspace(0.0, 1.0, positions.shape[1]), along.shape)
+    progress = np.where(length > 1e-12, along / np.maximum(length, 1e-12), even).clip(0.0, 1.0)
+    progress[:, 0], progress[:, -1] = 0.0, 1.0
+    placed = positions + progress[..., None] * (ends - positions[:, -1])[:, None]
+    return np.clip(placed, arm.lower, arm.upper)
