@@ -8,11 +8,17 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 
+from mtrl_robot.arms.chain import Arm
+from mtrl_robot.arms.fk import CompiledChain
 from mtrl_robot.cli.main import main
-from mtrl_robot.learning.reaching.checkpoint import load
+from mtrl_robot.learning.reaching.checkpoint import load, model_file_path
 from mtrl_robot.learning.reaching.evaluate import LABELS, METHODS, NOT_TRAINED, VALIDATION_ROBOTS
+from mtrl_robot.learning.reaching.predict import predict_positions
+from mtrl_robot.models.model_file import load_model_file
+from mtrl_robot.motions.dataset import load as load_demos
 
 TINY = """\
 name: tiny
@@ -71,6 +77,15 @@ def test_adapt_command_writes_an_adapted_checkpoint_for_a_held_out_robot(evaluat
     guard = load(out).info["adaptation"]["guard"]  # what the adaptation guard did: said, and kept in the checkpoint
     assert guard["k"] == 2 and guard["outcome"] in ("adapted", "shrunk", "fell back")
     assert printed.splitlines()[0].startswith("adaptation guard: ")
+    assert printed.splitlines()[1].startswith("kinematics calibrated from 2 demo(s): their last postures put the "
+                                              "flange within ")
+    # the model file carries the calibrated chain, and its predictions end on the target through it
+    model = load_model_file(model_file_path(out))
+    demos = load_demos(run / "demos.npz").for_robot(robot)
+    targets = demos.targets[2:5]  # demos it did not adapt on
+    ends = predict_positions(model, demos.robots[0], targets)[:, -1]
+    reached = CompiledChain(Arm.from_dict(model.kinematics)).flange_positions(ends)
+    assert np.abs(reached - targets).max() < 1e-5
     assert main(["reaching", "adapt", str(run), str(run / "demos.npz"), "--robot", robot, "-k", "2", "-o",
                  str(out)]) == 2  # never overwrites
     assert "never overwrites" in capsys.readouterr().err

@@ -113,13 +113,24 @@ def solve_ik_batch(arm: Arm, targets: np.ndarray, q_seed: np.ndarray | None = No
             for q, e, i in zip(q2, errors, it1 + it2, strict=True)]
 
 
-def nearest_reaching_postures(arm: Arm, targets: np.ndarray, near: np.ndarray) -> np.ndarray:
-    """(n, dof): for each target (n, 3), the joint vector nearest ``near`` (n, dof) whose flange reaches it (stage 2
-    alone, anchored at ``near``): a posture placed on the target without changing its redundancy resolution."""
+def nearest_reaching_postures(arm: Arm, targets: np.ndarray, near: np.ndarray, tol: float = 1e-6,
+                              max_steps: int = 20) -> np.ndarray:
+    """(n, dof): each posture ``near`` (n, dof) moved onto its target (n, 3) by the shortest joint steps: Gauss–Newton
+    steps of least norm (``Jᵀ(JJᵀ)⁻¹ e``), kept inside the limits, until the flange is within ``tol`` m. It keeps a
+    posture's redundancy resolution, and takes a few steps when the posture is already close."""
     targets = _check_targets(arm, targets)
     lower, upper = arm.lower + LIMIT_MARGIN, arm.upper - LIMIT_MARGIN
-    near = np.clip(np.broadcast_to(arm.check_q(near, "posture"), (len(targets), arm.dof)), lower, upper)
-    return _minimise(CompiledChain(arm), targets, near, near, POLISH_WEIGHT, _POLISH_STEP_TOL, lower, upper)[0]
+    q = np.clip(np.array(np.broadcast_to(arm.check_q(near, "posture"), (len(targets), arm.dof))), lower, upper)
+    kin = CompiledChain(arm)
+    for _ in range(max_steps):
+        p, jac = kin.position_and_jacobian(q)
+        error = targets - p
+        if np.abs(error).max() < tol:
+            break
+        jt = np.swapaxes(jac, -1, -2)
+        step = (jt @ np.linalg.solve(jac @ jt + _INITIAL_DAMPING * np.eye(3), error[..., None]))[..., 0]
+        q = np.clip(q + step, lower, upper)
+    return q
 
 
 def solve_ik(arm: Arm, target: np.ndarray, q_seed: np.ndarray | None = None, tol: float = 1e-4) -> IKResult:

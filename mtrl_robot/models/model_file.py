@@ -16,12 +16,17 @@ meta-learner, the preset) are a separate format.
 ``home``          the start posture (rad) the demos started from
 ``weights``       ``ReachingModel.state_dict()``
 ``task_latent``   a tensor (``task_dim``,) for an adapted probabilistic model, else None
+``kinematics``    an adapted model's robot chain calibrated from the same demos (``Arm.to_dict()`` as plain
+                  lists, numbers and strings; :mod:`mtrl_robot.arms.kinematic_calibration`), else None:
+                  predictions place their ends on the target through it
+                  (:func:`~mtrl_robot.learning.reaching.predict.predict_positions`)
 ``info``          plain data about where the model comes from
 ================  ==========================================================================================
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +56,7 @@ class ReachingModelFile:
     task_latent: Tensor | None = None
     info: dict[str, Any] | None = None
     path: Path | None = None
+    kinematics: dict[str, Any] | None = None  # plain data of the calibrated robot chain (``Arm.to_dict()``)
 
     def offsets(self, targets: np.ndarray) -> np.ndarray:
         """(n, 3) targets → (n, T, dof) joint offsets from the start posture."""
@@ -72,7 +78,8 @@ def reaching_model(config: dict[str, Any]) -> ReachingModel:
 
 
 def save_model_file(path: str | Path, model: ReachingModel, config: dict[str, Any], joint_names: tuple[str, ...],
-                    home: np.ndarray, task_latent: Tensor | None = None, info: dict[str, Any] | None = None) -> Path:
+                    home: np.ndarray, task_latent: Tensor | None = None, info: dict[str, Any] | None = None,
+                    kinematics: dict[str, Any] | None = None) -> Path:
     """Write a model file atomically (read back and checked before it replaces any old file)."""
     path = Path(path)
     config = {**{key: config[key] for key in CONFIG_KEYS}, **({"code_dim": config["code_dim"]} if "code_dim" in config
@@ -83,7 +90,8 @@ def save_model_file(path: str | Path, model: ReachingModel, config: dict[str, An
                          f"and a model of {config['dof']} joints do not fit together")
     payload = {"format": FORMAT, "version": VERSION, "config": config, "joint_names": list(joint_names),
                "home": home, "weights": model.state_dict(),
-               "task_latent": None if task_latent is None else task_latent.detach().clone(), "info": info or {}}
+               "task_latent": None if task_latent is None else task_latent.detach().clone(), "info": info or {},
+               "kinematics": None if kinematics is None else json.loads(json.dumps(kinematics))}
     where = first_non_finite(payload)
     if where is not None:
         raise ValueError(f"{path}: refusing to write a model with NaN or inf in {where}")
@@ -110,8 +118,13 @@ def load_model_file(path: str | Path) -> ReachingModelFile:
             raise ValueError(f"{len(joint_names)} joint names, home of shape {home.shape}, {config['dof']} joints")
         if task_latent is not None and tuple(task_latent.shape) != (int(config["task_dim"]),):
             raise ValueError(f"task_latent of shape {tuple(task_latent.shape)}, the model takes {config['task_dim']}")
+        kinematics = payload.get("kinematics")
+        if kinematics is not None and tuple(j["name"] for j in kinematics["joints"]) != joint_names:
+            raise ValueError(f"calibrated kinematics of the joints {[j['name'] for j in kinematics['joints']]}")
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
         raise CheckpointError(f"{path}: does not fit the reaching model it describes: {first_line(e)}") from e
     model.eval()
     model.requires_grad_(False)
-    return ReachingModelFile(model, joint_names, home, dict(config), task_latent, dict(payload["info"]), path)
+    return ReachingModelFile(model, joint_names, home, dict(config), task_latent, dict(payload["info"]), path,
+                             kinematics)
+

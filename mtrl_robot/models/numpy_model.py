@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
+from mtrl_robot.arms.chain import Arm
 from mtrl_robot.models.model_file import ReachingModelFile
 
 
@@ -41,6 +42,7 @@ class NumpyReachingModel:
     def __init__(self, model_file: ReachingModelFile):
         model, policy = model_file.model, model_file.model.policy
         self.joint_names = model_file.joint_names
+        self.kinematics = None if model_file.kinematics is None else Arm.from_dict(model_file.kinematics)
         layers = [*_linear_layers(policy.body), *_linear_layers(nn.Sequential(policy.head)),
                   *_linear_layers(model.decoder)]
         # the first layer takes the raw target: the normaliser and the constant inputs become weights and bias

@@ -9,7 +9,9 @@ and time them within its velocity and acceleration limits (the controller or a t
 does), as ``predict`` does here.
 
 The ONNX metadata (``custom_metadata_map`` in onnxruntime) holds, as JSON: ``joint_names`` (the columns of
-``positions``), ``home``, ``n_waypoints``, the model file's ``info`` and ``format``/``version``. The file is
+``positions``), ``home``, ``n_waypoints``, the model file's ``info`` and ``format``/``version``, and for an adapted
+model its robot chain calibrated from the demos (``kinematics``, ``Arm.to_dict()``): the graph does not place the
+path's end through it, as ``predict`` does here; an IK step on that chain does. The file is
 written atomically and only after onnxruntime's predictions on probe targets equal PyTorch's to ``TOLERANCE``.
 """
 
@@ -90,7 +92,7 @@ def export_onnx(model_file: ReachingModelFile, path: str | Path) -> Path:
     proto = program.model_proto
     metadata = {"format": FORMAT, "version": VERSION, "joint_names": list(model_file.joint_names),
                 "home": [float(q) for q in model_file.home], "n_waypoints": int(model_file.config["n_waypoints"]),
-                "info": model_file.info or {}}
+                "info": model_file.info or {}, "kinematics": model_file.kinematics}
     onnx.helper.set_model_props(proto, {key: json.dumps(value) for key, value in metadata.items()})
     buffer = io.BytesIO()
     onnx.save_model(proto, buffer)

@@ -3,21 +3,27 @@
 The first ``k`` demos of the robot are the support set; ``steps`` inner-loop gradient steps (the learner's own
 rule: its adapted parameters and, with Meta-SGD, its learned step sizes) give the adapted parameters. The
 adaptation guard (:mod:`mtrl_robot.meta.guard`) shrinks the step, or keeps the meta-trained initialisation, when the
-demos themselves show that adapting would make the model worse. The result is written into a new checkpoint of the
-same format (``adaptation`` records what was done, the guard's decision included) and into its deployable model
+demos themselves show that adapting would make the model worse. The same demos calibrate the robot's kinematics
+(:mod:`mtrl_robot.learning.reaching.calibrated`): the adapted model places its paths' ends through them. The
+result is written into a new checkpoint of the same format (``adaptation`` records what was done, the guard's
+decision included; ``kinematics`` the calibrated chain) and into its deployable model
 file (``X.model.pt`` beside ``X.pt``, what the policy node loads). Nothing is written until every check has
 passed, an existing file is never replaced, and the writes are atomic.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from mtrl_robot.arms.families import load_families
+from mtrl_robot.arms.kinematic_calibration import calibrate
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
+from mtrl_robot.learning.reaching.calibrated import calibration_summary, family_population
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import to_tensors
 from mtrl_robot.meta.guard import GuardDecision, guarded_adapt
@@ -70,8 +76,11 @@ def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None 
         raise ValueError(f"adapting {checkpoint} to {robot_id} diverged: {steps} steps on {k} demos gave NaN or inf "
                          f"in {guard.diverged} (the checkpoint's step sizes are too large for these demos); nothing "
                          "written")
+    nominal, population = family_population(state.preset, _family(state, demos))
+    kinematics = calibrate(nominal, population, demos.positions[:k, -1], demos.targets[:k])
     latent = params.pop(LATENT, None)
     checkpoints.load_params(state.model, params)
+    state.info["kinematics"] = json.loads(json.dumps(kinematics.to_dict()))  # plain data
     if latent is not None:
         state.info["task_latent"] = latent.clone()
     state.info["adaptation"] = {"robot_id": robot_id, "family": demos.robots[0].family, "k": k, "steps": steps,
@@ -80,7 +89,16 @@ def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None 
     state.save_model_file(checkpoints.model_file_path(out))
     path = state.save(out)
     say(guard.describe())
+    say(calibration_summary(nominal, kinematics, demos, k))
     return path
+
+
+def _family(state: ReachingCheckpoint, demos: DemoDataset) -> str:
+    """The family whose nominal chain the robot's kinematics are calibrated around: the demos' robot's, if the run
+    trained on it (a model across families), else the checkpoint's."""
+    family = demos.robots[0].family
+    return family if family in load_families(state.preset.data.families, None, "data.families") else \
+        state.info["family"]
 
 
 def adapt_cli(checkpoint: str | Path, demos_path: str | Path, robot_id: str | None, k: int,

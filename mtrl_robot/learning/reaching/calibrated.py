@@ -15,6 +15,7 @@ import numpy as np
 from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_families, load_family
+from mtrl_robot.arms.fk import CompiledChain
 from mtrl_robot.arms.ik import nearest_reaching_postures
 from mtrl_robot.arms.kinematic_calibration import calibrate
 from mtrl_robot.learning.reaching.presets import Preset
@@ -32,10 +33,21 @@ def family_population(preset: Preset, family: str) -> tuple[Arm, populations.Pop
     return load_family(specs[family]), config
 
 
-def calibrated_arm(preset: Preset, demos: DemoDataset, k: int) -> Arm:
-    """One robot's chain calibrated from its first ``k`` demos (their last postures and targets only)."""
-    nominal, config = family_population(preset, demos.robots[0].family)
+def calibrated_arm(preset: Preset, demos: DemoDataset, k: int, family: str | None = None) -> Arm:
+    """One robot's chain calibrated from its first ``k`` demos (their last postures and targets only), around the
+    nominal chain of ``family`` (default: the demos' robot's)."""
+    nominal, config = family_population(preset, family or demos.robots[0].family)
     return calibrate(nominal, config, demos.positions[:k, -1], demos.targets[:k])
+
+
+def calibration_summary(nominal: Arm, calibrated: Arm, demos: DemoDataset, k: int) -> str:
+    """One line: how closely the calibrated and the nominal chain put the flange on the first ``k`` demos' targets."""
+    postures, targets = demos.positions[:k, -1], demos.targets[:k]
+    calibrated_miss, nominal_miss = (
+        np.linalg.norm(CompiledChain(arm).flange_positions(postures) - targets, axis=1).max() * 1e3
+        for arm in (calibrated, nominal))
+    return (f"kinematics calibrated from {k} demo(s): their last postures put the flange within "
+            f"{calibrated_miss:.2f} mm of their targets (the family's nominal chain: {nominal_miss:.2f} mm)")
 
 
 def placed_on_targets(arm: Arm, positions: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -12,6 +12,8 @@ The learner's ``extra`` holds (all plain data, so ``weights_only=True`` loads it
 ``preset``         the whole training preset (``Preset.to_dict()``)
 ``adaptation``     ``None``, or for an adapted model: robot id, K, steps, the source checkpoint and its step
 ``task_latent``    probabilistic variant, adapted: the task variable z (a tensor); otherwise absent
+``kinematics``     adapted: the robot's chain calibrated from the same demos (plain data of ``Arm.to_dict()``;
+                   :mod:`mtrl_robot.learning.reaching.calibrated`); otherwise absent
 ``code_dim``       a model across families with a family code (``model.family_code``): the code's width (the
                    family's code is in the weights, ``policy.code``); otherwise absent
 ``columns``        a model across arms with different joint counts: its joint columns (the most joints of
@@ -35,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mtrl_robot.arms.chain import Arm
 from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.learning.reaching.presets import MetaConfig, Preset, preset_from_dict
 from mtrl_robot.learning.reaching.pretrain import build_model
@@ -71,6 +74,12 @@ class ReachingCheckpoint:
     def task_latent(self) -> Tensor | None:
         return self.info.get("task_latent")
 
+    @property
+    def kinematics(self) -> Arm | None:
+        """An adapted model's calibrated robot chain (predictions place their ends through it), else None."""
+        data = self.info.get("kinematics")
+        return None if data is None else Arm.from_dict(data)
+
     def save(self, path: str | Path) -> Path:
         """Write atomically (see ``MAML.save_checkpoint``)."""
         return self.learner.save_checkpoint(path, extra=self.info)
@@ -84,7 +93,8 @@ class ReachingCheckpoint:
                   **({"code_dim": self.model.policy.code_dim} if self.model.policy.code_dim else {})}
         info = {key: self.info.get(key) for key in ("family", "adaptation", "pooled")}
         return save_model_file(path, self.model, config, self.joint_names, np.asarray(self.info["home"]),
-                               self.task_latent, {**info, "checkpoint_step": self.learner.step})
+                               self.task_latent, {**info, "checkpoint_step": self.learner.step},
+                               self.info.get("kinematics"))
 
     def offsets(self, targets: np.ndarray, params: dict[str, Tensor] | None = None) -> np.ndarray:
         """(n, 3) targets → (n, T, dof) joint offsets from the start posture; ``params`` from ``learner.adapt``."""

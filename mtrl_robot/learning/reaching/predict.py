@@ -18,6 +18,7 @@ import numpy as np
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.trajectory import JointTrajectory, retime
+from mtrl_robot.learning.reaching.calibrated import placed_on_targets
 from mtrl_robot.models.model_file import load_model_file
 from mtrl_robot.motions import reach as planner
 
@@ -34,7 +35,8 @@ class OffsetModel(Protocol):
 def predict_positions(model: OffsetModel, arm: Arm, targets: np.ndarray, start: np.ndarray | None = None,
                       params: dict | None = None) -> np.ndarray:
     """(n, T, dof) joint positions for ``arm``: start + offsets, clipped into its limits, exact start point;
-    ``params`` (adapted parameters of a checkpoint's learner) are passed on to ``model.offsets``."""
+    ``params`` (adapted parameters of a checkpoint's learner) are passed on to ``model.offsets``. A model with
+    calibrated ``kinematics`` (an adapted one) has each path's end placed on its target through them."""
     if tuple(arm.joint_names) != tuple(model.joint_names):
         raise ValueError(f"{arm.robot_id} has the joints {list(arm.joint_names)}; the model was trained for "
                          f"{list(model.joint_names)}")
@@ -45,7 +47,12 @@ def predict_positions(model: OffsetModel, arm: Arm, targets: np.ndarray, start: 
     offsets = model.offsets(targets) if params is None else model.offsets(targets, params)
     positions = start + offsets
     positions[:, 0] = start
-    return np.clip(positions, arm.lower, arm.upper)
+    positions = np.clip(positions, arm.lower, arm.upper)
+    kinematics = getattr(model, "kinematics", None)
+    if kinematics is None:
+        return positions
+    return placed_on_targets(kinematics if isinstance(kinematics, Arm) else Arm.from_dict(kinematics), positions,
+                             targets)
 
 
 def timed(arm: Arm, positions: np.ndarray) -> JointTrajectory:
