@@ -15,7 +15,8 @@ from mtrl_robot.core.paths import data_dir
 DEMO_KS = (1, 5)  # the numbers of demos the demo's evaluation adapts on
 DEMO_TARGETS = 5  # fresh targets per held-out robot in the demo's evaluation
 # every method, and MAML without the adaptation guard beside MAML: where the guard changed a number, the table shows it
-DEMO_METHODS = ("no_adaptation", "finetune", "scratch", "maml", "maml_unguarded", "pmaml", "ik_oracle")
+DEMO_METHODS = ("no_adaptation", "finetune", "scratch", "maml", "maml_calibrated", "maml_unguarded", "pmaml",
+                "ik_oracle")
 
 
 def demo(seed: int, out: Path, skip_learning: bool, families: list[str] | None = None) -> None:
