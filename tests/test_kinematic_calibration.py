@@ -6,9 +6,10 @@ import pytest
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import CompiledChain
 from mtrl_robot.arms.ik import sample_reachable_targets, solve_ik_batch
-from mtrl_robot.arms.kinematic_calibration import calibrate, prior
+from mtrl_robot.arms.kinematic_calibration import MAX_DEVIATION, calibrate, prior
 from mtrl_robot.arms.population import load_config, perturb
-from mtrl_robot.learning.reaching.calibrated import placed_on_targets
+from mtrl_robot.learning.reaching.calibrated import calibrated_positions, placed_on_targets
+from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.randomization import Distribution
 
 CONFIG = load_config()
@@ -29,7 +30,9 @@ def test_a_robot_is_recovered_from_its_demos_last_postures(family):
     nominal = load_family(family)
     robot = perturb(nominal, CONFIG, 3)
     demos = _postures(robot, 8, 0)
-    calibrated = calibrate(nominal, CONFIG, demos, _flange(robot, demos))  # what the robot reached
+    calibration = calibrate(nominal, CONFIG, demos, _flange(robot, demos))  # what the robot reached
+    calibrated = calibration.arm
+    assert calibration.plausible and calibration.miss < 1e-4 and calibration.deviation < 3
     fresh = _postures(robot, 20, 1)
     error = np.linalg.norm(_flange(calibrated, fresh) - _flange(robot, fresh), axis=1)
     nominal_error = np.linalg.norm(_flange(nominal, fresh) - _flange(robot, fresh), axis=1)
@@ -39,14 +42,14 @@ def test_a_robot_is_recovered_from_its_demos_last_postures(family):
 
 
 def test_without_demos_the_chain_is_the_prior_mean_and_unperturbed_parameters_stay_fixed():
-    calibrated = calibrate(PANDA, CONFIG, np.zeros((0, 7)), np.zeros((0, 3)))
+    calibrated = calibrate(PANDA, CONFIG, np.zeros((0, 7)), np.zeros((0, 3))).arm
     q = _postures(PANDA, 5, 2)
     np.testing.assert_allclose(_flange(calibrated, q), _flange(PANDA, q), atol=1e-12)
     fixed = load_config(None)
     fixed = type(fixed)(perturbation={**fixed.perturbation, "link_length": Distribution("uniform", 1.0, 1.0)})
     robot = perturb(PANDA, CONFIG, 0)
     demos = _postures(robot, 3, 3)
-    lengths = calibrate(PANDA, fixed, demos, _flange(robot, demos)).parameters
+    lengths = calibrate(PANDA, fixed, demos, _flange(robot, demos)).arm.parameters
     assert all(lengths[f"{j.name}.link_length"] == 1.0 for j in PANDA.joints)
     mean, std = prior(PANDA, CONFIG)
     assert mean.shape == std.shape == (4 * 8 + 7,) and (std > 0).all()
@@ -59,6 +62,18 @@ def test_moments_are_those_of_the_draws(dist):
     draws = np.array([dist.sample(rng) for _ in range(100_000)])
     mean, std = dist.moments()
     assert mean == pytest.approx(draws.mean(), abs=0.01 * std) and std == pytest.approx(draws.std(), rel=0.01)
+
+
+def test_demos_of_another_arm_are_no_robot_of_the_family_and_paths_stay_as_predicted():
+    """A Gen3's demo given as the Panda's: the chain that would explain it is far outside the Panda population."""
+    gen3 = perturb(load_family("gen3"), CONFIG, 5)
+    demo = plan_robot_demos(gen3, 1, 0, 8)
+    calibration = calibrate(PANDA, CONFIG, demo.positions[:, -1], demo.targets)
+    assert not calibration.plausible and calibration.deviation > MAX_DEVIATION
+    paths = np.repeat(PANDA.home_q[None, None], 8, axis=1)
+    assert calibrated_positions(calibration, paths, demo.targets) is paths
+    own = plan_robot_demos(perturb(PANDA, CONFIG, 5), 1, 0, 8)
+    assert calibrate(PANDA, CONFIG, own.positions[:, -1], own.targets).plausible
 
 
 def test_bad_calibration_input_is_one_clear_error():

@@ -10,12 +10,15 @@ normal with its mean and standard deviation (:meth:`~mtrl_robot.randomization.Di
     minimise  Σ_k |p(q_k; θ) − t_k|² / σ²  +  Σ_i ((θ_i − μ_i) / s_i)²
 
 σ (``noise``) is how far a demo's last posture may leave the flange from its target. Parameters the population
-does not perturb (s_i = 0) stay at their mean. Solved with SciPy's trust-region least squares.
+does not perturb (s_i = 0) stay at their mean. Solved with SciPy's trust-region least squares. A fit that needs a
+parameter more than ``MAX_DEVIATION`` standard deviations from its mean, or still misses a demo's target by more
+than ``MAX_MISS``, describes no robot of the family (e.g. a demo of another arm): it is reported as implausible,
+and callers keep the uncalibrated prediction.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -25,6 +28,8 @@ from mtrl_robot.arms.fk import CompiledChain
 from mtrl_robot.arms.population import PopulationConfig, perturbed_kinematics
 
 NOISE = 1e-4  # m: how far a demo's last posture may leave the flange from its target (chosen on validation robots)
+MAX_DEVIATION = 4.0  # prior standard deviations: a fitted parameter farther from its mean is no robot of the family
+MAX_MISS = 1e-3  # m: a fitted chain that leaves a demo's flange farther from its target does not explain the demos
 
 
 def prior(nominal: Arm, config: PopulationConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -46,8 +51,24 @@ def arm_from_parameters(nominal: Arm, theta: np.ndarray) -> Arm:
                                 theta[4 * (n + 1):])
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """A calibrated chain and how much to trust it: ``deviation`` is the largest parameter's distance from its
+    population mean in standard deviations, ``miss`` the farthest the fitted chain leaves a demo's flange from its
+    target (m). Demos no robot of the family could have made (another arm's, a wrong target) need a chain far outside
+    the population or still miss: :attr:`plausible` is then False."""
+
+    arm: Arm
+    deviation: float
+    miss: float
+
+    @property
+    def plausible(self) -> bool:
+        return self.deviation <= MAX_DEVIATION and self.miss <= MAX_MISS
+
+
 def calibrate(nominal: Arm, config: PopulationConfig, postures: np.ndarray, targets: np.ndarray,
-              noise: float = NOISE) -> Arm:
+              noise: float = NOISE) -> Calibration:
     """The arm whose flange best reaches ``targets`` (K, 3) from ``postures`` (K, dof), MAP under the population's
     perturbations of ``nominal``; with K = 0 the prior's mean."""
     postures = np.asarray(postures, dtype=float).reshape(-1, nominal.dof)
@@ -59,20 +80,23 @@ def calibrate(nominal: Arm, config: PopulationConfig, postures: np.ndarray, targ
         raise ValueError("calibration postures and targets must be finite")
     mean, std = prior(nominal, config)
     free = std > 0
-    if not len(postures) or not free.any():
-        return _named(arm_from_parameters(nominal, mean), nominal, mean)
+    x = np.zeros(int(free.sum()))
 
     def parameters(x: np.ndarray) -> np.ndarray:
         theta = mean.copy()
         theta[free] = mean[free] + std[free] * x  # fitted in prior standard deviations: a well-scaled problem
         return theta
 
-    def residuals(x: np.ndarray) -> np.ndarray:
-        reached = CompiledChain(arm_from_parameters(nominal, parameters(x))).flange_positions(postures)
-        return np.concatenate([((reached - targets) / noise).ravel(), x])
+    def reached(x: np.ndarray) -> np.ndarray:
+        return CompiledChain(arm_from_parameters(nominal, parameters(x))).flange_positions(postures)
 
-    theta = parameters(least_squares(residuals, np.zeros(int(free.sum())), method="trf", x_scale=1.0).x)
-    return _named(arm_from_parameters(nominal, theta), nominal, theta)
+    if len(postures) and free.any():
+        x = least_squares(lambda x: np.concatenate([((reached(x) - targets) / noise).ravel(), x]), x,
+                          method="trf").x
+    theta = parameters(x)
+    miss = float(np.linalg.norm(reached(x) - targets, axis=1).max()) if len(postures) else 0.0
+    return Calibration(_named(arm_from_parameters(nominal, theta), nominal, theta),
+                       float(np.abs(x).max()) if x.size else 0.0, miss)
 
 
 def _named(arm: Arm, nominal: Arm, theta: np.ndarray) -> Arm:

@@ -21,9 +21,8 @@ from pathlib import Path
 import torch
 
 from mtrl_robot.arms.families import load_families
-from mtrl_robot.arms.kinematic_calibration import calibrate
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
-from mtrl_robot.learning.reaching.calibrated import calibration_summary, family_population
+from mtrl_robot.learning.reaching.calibrated import calibrate_from_demos, calibration_summary
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import to_tensors
 from mtrl_robot.meta.guard import GuardDecision, guarded_adapt
@@ -76,11 +75,11 @@ def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None 
         raise ValueError(f"adapting {checkpoint} to {robot_id} diverged: {steps} steps on {k} demos gave NaN or inf "
                          f"in {guard.diverged} (the checkpoint's step sizes are too large for these demos); nothing "
                          "written")
-    nominal, population = family_population(state.preset, _family(state, demos))
-    kinematics = calibrate(nominal, population, demos.positions[:k, -1], demos.targets[:k])
+    nominal, calibration = calibrate_from_demos(state.preset, demos, k, _family(state, demos))
     latent = params.pop(LATENT, None)
     checkpoints.load_params(state.model, params)
-    state.info["kinematics"] = json.loads(json.dumps(kinematics.to_dict()))  # plain data
+    if calibration.plausible:
+        state.info["kinematics"] = json.loads(json.dumps(calibration.arm.to_dict()))  # plain data
     if latent is not None:
         state.info["task_latent"] = latent.clone()
     state.info["adaptation"] = {"robot_id": robot_id, "family": demos.robots[0].family, "k": k, "steps": steps,
@@ -89,7 +88,7 @@ def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None 
     state.save_model_file(checkpoints.model_file_path(out))
     path = state.save(out)
     say(guard.describe())
-    say(calibration_summary(nominal, kinematics, demos, k))
+    say(calibration_summary(nominal, calibration, demos, k))
     return path
 
 

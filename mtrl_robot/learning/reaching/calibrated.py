@@ -5,7 +5,9 @@ MAP estimate of the family's kinematic perturbations under the run's population 
 (:mod:`mtrl_robot.arms.kinematic_calibration`). A predicted path then keeps its shape and redundancy resolution,
 but its end moves to the nearest posture that reaches the target through the calibrated chain
 (:func:`~mtrl_robot.arms.ik.nearest_reaching_postures`), and every waypoint moves by the same correction in
-proportion to how far along the path it is. With K = 0 the chain is the family's nominal one.
+proportion to how far along the path it is. With K = 0 the chain is the family's nominal one. Demos no robot of the
+family could have made (:attr:`~mtrl_robot.arms.kinematic_calibration.Calibration.plausible`) leave the paths as
+the model predicts them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_families, load_family
 from mtrl_robot.arms.fk import CompiledChain
 from mtrl_robot.arms.ik import nearest_reaching_postures
-from mtrl_robot.arms.kinematic_calibration import calibrate
+from mtrl_robot.arms.kinematic_calibration import Calibration, calibrate
 from mtrl_robot.learning.reaching.presets import Preset
 from mtrl_robot.motions.dataset import DemoDataset
 
@@ -33,21 +35,32 @@ def family_population(preset: Preset, family: str) -> tuple[Arm, populations.Pop
     return load_family(specs[family]), config
 
 
-def calibrated_arm(preset: Preset, demos: DemoDataset, k: int, family: str | None = None) -> Arm:
-    """One robot's chain calibrated from its first ``k`` demos (their last postures and targets only), around the
-    nominal chain of ``family`` (default: the demos' robot's)."""
+def calibrate_from_demos(preset: Preset, demos: DemoDataset, k: int, family: str | None = None
+                         ) -> tuple[Arm, Calibration]:
+    """The nominal chain of ``family`` (default: the demos' robot's) and the robot's chain calibrated around it from
+    its first ``k`` demos (their last postures and targets only)."""
     nominal, config = family_population(preset, family or demos.robots[0].family)
-    return calibrate(nominal, config, demos.positions[:k, -1], demos.targets[:k])
+    return nominal, calibrate(nominal, config, demos.positions[:k, -1], demos.targets[:k])
 
 
-def calibration_summary(nominal: Arm, calibrated: Arm, demos: DemoDataset, k: int) -> str:
-    """One line: how closely the calibrated and the nominal chain put the flange on the first ``k`` demos' targets."""
+def calibrated_positions(calibration: Calibration, positions: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``positions`` placed on ``targets`` through a plausible calibration; an implausible one leaves them as they
+    are."""
+    return placed_on_targets(calibration.arm, positions, targets) if calibration.plausible else positions
+
+
+def calibration_summary(nominal: Arm, calibration: Calibration, demos: DemoDataset, k: int) -> str:
+    """One line: how closely the calibrated and the nominal chain put the flange on the first ``k`` demos' targets,
+    or why the calibration is not used."""
+    if not calibration.plausible:
+        return (f"kinematic calibration not used: no robot of the family explains the {k} demo(s) (a parameter "
+                f"{calibration.deviation:.1f} standard deviations from the population's mean, targets missed by up "
+                f"to {calibration.miss * 1e3:.2f} mm); paths end where the model puts them")
     postures, targets = demos.positions[:k, -1], demos.targets[:k]
-    calibrated_miss, nominal_miss = (
-        np.linalg.norm(CompiledChain(arm).flange_positions(postures) - targets, axis=1).max() * 1e3
-        for arm in (calibrated, nominal))
+    nominal_miss = np.linalg.norm(CompiledChain(nominal).flange_positions(postures) - targets, axis=1).max()
     return (f"kinematics calibrated from {k} demo(s): their last postures put the flange within "
-            f"{calibrated_miss:.2f} mm of their targets (the family's nominal chain: {nominal_miss:.2f} mm)")
+            f"{calibration.miss * 1e3:.2f} mm of their targets (the family's nominal chain: "
+            f"{nominal_miss * 1e3:.2f} mm)")
 
 
 def placed_on_targets(arm: Arm, positions: np.ndarray, targets: np.ndarray) -> np.ndarray:

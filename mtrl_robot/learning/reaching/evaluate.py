@@ -74,7 +74,7 @@ from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
-from mtrl_robot.learning.reaching.calibrated import calibrated_arm, family_population, placed_on_targets
+from mtrl_robot.learning.reaching.calibrated import calibrate_from_demos, calibrated_positions, family_population
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import run_demos, to_tensors
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
@@ -323,8 +323,8 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
 
     def calibrated(k: int, positions: np.ndarray) -> None:
         if "maml_calibrated" in methods:
-            placed = placed_on_targets(calibrated_arm(base.preset, demos, k), positions, targets)
-            out.setdefault("maml_calibrated", {})[k] = run(placed)
+            _, calibration = calibrate_from_demos(base.preset, demos, k)
+            out.setdefault("maml_calibrated", {})[k] = run(calibrated_positions(calibration, positions, targets))
 
     for k in ks:
         if k > len(demos):
