@@ -586,7 +586,36 @@ def reaching_table(results: dict) -> str:
              f"{'; K = 0: every model as trained, nothing to train from scratch' if 0 in ks else ''}.")
     notes = [finetune_note(results)] if results.get("finetune_lr") else []
     notes += [guard_note(results["guard"])] if results.get("guard") else []
+    notes += [robots_note(results)] if any(k > 0 for k in ks) else []
     return markdown_table(["family", "method", *(f"K = {k}" for k in ks)], rows, [intro, *notes])
+
+
+LISTED_ROBOTS = 5  # robots worse than without adapting are named up to this many, then only counted
+
+
+def robots_note(results: dict) -> str:
+    """Per adapted method and K ≥ 1: the worst held-out robot (the highest mean over its targets) and the robots that
+    end worse than without adapting (the meta-trained initialisation on the same targets)."""
+    per_robot = results["per_robot_cm"]
+    parts = []
+    for method in results["methods"]:
+        if method in K_FREE:
+            continue
+        cells = []
+        for k in (str(k) for k in results["ks"] if k > 0):
+            means = {r: float(np.mean(e[method][k])) for r, e in per_robot.items() if k in e.get(method, {})}
+            if not means:
+                continue
+            worst = max(means, key=means.__getitem__)
+            worse = [r for r, mean in means.items() if "no_adaptation" in per_robot[r]
+                     and mean > np.mean(per_robot[r]["no_adaptation"][k])]
+            named = f": {', '.join(worse)}" if len(worse) <= LISTED_ROBOTS else ""
+            cells.append(f"K = {k} {worst} {means[worst]:.2f}"
+                         + (f" ({len(worse)} worse than without adapting{named})" if worse else ""))
+        if cells:
+            parts.append(f"{LABELS[method]}: {'; '.join(cells)}")
+    return ("Worst held-out robot per method and K (its mean over its targets, cm), and the robots that end worse "
+            "than without adapting: " + ". ".join(parts) + ".")
 
 
 def robot_table(results: dict) -> str:
