@@ -100,17 +100,18 @@ RESULTS = (
                          "--methods", "no_adaptation", "maml", "--per-robot"))),
            {f"reaching_{folder}.md": f"runs/{folder}_evaluation/reaching.md" for folder in LOSS_VARIANTS}),
     Result("reaching_iiwa", "the KUKA iiwa from its URDF (pybullet_data's kuka_iiwa/model.urdf, flange "
-           "lbr_iiwa_link_7, family file by `arm init`): the full preset on its population, K = 5 on each held-out "
-           "robot",
+           "lbr_iiwa_link_7, family file by `arm init`): the full preset on its population, K = 1 and 5 on each "
+           "held-out robot, MAML alone and with calibrated kinematics",
            (Step(("arm", "init", "pybullet_data:kuka_iiwa/model.urdf", "--flange", "lbr_iiwa_link_7", "-o", IIWA),
                  IIWA, "runs/iiwa"),
             _train("full", "runs/iiwa/train", f"data.families=[{IIWA}]"),
-            _evaluate("runs/iiwa/train", "runs/iiwa/evaluation", "--ks", "5", "--targets", "10", "--methods",
-                      "no_adaptation", "maml", "ik_oracle", "--per-robot")),
+            _evaluate("runs/iiwa/train", "runs/iiwa/evaluation", "--ks", "1", "5", "--targets", "10", "--methods",
+                      "no_adaptation", "maml", "maml_calibrated", "ik_oracle", "--per-robot")),
            {"reaching_iiwa.md": "runs/iiwa/evaluation/reaching.md",
             "reaching_iiwa.png": "runs/iiwa/evaluation/reaching.png"}),
     Result("reaching", "the full preset per family: held-out errors after training, and every method against K = 0 "
-           "(no adaptation), 1, 2, 5, 10 executed in MuJoCo: MAML, probabilistic MAML (from a second run of the same "
+           "(no adaptation), 1, 2, 5, 10 executed in MuJoCo: MAML alone and with its paths' ends placed through the "
+           "kinematics the same demos calibrate, probabilistic MAML (from a second run of the same "
            "preset), fine-tuning the multi-task model with the step size tuned on validation robots, from scratch, "
            "the IK oracle",
            (_train("full", "runs/full"), _train("full", "runs/full_pmaml", "meta.variant=probabilistic"),
@@ -129,7 +130,7 @@ RESULTS = (
     Result("reaching_pooled", "across families: one model meta-trained over the four families' robots",
            (_train("full", "runs/full_pooled", "data.pooled=true"),
             _evaluate("runs/full_pooled", "runs/full_pooled_evaluation", "--ks", "1", "5", "10", "--targets", "10",
-                      "--methods", "no_adaptation", "maml", "ik_oracle")),
+                      "--methods", "no_adaptation", "maml", "maml_calibrated", "ik_oracle")),
            {"reaching_pooled.md": "runs/full_pooled_evaluation/reaching.md",
             "reaching_pooled.png": "runs/full_pooled_evaluation/reaching.png"}),
     Result("reaching_pooled_five", "across all five families, six and seven joints in one model, on the medium "

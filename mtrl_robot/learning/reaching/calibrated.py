@@ -40,7 +40,8 @@ def calibrate_from_demos(preset: Preset, demos: DemoDataset, k: int, family: str
     """The nominal chain of ``family`` (default: the demos' robot's) and the robot's chain calibrated around it from
     its first ``k`` demos (their last postures and targets only)."""
     nominal, config = family_population(preset, family or demos.robots[0].family)
-    return nominal, calibrate(nominal, config, demos.positions[:k, -1], demos.targets[:k])
+    return nominal, calibrate(nominal, config, demos.positions[:k, -1], demos.targets[:k],
+                              preset.adapt.demo_precision)
 
 
 def calibrated_positions(calibration: Calibration, positions: np.ndarray, targets: np.ndarray) -> np.ndarray:

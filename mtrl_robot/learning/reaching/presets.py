@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtrl_robot.arms.kinematic_calibration import NOISE
 from mtrl_robot.core.config import (
     INNER_STEPS,
     ROBOTS,
@@ -119,6 +120,9 @@ class AdaptConfig:
                          minimum=0, maximum=STEPS)
     k: int = setting(5, "demos used by the held-out evaluation at the end of training",
                      above=0, maximum=DEMOS)
+    demo_precision: float = setting(NOISE, "m: how far a demo's last posture may leave the flange from its target; "
+                                    "calibrating the robot's kinematics from demos trusts them this far",
+                                    above=0, maximum=0.1)
 
 
 @dataclass(frozen=True)
