@@ -8,7 +8,7 @@ from mtrl_robot.arms.fk import CompiledChain
 from mtrl_robot.arms.ik import sample_reachable_targets, solve_ik_batch
 from mtrl_robot.arms.kinematic_calibration import MAX_DEVIATION, calibrate, prior
 from mtrl_robot.arms.population import load_config, perturb
-from mtrl_robot.learning.reaching.calibrated import calibrated_positions, placed_on_targets
+from mtrl_robot.learning.reaching.calibrated_kinematics import calibrated_positions, placed_on_targets
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.randomization import Distribution
 

@@ -4,7 +4,7 @@ The first ``k`` demos of the robot are the support set; ``steps`` inner-loop gra
 rule: its adapted parameters and, with Meta-SGD, its learned step sizes) give the adapted parameters. The
 adaptation guard (:mod:`mtrl_robot.meta.guard`) shrinks the step, or keeps the meta-trained initialisation, when the
 demos themselves show that adapting would make the model worse. The same demos calibrate the robot's kinematics
-(:mod:`mtrl_robot.learning.reaching.calibrated`): the adapted model places its paths' ends through them. The
+(:mod:`mtrl_robot.learning.reaching.calibrated_kinematics`): the adapted model places its paths' ends through them. The
 result is written into a new checkpoint of the same format (``adaptation`` records what was done, the guard's
 decision included; ``kinematics`` the calibrated chain) and into its deployable model
 file (``X.model.pt`` beside ``X.pt``, what the policy node loads). Nothing is written until every check has
@@ -22,7 +22,7 @@ import torch
 
 from mtrl_robot.arms.families import load_families
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
-from mtrl_robot.learning.reaching.calibrated import calibrate_from_demos, calibration_summary
+from mtrl_robot.learning.reaching.calibrated_kinematics import calibrate_from_demos, calibration_summary
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import to_tensors
 from mtrl_robot.meta.guard import GuardDecision, guarded_adapt

@@ -13,7 +13,7 @@ The learner's ``extra`` holds (all plain data, so ``weights_only=True`` loads it
 ``adaptation``     ``None``, or for an adapted model: robot id, K, steps, the source checkpoint and its step
 ``task_latent``    probabilistic variant, adapted: the task variable z (a tensor); otherwise absent
 ``kinematics``     adapted: the robot's chain calibrated from the same demos (plain data of ``Arm.to_dict()``;
-                   :mod:`mtrl_robot.learning.reaching.calibrated`); otherwise absent
+                   :mod:`mtrl_robot.learning.reaching.calibrated_kinematics`); otherwise absent
 ``code_dim``       a model across families with a family code (``model.family_code``): the code's width (the
                    family's code is in the weights, ``policy.code``); otherwise absent
 ``columns``        a model across arms with different joint counts: its joint columns (the most joints of

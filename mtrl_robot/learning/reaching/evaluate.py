@@ -35,8 +35,8 @@ Methods (keys of the results, rows of the table):
                     exists for the family (in the run or in ``pmaml_run_dir``); otherwise "not trained in this run"
 ``maml_unguarded``  (only when asked for) ``maml`` without the guard: every adaptation takes the meta-trained step
 ``maml_calibrated`` ``maml``'s path with its end placed on the target through the robot's kinematics calibrated
-                    from the same K demos (:mod:`mtrl_robot.learning.reaching.calibrated`; K = 0: the family's
-                    nominal kinematics)
+                    from the same K demos (:mod:`mtrl_robot.learning.reaching.calibrated_kinematics`; K = 0: the
+                    family's nominal kinematics)
 ``ik_oracle``       IK with the robot's true kinematics, then the planner's trajectory: the floor (independent of K)
 ==================  =============================================================================================
 
@@ -74,7 +74,11 @@ from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
-from mtrl_robot.learning.reaching.calibrated import calibrate_from_demos, calibrated_positions, family_population
+from mtrl_robot.learning.reaching.calibrated_kinematics import (
+    calibrate_from_demos,
+    calibrated_positions,
+    family_population,
+)
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import run_demos, to_tensors
 from mtrl_robot.learning.reaching.predict import predict_positions, timed

@@ -18,7 +18,7 @@ import numpy as np
 
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.trajectory import JointTrajectory, retime
-from mtrl_robot.learning.reaching.calibrated import placed_on_targets
+from mtrl_robot.learning.reaching.calibrated_kinematics import placed_on_targets
 from mtrl_robot.models.model_file import load_model_file
 from mtrl_robot.motions import reach as planner
 
