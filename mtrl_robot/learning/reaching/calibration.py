@@ -255,8 +255,9 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
 
 
 def calibration_table(results: dict) -> str:
-    """Observed coverage (%) of the 50 % and 90 % central intervals per K, before and after; the fitted spread
-    calibration per family."""
+    """Observed coverage (%) of the 50 % and 90 % central intervals per K, before and after (with its interval over
+    resamples of the robots); after, per family on held-out and validation robots; the fitted spread calibration per
+    family."""
     index = [results["levels"].index(level) for level in TABLE_LEVELS]
     coverage_of, interval = results["coverage"], results["coverage_interval_after"]
 
