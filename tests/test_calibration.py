@@ -50,6 +50,13 @@ def test_the_learner_widens_its_draws_with_its_spread_calibration():
     assert torch.allclose(widened.mean(dim=0), raw.mean(dim=0) + 0.1 * noise.mean(dim=0), atol=1e-6)
     learner.generator.manual_seed(0)
     assert torch.equal(learner.predictive_samples(sx, sy, x, 64, calibrated=False).detach(), raw)
+    learner.generator.manual_seed(0)  # the step the guard kept: 0 (fell back) gives the prior's unadapted draws
+    shrunk = learner.predictive_samples(sx, sy, x, 64, calibrated=False, step_scale=0.5).detach()
+    assert shrunk.shape == raw.shape and not torch.allclose(shrunk, raw)
+    learner.generator.manual_seed(0)
+    prior = learner.predictive_samples(sx[:0], sy[:0], x, 64, calibrated=False).detach()
+    learner.generator.manual_seed(0)
+    assert torch.equal(learner.predictive_samples(sx, sy, x, 64, calibrated=False, step_scale=0.0).detach(), prior)
     learner.generator.manual_seed(0)
     _, std = learner.predict_distribution(sx, sy, x, 64)
     assert torch.allclose(std.detach(), widened.std(dim=0))
@@ -100,7 +107,10 @@ def test_calibrate_fits_on_validation_robots_and_measures_held_out_ones(calibrat
             assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values)  # nested intervals
     fitted = results["fitted"]["panda"]
     assert fitted["validation_robots"] == ["panda-004", "panda-005"]  # after the run's 4 robots: none trained on
-    assert (out / "calibration.png").stat().st_size > 1000 and "| K = 0 |" in (out / "calibration.md").read_text()
+    table = (out / "calibration.md").read_text()
+    assert (out / "calibration.png").stat().st_size > 1000 and "| K = 0 |" in table and "| panda |" in table
+    for k, by_level in results["coverage_interval_after"].items():  # one held-out robot: every resample is that robot
+        assert [low for low, _ in by_level] == results["coverage"]["after"][k] == [high for _, high in by_level]
 
     state = checkpoints.load(run / "checkpoints" / "panda.pt")
     calibration = state.learner.spread_calibration

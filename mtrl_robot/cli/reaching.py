@@ -214,7 +214,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--samples", type=bounded(int, minimum=2, maximum=SAMPLES_MAX),
                    help="latent draws per support set (default: 64)")
     c.add_argument("--validation-robots", type=bounded(int, above=0, maximum=ROBOTS),
-                   help="fresh robots per family the calibration is fitted on (default: 30)")
+                   help="fresh robots per family the calibration is fitted on (default: 60)")
     _held_out_options(c, "the latent draws")
     c.set_defaults(func=calibrate)
 

@@ -173,20 +173,22 @@ class ProbabilisticMAML(MAML):
         return self._call(params, self._condition(x, z))
 
     def predictive_samples(self, support_x: Tensor, support_y: Tensor, x: Tensor, num_samples: int = 32,
-                           steps: int | None = None, calibrated: bool = True) -> Tensor:
-        """Predictions at x (num_samples, ...) for draws of z from q(z | support), each adapted separately; with an
-        empty support set (K = 0) z comes from the prior N(0, I) and nothing is adapted. With ``calibrated`` and a
-        ``spread_calibration``, the draws are widened by it (:meth:`calibrate`)."""
+                           steps: int | None = None, calibrated: bool = True, step_scale: float = 1.0) -> Tensor:
+        """Predictions at x (num_samples, ...) for draws of z from q(z | support), each adapted separately with the
+        step sizes times ``step_scale`` (what :func:`~mtrl_robot.meta.guard.guarded_adapt` kept); with an empty
+        support set (K = 0) or ``step_scale`` 0 (the guard fell back to the initialisation) z comes from the prior
+        N(0, I) and nothing is adapted. With ``calibrated`` and a ``spread_calibration``, the draws are widened by
+        it (:meth:`calibrate`)."""
         steps = self.config.inner_steps if steps is None else steps
         params = self.params()
-        if support_x.shape[-2] == 0:
+        if support_x.shape[-2] == 0 or step_scale == 0.0:
             z = torch.randn((num_samples, self.config.latent_dim), generator=self.generator, dtype=x.dtype)
             draws = vmap(lambda z: self._call(params, self._condition(x, z)))(z)
         else:
             mean, log_var = self.encode(support_x, support_y)
 
             def one_draw(z: Tensor) -> Tensor:
-                adapted = self._adapt(params, self._condition(support_x, z), support_y, steps)
+                adapted = self._adapt(params, self._condition(support_x, z), support_y, steps, step_scale)
                 return self._call(adapted, self._condition(x, z))
 
             draws = vmap(one_draw, randomness="different")(self._sample(mean, log_var, (num_samples,)))

@@ -7,8 +7,11 @@ after a calibration of the spread fitted on validation robots.
    (:func:`~mtrl_robot.meta.guard.guarded_adapt`; K = 0: the initialisation with the prior's mean latent), its
    trajectory to t executed in MuJoCo (:func:`~mtrl_robot.tasks.reaching.final_flange`): the final flange position p;
 2. *the prediction*: ``samples`` draws of the task latent z from q(z | demos) (the prior N(0, I) at K = 0), each
-   adapted on the demos (:meth:`~mtrl_robot.meta.probabilistic.ProbabilisticMAML.predictive_samples`), give
-   trajectories q_z. Each draw is a hypothesis of the motion that reaches t on this robot; if it is right, the
+   adapted on the demos with the step the guard kept for the executed model
+   (:meth:`~mtrl_robot.meta.probabilistic.ProbabilisticMAML.predictive_samples` with its ``step_scale``; where it
+   fell back, the prior's draws, unadapted), give trajectories q_z: the draws describe the model that is executed,
+   so where the guard shrinks the step for some robots and not for others, the calibration does not depend on how
+   often it does. Each draw is a hypothesis of the motion that reaches t on this robot; if it is right, the
    executed motion q* misses t by the difference of the two final flange positions, so the draw predicts the flange
    to end at ``t + FK(q*) − FK(q_z)`` (final postures clipped into the joint limits, FK the robot's kinematics);
 3. per axis, the rank of p among the predictions (the probability integral transform) says which central interval
@@ -31,7 +34,9 @@ demos (its demo seed), their fresh targets as the held-out robots'. It is writte
 (``spread_calibration``), so that ``predict_distribution`` widens its draws with it, and ``mtrl-robot reaching
 suggest`` and the adaptation node's ``~/suggest`` scale their draws' spread by it. The **held-out robots** (their
 first K demos of the run and the evaluation's fresh targets, never used for the fit) measure the coverage before
-(the raw draws) and after (the same draws widened as the learner widens them).
+(the raw draws) and after (the same draws widened as the learner widens them), pooled and per family. A robot's
+targets miss together, so the pooled coverage after comes with the interval over resamples of the held-out robots
+(:func:`robot_interval`): a few robots move it more than the number of cases suggests.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ NOISE_DOF = 2  # degrees of freedom of the Student-t output noise
 SCALES = np.geomspace(1.0, 32.0, 11)  # the fit's coarse grid: factors on the draws' spread …
 NOISES = np.concatenate([[0.0], np.geomspace(0.002, 1.024, 10)])  # … and output noise, model units
 REFINE = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])  # the fine grid: these fractions of a coarse step around the best
+RESAMPLES = 2000  # robot resamples for the interval of the held-out coverage
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,17 @@ def coverage(ranks: np.ndarray, levels: Sequence[float] = LEVELS) -> np.ndarray:
     return np.array([float(np.mean(np.abs(ranks - 0.5) <= level / 2)) for level in levels])
 
 
+def robot_interval(by_family: Sequence[Sequence[np.ndarray]], seed: int) -> list[list[float]]:
+    """Per level, the 95 % interval of the pooled coverage over ``RESAMPLES`` resamples of the robots (with
+    replacement, within each family; each robot's ranks as one unit): how far the coverage of this few robots can
+    move by which robots happen to be drawn, as a robot's targets miss together."""
+    rng = np.random.default_rng(seed)
+    resampled = np.array([coverage(np.concatenate([robots[i].ravel() for robots in by_family
+                                                   for i in rng.integers(len(robots), size=len(robots))]))
+                          for _ in range(RESAMPLES)])
+    return np.percentile(resampled, [2.5, 97.5], axis=0).T.tolist()
+
+
 def calibration_error(observed: np.ndarray) -> float:
     """Squared gap between observed coverage (at ``LEVELS``) and the nominal one c, each divided by c (1 − c), the
     binomial variance of a coverage c (so a gap in the tails, where coverage varies least by chance, counts more),
@@ -108,9 +125,10 @@ def robot_cases(state: ReachingCheckpoint, arm: Arm, support_targets: torch.Tens
     cases = {}
     for k in ks:
         sx, sy = state.model.condition(support_targets[:k]), state.model.normalize(support_offsets[:k])
+        params, decision = guarded_adapt(state.learner, sx, sy, steps)
         with torch.no_grad():
-            draws = state.learner.predictive_samples(sx, sy, x, samples, steps, calibrated=False)
-        params, _ = guarded_adapt(state.learner, sx, sy, steps)
+            draws = state.learner.predictive_samples(sx, sy, x, samples, steps, calibrated=False,
+                                                     step_scale=decision.step_scale)
         positions = predict_positions(state, arm, targets, params=params)
         executed = np.stack([final_flange(backend, arm, timed(arm, p)) for p in positions])
         cases[k] = Cases(arm, draws, flange_position(arm, positions[:, -1]), executed, targets)
@@ -165,6 +183,7 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
     families = run_demos(run)
     held_ranks: dict[str, dict[int, list[np.ndarray]]] = {"before": {k: [] for k in ks}, "after": {k: [] for k in ks}}
     by_family: dict[str, dict] = {}
+    robots_of: dict[str, int] = {}  # family → its held-out robots, in the order of held_ranks
     fitted: dict[str, dict] = {}
     for family, path in probabilistic.items():
         state = checkpoints.load(path)
@@ -206,14 +225,19 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
                 held_ranks["after"][k].append(ranks(state, cases, state.learner.calibrate(cases.draws, k)))
         by_family[family] = {when: {str(k): coverage(np.concatenate(r[k][-len(held):]).ravel()).tolist() for k in ks}
                              for when, r in held_ranks.items()}
+        robots_of[family] = len(held)
     observed = {when: {str(k): coverage(np.concatenate(r).ravel()).tolist() for k, r in by_k.items()}
                 for when, by_k in held_ranks.items()}
+    ends = np.cumsum(list(robots_of.values()))
+    interval = {str(k): robot_interval([held_ranks["after"][k][end - n:end] for n, end in
+                                        zip(robots_of.values(), ends, strict=True)], seed + k) for k in ks}
     results = {"run_dir": str(run), "families": sorted(probabilistic), "ks": list(ks), "samples": samples,
                "seed": seed, "targets_per_robot": targets_per_robot, "validation_robots": validation,
                "noise_dof": NOISE_DOF,
                "levels": LEVELS.tolist(), "cases": {str(k): int(np.concatenate(r).size)
                                                     for k, r in held_ranks["before"].items()},
-               "coverage": observed, "coverage_by_family": by_family, "fitted": fitted,
+               "coverage": observed, "coverage_interval_after": interval, "coverage_by_family": by_family,
+               "fitted": fitted,
                "seconds": time.perf_counter() - started}
     out.mkdir(parents=True, exist_ok=True)
     json_path = write_atomic(out / "calibration.json", json.dumps(results, indent=1))
@@ -231,25 +255,44 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
 
 
 def calibration_table(results: dict) -> str:
-    """Observed coverage (%) of the 50 % and 90 % central intervals per K, before and after; the fitted spread
-    calibration per family."""
+    """Observed coverage (%) of the 50 % and 90 % central intervals per K, before and after (with its interval over
+    resamples of the robots); after, per family on held-out and validation robots; the fitted spread calibration per
+    family."""
     index = [results["levels"].index(level) for level in TABLE_LEVELS]
-    coverage_of = results["coverage"]
-    rows = [[f"K = {k}", *(f"{100 * coverage_of[when][str(k)][i]:.1f}" for i in index for when in ("before", "after")),
+    coverage_of, interval = results["coverage"], results["coverage_interval_after"]
+
+    def cell(when: str, k: int, i: int) -> str:
+        value = f"{100 * coverage_of[when][str(k)][i]:.1f}"
+        low, high = interval[str(k)][i]
+        return value if when == "before" else f"{value} [{100 * low:.1f}, {100 * high:.1f}]"
+
+    rows = [[f"K = {k}", *(cell(when, k, i) for i in index for when in ("before", "after")),
              str(results["cases"][str(k)])] for k in results["ks"]]
     intro = (f"Probabilistic MAML ({', '.join(results['families'])}) on held-out robots × "
              f"{results['targets_per_robot']} fresh targets: how often the central interval of the predicted final "
              f"flange position holds where the flange ended, executed in MuJoCo, per axis; {results['samples']} "
              f"latent draws per support set. Before: the latent draws; after: widened by the spread calibration "
              f"fitted on {results['validation_robots']} validation robots per family (fresh robots of the "
-             "population, never trained on or held out). Calibrated: the observed coverage equals the nominal one.")
+             "population, never trained on or held out), with the 95 % interval over resamples of the held-out "
+             "robots (a robot's targets miss together, so a few robots move the coverage more than the number of "
+             "cases suggests). Calibrated: the observed coverage equals the nominal one.")
     columns = ["support demos", *(f"{100 * level:.0f} % interval covers (%), {when}" for level in TABLE_LEVELS
                                   for when in ("before", "after")), "cases"]
     coverage_table = markdown_table(columns, rows, [intro], right_align_from=1)
+    held_by_family = {family: results["coverage_by_family"][family]["after"] for family in results["fitted"]}
+    family_rows = [[family, *(f"{100 * held_by_family[family][str(k)][i]:.1f} "
+                              f"({100 * fit[str(k)]['validation_coverage'][i]:.1f})"
+                              for k in results["ks"] for i in index)] for family, fit in results["fitted"].items()]
+    family_intro = ("Per family, after: the coverage (%) on its held-out robots, and in brackets on the validation "
+                    "robots the calibration was fitted on.")
+    family_table = markdown_table(["family", *(f"K = {k}, {100 * level:.0f} %" for k in results["ks"]
+                                               for level in TABLE_LEVELS)], family_rows, [family_intro],
+                                  right_align_from=1)
     fit_rows = [[family, *(f"{fit[str(k)]['scale']:.2f} / {fit[str(k)]['noise']:.3f}" for k in results["ks"])]
                 for family, fit in results["fitted"].items()]
     fit_intro = ("The spread calibration per family and K, scale / noise: the draws' spread about their mean times "
                  f"the scale, plus Student-t noise ({results['noise_dof']} degrees of freedom) of that scale in the "
                  "model's normalised outputs.")
-    return coverage_table + "\n" + markdown_table(["family", *(f"K = {k}" for k in results["ks"])], fit_rows,
-                                                  [fit_intro], right_align_from=1)
+    fit_table = markdown_table(["family", *(f"K = {k}" for k in results["ks"])], fit_rows, [fit_intro],
+                               right_align_from=1)
+    return coverage_table + "\n" + family_table + "\n" + fit_table
