@@ -14,6 +14,7 @@ from mtrl_robot.backends.trajectory import (
     check_trajectory,
     retime,
     shortest_duration,
+    thinned,
 )
 
 NAMES = ("a", "b", "c")
@@ -109,6 +110,32 @@ def test_retime_slows_down_to_the_limit_fractions_and_never_speeds_up():
     linear = retime(traj(times=(0.0, 0.1, 0.2)), LIMITS.velocity)  # position only: the steepest step sets it
     assert (np.abs(np.diff(linear.positions, axis=0)) / np.diff(linear.times)[:, None] / LIMITS.velocity).max() \
         == pytest.approx(LIMIT_FRACTIONS.velocity)
+
+
+def quintic_move(times: np.ndarray, duration: float, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and velocities of a minimum-jerk move by ``delta`` over ``duration`` s, at ``times``."""
+    tau = times / duration
+    s, ds = tau**3 * (10 - 15 * tau + 6 * tau**2), 30 * tau**2 * (1 - tau) ** 2 / duration
+    return s[:, None] * delta, ds[:, None] * delta
+
+
+def test_thinned_keeps_evenly_spread_points_with_their_velocities_and_the_motion():
+    delta = np.array([0.8, -0.5, 1.2])
+    times = np.linspace(0.0, 2.0, 32)
+    dense = JointTrajectory(NAMES, times, *quintic_move(times, 2.0, delta))
+    thin = thinned(dense, 8)
+    rows = np.searchsorted(times, thin.times)
+    assert len(rows) == 8 and rows[0] == 0 and rows[-1] == 31 and np.all(np.diff(rows) >= 4)
+    np.testing.assert_array_equal(thin.times, times[rows])
+    np.testing.assert_array_equal(thin.positions, dense.positions[rows])
+    np.testing.assert_array_equal(thin.velocities, dense.velocities[rows])
+    fine = np.linspace(0.0, 2.0, 401)  # the cubic segments through the kept points still follow the move
+    np.testing.assert_allclose(thin.sample(fine)[0], quintic_move(fine, 2.0, delta)[0], atol=2e-3)
+    assert thinned(dense, 32) is dense and thinned(dense, 40) is dense
+    positions_only = JointTrajectory(NAMES, times, dense.positions)
+    assert thinned(positions_only, 8) is positions_only  # linear segments would not follow the move
+    with pytest.raises(ValueError, match="at least 2"):
+        thinned(dense, 1)
 
 
 def test_goal_tolerance_verdict_settling_reached_and_late():

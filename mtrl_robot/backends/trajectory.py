@@ -10,6 +10,7 @@ Semantics follow ros2_control's joint trajectory controller: joints are matched 
 - **Retiming**: the shortest duration a motion of fixed shape may take with every joint under
   ``LIMIT_FRACTIONS`` of its limits (:func:`shortest_duration`), and a timed trajectory slowed down uniformly
   until it is (:func:`retime`).
+- **Thinning** (:func:`thinned`): fewer of a trajectory's points, with their velocities, for a smaller goal.
 """
 
 from __future__ import annotations
@@ -250,6 +251,20 @@ def retime(trajectory: JointTrajectory, velocity_limits: np.ndarray, acceleratio
                                     minimum=1.0).max())
     velocities = None if trajectory.velocities is None else trajectory.velocities / scale
     return JointTrajectory(trajectory.joint_names, trajectory.times * scale, trajectory.positions, velocities)
+
+
+def thinned(trajectory: JointTrajectory, points: int) -> JointTrajectory:
+    """``points`` of ``trajectory``'s points spread evenly over them, the first and the last included, with their
+    velocities: the cubic Hermite segments through them are what a controller runs. Fewer points make a smaller
+    goal; the segments between them follow the trajectory's own velocities, not its intermediate points. A trajectory
+    with no more points, or without velocities, is returned as it is."""
+    if points < 2:
+        raise ValueError(f"a thinned trajectory needs at least 2 points, got {points}")
+    if len(trajectory.times) <= points or trajectory.velocities is None:
+        return trajectory
+    index = np.round(np.linspace(0, len(trajectory.times) - 1, points)).astype(int)
+    return JointTrajectory(trajectory.joint_names, trajectory.times[index], trajectory.positions[index],
+                           trajectory.velocities[index])
 
 
 def tolerance_violation(names: Sequence[str], position_error: np.ndarray, position_tolerance: np.ndarray,

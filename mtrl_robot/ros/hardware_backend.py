@@ -16,6 +16,10 @@ joint-state topic and its controller's ``FollowJointTrajectory`` action (or, wit
   :data:`~mtrl_robot.backends.trajectory.SETTLE_TIME` (ros2_control checks no end position by default). The
   result's error code and string are in :class:`ExecutionResult`'s message with the peak tracking error the
   controller's feedback reported. On the topic, success is judged from joint states by the same tolerance.
+- **The topic.** Nothing is published on it before this client's publisher has matched every subscription to it
+  that the ROS graph shows, the controller's (that of the node serving the action) among them: a message published
+  earlier never reaches the controller, and a match with another subscriber (a recorder, a monitor) says nothing of
+  the controller's. Not within ``SERVER_TIMEOUT`` s: :class:`HardwareError` naming the topic and its subscribers.
 - **A goal the controller does not answer** within ``REPLY_TIMEOUT`` s fails with :class:`HardwareError`; should
   the controller accept it later, it is never reported as running: it is canceled and, as by stop, the arm is
   held (the hold on the topic preempts the goal at once, even where the cancel request is slow to arrive).
@@ -50,13 +54,14 @@ import rclpy
 from action_msgs.msg import GoalStatus
 from control_msgs.action import FollowJointTrajectory
 from control_msgs.msg import JointTolerance
-from rclpy.action import ActionClient
+from rclpy.action import ActionClient, get_action_server_names_and_types_by_node
 from rclpy.action.client import ClientGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException
 from rclpy.experimental import EventsExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
@@ -88,6 +93,7 @@ REPLY_TIMEOUT = 5.0  # s for the controller to accept or reject a goal
 RESULT_GRACE = 5.0  # s after a trajectory's end plus SETTLE_TIME that wait(None) waits for the result
 HOLD_TIME = 0.1  # s, time_from_start of the hold point (at rest) published by stop
 CHECKS_PER_TIMEOUT = 4  # watchdog checks per watchdog_timeout
+MATCH_POLL = 0.01  # s between looks for the controller's subscription to the trajectory topic
 ERROR_CODES = {getattr(FJT.Result, name): name for name in ("SUCCESSFUL", "INVALID_GOAL", "INVALID_JOINTS",
                                                              "OLD_HEADER_TIMESTAMP", "PATH_TOLERANCE_VIOLATED",
                                                              "GOAL_TOLERANCE_VIOLATED")}
@@ -173,7 +179,7 @@ class HardwareBackend(RobotBackend):
         self._subscription = node.create_subscription(JointStateMsg, p.joint_states_topic, self._on_joint_state,
                                                       qos_profile_sensor_data, callback_group=group)
         self._action = ActionClient(node, FJT, p.action, callback_group=group)
-        self._subscribed = threading.Event()  # the controller subscribes to the trajectory topic
+        self._controller_matched = threading.Event()  # the controller's subscription to the trajectory topic
         self._publisher = (node.create_publisher(JointTrajectoryMsg, p.trajectory_topic, 10,
                                                  event_callbacks=PublisherEventCallbacks(matched=self._on_matched))
                            if p.trajectory_topic else None)
@@ -346,14 +352,47 @@ class HardwareBackend(RobotBackend):
                 f"within {timeout} s: is the driver running, in this ROS_DOMAIN_ID?")
 
     def _connect(self, timeout: float) -> None:
-        """Wait for the action server, or for the controller to subscribe to the trajectory topic."""
+        """Wait for the action server, or for the controller's subscription to the trajectory topic to be matched."""
         if not self.use_topic:
             if not self._action.wait_for_server(timeout_sec=timeout):
                 raise HardwareError(f"no action server {self.preset.action} within {timeout:.1f} s")
             return
-        # A message sent before discovery is lost; the count covers a match seen before the event handler was.
-        if not self._subscribed.wait(timeout) and self._publisher.get_subscription_count() == 0:
-            raise HardwareError(f"nothing subscribes to {self.preset.trajectory_topic} within {timeout:.1f} s")
+        deadline = time.monotonic() + timeout
+        while not self._controller_matched.is_set():
+            subscribers = self._look_for_controller()
+            if self._controller_matched.is_set():
+                return
+            if time.monotonic() >= deadline:
+                found = f"subscribers: {', '.join(subscribers)}" if subscribers else "no subscriber"
+                raise HardwareError(f"the controller serving {self.preset.action} does not subscribe to "
+                                    f"{self.preset.trajectory_topic} within {timeout:.1f} s ({found})")
+            self._closed.wait(MATCH_POLL)
+
+    def _look_for_controller(self) -> list[str]:
+        """Mark the controller matched if this client's publisher has matched every subscription to the trajectory
+        topic the graph shows, one of them by the node serving the action; the subscribing nodes' names.
+
+        A message published before its subscription is matched never reaches it, and a match with some other
+        subscriber (a recorder, a monitor) says nothing of the controller's: counting all of them does.
+        """
+        subscriptions = self.node.get_subscriptions_info_by_topic(self.preset.trajectory_topic)
+        nodes = {(s.node_name, s.node_namespace) for s in subscriptions}
+        if any(self._serves_action(*node) for node in nodes) \
+                and self._publisher.get_subscription_count() >= len(subscriptions):
+            self._controller_matched.set()
+        return sorted(f"{namespace.rstrip('/')}/{name}" if namespace.startswith("/") else "a node not yet named"
+                      for name, namespace in nodes)
+
+    def _serves_action(self, name: str, namespace: str) -> bool:
+        """Whether node ``name`` in ``namespace`` serves the preset's action (False while the graph does not know
+        the node yet, or no longer)."""
+        if not namespace.startswith("/"):  # an endpoint seen before its node's name
+            return False
+        try:
+            served = get_action_server_names_and_types_by_node(self.node, name, namespace)
+        except _rclpy.RCLError:  # the node left the graph meanwhile
+            return False
+        return any(action == self.preset.action for action, _ in served)
 
     def _send_goal(self, checked: JointTrajectory, execution: _Execution) -> ClientGoalHandle:
         action = self.preset.action
@@ -494,10 +533,8 @@ class HardwareBackend(RobotBackend):
         self._finish(execution, success, f"controller: {ERROR_CODES.get(code, 'error')} ({code}): {text}")
 
     def _on_matched(self, info) -> None:
-        if info.current_count > 0:
-            self._subscribed.set()
-        else:
-            self._subscribed.clear()
+        if info.current_count_change < 0:  # a subscription went away: it may have been the controller's
+            self._controller_matched.clear()
 
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         response.success, response.message = True, self._stop("stop service called")

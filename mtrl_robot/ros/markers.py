@@ -1,6 +1,6 @@
 """What the policy node shows in RViz2 or Foxglove, as one ``visualization_msgs/MarkerArray`` in the arm's base link
-frame: the target (a red sphere), the planned flange path (a blue line strip through the flange positions of the
-planned waypoints) and the flange point reached once the trajectory has ended (a green sphere; deleted while a new
+frame: the target (a red sphere), the planned flange path (a blue line strip through the flange positions the
+caller gives) and the flange point reached once the trajectory has ended (a green sphere; deleted while a new
 trajectory runs). Positions are given in the world frame and drawn in the base link frame."""
 
 from __future__ import annotations

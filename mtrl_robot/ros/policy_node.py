@@ -7,14 +7,18 @@
 - Subscribes ``target`` (``geometry_msgs/PointStamped``, frame ``world``). Each target is planned with
   :func:`~mtrl_robot.learning.reaching.predict.predict` from the measured joint state, the model run in numpy
   (:class:`~mtrl_robot.models.numpy_model.NumpyReachingModel`), slowed down if needed to fit the
-  preset's velocity and acceleration limits (times ``LIMIT_FRACTIONS``), and sent through
-  :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend`, so the safety layer checks it. A new target
+  preset's velocity and acceleration limits (times ``LIMIT_FRACTIONS``), thinned to ``goal_points`` of its points
+  with their velocities (:func:`~mtrl_robot.backends.trajectory.thinned`: a smaller goal for every step between
+  here and the controller; the controller's cubic segments through them replace the model's intermediate points)
+  and fitted to the limits again, and sent through
+  :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend`, so the safety layer checks what the controller
+  runs. A new target
   replaces the running trajectory; each outcome is logged.
 - ``~/reload`` (``std_srvs/Trigger``): load the model file the ``model`` parameter names now (set it first); once
   configured, inactive or active.
 - ``~/markers`` (``visualization_msgs/MarkerArray``, transient local, so a viewer started later shows the latest):
-  the target, the planned flange path and, once the trajectory has ended, the flange point reached, in the arm's
-  base link frame (:mod:`mtrl_robot.ros.markers`).
+  the target, the planned flange path (what the controller runs) and, once the trajectory has ended, the flange
+  point reached, in the arm's base link frame (:mod:`mtrl_robot.ros.markers`).
 - Latency from a target's arrival to its trajectory being handed to the controller is logged as p50/p99
   every ``LATENCY_EVERY`` targets and at shutdown; :func:`plan_latency` measures it without ROS.
 """
@@ -35,7 +39,7 @@ from visualization_msgs.msg import MarkerArray
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.arms.loader import load_arm
-from mtrl_robot.backends.trajectory import JointTrajectory, retime
+from mtrl_robot.backends.trajectory import JointTrajectory, retime, thinned
 from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.hardware.safety import SafetyError, SafetyLimits
 from mtrl_robot.learning.reaching.predict import predict
@@ -44,13 +48,19 @@ from mtrl_robot.models.numpy_model import NumpyReachingModel
 from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
 from mtrl_robot.ros.lifecycle import LIFECYCLE_PARAMETERS, ManagedArmNode
 from mtrl_robot.ros.markers import reach_markers
+from mtrl_robot.ros.parameters import Range
 from mtrl_robot.ros.robot_description import LATCHED_QOS
 from mtrl_robot.ros.run import run_node
 
 LATENCY_EVERY = 20  # targets between latency reports
+GOAL_POINTS = 8  # points per goal by default
+PATH_POINTS = 32  # flange positions of the path marker, evenly spread in time over what the controller runs
 
 PARAMETERS = {  # name: (default, description[, read_only][, Range or OneOf]); then the lifecycle's
     "model": ("", "Reaching model file (.model.pt) to plan with; ~/reload re-reads it", False),
+    "goal_points": (GOAL_POINTS, "Points of each goal sent to the controller: the model's waypoints thinned to this "
+                    "many, with their velocities (at least the model's count: all of them)", False,
+                    Range(2, 10_000)),
     "preset": ("sim_panda", "Hardware preset name or YAML path of the arm's controller and safety limits", True),
     "robot": ("panda", "Arm family name or family file, a robot id of population_file, or 'urdf' (as arm_node)", True),
     "population_file": ("", "Population JSON to take the robot id from (empty: robot is a family name)", True),
@@ -66,6 +76,15 @@ def fit_limits(trajectory: JointTrajectory, limits: SafetyLimits) -> JointTrajec
     return retime(trajectory, limits.velocity[index], limits.acceleration[index])
 
 
+def plan(model: NumpyReachingModel, arm: Arm, target: np.ndarray, start: np.ndarray | None, limits: SafetyLimits,
+         goal_points: int) -> JointTrajectory:
+    """The trajectory sent for ``target`` from ``start``: the model's, fitted to the limits, thinned to
+    ``goal_points`` points and fitted again (thinning can only change the segments' peaks, never the timing of the
+    points)."""
+    trajectory = fit_limits(predict(model, arm, target[None], start)[0], limits)
+    return fit_limits(thinned(trajectory, goal_points), limits)
+
+
 def percentiles(samples: list[float]) -> dict[str, float]:
     """p50 and p99 (ms) of latencies in s, and how many there are."""
     values = np.asarray(samples, dtype=float) * 1e3
@@ -73,14 +92,15 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def plan_latency(model: str | Path | ReachingModelFile, arm: Arm, targets: np.ndarray,
-                 limits: SafetyLimits | None = None) -> dict[str, float]:
-    """Target → timed trajectory latency percentiles of the policy's planning step, one target at a time."""
+                 limits: SafetyLimits | None = None, goal_points: int = GOAL_POINTS) -> dict[str, float]:
+    """Target → timed trajectory latency percentiles of the policy's planning step (:func:`plan`), one target at a
+    time."""
     planner = NumpyReachingModel(model if isinstance(model, ReachingModelFile) else load_model_file(model))
     limits = limits or SafetyLimits.from_arm(arm)
     samples = []
     for target in np.asarray(targets, dtype=float).reshape(-1, 3):
         started = time.perf_counter()
-        fit_limits(predict(planner, arm, target[None])[0], limits)
+        plan(planner, arm, target, None, limits, goal_points)
         samples.append(time.perf_counter() - started)
     return percentiles(samples)
 
@@ -157,8 +177,8 @@ class PolicyNode(ManagedArmNode):
                 return
             try:
                 start = backend.read_state().positions
-                trajectory = fit_limits(predict(self.model, self.arm, target[None], start)[0],
-                                        backend.checker.limits)
+                trajectory = plan(self.model, self.arm, target, start, backend.checker.limits,
+                                  self.get_parameter("goal_points").value)
                 backend.send_trajectory(trajectory)
             except (SafetyError, HardwareError, ValueError) as exc:
                 self.get_logger().error(f"target {target.round(3).tolist()} not executed: {exc}")
@@ -170,7 +190,7 @@ class PolicyNode(ManagedArmNode):
         if len(self.latencies) % LATENCY_EVERY == 0:
             self.report_latency()
         order = [trajectory.joint_names.index(n) for n in arm.joint_names]
-        path = flange_position(arm, trajectory.positions[:, order])
+        path = flange_position(arm, trajectory.sample(np.linspace(0.0, trajectory.duration, PATH_POINTS))[0][:, order])
         self._markers.publish(reach_markers(arm, self.get_clock().now().to_msg(), target, path))
         threading.Thread(target=self._report, args=(backend, arm, sent, target, path), daemon=True).start()
 

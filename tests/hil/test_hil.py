@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 from rcl_interfaces.msg import Log
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from ros_events import ROSOUT_QOS, Messages
 from sensor_msgs.msg import JointState as JointStateMsg
 from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
@@ -273,6 +275,23 @@ def test_trajectory_topic_motion(arm: Rig):
     back = client.execute(smooth(client.joint_names, client.read_state().positions, -delta, 1.5))
     assert back.success, back.message
     client.close()
+
+
+def test_a_trajectory_topic_the_controller_does_not_subscribe_to_is_refused_whoever_else_does(rig: Rig):
+    """A match with another subscriber (here a monitor) says nothing of the controller's: nothing is sent."""
+    unserved = replace(rig.preset, trajectory_topic="/hil_unserved/joint_trajectory")
+    matched = threading.Event()
+    monitor = rig.backend.node.create_subscription(
+        JointTrajectoryMsg, unserved.trajectory_topic, lambda _: None, 10,
+        event_callbacks=SubscriptionEventCallbacks(matched=lambda info: info.current_count > 0 and matched.set()))
+    try:
+        with HardwareBackend(unserved, dry_run=False, use_topic=True, node_name="hil_unserved") as client:
+            assert matched.wait(REPLY_TIMEOUT), "the monitor did not match the client's publisher"
+            with pytest.raises(HardwareError, match=f"the controller serving {unserved.action} does not subscribe to "
+                                                    f"{unserved.trajectory_topic} within [0-9.]+ s"):
+                client.wait_ready(1.0)
+    finally:
+        rig.backend.node.destroy_subscription(monitor)
 
 
 def _start_long_move(rig: Rig) -> tuple[np.ndarray, np.ndarray]:

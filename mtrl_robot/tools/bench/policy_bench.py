@@ -23,6 +23,13 @@ short; with most cut short too, many targets fit in a run and p99 is more than t
 target first lets the nodes finish discovering each other. For comparison,
 :func:`~mtrl_robot.ros.policy_node.plan_latency` times the planning step alone, without ROS, on the same
 model file and targets.
+
+Each target is sent twice, back to back in the same processes: once with the policy node's default
+``goal_points`` and once with every point the model predicts (``ALL_POINTS``, set through the node's
+``set_parameters`` service in between; which goes first alternates), so the two latencies are measured in the same
+conditions. For the trajectories run to their end, both executions are recorded from ``/joint_states`` and compared:
+the flange path (how far each point of the thinned goal's path lies from the nearest point of the full goal's
+path), and each final joint error against the planned final posture (the same for both).
 """
 
 from __future__ import annotations
@@ -33,24 +40,31 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from action_msgs.msg import GoalStatus, GoalStatusArray
 from geometry_msgs.msg import PointStamped
+from rcl_interfaces.srv import SetParameters
 from rclpy.client import Client
+from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
+from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.hardware.presets import load_preset as load_hardware_preset
 from mtrl_robot.learning.reaching.presets import load_preset
 from mtrl_robot.learning.reaching.train import train_from_preset
+from mtrl_robot.models.model_file import load_model_file
+from mtrl_robot.models.numpy_model import NumpyReachingModel
 from mtrl_robot.ros.conversions import point_msg
 from mtrl_robot.ros.conversions import seconds as stamp_seconds
-from mtrl_robot.ros.policy_node import plan_latency
+from mtrl_robot.ros.policy_node import GOAL_POINTS, plan, plan_latency
 from mtrl_robot.ros.run import node_command
 from mtrl_robot.tools.bench.ros_bench import BenchClient, percentiles_ms, stop_process, wait_reply
 
@@ -59,7 +73,8 @@ ACCEPT_TIMEOUT = 10.0  # s from publishing a target to its goal's acceptance
 TRAJECTORY_TIMEOUT = 30.0  # s from a goal's acceptance to its end
 SETTLE = 0.5  # s after the reset before the next target: the policy node's joint state is the home one, both idle
 TARGETS = 120  # timed targets per run
-RUN_TO_END_EVERY = 20  # one target in this many has its trajectory run to its end; the others' are aborted
+RUN_TO_END_EVERY = 10  # one target in this many has its trajectories run to their end; the others' are aborted
+ALL_POINTS = 32  # goal_points that sends every point the model predicts: the comparison
 SHORT_REACH = 0.05  # m, the most a target lies from the flange's home position along each axis
 LOG_TAIL = 3000  # characters of a node's log quoted when it fails
 STATUS_TOPIC = "/joint_trajectory_controller/follow_joint_trajectory/_action/status"
@@ -126,12 +141,49 @@ class _GoalLog:
             return self._changed.wait_for(lambda: self.accepted.keys() <= self.ended.keys(), timeout)
 
 
+class _JointStates:
+    """The arm's joint positions from ``/joint_states`` while recording, in ``names``' order."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+        self._lock = threading.Lock()
+        self._rows: list[np.ndarray] | None = None
+
+    def __call__(self, msg: JointState) -> None:
+        with self._lock:
+            if self._rows is not None:
+                index = {n: j for j, n in enumerate(msg.name)}
+                self._rows.append(np.array([msg.position[index[n]] for n in self.names]))
+
+    def start(self) -> None:
+        with self._lock:
+            self._rows = []
+
+    def stop(self) -> np.ndarray:
+        """The positions (T, dof) received since :meth:`start`."""
+        with self._lock:
+            rows, self._rows = self._rows, None
+        return np.array(rows)
+
+
+@dataclass
+class _Trials:
+    """What one ``goal_points`` setting gave: latencies (s), and the executions run to their end by target index."""
+
+    accepted: list[float] = field(default_factory=list)
+    seen: list[float] = field(default_factory=list)
+    paths: dict[int, np.ndarray] = field(default_factory=dict)  # joint positions from the target's publication on
+    succeeded: int = 0
+
+
 def bench_policy(targets: int = TARGETS, seed: int = 0) -> dict[str, float]:
-    """Target → accepted-goal latency of the policy node over ``targets`` targets near home, and planning alone."""
+    """Target → accepted-goal latency of the policy node over ``targets`` targets near home, with its default
+    ``goal_points`` and with every point, planning alone, and how thinning changed the executed motions."""
     arm = load_family("panda")
     home = flange_position(arm, arm.home_q)  # the first target is the untimed warm-up
     points = home + np.random.default_rng(seed).uniform(-SHORT_REACH, SHORT_REACH, (targets + 1, 3))
     domain = 101 + os.getpid() % 100
+    limits = load_hardware_preset("sim_panda").safety_limits(arm)
     with tempfile.TemporaryDirectory(prefix="mtrl_policy_bench_") as tmp:
         folder = Path(tmp)
         run = train_from_preset(load_preset("small", TRAINING), folder / "run", progress=False)
@@ -143,52 +195,102 @@ def bench_policy(targets: int = TARGETS, seed: int = 0) -> dict[str, float]:
             nodes.append(_Node("arm_node", node_command("arm_node", {"robot": "panda"}), env, folder))
             nodes.append(_Node("policy_node", node_command("policy_node", {
                 "model": model, "robot": "panda", "preset": "sim_panda"}), env, folder))
-            accepted, seen, ran, succeeded = _measure(domain, nodes, points)
+            trials = _measure(domain, nodes, points, arm.joint_names)
         finally:
             for node in reversed(nodes):
                 stop_process(node.process)
-        planning = plan_latency(model, arm, points[1:], load_hardware_preset("sim_panda").safety_limits(arm))
-    return {"targets": len(accepted), "trajectories_run_to_end": ran, "trajectories_succeeded": succeeded,
-            **percentiles_ms(accepted, "target_to_goal_accepted"), **percentiles_ms(seen, "target_to_status_seen"),
-            "planning_only_p50_ms": planning["p50_ms"], "planning_only_p99_ms": planning["p99_ms"]}
+        model_file = load_model_file(model)
+        planning = {n: plan_latency(model_file, arm, points[1:], limits, n) for n in (GOAL_POINTS, ALL_POINTS)}
+    planner = NumpyReachingModel(model_file)
+    thin, full = trials[GOAL_POINTS], trials[ALL_POINTS]
+    ran = sorted(thin.paths)
+    planned = [plan(planner, arm, points[1 + k], arm.home_q, limits, ALL_POINTS).positions[-1] for k in ran]
+    deviation = [_path_deviation(arm, thin.paths[k], full.paths[k]) for k in ran]
+    return {"targets": len(thin.accepted), "goal_points": GOAL_POINTS, "trajectories_run_to_end": len(ran),
+            "trajectories_succeeded": thin.succeeded,
+            **percentiles_ms(thin.accepted, "target_to_goal_accepted"),
+            **percentiles_ms(thin.seen, "target_to_status_seen"),
+            "planning_only_p50_ms": planning[GOAL_POINTS]["p50_ms"],
+            "planning_only_p99_ms": planning[GOAL_POINTS]["p99_ms"],
+            "all_points": ALL_POINTS, "all_points_trajectories_succeeded": full.succeeded,
+            **percentiles_ms(full.accepted, "all_points_target_to_goal_accepted"),
+            **percentiles_ms(full.seen, "all_points_target_to_status_seen"),
+            "all_points_planning_only_p50_ms": planning[ALL_POINTS]["p50_ms"],
+            "all_points_planning_only_p99_ms": planning[ALL_POINTS]["p99_ms"],
+            "executed_path_deviation_p50_mm": 1e3 * float(np.median(deviation)),
+            "executed_path_deviation_max_mm": 1e3 * float(np.max(deviation)),
+            "final_joint_error_max_rad": _final_error(thin.paths, ran, planned),
+            "all_points_final_joint_error_max_rad": _final_error(full.paths, ran, planned)}
 
 
-def _measure(domain: int, nodes: list[_Node], points: np.ndarray) -> tuple[list[float], list[float], int, int]:
-    """Seconds from publishing each target but the first to its goal's acceptance stamp and to its status seen
-    here; how many trajectories ran to their end, and how many of those succeeded."""
+def _path_deviation(arm: Arm, thin: np.ndarray, full: np.ndarray) -> float:
+    """How far (m) the flange's path along joint positions ``thin`` strays from its path along ``full``: the largest
+    distance from a point of the one to the nearest point of the other."""
+    a, b = flange_position(arm, thin), flange_position(arm, full)
+    return float(np.sqrt(((a[:, None] - b[None]) ** 2).sum(axis=2)).min(axis=1).max())
+
+
+def _final_error(paths: dict[int, np.ndarray], ran: list[int], planned: list[np.ndarray]) -> float:
+    """The largest |final joint position − planned final posture| (rad) over the executions ``ran``."""
+    return float(max(np.abs(paths[k][-1] - q).max() for k, q in zip(ran, planned, strict=True)))
+
+
+def _measure(domain: int, nodes: list[_Node], points: np.ndarray, names: tuple[str, ...]) -> dict[int, _Trials]:
+    """Each target but the first sent with ``GOAL_POINTS`` and with ``ALL_POINTS``: seconds from publishing it to its
+    goal's acceptance stamp and to its status seen here, and the joint positions of the executions run to their
+    end, by ``goal_points``."""
     arm_node, policy_node = nodes
     bench = BenchClient(domain, "policy_bench_client")
     client = bench.node
     goals = _GoalLog()
+    states = _JointStates(names)
     client.create_subscription(GoalStatusArray, STATUS_TOPIC, goals, STATUS_QOS)
+    client.create_subscription(JointState, "/joint_states", states, 10)
     publisher = client.create_publisher(PointStamped, "/target", 10)
     reset = client.create_client(Trigger, "/arm_node/reset")
+    parameters = client.create_client(SetParameters, "/policy_node/set_parameters")
     bench.start()
+    trials = {GOAL_POINTS: _Trials(), ALL_POINTS: _Trials()}
     try:
         _until(reset.service_is_ready, nodes, arm_node, "offered no /arm_node/reset service")
+        _until(parameters.service_is_ready, nodes, policy_node, "offered no /policy_node/set_parameters service")
         _until(lambda: client.count_publishers(STATUS_TOPIC) > 0, nodes, arm_node, "published no goal status")
         _until(lambda: publisher.get_subscription_count() > 0, nodes, policy_node, "did not subscribe to /target")
         _warm_up(publisher, goals, nodes, points[0])
-        _reset(reset, goals, run_to_end=True)
-        accepted, seen, ran, succeeded = [], [], 0, 0
+        _wait_end(goals)
+        _reset(reset, goals)
         for k, target in enumerate(points[1:]):
-            known = goals.seen()
-            message = point_msg(target)
-            started_wall, started = time.time(), time.perf_counter()
-            publisher.publish(message)
-            goal = goals.new_goal(known, ACCEPT_TIMEOUT)
-            if goal is None:
-                raise policy_node.failure(f"sent no accepted goal for target {target.round(3).tolist()} "
-                                          f"within {ACCEPT_TIMEOUT} s")
-            accepted.append(goals.stamps[goal] - started_wall)
-            seen.append(goals.accepted[goal] - started)
             run_to_end = k % RUN_TO_END_EVERY == 0
-            _reset(reset, goals, run_to_end)
-            ran += run_to_end
-            succeeded += run_to_end and goals.ended[goal] == GoalStatus.STATUS_SUCCEEDED
+            for goal_points in (GOAL_POINTS, ALL_POINTS)[::1 if k % 2 == 0 else -1]:
+                _set_goal_points(parameters, goal_points)
+                trial = trials[goal_points]
+                if run_to_end:
+                    states.start()
+                known = goals.seen()
+                message = point_msg(target)
+                started_wall, started = time.time(), time.perf_counter()
+                publisher.publish(message)
+                goal = goals.new_goal(known, ACCEPT_TIMEOUT)
+                if goal is None:
+                    raise policy_node.failure(f"sent no accepted goal for target {target.round(3).tolist()} "
+                                              f"within {ACCEPT_TIMEOUT} s")
+                trial.accepted.append(goals.stamps[goal] - started_wall)
+                trial.seen.append(goals.accepted[goal] - started)
+                if run_to_end:
+                    _wait_end(goals)
+                    trial.paths[k] = states.stop()
+                    trial.succeeded += goals.ended[goal] == GoalStatus.STATUS_SUCCEEDED
+                _reset(reset, goals)
     finally:
         bench.close()
-    return accepted, seen, ran, succeeded
+    return trials
+
+
+def _set_goal_points(parameters: Client, goal_points: int) -> None:
+    request = SetParameters.Request(parameters=[Parameter("goal_points", value=goal_points).to_parameter_msg()])
+    result = wait_reply(parameters.call_async(request)).results[0]
+    if not result.successful:
+        raise RuntimeError(f"the policy node refused goal_points {goal_points}: {result.reason}")
 
 
 def _until(condition: Callable[[], bool], nodes: list[_Node], culprit: _Node, what: str) -> None:
@@ -222,11 +324,15 @@ def _warm_up(publisher: Publisher, goals: _GoalLog, nodes: list[_Node], target: 
             raise policy_node.failure(f"sent no accepted goal for the first target within {STARTUP_TIMEOUT} s")
 
 
-def _reset(reset: Client, goals: _GoalLog, run_to_end: bool) -> None:
-    """Put the arm at home at rest (after every goal has ended, with ``run_to_end``; else aborting the running
-    one), wait for every goal to end, and let the policy node's joint state catch up."""
-    if run_to_end and not goals.idle(TRAJECTORY_TIMEOUT):
+def _wait_end(goals: _GoalLog) -> None:
+    """Wait for every goal to end."""
+    if not goals.idle(TRAJECTORY_TIMEOUT):
         raise TimeoutError(f"a goal still runs {TRAJECTORY_TIMEOUT} s after its acceptance")
+
+
+def _reset(reset: Client, goals: _GoalLog) -> None:
+    """Put the arm at home at rest (aborting a running goal), wait for every goal to end, and let the policy node's
+    joint state catch up."""
     reply = wait_reply(reset.call_async(Trigger.Request()))
     if not reply.success:
         raise RuntimeError(f"/arm_node/reset failed: {reply.message}")
