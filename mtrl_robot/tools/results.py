@@ -137,13 +137,13 @@ RESULTS = (
            "preset's population (30 robots per family, 5 held out): with a one-hot family code beside the target and "
            "the full preset's meta-learning budget (3000 meta-steps of 16 robots), K-shot MAML on each family's "
            "held-out robots; beside it the training reports of the medium preset's own budget (800 meta-steps of 8 "
-           "robots) with and without the code",
+           "robots) with and without the code; MAML alone and with calibrated kinematics",
            (_train("medium", "runs/medium_pooled", "data.pooled=true"),
             _train("medium", "runs/medium_pooled_code", "data.pooled=true", "model.family_code=true"),
             _train("medium", "runs/medium_pooled_code_full", "data.pooled=true", "model.family_code=true",
                    "meta.meta_steps=3000", "meta.meta_batch_size=16"),
-            _evaluate("runs/medium_pooled_code_full", "runs/medium_pooled_code_full_evaluation", "--ks", "5", "10",
-                      "--targets", "10", "--methods", "no_adaptation", "maml", "ik_oracle")),
+            _evaluate("runs/medium_pooled_code_full", "runs/medium_pooled_code_full_evaluation", "--ks", "1", "5", "10",
+                      "--targets", "10", "--methods", "no_adaptation", "maml", "maml_calibrated", "ik_oracle")),
            {"reaching_pooled_five.md": "runs/medium_pooled_code_full_evaluation/reaching.md",
             "reaching_pooled_five.png": "runs/medium_pooled_code_full_evaluation/reaching.png",
             "reaching_pooled_five_training.md": "runs/medium_pooled_code_full/report.md",
