@@ -57,7 +57,6 @@ from control_msgs.msg import JointTolerance
 from rclpy.action import ActionClient, get_action_server_names_and_types_by_node
 from rclpy.action.client import ClientGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException
 from rclpy.experimental import EventsExecutor
@@ -179,10 +178,10 @@ class HardwareBackend(RobotBackend):
         self._subscription = node.create_subscription(JointStateMsg, p.joint_states_topic, self._on_joint_state,
                                                       qos_profile_sensor_data, callback_group=group)
         self._action = ActionClient(node, FJT, p.action, callback_group=group)
-        self._controller_matched = threading.Event()  # the controller's subscription to the trajectory topic
-        self._publisher = (node.create_publisher(JointTrajectoryMsg, p.trajectory_topic, 10,
-                                                 event_callbacks=PublisherEventCallbacks(matched=self._on_matched))
-                           if p.trajectory_topic else None)
+        # No matched-event callback: under the EventsExecutor, destroying a publisher that has one can crash the
+        # process (ros2/rclpy#1644). Each send asks the graph instead (_controller_subscribed).
+        self._publisher = node.create_publisher(JointTrajectoryMsg, p.trajectory_topic, 10) \
+            if p.trajectory_topic else None
         self._service = node.create_service(Trigger, "~/stop", self._on_stop, callback_group=group)
         self._threads = [threading.Thread(target=self._monitor, daemon=True)]
         if self._context is not None:
@@ -358,9 +357,9 @@ class HardwareBackend(RobotBackend):
                 raise HardwareError(f"no action server {self.preset.action} within {timeout:.1f} s")
             return
         deadline = time.monotonic() + timeout
-        while not self._controller_matched.is_set():
-            subscribers = self._look_for_controller()
-            if self._controller_matched.is_set():
+        while True:
+            matched, subscribers = self._controller_subscribed()
+            if matched:
                 return
             if time.monotonic() >= deadline:
                 found = f"subscribers: {', '.join(subscribers)}" if subscribers else "no subscriber"
@@ -368,20 +367,19 @@ class HardwareBackend(RobotBackend):
                                     f"{self.preset.trajectory_topic} within {timeout:.1f} s ({found})")
             self._closed.wait(MATCH_POLL)
 
-    def _look_for_controller(self) -> list[str]:
-        """Mark the controller matched if this client's publisher has matched every subscription to the trajectory
-        topic the graph shows, one of them by the node serving the action; the subscribing nodes' names.
+    def _controller_subscribed(self) -> tuple[bool, list[str]]:
+        """Whether this client's publisher has matched every subscription to the trajectory topic the graph shows,
+        one of them by the node serving the action; and the subscribing nodes' names.
 
         A message published before its subscription is matched never reaches it, and a match with some other
         subscriber (a recorder, a monitor) says nothing of the controller's: counting all of them does.
         """
         subscriptions = self.node.get_subscriptions_info_by_topic(self.preset.trajectory_topic)
         nodes = {(s.node_name, s.node_namespace) for s in subscriptions}
-        if any(self._serves_action(*node) for node in nodes) \
-                and self._publisher.get_subscription_count() >= len(subscriptions):
-            self._controller_matched.set()
-        return sorted(f"{namespace.rstrip('/')}/{name}" if namespace.startswith("/") else "a node not yet named"
-                      for name, namespace in nodes)
+        matched = any(self._serves_action(*node) for node in nodes) \
+            and self._publisher.get_subscription_count() >= len(subscriptions)
+        return matched, sorted(f"{namespace.rstrip('/')}/{name}" if namespace.startswith("/")
+                               else "a node not yet named" for name, namespace in nodes)
 
     def _serves_action(self, name: str, namespace: str) -> bool:
         """Whether node ``name`` in ``namespace`` serves the preset's action (False while the graph does not know
@@ -531,10 +529,6 @@ class HardwareBackend(RobotBackend):
         code, text = response.result.error_code, response.result.error_string
         success = response.status == GoalStatus.STATUS_SUCCEEDED and code == FJT.Result.SUCCESSFUL
         self._finish(execution, success, f"controller: {ERROR_CODES.get(code, 'error')} ({code}): {text}")
-
-    def _on_matched(self, info) -> None:
-        if info.current_count_change < 0:  # a subscription went away: it may have been the controller's
-            self._controller_matched.clear()
 
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         response.success, response.message = True, self._stop("stop service called")

@@ -238,7 +238,8 @@ def test_stop_sends_no_hold_from_a_non_finite_joint_state(limits_rig: Rig):
         msg.header.stamp = to_time(time.time())  # fresh every time
         states.publish(msg)
 
-    timer = node.create_timer(0.02, publish)
+    # published from this thread before each look, not from a timer on the client's node: a timer there runs in the
+    # client's executor thread, which must not be destroying it at the same time
     service = node.create_client(Trigger, "/hil_nan_stop/stop")
     try:
         assert service.wait_for_service(timeout_sec=REPLY_TIMEOUT)
@@ -249,8 +250,8 @@ def test_stop_sends_no_hold_from_a_non_finite_joint_state(limits_rig: Rig):
             return future.result().message
 
         reports = [stop()]
-        wait_until(lambda: "no fresh joint state" not in reports[-1] or reports.append(stop()), REPLY_TIMEOUT,
-                   "the first NaN joint state to arrive")
+        wait_until(lambda: publish() or "no fresh joint state" not in reports[-1] or reports.append(stop()),
+                   REPLY_TIMEOUT, "the first NaN joint state to arrive")
         report = reports[-1]
         assert "no hold sent: the latest joint state is not finite (panda_joint1 position nan)" in report, report
         marker = node.create_publisher(JointTrajectoryMsg, preset.trajectory_topic, 10)
@@ -259,7 +260,6 @@ def test_stop_sends_no_hold_from_a_non_finite_joint_state(limits_rig: Rig):
         wait_until(lambda: holds, REPLY_TIMEOUT, "the marker message")
         assert [list(m.joint_names) for m in holds] == [["marker"]], "a hold was published"
     finally:
-        node.destroy_timer(timer)  # no publishing from the executor's thread while the node is destroyed
         client.close()
 
 
