@@ -95,17 +95,6 @@ def calibrate(nominal: Arm, config: PopulationConfig, postures: np.ndarray, targ
                           method="trf").x
     theta = parameters(x)
     miss = float(np.linalg.norm(reached(x) - targets, axis=1).max()) if len(postures) else 0.0
-    return Calibration(_named(arm_from_parameters(nominal, theta), nominal, theta),
+    return Calibration(replace(arm_from_parameters(nominal, theta), robot_id=f"{nominal.family}-calibrated"),
                        float(np.abs(x).max()) if x.size else 0.0, miss)
 
-
-def _named(arm: Arm, nominal: Arm, theta: np.ndarray) -> Arm:
-    """The calibrated arm, named as such, with θ in its parameters (named as a population robot's are)."""
-    n = nominal.dof
-    names = [*(j.name for j in nominal.joints), "flange"]
-    offsets = theta[n + 1:4 * (n + 1)].reshape(n + 1, 3)
-    parameters = {f"{name}.link_length": float(theta[i]) for i, name in enumerate(names)}
-    parameters.update({f"{name}.offset_{a}": float(offsets[i, k]) for i, name in enumerate(names)
-                       for k, a in enumerate("xyz")})
-    parameters.update({f"{j.name}.zero_offset": float(theta[4 * (n + 1) + i]) for i, j in enumerate(nominal.joints)})
-    return replace(arm, robot_id=f"{nominal.family}-calibrated", parameters=parameters)

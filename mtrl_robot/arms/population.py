@@ -73,14 +73,22 @@ def load_config(path: str | Path | None = None, **overrides) -> PopulationConfig
 
 def perturbed_kinematics(nominal: Arm, length: np.ndarray, offset: np.ndarray, zero: np.ndarray) -> Arm:
     """``nominal`` with its kinematic perturbations: every joint origin's and the flange's translation scaled by
-    ``length`` (dof + 1,) and shifted by ``offset`` (dof + 1, 3) m, every joint's zero moved by ``zero`` (dof,) rad."""
+    ``length`` (dof + 1,) and shifted by ``offset`` (dof + 1, 3) m, every joint's zero moved by ``zero`` (dof,) rad;
+    its ``parameters`` name them (``<joint>.link_length``, ``<joint>.offset_x``, ``<joint>.zero_offset``, the
+    flange's as ``flange.*``)."""
     joints = tuple(
         replace(j, xyz=tuple(np.asarray(j.xyz) * length[i] + offset[i]), zero_offset=float(j.zero_offset + zero[i]))
         for i, j in enumerate(nominal.joints)
     )
     n = nominal.dof
-    return replace(nominal, joints=joints,
-                   flange_xyz=tuple(np.asarray(nominal.flange_xyz) * length[n] + offset[n]))
+    parameters = {}
+    for i, name in enumerate([*(j.name for j in nominal.joints), "flange"]):
+        parameters[f"{name}.link_length"] = float(length[i])
+        parameters.update({f"{name}.offset_{a}": float(offset[i, k]) for k, a in enumerate("xyz")})
+        if i < n:
+            parameters[f"{name}.zero_offset"] = float(zero[i])
+    return replace(nominal, joints=joints, flange_xyz=tuple(np.asarray(nominal.flange_xyz) * length[n] + offset[n]),
+                   parameters=parameters)
 
 
 def perturb(nominal: Arm, config: PopulationConfig, index: int) -> Arm:
@@ -102,14 +110,10 @@ def perturb(nominal: Arm, config: PopulationConfig, index: int) -> Arm:
     kinematic = perturbed_kinematics(nominal, length, offset, zero)
     links = tuple(replace(ln, mass=ln.mass * mass[i], inertia=tuple(np.asarray(ln.inertia) * mass[i]))
                   for i, ln in enumerate(nominal.links))
-    parameters = {}
+    parameters = dict(kinematic.parameters)
     for i, j in enumerate(nominal.joints):
-        parameters.update({f"{j.name}.link_length": length[i], f"{j.name}.zero_offset": zero[i],
-                           f"{j.child}.mass_factor": mass[i], f"{j.name}.damping_factor": damping[i],
+        parameters.update({f"{j.child}.mass_factor": mass[i], f"{j.name}.damping_factor": damping[i],
                            f"{j.name}.friction_factor": friction[i]})
-        parameters.update({f"{j.name}.offset_{a}": offset[i, k] for k, a in enumerate("xyz")})
-    parameters["flange.link_length"] = length[n]
-    parameters.update({f"flange.offset_{a}": offset[n, k] for k, a in enumerate("xyz")})
     return replace(
         kinematic,
         robot_id=f"{nominal.family}-{index:03d}",

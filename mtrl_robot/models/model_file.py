@@ -26,7 +26,6 @@ meta-learner, the preset) are a separate format.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +90,7 @@ def save_model_file(path: str | Path, model: ReachingModel, config: dict[str, An
     payload = {"format": FORMAT, "version": VERSION, "config": config, "joint_names": list(joint_names),
                "home": home, "weights": model.state_dict(),
                "task_latent": None if task_latent is None else task_latent.detach().clone(), "info": info or {},
-               "kinematics": None if kinematics is None else json.loads(json.dumps(kinematics))}
+               "kinematics": kinematics}
     where = first_non_finite(payload)
     if where is not None:
         raise ValueError(f"{path}: refusing to write a model with NaN or inf in {where}")
@@ -127,4 +126,3 @@ def load_model_file(path: str | Path) -> ReachingModelFile:
     model.requires_grad_(False)
     return ReachingModelFile(model, joint_names, home, dict(config), task_latent, dict(payload["info"]), path,
                              kinematics)
-

@@ -20,9 +20,12 @@ from pathlib import Path
 
 import torch
 
-from mtrl_robot.arms.families import load_families
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
-from mtrl_robot.learning.reaching.calibrated_kinematics import calibrate_from_demos, calibration_summary
+from mtrl_robot.learning.reaching.calibrated_kinematics import (
+    calibrate_from_demos,
+    calibration_summary,
+    family_population,
+)
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import to_tensors
 from mtrl_robot.meta.guard import GuardDecision, guarded_adapt
@@ -75,7 +78,8 @@ def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None 
         raise ValueError(f"adapting {checkpoint} to {robot_id} diverged: {steps} steps on {k} demos gave NaN or inf "
                          f"in {guard.diverged} (the checkpoint's step sizes are too large for these demos); nothing "
                          "written")
-    nominal, calibration = calibrate_from_demos(state.preset, demos, k, _family(state, demos))
+    nominal, population = family_population(state.preset, demos.robots[0].family, fallback=state.info["family"])
+    calibration = calibrate_from_demos(nominal, population, demos, k, state.preset.adapt.demo_precision)
     latent = params.pop(LATENT, None)
     checkpoints.load_params(state.model, params)
     if calibration.plausible:
@@ -90,14 +94,6 @@ def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None 
     say(guard.describe())
     say(calibration_summary(nominal, calibration, demos, k))
     return path
-
-
-def _family(state: ReachingCheckpoint, demos: DemoDataset) -> str:
-    """The family whose nominal chain the robot's kinematics are calibrated around: the demos' robot's, if the run
-    trained on it (a model across families), else the checkpoint's."""
-    family = demos.robots[0].family
-    return family if family in load_families(state.preset.data.families, None, "data.families") else \
-        state.info["family"]
 
 
 def adapt_cli(checkpoint: str | Path, demos_path: str | Path, robot_id: str | None, k: int,

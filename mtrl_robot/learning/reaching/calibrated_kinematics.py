@@ -24,10 +24,15 @@ from mtrl_robot.learning.reaching.presets import Preset
 from mtrl_robot.motions.dataset import DemoDataset
 
 
-def family_population(preset: Preset, family: str) -> tuple[Arm, populations.PopulationConfig]:
-    """The family's nominal arm and the population settings the run drew its robots with."""
+def family_population(preset: Preset, family: str, fallback: str | None = None
+                      ) -> tuple[Arm, populations.PopulationConfig]:
+    """The family's nominal arm and the population settings the run drew its robots with; ``fallback``'s when the
+    run did not train on ``family`` (e.g. a robot recorded under another family name, adapted with a checkpoint of
+    ``fallback``)."""
     data = preset.data
     specs = dict(zip(load_families(data.families, None, "data.families"), data.families, strict=True))
+    if family not in specs and fallback is not None:
+        family = fallback
     if family not in specs:
         raise ValueError(f"family {family} is not one of the run's families {list(specs)}")
     config = populations.load_config(data.population_config, seed=data.population_seed, families=[specs[family]],
@@ -35,13 +40,11 @@ def family_population(preset: Preset, family: str) -> tuple[Arm, populations.Pop
     return load_family(specs[family]), config
 
 
-def calibrate_from_demos(preset: Preset, demos: DemoDataset, k: int, family: str | None = None
-                         ) -> tuple[Arm, Calibration]:
-    """The nominal chain of ``family`` (default: the demos' robot's) and the robot's chain calibrated around it from
-    its first ``k`` demos (their last postures and targets only)."""
-    nominal, config = family_population(preset, family or demos.robots[0].family)
-    return nominal, calibrate(nominal, config, demos.positions[:k, -1], demos.targets[:k],
-                              preset.adapt.demo_precision)
+def calibrate_from_demos(nominal: Arm, population: populations.PopulationConfig, demos: DemoDataset, k: int,
+                         precision: float) -> Calibration:
+    """The robot's chain calibrated around ``nominal`` from its first ``k`` demos (their last postures and targets
+    only), trusting them to ``precision`` m (a preset's ``adapt.demo_precision``)."""
+    return calibrate(nominal, population, demos.positions[:k, -1], demos.targets[:k], precision)
 
 
 def calibrated_positions(calibration: Calibration, positions: np.ndarray, targets: np.ndarray) -> np.ndarray:

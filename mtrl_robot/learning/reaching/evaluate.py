@@ -325,9 +325,11 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
     if "no_adaptation" in methods:
         out["no_adaptation"] = dict.fromkeys(ks, unadapted("maml"))
 
+    prior = family_population(base.preset, arm.family) if "maml_calibrated" in methods else None
+
     def calibrated(k: int, positions: np.ndarray) -> None:
-        if "maml_calibrated" in methods:
-            _, calibration = calibrate_from_demos(base.preset, demos, k)
+        if prior is not None:
+            calibration = calibrate_from_demos(*prior, demos, k, base.preset.adapt.demo_precision)
             out.setdefault("maml_calibrated", {})[k] = run(calibrated_positions(calibration, positions, targets))
 
     for k in ks:
