@@ -12,7 +12,8 @@ Interfaces (relative names, so a namespace applies; in the root namespace):
 - ``~/randomize`` (``std_srvs/srv/Trigger``): draw new domain-randomization values from ``randomization_file``
   and apply them; the reply's ``message`` is JSON (:func:`~mtrl_robot.ros.conversions.randomization_to_json`).
   Puck position offsets take effect at the next reset.
-- ``~/reset`` (``std_srvs/srv/Trigger``): abort any trajectory, put the arm at home at rest, reset the scene.
+- ``~/reset`` (``std_srvs/srv/Trigger``): abort any trajectory, put the arm at home at rest, reset the scene. A
+  goal accepted before a reset (or a ``~/reset_scene``) but not yet started never starts: it ends aborted.
 - ``~/reset_scene`` (``std_srvs/srv/Trigger``): abort any trajectory, reset the scene (the puck back at its
   start, at rest); the arm stays where it is, at rest — what a person putting the puck back does on a bench.
 - ``robot_description`` (the robot's URDF, transient local), ``tf_static`` and ``tf``: what robot_state_publisher
@@ -52,6 +53,7 @@ from collections.abc import Callable
 from control_msgs.action import FollowJointTrajectory
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
+from rclpy.context import Context
 from rclpy.executors import Executor
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
@@ -152,8 +154,8 @@ class GoalThreadActionServer(ActionServer):
 class ArmNode(Node):
     """A simulated arm that looks like a ros2_control robot with a joint trajectory controller."""
 
-    def __init__(self) -> None:
-        super().__init__("arm_node")
+    def __init__(self, context: Context | None = None) -> None:
+        super().__init__("arm_node", context=context)
         p = declare_parameters(self, PARAMETERS)
         if p["camera"] and p["backend"] != "mujoco":
             raise ConfigError(None, "camera", "the camera needs backend mujoco")
@@ -168,6 +170,8 @@ class ArmNode(Node):
         self.monitor_period = 1.0 / p["action_monitor_rate"]
         self._lock = threading.Lock()  # guards the backend and the controller
         self._executions: dict[bytes, Execution] = {}
+        self._resets = 0  # resets so far: a goal accepted before a reset never starts after it
+        self._accepted_at: dict[bytes, int] = {}  # goal id → resets when it was accepted, until it starts
         self._closing = threading.Event()
         self._failure: str | None = None  # why physics stopped, after a failed tick
         self._debt = 0.0
@@ -181,6 +185,7 @@ class ArmNode(Node):
         self.create_subscription(JointTrajectoryMsg, f"{controller}/joint_trajectory", self._on_trajectory, 10)
         self._action = GoalThreadActionServer(self, FollowJointTrajectory, f"{controller}/follow_joint_trajectory",
                                               self._execute, goal_callback=self._on_goal,
+                                              handle_accepted_callback=self._on_accepted,
                                               cancel_callback=self._on_cancel)
         self.create_service(Trigger, "~/randomize", self._randomize)
         self.create_service(Trigger, "~/reset", self._reset)
@@ -284,14 +289,21 @@ class ArmNode(Node):
             return GoalResponse.REJECT
         return GoalResponse.ACCEPT
 
+    def _on_accepted(self, goal_handle: ServerGoalHandle) -> None:
+        """Note how many resets came before the goal was accepted, then run it (in a thread of its own)."""
+        with self._lock:
+            self._accepted_at[bytes(goal_handle.goal_id.uuid)] = self._resets
+        goal_handle.execute()
+
     def _on_trajectory(self, msg: JointTrajectoryMsg) -> None:
         try:
             self._start(self._goal(FollowJointTrajectory.Goal(trajectory=msg)))
         except GoalRejected as exc:
             self.get_logger().error(f"ignoring trajectory on the topic: {exc.code.name}: {exc}")
 
-    def _start(self, goal: Goal) -> Execution:
-        """Start ``goal`` unless physics has stopped (checked under the lock, so no goal starts after a failure).
+    def _start(self, goal: Goal, resets: int | None = None) -> Execution:
+        """Start ``goal`` unless physics has stopped or, for a goal accepted after ``resets`` resets, the arm has
+        been reset since (both checked under the lock, so no goal starts after a failure or a reset).
 
         Everything that does not need the arm's position is checked before taking the lock, which physics needs
         every tick: under it only the move from where the arm is is checked.
@@ -300,17 +312,20 @@ class ArmNode(Node):
         with self._lock:
             if self._failure is not None:
                 raise GoalRejected(ErrorCode.INVALID_GOAL, self._failure)
+            if resets is not None and resets != self._resets:
+                raise GoalRejected(ErrorCode.INVALID_GOAL, "the simulation was reset after the goal was accepted")
             return self.controller.start(goal, checked)
 
     def _execute(self, goal_handle: ServerGoalHandle) -> FollowJointTrajectory.Result:
         key = bytes(goal_handle.goal_id.uuid)
+        resets = self._accepted_at.pop(key, None)
         if goal_handle.is_cancel_requested:  # its client gave up on it before it could start
             goal_handle.canceled()
             self.get_logger().warning("goal canceled before it started")
             return FollowJointTrajectory.Result(error_code=int(ErrorCode.SUCCESSFUL),
                                                 error_string="canceled before it started")
         try:
-            execution = self._start(self._goal(goal_handle.request))
+            execution = self._start(self._goal(goal_handle.request), resets)
             self._executions[key] = execution
             if goal_handle.is_cancel_requested:  # asked while it was starting, before _on_cancel could find it
                 with self._lock:
@@ -373,12 +388,14 @@ class ArmNode(Node):
 
     def _reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
+            self._resets += 1
             self.controller.reset()
         response.success, response.message = True, "arm at home, at rest; scene reset"
         return response
 
     def _reset_scene(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
+            self._resets += 1
             self.controller.reset_scene()
         response.success, response.message = True, "scene reset; arm at rest where it was"
         return response

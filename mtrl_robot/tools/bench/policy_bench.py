@@ -220,7 +220,9 @@ def bench_policy(targets: int = TARGETS, seed: int = 0) -> dict[str, float]:
             "executed_path_deviation_p50_mm": 1e3 * float(np.median(deviation)),
             "executed_path_deviation_max_mm": 1e3 * float(np.max(deviation)),
             "final_joint_error_max_rad": _final_error(thin.paths, ran, planned),
-            "all_points_final_joint_error_max_rad": _final_error(full.paths, ran, planned)}
+            "all_points_final_joint_error_max_rad": _final_error(full.paths, ran, planned),
+            "start_joint_error_max_rad": _start_error(thin.paths, arm.home_q),
+            "all_points_start_joint_error_max_rad": _start_error(full.paths, arm.home_q)}
 
 
 def _path_deviation(arm: Arm, thin: np.ndarray, full: np.ndarray) -> float:
@@ -233,6 +235,11 @@ def _path_deviation(arm: Arm, thin: np.ndarray, full: np.ndarray) -> float:
 def _final_error(paths: dict[int, np.ndarray], ran: list[int], planned: list[np.ndarray]) -> float:
     """The largest |final joint position − planned final posture| (rad) over the executions ``ran``."""
     return float(max(np.abs(paths[k][-1] - q).max() for k, q in zip(ran, planned, strict=True)))
+
+
+def _start_error(paths: dict[int, np.ndarray], home: np.ndarray) -> float:
+    """The largest |joint position when the target was published − home| (rad) over the executions ``paths``."""
+    return float(max(np.abs(path[0] - home).max() for path in paths.values()))
 
 
 def _measure(domain: int, nodes: list[_Node], points: np.ndarray, names: tuple[str, ...]) -> dict[int, _Trials]:
