@@ -8,7 +8,10 @@
   so nothing at all is sent to the controller, and those tests are skipped.
 
 Either way the client is a :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend` with a node of its own.
-A :class:`Tap` listens to the controller's goal status and trajectory topic, to tell whether anything was sent.
+Everything the tests themselves subscribe to, publish or call goes through another node, ``Rig.ros``
+(:class:`~ros_client.RosClient`), which destroys entities only between its executor's waits: the hardware client's
+executor thread must never have an entity destroyed under it. A :class:`Tap` listens there to the controller's goal
+status and trajectory topic, to tell whether anything was sent.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pytest
 from action_msgs.msg import GoalStatusArray
 from node_process import NodeProcess, domain_id, ros_environment
 from rclpy.qos import qos_profile_sensor_data
+from ros_client import RosClient
 from ros_events import Messages
 from sensor_msgs.msg import JointState as JointStateMsg
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
@@ -69,11 +73,11 @@ def namespaced(preset: HardwarePreset, namespace: str) -> HardwarePreset:
 class Tap:
     """Goal ids the controller's action server reports, and messages on its trajectory topic."""
 
-    def __init__(self, backend: HardwareBackend):
+    def __init__(self, ros: RosClient, preset: HardwarePreset):
         self._lock = threading.Lock()
         self._goals: set[bytes] = set()
         self._trajectories = 0
-        preset, node = backend.preset, backend.node
+        node = ros.node
         node.create_subscription(GoalStatusArray, f"{preset.action}/_action/status", self._on_status, 10)
         if preset.trajectory_topic is not None:
             node.create_subscription(JointTrajectoryMsg, preset.trajectory_topic, self._on_trajectory, 10)
@@ -99,6 +103,7 @@ class Rig:
     simulated: bool
     log_dir: Path
     backend: HardwareBackend | None = None
+    ros: RosClient | None = None  # the tests' own node
     tap: Tap | None = None
     states: Messages[JointStateMsg] = field(default_factory=Messages)  # every message on the joint-state topic
     startup_timeout: float = STARTUP_TIMEOUT
@@ -146,6 +151,8 @@ class Rig:
     def close(self) -> None:
         for started in reversed(self._started):
             started.close()
+        if self.ros is not None:
+            self.ros.close()
 
 
 @pytest.fixture(scope="module")
@@ -163,9 +170,9 @@ def open_rig(preset: HardwarePreset, simulated: bool, log_dir: Path) -> Iterator
     try:
         preset, sim = rig.start_sim() if rig.simulated else (rig.preset, None)
         rig.backend = rig.connect(preset, sim, dry_run=None if sim else not ALLOW_MOTION, node_name="hil_client")
-        rig.tap = Tap(rig.backend)
-        rig.backend.node.create_subscription(JointStateMsg, preset.joint_states_topic, rig.states,
-                                             qos_profile_sensor_data)
+        rig.ros = RosClient("hil_test_client")
+        rig.tap = Tap(rig.ros, preset)
+        rig.ros.node.create_subscription(JointStateMsg, preset.joint_states_topic, rig.states, qos_profile_sensor_data)
         yield rig
     finally:
         rig.close()

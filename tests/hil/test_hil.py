@@ -61,14 +61,14 @@ def assert_held(rig: Rig, seconds_: float = 0.5, tolerance: float = 2e-3) -> np.
 def test_joint_states_are_live_at_the_preset_rate(rig: Rig):
     """Rate from message stamps in a 2 s window (a busy client delays arrival, not stamps)."""
     preset, messages = rig.preset, Messages()
-    subscription = rig.backend.node.create_subscription(JointStateMsg, preset.joint_states_topic, messages,
+    subscription = rig.ros.node.create_subscription(JointStateMsg, preset.joint_states_topic, messages,
                                                         QoSProfile(depth=1000))
     try:
         first = seconds(messages.wait_for(timeout=20.0, what="a joint state").header.stamp)
         messages.wait_for(lambda msg: seconds(msg.header.stamp) > first + 2.5, timeout=20.0,
                           what="2.5 s of joint states")
     finally:
-        rig.backend.node.destroy_subscription(subscription)
+        rig.ros.destroy(subscription)
     t = np.array([seconds(msg.header.stamp) for msg in messages.messages
                   if set(preset.joint_names) <= set(msg.name)])
     assert np.all(np.diff(t) > 0), "joint-state stamps do not increase"
@@ -127,7 +127,7 @@ def test_joint_states_are_read_by_name_through_the_joint_map(rig: Rig):
     expected = arm.home_q + 0.01 * np.arange(arm.dof)  # Panda model order
     hardware = {name: expected[arm.joint_names.index(preset.joint_map[name])] for name in preset.joint_names}
     names = ["fr3_finger_joint1", *preset.joint_names[::-1], "fr3_finger_joint2"]
-    publisher = rig.backend.node.create_publisher(JointStateMsg, preset.joint_states_topic, 10)
+    publisher = rig.ros.node.create_publisher(JointStateMsg, preset.joint_states_topic, 10)
     stop = threading.Event()
 
     def drive() -> None:
@@ -154,7 +154,7 @@ def test_joint_states_are_read_by_name_through_the_joint_map(rig: Rig):
     finally:
         stop.set()
         driver.join(timeout=5.0)
-        rig.backend.node.destroy_publisher(publisher)
+        rig.ros.destroy(publisher)
 
 
 # ------------------------------------------------------------------------------------------ dry run and refusals
@@ -162,7 +162,7 @@ def test_joint_states_are_read_by_name_through_the_joint_map(rig: Rig):
 
 def test_dry_run_logs_what_would_be_sent_and_sends_nothing(rig: Rig):
     logs: Messages[Log] = Messages()
-    subscription = rig.backend.node.create_subscription(Log, "/rosout", logs, ROSOUT_QOS)
+    subscription = rig.ros.node.create_subscription(Log, "/rosout", logs, ROSOUT_QOS)
     before = rig.tap.snapshot()
     try:
         with HardwareBackend(rig.preset, dry_run=True, node_name="hil_dry_run") as client:
@@ -178,7 +178,7 @@ def test_dry_run_logs_what_would_be_sent_and_sends_nothing(rig: Rig):
             assert rig.preset.joint_names[WRIST[0]] in text and "rad/s" in text and "flange" in text
             assert_held(rig)
     finally:
-        rig.backend.node.destroy_subscription(subscription)
+        rig.ros.destroy(subscription)
     assert rig.tap.snapshot() == before, "the dry run sent something to the controller"
 
 
@@ -281,17 +281,18 @@ def test_a_trajectory_topic_the_controller_does_not_subscribe_to_is_refused_whoe
     """A match with another subscriber (here a monitor) says nothing of the controller's: nothing is sent."""
     unserved = replace(rig.preset, trajectory_topic="/hil_unserved/joint_trajectory")
     matched = threading.Event()
-    monitor = rig.backend.node.create_subscription(
+    monitor = rig.ros.node.create_subscription(
         JointTrajectoryMsg, unserved.trajectory_topic, lambda _: None, 10,
         event_callbacks=SubscriptionEventCallbacks(matched=lambda info: info.current_count > 0 and matched.set()))
     try:
         with HardwareBackend(unserved, dry_run=False, use_topic=True, node_name="hil_unserved") as client:
             assert matched.wait(REPLY_TIMEOUT), "the monitor did not match the client's publisher"
+            client.read_state()  # joint states flowing: the 1 s below is the controller's alone
             with pytest.raises(HardwareError, match=f"the controller serving {unserved.action} does not subscribe to "
                                                     f"{unserved.trajectory_topic} within [0-9.]+ s"):
                 client.wait_ready(1.0)
     finally:
-        rig.backend.node.destroy_subscription(monitor)
+        rig.ros.destroy(monitor)
 
 
 def _start_long_move(rig: Rig) -> tuple[np.ndarray, np.ndarray]:
@@ -331,9 +332,8 @@ def test_a_new_trajectory_preempts_the_running_one(arm: Rig):
 
 
 def test_stop_service(arm: Rig):
-    node = arm.backend.node
-    service = f"{node.get_fully_qualified_name()}/stop"
-    client = node.create_client(Trigger, service)
+    service = f"{arm.backend.node.get_fully_qualified_name()}/stop"
+    client = arm.ros.node.create_client(Trigger, service)
     try:
         assert client.wait_for_service(timeout_sec=REPLY_TIMEOUT), f"{service} not found"
         q0, _ = _start_long_move(arm)
@@ -346,7 +346,7 @@ def test_stop_service(arm: Rig):
         arm.state_after(0.3)  # coming to rest
         assert np.max(np.abs(assert_held(arm) - q0)) < 0.2
     finally:
-        node.destroy_client(client)
+        arm.ros.destroy(client)
 
 
 # ------------------------------------------------------------------------------------------ faults
@@ -361,7 +361,7 @@ def test_killing_the_arm_node_mid_trajectory_fails_the_execution_within_the_watc
     start = client.read_state().stamp
     client.send_trajectory(smooth(client.joint_names, q0, toward_center(rig, q0, 0.25), 4.0))
     moving = Messages()
-    client.node.create_subscription(JointStateMsg, preset.joint_states_topic, moving, qos_profile_sensor_data)
+    rig.ros.node.create_subscription(JointStateMsg, preset.joint_states_topic, moving, qos_profile_sensor_data)
     moving.wait_for(lambda msg: seconds(msg.header.stamp) > start + 1.0, what="1 s of the move")
     assert client.is_executing()
     killed = time.monotonic()

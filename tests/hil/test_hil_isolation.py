@@ -74,7 +74,7 @@ def test_a_goal_sent_to_a_frozen_controller_fails_and_never_runs(rig: Rig, topic
         preset = replace(preset, trajectory_topic=None)
     client = rig.connect(preset, sim, node_name="hil_frozen")
     states: Messages[JointStateMsg] = Messages()
-    client.node.create_subscription(JointStateMsg, preset.joint_states_topic, states, qos_profile_sensor_data)
+    rig.ros.node.create_subscription(JointStateMsg, preset.joint_states_topic, states, qos_profile_sensor_data)
     q0 = client.read_state().positions
     trajectory = smooth(client.joint_names, q0, toward_center(rig, q0, MOTION), 2.0)
     os.kill(sim.process.pid, signal.SIGSTOP)

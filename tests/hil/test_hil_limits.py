@@ -23,7 +23,7 @@ import pytest
 from control_msgs.action import FollowJointTrajectory
 from executed_motion import executed_peaks
 from limit_repros import at_rest_between, cubic_overshoot, position_only, slowed_to_fit, three_cubics
-from rclpy.action import ActionClient
+from ros_client import RosClient
 from sensor_msgs.msg import JointState as JointStateMsg
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
@@ -48,14 +48,14 @@ JOINT = 0  # the joint the repros move (preset order)
 class JointStateLog:
     """Stamps and velocities (preset joint order) of every joint state on the preset's topic."""
 
-    def __init__(self, backend: HardwareBackend):
+    def __init__(self, ros: RosClient, preset: HardwarePreset):
         self._lock = threading.Lock()
         self._stamps: list[float] = []
         self._velocities: list[list[float]] = []
-        self._names = backend.preset.joint_names
-        self._node = backend.node
-        self._subscription = backend.node.create_subscription(JointStateMsg, backend.preset.joint_states_topic,
-                                                              self._on_state, 1000)
+        self._names = preset.joint_names
+        self._ros = ros
+        self._subscription = ros.node.create_subscription(JointStateMsg, preset.joint_states_topic, self._on_state,
+                                                          1000)
 
     def _on_state(self, msg: JointStateMsg) -> None:
         index = {n: i for i, n in enumerate(msg.name)}
@@ -76,7 +76,7 @@ class JointStateLog:
         return executed_peaks(stamps[inside], velocities[inside], ACCELERATION_BASELINE)
 
     def close(self) -> None:
-        self._node.destroy_subscription(self._subscription)
+        self._ros.destroy(self._subscription)
 
 
 def wait_until(condition, timeout: float, what: str) -> None:
@@ -94,7 +94,7 @@ def limits_rig(rig: Rig) -> Rig:
 
 @pytest.fixture(scope="module")
 def log(limits_rig: Rig):
-    log = JointStateLog(limits_rig.backend)
+    log = JointStateLog(limits_rig.ros, limits_rig.preset)
     yield log
     log.close()
 
@@ -202,14 +202,14 @@ def test_the_arm_node_refuses_the_overshoot_itself(limits_rig: Rig):
     q = go_home(rig)
     arm = load_family(rig.preset.family)
     overshoot = cubic_overshoot(rig.backend.joint_names, q, JOINT, arm.velocity_limits[JOINT])
-    client = ActionClient(rig.backend.node, FollowJointTrajectory, rig.preset.action)
+    client = rig.ros.action_client(FollowJointTrajectory, rig.preset.action)
     try:
         assert client.wait_for_server(timeout_sec=REPLY_TIMEOUT)
         sent = client.send_goal_async(FollowJointTrajectory.Goal(trajectory=trajectory_to_msg(overshoot)))
         assert wait_for(sent, REPLY_TIMEOUT)
         assert not sent.result().accepted
     finally:
-        client.destroy()
+        rig.ros.destroy(client)
     np.testing.assert_allclose(rig.backend.read_state().positions, q, atol=2e-3)
 
 
@@ -227,20 +227,19 @@ def test_stop_sends_no_hold_from_a_non_finite_joint_state(limits_rig: Rig):
                      trajectory_topic="/nan_stop/joint_trajectory_controller/joint_trajectory",
                      action="/nan_stop/joint_trajectory_controller/follow_joint_trajectory")
     client = HardwareBackend(preset, dry_run=False, node_name="hil_nan_stop")
-    node = client.node
+    node = rig.ros.node
     holds = []
-    node.create_subscription(JointTrajectoryMsg, preset.trajectory_topic, holds.append, 10)
-    states = node.create_publisher(JointStateMsg, preset.joint_states_topic, 10)
     q = load_family(preset.family).home_q
+    entities = [node.create_subscription(JointTrajectoryMsg, preset.trajectory_topic, holds.append, 10),
+                states := node.create_publisher(JointStateMsg, preset.joint_states_topic, 10),
+                service := node.create_client(Trigger, "/hil_nan_stop/stop"),
+                marker := node.create_publisher(JointTrajectoryMsg, preset.trajectory_topic, 10)]
 
     def publish() -> None:
         msg = _non_finite_state(preset, q)
         msg.header.stamp = to_time(time.time())  # fresh every time
         states.publish(msg)
 
-    # published from this thread before each look, not from a timer on the client's node: a timer there runs in the
-    # client's executor thread, which must not be destroying it at the same time
-    service = node.create_client(Trigger, "/hil_nan_stop/stop")
     try:
         assert service.wait_for_service(timeout_sec=REPLY_TIMEOUT)
 
@@ -254,13 +253,14 @@ def test_stop_sends_no_hold_from_a_non_finite_joint_state(limits_rig: Rig):
                    REPLY_TIMEOUT, "the first NaN joint state to arrive")
         report = reports[-1]
         assert "no hold sent: the latest joint state is not finite (panda_joint1 position nan)" in report, report
-        marker = node.create_publisher(JointTrajectoryMsg, preset.trajectory_topic, 10)
         wait_until(lambda: marker.get_subscription_count() > 0, REPLY_TIMEOUT, "the topic's subscriber")
         marker.publish(JointTrajectoryMsg(joint_names=["marker"]))
         wait_until(lambda: holds, REPLY_TIMEOUT, "the marker message")
         assert [list(m.joint_names) for m in holds] == [["marker"]], "a hold was published"
     finally:
         client.close()
+        for entity in entities:
+            rig.ros.destroy(entity)
 
 
 def test_a_non_finite_joint_state_stops_a_running_trajectory(limits_rig: Rig):
@@ -275,7 +275,7 @@ def test_a_non_finite_joint_state_stops_a_running_trajectory(limits_rig: Rig):
                                                          np.vstack([q0, target]), np.zeros((2, len(q0)))),
                                          client.checker.motion_limits))
     wait_until(lambda: abs(client.read_state().positions[5] - q0[5]) > 0.01, REPLY_TIMEOUT, "the motion to start")
-    states = client.node.create_publisher(JointStateMsg, preset.joint_states_topic, 10)
+    states = rig.ros.node.create_publisher(JointStateMsg, preset.joint_states_topic, 10)
     wait_until(lambda: states.get_subscription_count() > 0, REPLY_TIMEOUT, "the joint-state subscribers")
     msg = _non_finite_state(preset, client.read_state().positions)
     msg.header.stamp = to_time(time.time())  # fresh

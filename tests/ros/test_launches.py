@@ -22,7 +22,7 @@ from mtrl_robot.learning.reaching import checkpoint as checkpoints
 
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
 if TYPE_CHECKING:  # tests/ros/conftest.py; imported by name only for types (tests/hil has a conftest too)
-    from conftest import RosClient
+    from ros_client import RosClient
 
 RUN_TIMEOUT = 300.0  # s for a launch to end on a loaded machine
 META_STEPS = 600  # of the interrupted run: a few seconds, so that Ctrl-C comes before its end
