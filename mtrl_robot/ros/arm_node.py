@@ -172,6 +172,7 @@ class ArmNode(Node):
         self._executions: dict[bytes, Execution] = {}
         self._resets = 0  # resets so far: a goal accepted before a reset never starts after it
         self._accepted_at: dict[bytes, int] = {}  # goal id → resets when it was accepted, until it starts
+        self._measured = self.backend.read_state().positions  # joint positions at the latest tick (or reset)
         self._closing = threading.Event()
         self._failure: str | None = None  # why physics stopped, after a failed tick
         self._debt = 0.0
@@ -257,6 +258,7 @@ class ArmNode(Node):
                 self.backend.step(steps)
             self.controller.update()
             state = self.backend.read_state()
+            self._measured = state.positions
         stamp = self.get_clock().now().to_msg()
         self._joint_states.publish(fill_joint_state_msg(self._state_msg, state, stamp))
         if now >= self._next_tf:
@@ -278,12 +280,11 @@ class ArmNode(Node):
             raise GoalRejected(ErrorCode.INVALID_GOAL, str(exc)) from None
 
     def _on_goal(self, request: FollowJointTrajectory.Goal) -> GoalResponse:
-        """Reject, as ros2_control does, a goal the controller refuses."""
+        """Reject, as ros2_control does, a goal the controller refuses (from where the arm was at the latest tick:
+        no waiting for the physics lock)."""
         try:
             goal = self._goal(request)
-            with self._lock:
-                measured = self.backend.read_state().positions
-            self.controller.check(goal, measured)
+            self.controller.check(goal, self._measured)  # the start is checked again, under the lock, when it starts
         except GoalRejected as exc:
             self.get_logger().warning(f"goal rejected: {exc.code.name}: {exc}")
             return GoalResponse.REJECT
@@ -389,14 +390,14 @@ class ArmNode(Node):
     def _reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
             self._resets += 1
-            self.controller.reset()
+            self._measured = self.controller.reset().positions
         response.success, response.message = True, "arm at home, at rest; scene reset"
         return response
 
     def _reset_scene(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
             self._resets += 1
-            self.controller.reset_scene()
+            self._measured = self.controller.reset_scene().positions
         response.success, response.message = True, "scene reset; arm at rest where it was"
         return response
 
