@@ -9,7 +9,7 @@ spun by a background thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,10 @@ from ros_client import RosClient
 from ros_events import Messages, rosout
 from sensor_msgs.msg import JointState
 
+from mtrl_robot.arms import population as populations
+from mtrl_robot.learning.reaching import checkpoint as checkpoints
+from mtrl_robot.learning.reaching.presets import load_preset as load_training_preset
+from mtrl_robot.learning.reaching.train import train_from_preset
 from mtrl_robot.ros.run import node_command
 
 STARTUP_TIMEOUT = 60.0  # s for a node to come up and publish joint states (on a loaded machine)
@@ -98,6 +102,32 @@ class NodeLauncher:
         for node, subscription in self._started:
             node.stop()
             self.client.destroy(subscription)
+
+
+DemoRun = tuple[Path, Path, str]  # checkpoint, population file, a held-out robot id
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], DemoRun]:
+    """``family`` → a one-family run of the demo preset (about 10 s to train), its checkpoint, population file and
+    first held-out robot id. Each family is trained once per session, on first use, and shared by the tests that
+    ask for it (they read the run; what they write goes to their own folders)."""
+    runs: dict[str, DemoRun] = {}
+
+    def run(family: str) -> DemoRun:
+        if family not in runs:
+            folder = tmp_path_factory.mktemp(f"{family}_run")
+            preset = load_training_preset("demo", [f"data.families=[{family}]", "compute.workers=1"])
+            out = train_from_preset(preset, folder / "run", progress=False)
+            data = preset.data
+            config = populations.load_config(data.population_config, seed=data.population_seed,
+                                             families=list(data.families), robots_per_family=data.robots_per_family)
+            population = populations.save(populations.generate(config), folder / "population.json")
+            checkpoint = out / "checkpoints" / f"{family}.pt"
+            runs[family] = checkpoint, population, checkpoints.load(checkpoint).info["held_out"][0]
+        return runs[family]
+
+    return run
 
 
 @pytest.fixture(scope="module")

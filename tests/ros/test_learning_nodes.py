@@ -31,8 +31,6 @@ from mtrl_robot.arms.urdf import arm_to_urdf
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.hardware.presets import load_preset
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
-from mtrl_robot.learning.reaching.presets import load_preset as load_training_preset
-from mtrl_robot.learning.reaching.train import train_from_preset
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.motions.recording import convert_recording
 from mtrl_robot.ros.conversions import point_msg, seconds, trajectory_to_msg
@@ -87,18 +85,9 @@ def settled(states, names: tuple[str, ...], first: int, timeout: float = 15.0) -
 
 
 @pytest.fixture(scope="module", params=list(HARDWARE))
-def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """A one-family run of the demo preset (about 30 s), its population file and a held-out robot id."""
-    family = request.param
-    folder = tmp_path_factory.mktemp(f"{family}_run")
-    preset = load_training_preset("demo", [f"data.families=[{family}]", "compute.workers=1"])
-    out = train_from_preset(preset, folder / "run", progress=False)
-    data = preset.data
-    config = populations.load_config(data.population_config, seed=data.population_seed, families=list(data.families),
-                                     robots_per_family=data.robots_per_family)
-    population = populations.save(populations.generate(config), folder / "population.json")
-    state = checkpoints.load(out / "checkpoints" / f"{family}.pt")
-    return out / "checkpoints" / f"{family}.pt", population, state.info["held_out"][0]
+def run(request: pytest.FixtureRequest, demo_run) -> tuple[Path, Path, str]:
+    """A one-family run of the demo preset, its population file and a held-out robot id."""
+    return demo_run(request.param)
 
 
 def wait_recorder_inputs(ros_log, start: int) -> None:
@@ -191,7 +180,7 @@ def test_record_adapt_reach(run, launcher, ros_client, ros_env, ros_log, tmp_pat
         assert len(bags) == K and not any(p.name.startswith(".") for p in bags)
         assert len(convert_recording(bags[0], arm)) == 1
 
-        fresh = plan_robot_demos(arm, 3, seed=456).targets
+        fresh = plan_robot_demos(arm, 2, seed=456).targets
         before = reach(ros_client, policy_targets, states, ros_log, arm, fresh)
         reply = call(ros_client, "/adaptation_node/adapt", timeout=60.0)
         assert reply.success, reply.message + (tmp_path / "adaptation.log").read_text()

@@ -27,8 +27,6 @@ from mtrl_robot.arms.fk import flange_position
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.hardware.presets import load_preset
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
-from mtrl_robot.learning.reaching.presets import load_preset as load_training_preset
-from mtrl_robot.learning.reaching.train import train_from_preset
 from mtrl_robot.motions.reach import plan_reach
 from mtrl_robot.ros.conversions import trajectory_to_msg
 from mtrl_robot.ros.policy_node import fit_limits
@@ -94,17 +92,9 @@ class Terminal:
 
 
 @pytest.fixture(scope="module")
-def panda_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+def panda_run(demo_run) -> tuple[Path, Path, str]:
     """A one-family Panda run of the demo preset, its population file and a held-out robot id."""
-    folder = tmp_path_factory.mktemp("panda_run")
-    preset = load_training_preset("demo", ["data.families=[panda]", "compute.workers=1"])
-    out = train_from_preset(preset, folder / "run", progress=False)
-    data = preset.data
-    config = populations.load_config(data.population_config, seed=data.population_seed, families=list(data.families),
-                                     robots_per_family=data.robots_per_family)
-    population = populations.save(populations.generate(config), folder / "population.json")
-    checkpoint = out / "checkpoints" / "panda.pt"
-    return checkpoint, population, checkpoints.load(checkpoint).info["held_out"][0]
+    return demo_run("panda")
 
 
 def shown_target(terminal: Terminal, stage: str) -> np.ndarray:
