@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from side_by_side import side_by_side
 
 TINY = Path(__file__).parent / "data" / "tiny_preset.yaml"  # a run of a few seconds: 3 Panda robots, 4 meta-steps
 
@@ -143,13 +144,15 @@ def test_a_population_config_beyond_what_a_run_holds_or_with_a_family_twice_is_r
              "robots_per_family: 1e12": "robots_per_family: must be <= 10000",
              "seed: -4": "seed: must be >= 0, got -4",
              "families: [panda, gen3, panda]": "families[2]: 'panda' is listed twice"}
-    for i, (text, message) in enumerate(cases.items()):
-        config = tmp_path / f"population{i}.yaml"
+    configs = [tmp_path / f"population{i}.yaml" for i in range(len(cases))]
+    for config, text in zip(configs, cases, strict=True):
         config.write_text(text + "\n")
-        done = run("population", "generate", "--config", config, "-o", tmp_path / "p.json", cwd=tmp_path)
+    runs = side_by_side(lambda config: run("population", "generate", "--config", config, "-o", tmp_path / "p.json",
+                                           cwd=tmp_path), configs)
+    for config, message, done in zip(configs, cases.values(), runs, strict=True):
         assert done.returncode == 2, done.stderr
         assert f"{config}: {message}" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
-        assert not (tmp_path / "p.json").exists()
+    assert not (tmp_path / "p.json").exists()
 
 
 def unwritable(tmp_path: Path) -> Path:
@@ -174,8 +177,7 @@ def test_unwritable_output_folders_are_one_line_naming_the_folder_and_the_os_err
                 ("reaching", "adapt", tiny_run / "checkpoints" / "panda.pt", tiny_run / "demos.npz", "--robot",
                  "panda-000", "-k", 3, "-o", folder / "adapted.pt"),
                 ("reaching", "train", TINY, "-o", folder / "run")]
-    for args in commands:
-        done = run(*args, cwd=tmp_path)
+    for done in side_by_side(lambda args: run(*args, cwd=tmp_path), commands):
         assert done.returncode == 2, done.stderr
         last = done.stderr.strip().splitlines()[-1]
         assert "Traceback" not in done.stderr and last.startswith("mtrl-robot: error: "), done.stderr
@@ -193,22 +195,23 @@ def test_adapt_refuses_demos_beyond_the_joint_limits_and_a_diverging_adaptation_
     content["positions"][1, 3, 0] = 1e6
     far = tmp_path / "far.npz"
     np.savez(far, **content)
-    done = run("reaching", "adapt", tiny_run / "checkpoints" / "panda.pt", far, "--robot", "panda-000", "-k", 3,
-               "-o", tmp_path / "a.pt", cwd=tmp_path)
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert f"{far}: demo 1 (robot panda-000): panda_joint1 is at 1e+06 rad at waypoint 3, outside its limits" \
-        in done.stderr
-
     state = load(tiny_run / "checkpoints" / "panda.pt")
     with torch.no_grad():  # step sizes no adaptation survives; the weights themselves are finite
         for name, value in state.learner.meta.named_parameters():
             if not name.startswith("model."):
                 value.fill_(1e30)
     huge = state.save(tmp_path / "huge.pt")
-    done = run("reaching", "adapt", huge, tiny_run / "demos.npz", "--robot", "panda-000", "-k", 3,
-               "-o", tmp_path / "adapted.pt", cwd=tmp_path)
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    beyond, diverging = side_by_side(lambda args: run(*args, cwd=tmp_path), [
+        ("reaching", "adapt", tiny_run / "checkpoints" / "panda.pt", far, "--robot", "panda-000", "-k", 3,
+         "-o", tmp_path / "a.pt"),
+        ("reaching", "adapt", huge, tiny_run / "demos.npz", "--robot", "panda-000", "-k", 3,
+         "-o", tmp_path / "adapted.pt")])
+    assert beyond.returncode == 2 and len(beyond.stderr.strip().splitlines()) == 1, beyond.stderr
+    assert f"{far}: demo 1 (robot panda-000): panda_joint1 is at 1e+06 rad at waypoint 3, outside its limits" \
+        in beyond.stderr
+
+    assert diverging.returncode == 2 and len(diverging.stderr.strip().splitlines()) == 1, diverging.stderr
     assert (f"adapting {huge} to panda-000 diverged: 2 steps on 3 demos gave NaN or inf in policy.head"
-            in done.stderr), done.stderr
-    assert "nothing written" in done.stderr
+            in diverging.stderr), diverging.stderr
+    assert "nothing written" in diverging.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["far.npz", "huge.pt"]

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from side_by_side import side_by_side
 from test_family_file import IIWA_URDF, iiwa_limits
 
 TINY_RUN = ["--set", "data.robots_per_family=5", "--set", "data.held_out_per_family=1", "--set",
@@ -29,32 +30,31 @@ def test_the_iiwa_from_its_urdf_through_population_training_adaptation_and_evalu
     home = yaml.safe_load(family.read_text())["home"]
     assert f"home chosen: [{', '.join(f'{v:g}' for v in home)}]" in init.stdout
     assert "lbr_iiwa_joint_7 (velocity 10, effort 300)" in init.stderr  # the URDF's placeholders, warned of
-    again = run("arm", "init", IIWA_URDF, "--flange", "lbr_iiwa_link_7", "-o", "iiwa.yaml", cwd=tmp_path)
-    assert again.returncode == 2 and "iiwa.yaml exists" in again.stderr and "--force" in again.stderr
     # the user fills in the published limits, as the file asks
     family.write_text(family.read_text().replace("limits: {}", "limits:\n" + iiwa_limits()))
 
-    generate = run("population", "generate", "--families", "iiwa.yaml", "panda", "--per-family", 3, "-o", "pop.json",
-                   cwd=tmp_path)
+    # independent commands side by side: init again, a population, a training run
+    again, generate, train = side_by_side(lambda args: run(*args, cwd=tmp_path), [
+        ("arm", "init", IIWA_URDF, "--flange", "lbr_iiwa_link_7", "-o", "iiwa.yaml"),
+        ("population", "generate", "--families", "iiwa.yaml", "panda", "--per-family", 3, "-o", "pop.json"),
+        ("reaching", "train", "small", "-o", "run", "--set", "data.families=[iiwa.yaml]", *TINY_RUN)])
+    assert again.returncode == 2 and "iiwa.yaml exists" in again.stderr and "--force" in again.stderr
+    assert "limits:\n" + iiwa_limits() in family.read_text()  # left as it was
     assert generate.returncode == 0 and "placeholder" not in generate.stderr, generate.stderr
     robots = json.loads((tmp_path / "pop.json").read_text())["robots"]
     assert [r["robot_id"] for r in robots] == [f"{f}-00{i}" for f in ("iiwa", "panda") for i in range(3)]
-    show = run("show", "iiwa-002", "--population", "pop.json", cwd=tmp_path)
-    assert show.returncode == 0 and "lbr_iiwa_joint_7" in show.stdout, show.stderr
-
-    train = run("reaching", "train", "small", "-o", "run", "--set", "data.families=[iiwa.yaml]", *TINY_RUN,
-                cwd=tmp_path)
     assert train.returncode == 0, train.stderr
     assert "| iiwa |" in train.stdout and (tmp_path / "run" / "checkpoints" / "iiwa.model.pt").is_file()
     held_out = json.loads((tmp_path / "run" / "report.json").read_text())["iiwa"]["held_out"]
     assert list(held_out["per_robot_cm"]) == ["iiwa-004"]
 
-    adapt = run("reaching", "adapt", "run", "run/demos.npz", "--robot", "iiwa-004", "-k", 5, "-o", "adapted.pt",
-                cwd=tmp_path)
+    show, adapt, evaluate = side_by_side(lambda args: run(*args, cwd=tmp_path), [
+        ("show", "iiwa-002", "--population", "pop.json"),
+        ("reaching", "adapt", "run", "run/demos.npz", "--robot", "iiwa-004", "-k", 5, "-o", "adapted.pt"),
+        ("reaching", "evaluate", "run", "-o", "evaluation", "--ks", 5, "--targets", 3, "--methods", "no_adaptation",
+         "maml", "ik_oracle")])
+    assert show.returncode == 0 and "lbr_iiwa_joint_7" in show.stdout, show.stderr
     assert adapt.returncode == 0 and (tmp_path / "adapted.pt").is_file(), adapt.stderr
-
-    evaluate = run("reaching", "evaluate", "run", "-o", "evaluation", "--ks", 5, "--targets", 3, "--methods",
-                   "no_adaptation", "maml", "ik_oracle", cwd=tmp_path)
     assert evaluate.returncode == 0, evaluate.stderr
     summary = json.loads((tmp_path / "evaluation" / "reaching.json").read_text())["summary"]["iiwa"]
     assert summary["ik_oracle"]["5"]["mean"] < 0.1  # the demos' own planner reaches: the run executes the iiwa
@@ -83,12 +83,12 @@ def test_bad_family_files_are_refused_in_one_line_and_nothing_is_written(tmp_pat
         (("arm", "init", IIWA_URDF, "--flange", "lbr_iiwa_link_7", "-o", "out/panda.yaml"),
          "'panda' is a built-in family's"),
     ]
-    for args, message in cases:
-        done = run(*args, cwd=tmp_path, timeout=120)
+    runs = side_by_side(lambda args: run(*args, cwd=tmp_path, timeout=120), [args for args, _ in cases])
+    for (args, message), done in zip(cases, runs, strict=True):
         assert done.returncode == 2, (args, done.stderr)
         lines = [line for line in done.stderr.splitlines() if "placeholders" not in line]
         assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, (args, done.stderr)
-        assert not (tmp_path / "out").exists(), args
+    assert not (tmp_path / "out").exists(), sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*"))
 
 
 def test_the_demo_takes_a_family_file(tmp_path):

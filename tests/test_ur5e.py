@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from side_by_side import side_by_side
 
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.arms.fk import flange_pose
@@ -86,28 +87,27 @@ def cli(*args, cwd=None):
 
 
 def test_population_demos_training_adaptation_and_evaluation_with_six_joints(tmp_path):
-    population = tmp_path / "population.json"
-    cli("population", "generate", "--families", "ur5e", "--per-family", 3, "-o", population)
+    population, maml, pmaml = tmp_path / "population.json", tmp_path / "maml", tmp_path / "pmaml"
+    side_by_side(lambda args: cli(*args), [  # independent commands side by side
+        ("population", "generate", "--families", "ur5e", "--per-family", 3, "-o", population),
+        ("reaching", "train", "small", "-o", maml, *TINY),
+        ("reaching", "train", "small", "-o", pmaml, *TINY, "--set", "meta.variant=probabilistic")])
     robots = json.loads(population.read_text())["robots"]
     assert [r["robot_id"] for r in robots] == ["ur5e-000", "ur5e-001", "ur5e-002"]
     assert all(len(r["joints"]) == 6 for r in robots)
 
-    maml, pmaml = tmp_path / "maml", tmp_path / "pmaml"
-    cli("reaching", "train", "small", "-o", maml, *TINY)
-    cli("reaching", "train", "small", "-o", pmaml, *TINY, "--set", "meta.variant=probabilistic")
     demos = load_demos(maml / "demos.npz")
     assert demos.positions.shape[-1] == 6 and demos.joint_names == load_family("ur5e").joint_names
     state = checkpoints.load(maml / "checkpoints" / "ur5e.pt")
     assert state.info["family"] == "ur5e" and len(state.info["joint_names"]) == 6
     robot = state.info["held_out"][0]
 
-    adapted = tmp_path / "adapted.pt"
-    cli("reaching", "adapt", maml, maml / "demos.npz", "--robot", robot, "-k", 5, "-o", adapted)
+    adapted, evaluation = tmp_path / "adapted.pt", tmp_path / "evaluation"
+    side_by_side(lambda args: cli(*args), [
+        ("reaching", "adapt", maml, maml / "demos.npz", "--robot", robot, "-k", 5, "-o", adapted),
+        ("reaching", "evaluate", maml, "-o", evaluation, "--ks", 5, "--targets", 3, "--pmaml-run", pmaml,
+         "--methods", "no_adaptation", "maml", "pmaml", "ik_oracle")])
     assert checkpoints.load(adapted).info["adaptation"]["robot_id"] == robot
-
-    evaluation = tmp_path / "evaluation"
-    cli("reaching", "evaluate", maml, "-o", evaluation, "--ks", 5, "--targets", 3, "--pmaml-run", pmaml,
-        "--methods", "no_adaptation", "maml", "pmaml", "ik_oracle")
     report = json.loads((evaluation / "reaching.json").read_text())
     summary = report["summary"]["ur5e"]
     assert set(summary) == {"no_adaptation", "maml", "pmaml", "ik_oracle"}
