@@ -35,8 +35,8 @@ from mtrl_robot.tasks.puck import MISSED_DISTANCE, START_UNIT, HitBatch, PuckHit
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return train_puck("small", tmp_path_factory.mktemp("puck_meta_rl"), progress=False)
+def run(small_puck_run):
+    return small_puck_run
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from mtrl_robot.learning.puck.history_policy import (
 )
 from mtrl_robot.learning.puck.methods import METHODS
 from mtrl_robot.learning.puck.system_id import SystemIdConfig, SystemIdMethod, search_ranges, simulator
-from mtrl_robot.learning.puck.train import VAE_FILE, load_preset, train_puck
+from mtrl_robot.learning.puck.train import VAE_FILE, load_preset
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.randomization import parse_spec
 from mtrl_robot.tasks.puck import HitBatch, PuckHittingEnv, condition_task
@@ -29,8 +29,8 @@ SMALL_HISTORY = HistoryPolicyConfig(tasks=6, hits_per_task=8, steps=30, batch=4)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return train_puck("small", tmp_path_factory.mktemp("puck_baselines"), progress=False)
+def run(small_puck_run):
+    return small_puck_run
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ import pytest
 
 from mtrl_robot.evaluation.puck_video import puck_video
 from mtrl_robot.evaluation.video import FPS, HOLD, PANEL_SIZE
-from mtrl_robot.learning.puck.train import train_puck
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return train_puck("small", tmp_path_factory.mktemp("puck_video"), progress=False)
+def run(small_puck_run):
+    return small_puck_run
 
 
 def test_the_video_is_an_mp4_of_the_hits_before_and_after_adaptation(run, tmp_path):

@@ -11,7 +11,7 @@ import torch
 
 from mtrl_robot.backends.interface import SimBackend
 from mtrl_robot.learning.puck.methods import PolicyMethod
-from mtrl_robot.learning.puck.train import VAE_FILE, load_preset, new_policy, simulated_world, train_puck
+from mtrl_robot.learning.puck.train import VAE_FILE, load_preset, new_policy, simulated_world
 from mtrl_robot.models.hitting_vae import HittingVAE
 from mtrl_robot.tasks.moves import MIN_APPROACH_TIME, approach_time
 from mtrl_robot.tasks.puck import (
@@ -31,9 +31,8 @@ ACTIONS = torch.tensor([[-0.6, 0.4], [0.0, 0.0], [0.7, -0.5]])
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    run = train_puck("small", tmp_path_factory.mktemp("puck_run"), progress=False)
-    environment = PuckHittingEnv("panda", motion_vae=HittingVAE.load(run / VAE_FILE))
+def env(small_puck_run):
+    environment = PuckHittingEnv("panda", motion_vae=HittingVAE.load(small_puck_run / VAE_FILE))
     yield environment
     environment.close()
 
