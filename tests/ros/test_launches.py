@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # tests/ros/conftest.py; imported by name only for types (tes
     from ros_client import RosClient
 
 RUN_TIMEOUT = 300.0  # s for a launch to end on a loaded machine
-META_STEPS = 600  # of the interrupted run: a few seconds, so that Ctrl-C comes before its end
+META_STEPS = 200  # of the interrupted run: about two seconds, so that Ctrl-C comes before its end
 
 
 def wait_for_file(path: Path, process: subprocess.Popen, timeout: float = RUN_TIMEOUT) -> None:
