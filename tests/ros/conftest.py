@@ -111,7 +111,8 @@ DemoRun = tuple[Path, Path, str]  # checkpoint, population file, a held-out robo
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], DemoRun]:
     """``family`` → a one-family run of the demo preset (about 10 s to train), its checkpoint, population file and
     first held-out robot id. Each family is trained once per session, on first use, and shared by the tests that
-    ask for it (they read the run; what they write goes to their own folders)."""
+    ask for it: they read the run; an adapted model written beside the checkpoint (as ``mtrl-robot teach`` does)
+    has a name of its own and changes nothing another test reads."""
     runs: dict[str, DemoRun] = {}
 
     def run(family: str) -> DemoRun:
