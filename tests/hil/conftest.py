@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 from action_msgs.msg import GoalStatusArray
 from node_process import NodeProcess, domain_id, ros_environment
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ros_client import RosClient
 from ros_events import Messages
 from sensor_msgs.msg import JointState as JointStateMsg
@@ -44,6 +45,7 @@ STARTUP_TIMEOUT = 60.0  # s for an arm node to come up on a loaded machine
 PRESET = os.environ.get("MTRL_HIL_PRESET", "")
 ALLOW_MOTION = os.environ.get("MTRL_HIL_ALLOW_MOTION") == "1"
 STATE_TIMEOUT = 10.0  # s beyond the wanted stamp for a joint state to arrive
+STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def stamp_of(msg: JointStateMsg) -> float:
@@ -74,13 +76,19 @@ class Tap:
     """Goal ids the controller's action server reports, and messages on its trajectory topic."""
 
     def __init__(self, ros: RosClient, preset: HardwarePreset):
+        """Ready once the status subscription has matched the action server's publisher: from then on no goal goes
+        unseen (and, transient local as that publisher, it first receives every goal the server still reports)."""
         self._lock = threading.Lock()
         self._goals: set[bytes] = set()
         self._trajectories = 0
-        node = ros.node
-        node.create_subscription(GoalStatusArray, f"{preset.action}/_action/status", self._on_status, 10)
-        if preset.trajectory_topic is not None:
+        node, topic = ros.node, f"{preset.action}/_action/status"
+        status = node.create_subscription(GoalStatusArray, topic, self._on_status, STATUS_QOS)
+        if preset.trajectory_topic is not None:  # the client sends only once every subscription here has matched
             node.create_subscription(JointTrajectoryMsg, preset.trajectory_topic, self._on_trajectory, 10)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while status.get_publisher_count() == 0:
+            assert time.monotonic() < deadline, f"no goal status publisher on {topic} within {STARTUP_TIMEOUT} s"
+            time.sleep(0.01)
 
     def _on_status(self, msg: GoalStatusArray) -> None:
         with self._lock:
@@ -173,6 +181,7 @@ def open_rig(preset: HardwarePreset, simulated: bool, log_dir: Path) -> Iterator
         rig.ros = RosClient("hil_test_client")
         rig.tap = Tap(rig.ros, preset)
         rig.ros.node.create_subscription(JointStateMsg, preset.joint_states_topic, rig.states, qos_profile_sensor_data)
+        rig.states.wait_for(timeout=STARTUP_TIMEOUT, what=f"joint states on {preset.joint_states_topic} (test node)")
         yield rig
     finally:
         rig.close()

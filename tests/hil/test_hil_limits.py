@@ -95,6 +95,7 @@ def limits_rig(rig: Rig) -> Rig:
 @pytest.fixture(scope="module")
 def log(limits_rig: Rig):
     log = JointStateLog(limits_rig.ros, limits_rig.preset)
+    wait_until(lambda: log.latest() > -np.inf, REPLY_TIMEOUT, "the log's first joint state")  # every later one kept
     yield log
     log.close()
 
