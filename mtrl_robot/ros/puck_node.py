@@ -26,7 +26,8 @@ A thin shell over the one puck hit and meta-RL world of :mod:`mtrl_robot.tasks.p
   ``output_file`` when set; the adapted policy is written atomically to ``policy_file`` when set (read it with
   :func:`~mtrl_robot.learning.puck.train.load_policy`). With ``autostart`` it runs once, when first activated.
 
-A puck is at rest when its points of the last ``REST_WINDOW`` s lie within ``REST_TOLERANCE`` of their mean.
+A puck is at rest when its points of the last ``REST_WINDOW`` s lie within ``REST_TOLERANCE`` of their mean. After a
+hit the arm backs away once the puck is at rest or has not been seen for ``HIDDEN_WAIT`` s (hidden under the arm).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from mtrl_robot.tasks.puck import REAL_TASK, MeasuredPuckScene, PuckWorld
 REST_WINDOW = 0.5  # s the puck must stay still to count as at rest
 REST_TOLERANCE = 0.002  # m
 REST_TIMEOUT = 6.0  # s after a hit before the puck counts as not found
+HIDDEN_WAIT = 1.0  # s without a new sighting after which a hit's puck counts as hidden under the arm
 SERVICE_TIMEOUT = 10.0  # s for the reset service
 PERSON_TIMEOUT = 120.0  # s for a person to put the puck back
 
@@ -104,18 +106,25 @@ class PuckTracker:
         with self._lock:
             return self._points[-1][1].copy() if self._points else None
 
-    def rest(self, since: float, timeout: float = REST_TIMEOUT) -> np.ndarray | None:
-        """The puck's position once still for ``REST_WINDOW`` s in images stamped after ``since``; None on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def rest(self, since: float, timeout: float = REST_TIMEOUT, hidden: float | None = None) -> np.ndarray | None:
+        """The puck's position once still for ``REST_WINDOW`` s in images stamped after ``since``; None on timeout
+        or, with ``hidden``, once no new position has been seen for ``hidden`` s."""
+        now = time.monotonic()
+        deadline, latest, seen_at = now + timeout, None, now
+        while now < deadline:
             with self._lock:
                 points = [(t, p) for t, p in self._points if t >= since]
+            if points and points[-1][0] != latest:
+                latest, seen_at = points[-1][0], now
+            if hidden is not None and now - seen_at >= hidden:
+                return None
             if points and points[-1][0] - points[0][0] >= REST_WINDOW:
                 window = [p for t, p in points if t >= points[-1][0] - REST_WINDOW]
                 mean = np.mean(window, axis=0)
                 if len(window) >= 3 and max(np.linalg.norm(p - mean) for p in window) < REST_TOLERANCE:
                     return mean
             time.sleep(0.05)
+            now = time.monotonic()
         return None
 
 
@@ -165,6 +174,11 @@ class RosPuckScene(MeasuredPuckScene):
 
     def rest(self) -> np.ndarray | None:
         return self.tracker.rest(self._now())
+
+    def let_settle(self) -> None:
+        """Until the puck is still, or hidden: seen from above, the arm at the end of a hit can hide a puck that
+        stopped under it, and backing away along the hitting line cannot catch a puck still sliding there."""
+        self.tracker.rest(self._now(), hidden=HIDDEN_WAIT)
 
 
 class PuckNode(ManagedArmNode):

@@ -155,6 +155,10 @@ class PuckScene(ABC):
     def rest(self) -> np.ndarray | None:
         """Wait until the puck is still; its (x, y) then, or None if it is not found."""
 
+    def let_settle(self) -> None:
+        """Wait until the arm may back away from a hit: until the puck is still (:meth:`rest`)."""
+        self.rest()
+
 
 class SimulatedPuckScene(PuckScene):
     """The simulated puck table of a :class:`SimBackend` (its ``table``): a reset puts the arm at the hit's first
@@ -239,8 +243,9 @@ def hit(robot: RobotBackend, scene: PuckScene, motion: JointTrajectory, retract_
 
     1. the arm at the motion's first posture and the puck back at its start (:meth:`PuckScene.put_back`);
     2. the motion itself;
-    3. with ``retract_to``: once the puck is still, back to the motion's first posture (along the hitting line,
-       away from the puck) and then to ``retract_to``, out of an overhead camera's view;
+    3. with ``retract_to``: once the puck has settled (:meth:`PuckScene.let_settle`), back to the motion's first
+       posture (along the hitting line, away from the puck) and then to ``retract_to``, out of an overhead
+       camera's view;
     4. the puck's resting position (:meth:`PuckScene.rest`).
     """
     start = None
@@ -250,7 +255,7 @@ def hit(robot: RobotBackend, scene: PuckScene, motion: JointTrajectory, retract_
         start, t0 = scene.where(), robot.read_state().stamp
         run(robot, motion, "hit")
         if retract_to is not None:
-            scene.rest()  # the arm stays until the puck has stopped,
+            scene.let_settle()  # the arm stays until the puck has stopped,
             move_to(robot, motion.positions[0], "retract")  # then backs away along the hitting line,
             move_to(robot, retract_to, "retract")  # and goes out of the camera's view
     except TrajectoryError as exc:  # a SafetyError is one too
