@@ -111,6 +111,7 @@ def test_calibrate_fits_on_validation_robots_and_measures_held_out_ones(calibrat
     assert (out / "calibration.png").stat().st_size > 1000 and "| K = 0 |" in table and "| panda |" in table
     for k, by_level in results["coverage_interval_after"].items():  # one held-out robot: every resample is that robot
         assert [low for low, _ in by_level] == results["coverage"]["after"][k] == [high for _, high in by_level]
+        assert results["coverage_interval_by_family"]["panda"][k] == by_level  # one family: its interval is the pool's
 
     state = checkpoints.load(run / "checkpoints" / "panda.pt")
     calibration = state.learner.spread_calibration

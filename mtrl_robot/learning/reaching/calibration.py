@@ -229,14 +229,18 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
     observed = {when: {str(k): coverage(np.concatenate(r).ravel()).tolist() for k, r in by_k.items()}
                 for when, by_k in held_ranks.items()}
     ends = np.cumsum(list(robots_of.values()))
-    interval = {str(k): robot_interval([held_ranks["after"][k][end - n:end] for n, end in
-                                        zip(robots_of.values(), ends, strict=True)], seed + k) for k in ks}
+    spans = {family: slice(end - n, end) for (family, n), end in zip(robots_of.items(), ends, strict=True)}
+    interval = {str(k): robot_interval([held_ranks["after"][k][span] for span in spans.values()], seed + k)
+                for k in ks}
+    family_interval = {family: {str(k): robot_interval([held_ranks["after"][k][span]], seed + k) for k in ks}
+                       for family, span in spans.items()}
     results = {"run_dir": str(run), "families": sorted(probabilistic), "ks": list(ks), "samples": samples,
                "seed": seed, "targets_per_robot": targets_per_robot, "validation_robots": validation,
                "noise_dof": NOISE_DOF,
                "levels": LEVELS.tolist(), "cases": {str(k): int(np.concatenate(r).size)
                                                     for k, r in held_ranks["before"].items()},
                "coverage": observed, "coverage_interval_after": interval, "coverage_by_family": by_family,
+               "coverage_interval_by_family": family_interval,
                "fitted": fitted,
                "seconds": time.perf_counter() - started}
     out.mkdir(parents=True, exist_ok=True)
@@ -280,11 +284,17 @@ def calibration_table(results: dict) -> str:
                                   for when in ("before", "after")), "cases"]
     coverage_table = markdown_table(columns, rows, [intro], right_align_from=1)
     held_by_family = {family: results["coverage_by_family"][family]["after"] for family in results["fitted"]}
-    family_rows = [[family, *(f"{100 * held_by_family[family][str(k)][i]:.1f} "
-                              f"({100 * fit[str(k)]['validation_coverage'][i]:.1f})"
-                              for k in results["ks"] for i in index)] for family, fit in results["fitted"].items()]
-    family_intro = ("Per family, after: the coverage (%) on its held-out robots, and in brackets on the validation "
-                    "robots the calibration was fitted on.")
+    family_interval = results["coverage_interval_by_family"]
+
+    def family_cell(family: str, k: int, i: int) -> str:
+        low, high = family_interval[family][str(k)][i]
+        return (f"{100 * held_by_family[family][str(k)][i]:.1f} [{100 * low:.1f}, {100 * high:.1f}] "
+                f"({100 * results['fitted'][family][str(k)]['validation_coverage'][i]:.1f})")
+
+    family_rows = [[family, *(family_cell(family, k, i) for k in results["ks"] for i in index)]
+                   for family in results["fitted"]]
+    family_intro = ("Per family, after: the coverage (%) on its held-out robots with its 95 % interval over "
+                    "resamples of them, and in brackets on the validation robots the calibration was fitted on.")
     family_table = markdown_table(["family", *(f"K = {k}, {100 * level:.0f} %" for k in results["ks"]
                                                for level in TABLE_LEVELS)], family_rows, [family_intro],
                                   right_align_from=1)
