@@ -195,3 +195,22 @@ def test_video_shows_a_held_out_robot_before_and_after_adaptation(evaluated, tmp
     assert np.abs(first - last).mean() > 1  # the arm moved
     green = (first[..., 1] > 150) & (first[..., 0] < 80) & (first[..., 2] < 100)
     assert green[:, :PANEL_SIZE[0]].sum() > 20 and green[:, PANEL_SIZE[0]:].sum() > 20  # the target in both panels
+
+
+def test_the_one_demo_margin_is_measured_on_validation_robots(evaluated, tmp_path, capsys):
+    from mtrl_robot.learning.reaching.single_demo_margin import MARGINS, kept
+
+    run = evaluated[2]
+    assert main(["reaching", "single-demo", str(run), "-o", str(tmp_path), "--validation-robots", "2", "--targets",
+                 "2"]) == 0
+    results = json.loads((tmp_path / "single_demo.json").read_text())
+    cases = results["cases"]["panda"]
+    assert [c["robot"] for c in cases] == ["panda-004", "panda-005"]  # after the run's 4 robots: never seen by it
+    rows = results["margins"]
+    assert [r["margin"] for r in rows] == [None, *MARGINS] and len(cases[0]["adapted"]) == 2
+    for row in rows:  # a robot is worse when the model the margin keeps ends worse than the initialisation
+        assert row["worse"] == [c["robot"] for c in cases if np.mean(kept(c, row["margin"])) >
+                                np.mean(c["no_adaptation"])]
+    chosen = next((r for r in rows[1:] if r["margin"] == results["chosen"]), None)
+    assert chosen is None or chosen["all"]["mean"] <= rows[0]["all"]["mean"]  # gives up none of the mean gain
+    assert "| no adaptation (meta-trained init) |" in capsys.readouterr().out

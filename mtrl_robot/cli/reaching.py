@@ -76,6 +76,15 @@ def calibrate(args: argparse.Namespace) -> None:
     print(f"wrote {table}, {plot} and {data}")
 
 
+def single_demo(args: argparse.Namespace) -> None:
+    from mtrl_robot.learning.reaching.single_demo_margin import measure_margins
+
+    given = {"targets_per_robot": args.targets, "seed": args.seed, "validation": args.validation_robots}
+    table, data = measure_margins(args.run, args.output, **{k: v for k, v in given.items() if v is not None})
+    print(table.read_text())
+    print(f"wrote {table} and {data}")
+
+
 def suggest(args: argparse.Namespace) -> None:
     from mtrl_robot.learning.reaching.suggest import suggest_cli
 
@@ -217,6 +226,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="fresh robots per family the calibration is fitted on (default: 60)")
     _held_out_options(c, "the latent draws")
     c.set_defaults(func=calibrate)
+
+    o = verbs.add_parser("single-demo", help="the adaptation guard's one-demo check on validation robots: MAML at "
+                                             "K = 1 with each margin, and the robots it leaves worse than the init")
+    o.add_argument("run", type=Path, help="a training run of plain MAML")
+    o.add_argument("-o", "--output", type=Path, default=RUNS / "single_demo")
+    o.add_argument("--validation-robots", type=bounded(int, above=0, maximum=ROBOTS),
+                   help="fresh robots per family (default: 60)")
+    o.add_argument("--targets", type=bounded(int, above=0, maximum=DEMOS),
+                   help="fresh targets per robot (default: 10)")
+    o.add_argument("--seed", type=seed(), help="seed of the fresh targets (default: 1000)")
+    o.set_defaults(func=single_demo)
 
     su = verbs.add_parser("suggest", help="the next target to demonstrate: where the model adapted on the demos is "
                                           "least certain over the workspace")

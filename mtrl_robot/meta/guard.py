@@ -16,9 +16,16 @@ result on the demos alone, trying the step sizes ×1, ×½, ×¼, … in turn an
    worse).
 
 When no step size passes, the initialisation is kept (``learner.unadapted()``: for the probabilistic variant the
-prior's latent). With one demo only the first check is possible: a single demo that the steps fit without
-overshooting is trusted, even if it is another robot's. A meta-trained step that gives NaN or inf is not shrunk: the
-step sizes themselves are broken, and the decision names the parameter (``diverged``) for the caller to refuse.
+prior's latent). With one demo leave-one-out is impossible, and the demos alone can only show overshoot; a caller
+that can predict how well a model does on the task beyond the demo may add a third check:
+
+3. **predicted better** (K = 1, with a ``judge``: parameters → the error they are predicted to have, in cm): the step
+   kept by the first check must be predicted better than the initialisation by at least ``margin``; otherwise the
+   initialisation is kept (``judged``: the two predictions).
+
+Without a judge, a single demo that the steps fit without overshooting is trusted, even if it is another robot's. A
+meta-trained step that gives NaN or inf is not shrunk: the step sizes themselves are broken, and the decision names
+the parameter (``diverged``) for the caller to refuse.
 Every decision is returned as a :class:`GuardDecision` and said in one line (:meth:`GuardDecision.describe`).
 Adapting is deterministic (no latent draws), so the guard draws no random numbers.
 """
@@ -26,7 +33,8 @@ Adapting is deterministic (no latent draws), so the guard draws no random number
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import Tensor
@@ -49,6 +57,7 @@ class GuardDecision:
     held_out_ratio: float | None  # leave-one-out loss over the initialisation's, geometric mean over demos (K ≥ 2)
     full_step: str  # why the meta-trained step was kept or refused
     diverged: str | None = None  # the first parameter the meta-trained step made NaN or inf
+    judged: tuple[float, float] | None = None  # K = 1 with a judge: predicted error (cm), initialisation → kept step
 
     @property
     def outcome(self) -> str:
@@ -57,12 +66,17 @@ class GuardDecision:
     def describe(self) -> str:
         """One line: what was done and why."""
         demos = f"{self.k} demo{'s' if self.k > 1 else ''}"
+        predicted = (f"; predicted error {self.judged[1]:.2f} cm, {self.judged[0]:.2f} cm without adapting"
+                     if self.judged is not None else "")
         if self.step_scale == 1.0:
-            return f"adaptation guard: meta-trained step kept ({self.full_step})"
+            return f"adaptation guard: meta-trained step kept ({self.full_step}){predicted}"
         if self.step_scale > 0:
             return (f"adaptation guard: step shrunk to ×{self.step_scale:g} ({self.full_step}); loss on the {demos} "
                     f"{self.demo_loss[0]:.3g} → {self.demo_loss[1]:.3g}"
-                    + (f", leave-one-out ×{self.held_out_ratio:.3g}" if self.held_out_ratio is not None else ""))
+                    + (f", leave-one-out ×{self.held_out_ratio:.3g}" if self.held_out_ratio is not None else "")
+                    + predicted)
+        if self.judged is not None:
+            return f"adaptation guard: kept the meta-trained initialisation ({self.full_step})"
         return (f"adaptation guard: fell back to the meta-trained initialisation, no step size down to "
                 f"×{STEP_SCALES[-1]:g} passed ({self.full_step})")
 
@@ -70,10 +84,12 @@ class GuardDecision:
         return {**asdict(self), "outcome": self.outcome}
 
 
-def guarded_adapt(learner: MAML, support_x: Tensor, support_y: Tensor, steps: int | None = None
+def guarded_adapt(learner: MAML, support_x: Tensor, support_y: Tensor, steps: int | None = None,
+                  judge: Callable[[Params], float] | None = None, margin: float = 0.0
                   ) -> tuple[Params, GuardDecision]:
     """``learner.adapt`` on one task's support set, kept only as far as the checks above allow; returns the
-    parameters (for ``learner.predict``) and the decision. Runs without building a graph."""
+    parameters (for ``learner.predict``) and the decision. ``judge`` and ``margin`` (cm) are check 3's, used with
+    one demo only. Runs without building a graph."""
     k = len(support_x)
     fitted: dict[float, tuple[Params, float]] = {}  # step scale → adapted parameters, their loss on the demos
 
@@ -100,8 +116,24 @@ def guarded_adapt(learner: MAML, support_x: Tensor, support_y: Tensor, steps: in
             if scale == 1.0:
                 why = _reason(k, before, after, halved, ratio, fits, generalises)
             if fits and generalises:
-                return params, GuardDecision(k, scale, (before, after), ratio, why)
+                return _judged(params, initial, GuardDecision(k, scale, (before, after), ratio, why), judge, margin)
         return initial, GuardDecision(k, 0.0, (before, before), None, why)
+
+
+def _judged(params: Params, initial: Params, decision: GuardDecision, judge: Callable[[Params], float] | None,
+            margin: float) -> tuple[Params, GuardDecision]:
+    """Check 3: with one demo and a judge, the kept step only if it is predicted better than the initialisation by
+    ``margin``."""
+    if decision.k != 1 or judge is None:
+        return params, decision
+    judged = judge(initial), judge(params)
+    if judged[0] - judged[1] >= margin:
+        return params, replace(decision, judged=judged)
+    why = (f"adapted with the step ×{decision.step_scale:g}, loss on the 1 demo {decision.demo_loss[0]:.3g} → "
+           f"{decision.demo_loss[1]:.3g}, it is predicted to miss by {judged[1]:.2f} cm against {judged[0]:.2f} cm "
+           f"without adapting: not {margin:g} cm better")
+    return initial, replace(decision, step_scale=0.0, demo_loss=(decision.demo_loss[0],) * 2, full_step=why,
+                            judged=judged)
 
 
 def _loss(learner: MAML, params: Params, x: Tensor, y: Tensor) -> float:

@@ -90,6 +90,13 @@ RESULTS = (
                       "--methods", "no_adaptation", "maml_unguarded", "maml", "--per-robot")),
            {"reaching_guard.md": "runs/full_guard_evaluation/reaching.md",
             "reaching_guard.png": "runs/full_guard_evaluation/reaching.png"}),
+    Result("reaching_single_demo", "the adaptation guard's one-demo check on the full preset's MAML run: K = 1 on 60 "
+           "validation robots per family (never trained on or held out) with each margin, and the robots each leaves "
+           "worse than without adapting; the margin the guard uses is chosen here",
+           (_train("full", "runs/full"),
+            Step(("reaching", "single-demo", "runs/full", "-o", "runs/full_single_demo"),
+                 "runs/full_single_demo/single_demo.json", "runs/full_single_demo")),
+           {"reaching_single_demo.md": "runs/full_single_demo/single_demo.md"}),
     Result("reaching_losses", "what meta-training's query loss changes, on the medium preset (five families, 5 "
            "held-out robots each): the joint-space loss alone, plus a flange-space term through each training robot's "
            "known kinematics (meta.flange_weight=0.1), and the final waypoint weighted (meta.final_weight=10); MAML at "

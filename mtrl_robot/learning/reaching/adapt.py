@@ -3,12 +3,13 @@
 The first ``k`` demos of the robot are the support set; ``steps`` inner-loop gradient steps (the learner's own
 rule: its adapted parameters and, with Meta-SGD, its learned step sizes) give the adapted parameters. The
 adaptation guard (:mod:`mtrl_robot.meta.guard`) shrinks the step, or keeps the meta-trained initialisation, when the
-demos themselves show that adapting would make the model worse. The same demos calibrate the robot's kinematics
-(:mod:`mtrl_robot.learning.reaching.calibrated_kinematics`): the adapted model places its paths' ends through them. The
-result is written into a new checkpoint of the same format (``adaptation`` records what was done, the guard's
-decision included; ``kinematics`` the calibrated chain) and into its deployable model
-file (``X.model.pt`` beside ``X.pt``, what the policy node loads). Nothing is written until every check has
-passed, an existing file is never replaced, and the writes are atomic.
+demos themselves show that adapting would make the model worse; with one demo of plain MAML, also when the kinematics
+that demo calibrates do not predict adapting better (:mod:`~mtrl_robot.learning.reaching.single_demo`). The same
+demos calibrate the robot's kinematics (:mod:`mtrl_robot.learning.reaching.calibrated_kinematics`): the adapted
+model places its paths' ends through them. The result is written into a new checkpoint of the same format
+(``adaptation`` records what was done, the guard's decision included; ``kinematics`` the calibrated chain) and into
+its deployable model file (``X.model.pt`` beside ``X.pt``, what the policy node loads). Nothing is written until
+every check has passed, an existing file is never replaced, and the writes are atomic.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mtrl_robot.learning.reaching.calibrated_kinematics import (
 )
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import to_tensors
+from mtrl_robot.learning.reaching.single_demo import CHECK_MARGIN_CM, single_demo_judge
 from mtrl_robot.meta.guard import GuardDecision, guarded_adapt
 from mtrl_robot.meta.probabilistic import LATENT
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
@@ -38,7 +40,9 @@ def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: i
                  ) -> tuple[dict[str, torch.Tensor], GuardDecision]:
     """Adapted parameters (and, probabilistic, the task latent under ``LATENT``) from the first ``k`` demos, with
     the adaptation guard's decision (:mod:`mtrl_robot.meta.guard`: the step shrunk, or the initialisation kept,
-    when adapting would make the model worse)."""
+    when adapting would make the model worse; with one demo of plain MAML, also when the kinematics the demo
+    calibrates do not predict the adapted model ``CHECK_MARGIN_CM`` better,
+    :mod:`~mtrl_robot.learning.reaching.single_demo`)."""
     if len(demos.robots) != 1:
         raise DatasetError(None, f"adaptation needs the demos of one robot, got {len(demos.robots)} robots "
                            f"({', '.join(demos.robot_ids[:4])}); select one with DemoDataset.for_robot")
@@ -49,8 +53,10 @@ def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: i
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     data = to_tensors(demos, state.joint_names, int(state.info["n_waypoints"]))
+    judged = k == 1 and not getattr(state.learner, "uses_latent", False)
     return guarded_adapt(state.learner, state.model.condition(data.targets[:k]),
-                         state.model.normalize(data.offsets[:k]), steps)
+                         state.model.normalize(data.offsets[:k]), steps,
+                         single_demo_judge(state, demos) if judged else None, CHECK_MARGIN_CM)
 
 
 def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None = None,

@@ -30,7 +30,9 @@ Methods (keys of the results, rows of the table):
 ``maml``            the run's meta-trained checkpoint (MAML / first-order MAML / Meta-SGD as trained), adapted with
                     the K demos and ``adapt.steps`` inner steps, through the adaptation guard
                     (:mod:`mtrl_robot.meta.guard`: the step shrunk, or the initialisation kept, when the K demos
-                    show that adapting would make the model worse), as ``mtrl-robot reaching adapt`` adapts
+                    show that adapting would make the model worse; with one demo, also when the kinematics it
+                    calibrates do not predict adapting better), as ``mtrl-robot reaching adapt`` adapts
+                    (:func:`~mtrl_robot.learning.reaching.adapt.adapt_params`)
 ``pmaml``           probabilistic MAML, adapted the same way: only when a checkpoint of the probabilistic variant
                     exists for the family (in the run or in ``pmaml_run_dir``); otherwise "not trained in this run"
 ``maml_unguarded``  (only when asked for) ``maml`` without the guard: every adaptation takes the meta-trained step
@@ -74,6 +76,7 @@ from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
+from mtrl_robot.learning.reaching.adapt import adapt_params
 from mtrl_robot.learning.reaching.calibrated_kinematics import (
     calibrate_from_demos,
     calibrated_positions,
@@ -83,7 +86,6 @@ from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import run_demos, to_tensors
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
 from mtrl_robot.learning.reaching.pretrain import build_model, load_pretrained, pretrain, save_pretrained
-from mtrl_robot.meta.guard import guarded_adapt
 from mtrl_robot.models.joint_padding import masked_mse
 from mtrl_robot.motions.dataset import DemoDataset
 from mtrl_robot.motions.generate import generate_demos
@@ -221,9 +223,7 @@ def reaching_video(demos: DemoDataset, state: ReachingCheckpoint, k: int, seed: 
     arm = demos.robots[0]
     n_waypoints = int(state.info["n_waypoints"])
     targets = plan_robot_demos(arm, n_targets, seed, n_waypoints).targets
-    data = to_tensors(demos, state.joint_names, n_waypoints)
-    params, _ = guarded_adapt(state.learner, state.model.condition(data.targets[:k]),
-                              state.model.normalize(data.offsets[:k]), state.preset.adapt.steps)
+    params, _ = adapt_params(state, demos, k, state.preset.adapt.steps)
     backend = MujocoBackend(arm)
     panels = []
     for label, adapted in (("no adaptation", None), (f"MAML, K = {k}", params)):
@@ -347,8 +347,7 @@ def robot_errors(demos: DemoDataset, *, states: dict, multitask, base: ReachingC
         for name in GUARDED:
             if name in methods:
                 state = states[name]
-                params, decision = guarded_adapt(state.learner, state.model.condition(sx), state.model.normalize(so),
-                                                 steps)
+                params, decision = adapt_params(state, demos, k, steps)
                 positions = predict_positions(state, arm, targets, params=params)
                 out.setdefault(name, {})[k] = run(positions)
                 guards.setdefault(name, {})[k] = decision.to_dict()
