@@ -6,6 +6,7 @@ Used by ``tests/ros`` and ``tests/hil``. Callbacks run on whatever thread spins 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -20,6 +21,7 @@ from mtrl_robot.ros.conversions import seconds
 
 Message = TypeVar("Message")
 TIMEOUT = 10.0  # s, the default wait
+ACK_POLL = 0.002  # s between asking whether a message has been acknowledged
 ROSOUT_QOS = QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL)  # as /rosout is published
 
 
@@ -84,10 +86,16 @@ def matched_publisher(node: Node, msg_type: type, topic: str, timeout: float = T
 
 def publish_acknowledged(publisher: Publisher, msg: object, timeout: float = TIMEOUT) -> None:
     """Publish ``msg`` and wait until every matched (reliable) subscription has acknowledged it: it is then in the
-    subscriber's queue, ahead of any request sent after it (rclpy executors take messages before requests)."""
+    subscriber's queue, ahead of any request sent after it (rclpy executors take messages before requests).
+
+    rclpy's ``wait_for_all_acked`` holds the interpreter lock while it waits, and an acknowledgement can take the
+    middleware's heartbeat period: one long call would stop every other thread of the test process (its
+    subscriptions' callbacks too), so it is asked without waiting, between pauses that release the lock."""
     publisher.publish(msg)
-    assert publisher.wait_for_all_acked(Duration(seconds=timeout)), \
-        f"{publisher.topic_name}: not acknowledged within {timeout} s"
+    deadline, pause = time.monotonic() + timeout, threading.Event()
+    while not publisher.wait_for_all_acked(Duration(seconds=0)):
+        assert time.monotonic() < deadline, f"{publisher.topic_name}: not acknowledged within {timeout} s"
+        pause.wait(ACK_POLL)
 
 
 def rosout(node: Node) -> Messages[Log]:

@@ -122,17 +122,19 @@ def test_inactive_policy_node_sends_nothing_and_deactivate_stops_the_arm_where_i
         assert transitions.wait_for_service(timeout_sec=30.0)  # found before the motion, so deactivate comes at once
         home = joint(states.latest(), "panda_joint1")
         first, start = len(states), len(ros_log)
-        publish_acknowledged(targets, point_msg(TARGET))
-        sent = logged(ros_log, "reaching [0.4, 0.1, 0.5]: ", 30.0, start).msg
-        duration = float(sent.split(": ")[1].split(" s ")[0])  # of the trajectory sent
-        moving = states.wait_for(lambda m: abs(joint(m, "panda_joint1") - home) > 1e-3, 10.0, first, "the arm moving")
-        states.wait_for(lambda m: abs(joint(m, "panda_joint1") - home) > 0.2 * SWING, 10.0, first,
+        targets.publish(point_msg(TARGET))  # not waiting for its acknowledgement: the arm is watched from now on
+        states.wait_for(lambda m: abs(joint(m, "panda_joint1") - home) > 0.2 * SWING, 30.0, first,
                         "joint 1 a fifth of the way")
         request = ChangeState.Request(transition=Transition(label="deactivate"))
         assert ros_client.wait(transitions.call_async(request)).success
+        sent = logged(ros_log, "reaching [0.4, 0.1, 0.5]: ", 30.0, start).msg
+        duration = float(sent.split(": ")[1].split(" s ")[0])  # of the trajectory sent
+        moving = states.wait_for(lambda m: abs(joint(m, "panda_joint1") - home) > 1e-3, 10.0, first, "the arm moving")
         stopped = states.wait_for(still, 10.0, len(states), "the arm stopped")
         held = joint(stopped, "panda_joint1")
-        assert 0.2 * SWING < abs(held - home) < 0.9 * SWING, (home, held)  # stopped on the way, not at the end
+        # Stopped on the way, neither back home nor at the end: deactivated a fifth of the way, the arm is held where
+        # the client last measured it, a few milliseconds before.
+        assert 0.1 * SWING < abs(held - home) < 0.9 * SWING, (home, held)
         (goal, _), = tap.goals.items()
         # The client cancels the goal and publishes a hold on the trajectory topic: two channels with no order
         # between them, so the goal ends canceled, or aborted when the hold preempts it first; never succeeded.
