@@ -6,22 +6,20 @@ Used by ``tests/ros`` and ``tests/hil``. Callbacks run on whatever thread spins 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from rcl_interfaces.msg import Log
-from rclpy.duration import Duration
 from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile
 
 from mtrl_robot.ros.conversions import seconds
+from mtrl_robot.ros.futures import wait_acknowledged
 
 Message = TypeVar("Message")
 TIMEOUT = 10.0  # s, the default wait
-ACK_POLL = 0.002  # s between asking whether a message has been acknowledged
 ROSOUT_QOS = QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL)  # as /rosout is published
 
 
@@ -86,16 +84,10 @@ def matched_publisher(node: Node, msg_type: type, topic: str, timeout: float = T
 
 def publish_acknowledged(publisher: Publisher, msg: object, timeout: float = TIMEOUT) -> None:
     """Publish ``msg`` and wait until every matched (reliable) subscription has acknowledged it: it is then in the
-    subscriber's queue, ahead of any request sent after it (rclpy executors take messages before requests).
-
-    rclpy's ``wait_for_all_acked`` holds the interpreter lock while it waits, and an acknowledgement can take the
-    middleware's heartbeat period: one long call would stop every other thread of the test process (its
-    subscriptions' callbacks too), so it is asked without waiting, between pauses that release the lock."""
+    subscriber's queue, ahead of any request sent after it (rclpy executors take messages before requests). The wait
+    leaves the test process's other threads running (:func:`~mtrl_robot.ros.futures.wait_acknowledged`)."""
     publisher.publish(msg)
-    deadline, pause = time.monotonic() + timeout, threading.Event()
-    while not publisher.wait_for_all_acked(Duration(seconds=0)):
-        assert time.monotonic() < deadline, f"{publisher.topic_name}: not acknowledged within {timeout} s"
-        pause.wait(ACK_POLL)
+    assert wait_acknowledged(publisher, timeout), f"{publisher.topic_name}: not acknowledged within {timeout} s"
 
 
 def rosout(node: Node) -> Messages[Log]:

@@ -30,7 +30,6 @@ import rclpy
 from geometry_msgs.msg import PointStamped
 from lifecycle_msgs.srv import GetState
 from rcl_interfaces.msg import Log
-from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from rclpy.signals import SignalHandlerOptions
@@ -40,7 +39,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.motions.teaching import Activate, Adapt, Reach, Reply, Request, StartEpisode, StopEpisode, Suggest
 from mtrl_robot.ros.conversions import point_msg
-from mtrl_robot.ros.futures import wait_for
+from mtrl_robot.ros.futures import wait_acknowledged, wait_for
 from mtrl_robot.ros.lifecycle import change_state
 from mtrl_robot.ros.markers import REACHED_ID, TARGET_ID
 from mtrl_robot.ros.robot_description import LATCHED_QOS
@@ -120,7 +119,7 @@ class TeachClient:
             return self._activate(request)
         if isinstance(request, StartEpisode):
             self.demo_targets.publish(point_msg(request.target))
-            if not self.demo_targets.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT)):
+            if not wait_acknowledged(self.demo_targets, ACK_TIMEOUT):
                 return Reply(request, False, f"demo_recorder: the target on {DEMO_TARGET_TOPIC} was not acknowledged "
                                              f"within {ACK_TIMEOUT:.0f} s")
         return self._call(request, ADAPT_TIMEOUT if isinstance(request, (Adapt, Suggest)) else REPLY_TIMEOUT)

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 from arm_variants import STRONG, perturbed
-from ros_events import Messages, matched_publisher
+from ros_events import Messages, matched_publisher, publish_acknowledged
 from scipy.spatial.transform import Rotation
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
@@ -89,9 +89,9 @@ def test_the_flange_from_tf_equals_the_kinematics_of_the_joint_state_with_its_st
     goal = ARM.home_q + 0.4 * np.sign(np.random.default_rng(0).uniform(-1, 1, ARM.dof))
     goal = np.clip(goal, ARM.lower + 0.05, ARM.upper - 0.05)
     start = len(received["tf"])
-    publisher.publish(JointTrajectory(joint_names=list(ARM.joint_names), points=[JointTrajectoryPoint(
+    publish_acknowledged(publisher, JointTrajectory(joint_names=list(ARM.joint_names), points=[JointTrajectoryPoint(
         positions=goal.tolist(), velocities=[0.0] * ARM.dof, time_from_start=to_duration(1.5))]))
-    ros_client.destroy(publisher)
+    ros_client.destroy(publisher)  # once the arm node has the trajectory: destroyed before, it could lose it
 
     def stamp(header) -> tuple[int, int]:
         return header.stamp.sec, header.stamp.nanosec
