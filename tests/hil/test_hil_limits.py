@@ -279,8 +279,12 @@ def test_a_non_finite_joint_state_stops_a_running_trajectory(limits_rig: Rig):
     states = rig.ros.node.create_publisher(JointStateMsg, preset.joint_states_topic, 10)
     wait_until(lambda: states.get_subscription_count() > 0, REPLY_TIMEOUT, "the joint-state subscribers")
     msg = _non_finite_state(preset, client.read_state().positions)
-    msg.header.stamp = to_time(time.time())  # fresh
-    states.publish(msg)
+
+    def publish() -> None:  # again until the execution ends: the client's subscription is best effort
+        msg.header.stamp = to_time(time.time())  # fresh
+        states.publish(msg)
+
+    wait_until(lambda: publish() or not client.is_executing(), REPLY_TIMEOUT, "the execution to end")
     result = client.wait()
     assert not result.success and "not finite (panda_joint1 position nan)" in result.message, result.message
     wait_until(lambda: np.max(np.abs(client.read_state().velocities)) < 1e-3, REPLY_TIMEOUT, "the arm to stop")
