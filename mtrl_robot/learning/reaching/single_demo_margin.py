@@ -28,6 +28,7 @@ from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.evaluation.report import interval, markdown_table
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
+from mtrl_robot.learning.reaching.calibration import VALIDATION_ROBOTS  # as many as the spread calibration
 from mtrl_robot.learning.reaching.data import to_tensors
 from mtrl_robot.learning.reaching.evaluate import (
     SEED,
@@ -42,7 +43,6 @@ from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.tasks.reaching import reach
 
 MARGINS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)  # cm: the margins tried
-VALIDATION_ROBOTS = 60  # per family, as the spread calibration
 
 
 def robot_case(state: checkpoints.ReachingCheckpoint, demos, targets_per_robot: int, seed: int) -> dict:
