@@ -4,7 +4,8 @@
   (``geometry_msgs/PointStamped``, frame ``world``).
 - ``~/start_episode`` (``std_srvs/Trigger``): opens ``<output_dir>/demo_<UTC time>_<n>`` and writes the latest
   target, stamped now, so it starts the episode; refused without a target or while an episode runs.
-- ``~/stop_episode`` (``std_srvs/Trigger``): closes the bag; the reply's ``message`` is its path.
+- ``~/stop_episode`` (``std_srvs/Trigger``): writes the joint states still queued, then closes the bag; the reply's
+  ``message`` is its path.
 - So that a bag replays in a viewer, it also records ``robot_description_topic`` and ``tf_static_topic`` (transient
   local: the latest description and every fixed frame received, written when an episode starts or when they
   arrive during one) and ``tf_topic`` (within episodes), each in the bag with its publishers' QoS. The first
@@ -106,7 +107,7 @@ class DemoRecorder(Node):
         self._static_frames: dict[str, object] = {}  # child frame: its latest TransformStamped
         self._count = 0
         self._joint_states_seen = False
-        self.create_subscription(JointState, self.topics[0], self._on_joint_state, 100)
+        self._joint_states = self.create_subscription(JointState, self.topics[0], self._on_joint_state, 100)
         self.create_subscription(PointStamped, self.topics[1], self._on_target, 10)
         self.create_subscription(String, self.description_topic, self._on_description, LATCHED_QOS)
         self.create_subscription(TFMessage, self.tf_static_topic, self._on_static_frames, LATCHED_QOS)
@@ -201,6 +202,7 @@ class DemoRecorder(Node):
         return response
 
     def _stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._write_waiting_joint_states()
         try:
             path = self.finish()
         except OSError as exc:
@@ -209,6 +211,17 @@ class DemoRecorder(Node):
         response.success = path is not None
         response.message = str(path) if path is not None else "no episode is recording"
         return response
+
+    def _write_waiting_joint_states(self) -> None:
+        """Write the joint states received but not yet taken from the subscription's queue.
+
+        The executor takes one message per subscription, then the stop request: a recorder running behind would
+        otherwise close the episode without the queued end of the motion.
+        """
+        subscription = self._joint_states.handle
+        with subscription:
+            while (taken := subscription.take_message(JointState, False)) is not None:
+                self._on_joint_state(taken[0])
 
     def finish(self) -> Path | None:
         """Complete the open episode's bag (if any) and return its path.

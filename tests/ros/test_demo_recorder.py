@@ -28,6 +28,7 @@ from std_srvs.srv import Trigger
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.motions.recording import convert_recording, read_episodes
 from mtrl_robot.ros.conversions import point_msg
+from mtrl_robot.ros.futures import wait_acknowledged
 from mtrl_robot.ros.run import node_command
 
 RATE = 250.0  # Hz of the joint states published during an episode
@@ -36,6 +37,7 @@ MAX_LOST = RATE * 1.0  # joint states: at most a second of them may be lost to k
 STEP_NS = round(1e9 / RATE)
 HOME = load_family("panda").home_q  # rad: the published joint states swing about it
 EXIT_TIMEOUT = 60.0  # s for a node refusing its parameters to exit
+BURST = 100  # joint states published back to back: as many as the recorder's queue holds
 
 
 def start_recorder(env: dict[str, str], log: Path, namespace: str = "", **parameters: object) -> NodeProcess:
@@ -137,6 +139,32 @@ def test_kill_9_loses_at_most_a_second_and_recover_makes_a_complete_bag(ros_clie
         assert sum(1 for c, _, _ in reader.messages() if c.topic == "/kill/joint_states") == recovered
     with next(bags[0].glob("*.mcap")).open("rb") as stream:
         assert sum(1 for _ in make_reader(stream).iter_messages(topics=["/kill/joint_states"])) == recovered
+
+
+def test_stop_right_after_a_burst_writes_every_queued_joint_state(ros_client, ros_env, tmp_path):
+    """A recorder running behind the arm still has the end of the motion queued when the stop request comes."""
+    arm = load_family("panda")
+    output = tmp_path / "rec"
+    recorder = start_recorder(ros_env, tmp_path / "recorder.log", "/burst", output_dir=output)
+    try:
+        targets = matched_publisher(ros_client.node, PointStamped, "/burst/demo_target", 30.0)
+        publish_acknowledged(targets, point_msg(np.array([0.4, 0.1, 0.5])))
+        reply = call(ros_client, "/burst/demo_recorder/start_episode")
+        assert reply.success, reply.message
+        joint_states = matched_publisher(ros_client.node, JointState, "/burst/joint_states", 30.0, depth=BURST)
+        start_ns = time.time_ns()
+        for i in range(BURST):
+            msg = JointState(name=list(arm.joint_names), position=list(HOME), velocity=[0.0] * len(HOME))
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(start_ns + i * STEP_NS, 1_000_000_000)
+            joint_states.publish(msg)
+        assert wait_acknowledged(joint_states, 30.0)  # every one is in the recorder's queue, ahead of the request
+        stopped = call(ros_client, "/burst/demo_recorder/stop_episode")
+        assert stopped.success, stopped.message
+    finally:
+        assert recorder.stop() == 0, recorder.output()
+    episode, = read_episodes(Path(stopped.message), joint_states_topic="/burst/joint_states",
+                             target_topic="/burst/demo_target")
+    assert len(episode.times) == BURST
 
 
 def test_clean_removes_only_partials_without_data(ros_client, ros_env, tmp_path):
