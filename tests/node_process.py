@@ -39,6 +39,15 @@ class NodeProcess:
         return self.process.returncode
 
 
+def killable(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a node a test kills or freezes on purpose: Fast DDS over UDP only.
+
+    A process killed or stopped (SIGKILL, SIGSTOP) while it holds the lock of a shared-memory port leaves every
+    process that then opens that port waiting for it, a new node in the same domain too; over UDP nothing is shared.
+    """
+    return {**env, "FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}
+
+
 def domain_id(first: int, key: str = "") -> int:
     """A ROS domain in ``first`` to ``first + 99``, chosen by this process's id and ``key``."""
     return first + (zlib.crc32(key.encode()) + os.getpid()) % 100

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from action_msgs.msg import GoalStatusArray
-from node_process import NodeProcess, domain_id, ros_environment
+from node_process import NodeProcess, domain_id, killable, ros_environment
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ros_client import RosClient
 from ros_events import Messages
@@ -55,11 +55,13 @@ def stamp_of(msg: JointStateMsg) -> float:
 class SimArm(NodeProcess):
     """An ``arm_node`` subprocess serving ``preset``'s interfaces, under ``namespace``."""
 
-    def __init__(self, preset: HardwarePreset, log_dir: Path, namespace: str = ""):
+    def __init__(self, preset: HardwarePreset, log_dir: Path, namespace: str = "", killed: bool = False):
+        """``killed``: the test kills or freezes it on purpose (:func:`~node_process.killable`)."""
         parameters = {"robot": preset.family, "controller_name": preset.controller,
                       "joint_states_rate": preset.joint_states_rate}
         super().__init__(node_command("arm_node", parameters, namespace),
-                         log_dir / f"arm_node{namespace.replace('/', '_')}.log")
+                         log_dir / f"arm_node{namespace.replace('/', '_')}.log",
+                         killable(os.environ) if killed else None)
 
     def close(self) -> None:
         """SIGTERM the node, wait for it (SIGKILL it if it hangs)."""
@@ -128,10 +130,11 @@ class Rig:
             pytest.fail(f"{exc}{output}")
         return backend
 
-    def start_sim(self, namespace: str = "") -> tuple[HardwarePreset, SimArm]:
-        """An arm node serving this rig's preset under ``namespace``, and the preset renamed to match."""
+    def start_sim(self, namespace: str = "", killed: bool = False) -> tuple[HardwarePreset, SimArm]:
+        """An arm node serving this rig's preset under ``namespace``, and the preset renamed to match; ``killed``:
+        the test kills or freezes it on purpose."""
         preset = namespaced(self.preset, namespace)
-        sim = SimArm(preset, self.log_dir, namespace)
+        sim = SimArm(preset, self.log_dir, namespace, killed)
         self._started.append(sim)
         return preset, sim
 

@@ -1,6 +1,7 @@
 """Another client of the arm: builds a FollowJointTrajectory goal of N points outside the position limits,
 prints ``ready`` once the action server is found, sends the goal when a line arrives on stdin and prints
-``accepted`` or ``rejected``. Run as ``python oversized_goal.py ACTION JOINT,JOINT,... N``.
+``accepted`` or ``rejected``, then ends its node and exits (at once when stdin is closed instead). Run as
+``python oversized_goal.py ACTION JOINT,JOINT,... N``.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ def main() -> int:
         print(f"no action server {action}", flush=True)
         return 1
     print("ready", flush=True)
-    sys.stdin.readline()
+    if not sys.stdin.readline():  # stdin closed: the test is over
+        return 0
     future = client.send_goal_async(goal)
     rclpy.spin_until_future_complete(node, future, timeout_sec=REPLY_TIMEOUT)
     handle = future.result()
     print("no answer" if handle is None else "accepted" if handle.accepted else "rejected", flush=True)
+    node.destroy_node()
+    rclpy.shutdown()
     return 0
 
 

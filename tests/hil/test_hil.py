@@ -355,7 +355,7 @@ def test_stop_service(arm: Rig):
 def test_killing_the_arm_node_mid_trajectory_fails_the_execution_within_the_watchdog_timeout(rig: Rig,
                                                                                           record_property):
     rig.require_simulation("it kills the arm node")
-    preset, sim = rig.start_sim("/doomed")
+    preset, sim = rig.start_sim("/doomed", killed=True)
     client = rig.connect(preset, sim, node_name="hil_doomed")
     q0 = client.read_state().positions
     start = client.read_state().stamp

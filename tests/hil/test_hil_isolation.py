@@ -53,9 +53,13 @@ def test_an_oversized_goal_from_another_client_leaves_the_running_motion_and_joi
         answer = sender.stdout.readline().strip()
         running = client.is_executing()
         result = client.wait()
-    finally:
-        sender.kill()
-        sender.wait()
+    finally:  # it exits by itself: killed, it could leave a shared-memory lock held (node_process.killable)
+        sender.stdin.close()
+        try:
+            sender.wait(SENDER_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            sender.kill()
+            sender.wait()
     gaps = np.diff(stamps(rig.states.messages[first:]))
     record_property("largest_joint_state_gap_s", round(float(gaps.max()), 3))
     print(f"largest /joint_states gap while a {OVERSIZED_POINTS}-point goal was refused: {gaps.max():.3f} s")
@@ -69,7 +73,7 @@ def test_an_oversized_goal_from_another_client_leaves_the_running_motion_and_joi
 @pytest.mark.parametrize("topic", [True, False], ids=["with trajectory topic", "action only"])
 def test_a_goal_sent_to_a_frozen_controller_fails_and_never_runs(rig: Rig, topic: bool):
     rig.require_simulation("it freezes the arm node with SIGSTOP")
-    preset, sim = rig.start_sim("/frozen_with_topic" if topic else "/frozen_action_only")
+    preset, sim = rig.start_sim("/frozen_with_topic" if topic else "/frozen_action_only", killed=True)
     if not topic:  # as for a controller without one (Baxter's): no hold can be published, only cancels
         preset = replace(preset, trajectory_topic=None)
     client = rig.connect(preset, sim, node_name="hil_frozen")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import PointStamped
 from mcap.reader import make_reader
-from node_process import NodeProcess
+from node_process import NodeProcess, killable
 from ros_events import logged, matched_publisher, publish_acknowledged
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
@@ -99,7 +99,7 @@ class JointStatePublisher:
 def test_kill_9_loses_at_most_a_second_and_recover_makes_a_complete_bag(ros_client, ros_env, ros_log, tmp_path):
     arm = load_family("panda")
     output = tmp_path / "rec"
-    recorder = start_recorder(ros_env, tmp_path / "recorder.log", "/kill", output_dir=output)
+    recorder = start_recorder(killable(ros_env), tmp_path / "recorder.log", "/kill", output_dir=output)
     joint_states = None
     try:
         targets = matched_publisher(ros_client.node, PointStamped, "/kill/demo_target", 30.0)
@@ -169,7 +169,7 @@ def test_stop_right_after_a_burst_writes_every_queued_joint_state(ros_client, ro
 
 def test_clean_removes_only_partials_without_data(ros_client, ros_env, tmp_path):
     output = tmp_path / "rec"
-    recorder = start_recorder(ros_env, tmp_path / "recorder.log", "/clean", output_dir=output)
+    recorder = start_recorder(killable(ros_env), tmp_path / "recorder.log", "/clean", output_dir=output)
     try:
         targets = matched_publisher(ros_client.node, PointStamped, "/clean/demo_target", 30.0)
         publish_acknowledged(targets, point_msg(np.array([0.4, 0.1, 0.5])))
