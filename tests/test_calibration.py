@@ -15,7 +15,7 @@ from mtrl_robot.core.torch_files import CheckpointError
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.calibration import LEVELS, NOISE_DOF, coverage
 from mtrl_robot.meta import MAMLConfig
-from mtrl_robot.meta.probabilistic import ProbabilisticMAML, SpreadCalibration, noise_draws, widen
+from mtrl_robot.meta.probabilistic import LATENT, ProbabilisticMAML, SpreadCalibration, noise_draws, widen
 from mtrl_robot.models.mlp import mlp
 
 
@@ -69,6 +69,25 @@ def test_the_learner_widens_its_draws_with_its_spread_calibration():
     many = noise_draws((20000, 1, 2), 3, torch.Generator().manual_seed(1))  # 20000 points of two outputs
     assert 0.005 < (many.abs() > 5.84).float().mean() < 0.02  # beyond t(3)'s 99 % point: 1 %; a normal's: 6e-9
     assert torch.corrcoef(many.abs().reshape(-1, 2).T)[0, 1] > 0.1  # one scale per point: its outputs large together
+
+
+def test_a_draw_whose_steps_diverge_is_adapted_with_smaller_steps_or_left_unadapted():
+    torch.manual_seed(0)
+    sx, sy, x = torch.randn(2, 1), torch.randn(2, 1), torch.linspace(-1, 1, 5)[:, None]
+    for inner_lr in (0.01, 1e30):  # steps that adapt every draw; steps that diverge for every draw at any scale
+        learner = ProbabilisticMAML(mlp([1 + 2, 8, 1]), x_dim=1, y_dim=1,
+                                    config=MAMLConfig(latent_dim=2, inner_steps=3, inner_lr=inner_lr))
+        learner.generator.manual_seed(0)
+        draws = learner.predictive_samples(sx, sy, x, 64, calibrated=False).detach()
+        assert torch.isfinite(draws).all()
+        learner.generator.manual_seed(0)  # the same latent draws, each with the meta-trained initialisation
+        z = learner._sample(*learner.encode(sx, sy), (64,)).detach()
+        with torch.no_grad():
+            unadapted = torch.stack([learner.predict({**learner.params(), LATENT: zi}, x) for zi in z])
+        if inner_lr < 1.0:
+            assert not torch.allclose(draws, unadapted)
+        else:
+            torch.testing.assert_close(draws, unadapted)
 
 
 @pytest.mark.parametrize(("ks", "scales", "noises", "dof", "problem"), [

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import vmap
 
+from mtrl_robot.meta.guard import STEP_SCALES
 from mtrl_robot.meta.maml import MAML, LossFn, MAMLConfig, Params, TaskBatch
 from mtrl_robot.models.gaussian import kl_to_standard_normal, split_gaussian
 from mtrl_robot.models.mlp import mlp
@@ -177,21 +178,35 @@ class ProbabilisticMAML(MAML):
         """Predictions at x (num_samples, ...) for draws of z from q(z | support), each adapted separately with the
         step sizes times ``step_scale`` (what :func:`~mtrl_robot.meta.guard.guarded_adapt` kept); with an empty
         support set (K = 0) or ``step_scale`` 0 (the guard fell back to the initialisation) z comes from the prior
-        N(0, I) and nothing is adapted. With ``calibrated`` and a ``spread_calibration``, the draws are widened by
-        it (:meth:`calibrate`)."""
+        N(0, I) and nothing is adapted. A draw far in the posterior's tail can make the steps diverge: a draw whose
+        prediction is NaN or inf is adapted again with the guard's smaller steps in turn, and left unadapted when
+        every one diverges. With ``calibrated`` and a ``spread_calibration``, the draws are widened by it
+        (:meth:`calibrate`)."""
         steps = self.config.inner_steps if steps is None else steps
         params = self.params()
-        if support_x.shape[-2] == 0 or step_scale == 0.0:
-            z = torch.randn((num_samples, self.config.latent_dim), generator=self.generator, dtype=x.dtype)
-            draws = vmap(lambda z: self._call(params, self._condition(x, z)))(z)
-        else:
-            mean, log_var = self.encode(support_x, support_y)
+
+        def predictions(z: Tensor, scale: float) -> Tensor:
+            if scale == 0.0:
+                return vmap(lambda z: self._call(params, self._condition(x, z)))(z)
 
             def one_draw(z: Tensor) -> Tensor:
-                adapted = self._adapt(params, self._condition(support_x, z), support_y, steps, step_scale)
+                adapted = self._adapt(params, self._condition(support_x, z), support_y, steps, scale)
                 return self._call(adapted, self._condition(x, z))
 
-            draws = vmap(one_draw, randomness="different")(self._sample(mean, log_var, (num_samples,)))
+            return vmap(one_draw, randomness="different")(z)
+
+        if support_x.shape[-2] == 0 or step_scale == 0.0:
+            z = torch.randn((num_samples, self.config.latent_dim), generator=self.generator, dtype=x.dtype)
+            draws = predictions(z, 0.0)
+        else:
+            z = self._sample(*self.encode(support_x, support_y), (num_samples,))
+            draws = predictions(z, step_scale)
+            for smaller in (*(step_scale * s for s in STEP_SCALES[1:]), 0.0):
+                diverged = ~torch.isfinite(draws).flatten(1).all(dim=1)
+                if not diverged.any():
+                    break
+                draws = draws.clone()
+                draws[diverged] = predictions(z[diverged], smaller)
         return self.calibrate(draws, support_x.shape[-2]) if calibrated else draws
 
     def calibrate(self, draws: Tensor, k: int, output_noise: bool = True) -> Tensor:
