@@ -24,3 +24,9 @@ def test_bench_policy_figures():
         assert figures[f"{prefix}final_joint_error_max_rad"] <= GOAL_TOLERANCE, figures
     # the thinned goal's executed flange path stays near the full goal's
     assert figures["executed_path_deviation_p50_mm"] <= figures["executed_path_deviation_max_mm"] < 10.0, figures
+    # the floor: the same hops with nothing planned or checked, measured alongside
+    p50, p99, peak = (figures[f"ros_floor_target_to_goal_accepted_{k}_ms"] for k in ("p50", "p99", "max"))
+    assert 0 < p50 <= p99 <= peak <= figures["ros_floor_target_to_status_seen_max_ms"], figures
+    for q in ("p50", "p99"):
+        ratio = figures[f"target_to_goal_accepted_{q}_ms"] / figures[f"ros_floor_target_to_goal_accepted_{q}_ms"]
+        assert math.isclose(figures[f"target_to_goal_accepted_{q}_over_ros_floor"], ratio, rel_tol=1e-9), figures

@@ -24,12 +24,16 @@ target first lets the nodes finish discovering each other. For comparison,
 :func:`~mtrl_robot.ros.policy_node.plan_latency` times the planning step alone, without ROS, on the same
 model file and targets.
 
-Each target is sent twice, back to back in the same processes: once with the policy node's default
-``goal_points`` and once with every point the model predicts (``ALL_POINTS``, set through the node's
-``set_parameters`` service in between; which goes first alternates), so the two latencies are measured in the same
-conditions. For the trajectories run to their end, both executions are recorded from ``/joint_states`` and compared:
-the flange path (how far each point of the thinned goal's path lies from the nearest point of the full goal's
-path), and each final joint error against the planned final posture (the same for both).
+Each target is sent three times, back to back in the same processes: once with the policy node's default
+``goal_points``, once with every point the model predicts (``ALL_POINTS``, set through the node's ``set_parameters``
+service in between) and once to the floor relay (:mod:`~mtrl_robot.tools.bench.ros_floor`: the same hops, a target to
+a relay node that sends a fixed goal of the same size to an action server that accepts it, with nothing planned or
+checked), the order rotating from target to target, so the three latencies are measured in the same conditions. The
+floor is what rclpy and the middleware cost on this machine; the policy node's latency over it is reported as a ratio
+(``target_to_goal_accepted_p50_over_ros_floor``, p99 likewise). For the trajectories run to their end, both
+executions are recorded from ``/joint_states`` and compared: the flange path (how far each point of the thinned
+goal's path lies from the nearest point of the full goal's path), and each final joint error against the planned
+final posture (the same for both).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ from mtrl_robot.ros.conversions import seconds as stamp_seconds
 from mtrl_robot.ros.policy_node import GOAL_POINTS, plan, plan_latency
 from mtrl_robot.ros.run import node_command
 from mtrl_robot.tools.bench.ros_bench import BenchClient, percentiles_ms, stop_process, wait_reply
+from mtrl_robot.tools.bench.ros_floor import FLOOR, floor_command
 
 STARTUP_TIMEOUT = 60.0  # s for both nodes to come up and the first target to become a goal (loaded machine)
 ACCEPT_TIMEOUT = 10.0  # s from publishing a target to its goal's acceptance
@@ -78,6 +83,8 @@ ALL_POINTS = 32  # goal_points that sends every point the model predicts: the co
 SHORT_REACH = 0.05  # m, the most a target lies from the flange's home position along each axis
 LOG_TAIL = 3000  # characters of a node's log quoted when it fails
 STATUS_TOPIC = "/joint_trajectory_controller/follow_joint_trajectory/_action/status"
+FLOOR_STATUS_TOPIC = f"{FLOOR}/follow_joint_trajectory/_action/status"
+ORDER = [GOAL_POINTS, ALL_POINTS, FLOOR]  # each target's three trials, the order rotating from target to target
 STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 ACTIVE = (GoalStatus.STATUS_ACCEPTED, GoalStatus.STATUS_EXECUTING)
 ENDED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_ABORTED, GoalStatus.STATUS_CANCELED)
@@ -103,9 +110,10 @@ class _Node:
 
 class _GoalLog:
     """When each goal id was first seen active (``perf_counter``), its acceptance stamp (s, system clock), and how
-    it ended, on the action's status topic."""
+    it ended, on the action's status topic; ``active``: the statuses that count as seen active."""
 
-    def __init__(self) -> None:
+    def __init__(self, active: tuple[int, ...] = ACTIVE) -> None:
+        self.active = active
         self.accepted: dict[bytes, float] = {}
         self.stamps: dict[bytes, float] = {}
         self.ended: dict[bytes, int] = {}
@@ -116,10 +124,10 @@ class _GoalLog:
         with self._changed:
             for status in msg.status_list:
                 goal = bytes(status.goal_info.goal_id.uuid)
-                if status.status in ACTIVE:
+                if status.status in self.active:
                     self.accepted.setdefault(goal, now)
                     self.stamps.setdefault(goal, stamp_seconds(status.goal_info.stamp))
-                elif status.status in ENDED:
+                if status.status in ENDED:
                     self.ended.setdefault(goal, status.status)
             self._changed.notify_all()
 
@@ -195,6 +203,7 @@ def bench_policy(targets: int = TARGETS, seed: int = 0) -> dict[str, float]:
             nodes.append(_Node("arm_node", node_command("arm_node", {"robot": "panda"}), env, folder))
             nodes.append(_Node("policy_node", node_command("policy_node", {
                 "model": model, "robot": "panda", "preset": "sim_panda"}), env, folder))
+            nodes += [_Node(f"floor_{role}", floor_command(role), env, folder) for role in ("relay", "server")]
             trials = _measure(domain, nodes, points, arm.joint_names)
         finally:
             for node in reversed(nodes):
@@ -202,7 +211,7 @@ def bench_policy(targets: int = TARGETS, seed: int = 0) -> dict[str, float]:
         model_file = load_model_file(model)
         planning = {n: plan_latency(model_file, arm, points[1:], limits, n) for n in (GOAL_POINTS, ALL_POINTS)}
     planner = NumpyReachingModel(model_file)
-    thin, full = trials[GOAL_POINTS], trials[ALL_POINTS]
+    thin, full, floor = trials[GOAL_POINTS], trials[ALL_POINTS], trials[FLOOR]
     ran = sorted(thin.paths)
     planned = [plan(planner, arm, points[1 + k], arm.home_q, limits, ALL_POINTS).positions[-1] for k in ran]
     deviation = [_path_deviation(arm, thin.paths[k], full.paths[k]) for k in ran]
@@ -215,6 +224,11 @@ def bench_policy(targets: int = TARGETS, seed: int = 0) -> dict[str, float]:
             "all_points": ALL_POINTS, "all_points_trajectories_succeeded": full.succeeded,
             **percentiles_ms(full.accepted, "all_points_target_to_goal_accepted"),
             **percentiles_ms(full.seen, "all_points_target_to_status_seen"),
+            **percentiles_ms(floor.accepted, "ros_floor_target_to_goal_accepted"),
+            **percentiles_ms(floor.seen, "ros_floor_target_to_status_seen"),
+            **{f"target_to_goal_accepted_{q}_over_ros_floor": float(np.percentile(thin.accepted, p)
+                                                                    / np.percentile(floor.accepted, p))
+               for q, p in (("p50", 50), ("p99", 99))},
             "all_points_planning_only_p50_ms": planning[ALL_POINTS]["p50_ms"],
             "all_points_planning_only_p99_ms": planning[ALL_POINTS]["p99_ms"],
             "executed_path_deviation_p50_mm": 1e3 * float(np.median(deviation)),
@@ -242,33 +256,42 @@ def _start_error(paths: dict[int, np.ndarray], home: np.ndarray) -> float:
     return float(max(np.abs(path[0] - home).max() for path in paths.values()))
 
 
-def _measure(domain: int, nodes: list[_Node], points: np.ndarray, names: tuple[str, ...]) -> dict[int, _Trials]:
-    """Each target but the first sent with ``GOAL_POINTS`` and with ``ALL_POINTS``: seconds from publishing it to its
-    goal's acceptance stamp and to its status seen here, and the joint positions of the executions run to their
-    end, by ``goal_points``."""
-    arm_node, policy_node = nodes
+def _measure(domain: int, nodes: list[_Node], points: np.ndarray, names: tuple[str, ...]) -> dict[int | str, _Trials]:
+    """Each target but the first sent with ``GOAL_POINTS``, with ``ALL_POINTS`` and to the floor relay (``FLOOR``):
+    seconds from publishing it to its goal's acceptance stamp and to its status seen here, and the joint positions
+    of the executions run to their end, by ``goal_points``."""
+    arm_node, policy_node, floor_relay, floor_server = nodes
     bench = BenchClient(domain, "policy_bench_client")
     client = bench.node
-    goals = _GoalLog()
+    goals, floor_goals = _GoalLog(), _GoalLog(ACTIVE + ENDED)  # the floor server aborts each goal at once
     states = _JointStates(names)
     client.create_subscription(GoalStatusArray, STATUS_TOPIC, goals, STATUS_QOS)
+    client.create_subscription(GoalStatusArray, FLOOR_STATUS_TOPIC, floor_goals, STATUS_QOS)
     client.create_subscription(JointState, "/joint_states", states, 10)
     publisher = client.create_publisher(PointStamped, "/target", 10)
+    floor_publisher = client.create_publisher(PointStamped, f"{FLOOR}/target", 10)
     reset = client.create_client(Trigger, "/arm_node/reset")
     parameters = client.create_client(SetParameters, "/policy_node/set_parameters")
     bench.start()
-    trials = {GOAL_POINTS: _Trials(), ALL_POINTS: _Trials()}
+    trials: dict[int | str, _Trials] = {GOAL_POINTS: _Trials(), ALL_POINTS: _Trials(), FLOOR: _Trials()}
     try:
         _until(reset.service_is_ready, nodes, arm_node, "offered no /arm_node/reset service")
         _until(parameters.service_is_ready, nodes, policy_node, "offered no /policy_node/set_parameters service")
         _until(lambda: client.count_publishers(STATUS_TOPIC) > 0, nodes, arm_node, "published no goal status")
         _until(lambda: publisher.get_subscription_count() > 0, nodes, policy_node, "did not subscribe to /target")
-        _warm_up(publisher, goals, nodes, points[0])
+        _until(lambda: client.count_publishers(FLOOR_STATUS_TOPIC) > 0, nodes, floor_server, "published no goal status")
+        _warm_up(publisher, goals, nodes, policy_node, points[0])
         _wait_end(goals)
         _reset(reset, goals)
+        _warm_up(floor_publisher, floor_goals, nodes, floor_relay, points[0])
         for k, target in enumerate(points[1:]):
             run_to_end = k % RUN_TO_END_EVERY == 0
-            for goal_points in (GOAL_POINTS, ALL_POINTS)[::1 if k % 2 == 0 else -1]:
+            for goal_points in ORDER[k % len(ORDER):] + ORDER[:k % len(ORDER)]:
+                if goal_points == FLOOR:
+                    accepted, seen = _floor_latency(floor_publisher, floor_goals, target, floor_relay)
+                    trials[FLOOR].accepted.append(accepted)
+                    trials[FLOOR].seen.append(seen)
+                    continue
                 _set_goal_points(parameters, goal_points)
                 trial = trials[goal_points]
                 if run_to_end:
@@ -317,9 +340,22 @@ def _check_running(nodes: list[_Node]) -> None:
             raise node.failure("exited")
 
 
-def _warm_up(publisher: Publisher, goals: _GoalLog, nodes: list[_Node], target: np.ndarray) -> None:
+def _floor_latency(publisher: Publisher, goals: _GoalLog, target: np.ndarray, relay: _Node) -> tuple[float, float]:
+    """``target`` sent to the floor relay: seconds from publishing it to its goal's acceptance stamp, and to its
+    status seen here; then ``SETTLE`` s of idle, as after the policy node's targets."""
+    known = goals.seen()
+    started_wall, started = time.time(), time.perf_counter()
+    publisher.publish(point_msg(target))
+    goal = goals.new_goal(known, ACCEPT_TIMEOUT)
+    if goal is None:
+        raise relay.failure(f"sent no accepted goal within {ACCEPT_TIMEOUT} s")
+    _wait_end(goals)
+    time.sleep(SETTLE)
+    return goals.stamps[goal] - started_wall, goals.accepted[goal] - started
+
+
+def _warm_up(publisher: Publisher, goals: _GoalLog, nodes: list[_Node], sender: _Node, target: np.ndarray) -> None:
     """Publish ``target`` until it becomes an accepted goal: the first one may be lost while discovery completes."""
-    _, policy_node = nodes
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
         known = goals.seen()
@@ -328,7 +364,7 @@ def _warm_up(publisher: Publisher, goals: _GoalLog, nodes: list[_Node], target: 
             return
         _check_running(nodes)
         if time.monotonic() > deadline:
-            raise policy_node.failure(f"sent no accepted goal for the first target within {STARTUP_TIMEOUT} s")
+            raise sender.failure(f"sent no accepted goal for the first target within {STARTUP_TIMEOUT} s")
 
 
 def _wait_end(goals: _GoalLog) -> None:
