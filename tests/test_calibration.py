@@ -113,7 +113,7 @@ def calibrated(tmp_path_factory):
                  "meta.variant=probabilistic"]) == 0
     out = root / "out"
     assert main(["reaching", "calibrate", str(run), "-o", str(out), "--ks", "0", "1", "2", "--targets", "3",
-                 "--samples", "16", "--seed", "3", "--validation-robots", "2"]) == 0
+                 "--samples", "16", "--seed", "3", "--validation-robots", "2", "--test-robots", "1"]) == 0
     return run, out
 
 
@@ -126,8 +126,13 @@ def test_calibrate_fits_on_validation_robots_and_measures_held_out_ones(calibrat
             assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values)  # nested intervals
     fitted = results["fitted"]["panda"]
     assert fitted["validation_robots"] == ["panda-004", "panda-005"]  # after the run's 4 robots: none trained on
+    assert results["test_robot_ids"] == {"panda": ["panda-006"]}  # after the validation robots
+    for k, values in results["coverage_test"].items():
+        assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values) and results["cases_test"][k] == 9
+        assert [low for low, _ in results["coverage_interval_test"][k]] == values  # one test robot
     table = (out / "calibration.md").read_text()
     assert (out / "calibration.png").stat().st_size > 1000 and "| K = 0 |" in table and "| panda |" in table
+    assert "on 1 test robots per family" in table
     for k, by_level in results["coverage_interval_after"].items():  # one held-out robot: every resample is that robot
         assert [low for low, _ in by_level] == results["coverage"]["after"][k] == [high for _, high in by_level]
         assert results["coverage_interval_by_family"]["panda"][k] == by_level  # one family: its interval is the pool's
@@ -140,9 +145,10 @@ def test_calibrate_fits_on_validation_robots_and_measures_held_out_ones(calibrat
 
     again = tmp_path / "again"  # on the calibrated checkpoint: the same fit and coverage (seeded, raw draws)
     assert main(["reaching", "calibrate", str(run), "-o", str(again), "--ks", "0", "1", "2", "--targets", "3",
-                 "--samples", "16", "--seed", "3", "--validation-robots", "2"]) == 0
+                 "--samples", "16", "--seed", "3", "--validation-robots", "2", "--test-robots", "1"]) == 0
     repeated = json.loads((again / "calibration.json").read_text())
     assert repeated["coverage"] == results["coverage"] and repeated["fitted"] == results["fitted"]
+    assert repeated["coverage_test"] == results["coverage_test"]
     assert "| K = 0 |" in capsys.readouterr().out
 
 

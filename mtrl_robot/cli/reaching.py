@@ -70,7 +70,7 @@ def calibrate(args: argparse.Namespace) -> None:
     from mtrl_robot.learning.reaching.calibration import calibrate_reaching
 
     given = {"ks": args.ks, "targets_per_robot": args.targets, "samples": args.samples, "seed": args.seed,
-             "robots_per_family": args.robots, "validation": args.validation_robots}
+             "robots_per_family": args.robots, "validation": args.validation_robots, "test": args.test_robots}
     table, plot, data = calibrate_reaching(args.run, args.output, **{k: v for k, v in given.items() if v is not None})
     print(table.read_text())
     print(f"wrote {table}, {plot} and {data}")
@@ -224,6 +224,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="latent draws per support set (default: 64)")
     c.add_argument("--validation-robots", type=bounded(int, above=0, maximum=ROBOTS),
                    help="fresh robots per family the calibration is fitted on (default: 60)")
+    c.add_argument("--test-robots", type=bounded(int, minimum=0, maximum=ROBOTS),
+                   help="fresh robots per family after the validation ones, the coverage also measured on "
+                        "(default: 60; 0: none)")
     _held_out_options(c, "the latent draws")
     c.set_defaults(func=calibrate)
 

@@ -36,7 +36,9 @@ suggest`` and the adaptation node's ``~/suggest`` scale their draws' spread by i
 first K demos of the run and the evaluation's fresh targets, never used for the fit) measure the coverage before
 (the raw draws) and after (the same draws widened as the learner widens them), pooled and per family. A robot's
 targets miss together, so the pooled coverage after comes with the interval over resamples of the held-out robots
-(:func:`robot_interval`): a few robots move it more than the number of cases suggests.
+(:func:`robot_interval`): a few robots move it more than the number of cases suggests. The run holds out only a few
+robots per family, so the coverage after is also measured on **test robots**: fresh robots after the validation ones
+(``test_robots`` per family), planned as the validation robots are, never trained on nor used for the fit.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ LEVELS = np.round(np.arange(0.1, 1.0, 0.1), 2)  # nominal coverages of the relia
 TABLE_LEVELS = (0.5, 0.9)
 SAMPLES = 64  # latent draws per support set
 VALIDATION_ROBOTS = 60  # per family, for the fit
+TEST_ROBOTS = 60  # per family, fresh robots after the validation ones: coverage on more robots than the held-out ones
 NOISE_DOF = 2  # degrees of freedom of the Student-t output noise
 SCALES = np.geomspace(1.0, 32.0, 11)  # the fit's coarse grid: factors on the draws' spread …
 NOISES = np.concatenate([[0.0], np.geomspace(0.002, 1.024, 10)])  # … and output noise, model units
@@ -144,6 +147,19 @@ def ranks(state: ReachingCheckpoint, cases: Cases, draws: torch.Tensor) -> np.nd
     return (predicted < cases.executed).mean(axis=0)
 
 
+def fresh_robot_cases(state: ReachingCheckpoint, arm: Arm, ks: Sequence[int], targets_per_robot: int,
+                      samples: int, seed: int) -> dict[int, Cases]:
+    """K → the cases of a robot the run never saw (a validation or test robot): its support demos planned as the run
+    plans demos (its demo seed), its fresh targets as the held-out robots'."""
+    n_waypoints = int(state.info["n_waypoints"])
+    demos = plan_robot_demos(arm, max(max(ks), 1), state.preset.data.demo_seed, n_waypoints)
+    if len(demos) < max(ks):
+        raise ValueError(f"K = {max(ks)}, but IK found only {len(demos)} demos for {arm.robot_id}")
+    offsets = torch.as_tensor(demos.positions - demos.positions[:, :1], dtype=torch.float32)
+    fresh = plan_robot_demos(arm, targets_per_robot, seed, n_waypoints).targets
+    return robot_cases(state, arm, torch.as_tensor(demos.targets, dtype=torch.float32), offsets, fresh, ks, samples)
+
+
 def fit_spread(state: ReachingCheckpoint, cases: Sequence[Cases], seed: int) -> tuple[float, float, np.ndarray]:
     """The (scale, noise) of the grid with the smallest calibration error on ``cases``, and the coverage there; the
     output noise is one seeded standard draw per case (Student-t, ``NOISE_DOF``), the same at every grid point."""
@@ -168,7 +184,7 @@ def fit_spread(state: ReachingCheckpoint, cases: Sequence[Cases], seed: int) -> 
 def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[int] = (0, 1, 5),
                        targets_per_robot: int = TARGETS_PER_ROBOT, samples: int = SAMPLES, seed: int = SEED,
                        robots_per_family: int | None = None, validation: int = VALIDATION_ROBOTS,
-                       progress: bool = True) -> tuple[Path, Path, Path]:
+                       test: int = TEST_ROBOTS, progress: bool = True) -> tuple[Path, Path, Path]:
     """Fit every probabilistic checkpoint's spread calibration on validation robots and write it into the
     checkpoint; measure the coverage on held-out robots before and after. Returns ``calibration.md``, ``.png`` and
     ``.json``."""
@@ -179,9 +195,13 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
         raise ValueError(f"ks must be numbers of demos >= 0, got {list(ks)}")
     if validation < 1:
         raise ValueError(f"validation robots must be at least 1 per family, got {validation}")
+    if test < 0:
+        raise ValueError(f"test robots must be 0 or more per family, got {test}")
     probabilistic = probabilistic_checkpoints(run)
     families = run_demos(run)
     held_ranks: dict[str, dict[int, list[np.ndarray]]] = {"before": {k: [] for k in ks}, "after": {k: [] for k in ks}}
+    test_ranks: dict[str, dict[int, list[np.ndarray]]] = {}  # family → K → per test robot, after
+    test_ids: dict[str, list[str]] = {}
     by_family: dict[str, dict] = {}
     robots_of: dict[str, int] = {}  # family → its held-out robots, in the order of held_ranks
     fitted: dict[str, dict] = {}
@@ -190,15 +210,10 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
         n_waypoints = int(state.info["n_waypoints"])
         state.learner.generator.manual_seed(seed)
         by_k: dict[int, list[Cases]] = {k: [] for k in ks}
-        arms = validation_arms(state, validation)
+        fresh_arms = validation_arms(state, validation + test)
+        arms = fresh_arms[:validation]
         for arm in progress_bar(arms, desc=f"validation {family}", unit="robot", disable=not progress):
-            demos = plan_robot_demos(arm, max(max(ks), 1), state.preset.data.demo_seed, n_waypoints)
-            if len(demos) < max(ks):
-                raise ValueError(f"K = {max(ks)}, but IK found only {len(demos)} demos for {arm.robot_id}")
-            offsets = torch.as_tensor(demos.positions - demos.positions[:, :1], dtype=torch.float32)
-            fresh = plan_robot_demos(arm, targets_per_robot, seed, n_waypoints).targets
-            for k, cases in robot_cases(state, arm, torch.as_tensor(demos.targets, dtype=torch.float32), offsets,
-                                        fresh, ks, samples).items():
+            for k, cases in fresh_robot_cases(state, arm, ks, targets_per_robot, samples, seed).items():
                 by_k[k].append(cases)
         fits = {k: fit_spread(state, by_k[k], seed + k) for k in ks}
         calibration = SpreadCalibration(ks, tuple(f[0] for f in fits.values()), tuple(f[1] for f in fits.values()),
@@ -226,6 +241,13 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
         by_family[family] = {when: {str(k): coverage(np.concatenate(r[k][-len(held):]).ravel()).tolist() for k in ks}
                              for when, r in held_ranks.items()}
         robots_of[family] = len(held)
+
+        test_ranks[family] = {k: [] for k in ks}
+        test_ids[family] = [arm.robot_id for arm in fresh_arms[validation:]]
+        for arm in progress_bar(fresh_arms[validation:], desc=f"test {family}", unit="robot",
+                                disable=not progress or not test):
+            for k, cases in fresh_robot_cases(state, arm, ks, targets_per_robot, samples, seed).items():
+                test_ranks[family][k].append(ranks(state, cases, state.learner.calibrate(cases.draws, k)))
     observed = {when: {str(k): coverage(np.concatenate(r).ravel()).tolist() for k, r in by_k.items()}
                 for when, by_k in held_ranks.items()}
     ends = np.cumsum(list(robots_of.values()))
@@ -241,7 +263,15 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
                                                     for k, r in held_ranks["before"].items()},
                "coverage": observed, "coverage_interval_after": interval, "coverage_by_family": by_family,
                "coverage_interval_by_family": family_interval,
-               "fitted": fitted,
+               "fitted": fitted, "test_robots": test, "test_robot_ids": test_ids,
+               **({"cases_test": {str(k): sum(r.size for t in test_ranks.values() for r in t[k]) for k in ks},
+                   "coverage_test": {str(k): coverage(np.concatenate([r for t in test_ranks.values() for r in t[k]])
+                                                      .ravel()).tolist() for k in ks},
+                   "coverage_interval_test": {str(k): robot_interval([t[k] for t in test_ranks.values()], seed + k)
+                                              for k in ks},
+                   "coverage_test_by_family": {family: {str(k): coverage(np.concatenate(t[k]).ravel()).tolist()
+                                                        for k in ks} for family, t in test_ranks.items()}}
+                  if test else {}),
                "seconds": time.perf_counter() - started}
     out.mkdir(parents=True, exist_ok=True)
     json_path = write_atomic(out / "calibration.json", json.dumps(results, indent=1))
@@ -283,6 +313,18 @@ def calibration_table(results: dict) -> str:
     columns = ["support demos", *(f"{100 * level:.0f} % interval covers (%), {when}" for level in TABLE_LEVELS
                                   for when in ("before", "after")), "cases"]
     coverage_table = markdown_table(columns, rows, [intro], right_align_from=1)
+    if results.get("test_robots"):
+        test_of, test_interval = results["coverage_test"], results["coverage_interval_test"]
+        test_rows = [[f"K = {k}", *(f"{100 * test_of[str(k)][i]:.1f} [{100 * test_interval[str(k)][i][0]:.1f}, "
+                                    f"{100 * test_interval[str(k)][i][1]:.1f}]" for i in index),
+                      str(results["cases_test"][str(k)])]
+                     for k in results["ks"]]
+        test_intro = (f"After, on {results['test_robots']} test robots per family (fresh robots after the validation "
+                      "ones: never trained on, held out or fitted on) × the same number of fresh targets, with the "
+                      "95 % interval over resamples of them.")
+        coverage_table += "\n" + markdown_table(
+            ["support demos", *(f"{100 * level:.0f} % interval covers (%), after" for level in TABLE_LEVELS), "cases"],
+            test_rows, [test_intro], right_align_from=1)
     held_by_family = {family: results["coverage_by_family"][family]["after"] for family in results["fitted"]}
     family_interval = results["coverage_interval_by_family"]
 
