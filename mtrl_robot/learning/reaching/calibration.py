@@ -315,15 +315,19 @@ def calibration_table(results: dict) -> str:
     coverage_table = markdown_table(columns, rows, [intro], right_align_from=1)
     if results.get("test_robots"):
         test_of, test_interval = results["coverage_test"], results["coverage_interval_test"]
+        by_family = results["coverage_test_by_family"]
         test_rows = [[f"K = {k}", *(f"{100 * test_of[str(k)][i]:.1f} [{100 * test_interval[str(k)][i][0]:.1f}, "
                                     f"{100 * test_interval[str(k)][i][1]:.1f}]" for i in index),
+                      *(" / ".join(f"{100 * by_family[family][str(k)][i]:.1f}" for i in index) for family in by_family),
                       str(results["cases_test"][str(k)])]
                      for k in results["ks"]]
+        levels = " / ".join(f"{100 * level:.0f} %" for level in TABLE_LEVELS)
         test_intro = (f"After, on {results['test_robots']} test robots per family (fresh robots after the validation "
-                      "ones: never trained on, held out or fitted on) × the same number of fresh targets, with the "
-                      "95 % interval over resamples of them.")
+                      "ones: never trained on, held out or fitted on) × the same number of fresh targets: pooled, with "
+                      f"the 95 % interval over resamples of the robots, and per family ({levels} interval).")
         coverage_table += "\n" + markdown_table(
-            ["support demos", *(f"{100 * level:.0f} % interval covers (%), after" for level in TABLE_LEVELS), "cases"],
+            ["support demos", *(f"{100 * level:.0f} % interval covers (%), after" for level in TABLE_LEVELS),
+             *(f"{family}, {levels}" for family in by_family), "cases"],
             test_rows, [test_intro], right_align_from=1)
     held_by_family = {family: results["coverage_by_family"][family]["after"] for family in results["fitted"]}
     family_interval = results["coverage_interval_by_family"]
