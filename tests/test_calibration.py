@@ -152,6 +152,17 @@ def test_calibrate_fits_on_validation_robots_and_measures_held_out_ones(calibrat
     assert "| K = 0 |" in capsys.readouterr().out
 
 
+def test_no_test_robots_measures_the_held_out_ones_only(calibrated, tmp_path):
+    run, out = calibrated
+    bare = tmp_path / "bare"
+    assert main(["reaching", "calibrate", str(run), "-o", str(bare), "--ks", "0", "1", "2", "--targets", "3",
+                 "--samples", "16", "--seed", "3", "--validation-robots", "2", "--test-robots", "0"]) == 0
+    results = json.loads((bare / "calibration.json").read_text())
+    assert results["test_robots"] == 0 and "coverage_test" not in results
+    assert results["coverage"] == json.loads((out / "calibration.json").read_text())["coverage"]
+    assert "test robots" not in (bare / "calibration.md").read_text()
+
+
 def test_a_stale_or_broken_spread_calibration(calibrated, tmp_path):
     state = checkpoints.load(calibrated[0] / "checkpoints" / "panda.pt")
     stale = tmp_path / "stale.pt"  # the learner trained on after the fit: its draws stay raw
