@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE
+from mtrl_robot.tools.bench import ros_floor
 from mtrl_robot.tools.bench.policy_bench import bench_policy
 
 
@@ -30,3 +33,10 @@ def test_bench_policy_figures():
     for q in ("p50", "p99"):
         ratio = figures[f"target_to_goal_accepted_{q}_ms"] / figures[f"ros_floor_target_to_goal_accepted_{q}_ms"]
         assert math.isclose(figures[f"target_to_goal_accepted_{q}_over_ros_floor"], ratio, rel_tol=1e-9), figures
+
+
+def test_the_floor_nodes_refuse_an_unknown_role(capsys):
+    assert ros_floor.main(["ros_floor", "planner"]) == 2
+    assert "usage: python -m mtrl_robot.tools.bench.ros_floor {relay|server}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="role must be one of"):
+        ros_floor.floor_command("planner")
