@@ -276,16 +276,29 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
     out.mkdir(parents=True, exist_ok=True)
     json_path = write_atomic(out / "calibration.json", json.dumps(results, indent=1))
     table_path = write_atomic(out / "calibration.md", calibration_table(results))
-    levels = LEVELS.tolist()
-    panels = {}
-    for when, title in (("before", "latent draws"), ("after", "calibrated on validation robots")):
-        panels[title] = [Curve(f"K = {k}", levels, v, v, v) for k, v in
-                         ((k, observed[when][str(k)]) for k in ks)]
-        panels[title].append(Curve("ideal (observed = nominal)", levels, levels, levels, levels, dashed=True))
-    plot_path = plot_panels(panels, out / "calibration.png", xlabel="nominal coverage of the central interval",
-                            ylabel="observed coverage", title="where the flange ends against its predicted "
-                                                              "spread (held-out robots, per axis)")
+    plot_path = calibration_plot(results, out / "calibration.png")
     return table_path, plot_path, json_path
+
+
+def calibration_plot(results: dict, path: Path) -> Path:
+    """Reliability diagrams, observed against nominal coverage per K: on the held-out robots with the latent draws and
+    calibrated, and on the test robots calibrated; calibrated, with the interval over resamples of the robots."""
+    levels = results["levels"]
+
+    def curves(observed: dict[str, list[float]], interval: dict[str, list[list[float]]] | None) -> list[Curve]:
+        lines = []
+        for k in results["ks"]:
+            low, high = zip(*interval[str(k)], strict=True) if interval else (observed[str(k)],) * 2
+            lines.append(Curve(f"K = {k}", levels, observed[str(k)], low, high))
+        return [*lines, Curve("ideal (observed = nominal)", levels, levels, levels, levels, dashed=True)]
+
+    panels = {"held-out robots, latent draws": curves(results["coverage"]["before"], None),
+              "held-out robots, calibrated": curves(results["coverage"]["after"], results["coverage_interval_after"])}
+    if results.get("test_robots"):
+        panels["test robots, calibrated"] = curves(results["coverage_test"], results["coverage_interval_test"])
+    return plot_panels(panels, path, xlabel="nominal coverage of the central interval", ylabel="observed coverage",
+                       title="where the flange ends against its predicted spread (per axis; calibrated on "
+                             "validation robots)")
 
 
 def calibration_table(results: dict) -> str:
