@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import subprocess
 
 import pytest
 
@@ -39,4 +40,9 @@ def test_the_floor_nodes_refuse_an_unknown_role(capsys):
     assert ros_floor.main(["ros_floor", "planner"]) == 2
     assert "usage: python -m mtrl_robot.tools.bench.ros_floor {relay|server}" in capsys.readouterr().err
     with pytest.raises(ValueError, match="role must be one of"):
-        ros_floor.floor_command("planner")
+        ros_floor.floor_command("planner", 8)
+
+
+def test_the_floor_relay_refuses_a_goal_of_fewer_than_two_points(ros_env):
+    done = subprocess.run(ros_floor.floor_command("relay", 1), env=ros_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.strip() == "floor_relay: goal_points must be at least 2, got 1"

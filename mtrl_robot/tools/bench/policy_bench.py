@@ -203,7 +203,8 @@ def bench_policy(targets: int = TARGETS, seed: int = 0) -> dict[str, float]:
             nodes.append(_Node("arm_node", node_command("arm_node", {"robot": "panda"}), env, folder))
             nodes.append(_Node("policy_node", node_command("policy_node", {
                 "model": model, "robot": "panda", "preset": "sim_panda"}), env, folder))
-            nodes += [_Node(f"floor_{role}", floor_command(role), env, folder) for role in ("relay", "server")]
+            nodes += [_Node(f"floor_{role}", floor_command(role, GOAL_POINTS), env, folder)
+                      for role in ("relay", "server")]
             trials = _measure(domain, nodes, points, arm.joint_names)
         finally:
             for node in reversed(nodes):

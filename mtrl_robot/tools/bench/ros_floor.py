@@ -1,13 +1,14 @@
 """rclpy's own share of the policy node's latency: the same hops with nothing done in them.
 
 - ``relay``: subscribes ``/joint_states`` (keeping the latest, as the policy node does) and ``FLOOR/target``; each
-  target sends one goal built at start-up (the robot's joint names, ``GOAL_POINTS`` points at home with their
-  velocities: the policy node's default goal size) to ``FLOOR/follow_joint_trajectory``: no planning, no check.
+  target sends one goal built at start-up (the robot's joint names, ``goal_points`` points at home with their
+  velocities, the policy node's goal size) to ``FLOOR/follow_joint_trajectory``: no planning, no check.
 - ``server``: a FollowJointTrajectory action server there that accepts every goal (rclpy stamps it as it
   accepts, as the arm node's server does) and aborts it at once: no goal check, nothing run.
 
-Both spin rclpy's EventsExecutor, as the policy and arm nodes do. Run as
-``python -m mtrl_robot.tools.bench.ros_floor relay|server [--ros-args -p robot:=panda]``.
+Both spin rclpy's EventsExecutor, as the policy and arm nodes do, and import neither torch nor the policy node, so
+that they start quickly. Run as ``python -m mtrl_robot.tools.bench.ros_floor relay|server --ros-args -p robot:=panda
+-p goal_points:=8``.
 """
 
 from __future__ import annotations
@@ -26,18 +27,19 @@ from sensor_msgs.msg import JointState
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.ros.hardware_backend import goal_msg
-from mtrl_robot.ros.policy_node import GOAL_POINTS
 from mtrl_robot.ros.run import run_node
 
 FLOOR = "/floor"  # namespace of the relay's target topic and the server's action
 ROLES = ("relay", "server")
 
 
-def floor_command(role: str, robot: str = "panda") -> list[str]:
-    """The command line that runs the ``role`` node for ``robot``'s joints."""
+def floor_command(role: str, goal_points: int, robot: str = "panda") -> list[str]:
+    """The command line that runs the ``role`` node for ``robot``'s joints, the relay sending goals of
+    ``goal_points`` points."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-    return [sys.executable, "-m", __name__, role, "--ros-args", "-p", f"robot:={robot}"]
+    return [sys.executable, "-m", __name__, role, "--ros-args", "-p", f"robot:={robot}", "-p",
+            f"goal_points:={goal_points}"]
 
 
 class FloorRelay(Node):
@@ -46,9 +48,12 @@ class FloorRelay(Node):
     def __init__(self) -> None:
         super().__init__("floor_relay")
         arm = load_family(self.declare_parameter("robot", "panda").value)
-        times = np.linspace(0.1, 0.8, GOAL_POINTS)
-        self._goal = goal_msg(JointTrajectory(arm.joint_names, times, np.tile(arm.home_q, (GOAL_POINTS, 1)),
-                                              np.zeros((GOAL_POINTS, arm.dof))))
+        points = self.declare_parameter("goal_points", 0).value
+        if points < 2:
+            raise ValueError(f"goal_points must be at least 2, got {points}")
+        times = np.linspace(0.1, 0.8, points)
+        self._goal = goal_msg(JointTrajectory(arm.joint_names, times, np.tile(arm.home_q, (points, 1)),
+                                              np.zeros((points, arm.dof))))
         self._client = ActionClient(self, FollowJointTrajectory, f"{FLOOR}/follow_joint_trajectory")
         self.latest: JointState | None = None
         self.create_subscription(JointState, "/joint_states", self._on_joint_state, 10)
@@ -67,6 +72,7 @@ class FloorServer(Node):
     def __init__(self) -> None:
         super().__init__("floor_server")
         self.declare_parameter("robot", "panda")
+        self.declare_parameter("goal_points", 0)
         ActionServer(self, FollowJointTrajectory, f"{FLOOR}/follow_joint_trajectory", self._execute,
                      goal_callback=lambda goal: GoalResponse.ACCEPT)
 
