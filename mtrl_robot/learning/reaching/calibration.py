@@ -281,8 +281,9 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
 
 
 def calibration_plot(results: dict, path: Path) -> Path:
-    """Reliability diagrams, observed against nominal coverage per K: on the held-out robots with the latent draws and
-    calibrated, and on the test robots calibrated; calibrated, with the interval over resamples of the robots."""
+    """Reliability diagrams (observed against nominal coverage, one curve per K): the held-out robots' latent draws,
+    the held-out robots calibrated and the test robots calibrated, these two with their interval over resamples of
+    the robots."""
     levels = results["levels"]
 
     def curves(observed: dict[str, list[float]], interval: dict[str, list[list[float]]] | None) -> list[Curve]:

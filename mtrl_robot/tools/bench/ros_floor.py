@@ -71,8 +71,6 @@ class FloorServer(Node):
 
     def __init__(self) -> None:
         super().__init__("floor_server")
-        self.declare_parameter("robot", "panda")
-        self.declare_parameter("goal_points", 0)
         ActionServer(self, FollowJointTrajectory, f"{FLOOR}/follow_joint_trajectory", self._execute,
                      goal_callback=lambda goal: GoalResponse.ACCEPT)
 
