@@ -288,25 +288,16 @@ def _measure(domain: int, nodes: list[_Node], points: np.ndarray, names: tuple[s
         for k, target in enumerate(points[1:]):
             run_to_end = k % RUN_TO_END_EVERY == 0
             for goal_points in ORDER[k % len(ORDER):] + ORDER[:k % len(ORDER)]:
-                if goal_points == FLOOR:
-                    accepted, seen = _floor_latency(floor_publisher, floor_goals, target, floor_relay)
-                    trials[FLOOR].accepted.append(accepted)
-                    trials[FLOOR].seen.append(seen)
+                trial = trials[goal_points]
+                if goal_points == FLOOR:  # the floor server ends each goal at once: no reset, only the idle
+                    _time_goal(floor_publisher, floor_goals, target, floor_relay, trial)
+                    _wait_end(floor_goals)
+                    time.sleep(SETTLE)
                     continue
                 _set_goal_points(parameters, goal_points)
-                trial = trials[goal_points]
                 if run_to_end:
                     states.start()
-                known = goals.seen()
-                message = point_msg(target)
-                started_wall, started = time.time(), time.perf_counter()
-                publisher.publish(message)
-                goal = goals.new_goal(known, ACCEPT_TIMEOUT)
-                if goal is None:
-                    raise policy_node.failure(f"sent no accepted goal for target {target.round(3).tolist()} "
-                                              f"within {ACCEPT_TIMEOUT} s")
-                trial.accepted.append(goals.stamps[goal] - started_wall)
-                trial.seen.append(goals.accepted[goal] - started)
+                goal = _time_goal(publisher, goals, target, policy_node, trial)
                 if run_to_end:
                     _wait_end(goals)
                     trial.paths[k] = states.stop()
@@ -341,18 +332,19 @@ def _check_running(nodes: list[_Node]) -> None:
             raise node.failure("exited")
 
 
-def _floor_latency(publisher: Publisher, goals: _GoalLog, target: np.ndarray, relay: _Node) -> tuple[float, float]:
-    """``target`` sent to the floor relay: seconds from publishing it to its goal's acceptance stamp, and to its
-    status seen here; then ``SETTLE`` s of idle, as after the policy node's targets."""
+def _time_goal(publisher: Publisher, goals: _GoalLog, target: np.ndarray, sender: _Node, trial: _Trials) -> bytes:
+    """Publish ``target`` and wait for the new goal it becomes; append to ``trial`` the seconds from publishing to
+    the goal's acceptance stamp and to its status seen here; the goal's id."""
     known = goals.seen()
+    message = point_msg(target)
     started_wall, started = time.time(), time.perf_counter()
-    publisher.publish(point_msg(target))
+    publisher.publish(message)
     goal = goals.new_goal(known, ACCEPT_TIMEOUT)
     if goal is None:
-        raise relay.failure(f"sent no accepted goal within {ACCEPT_TIMEOUT} s")
-    _wait_end(goals)
-    time.sleep(SETTLE)
-    return goals.stamps[goal] - started_wall, goals.accepted[goal] - started
+        raise sender.failure(f"sent no accepted goal for target {target.round(3).tolist()} within {ACCEPT_TIMEOUT} s")
+    trial.accepted.append(goals.stamps[goal] - started_wall)
+    trial.seen.append(goals.accepted[goal] - started)
+    return goal
 
 
 def _warm_up(publisher: Publisher, goals: _GoalLog, nodes: list[_Node], sender: _Node, target: np.ndarray) -> None:
