@@ -40,6 +40,12 @@ EXIT_TIMEOUT = 60.0  # s for a node refusing its parameters to exit
 BURST = 100  # joint states published back to back: as many as the recorder's queue holds
 
 
+def joint_state_msg(names: tuple[str, ...], position: np.ndarray, velocity: np.ndarray, stamp_ns: int) -> JointState:
+    msg = JointState(name=list(names), position=list(position), velocity=list(velocity))
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    return msg
+
+
 def start_recorder(env: dict[str, str], log: Path, namespace: str = "", **parameters: object) -> NodeProcess:
     """A recorder in ``namespace``, on the topics ``<namespace>/joint_states`` and ``<namespace>/demo_target``
     unless ``parameters`` say otherwise (a recorder killed by an earlier test stays discovered for a while)."""
@@ -77,10 +83,8 @@ class JointStatePublisher:
     def _publish(self) -> None:
         i = self.published
         phase = i / RATE + np.arange(len(self.names))  # a small swing about the home posture, within the limits
-        msg = JointState(name=list(self.names), position=list(HOME + 0.1 * np.sin(phase)),
-                         velocity=list(0.1 * np.cos(phase)))
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(self.start_ns + i * STEP_NS, 1_000_000_000)
-        self.publisher.publish(msg)
+        self.publisher.publish(joint_state_msg(self.names, HOME + 0.1 * np.sin(phase), 0.1 * np.cos(phase),
+                                               self.start_ns + i * STEP_NS))
         self.published = i + 1
         for count, event in self.reached.items():
             if self.published >= count:
@@ -154,9 +158,7 @@ def test_stop_right_after_a_burst_writes_every_queued_joint_state(ros_client, ro
         joint_states = matched_publisher(ros_client.node, JointState, "/burst/joint_states", 30.0, depth=BURST)
         start_ns = time.time_ns()
         for i in range(BURST):
-            msg = JointState(name=list(arm.joint_names), position=list(HOME), velocity=[0.0] * len(HOME))
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(start_ns + i * STEP_NS, 1_000_000_000)
-            joint_states.publish(msg)
+            joint_states.publish(joint_state_msg(arm.joint_names, HOME, np.zeros(len(HOME)), start_ns + i * STEP_NS))
         assert wait_acknowledged(joint_states, 30.0)  # every one is in the recorder's queue, ahead of the request
         stopped = call(ros_client, "/burst/demo_recorder/stop_episode")
         assert stopped.success, stopped.message

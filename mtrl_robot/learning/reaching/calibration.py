@@ -264,20 +264,25 @@ def calibrate_reaching(run_dir: str | Path, out_dir: str | Path, ks: Sequence[in
                "coverage": observed, "coverage_interval_after": interval, "coverage_by_family": by_family,
                "coverage_interval_by_family": family_interval,
                "fitted": fitted, "test_robots": test, "test_robot_ids": test_ids,
-               **({"cases_test": {str(k): sum(r.size for t in test_ranks.values() for r in t[k]) for k in ks},
-                   "coverage_test": {str(k): coverage(np.concatenate([r for t in test_ranks.values() for r in t[k]])
-                                                      .ravel()).tolist() for k in ks},
-                   "coverage_interval_test": {str(k): robot_interval([t[k] for t in test_ranks.values()], seed + k)
-                                              for k in ks},
-                   "coverage_test_by_family": {family: {str(k): coverage(np.concatenate(t[k]).ravel()).tolist()
-                                                        for k in ks} for family, t in test_ranks.items()}}
-                  if test else {}),
+               **(test_figures(test_ranks, ks, seed) if test else {}),
                "seconds": time.perf_counter() - started}
     out.mkdir(parents=True, exist_ok=True)
     json_path = write_atomic(out / "calibration.json", json.dumps(results, indent=1))
     table_path = write_atomic(out / "calibration.md", calibration_table(results))
     plot_path = calibration_plot(results, out / "calibration.png")
     return table_path, plot_path, json_path
+
+
+def test_figures(test_ranks: dict[str, dict[int, list[np.ndarray]]], ks: Sequence[int], seed: int) -> dict:
+    """From family → K → each test robot's ranks: per K the cases, the pooled coverage and its interval over
+    resamples of the robots, and each family's coverage."""
+    pooled = {k: [r for by_k in test_ranks.values() for r in by_k[k]] for k in ks}
+    return {"cases_test": {str(k): int(sum(r.size for r in pooled[k])) for k in ks},
+            "coverage_test": {str(k): coverage(np.concatenate(pooled[k]).ravel()).tolist() for k in ks},
+            "coverage_interval_test": {str(k): robot_interval([by_k[k] for by_k in test_ranks.values()], seed + k)
+                                       for k in ks},
+            "coverage_test_by_family": {family: {str(k): coverage(np.concatenate(by_k[k]).ravel()).tolist()
+                                                 for k in ks} for family, by_k in test_ranks.items()}}
 
 
 def calibration_plot(results: dict, path: Path) -> Path:
