@@ -41,6 +41,29 @@ def test_a_robot_is_recovered_from_its_demos_last_postures(family):
     assert calibrated.parameters[f"{nominal.joints[0].name}.link_length"] != 1.0
 
 
+def test_the_posterior_spreads_where_the_demos_say_nothing_and_every_draw_still_explains_them():
+    """One demo fixes three of the chain's dozens of parameters: chains drawn from the posterior all put the flange
+    near that demo's target, but disagree about other postures by a sizeable part of what the population's robots
+    do; eight demos leave far less to disagree about."""
+    robot = perturb(PANDA, CONFIG, 5)
+    demos = _postures(robot, 8, 4)
+    fresh = _postures(robot, 20, 5)
+    spread = {}
+    for k in (1, 8):
+        calibration = calibrate(PANDA, CONFIG, demos[:k], _flange(robot, demos[:k]))
+        drawn = calibration.posterior_arms(16, np.random.default_rng(0))
+        assert len(drawn) == 16 and all(a.joint_names == PANDA.joint_names for a in drawn)
+        at_demo = np.array([_flange(a, demos[:1])[0] for a in drawn])
+        assert np.linalg.norm(at_demo - _flange(robot, demos[:1])[0], axis=1).max() < 2e-3  # m
+        elsewhere = np.array([_flange(a, fresh) for a in drawn])  # (draws, postures, 3)
+        spread[k] = float(np.linalg.norm(elsewhere - elsewhere.mean(axis=0), axis=2).mean())
+        again = calibration.posterior_arms(16, np.random.default_rng(0))
+        np.testing.assert_array_equal(_flange(again[3], fresh), _flange(drawn[3], fresh))  # seeded
+    population = np.array([_flange(perturb(PANDA, CONFIG, i), fresh) for i in range(16)])
+    typical = float(np.linalg.norm(population - population.mean(axis=0), axis=2).mean())
+    assert 0.2 * typical < spread[1] < typical and spread[8] < 0.1 * spread[1]
+
+
 def test_without_demos_the_chain_is_the_prior_mean_and_unperturbed_parameters_stay_fixed():
     calibrated = calibrate(PANDA, CONFIG, np.zeros((0, 7)), np.zeros((0, 3))).arm
     q = _postures(PANDA, 5, 2)

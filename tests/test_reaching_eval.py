@@ -197,8 +197,9 @@ def test_video_shows_a_held_out_robot_before_and_after_adaptation(evaluated, tmp
     assert green[:, :PANEL_SIZE[0]].sum() > 20 and green[:, PANEL_SIZE[0]:].sum() > 20  # the target in both panels
 
 
-def test_the_one_demo_margin_is_measured_on_validation_robots(evaluated, tmp_path, capsys):
-    from mtrl_robot.learning.reaching.single_demo_margin import MARGINS, kept
+def test_the_one_demo_confidence_is_measured_on_validation_robots(evaluated, tmp_path, capsys):
+    from mtrl_robot.learning.reaching.single_demo import CHECK_CHAINS
+    from mtrl_robot.learning.reaching.single_demo_confidence import CONFIDENCES, kept
 
     run = evaluated[2]
     assert main(["reaching", "single-demo", str(run), "-o", str(tmp_path), "--validation-robots", "2", "--targets",
@@ -206,11 +207,17 @@ def test_the_one_demo_margin_is_measured_on_validation_robots(evaluated, tmp_pat
     results = json.loads((tmp_path / "single_demo.json").read_text())
     cases = results["cases"]["panda"]
     assert [c["robot"] for c in cases] == ["panda-004", "panda-005"]  # after the run's 4 robots: never seen by it
-    rows = results["margins"]
-    assert [r["margin"] for r in rows] == [None, *MARGINS] and len(cases[0]["adapted"]) == 2
-    for row in rows:  # a robot is worse when the model the margin keeps ends worse than the initialisation
-        assert row["worse"] == [c["robot"] for c in cases if np.mean(kept(c, row["margin"])) >
+    rows = results["confidences"]
+    assert [r["confidence"] for r in rows] == [None, *CONFIDENCES] and len(cases[0]["adapted"]) == 2
+    judged = [c["judged"] for c in cases if c["judged"] is not None]
+    assert all(len(j[0]) == len(j[1]) == CHECK_CHAINS for j in judged)  # one prediction per chain the demo allows
+    for row in rows:  # a robot is worse when the model the confidence keeps ends worse than the initialisation
+        assert row["worse"] == [c["robot"] for c in cases if np.mean(kept(c, row["confidence"])) >
                                 np.mean(c["no_adaptation"])]
-    chosen = next((r for r in rows[1:] if r["margin"] == results["chosen"]), None)
+    for c in cases:  # a share of 0 always adapts; a share of 1 adapts only when every chain predicts it better
+        assert kept(c, 0.0) == c["adapted"]
+        everywhere = c["judged"] is None or min(np.subtract(*c["judged"])) >= results["check_margin_cm"]
+        assert kept(c, 1.0) == (c["adapted"] if everywhere else c["no_adaptation"])
+    chosen = next((r for r in rows[1:] if r["confidence"] == results["chosen"]), None)
     assert chosen is None or chosen["all"]["mean"] <= rows[0]["all"]["mean"]  # gives up none of the mean gain
     assert "| no adaptation (meta-trained init) |" in capsys.readouterr().out

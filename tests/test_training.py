@@ -23,12 +23,13 @@ from mtrl_robot.cli.main import main as cli_main
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.distributed.compute import ComputeConfig
-from mtrl_robot.learning.reaching.adapt import CHECK_MARGIN_CM, adapt, adapt_cli
+from mtrl_robot.learning.reaching.adapt import adapt, adapt_cli
 from mtrl_robot.learning.reaching.checkpoint import load, model_file_path
 from mtrl_robot.learning.reaching.data import to_tensors
 from mtrl_robot.learning.reaching.predict import predict
 from mtrl_robot.learning.reaching.presets import load_preset
 from mtrl_robot.learning.reaching.pretrain import build_model
+from mtrl_robot.learning.reaching.single_demo import CHECK_CONFIDENCE
 from mtrl_robot.learning.reaching.train import train_from_preset
 from mtrl_robot.meta import MAML, MAMLConfig
 from mtrl_robot.meta.guard import GuardDecision, guarded_adapt
@@ -283,31 +284,40 @@ def test_a_step_that_oscillates_is_shrunk_even_though_the_demo_loss_falls():
     assert "(with it, loss on the 1 demo 1 → 0.64, ×½ fits them better (0.01))" in decision.describe()
 
 
-def test_one_demo_is_adapted_to_only_when_adapting_is_predicted_better_by_the_margin():
+def test_one_demo_is_adapted_to_only_when_enough_plausible_tasks_predict_it_better_by_the_margin():
     """One demo of y = x, a linear model from w = 0 whose step lands on w = 1 (the demo fitted, so check 1 passes);
-    the judge predicts the error at x = 3 on a task whose true slope is 0.98 (adapting helps) or 0.45 (the demo
-    misleads: w = 1 is farther from 0.45 than w = 0 is). With two demos the judge is not asked."""
+    the judge predicts the error at x = 3 on four tasks the demo allows, of true slopes 0.98, 0.95, 0.9 and one more:
+    adapting helps on the first three; the fourth slope is 0.99 (helps too: kept at any confidence), or 0.45 (the
+    demo misleads there: w = 1 is farther from 0.45 than w = 0 is), which keeps the adapted model at 75 % confidence
+    and not at 80 %. With two demos the judge is not asked."""
     model = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.zeros_(model.weight)
     learner = MAML(model, config=MAMLConfig(inner_lr=0.5))
     x, y = torch.ones(1, 1), torch.ones(1, 1)
     unjudged, _ = guarded_adapt(learner, x, y, steps=1)
-    for slope, kept in ((0.98, True), (0.45, False)):
-        def judge(params, slope=slope):
-            return abs(3.0 * params["weight"].item() - 3.0 * slope)
-        params, decision = guarded_adapt(learner, x, y, steps=1, judge=judge, margin=0.1)
-        assert decision.judged == pytest.approx((3.0 * slope, abs(3.0 - 3.0 * slope)))
+    for last, confidence, kept in ((0.99, 1.0, True), (0.45, 0.75, True), (0.45, 0.8, False)):
+        slopes = np.array([0.98, 0.95, 0.9, last])
+
+        def judge(params, slopes=slopes):
+            return np.abs(3.0 * params["weight"].item() - 3.0 * slopes)
+        params, decision = guarded_adapt(learner, x, y, steps=1, judge=judge, margin=0.1, confidence=confidence)
+        without, adapted = 3.0 * slopes, np.abs(3.0 - 3.0 * slopes)
+        assert decision.judged == pytest.approx((without.mean(), adapted.mean()))
+        assert decision.judged_share == (1.0 if last == 0.99 else 0.75)
         if kept:
             assert decision.outcome == "adapted" and torch.equal(params["weight"], unjudged["weight"])
-            assert decision.describe().endswith("; predicted error 0.06 cm, 2.94 cm without adapting")
+            assert decision.describe().endswith(f"; predicted error {adapted.mean():.2f} cm, {without.mean():.2f} cm "
+                                                f"without adapting, better on {decision.judged_share:.0%} of the "
+                                                f"robots the demo allows")
         else:
             assert decision.outcome == "fell back" and params["weight"].item() == 0.0
             assert decision.describe() == (
                 "adaptation guard: kept the meta-trained initialisation (adapted with the step ×1, loss on the 1 "
-                "demo 1 → 0, it is predicted to miss by 1.65 cm against 1.35 cm without adapting: not 0.1 cm better)")
+                "demo 1 → 0, it is predicted to miss by 0.54 cm against 2.46 cm without adapting, 0.1 cm better on "
+                "75% of the robots the demo allows: not 80%)")
     asked = []
     params, decision = guarded_adapt(learner, torch.ones(2, 1), torch.ones(2, 1), steps=1,
-                                     judge=lambda p: asked.append(p) or 0.0, margin=0.1)
+                                     judge=lambda p: asked.append(p) or np.zeros(1), margin=0.1)
     assert not asked and decision.judged is None
 
 
@@ -316,8 +326,8 @@ def test_one_demo_adaptation_says_what_the_calibrated_kinematics_predict(run, he
     adapted = adapt(run / "checkpoints" / "panda.pt", held_out, k=1, out=tmp_path / "one.pt", say=said.append)
     guard = load(adapted).info["adaptation"]["guard"]
     without, adapting = guard["judged"]
-    assert 0 < adapting and 0 < without  # mean misses (cm) through the chain the demo calibrates
-    assert (guard["outcome"] != "fell back") == (without - adapting >= CHECK_MARGIN_CM)
+    assert 0 < adapting and 0 < without  # mean misses (cm) through the chains the demo allows
+    assert (guard["outcome"] != "fell back") == (guard["judged_share"] >= CHECK_CONFIDENCE)
     assert f"{adapting:.2f} cm" in said[0] and f"{without:.2f} cm" in said[0]
 
 

@@ -10,7 +10,11 @@ normal with its mean and standard deviation (:meth:`~mtrl_robot.randomization.Di
     minimise  Σ_k |p(q_k; θ) − t_k|² / σ²  +  Σ_i ((θ_i − μ_i) / s_i)²
 
 σ (``noise``) is how far a demo's last posture may leave the flange from its target. Parameters the population
-does not perturb (s_i = 0) stay at their mean. Solved with SciPy's trust-region least squares. A fit that needs a
+does not perturb (s_i = 0) stay at their mean. Solved with SciPy's trust-region least squares. Around the estimate,
+the posterior is taken as normal with covariance (JᵀJ)⁻¹, J the residuals' Jacobian there (the Laplace
+approximation; the prior's rows keep it invertible): :meth:`Calibration.posterior_arms` draws robots that explain the
+demos as well as the family's spread allows, so a caller can ask how much a conclusion depends on the one estimate.
+A fit that needs a
 parameter more than ``MAX_DEVIATION`` standard deviations from its mean, or still misses a demo's target by more
 than ``MAX_MISS``, describes no robot of the family (e.g. a demo of another arm): it is reported as implausible,
 and callers keep the uncalibrated prediction.
@@ -18,7 +22,7 @@ and callers keep the uncalibrated prediction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -56,15 +60,31 @@ class Calibration:
     """A calibrated chain and how much to trust it: ``deviation`` is the largest parameter's distance from its
     population mean in standard deviations, ``miss`` the farthest the fitted chain leaves a demo's flange from its
     target (m). Demos no robot of the family could have made (another arm's, a wrong target) need a chain far outside
-    the population or still miss: :attr:`plausible` is then False."""
+    the population or still miss: :attr:`plausible` is then False. ``nominal``, ``theta``, ``scale`` and
+    ``covariance`` describe the posterior :meth:`posterior_arms` draws from."""
 
     arm: Arm
     deviation: float
     miss: float
+    nominal: Arm = field(repr=False)
+    theta: np.ndarray = field(repr=False)  # the estimate, every parameter (see :func:`prior`)
+    scale: np.ndarray = field(repr=False)  # each parameter's prior standard deviation (0: not perturbed)
+    covariance: np.ndarray = field(repr=False)  # of the perturbed parameters, in prior standard deviations
 
     @property
     def plausible(self) -> bool:
         return self.deviation <= MAX_DEVIATION and self.miss <= MAX_MISS
+
+    def posterior_arms(self, count: int, rng: np.random.Generator) -> list[Arm]:
+        """``count`` chains drawn from the Laplace approximation of the posterior around :attr:`arm`."""
+        free = self.scale > 0
+        steps = rng.multivariate_normal(np.zeros(int(free.sum())), self.covariance, size=count)
+        arms = []
+        for step in steps:
+            theta = self.theta.copy()
+            theta[free] += self.scale[free] * step
+            arms.append(arm_from_parameters(self.nominal, theta))
+        return arms
 
 
 def calibrate(nominal: Arm, config: PopulationConfig, postures: np.ndarray, targets: np.ndarray,
@@ -90,11 +110,13 @@ def calibrate(nominal: Arm, config: PopulationConfig, postures: np.ndarray, targ
     def reached(x: np.ndarray) -> np.ndarray:
         return CompiledChain(arm_from_parameters(nominal, parameters(x))).flange_positions(postures)
 
+    covariance = np.eye(x.size)  # without demos: the prior itself
     if len(postures) and free.any():
-        x = least_squares(lambda x: np.concatenate([((reached(x) - targets) / noise).ravel(), x]), x,
-                          method="trf").x
+        fit = least_squares(lambda x: np.concatenate([((reached(x) - targets) / noise).ravel(), x]), x,
+                            method="trf")
+        x, covariance = fit.x, np.linalg.inv(fit.jac.T @ fit.jac)
     theta = parameters(x)
     miss = float(np.linalg.norm(reached(x) - targets, axis=1).max()) if len(postures) else 0.0
     return Calibration(replace(arm_from_parameters(nominal, theta), robot_id=f"{nominal.family}-calibrated"),
-                       float(np.abs(x).max()) if x.size else 0.0, miss)
+                       float(np.abs(x).max()) if x.size else 0.0, miss, nominal, theta, std, covariance)
 

@@ -77,10 +77,10 @@ def calibrate(args: argparse.Namespace) -> None:
 
 
 def single_demo(args: argparse.Namespace) -> None:
-    from mtrl_robot.learning.reaching.single_demo_margin import measure_margins
+    from mtrl_robot.learning.reaching.single_demo_confidence import measure_confidences
 
     given = {"targets_per_robot": args.targets, "seed": args.seed, "validation": args.validation_robots}
-    table, data = measure_margins(args.run, args.output, **{k: v for k, v in given.items() if v is not None})
+    table, data = measure_confidences(args.run, args.output, **{k: v for k, v in given.items() if v is not None})
     print(table.read_text())
     print(f"wrote {table} and {data}")
 
@@ -231,13 +231,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=calibrate)
 
     o = verbs.add_parser("single-demo", help="the adaptation guard's one-demo check on validation robots: MAML at "
-                                             "K = 1 with each margin, and the robots it leaves worse than the init")
+                                             "K = 1 with each confidence, and the robots it leaves worse than the init")
     o.add_argument("run", type=Path, help="a training run of plain MAML")
     o.add_argument("-o", "--output", type=Path, default=RUNS / "single_demo")
     o.add_argument("--validation-robots", type=bounded(int, above=0, maximum=ROBOTS),
                    help="fresh robots per family (default: 60)")
     o.add_argument("--targets", type=bounded(int, above=0, maximum=DEMOS),
-                   help="fresh targets per robot (default: 10)")
+                   help="fresh targets per robot (default: 30)")
     o.add_argument("--seed", type=seed(), help="seed of the fresh targets (default: 1000)")
     o.set_defaults(func=single_demo)
 

@@ -19,9 +19,10 @@ When no step size passes, the initialisation is kept (``learner.unadapted()``: f
 prior's latent). With one demo leave-one-out is impossible, and the demos alone can only show overshoot; a caller
 that can predict how well a model does on the task beyond the demo may add a third check:
 
-3. **predicted better** (K = 1, with a ``judge``: parameters → the error they are predicted to have, in cm): the step
-   kept by the first check must be predicted better than the initialisation by at least ``margin``; otherwise the
-   initialisation is kept (``judged``: the two predictions).
+3. **predicted better** (K = 1, with a ``judge``: parameters → the errors they are predicted to have, in cm, on each
+   of several plausible models of the task): the step kept by the first check must be predicted better than the
+   initialisation by at least ``margin`` on at least the share ``confidence`` of those models; otherwise the
+   initialisation is kept (``judged``: the two mean predictions; ``judged_share``: the share that predicts it).
 
 Without a judge, a single demo that the steps fit without overshooting is trusted, even if it is another robot's. A
 meta-trained step that gives NaN or inf is not shrunk: the step sizes themselves are broken, and the decision names
@@ -36,6 +37,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -57,7 +59,8 @@ class GuardDecision:
     held_out_ratio: float | None  # leave-one-out loss over the initialisation's, geometric mean over demos (K ≥ 2)
     full_step: str  # why the meta-trained step was kept or refused
     diverged: str | None = None  # the first parameter the meta-trained step made NaN or inf
-    judged: tuple[float, float] | None = None  # K = 1 with a judge: predicted error (cm), initialisation → kept step
+    judged: tuple[float, float] | None = None  # K = 1 with a judge: mean predicted error (cm), initialisation → step
+    judged_share: float | None = None  # K = 1 with a judge: the share of the judge's models predicting the step better
 
     @property
     def outcome(self) -> str:
@@ -66,8 +69,8 @@ class GuardDecision:
     def describe(self) -> str:
         """One line: what was done and why."""
         demos = f"{self.k} demo{'s' if self.k > 1 else ''}"
-        predicted = (f"; predicted error {self.judged[1]:.2f} cm, {self.judged[0]:.2f} cm without adapting"
-                     if self.judged is not None else "")
+        predicted = (f"; predicted error {self.judged[1]:.2f} cm, {self.judged[0]:.2f} cm without adapting, better "
+                     f"on {self.judged_share:.0%} of the robots the demo allows" if self.judged is not None else "")
         if self.step_scale == 1.0:
             return f"adaptation guard: meta-trained step kept ({self.full_step}){predicted}"
         if self.step_scale > 0:
@@ -85,11 +88,11 @@ class GuardDecision:
 
 
 def guarded_adapt(learner: MAML, support_x: Tensor, support_y: Tensor, steps: int | None = None,
-                  judge: Callable[[Params], float] | None = None, margin: float = 0.0
+                  judge: Callable[[Params], np.ndarray] | None = None, margin: float = 0.0, confidence: float = 1.0
                   ) -> tuple[Params, GuardDecision]:
     """``learner.adapt`` on one task's support set, kept only as far as the checks above allow; returns the
-    parameters (for ``learner.predict``) and the decision. ``judge`` and ``margin`` (cm) are check 3's, used with
-    one demo only. Runs without building a graph."""
+    parameters (for ``learner.predict``) and the decision. ``judge``, ``margin`` (cm) and ``confidence`` are check
+    3's, used with one demo only. Runs without building a graph."""
     k = len(support_x)
     fitted: dict[float, tuple[Params, float]] = {}  # step scale → adapted parameters, their loss on the demos
 
@@ -116,24 +119,27 @@ def guarded_adapt(learner: MAML, support_x: Tensor, support_y: Tensor, steps: in
             if scale == 1.0:
                 why = _reason(k, before, after, halved, ratio, fits, generalises)
             if fits and generalises:
-                return _judged(params, initial, GuardDecision(k, scale, (before, after), ratio, why), judge, margin)
+                return _judged(params, initial, GuardDecision(k, scale, (before, after), ratio, why), judge, margin,
+                               confidence)
         return initial, GuardDecision(k, 0.0, (before, before), None, why)
 
 
-def _judged(params: Params, initial: Params, decision: GuardDecision, judge: Callable[[Params], float] | None,
-            margin: float) -> tuple[Params, GuardDecision]:
-    """Check 3: with one demo and a judge, the kept step only if it is predicted better than the initialisation by
-    ``margin``."""
+def _judged(params: Params, initial: Params, decision: GuardDecision, judge: Callable[[Params], np.ndarray] | None,
+            margin: float, confidence: float) -> tuple[Params, GuardDecision]:
+    """Check 3: with one demo and a judge, the kept step only if the share ``confidence`` of the judge's models
+    predicts it better than the initialisation by ``margin``."""
     if decision.k != 1 or judge is None:
         return params, decision
-    judged = judge(initial), judge(params)
-    if judged[0] - judged[1] >= margin:
-        return params, replace(decision, judged=judged)
+    without, adapted = np.asarray(judge(initial), dtype=float), np.asarray(judge(params), dtype=float)
+    share = float(np.mean(without - adapted >= margin))
+    judged = replace(decision, judged=(float(without.mean()), float(adapted.mean())), judged_share=share)
+    if share >= confidence:
+        return params, judged
     why = (f"adapted with the step ×{decision.step_scale:g}, loss on the 1 demo {decision.demo_loss[0]:.3g} → "
-           f"{decision.demo_loss[1]:.3g}, it is predicted to miss by {judged[1]:.2f} cm against {judged[0]:.2f} cm "
-           f"without adapting: not {margin:g} cm better")
-    return initial, replace(decision, step_scale=0.0, demo_loss=(decision.demo_loss[0],) * 2, full_step=why,
-                            judged=judged)
+           f"{decision.demo_loss[1]:.3g}, it is predicted to miss by {adapted.mean():.2f} cm against "
+           f"{without.mean():.2f} cm without adapting, {margin:g} cm better on {share:.0%} of the robots the demo "
+           f"allows: not {confidence:.0%}")
+    return initial, replace(judged, step_scale=0.0, demo_loss=(decision.demo_loss[0],) * 2, full_step=why)
 
 
 def _loss(learner: MAML, params: Params, x: Tensor, y: Tensor) -> float:

@@ -86,13 +86,13 @@ RESULTS = (
     Result("reaching_guard", "the adaptation guard on the full preset's MAML run: MAML with and without it at K = 1, "
            "2 and 5, per family and per held-out robot, against no adaptation",
            (_train("full", "runs/full"),
-            _evaluate("runs/full", "runs/full_guard_evaluation", "--ks", "1", "2", "5", "--targets", "10",
+            _evaluate("runs/full", "runs/full_guard_evaluation", "--ks", "1", "2", "5", "--targets", "30",
                       "--methods", "no_adaptation", "maml_unguarded", "maml", "--per-robot")),
            {"reaching_guard.md": "runs/full_guard_evaluation/reaching.md",
             "reaching_guard.png": "runs/full_guard_evaluation/reaching.png"}),
     Result("reaching_single_demo", "the adaptation guard's one-demo check on the full preset's MAML run: K = 1 on 60 "
-           "validation robots per family (never trained on or held out) with each margin, and the robots each leaves "
-           "worse than without adapting; the margin the guard uses is chosen here",
+           "validation robots per family (never trained on or held out) with each confidence, and the robots each "
+           "leaves worse than without adapting; the confidence the guard uses is chosen here",
            (_train("full", "runs/full"),
             Step(("reaching", "single-demo", "runs/full", "-o", "runs/full_single_demo"),
                  "runs/full_single_demo/single_demo.json", "runs/full_single_demo")),

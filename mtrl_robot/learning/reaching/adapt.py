@@ -29,7 +29,7 @@ from mtrl_robot.learning.reaching.calibrated_kinematics import (
 )
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import to_tensors
-from mtrl_robot.learning.reaching.single_demo import CHECK_MARGIN_CM, single_demo_judge
+from mtrl_robot.learning.reaching.single_demo import CHECK_CONFIDENCE, CHECK_MARGIN_CM, single_demo_judge
 from mtrl_robot.meta.guard import GuardDecision, guarded_adapt
 from mtrl_robot.meta.probabilistic import LATENT
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
@@ -40,9 +40,8 @@ def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: i
                  ) -> tuple[dict[str, torch.Tensor], GuardDecision]:
     """Adapted parameters (and, probabilistic, the task latent under ``LATENT``) from the first ``k`` demos, with
     the adaptation guard's decision (:mod:`mtrl_robot.meta.guard`: the step shrunk, or the initialisation kept,
-    when adapting would make the model worse; with one demo of plain MAML, also when the kinematics the demo
-    calibrates do not predict the adapted model ``CHECK_MARGIN_CM`` better,
-    :mod:`~mtrl_robot.learning.reaching.single_demo`)."""
+    when adapting would make the model worse; with one demo of plain MAML, also when too few of the robots the demo
+    allows are predicted to reach better with the adapted model, :mod:`~mtrl_robot.learning.reaching.single_demo`)."""
     if len(demos.robots) != 1:
         raise DatasetError(None, f"adaptation needs the demos of one robot, got {len(demos.robots)} robots "
                            f"({', '.join(demos.robot_ids[:4])}); select one with DemoDataset.for_robot")
@@ -56,7 +55,7 @@ def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: i
     judged = k == 1 and not getattr(state.learner, "uses_latent", False)
     return guarded_adapt(state.learner, state.model.condition(data.targets[:k]),
                          state.model.normalize(data.offsets[:k]), steps,
-                         single_demo_judge(state, demos) if judged else None, CHECK_MARGIN_CM)
+                         single_demo_judge(state, demos) if judged else None, CHECK_MARGIN_CM, CHECK_CONFIDENCE)
 
 
 def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None = None,

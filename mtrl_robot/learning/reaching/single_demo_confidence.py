@@ -1,16 +1,17 @@
-"""The one-demo check's margin, measured on validation robots: which margin leaves no robot worse for adapting.
+"""The one-demo check's confidence, measured on validation robots: which share leaves no robot worse for adapting.
 
 For every plain-MAML checkpoint of a run (one per family) and its **validation robots** — fresh robots of the run's
 population beyond its last one, never trained on or held out, drawn as the spread calibration draws them
 (:func:`~mtrl_robot.learning.reaching.evaluate.validation_robots`: the robot's demo planned with the run's demo seed;
 its fresh targets as the evaluation's) — one demo adapts the model through the adaptation guard's first check alone
 (:func:`~mtrl_robot.meta.guard.guarded_adapt` without a judge), and the judge of
-:mod:`~mtrl_robot.learning.reaching.single_demo` predicts the error of the kept step and of the initialisation. Both
-models' paths to the fresh targets are executed in MuJoCo. For each margin tried, a robot keeps the adapted model when
-adapting is predicted at least that much better, the initialisation otherwise; the table gives the mean error and
-the robots that end worse than the initialisation (their mean over their targets), per margin. The margin chosen
-gives up none of what adapting gains: among the margins whose mean error is no higher than the guard's without the
-check, the one with the fewest robots worse, then the lowest mean error, then the smallest.
+:mod:`~mtrl_robot.learning.reaching.single_demo` predicts the error of the kept step and of the initialisation on
+each chain the demo allows. Both models' paths to the fresh targets are executed in MuJoCo. For each confidence tried,
+a robot keeps the adapted model when at least that share of the chains predicts adapting ``CHECK_MARGIN_CM`` better,
+the initialisation otherwise; the table gives the mean error and the robots that end worse than the initialisation
+(their mean over their targets), per confidence. The confidence chosen gives up none of what adapting gains: among
+those whose mean error is no higher than the guard's without the check, the one with the fewest robots worse, then
+the highest (where the validation robots cannot tell two apart, the more cautious).
 """
 
 from __future__ import annotations
@@ -32,22 +33,23 @@ from mtrl_robot.learning.reaching.calibration import VALIDATION_ROBOTS  # as man
 from mtrl_robot.learning.reaching.data import to_tensors
 from mtrl_robot.learning.reaching.evaluate import (
     SEED,
-    TARGETS_PER_ROBOT,
     meta_trained_checkpoints,
     validation_robots,
 )
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
-from mtrl_robot.learning.reaching.single_demo import CHECK_MARGIN_CM, single_demo_judge
+from mtrl_robot.learning.reaching.single_demo import CHECK_CONFIDENCE, CHECK_MARGIN_CM, single_demo_judge
 from mtrl_robot.meta.guard import guarded_adapt
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.tasks.reaching import reach
 
-MARGINS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)  # cm: the margins tried
+CONFIDENCES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)  # the shares of the chains tried
+TARGETS = 30  # fresh targets per validation robot: enough to tell a robot made worse from one measured unluckily
 
 
 def robot_case(state: checkpoints.ReachingCheckpoint, demos, targets_per_robot: int, seed: int) -> dict:
     """One validation robot: its errors (cm) without adapting and with the step the guard's first check keeps, and
-    the judge's predictions for both (None without a plausible calibration or when the check kept nothing)."""
+    the judge's predictions for both on each chain (None without a plausible calibration or when the check kept
+    nothing)."""
     arm = demos.robots[0]
     n_waypoints = int(state.info["n_waypoints"])
     targets = plan_robot_demos(arm, targets_per_robot, seed, n_waypoints).targets
@@ -64,38 +66,40 @@ def robot_case(state: checkpoints.ReachingCheckpoint, demos, targets_per_robot: 
 
     without = errors(initial)
     adapted = errors(params) if decision.step_scale > 0 else without
-    judged = [judge(initial), judge(params)] if judge is not None and decision.step_scale > 0 else None
+    judged = [judge(initial).tolist(), judge(params).tolist()] if judge is not None and decision.step_scale > 0 \
+        else None
     return {"robot": arm.robot_id, "step_scale": decision.step_scale, "judged": judged, "no_adaptation": without,
             "adapted": adapted}
 
 
-def kept(case: dict, margin: float | None) -> list[float]:
-    """The errors of the model a margin keeps (None: no check, the adapted model)."""
+def kept(case: dict, confidence: float | None) -> list[float]:
+    """The errors of the model a confidence keeps (None: no check, the adapted model)."""
     judged = case["judged"]
-    adapt = margin is None or judged is None or judged[0] - judged[1] >= margin
+    adapt = confidence is None or judged is None or \
+        np.mean(np.subtract(judged[0], judged[1]) >= CHECK_MARGIN_CM) >= confidence
     return case["adapted"] if adapt else case["no_adaptation"]
 
 
-def summary(cases: dict[str, list[dict]], margin: float | None) -> dict:
+def summary(cases: dict[str, list[dict]], confidence: float | None) -> dict:
     """Mean error (interval over robots × targets) pooled and per family, and the robots worse than without adapting,
-    with the check at ``margin`` (None: without it)."""
+    with the check at ``confidence`` (None: without it)."""
     worse = [c["robot"] for family in cases.values() for c in family
-             if np.mean(kept(c, margin)) > np.mean(c["no_adaptation"])]
-    errors = {f: [e for c in family for e in kept(c, margin)] for f, family in cases.items()}
-    return {"margin": margin, "all": interval([e for family in errors.values() for e in family]).to_dict(),
+             if np.mean(kept(c, confidence)) > np.mean(c["no_adaptation"])]
+    errors = {f: [e for c in family for e in kept(c, confidence)] for f, family in cases.items()}
+    return {"confidence": confidence, "all": interval([e for family in errors.values() for e in family]).to_dict(),
             "families": {f: float(np.mean(family)) for f, family in errors.items()}, "worse": worse}
 
 
-def measure_margins(run_dir: str | Path, out_dir: str | Path, margins: Sequence[float] = MARGINS,
-                    validation: int = VALIDATION_ROBOTS, targets_per_robot: int = TARGETS_PER_ROBOT, seed: int = SEED,
-                    progress: bool = True) -> tuple[Path, Path]:
-    """Measure the one-demo check at every margin on the run's validation robots; returns ``single_demo.md`` and
+def measure_confidences(run_dir: str | Path, out_dir: str | Path, confidences: Sequence[float] = CONFIDENCES,
+                        validation: int = VALIDATION_ROBOTS, targets_per_robot: int = TARGETS, seed: int = SEED,
+                        progress: bool = True) -> tuple[Path, Path]:
+    """Measure the one-demo check at every confidence on the run's validation robots; returns ``single_demo.md`` and
     ``single_demo.json`` (written into ``out_dir``)."""
     started = time.perf_counter()
     run, out = Path(run_dir), Path(out_dir)
-    if validation < 1 or not margins or min(margins) < 0:
-        raise ValueError(f"need at least 1 validation robot per family and margins >= 0, got {validation} and "
-                         f"{list(margins)}")
+    if validation < 1 or not confidences or not 0 <= min(confidences) <= max(confidences) <= 1:
+        raise ValueError(f"need at least 1 validation robot per family and confidences in [0, 1], got {validation} "
+                         f"and {list(confidences)}")
     plain = {f: p for f, (p, variant) in meta_trained_checkpoints(run).items() if variant != "probabilistic"}
     if not plain:
         raise ValueError(f"{run}: no meta-trained checkpoint of plain MAML (the one-demo check is made for it)")
@@ -107,22 +111,23 @@ def measure_margins(run_dir: str | Path, out_dir: str | Path, margins: Sequence[
             cases[family] = [robot_case(state, demos.for_robot(robot), targets_per_robot, seed)
                              for robot in progress_bar(robots, desc=f"validation {family}", unit="robot",
                                                        disable=not progress)]
-    rows = [summary(cases, None), *(summary(cases, float(m)) for m in sorted(margins))]
+    rows = [summary(cases, None), *(summary(cases, float(c)) for c in sorted(confidences))]
     without = rows[0]["all"]["mean"]
     chosen = min((r for r in rows[1:] if r["all"]["mean"] <= without),
-                 key=lambda r: (len(r["worse"]), r["all"]["mean"], r["margin"]), default={"margin": None})["margin"]
+                 key=lambda r: (len(r["worse"]), -r["confidence"]), default={"confidence": None})["confidence"]
     results = {"run_dir": str(run), "validation_robots": validation, "targets_per_robot": targets_per_robot,
                "seed": seed, "no_adaptation": summary({f: [{**c, "adapted": c["no_adaptation"]} for c in family]
                                                        for f, family in cases.items()}, None),
-               "margins": rows, "chosen": chosen, "check_margin_cm": CHECK_MARGIN_CM, "cases": cases,
+               "confidences": rows, "chosen": chosen, "check_margin_cm": CHECK_MARGIN_CM,
+               "check_confidence": CHECK_CONFIDENCE, "cases": cases,
                "seconds": time.perf_counter() - started}
     out.mkdir(parents=True, exist_ok=True)
     json_path = write_atomic(out / "single_demo.json", json.dumps(results, indent=1))
-    return write_atomic(out / "single_demo.md", margin_table(results)), json_path
+    return write_atomic(out / "single_demo.md", confidence_table(results)), json_path
 
 
-def margin_table(results: dict) -> str:
-    """Rows: no adaptation, the guard without the check, then each margin; mean error pooled (interval) and per
+def confidence_table(results: dict) -> str:
+    """Rows: no adaptation, the guard without the check, then each confidence; mean error pooled (interval) and per
     family, and the robots worse than without adapting."""
     families = list(results["no_adaptation"]["families"])
 
@@ -133,15 +138,15 @@ def margin_table(results: dict) -> str:
                 str(len(worse)) + (f" ({', '.join(worse)})" if 0 < len(worse) <= 5 else "")]
 
     rows = [row("no adaptation (meta-trained init)", results["no_adaptation"])]
-    rows += [row("MAML, K = 1, guard without the check" if r["margin"] is None else
-                 f"with the check, margin {r['margin']:g} cm" + (" (chosen)" if r["margin"] == results["chosen"]
-                                                                  else ""), r) for r in results["margins"]]
+    rows += [row("MAML, K = 1, guard without the check" if r["confidence"] is None else
+                 f"with the check, {r['confidence']:.0%} of the chains" +
+                 (" (chosen)" if r["confidence"] == results["chosen"] else ""), r) for r in results["confidences"]]
     intro = (f"The adaptation guard's one-demo check on {results['validation_robots']} validation robots per family "
              f"(fresh robots of the run's population, never trained on or held out), K = 1: final flange-to-target "
              f"distance in cm executed in MuJoCo, mean [95 % Student-t interval] over robots × "
              f"{results['targets_per_robot']} fresh targets, and the robots whose mean ends worse than without "
-             f"adapting. The check keeps the initialisation unless the chain the demo calibrates predicts adapting "
-             f"at least the margin better; chosen: of the margins whose mean is no higher than without the check, the "
-             f"fewest robots worse, then the lowest mean, then the smallest (the code's margin: "
-             f"{results['check_margin_cm']:g} cm).")
+             f"adapting. The check keeps the initialisation unless at least the given share of the chains drawn from "
+             f"the demo's kinematic calibration predicts adapting {results['check_margin_cm']:g} cm better; chosen: "
+             f"of the shares whose mean is no higher than without the check, the fewest robots worse, then the "
+             f"highest (the code's share: {results['check_confidence']:.0%}).")
     return markdown_table(["", "all", *families, "robots worse than without adapting"], rows, [intro])
