@@ -14,10 +14,9 @@ does not perturb (s_i = 0) stay at their mean. Solved with SciPy's trust-region 
 the posterior is taken as normal with covariance (JᵀJ)⁻¹, J the residuals' Jacobian there (the Laplace
 approximation; the prior's rows keep it invertible): :meth:`Calibration.posterior_arms` draws robots that explain the
 demos as well as the family's spread allows, so a caller can ask how much a conclusion depends on the one estimate.
-A fit that needs a
-parameter more than ``MAX_DEVIATION`` standard deviations from its mean, or still misses a demo's target by more
-than ``MAX_MISS``, describes no robot of the family (e.g. a demo of another arm): it is reported as implausible,
-and callers keep the uncalibrated prediction.
+A fit that needs a parameter more than ``MAX_DEVIATION`` standard deviations from its mean, or still misses a demo's
+target by more than ``MAX_MISS``, describes no robot of the family (e.g. a demo of another arm): it is reported as
+implausible, and callers keep the uncalibrated prediction.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def _judged(params: Params, initial: Params, decision: GuardDecision, judge: Cal
     if decision.k != 1 or judge is None:
         return params, decision
     without, adapted = np.asarray(judge(initial), dtype=float), np.asarray(judge(params), dtype=float)
-    share = float(np.mean(without - adapted >= margin))
+    share = better_share(without, adapted, margin)
     judged = replace(decision, judged=(float(without.mean()), float(adapted.mean())), judged_share=share)
     if share >= confidence:
         return params, judged
@@ -140,6 +140,12 @@ def _judged(params: Params, initial: Params, decision: GuardDecision, judge: Cal
            f"{without.mean():.2f} cm without adapting, {margin:g} cm better on {share:.0%} of the robots the demo "
            f"allows: not {confidence:.0%}")
     return initial, replace(judged, step_scale=0.0, demo_loss=(decision.demo_loss[0],) * 2, full_step=why)
+
+
+def better_share(without: np.ndarray, adapted: np.ndarray, margin: float) -> float:
+    """The share of a judge's models on which the adapted parameters are predicted ``margin`` better than the
+    initialisation (``without`` and ``adapted``: their predicted errors on each)."""
+    return float(np.mean(np.subtract(without, adapted) >= margin))
 
 
 def _loss(learner: MAML, params: Params, x: Tensor, y: Tensor) -> float:

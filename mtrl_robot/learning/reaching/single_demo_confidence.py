@@ -38,7 +38,7 @@ from mtrl_robot.learning.reaching.evaluate import (
 )
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
 from mtrl_robot.learning.reaching.single_demo import CHECK_CONFIDENCE, CHECK_MARGIN_CM, single_demo_judge
-from mtrl_robot.meta.guard import guarded_adapt
+from mtrl_robot.meta.guard import better_share, guarded_adapt
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.tasks.reaching import reach
 
@@ -75,8 +75,7 @@ def robot_case(state: checkpoints.ReachingCheckpoint, demos, targets_per_robot: 
 def kept(case: dict, confidence: float | None) -> list[float]:
     """The errors of the model a confidence keeps (None: no check, the adapted model)."""
     judged = case["judged"]
-    adapt = confidence is None or judged is None or \
-        np.mean(np.subtract(judged[0], judged[1]) >= CHECK_MARGIN_CM) >= confidence
+    adapt = confidence is None or judged is None or better_share(*judged, CHECK_MARGIN_CM) >= confidence
     return case["adapted"] if adapt else case["no_adaptation"]
 
 
