@@ -23,7 +23,7 @@ from mtrl_robot.cli.main import main as cli_main
 from mtrl_robot.core.errors import ConfigError
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
 from mtrl_robot.distributed.compute import ComputeConfig
-from mtrl_robot.learning.reaching.adapt import adapt, adapt_cli
+from mtrl_robot.learning.reaching.adapt import adapt, adapt_cli, adapt_params
 from mtrl_robot.learning.reaching.checkpoint import load, model_file_path
 from mtrl_robot.learning.reaching.data import to_tensors
 from mtrl_robot.learning.reaching.predict import predict
@@ -250,6 +250,30 @@ def test_a_misleading_demo_does_not_leave_the_model_worse_than_no_adaptation(run
     assert decision.outcome in ("shrunk", "fell back") and "leave-one-out" in decision.describe()
     if decision.outcome == "fell back":
         assert all(torch.equal(params[n], p) for n, p in learner.params().items())
+
+
+def test_a_single_demo_of_another_arm_is_not_adapted_to(run, demos, held_out):
+    """One demo, another arm's: a Gen3's motion and target given as the held-out Panda's (its joint path clipped
+    into the Panda's limits). Adapted on as meta-trained, it leaves the model worse on the robot's own demos; no Panda
+    could have made it, so the guard keeps the initialisation and says why."""
+    state = load(run / "checkpoints" / "panda.pt")
+    learner, steps, normalize = state.learner, state.preset.adapt.steps, state.model.normalize
+    arm = held_out.robots[0]
+    other = demos.for_robot(next(r for r in demos.robot_ids if r.startswith("gen3")))
+    positions = np.clip(other.positions[:1], arm.lower, arm.upper)
+    velocities = np.clip(other.velocities[:1], -arm.velocity_limits, arm.velocity_limits)
+    misleading = dataclasses.replace(held_out.subset([0]), targets=other.targets[:1], times=other.times[:1],
+                                     positions=positions, velocities=velocities)
+    data = to_tensors(misleading)
+    with torch.no_grad():
+        pulled = learner.adapt(data.targets, normalize(data.offsets), steps)
+    params, decision = adapt_params(state, misleading, 1, steps)
+    robot = to_tensors(held_out)
+    before = _loss_on(learner, learner.unadapted(), robot.targets, robot.offsets, normalize)
+    assert _loss_on(learner, pulled, robot.targets, robot.offsets, normalize) > before  # the demo misleads
+    assert decision.outcome == "fell back" and decision.refused.startswith("no panda robot could have made the demo")
+    assert all(torch.equal(params[n], p) for n, p in learner.unadapted().items())
+    assert decision.describe().startswith("adaptation guard: kept the meta-trained initialisation (no panda robot")
 
 
 def test_an_overshooting_step_is_shrunk_until_the_demo_is_fitted(run, held_out):

@@ -24,7 +24,9 @@ that can predict how well a model does on the task beyond the demo may add a thi
    initialisation by at least ``margin`` on at least the share ``confidence`` of those models; otherwise the
    initialisation is kept (``judged``: the two mean predictions; ``judged_share``: the share that predicts it).
 
-Without a judge, a single demo that the steps fit without overshooting is trusted, even if it is another robot's. A
+A caller that can tell that a single demo cannot be trusted at all (e.g. no robot of the task's family could have
+made it) says why in ``refused``: the initialisation is then kept without adapting. Without a judge or a refusal, a
+single demo that the steps fit without overshooting is trusted, even if it is another robot's. A
 meta-trained step that gives NaN or inf is not shrunk: the step sizes themselves are broken, and the decision names
 the parameter (``diverged``) for the caller to refuse.
 Every decision is returned as a :class:`GuardDecision` and said in one line (:meth:`GuardDecision.describe`).
@@ -61,6 +63,7 @@ class GuardDecision:
     diverged: str | None = None  # the first parameter the meta-trained step made NaN or inf
     judged: tuple[float, float] | None = None  # K = 1 with a judge: mean predicted error (cm), initialisation → step
     judged_share: float | None = None  # K = 1 with a judge: the share of the judge's models predicting the step better
+    refused: str | None = None  # K = 1: why the demo was not adapted to at all
 
     @property
     def outcome(self) -> str:
@@ -78,7 +81,7 @@ class GuardDecision:
                     f"{self.demo_loss[0]:.3g} → {self.demo_loss[1]:.3g}"
                     + (f", leave-one-out ×{self.held_out_ratio:.3g}" if self.held_out_ratio is not None else "")
                     + predicted)
-        if self.judged is not None:
+        if self.judged is not None or self.refused is not None:
             return f"adaptation guard: kept the meta-trained initialisation ({self.full_step})"
         return (f"adaptation guard: fell back to the meta-trained initialisation, no step size down to "
                 f"×{STEP_SCALES[-1]:g} passed ({self.full_step})")
@@ -88,11 +91,11 @@ class GuardDecision:
 
 
 def guarded_adapt(learner: MAML, support_x: Tensor, support_y: Tensor, steps: int | None = None,
-                  judge: Callable[[Params], np.ndarray] | None = None, margin: float = 0.0, confidence: float = 1.0
-                  ) -> tuple[Params, GuardDecision]:
+                  judge: Callable[[Params], np.ndarray] | None = None, margin: float = 0.0, confidence: float = 1.0,
+                  refused: str | None = None) -> tuple[Params, GuardDecision]:
     """``learner.adapt`` on one task's support set, kept only as far as the checks above allow; returns the
     parameters (for ``learner.predict``) and the decision. ``judge``, ``margin`` (cm) and ``confidence`` are check
-    3's, used with one demo only. Runs without building a graph."""
+    3's, used with one demo only, as is ``refused``. Runs without building a graph."""
     k = len(support_x)
     fitted: dict[float, tuple[Params, float]] = {}  # step scale → adapted parameters, their loss on the demos
 
@@ -105,6 +108,8 @@ def guarded_adapt(learner: MAML, support_x: Tensor, support_y: Tensor, steps: in
     with torch.no_grad():
         initial = learner.unadapted()
         before = _loss(learner, initial, support_x, support_y)
+        if k == 1 and refused is not None:
+            return initial, GuardDecision(k, 0.0, (before, before), None, refused, refused=refused)
         why = ""
         for scale in STEP_SCALES:
             params, after = adapted(scale)

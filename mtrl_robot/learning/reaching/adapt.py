@@ -29,7 +29,12 @@ from mtrl_robot.learning.reaching.calibrated_kinematics import (
 )
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import to_tensors
-from mtrl_robot.learning.reaching.single_demo import CHECK_CONFIDENCE, CHECK_MARGIN_CM, single_demo_judge
+from mtrl_robot.learning.reaching.single_demo import (
+    CHECK_CONFIDENCE,
+    CHECK_MARGIN_CM,
+    ImplausibleDemo,
+    single_demo_judge,
+)
 from mtrl_robot.meta.guard import GuardDecision, guarded_adapt
 from mtrl_robot.meta.probabilistic import LATENT
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
@@ -41,7 +46,8 @@ def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: i
     """Adapted parameters (and, probabilistic, the task latent under ``LATENT``) from the first ``k`` demos, with
     the adaptation guard's decision (:mod:`mtrl_robot.meta.guard`: the step shrunk, or the initialisation kept,
     when adapting would make the model worse; with one demo of plain MAML, also when too few of the robots the demo
-    allows are predicted to reach better with the adapted model, :mod:`~mtrl_robot.learning.reaching.single_demo`)."""
+    allows are predicted to reach better with the adapted model, or no robot of the family could have made it,
+    :mod:`~mtrl_robot.learning.reaching.single_demo`)."""
     if len(demos.robots) != 1:
         raise DatasetError(None, f"adaptation needs the demos of one robot, got {len(demos.robots)} robots "
                            f"({', '.join(demos.robot_ids[:4])}); select one with DemoDataset.for_robot")
@@ -52,10 +58,15 @@ def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: i
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     data = to_tensors(demos, state.joint_names, int(state.info["n_waypoints"]))
-    judged = k == 1 and not getattr(state.learner, "uses_latent", False)
+    judge, refused = None, None
+    if k == 1 and not getattr(state.learner, "uses_latent", False):
+        try:
+            judge = single_demo_judge(state, demos)
+        except ImplausibleDemo as exc:
+            refused = str(exc)
     return guarded_adapt(state.learner, state.model.condition(data.targets[:k]),
-                         state.model.normalize(data.offsets[:k]), steps,
-                         single_demo_judge(state, demos) if judged else None, CHECK_MARGIN_CM, CHECK_CONFIDENCE)
+                         state.model.normalize(data.offsets[:k]), steps, judge, CHECK_MARGIN_CM, CHECK_CONFIDENCE,
+                         refused)
 
 
 def adapt(checkpoint: str | Path, demos: DemoDataset, k: int, steps: int | None = None,

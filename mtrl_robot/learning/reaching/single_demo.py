@@ -10,9 +10,11 @@ calibration's posterior instead (:meth:`~mtrl_robot.arms.kinematic_calibration.C
 with the robot's id): a model's predicted error on each is the mean distance by which its paths to ``CHECK_TARGETS``
 targets of the family's nominal workspace end from them through that chain. The guard keeps the adapted model only
 when at least the share ``CHECK_CONFIDENCE`` of the chains predicts it ``CHECK_MARGIN_CM`` better than the
-initialisation. The share was chosen on validation robots of the full preset (``mtrl-robot reaching single-demo``,
-:mod:`~mtrl_robot.learning.reaching.single_demo_confidence`): of the shares that give up none of the mean gain of
-adapting there, the one leaving the fewest of them worse than the initialisation, the most cautious on a tie.
+initialisation. A demo that no robot of the family could have made (the calibration is not plausible: another arm's
+motion, a wrong target) is not adapted to at all. The share was chosen on validation robots of the full preset
+(``mtrl-robot reaching single-demo``, :mod:`~mtrl_robot.learning.reaching.single_demo_confidence`): of the shares
+that give up none of the mean gain of adapting there, the one leaving the fewest of them worse than the
+initialisation, the most cautious on a tie.
 """
 
 from __future__ import annotations
@@ -35,16 +37,23 @@ CHECK_MARGIN_CM = 0.05  # how much better adapting on one demo must be predicted
 CHECK_CONFIDENCE = 0.9  # the share of the chains that must predict it
 
 
-def single_demo_judge(state: ReachingCheckpoint, demos: DemoDataset) -> Callable[[dict], np.ndarray] | None:
+class ImplausibleDemo(ValueError):
+    """No robot of the family could have made the demo (another arm's motion, a wrong target): not adapted to."""
+
+
+def single_demo_judge(state: ReachingCheckpoint, demos: DemoDataset) -> Callable[[dict], np.ndarray]:
     """The guard's judge for the first of ``demos``: parameters (``state.learner``'s) → their predicted error in cm
     on each of ``CHECK_CHAINS`` chains drawn from the demo's calibration, the mean distance by which the model's paths
-    end from ``CHECK_TARGETS`` targets through it; None when that calibration is not plausible (no robot of the
-    family explains the demo)."""
+    end from ``CHECK_TARGETS`` targets through it. Raises :class:`ImplausibleDemo`, saying why, when that
+    calibration is not plausible (no robot of the family explains the demo)."""
     arm = demos.robots[0]
     nominal, population = family_population(state.preset, arm.family, fallback=state.info["family"])
     calibration = calibrate_from_demos(nominal, population, demos, 1, state.preset.adapt.demo_precision)
     if not calibration.plausible:
-        return None
+        raise ImplausibleDemo(
+            f"no {nominal.family} robot could have made the demo: its chain would need a parameter "
+            f"{calibration.deviation:.1f} standard deviations from the population's mean, and misses the demo's target "
+            f"by {calibration.miss * 1e3:.2f} mm")
     rng = robot_rng(CHECK_SEED, arm.robot_id)
     targets = sample_reachable_targets(nominal, CHECK_TARGETS, rng)
     chains = [CompiledChain(a) for a in calibration.posterior_arms(CHECK_CHAINS, rng)]

@@ -37,7 +37,12 @@ from mtrl_robot.learning.reaching.evaluate import (
     validation_robots,
 )
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
-from mtrl_robot.learning.reaching.single_demo import CHECK_CONFIDENCE, CHECK_MARGIN_CM, single_demo_judge
+from mtrl_robot.learning.reaching.single_demo import (
+    CHECK_CONFIDENCE,
+    CHECK_MARGIN_CM,
+    ImplausibleDemo,
+    single_demo_judge,
+)
 from mtrl_robot.meta.guard import better_share, guarded_adapt
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.tasks.reaching import reach
@@ -47,16 +52,19 @@ TARGETS = 30  # fresh targets per validation robot: enough to tell a robot made 
 
 
 def robot_case(state: checkpoints.ReachingCheckpoint, demos, targets_per_robot: int, seed: int) -> dict:
-    """One validation robot: its errors (cm) without adapting and with the step the guard's first check keeps, and
-    the judge's predictions for both on each chain (None without a plausible calibration or when the check kept
-    nothing)."""
+    """One validation robot: its errors (cm) without adapting and with the step the guard's first check keeps, the
+    judge's predictions for both on each chain (None without a plausible calibration or when the check kept
+    nothing), and whether the demo is refused (no robot of the family could have made it)."""
     arm = demos.robots[0]
     n_waypoints = int(state.info["n_waypoints"])
     targets = plan_robot_demos(arm, targets_per_robot, seed, n_waypoints).targets
     data = to_tensors(demos, state.joint_names, n_waypoints)
     params, decision = guarded_adapt(state.learner, state.model.condition(data.targets[:1]),
                                      state.model.normalize(data.offsets[:1]), state.preset.adapt.steps)
-    judge = single_demo_judge(state, demos)
+    try:
+        judge, refused = single_demo_judge(state, demos), False
+    except ImplausibleDemo:
+        judge, refused = None, True
     initial = state.learner.unadapted()
     backend = MujocoBackend(arm)
 
@@ -68,14 +76,16 @@ def robot_case(state: checkpoints.ReachingCheckpoint, demos, targets_per_robot: 
     adapted = errors(params) if decision.step_scale > 0 else without
     judged = [judge(initial).tolist(), judge(params).tolist()] if judge is not None and decision.step_scale > 0 \
         else None
-    return {"robot": arm.robot_id, "step_scale": decision.step_scale, "judged": judged, "no_adaptation": without,
-            "adapted": adapted}
+    return {"robot": arm.robot_id, "step_scale": decision.step_scale, "judged": judged, "refused": refused,
+            "no_adaptation": without, "adapted": adapted}
 
 
 def kept(case: dict, confidence: float | None) -> list[float]:
-    """The errors of the model a confidence keeps (None: no check, the adapted model)."""
+    """The errors of the model a confidence keeps (None: no check, the adapted model; a refused demo: the
+    initialisation at any confidence)."""
     judged = case["judged"]
-    adapt = confidence is None or judged is None or better_share(*judged, CHECK_MARGIN_CM) >= confidence
+    adapt = confidence is None or not case["refused"] and (
+        judged is None or better_share(*judged, CHECK_MARGIN_CM) >= confidence)
     return case["adapted"] if adapt else case["no_adaptation"]
 
 
