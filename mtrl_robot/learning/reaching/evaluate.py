@@ -600,7 +600,8 @@ LISTED_ROBOTS = 5  # robots worse than without adapting are named up to this man
 
 def robots_note(results: dict) -> str:
     """Per adapted method and K ≥ 1: the worst held-out robot (the highest mean over its targets) and the robots that
-    end worse than without adapting (the meta-trained initialisation on the same targets)."""
+    end worse than without adapting on the same targets: than the method's own model at K = 0 when the evaluation
+    has it (probabilistic MAML's prior, fine-tuning's multi-task model), the meta-trained initialisation otherwise."""
     per_robot = results["per_robot_cm"]
     parts = []
     for method in results["methods"]:
@@ -612,15 +613,22 @@ def robots_note(results: dict) -> str:
             if not means:
                 continue
             worst = max(means, key=means.__getitem__)
-            worse = [r for r, mean in means.items() if "no_adaptation" in per_robot[r]
-                     and mean > np.mean(per_robot[r]["no_adaptation"][k])]
+            worse = [r for r, mean in means.items() if mean > _unadapted_mean(per_robot[r], method, k)]
             named = f": {', '.join(worse)}" if len(worse) <= LISTED_ROBOTS else ""
             cells.append(f"K = {k} {worst} {means[worst]:.2f}"
                          + (f" ({len(worse)} worse than without adapting{named})" if worse else ""))
         if cells:
             parts.append(f"{LABELS[method]}: {'; '.join(cells)}")
+    own = " (the same method at K = 0; the meta-trained initialisation for MAML)" if 0 in results["ks"] else ""
     return ("Worst held-out robot per method and K (its mean over its targets, cm), and the robots that end worse "
-            "than without adapting: " + ". ".join(parts) + ".")
+            f"than without adapting{own}: " + ". ".join(parts) + ".")
+
+
+def _unadapted_mean(errors: dict, method: str, k: str) -> float:
+    """One robot's mean error without adapting, for ``method`` at K = ``k``: the method's own K = 0 when evaluated,
+    else the meta-trained initialisation's (inf when neither was evaluated: nothing to be worse than)."""
+    unadapted = errors[method].get("0", errors.get("no_adaptation", {}).get(k))
+    return float(np.mean(unadapted)) if unadapted is not None else math.inf
 
 
 def robot_table(results: dict) -> str:
