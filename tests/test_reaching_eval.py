@@ -221,3 +221,23 @@ def test_the_one_demo_confidence_is_measured_on_validation_robots(evaluated, tmp
     chosen = next((r for r in rows[1:] if r["confidence"] == results["chosen"]), None)
     assert chosen is None or chosen["all"]["mean"] <= rows[0]["all"]["mean"]  # gives up none of the mean gain
     assert "| no adaptation (meta-trained init) |" in capsys.readouterr().out
+
+
+def test_a_robot_is_worse_than_the_same_method_without_adapting_where_the_table_has_it():
+    """Probabilistic MAML's robot is judged against its own prior (K = 0 column), not MAML's initialisation: r1 ends
+    at 2 cm after one demo, better than its prior's 3 cm but worse than MAML's 1 cm. Without a K = 0 column, MAML's
+    initialisation is the reference for every method."""
+    from mtrl_robot.learning.reaching.evaluate import robots_note
+
+    per_robot = {"r1": {"no_adaptation": {"0": [1.0], "1": [1.0]}, "maml": {"0": [1.0], "1": [1.5]},
+                        "pmaml": {"0": [3.0], "1": [2.0]}},
+                 "r2": {"no_adaptation": {"0": [4.0], "1": [4.0]}, "maml": {"0": [4.0], "1": [0.5]},
+                        "pmaml": {"0": [1.0], "1": [1.2]}}}
+    results = {"methods": ["no_adaptation", "maml", "pmaml"], "ks": [0, 1], "per_robot_cm": per_robot}
+    note = robots_note(results)
+    assert "(the same method at K = 0; the meta-trained initialisation for MAML)" in note
+    assert f"{LABELS['maml']}: K = 1 r1 1.50 (1 worse than without adapting: r1)" in note
+    assert f"{LABELS['pmaml']}: K = 1 r1 2.00 (1 worse than without adapting: r2)" in note
+    without_k0 = {r: {m: {"1": e[m]["1"]} for m in e} for r, e in per_robot.items()}
+    note = robots_note({**results, "ks": [1], "per_robot_cm": without_k0})
+    assert "K = 0" not in note and f"{LABELS['pmaml']}: K = 1 r1 2.00 (1 worse than without adapting: r1)" in note
