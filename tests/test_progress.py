@@ -19,6 +19,8 @@ def test_worker_bars_are_drawn_by_the_parent_one_line_each(capfd):
     with BarRelay(file=screen) as bars, multiprocessing.get_context("spawn").Pool(2, relay_bars_to,
                                                                                  (bars.queue,)) as pool:
         assert sorted(pool.map(_count, ["a", "b"])) == ["a", "b"]
+        pool.close()  # workers that exit on their own send every bar update before they end
+        pool.join()
     assert capfd.readouterr().err == ""  # the workers wrote nothing on the terminal themselves
     drawn = screen.getvalue()
     for name in ("a", "b"):

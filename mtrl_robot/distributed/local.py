@@ -30,8 +30,11 @@ class LocalWorkers:
     def __enter__(self) -> LocalWorkers:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._stack.close()  # terminates the pool (SIGTERM), then stops drawing its bars
+    def __exit__(self, exc_type, *exc) -> None:
+        if self._pool is not None and exc_type is None:  # done: the workers exit on their own, bars sent in full
+            self._pool.close()
+            self._pool.join()
+        self._stack.close()  # terminates the pool (SIGTERM) if it is still running, then stops drawing its bars
 
     def map(self, function: Callable, items: Sequence, *, desc: str, unit: str = "item", progress: bool = True,
             sizes: Sequence[int] | None = None) -> list:
