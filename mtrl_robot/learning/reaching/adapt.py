@@ -29,12 +29,7 @@ from mtrl_robot.learning.reaching.calibrated_kinematics import (
 )
 from mtrl_robot.learning.reaching.checkpoint import ReachingCheckpoint
 from mtrl_robot.learning.reaching.data import to_tensors
-from mtrl_robot.learning.reaching.single_demo import (
-    CHECK_CONFIDENCE,
-    CHECK_MARGIN_CM,
-    ImplausibleDemo,
-    single_demo_judge,
-)
+from mtrl_robot.learning.reaching.single_demo import CHECK_CONFIDENCE, CHECK_MARGIN_CM, single_demo_judge
 from mtrl_robot.meta.guard import GuardDecision, guarded_adapt
 from mtrl_robot.meta.probabilistic import LATENT
 from mtrl_robot.motions.dataset import DatasetError, DemoDataset
@@ -58,12 +53,8 @@ def adapt_params(state: ReachingCheckpoint, demos: DemoDataset, k: int, steps: i
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     data = to_tensors(demos, state.joint_names, int(state.info["n_waypoints"]))
-    judge, refused = None, None
-    if k == 1 and not getattr(state.learner, "uses_latent", False):
-        try:
-            judge = single_demo_judge(state, demos)
-        except ImplausibleDemo as exc:
-            refused = str(exc)
+    judged = k == 1 and not getattr(state.learner, "uses_latent", False)
+    judge, refused = single_demo_judge(state, demos) if judged else (None, None)
     return guarded_adapt(state.learner, state.model.condition(data.targets[:k]),
                          state.model.normalize(data.offsets[:k]), steps, judge, CHECK_MARGIN_CM, CHECK_CONFIDENCE,
                          refused)

@@ -37,23 +37,19 @@ CHECK_MARGIN_CM = 0.05  # how much better adapting on one demo must be predicted
 CHECK_CONFIDENCE = 0.9  # the share of the chains that must predict it
 
 
-class ImplausibleDemo(ValueError):
-    """No robot of the family could have made the demo (another arm's motion, a wrong target): not adapted to."""
-
-
-def single_demo_judge(state: ReachingCheckpoint, demos: DemoDataset) -> Callable[[dict], np.ndarray]:
-    """The guard's judge for the first of ``demos``: parameters (``state.learner``'s) → their predicted error in cm
+def single_demo_judge(state: ReachingCheckpoint, demos: DemoDataset
+                      ) -> tuple[Callable[[dict], np.ndarray] | None, str | None]:
+    """The guard's judge for the first of ``demos`` — parameters (``state.learner``'s) → their predicted error in cm
     on each of ``CHECK_CHAINS`` chains drawn from the demo's calibration, the mean distance by which the model's paths
-    end from ``CHECK_TARGETS`` targets through it. Raises :class:`ImplausibleDemo`, saying why, when that
-    calibration is not plausible (no robot of the family explains the demo)."""
+    end from ``CHECK_TARGETS`` targets through it — and None; or None and why the demo is refused, when that
+    calibration is not plausible (no robot of the family explains the demo: another arm's motion, a wrong target)."""
     arm = demos.robots[0]
     nominal, population = family_population(state.preset, arm.family, fallback=state.info["family"])
     calibration = calibrate_from_demos(nominal, population, demos, 1, state.preset.adapt.demo_precision)
     if not calibration.plausible:
-        raise ImplausibleDemo(
-            f"no {nominal.family} robot could have made the demo: its chain would need a parameter "
-            f"{calibration.deviation:.1f} standard deviations from the population's mean, and misses the demo's target "
-            f"by {calibration.miss * 1e3:.2f} mm")
+        return None, (f"no {nominal.family} robot could have made the demo: its chain would need a parameter "
+                      f"{calibration.deviation:.1f} standard deviations from the population's mean, and misses the "
+                      f"demo's target by {calibration.miss * 1e3:.2f} mm")
     rng = robot_rng(CHECK_SEED, arm.robot_id)
     targets = sample_reachable_targets(nominal, CHECK_TARGETS, rng)
     chains = [CompiledChain(a) for a in calibration.posterior_arms(CHECK_CHAINS, rng)]
@@ -62,4 +58,4 @@ def single_demo_judge(state: ReachingCheckpoint, demos: DemoDataset) -> Callable
         ends = np.clip(arm.home_q + state.offsets(targets, params)[:, -1], arm.lower, arm.upper)
         return np.array([np.linalg.norm(c.flange_positions(ends) - targets, axis=1).mean() for c in chains]) * 100.0
 
-    return predicted_miss
+    return predicted_miss, None

@@ -37,12 +37,7 @@ from mtrl_robot.learning.reaching.evaluate import (
     validation_robots,
 )
 from mtrl_robot.learning.reaching.predict import predict_positions, timed
-from mtrl_robot.learning.reaching.single_demo import (
-    CHECK_CONFIDENCE,
-    CHECK_MARGIN_CM,
-    ImplausibleDemo,
-    single_demo_judge,
-)
+from mtrl_robot.learning.reaching.single_demo import CHECK_CONFIDENCE, CHECK_MARGIN_CM, single_demo_judge
 from mtrl_robot.meta.guard import better_share, guarded_adapt
 from mtrl_robot.motions.reach import plan_robot_demos
 from mtrl_robot.tasks.reaching import reach
@@ -61,10 +56,7 @@ def robot_case(state: checkpoints.ReachingCheckpoint, demos, targets_per_robot: 
     data = to_tensors(demos, state.joint_names, n_waypoints)
     params, decision = guarded_adapt(state.learner, state.model.condition(data.targets[:1]),
                                      state.model.normalize(data.offsets[:1]), state.preset.adapt.steps)
-    try:
-        judge, refused = single_demo_judge(state, demos), False
-    except ImplausibleDemo:
-        judge, refused = None, True
+    judge, refused = single_demo_judge(state, demos)
     initial = state.learner.unadapted()
     backend = MujocoBackend(arm)
 
@@ -76,7 +68,7 @@ def robot_case(state: checkpoints.ReachingCheckpoint, demos, targets_per_robot: 
     adapted = errors(params) if decision.step_scale > 0 else without
     judged = [judge(initial).tolist(), judge(params).tolist()] if judge is not None and decision.step_scale > 0 \
         else None
-    return {"robot": arm.robot_id, "step_scale": decision.step_scale, "judged": judged, "refused": refused,
+    return {"robot": arm.robot_id, "step_scale": decision.step_scale, "judged": judged, "refused": refused is not None,
             "no_adaptation": without, "adapted": adapted}
 
 
