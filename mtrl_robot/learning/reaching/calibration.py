@@ -307,6 +307,11 @@ def calibration_plot(results: dict, path: Path) -> Path:
                              "validation robots)")
 
 
+def _with_interval(value: float, bounds: Sequence[float]) -> str:
+    """A coverage and its interval, in %: ``52.8 [50.3, 55.4]``."""
+    return f"{100 * value:.1f} [{100 * bounds[0]:.1f}, {100 * bounds[1]:.1f}]"
+
+
 def calibration_table(results: dict) -> str:
     """Observed coverage (%) of the 50 % and 90 % central intervals per K, before and after (with its interval over
     resamples of the robots); after, per family on held-out and validation robots; the fitted spread calibration per
@@ -315,9 +320,8 @@ def calibration_table(results: dict) -> str:
     coverage_of, interval = results["coverage"], results["coverage_interval_after"]
 
     def cell(when: str, k: int, i: int) -> str:
-        value = f"{100 * coverage_of[when][str(k)][i]:.1f}"
-        low, high = interval[str(k)][i]
-        return value if when == "before" else f"{value} [{100 * low:.1f}, {100 * high:.1f}]"
+        value = coverage_of[when][str(k)][i]
+        return f"{100 * value:.1f}" if when == "before" else _with_interval(value, interval[str(k)][i])
 
     rows = [[f"K = {k}", *(cell(when, k, i) for i in index for when in ("before", "after")),
              str(results["cases"][str(k)])] for k in results["ks"]]
@@ -335,8 +339,7 @@ def calibration_table(results: dict) -> str:
     if results.get("test_robots"):
         test_of, test_interval = results["coverage_test"], results["coverage_interval_test"]
         by_family = results["coverage_test_by_family"]
-        test_rows = [[f"K = {k}", *(f"{100 * test_of[str(k)][i]:.1f} [{100 * test_interval[str(k)][i][0]:.1f}, "
-                                    f"{100 * test_interval[str(k)][i][1]:.1f}]" for i in index),
+        test_rows = [[f"K = {k}", *(_with_interval(test_of[str(k)][i], test_interval[str(k)][i]) for i in index),
                       *(" / ".join(f"{100 * by_family[family][str(k)][i]:.1f}" for i in index) for family in by_family),
                       str(results["cases_test"][str(k)])]
                      for k in results["ks"]]
