@@ -24,16 +24,17 @@ Interfaces (relative names, so a namespace applies; in the root namespace):
 Physics runs in real time on a thread of its own: every 1/``joint_states_rate`` s, on an absolute schedule, it
 steps the backend by the wall-clock time elapsed since its previous tick (in whole control steps), updates the
 controller and publishes the joint state (one message, built once and refilled). Like ros2_control's controller
-manager, the thread asks for SCHED_FIFO at ``thread_priority`` (0: normal scheduling; refused: a warning), and
-the interpreter hands it the GIL within a quarter period. Above 500 Hz, MuJoCo's control and physics step become
-the tick period, so that every tick publishes a new state. Requests are served by rclpy's EventsExecutor (one
-thread, woken by the middleware's callbacks, no wait set rebuilt per event), so a goal is taken, checked and
-answered without a hand-over between threads; each accepted goal then runs in a thread of its own
-(:class:`GoalThreadActionServer`), so the executor keeps serving while it runs. In a process that also holds a
-client of the node, spin it with a MultiThreadedExecutor instead: the middleware delivers that client's requests
-within the sending call, which keeps the interpreter lock the EventsExecutor's callback waits for. (An rclpy timer
-in the executor cost three times the CPU and, since rcl skips missed periods, fell to 190–215 Hz on a loaded
-2-core machine; the thread keeps 250 Hz there.)
+manager, the thread asks for SCHED_FIFO at ``thread_priority`` (0: normal scheduling; refused: a warning), and the
+interpreter hands it the GIL within a quarter period. Above 500 Hz, MuJoCo's control and physics step become the
+tick period, so that every tick publishes a new state. Requests are served by rclpy's EventsExecutor (one thread,
+woken by the middleware's callbacks, no wait set rebuilt per event), so a goal is taken, checked and answered
+without a hand-over between threads; that thread and the middleware's run at SCHED_FIFO ``executor_priority``,
+below physics (:mod:`mtrl_robot.ros.realtime`; camera frames render at normal scheduling); each accepted goal then
+runs in a thread of its own (:class:`GoalThreadActionServer`), so the executor keeps serving while it runs. In a
+process that also holds a client of the node, spin it with a MultiThreadedExecutor instead: the middleware delivers
+that client's requests within the sending call, which keeps the interpreter lock the EventsExecutor's callback
+waits for. (An rclpy timer in the executor cost three times the CPU and, since rcl skips missed periods, fell to
+190–215 Hz on a loaded 2-core machine; the thread keeps 250 Hz there.)
 
 If a physics tick fails (an exception from the simulator or the controller), the error is logged once, the
 running goal is aborted with the error as its message, and physics stops for good: ``/joint_states`` falls
@@ -44,7 +45,6 @@ hardware reports an error is deactivated. Restart the node to go on.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import threading
 import time
@@ -86,6 +86,7 @@ from mtrl_robot.ros.conversions import (
     seconds,
 )
 from mtrl_robot.ros.parameters import OneOf, Range, TopicName, declare_parameters
+from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY_PARAMETER, fifo_refusal, normal_scheduling, serve_at_priority
 from mtrl_robot.ros.robot_description import RobotDescriptionPublisher
 from mtrl_robot.ros.run import run_node
 from mtrl_robot.scenes.puck_table import Scene, load_scene
@@ -110,6 +111,7 @@ PARAMETERS = {  # name: (default, description[, Range or OneOf])
     "thread_priority": (50, "SCHED_FIFO priority of the physics thread, as ros2_control's controller manager (0: "
                             "normal scheduling; without the permission, a warning and normal scheduling)",
                         Range(0, 99)),
+    **EXECUTOR_PRIORITY_PARAMETER,
     "tf_rate": (50.0, "Rate in Hz of the moving link frames on /tf (at most joint_states_rate: one per tick)",
                 Range(1.0, 10_000.0)),
     "action_monitor_rate": (20.0, "Rate in Hz of FollowJointTrajectory feedback while a goal runs", Range(0.1, 1000.0)),
@@ -192,6 +194,7 @@ class ArmNode(Node):
         self.create_service(Trigger, "~/reset", self._reset)
         self.create_service(Trigger, "~/reset_scene", self._reset_scene)
         self._state_msg = JointStateMsg()  # filled and published by every tick
+        serve_at_priority(self, p["executor_priority"])  # the threads started below inherit it
         self._physics = threading.Thread(target=self._physics_loop, args=(period, p["thread_priority"]), daemon=True)
         self._camera = None
         if p["camera"]:
@@ -208,12 +211,10 @@ class ArmNode(Node):
 
     def _physics_loop(self, period: float, priority: int) -> None:
         """Tick every ``period`` s on an absolute schedule; late ticks are made up, a long stall is dropped."""
-        if priority > 0:
-            try:
-                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # this thread only
-            except (OSError, AttributeError) as exc:
-                self.get_logger().warning(f"physics thread at normal priority: SCHED_FIFO {priority} refused "
-                                          f"({exc}); set thread_priority:=0 to silence this")
+        refusal = fifo_refusal(priority) if priority > 0 else None  # this thread only
+        if refusal is not None:
+            self.get_logger().warning(f"physics thread at normal priority: {refusal}; set thread_priority:=0 to "
+                                      "silence this")
         # A thread holding the GIL delays a tick by at most a quarter period (Python's default is 5 ms).
         sys.setswitchinterval(min(sys.getswitchinterval(), period / 4))
         deadline = time.monotonic()
@@ -407,6 +408,7 @@ class ArmNode(Node):
         """Render and publish frames at ``rate``; owns the GL context, so it runs on one thread."""
         import mujoco
 
+        normal_scheduling()  # rendering must not take the CPU ahead of the executor and other processes
         model, data = self.backend.model, self.backend.data
         if scene_name == "none":
             width, height = FREE_CAMERA_SIZE

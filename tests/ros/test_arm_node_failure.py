@@ -32,7 +32,8 @@ FAILURE = "FloatingPointError: the simulated instability"
 def node(ros_env) -> Iterator[ArmNode]:
     """An arm node in this process, under :data:`NAMESPACE`, spun by a thread."""
     context = rclpy.Context()  # the node's own; the test client has another
-    rclpy.init(args=["--ros-args", "-r", f"__ns:={NAMESPACE}"], context=context)
+    # executor_priority 0: the node's SCHED_FIFO would otherwise apply to this test process's threads
+    rclpy.init(args=["--ros-args", "-r", f"__ns:={NAMESPACE}", "-p", "executor_priority:=0"], context=context)
     # Not the EventsExecutor the node runs with: with the client in the same process, the middleware delivers its
     # goal request within the sending call, and the EventsExecutor's callback then waits for the interpreter lock
     # that call holds. Goals run in threads of their own under either executor.

@@ -6,9 +6,9 @@
 - ``server``: a FollowJointTrajectory action server there that accepts every goal (rclpy stamps it as it
   accepts, as the arm node's server does) and aborts it at once: no goal check, nothing run.
 
-Both spin rclpy's EventsExecutor, as the policy and arm nodes do, and import neither torch nor the policy node, so
-that they start quickly. Run as ``python -m mtrl_robot.tools.bench.ros_floor relay|server --ros-args -p robot:=panda
--p goal_points:=8``.
+Both spin rclpy's EventsExecutor at the SCHED_FIFO ``executor_priority`` of the policy and arm nodes, as they do,
+and import neither torch nor the policy node, so that they start quickly. Run as ``python -m
+mtrl_robot.tools.bench.ros_floor relay|server --ros-args -p robot:=panda -p goal_points:=8``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sensor_msgs.msg import JointState
 from mtrl_robot.arms.families import load_family
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.ros.hardware_backend import goal_msg
+from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY, serve_at_priority
 from mtrl_robot.ros.run import run_node
 
 FLOOR = "/floor"  # namespace of the relay's target topic and the server's action
@@ -47,6 +48,7 @@ class FloorRelay(Node):
 
     def __init__(self) -> None:
         super().__init__("floor_relay")
+        serve_at_priority(self, self.declare_parameter("executor_priority", EXECUTOR_PRIORITY).value)
         arm = load_family(self.declare_parameter("robot", "panda").value)
         points = self.declare_parameter("goal_points", 0).value
         if points < 2:
@@ -71,6 +73,7 @@ class FloorServer(Node):
 
     def __init__(self) -> None:
         super().__init__("floor_server")
+        serve_at_priority(self, self.declare_parameter("executor_priority", EXECUTOR_PRIORITY).value)
         ActionServer(self, FollowJointTrajectory, f"{FLOOR}/follow_joint_trajectory", self._execute,
                      goal_callback=lambda goal: GoalResponse.ACCEPT)
 
