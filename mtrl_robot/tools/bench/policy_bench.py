@@ -30,7 +30,9 @@ service in between) and once to the floor relay (:mod:`~mtrl_robot.tools.bench.r
 a relay node that sends a fixed goal of the same size to an action server that accepts it, with nothing planned or
 checked), the order rotating from target to target, so the three latencies are measured in the same conditions. The
 floor is what rclpy and the middleware cost on this machine; the policy node's latency over it is reported as a ratio
-(``target_to_goal_accepted_p50_over_ros_floor``, p99 likewise). For the trajectories run to their end, both
+(``target_to_goal_accepted_p50_over_ros_floor``, p99 likewise). Every node runs its executor and middleware
+threads at ``executor_priority`` (:mod:`~mtrl_robot.ros.realtime`; 0: normal scheduling); the figures say whether
+the system granted it (``executor_sched_fifo``). For the trajectories run to their end, both
 executions are recorded from ``/joint_states`` and compared: the flange path (how far each point of the thinned
 goal's path lies from the nearest point of the full goal's path), and each final joint error against the planned
 final posture (the same for both).
@@ -69,6 +71,7 @@ from mtrl_robot.models.numpy_model import NumpyReachingModel
 from mtrl_robot.ros.conversions import point_msg
 from mtrl_robot.ros.conversions import seconds as stamp_seconds
 from mtrl_robot.ros.policy_node import GOAL_POINTS, plan, plan_latency
+from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY
 from mtrl_robot.ros.run import node_command
 from mtrl_robot.tools.bench.ros_bench import BenchClient, percentiles_ms, stop_process, wait_reply
 from mtrl_robot.tools.bench.ros_floor import FLOOR, floor_command
@@ -184,9 +187,10 @@ class _Trials:
     succeeded: int = 0
 
 
-def bench_policy(targets: int = TARGETS, seed: int = 0) -> dict[str, float]:
+def bench_policy(targets: int = TARGETS, seed: int = 0, executor_priority: int = EXECUTOR_PRIORITY) -> dict[str, float]:
     """Target → accepted-goal latency of the policy node over ``targets`` targets near home, with its default
-    ``goal_points`` and with every point, planning alone, and how thinning changed the executed motions."""
+    ``goal_points`` and with every point, planning alone, and how thinning changed the executed motions; every node
+    (the floor's too) at ``executor_priority``, and whether each got it (``executor_sched_fifo``)."""
     arm = load_family("panda")
     home = flange_position(arm, arm.home_q)  # the first target is the untimed warm-up
     points = home + np.random.default_rng(seed).uniform(-SHORT_REACH, SHORT_REACH, (targets + 1, 3))
@@ -200,12 +204,14 @@ def bench_policy(targets: int = TARGETS, seed: int = 0) -> dict[str, float]:
                "ROS_LOG_DIR": tmp}
         nodes: list[_Node] = []
         try:
-            nodes.append(_Node("arm_node", node_command("arm_node", {"robot": "panda"}), env, folder))
+            priority = {"executor_priority": executor_priority}
+            nodes.append(_Node("arm_node", node_command("arm_node", {"robot": "panda", **priority}), env, folder))
             nodes.append(_Node("policy_node", node_command("policy_node", {
-                "model": model, "robot": "panda", "preset": "sim_panda"}), env, folder))
-            nodes += [_Node(f"floor_{role}", floor_command(role, GOAL_POINTS), env, folder)
-                      for role in ("relay", "server")]
+                "model": model, "robot": "panda", "preset": "sim_panda", **priority}), env, folder))
+            nodes += [_Node(f"floor_{role}", floor_command(role, GOAL_POINTS, executor_priority=executor_priority),
+                            env, folder) for role in ("relay", "server")]
             trials = _measure(domain, nodes, points, arm.joint_names)
+            fifo = all(os.sched_getscheduler(node.process.pid) == os.SCHED_FIFO for node in nodes)
         finally:
             for node in reversed(nodes):
                 stop_process(node.process)
@@ -216,7 +222,8 @@ def bench_policy(targets: int = TARGETS, seed: int = 0) -> dict[str, float]:
     ran = sorted(thin.paths)
     planned = [plan(planner, arm, points[1 + k], arm.home_q, limits, ALL_POINTS).positions[-1] for k in ran]
     deviation = [_path_deviation(arm, thin.paths[k], full.paths[k]) for k in ran]
-    return {"targets": len(thin.accepted), "goal_points": GOAL_POINTS, "trajectories_run_to_end": len(ran),
+    return {"executor_priority": executor_priority, "executor_sched_fifo": fifo,
+            "targets": len(thin.accepted), "goal_points": GOAL_POINTS, "trajectories_run_to_end": len(ran),
             "trajectories_succeeded": thin.succeeded,
             **percentiles_ms(thin.accepted, "target_to_goal_accepted"),
             **percentiles_ms(thin.seen, "target_to_status_seen"),

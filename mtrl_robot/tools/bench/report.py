@@ -43,15 +43,18 @@ ROS_RATES = (250.0, 1000.0)  # Hz of /joint_states benchmarked: the default and 
 
 def _ros_suite(seconds: float) -> dict[str, dict]:
     """Real arm_node at each of ``ROS_RATES``: /joint_states rate, gaps, CPU, action round trips; real policy_node:
-    target → goal latency."""
+    target → goal latency, with the nodes' threads at SCHED_FIFO ``EXECUTOR_PRIORITY`` and at normal scheduling."""
     import os
 
+    from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY
     from mtrl_robot.tools.bench.policy_bench import bench_policy
     from mtrl_robot.tools.bench.ros_bench import bench_ros
 
     figures = {f"arm_node_{rate:g}hz": bench_ros(seconds=seconds, rate=rate) for rate in ROS_RATES}
-    load = os.getloadavg()[0]
-    return {**figures, "policy_node": {**bench_policy(), "load_average_1min": load}}
+    for name, priority in (("policy_node", EXECUTOR_PRIORITY), ("policy_node_normal_scheduling", 0)):
+        load = os.getloadavg()[0]
+        figures[name] = {**bench_policy(executor_priority=priority), "load_average_1min": load}
+    return figures
 
 
 def _scale_suite(seconds: float) -> dict[str, dict]:

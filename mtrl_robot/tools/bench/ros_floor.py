@@ -34,13 +34,14 @@ FLOOR = "/floor"  # namespace of the relay's target topic and the server's actio
 ROLES = ("relay", "server")
 
 
-def floor_command(role: str, goal_points: int, robot: str = "panda") -> list[str]:
+def floor_command(role: str, goal_points: int, robot: str = "panda",
+                  executor_priority: int = EXECUTOR_PRIORITY) -> list[str]:
     """The command line that runs the ``role`` node for ``robot``'s joints, the relay sending goals of
-    ``goal_points`` points."""
+    ``goal_points`` points, its threads at ``executor_priority``."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     return [sys.executable, "-m", __name__, role, "--ros-args", "-p", f"robot:={robot}", "-p",
-            f"goal_points:={goal_points}"]
+            f"goal_points:={goal_points}", "-p", f"executor_priority:={executor_priority}"]
 
 
 class FloorRelay(Node):
