@@ -24,15 +24,20 @@ CONFIGURATION_ERRORS = (KeyError, ValueError, ParameterException)  # ConfigError
 N = TypeVar("N", bound=Node)
 
 
-def node_command(module: str, parameters: Mapping[str, object] | None = None, namespace: str = "") -> list[str]:
-    """The command line that runs ``mtrl_robot.ros.<module>`` with ROS ``parameters`` in ``namespace``."""
-    args = [sys.executable, "-m", f"mtrl_robot.ros.{module}", "--ros-args"]
+def ros_arguments(parameters: Mapping[str, object] | None = None, namespace: str = "") -> list[str]:
+    """``--ros-args`` setting ``parameters`` (``-p name:=value``) and ``namespace`` on a node's command line."""
+    args = ["--ros-args"]
     if namespace:
         args += ["-r", f"__ns:={namespace}"]
     for name, value in (parameters or {}).items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         args += ["-p", f"{name}:={text}"]
     return args
+
+
+def node_command(module: str, parameters: Mapping[str, object] | None = None, namespace: str = "") -> list[str]:
+    """The command line that runs ``mtrl_robot.ros.<module>`` with ROS ``parameters`` in ``namespace``."""
+    return [sys.executable, "-m", f"mtrl_robot.ros.{module}", *ros_arguments(parameters, namespace)]
 
 
 def freeze_heap() -> None:

@@ -28,7 +28,7 @@ from mtrl_robot.arms.families import load_family
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.ros.hardware_backend import goal_msg
 from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY, serve_at_priority
-from mtrl_robot.ros.run import run_node
+from mtrl_robot.ros.run import ros_arguments, run_node
 
 FLOOR = "/floor"  # namespace of the relay's target topic and the server's action
 ROLES = ("relay", "server")
@@ -40,8 +40,8 @@ def floor_command(role: str, goal_points: int, robot: str = "panda",
     ``goal_points`` points, its threads at ``executor_priority``."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-    return [sys.executable, "-m", __name__, role, "--ros-args", "-p", f"robot:={robot}", "-p",
-            f"goal_points:={goal_points}", "-p", f"executor_priority:={executor_priority}"]
+    return [sys.executable, "-m", __name__, role,
+            *ros_arguments({"robot": robot, "goal_points": goal_points, "executor_priority": executor_priority})]
 
 
 class FloorRelay(Node):
