@@ -10,8 +10,6 @@ and sends to it only while ``active``:
 - ``deactivate``: a running trajectory is stopped (its goal canceled, the position held) and nothing more is sent.
 - ``cleanup`` and ``shutdown`` (also when the process ends): the client is closed and what was loaded released.
 
-Its threads that take ROS messages run at SCHED_FIFO ``executor_priority`` (:mod:`mtrl_robot.ros.realtime`).
-
 At start-up the node takes itself towards ``start_state``: up to ``active`` on the simulated arm, never beyond
 ``inactive`` with a real arm's preset (:func:`~mtrl_robot.hardware.activation.start_state`). Transitions are asked
 for through the node's standard ``~/change_state`` service (``lifecycle_msgs/srv/ChangeState``), as ``ros2
@@ -33,7 +31,6 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from mtrl_robot.hardware.activation import START_STATES, start_state
 from mtrl_robot.ros.hardware_backend import HardwareBackend
 from mtrl_robot.ros.parameters import OneOf, Range, declare_parameters
-from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY_PARAMETER, serve_at_priority
 from mtrl_robot.ros.run import freeze_heap
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -44,7 +41,6 @@ LIFECYCLE_PARAMETERS = {  # name: (default, description, Range or OneOf)
                               "a person activates it", OneOf(START_STATES)),
     "controller_timeout": (30.0, "s that configure waits for the controller's joint states and action server",
                            Range(0.1, 600.0)),
-    **EXECUTOR_PRIORITY_PARAMETER,
 }
 
 
@@ -67,7 +63,6 @@ class ManagedArmNode(LifecycleNode):
         except Exception:  # a bad value stops the node; destroyed here, before the subclass has set itself up
             LifecycleNode.destroy_node(self)
             raise
-        serve_at_priority(self, self.p["executor_priority"])  # the hardware client's threads inherit it
 
     # ------------------------------------------------------------------------------------ for subclasses
 

@@ -14,6 +14,8 @@
   :class:`~mtrl_robot.ros.hardware_backend.HardwareBackend`, so the safety layer checks what the controller
   runs. A new target
   replaces the running trajectory; each outcome is logged.
+- Its executor's and the middleware's threads run at SCHED_FIFO ``executor_priority``
+  (:mod:`~mtrl_robot.ros.realtime`), so a target is taken at once on a busy machine.
 - ``~/reload`` (``std_srvs/Trigger``): load the model file the ``model`` parameter names now (set it first); once
   configured, inactive or active.
 - ``~/markers`` (``visualization_msgs/MarkerArray``, transient local, so a viewer started later shows the latest):
@@ -49,6 +51,7 @@ from mtrl_robot.ros.hardware_backend import HardwareBackend, HardwareError
 from mtrl_robot.ros.lifecycle import LIFECYCLE_PARAMETERS, ManagedArmNode
 from mtrl_robot.ros.markers import reach_markers
 from mtrl_robot.ros.parameters import Range
+from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY_PARAMETER, serve_at_priority
 from mtrl_robot.ros.robot_description import LATCHED_QOS
 from mtrl_robot.ros.run import run_node
 
@@ -67,6 +70,7 @@ PARAMETERS = {  # name: (default, description[, read_only][, Range or OneOf]); t
     "urdf_file": ("", "URDF to load when robot is 'urdf'", True),
     "flange_link": ("", "Flange link of urdf_file when robot is 'urdf'", True),
     **LIFECYCLE_PARAMETERS,
+    **EXECUTOR_PRIORITY_PARAMETER,
 }
 
 
@@ -118,6 +122,7 @@ class PolicyNode(ManagedArmNode):
         self._markers = self.create_publisher(MarkerArray, "~/markers", LATCHED_QOS)
         self.create_subscription(PointStamped, "target", self._on_target, 10)
         self.create_service(Trigger, "~/reload", self._reload)
+        serve_at_priority(self, self.p["executor_priority"])  # before the hardware client's threads, which inherit it
         self.bring_up()
 
     def load(self) -> HardwareBackend:

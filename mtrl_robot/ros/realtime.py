@@ -6,7 +6,7 @@ arrives while the machine is busy is taken at once. Linux grants it to root and 
 priority (``ulimit -r``; ``rtprio`` in ``/etc/security/limits.conf``, as the ros2_control and Franka real-time
 guides set up); elsewhere the request is refused and the thread keeps normal scheduling.
 
-Nodes on the path from a target to a goal (the arm, policy and puck nodes) run the threads that take ROS messages
+Nodes on the path from a target to a goal (the arm and policy nodes) run the threads that take ROS messages
 and run callbacks at ``executor_priority``: the executor's (and the threads it starts later, which inherit it) and
 the middleware's.
 """
