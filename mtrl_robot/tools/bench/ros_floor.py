@@ -6,8 +6,8 @@
 - ``server``: a FollowJointTrajectory action server there that accepts every goal (rclpy stamps it as it
   accepts, as the arm node's server does) and aborts it at once: no goal check, nothing run.
 
-Both spin rclpy's EventsExecutor at the SCHED_FIFO ``executor_priority`` of the policy and arm nodes, as they do,
-and import neither torch nor the policy node, so that they start quickly. Run as ``python -m
+Both spin rclpy's EventsExecutor with their threads at SCHED_FIFO ``executor_priority``, as the policy and arm
+nodes do, and import neither torch nor the policy node, so that they start quickly. Run as ``python -m
 mtrl_robot.tools.bench.ros_floor relay|server --ros-args -p robot:=panda -p goal_points:=8``.
 """
 
