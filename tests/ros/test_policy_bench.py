@@ -11,6 +11,7 @@ from mtrl_robot.backends.trajectory import GOAL_TOLERANCE
 from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY
 from mtrl_robot.tools.bench import ros_floor
 from mtrl_robot.tools.bench.policy_bench import bench_policy
+from mtrl_robot.tools.bench.stage_bench import STAGES
 
 
 def test_bench_policy_figures():
@@ -29,6 +30,9 @@ def test_bench_policy_figures():
         assert all(figures[f"{accepted}_{k}_ms"] <= figures[f"{seen}_{k}_ms"] for k in ("p50", "p99", "max")), figures
         assert figures[f"{prefix}planning_only_p50_ms"] <= figures[f"{prefix}planning_only_p99_ms"], figures
         assert figures[f"{prefix}final_joint_error_max_rad"] <= GOAL_TOLERANCE, figures
+    for stage in STAGES:  # each stage of the work timed without ROS, back to back and after an idle spell
+        warm, idle = figures[f"stage_{stage}_p50_ms"], figures[f"stage_{stage}_after_idle_p50_ms"]
+        assert math.isclose(figures[f"stage_{stage}_idle_slowdown"], idle / warm, rel_tol=1e-9), figures
     # the thinned goal's executed flange path stays near the full goal's
     assert figures["executed_path_deviation_p50_mm"] <= figures["executed_path_deviation_max_mm"] < 10.0, figures
     # the floor: the same hops with nothing planned or checked, measured alongside

@@ -22,7 +22,8 @@ reported). The targets lie within ``SHORT_REACH`` of the flange's home position 
 short; with most cut short too, many targets fit in a run and p99 is more than the largest of a few. One untimed
 target first lets the nodes finish discovering each other. For comparison,
 :func:`~mtrl_robot.ros.policy_node.plan_latency` times the planning step alone, without ROS, on the same
-model file and targets.
+model file and targets, and :func:`~mtrl_robot.tools.bench.stage_bench.stage_latency` times each stage of the work
+between a target and its accepted goal on the first ``STAGE_TARGETS`` of them, back to back and after an idle spell.
 
 Each target is sent three times, back to back in the same processes: once with the policy node's default
 ``goal_points``, once with every point the model predicts (``ALL_POINTS``, set through the node's ``set_parameters``
@@ -75,12 +76,14 @@ from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY
 from mtrl_robot.ros.run import node_command
 from mtrl_robot.tools.bench.ros_bench import BenchClient, percentiles_ms, stop_process, wait_reply
 from mtrl_robot.tools.bench.ros_floor import FLOOR, floor_command
+from mtrl_robot.tools.bench.stage_bench import stage_latency
 
 STARTUP_TIMEOUT = 60.0  # s for both nodes to come up and the first target to become a goal (loaded machine)
 ACCEPT_TIMEOUT = 10.0  # s from publishing a target to its goal's acceptance
 TRAJECTORY_TIMEOUT = 30.0  # s from a goal's acceptance to its end
 SETTLE = 0.5  # s after the reset before the next target: the policy node's joint state is the home one, both idle
 TARGETS = 120  # timed targets per run
+STAGE_TARGETS = 40  # of them, timed stage by stage without ROS (each after an idle spell, and back to back)
 RUN_TO_END_EVERY = 10  # one target in this many has its trajectories run to their end; the others' are aborted
 ALL_POINTS = 32  # goal_points that sends every point the model predicts: the comparison
 SHORT_REACH = 0.05  # m, the most a target lies from the flange's home position along each axis
@@ -195,7 +198,8 @@ def bench_policy(targets: int = TARGETS, seed: int = 0, executor_priority: int =
     home = flange_position(arm, arm.home_q)  # the first target is the untimed warm-up
     points = home + np.random.default_rng(seed).uniform(-SHORT_REACH, SHORT_REACH, (targets + 1, 3))
     domain = 101 + os.getpid() % 100
-    limits = load_hardware_preset("sim_panda").safety_limits(arm)
+    preset = load_hardware_preset("sim_panda")
+    limits = preset.safety_limits(arm)
     with tempfile.TemporaryDirectory(prefix="mtrl_policy_bench_") as tmp:
         folder = Path(tmp)
         run = train_from_preset(load_preset("small", TRAINING), folder / "run", progress=False)
@@ -217,6 +221,7 @@ def bench_policy(targets: int = TARGETS, seed: int = 0, executor_priority: int =
                 stop_process(node.process)
         model_file = load_model_file(model)
         planning = {n: plan_latency(model_file, arm, points[1:], limits, n) for n in (GOAL_POINTS, ALL_POINTS)}
+        stages = stage_latency(model_file, arm, preset, points[1:1 + STAGE_TARGETS], GOAL_POINTS)
     planner = NumpyReachingModel(model_file)
     thin, full, floor = trials[GOAL_POINTS], trials[ALL_POINTS], trials[FLOOR]
     ran = sorted(thin.paths)
@@ -239,6 +244,7 @@ def bench_policy(targets: int = TARGETS, seed: int = 0, executor_priority: int =
                for q, p in (("p50", 50), ("p99", 99))},
             "all_points_planning_only_p50_ms": planning[ALL_POINTS]["p50_ms"],
             "all_points_planning_only_p99_ms": planning[ALL_POINTS]["p99_ms"],
+            **stages,
             "executed_path_deviation_p50_mm": 1e3 * float(np.median(deviation)),
             "executed_path_deviation_max_mm": 1e3 * float(np.max(deviation)),
             "final_joint_error_max_rad": _final_error(thin.paths, ran, planned),
