@@ -1,8 +1,9 @@
 """End to end through ROS on a held-out simulated arm: record K demos, adapt, reach fresh targets with the policy.
 
-For a Panda (seven joints) and a UR5e (six), a one-family run of the demo preset is meta-trained first; arm_node,
-demo_recorder, adaptation_node and policy_node run as real subprocesses in this test's ROS domain (see conftest.py),
-the arm node serving the controller of the family's simulated hardware preset.
+For a UR5e (six joints), a one-family run of the demo preset is meta-trained first; arm_node, demo_recorder,
+adaptation_node and policy_node run as real subprocesses in this test's ROS domain (see conftest.py), the arm node
+serving the controller of the family's simulated hardware preset. A Panda goes through the same nodes in
+test_teach.py, started by the few-shot launch.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from mtrl_robot.tools.launch_runner import parse_launch
 
 K = 5
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
-HARDWARE = {"panda": "sim_panda", "ur5e": "sim_ur5e"}  # family → hardware preset of the simulated arm node
+HARDWARE = {"ur5e": "sim_ur5e"}  # family → hardware preset of the simulated arm node
 REST_WINDOW = 0.3  # s of joint-state stamps over which the arm must move less than REST_MOTION to be at rest
 REST_MOTION = 1e-4  # rad
 PLAN_ATTEMPTS = 3  # targets sent before the policy node must have planned one
