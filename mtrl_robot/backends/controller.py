@@ -52,8 +52,8 @@ from mtrl_robot.backends.trajectory import (
     JointState,
     JointTrajectory,
     TrajectoryError,
+    anchor,
     check_trajectory,
-    start_from,
     tolerance_violation,
 )
 
@@ -248,7 +248,7 @@ class TrajectoryController:
     def _anchored(self, ordered: JointTrajectory, delay: float, measured: np.ndarray) -> JointTrajectory:
         """``ordered`` on a clock starting now, from ``measured``; raises :class:`GoalRejected`."""
         try:
-            anchored = start_from(self._timed(ordered, delay, measured), self.limits, measured)
+            anchored = anchor(self._timed(ordered, delay, measured), self.limits, measured)
             check_motion(anchored, self.motion_limits)
             return anchored
         except TrajectoryError as exc:

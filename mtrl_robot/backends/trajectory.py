@@ -171,7 +171,12 @@ def start_from(traj: JointTrajectory, limits: JointLimits, measured: np.ndarray)
     A first point after time 0 is reached from the measured position (the added segment must respect
     the limits too); a first point at time 0 must lie within ``START_TOLERANCE`` of it.
     """
-    traj = check_trajectory(traj, limits)
+    return anchor(check_trajectory(traj, limits), limits, measured)
+
+
+def anchor(traj: JointTrajectory, limits: JointLimits, measured: np.ndarray) -> JointTrajectory:
+    """:func:`start_from` for a trajectory :func:`check_trajectory` has already validated (in ``limits``' joint
+    order); a first point after time 0 is validated again with the segment from the measured position."""
     if traj.times[0] > 0:
         start = np.clip(measured, limits.lower, limits.upper)
         velocities = None if traj.velocities is None else np.vstack([np.zeros(len(start)), traj.velocities])
