@@ -114,15 +114,16 @@ def _hermite(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray) -
                                 np.ascontiguousarray(times, dtype=float))
 
 
-def check_trajectory(traj: JointTrajectory, limits: JointLimits) -> JointTrajectory:
-    """Validate ``traj`` against ``limits`` and return it reordered to the robot's joint order."""
+def well_formed(traj: JointTrajectory, robot_names: Sequence[str]) -> JointTrajectory:
+    """``traj`` reordered to ``robot_names``, once its names, shapes, values and times are valid (no limit
+    checked)."""
     names = tuple(traj.joint_names)
     if len(set(names)) != len(names):
         raise TrajectoryError(f"duplicate joint names in {list(names)}")
-    unknown = [n for n in names if n not in limits.names]
+    unknown = [n for n in names if n not in robot_names]
     if unknown:
-        raise TrajectoryError(f"unknown joints {unknown}; this robot has {list(limits.names)}")
-    missing = [n for n in limits.names if n not in names]
+        raise TrajectoryError(f"unknown joints {unknown}; this robot has {list(robot_names)}")
+    missing = [n for n in robot_names if n not in names]
     if missing:
         raise TrajectoryError(f"trajectory is missing joints {missing}")
     times = np.asarray(traj.times, dtype=float)
@@ -142,7 +143,12 @@ def check_trajectory(traj: JointTrajectory, limits: JointLimits) -> JointTraject
             raise TrajectoryError(f"{names[j]}: {label} at point {k} is {arr[k, j]} (NaN or inf)")
     if times[0] < 0 or np.any(np.diff(times) <= 0):
         raise TrajectoryError("times must start at or after 0 and increase strictly")
-    ordered = JointTrajectory(names, times, positions, velocities).reordered(limits.names)
+    return JointTrajectory(names, times, positions, velocities).reordered(robot_names)
+
+
+def check_trajectory(traj: JointTrajectory, limits: JointLimits) -> JointTrajectory:
+    """Validate ``traj`` against ``limits`` and return it reordered to the robot's joint order."""
+    ordered = well_formed(traj, limits.names)
     outside = ((ordered.positions < limits.lower - POSITION_SLACK)
                | (ordered.positions > limits.upper + POSITION_SLACK))
     if outside.any():
@@ -152,7 +158,7 @@ def check_trajectory(traj: JointTrajectory, limits: JointLimits) -> JointTraject
         raise TrajectoryError(f"{limits.names[j]}: position {ordered.positions[k, j]:.4f} rad at point {k} is outside "
                               f"[{lo:.4f}, {hi:.4f}]")
     vmax = limits.velocity * VELOCITY_SLACK
-    if len(times) > 1:
+    if len(ordered.times) > 1:
         dt = np.diff(ordered.times)[:, None]
         speed = np.abs(np.diff(ordered.positions, axis=0)) / dt
         if ordered.velocities is not None:

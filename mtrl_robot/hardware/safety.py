@@ -21,7 +21,7 @@ import numpy as np
 from mtrl_robot.arms.chain import Arm
 from mtrl_robot.arms.fk import CompiledChain
 from mtrl_robot.backends.limits import MotionLimits, check_motion, motion_peaks
-from mtrl_robot.backends.trajectory import JointLimits, JointState, JointTrajectory, TrajectoryError, check_trajectory
+from mtrl_robot.backends.trajectory import JointState, JointTrajectory, TrajectoryError, well_formed
 
 DEFAULT_CONTROL_PERIOD = 0.001  # s, ros2_control's usual 1 kHz; a shorter period prices steps higher
 AXES = "xyz"
@@ -176,9 +176,8 @@ class SafetyChecker:
         within ``max_start_deviation`` of the measured state; the controller jumps there at once.
         """
         lim = self.limits
-        unlimited = np.full(len(lim.names), np.inf)
         try:
-            ordered = check_trajectory(trajectory, JointLimits(lim.names, -unlimited, unlimited, unlimited, unlimited))
+            ordered = well_formed(trajectory, lim.names)
         except TrajectoryError as exc:
             raise SafetyError(str(exc)) from None
         start = self._measured_positions(measured)
