@@ -3,10 +3,11 @@
 The model -- a deployable model file (:mod:`mtrl_robot.models.model_file`), or anything else with ``joint_names``
 and ``offsets(targets)``, such as a training checkpoint -- gives joint offsets from the start posture at the fixed
 waypoints; the positions are clipped into the robot's joint limits and the first is set to the start posture
-exactly. The time stamps come from the planner's minimum-jerk time scaling for the move from the start to the final
-posture (:func:`~mtrl_robot.motions.reach.time_scale`), velocities from the positions by finite differences (zero
-at both ends); if the model's waypoints are not spaced exactly like the planner's, time is stretched until every
-joint stays within ``LIMIT_FRACTIONS`` of its velocity limit (:func:`~mtrl_robot.backends.trajectory.retime`).
+exactly. The time stamps are spread evenly over the planner's minimum-jerk duration for the move from the start to
+the final posture (:func:`~mtrl_robot.motions.reach.move_duration`), velocities come from the positions by finite
+differences (zero at both ends); if the model's waypoints are not spaced exactly like the planner's, time is
+stretched until every joint stays within ``LIMIT_FRACTIONS`` of its velocity limit
+(:func:`~mtrl_robot.backends.trajectory.retime`).
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def predict_positions(model: OffsetModel, arm: Arm, targets: np.ndarray, start: 
 
 
 def timed(arm: Arm, positions: np.ndarray) -> JointTrajectory:
-    """A (T, dof) path timed by the planner's quintic scaling, stretched if needed to respect velocity limits."""
-    times = planner.time_scale(arm, positions[None, 0], positions[None, -1], len(positions))[0][0]
+    """A (T, dof) path timed over the planner's quintic duration, stretched if needed to respect velocity limits."""
+    times = planner.move_duration(arm, positions[-1] - positions[0]) * np.linspace(0.0, 1.0, len(positions))
     times = retime(JointTrajectory(arm.joint_names, times, positions), arm.velocity_limits).times
     velocities = np.gradient(positions, times, axis=0)
     velocities[[0, -1]] = 0.0
