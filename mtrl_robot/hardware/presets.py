@@ -118,6 +118,11 @@ class HardwarePreset:
     def model_names(self) -> tuple[str, ...]:
         return tuple(self.joint_map[n] for n in self.joint_names)
 
+    @property
+    def model_to_hardware(self) -> dict[str, str]:
+        """Family model joint name → hardware joint name: ``joint_map`` the other way round."""
+        return {model: hardware for hardware, model in self.joint_map.items()}
+
     def safety_limits(self, arm: Arm | None = None) -> SafetyLimits:
         """Limits over the hardware joint names; FK uses ``arm`` (default: the family's nominal robot)."""
         return SafetyLimits(self.joint_names, self.lower, self.upper, self.velocity, self.acceleration,

@@ -154,7 +154,7 @@ class HardwareBackend(RobotBackend):
         effort = {j.name: j.effort for j in arm.joints}
         self._limits = JointLimits(p.model_names, p.lower, p.upper, p.velocity,
                                    np.array([effort[n] for n in p.model_names]))
-        self._to_hardware = dict(zip(p.model_names, p.joint_names, strict=True))
+        self._to_hardware = p.model_to_hardware
         self._watchdog = Watchdog(p.watchdog_timeout)
         self._lock = threading.Lock()  # guards _state, _watchdog, _current and executions' results
         self._state: JointState | None = None  # latest finite message with all the arm's joints, hardware names

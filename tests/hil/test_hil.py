@@ -101,7 +101,7 @@ def test_joint_map_renames_at_the_conversion_level():
     """FR3 hardware names (fr3_jointN) for Panda model names: the goal carries hardware names, values by name."""
     preset, arm = load_preset("franka_fr3"), load_family("panda")
     model = smooth(arm.joint_names, arm.home_q, np.full(arm.dof, 0.05), 2.0)
-    hardware = to_hardware_names(shuffled(model), dict(zip(preset.model_names, preset.joint_names, strict=True)))
+    hardware = to_hardware_names(shuffled(model), preset.model_to_hardware)
     assert set(hardware.joint_names) == set(preset.joint_names)
     measured = JointState(("fr3_finger_joint1", *preset.joint_names[::-1]),
                           np.concatenate([[0.04], arm.home_q[::-1]]), np.zeros(8), 1.0)

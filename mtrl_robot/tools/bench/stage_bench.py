@@ -40,7 +40,7 @@ def stage_latency(model: ReachingModelFile, arm: Arm, preset: HardwarePreset, ta
     checker = SafetyChecker(limits)
     backend = make_backend("mujoco", arm)
     controller = TrajectoryController(backend, backend.control_dt)
-    to_hardware = dict(zip(preset.model_names, preset.joint_names, strict=True))
+    to_hardware = preset.model_to_hardware
     order = [arm.joint_names.index(name) for name in preset.model_names]
     measured = JointState(preset.joint_names, arm.home_q[order], np.zeros(arm.dof), 0.0)  # as the client reads it
     home = backend.read_state().positions
