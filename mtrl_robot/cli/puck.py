@@ -13,12 +13,9 @@ MAX_PER_AXIS = Limit(1000, "each motion of the grid is decoded, timed and checke
 
 
 def train(args: argparse.Namespace) -> None:
-    from mtrl_robot.learning.puck.presets import load_preset
+    from mtrl_robot.learning.puck.train import load_preset, train_puck
 
-    preset = load_preset(args.preset, overrides=args.set)  # a bad preset is named before torch is imported
-    from mtrl_robot.learning.puck.train import train_puck
-
-    print(f"puck run in {train_puck(preset, args.output)}")
+    print(f"puck run in {train_puck(load_preset(args.preset, overrides=args.set), args.output)}")
 
 
 def train_history(args: argparse.Namespace) -> None:

@@ -17,11 +17,9 @@ MULTITASK_BUDGET = Limit(100, "the multi-task model trains this many times the r
 
 def train(args: argparse.Namespace) -> None:
     from mtrl_robot.learning.reaching.presets import load_preset
-
-    preset = load_preset(args.preset, args.set)  # a bad preset is named before torch is imported
     from mtrl_robot.learning.reaching.train import train_from_preset
 
-    out = train_from_preset(preset, args.output, resume=args.resume, progress=True)
+    out = train_from_preset(load_preset(args.preset, args.set), args.output, resume=args.resume, progress=True)
     print((out / "report.md").read_text())
     print(f"training run in {out} (checkpoints/, logs/, report.json, report.md)")
 
