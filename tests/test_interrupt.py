@@ -9,8 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from mtrl_robot.core.interrupt import SIGNALS, Interrupted, raise_on_signals, signals_noted
+from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.interrupt import (
+    SIGNALS,
+    Interrupted,
+    exiting_on_sigterm,
+    raise_on_signals,
+    signals_noted,
+    signals_prevail,
+)
 from mtrl_robot.learning.reaching.checkpoint import load
 
 TINY = Path(__file__).parent / "data" / "tiny_preset.yaml"
@@ -106,3 +115,54 @@ def test_a_noted_signal_is_acted_on_only_when_asked():
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
+
+
+class SignalOnWrite:
+    """A file that sends ``signum`` to this process as its ``nth`` write begins."""
+
+    def __init__(self, file, signum: int, nth: int):
+        self.file, self.signum, self.writes_left = file, signum, nth
+
+    def write(self, data: bytes) -> int:
+        self.writes_left -= 1
+        if self.writes_left == 0:
+            os.kill(os.getpid(), self.signum)
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def save_interrupted(path: Path, signum: int, nth: int) -> None:
+    """A checkpoint written as training writes it, with ``signum`` arriving at its ``nth`` write."""
+    write_atomic(path, lambda f: torch.save({"weights": torch.zeros(100)}, SignalOnWrite(f, signum, nth)))
+
+
+@pytest.mark.parametrize("nth", range(1, 8))
+def test_a_signal_while_torch_saves_ends_the_command_as_interrupted_not_as_the_zip_writers_error(tmp_path, nth):
+    saved = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    raise_on_signals()
+    try:
+        with pytest.raises(Interrupted), signals_prevail():
+            save_interrupted(tmp_path / "model.pt", signal.SIGINT, nth)
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("nth", range(1, 8))
+def test_a_pool_workers_sigterm_while_torch_saves_ends_the_worker(tmp_path, nth):
+    """Not a RuntimeError, which the pool would take as the job's result, leaving the worker waiting for more."""
+    with pytest.raises(SystemExit) as ended, exiting_on_sigterm():
+        save_interrupted(tmp_path / "model.pt", signal.SIGTERM, nth)
+    assert ended.value.code == 143
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_swallowed_inside_still_ends_the_block():
+    with pytest.raises(SystemExit), exiting_on_sigterm():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except SystemExit:
+            pass

@@ -8,7 +8,7 @@ import typing
 
 from mtrl_robot.cli import arm, demo, puck, reaching, recordings, results, robots, teach, tools
 from mtrl_robot.core.errors import ConfigError, JointVectorError
-from mtrl_robot.core.interrupt import Interrupted, raise_on_signals
+from mtrl_robot.core.interrupt import Interrupted, raise_on_signals, signals_prevail
 
 
 class Parser(argparse.ArgumentParser):
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     raise_on_signals()
     try:
-        args.func(args)
+        with signals_prevail():
+            args.func(args)
     except (ConfigError, JointVectorError, KeyError, ValueError, OSError) as exc:
         print(f"mtrl-robot: error: {_one_line(exc)}", file=sys.stderr)
         return 2

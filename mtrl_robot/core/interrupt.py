@@ -7,6 +7,10 @@ thread instead, which unwinds through ``write_atomic`` (removing its temporary f
 A pool worker leaves SIGINT (Ctrl-C reaches the whole process group) to its parent, which ends the pool
 (:func:`leave_sigint_to_parent`), and a job that writes files runs :func:`exiting_on_sigterm`, so that the SIGTERM
 of a pool being ended unwinds it the same way and the worker ends quietly, without a traceback.
+
+Code being unwound may replace the exception a signal raised: ``torch.save``'s zip writer, closed mid-record, raises
+a ``RuntimeError`` of its own. :func:`signals_prevail` ends a block with the signal's exception all the same, so that
+an interrupted command reports the interrupt, and an ended pool worker exits rather than waiting for its next job.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -45,13 +48,27 @@ def leave_sigint_to_parent() -> None:
 
 @contextlib.contextmanager
 def exiting_on_sigterm() -> Iterator[None]:
-    """While inside, SIGTERM raises ``SystemExit``, which unwinds what the job writes and ends a pool worker quietly;
-    outside (e.g. while an idle worker exits), it keeps its default action."""
+    """While inside, SIGTERM raises ``SystemExit``, which unwinds what the job writes and ends a pool worker quietly,
+    whatever the job made of it (:func:`signals_prevail`); outside (e.g. while an idle worker exits), it keeps its
+    default action."""
     previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        with signals_prevail():
+            yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def signals_prevail() -> Iterator[None]:
+    """A block that this module's signal handlers raised into ends with the first exception they raised, even if
+    the code inside replaced that exception with another or swallowed it."""
+    before = len(_raised)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if len(_raised) > before:
+            raise _raised[before]
 
 
 @contextlib.contextmanager
@@ -82,9 +99,14 @@ def signals_noted() -> Iterator[Callable[[], None]]:
             signal.signal(signum, handler)
 
 
+_raised: list[BaseException] = []  # what the handlers below raised, in order
+
+
 def _raise(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
+    _raised.append(Interrupted(signum))
+    raise _raised[-1]
 
 
 def _exit(signum: int, frame: FrameType | None) -> None:
-    sys.exit(128 + signum)
+    _raised.append(SystemExit(128 + signum))
+    raise _raised[-1]

@@ -27,7 +27,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from mtrl_robot.core.interrupt import Interrupted, raise_on_signals
+from mtrl_robot.core.interrupt import Interrupted, raise_on_signals, signals_prevail
 from mtrl_robot.core.progress import BarState, observed_bars
 from mtrl_robot.ros.parameters import OneOf, Range, declare_parameters
 from mtrl_robot.ros.run import CONFIGURATION_ERRORS
@@ -162,7 +162,8 @@ def main(args: list[str] | None = None) -> int:
         node = TrainingNode()
         executor.add_node(node)
         spinner.start()
-        node.train()
+        with signals_prevail():
+            node.train()
         return 0
     except Interrupted as exc:
         if node is not None:
