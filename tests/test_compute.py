@@ -4,6 +4,7 @@ a Ray cluster that cannot be reached named in one line."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +61,27 @@ def test_ordered_map_gives_the_results_in_the_items_order_for_any_worker_count()
                            progress=False) == [x * x for x in items]
     with pytest.raises(ValueError, match="2 sizes for 7 items"):
         ordered_map(ComputeConfig(workers=1), _square, items, desc="squares", sizes=[1, 2])
+
+
+def _killed_at_one(x: int) -> int:
+    if x == 1:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
+    return x
+
+
+def test_a_worker_that_dies_ends_the_map_in_one_line_instead_of_a_wait_for_its_work():
+    done = _run("""
+        from test_compute import _killed_at_one
+        from mtrl_robot.distributed.compute import ComputeConfig, WorkerLost, ordered_map
+        if __name__ == "__main__":
+            try:
+                ordered_map(ComputeConfig(workers=2), _killed_at_one, list(range(4)), desc="numbers", progress=False)
+            except WorkerLost as lost:
+                print(lost)
+    """, timeout=120, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == ("numbers: a worker process died (killed by a signal, or by the out-of-memory "
+                                   "killer); its work was not done")
 
 
 @pytest.mark.parametrize("override, field, problem", [

@@ -12,8 +12,9 @@ on the command line):
 - ``ray``: one Ray task per item on the cluster at ``address``, at most ``workers`` at a time, each retried when its
   worker process or node dies (:mod:`.ray_cluster`).
 
-Either way the caller's process draws one progress bar over the items, Ctrl-C stops the workers, and files are
-written by the caller or atomically (:mod:`mtrl_robot.core.atomic`), so nothing is left half-written.
+Either way the caller's process draws one progress bar over the items, Ctrl-C stops the workers, a worker lost for
+good ends the map with :class:`WorkerLost` rather than a wait for its work, and files are written by the caller or
+atomically (:mod:`mtrl_robot.core.atomic`), so nothing is left half-written.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class ComputeConfig:
         host, colon, port = self.address.rpartition(":")
         if self.address != "auto" and not (colon and host and port.isdigit() and 0 < int(port) < 65536):
             raise ConfigError(None, "address", f"expected auto or host:port, got {self.address!r}")
+
+
+class WorkerLost(OSError):
+    """A worker process died before finishing its work (a local one, or a Ray task's beyond its retries)."""
 
 
 LOCAL = ComputeConfig()  # the default: local processes

@@ -1,21 +1,27 @@
 """Local workers (:class:`~mtrl_robot.distributed.compute.Workers`): a ``spawn`` process pool, or this process.
 
 ``spawn`` is safe on every platform and with threads in the parent; as with any ``spawn`` pool, a script that
-maps with more than one worker must do so under ``if __name__ == "__main__":``. Workers leave SIGINT to the
-parent, which ends the pool (its SIGTERM unwinds what a worker was writing, :mod:`mtrl_robot.core.interrupt`),
-and their progress bars are drawn by the parent, one line per worker (:class:`~mtrl_robot.core.progress.BarRelay`).
+maps with more than one worker must do so under ``if __name__ == "__main__":``. The pool is the standard library's
+``ProcessPoolExecutor``, which notices a worker that dies (killed by the out-of-memory killer, say): the map then
+ends with :class:`~mtrl_robot.distributed.compute.WorkerLost` instead of waiting for the lost work forever. Workers
+leave SIGINT to the parent, which ends the pool by sending them SIGTERM (it unwinds what a worker was writing,
+:mod:`mtrl_robot.core.interrupt`), and their progress bars are drawn by the parent, one line per worker
+(:class:`~mtrl_robot.core.progress.BarRelay`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from mtrl_robot.core.interrupt import exiting_on_sigterm, leave_sigint_to_parent
 from mtrl_robot.core.progress import BarRelay, progress_bar, relay_bars_to
-from mtrl_robot.distributed.compute import sizes_of
+from mtrl_robot.distributed.compute import WorkerLost, sizes_of
 
 
 class LocalWorkers:
@@ -25,16 +31,18 @@ class LocalWorkers:
     def __init__(self, workers: int):
         self.workers = workers
         self._stack = contextlib.ExitStack()
-        self._pool: Any = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> LocalWorkers:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
-        if self._pool is not None and exc_type is None:  # done: the workers exit on their own, bars sent in full
-            self._pool.close()
-            self._pool.join()
-        self._stack.close()  # terminates the pool (SIGTERM) if it is still running, then stops drawing its bars
+        if self._pool is not None:
+            if exc_type is not None:  # interrupted or failed: the jobs still running unwind and end their workers
+                for worker in list(self._pool._processes.values()):  # Python 3.14: self._pool.terminate_workers()
+                    worker.terminate()
+            self._pool.shutdown(wait=True, cancel_futures=True)  # done: the workers exit once their bars are sent
+        self._stack.close()  # stops drawing the workers' bars
 
     def map(self, function: Callable, items: Sequence, *, desc: str, unit: str = "item", progress: bool = True,
             sizes: Sequence[int] | None = None) -> list:
@@ -48,23 +56,33 @@ class LocalWorkers:
                 return results
             if self._pool is None:
                 bars = self._stack.enter_context(BarRelay())
-                self._pool = self._stack.enter_context(multiprocessing.get_context("spawn").Pool(
-                    min(self.workers, len(items)), _init_worker, (bars.queue,)))
-            for result, size in zip(self._pool.imap(_Quiet(function), items), sizes, strict=True):
-                results.append(result)
-                bar.update(size)
+                self._pool = ProcessPoolExecutor(min(self.workers, len(items)),
+                                                 mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_init_worker, initargs=(bars.queue,))
+            try:
+                for result, size in zip(self._pool.map(_Quiet(function), items), sizes, strict=True):
+                    results.append(result)
+                    bar.update(size)
+            except BrokenProcessPool:
+                raise WorkerLost(f"{desc}: a worker process died (killed by a signal, or by the out-of-memory "
+                                 "killer); its work was not done") from None
         return results
 
 
 class _Quiet:
-    """``function`` in a pool worker: ended by the pool's SIGTERM, it discards what it was writing and ends quietly."""
+    """``function`` in a pool worker: ended by the pool's SIGTERM, it discards what it was writing and its worker
+    process ends at once, quietly (the executor would take the ``SystemExit`` for the job's result and wait for the
+    next job)."""
 
     def __init__(self, function: Callable):
         self.function = function
 
     def __call__(self, item: Any) -> Any:
-        with exiting_on_sigterm():
-            return self.function(item)
+        try:
+            with exiting_on_sigterm():
+                return self.function(item)
+        except SystemExit as ended:
+            os._exit(ended.code if isinstance(ended.code, int) else 1)
 
 
 def _init_worker(bars: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from mtrl_robot.core.interrupt import signals_noted
 from mtrl_robot.core.progress import progress_bar
-from mtrl_robot.distributed.compute import ComputeConfig, sizes_of
+from mtrl_robot.distributed.compute import ComputeConfig, WorkerLost, sizes_of
 
 RETRIES = 3  # re-runs of a task whose worker process or node died
 CONNECT_TIMEOUT = 10.0  # s: the longest wait for the cluster's head to answer
@@ -64,10 +64,6 @@ def _head(ray: Any, address: str) -> str:
     except ConnectionError:
         raise ClusterUnreachable(address, "no cluster started on this machine; start one with `ray start --head` "
                                           "or give host:port") from None
-
-
-class TaskLost(ConnectionError):
-    """A task whose worker process or node died more often than it is retried."""
 
 
 def _work_item(function: Callable, item: Any) -> tuple[Any, str]:
@@ -128,7 +124,7 @@ class RayWorkers:
 
 def _get(ray: Any, ref: Any, desc: str) -> Any:
     """The task's value; an exception raised by the work is raised here as itself (not wrapped by Ray), a task lost
-    beyond its retries as :class:`TaskLost`."""
+    beyond its retries as :class:`WorkerLost`."""
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
@@ -137,4 +133,4 @@ def _get(ray: Any, ref: Any, desc: str) -> Any:
             raise cause from None
         raise
     except ray.exceptions.RayError as exc:
-        raise TaskLost(f"{desc}: a Ray task was lost {RETRIES + 1} times ({str(exc).splitlines()[0]})") from None
+        raise WorkerLost(f"{desc}: a Ray task was lost {RETRIES + 1} times ({str(exc).splitlines()[0]})") from None
