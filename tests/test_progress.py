@@ -2,6 +2,11 @@
 
 import io
 import multiprocessing
+import os
+import signal
+import threading
+import time
+from typing import Any
 
 from mtrl_robot.core.progress import BarRelay, BarState, observed_bars, progress_bar, relay_bars_to
 
@@ -46,3 +51,26 @@ def test_observed_bars_draw_nothing_and_report_their_state(capfd):
     assert "meta-train" not in capfd.readouterr().err
     assert seen[-1] == BarState("meta-train panda", 4, 4, "step", "loss=1.5e-03")
     assert sorted({s.n for s in seen if s.postfix}) == [1, 2, 3, 4] and all(s.description != "after" for s in seen)
+
+
+def _die_holding_the_write_lock(queue: Any) -> None:
+    relay_bars_to(queue)
+    for _ in progress_bar(range(5), desc="dying worker", unit="step", mininterval=0):
+        pass
+    time.sleep(0.5)  # the queue's feeder thread sends the updates
+    queue._wlock.acquire()  # as a worker killed while sending leaves it: taken for good
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_the_relay_ends_even_after_a_worker_died_holding_the_queues_write_lock():
+    screen = io.StringIO()
+    relay = BarRelay(file=screen).__enter__()
+    worker = multiprocessing.get_context("spawn").Process(target=_die_holding_the_write_lock, args=(relay.queue,))
+    worker.start()
+    worker.join(timeout=60)
+    assert worker.exitcode == -signal.SIGKILL
+    ending = threading.Thread(target=relay.__exit__, args=(None, None, None), daemon=True)
+    ending.start()
+    ending.join(timeout=30)
+    assert not ending.is_alive(), "the relay waits for a write lock no process will release"
+    assert "dying worker: 100%" in screen.getvalue()

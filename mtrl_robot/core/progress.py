@@ -17,11 +17,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from queue import Empty
 from typing import IO, Any, NamedTuple
 
 from tqdm import tqdm
 
 _queue: Any = None  # set in a worker process by relay_bars_to
+QUIET = 0.05  # s without a message after which an ended BarRelay stops drawing
 
 
 class BarState(NamedTuple):
@@ -114,6 +116,7 @@ class BarRelay:
         self.queue = multiprocessing.get_context("spawn").Queue()
         self._file = file if file is not None else sys.stderr
         self._bars: dict[int, tqdm] = {}
+        self._ended = threading.Event()
         self._thread = threading.Thread(target=self._draw, daemon=True)
 
     def __enter__(self) -> BarRelay:
@@ -121,15 +124,22 @@ class BarRelay:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.queue.put(None)
+        # ended by an event, not by a message: a worker killed while sending leaves the queue's write lock taken
+        self._ended.set()
         self._thread.join()
         for line in self._bars.values():
             line.close()
         self.queue.close()
-        self.queue.join_thread()
 
     def _draw(self) -> None:
-        while (message := self.queue.get()) is not None:
+        """Draw what the workers send until ended and nothing more has come for :data:`QUIET` s."""
+        while True:
+            try:
+                message = self.queue.get(timeout=QUIET)
+            except Empty:
+                if self._ended.is_set():
+                    return
+                continue
             pid, description, n, total, unit, postfix = message
             line = self._bars.get(pid)
             if line is None:
