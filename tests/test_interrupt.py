@@ -83,6 +83,24 @@ def test_a_signal_ends_training_in_one_line_leaving_only_complete_files(tmp_path
         assert load(checkpoint).learner.step >= 1
 
 
+def test_a_worker_killed_mid_training_ends_the_run_in_one_line_instead_of_a_wait(tmp_path):
+    out = tmp_path / "run"
+    families = ["panda", "gen3"]
+    process = train(out, "--set", ENDLESS, "--set", f"data.families={families}".replace("'", ""),
+                    "--set", "compute.workers=2")
+    wait_for_files(process, [out / "checkpoints" / f"{f}.pt" for f in families])
+    workers = pool_workers(process.pid)
+    os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
+    _, stderr = process.communicate(timeout=STARTUP_TIMEOUT)
+    assert process.returncode == 2, stderr
+    assert "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == ("mtrl-robot: error: families: a worker process died (killed by a "
+                                               "signal, or by the out-of-memory killer); its work was not done "
+                                               "(continue with --resume)")
+    assert sorted(out.rglob("*.tmp")) == []
+    assert not [pid for pid in workers if alive(pid)]
+
+
 def test_resume_removes_the_temporary_files_a_killed_run_left_and_names_them(tmp_path):
     out = tmp_path / "run"
     assert train(out).wait(timeout=STARTUP_TIMEOUT) == 0

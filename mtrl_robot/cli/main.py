@@ -9,6 +9,7 @@ import typing
 from mtrl_robot.cli import arm, demo, puck, reaching, recordings, results, robots, teach, tools
 from mtrl_robot.core.errors import ConfigError, JointVectorError
 from mtrl_robot.core.interrupt import Interrupted, raise_on_signals, signals_prevail
+from mtrl_robot.distributed.compute import WorkerLost
 
 
 class Parser(argparse.ArgumentParser):
@@ -30,15 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input, an OS error (e.g. an unwritable folder) or SIGINT/SIGTERM end it in one line."""
     args = build_parser().parse_args(argv)
+    again = " (continue with --resume)" if getattr(args, "resume", None) is not None else ""
     raise_on_signals()
     try:
         with signals_prevail():
             args.func(args)
     except (ConfigError, JointVectorError, KeyError, ValueError, OSError) as exc:
-        print(f"mtrl-robot: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"mtrl-robot: error: {_one_line(exc)}{again if isinstance(exc, WorkerLost) else ''}", file=sys.stderr)
         return 2
     except Interrupted as exc:
-        again = " (continue with --resume)" if getattr(args, "resume", None) is not None else ""
         print(f"mtrl-robot: {exc}; files being written were discarded{again}", file=sys.stderr)
         return exc.exit_code
     return 0
