@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from mtrl_robot.backends.render import aim_camera
+from mtrl_robot.core.torch_threads import torch_threads
 from mtrl_robot.evaluation import video
 from mtrl_robot.learning.puck.adapt import adapt_policy
 from mtrl_robot.learning.puck.train import META_FILE, VAE_FILE, load_policy, simulated_world
@@ -82,26 +83,24 @@ def puck_video(run_dir: str | Path, out: str | Path, condition: str = "iso_low",
     trained = load_policy(run / META_FILE)
     config, task = trained.config, condition_task(condition)
     env = PuckHittingEnv(config.arm, motion_vae=HittingVAE.load(run / VAE_FILE))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models only lose time to thread hand-offs
     try:
-        world = simulated_world(env, config)
-        _, adapted = adapt_policy(trained.policy, trained.lrs, world, task, config, steps,
-                                  [config.seed, VIDEO_STREAM, 0])
-        goals = world.goals(hits, np.random.default_rng([config.seed, VIDEO_STREAM, 1]))
-        panels = []
-        for label, params in ((f"{condition}: step 0", detached(meta_parameters(trained.policy))),
-                              (f"{condition}: step {steps}", adapted)):
-            rng = np.random.default_rng([config.seed, VIDEO_STREAM, 2])  # the same puck offsets in both panels
-            with torch.no_grad():
-                latents = world.latents(mean_action(trained.policy, params, world.observe(goals)))
-            panels.append((label, [record_hit(world, task, goal, latent, rng)
-                                   for goal, latent in zip(goals, latents, strict=True)]))
-        path = _render(env, goals, panels, out)
-        frames = sum(max(len(f) for f, _ in clips) for clips in zip(*(c for _, c in panels), strict=True))
-        return PuckVideo(path, frames, {label: [outcome for _, outcome in clips] for label, clips in panels})
+        with torch_threads(1):
+            world = simulated_world(env, config)
+            _, adapted = adapt_policy(trained.policy, trained.lrs, world, task, config, steps,
+                                      [config.seed, VIDEO_STREAM, 0])
+            goals = world.goals(hits, np.random.default_rng([config.seed, VIDEO_STREAM, 1]))
+            panels = []
+            for label, params in ((f"{condition}: step 0", detached(meta_parameters(trained.policy))),
+                                  (f"{condition}: step {steps}", adapted)):
+                rng = np.random.default_rng([config.seed, VIDEO_STREAM, 2])  # the same puck offsets in both panels
+                with torch.no_grad():
+                    latents = world.latents(mean_action(trained.policy, params, world.observe(goals)))
+                panels.append((label, [record_hit(world, task, goal, latent, rng)
+                                       for goal, latent in zip(goals, latents, strict=True)]))
+            path = _render(env, goals, panels, out)
+            frames = sum(max(len(f) for f, _ in clips) for clips in zip(*(c for _, c in panels), strict=True))
+            return PuckVideo(path, frames, {label: [outcome for _, outcome in clips] for label, clips in panels})
     finally:
-        torch.set_num_threads(threads)
         env.close()
 
 

@@ -42,6 +42,7 @@ from mtrl_robot.backends.limits import MotionLimits
 from mtrl_robot.backends.trajectory import JointLimits, JointTrajectory
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.torch_files import CheckpointError, first_line, load_torch_file
+from mtrl_robot.core.torch_threads import torch_threads
 from mtrl_robot.models.trajectory_vae import PrincipalPathScaler, TrajectoryVAE
 from mtrl_robot.motions.hitting import ANGLE_RANGE, SPEED_RANGE, HittingMotionGenerator, HittingPath, paddle_arm
 from mtrl_robot.motions.path_timing import MotionRefused
@@ -195,9 +196,7 @@ def train_hitting_vae(generator: HittingMotionGenerator, n_motions: int = 20000,
     rng = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(vae.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small only loses time to thread hand-offs
-    try:
+    with torch_threads(1):
         bar = tqdm(range(steps), desc="hitting VAE", disable=not progress)
         for step in bar:
             batch = features[torch.randint(len(features), (batch_size,), generator=rng)]
@@ -208,8 +207,6 @@ def train_hitting_vae(generator: HittingMotionGenerator, n_motions: int = 20000,
             schedule.step()
             if step % 100 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}", mse=f"{reconstruction.item():.5f}")
-    finally:
-        torch.set_num_threads(threads)
     vae.freeze()
     with torch.no_grad():
         mean, _ = vae.encode(features)

@@ -19,8 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from mtrl_robot.core.torch_threads import torch_threads
 from mtrl_robot.learning.puck.methods import PolicyMethod, adaptation_curve
 from mtrl_robot.learning.puck.train import (
     BASELINE_FILE,
@@ -74,12 +74,10 @@ def adapt(run_dir: str | Path, out: str | Path, condition: str, steps: int, poli
     trained = load_policy(run / POLICY_FILES[policy])
     config = trained.config if rollouts is None else replace(trained.config, rollouts=rollouts)
     env = PuckHittingEnv(config.arm, motion_vae=HittingVAE.load(run / VAE_FILE))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models only lose time to thread hand-offs
     try:
-        adapted, curve = adapt_trained(trained, simulated_world(env, config), task, config, steps,
-                                       [config.seed, ADAPT_STREAM, seed])
+        with torch_threads(1):
+            adapted, curve = adapt_trained(trained, simulated_world(env, config), task, config, steps,
+                                           [config.seed, ADAPT_STREAM, seed])
     finally:
-        torch.set_num_threads(threads)
         env.close()
     return save_policy(adapted, out), curve

@@ -32,9 +32,9 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.torch_threads import torch_threads
 from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import Curve, markdown_table, plot_panels, student_t
 from mtrl_robot.learning.puck.methods import METHODS, adaptation_curve
@@ -146,17 +146,14 @@ def _measure_chunk(chunk: tuple[int, range], *, run: Path, config: PuckMetaRLCon
     world = simulated_world(env, config, measure)
     task = condition_task(conditions[c])
     curves = np.empty((len(methods), len(repeats), config.eval_steps + 1))
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
     try:
-        with ExitStack() as opened:  # every method built is closed, also when a later one fails
+        with torch_threads(threads), ExitStack() as opened:  # every method built is closed, even if one fails
             built = [opened.enter_context(METHODS[name](run, world, config)) for name in methods]
             for i, r in enumerate(repeats):
                 for m, method in enumerate(built):
                     curves[m, i] = adaptation_curve(method, world, task, config, config.eval_steps,
                                                     [config.seed, EVAL_STREAM, c, r])
     finally:
-        torch.set_num_threads(before)
         if measure is not None:
             measure.close()
         env.close()

@@ -40,6 +40,7 @@ from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.config import SEED, STEPS, WIDTH, check_settings, setting
 from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
+from mtrl_robot.core.torch_threads import torch_threads
 from mtrl_robot.learning.puck.methods import AdaptationMethod
 from mtrl_robot.learning.puck.presets import HITS, TASKS, PuckMetaRLConfig
 from mtrl_robot.learning.puck.train import META_FILE, VAE_FILE, load_policy, simulated_world
@@ -135,19 +136,17 @@ def train_history_policy(run_dir: str | Path, config: HistoryPolicyConfig = Hist
     run_config = load_policy(run / META_FILE).config
     started = time.perf_counter()
     env = PuckHittingEnv(run_config.arm, motion_vae=HittingVAE.load(run / VAE_FILE))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models only lose time to thread hand-offs
     try:
-        hits, real = simulate_tasks(simulated_world(env, run_config), config, progress)
-        simulated = time.perf_counter() - started
-        targets = goal_region(hits, real, run_config, config)
-        if not targets.any():
-            raise ValueError("history policy: no simulated hit came to rest in the goal region")
-        torch.manual_seed(config.seed)
-        policy = HistoryPolicy(config.context, config.hidden, run_config.goal_distance[1])
-        losses = fit(policy, hits, real, targets, config, progress)
+        with torch_threads(1):
+            hits, real = simulate_tasks(simulated_world(env, run_config), config, progress)
+            simulated = time.perf_counter() - started
+            targets = goal_region(hits, real, run_config, config)
+            if not targets.any():
+                raise ValueError("history policy: no simulated hit came to rest in the goal region")
+            torch.manual_seed(config.seed)
+            policy = HistoryPolicy(config.context, config.hidden, run_config.goal_distance[1])
+            losses = fit(policy, hits, real, targets, config, progress)
     finally:
-        torch.set_num_threads(threads)
         env.close()
     payload = {"format": FORMAT, "version": VERSION, "config": config.to_dict(), "policy": policy.state_dict(),
                "losses": losses, "seconds": {"simulation": simulated, "total": time.perf_counter() - started},

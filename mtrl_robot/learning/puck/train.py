@@ -55,6 +55,7 @@ import torch
 from mtrl_robot.core.atomic import write_atomic
 from mtrl_robot.core.progress import progress_bar
 from mtrl_robot.core.torch_files import CheckpointError, load_torch_file
+from mtrl_robot.core.torch_threads import torch_threads
 from mtrl_robot.distributed.compute import ComputeConfig, Workers, check_reachable, workers
 from mtrl_robot.learning.puck.presets import PuckMetaRLConfig, config_from_dict, load_preset
 from mtrl_robot.meta.policy_gradient_maml import (
@@ -181,12 +182,8 @@ def _collect_task(item: tuple[Task, list[int]], recipe: WorldRecipe, policy: Gau
     task, seed = item
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(recipe.config.compute.threads)
-    try:
+    with torch_threads(recipe.config.compute.threads):
         return collect(policy, lrs, recipe.world(), task, recipe.config, meta, rng, generator)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def train_policy(recipe: WorldRecipe, meta: bool, hitters: Workers, progress: bool = True,

@@ -61,6 +61,7 @@ from mtrl_robot.arms import population as populations
 from mtrl_robot.arms.families import load_families
 from mtrl_robot.core.atomic import discarding_temporaries, remove_temporaries, write_atomic
 from mtrl_robot.core.progress import progress_bar
+from mtrl_robot.core.torch_threads import torch_threads
 from mtrl_robot.distributed.compute import ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import interval, markdown_table
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
@@ -253,12 +254,8 @@ def report_table(report: dict) -> str:
 def _group_job(job: tuple) -> tuple[dict[str, dict], dict[str, dict]]:
     """One model in this process, with the preset's thread count (module level, so that it pickles)."""
     preset, name, datasets, out, progress, position = job
-    threads = torch.get_num_threads()
-    torch.set_num_threads(preset.compute.threads)
-    try:
+    with torch_threads(preset.compute.threads):
         return _train_group(preset, name, datasets, out, progress, position)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _demos(preset: Preset, out: Path, progress: bool) -> dict[str, DemoDataset]:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
+from mtrl_robot.core.torch_threads import torch_threads
 from mtrl_robot.meta.maml import MAML, MAMLConfig, TaskBatch
 from mtrl_robot.meta.sinusoid import SinusoidTasks, make_mlp
 
@@ -53,10 +54,7 @@ def bench_meta(seconds: float = 4.0, meta_batch_size: int = 25, support_size: in
     so that load on the machine hits both alike; each figure is the fastest step. ``threads`` sets torch's
     intra-op threads for the run (restored afterwards); ``None`` keeps the current setting.
     """
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         config = MAMLConfig(inner_steps=inner_steps, inner_lr=0.01, outer_lr=1e-3, meta_batch_size=meta_batch_size)
         ours = MAML(make_mlp(seed=0), config=config)
         theirs = make_mlp(seed=0)
@@ -77,12 +75,10 @@ def bench_meta(seconds: float = 4.0, meta_batch_size: int = 25, support_size: in
             _higher_meta_step(theirs, theirs_outer, config.inner_lr, inner_steps, tasks)
             ours_times.append(t1 - t0)
             theirs_times.append(time.perf_counter() - t1)
-    finally:
-        torch.set_num_threads(previous_threads)
     ours_ms, theirs_ms = min(ours_times) * 1e3, min(theirs_times) * 1e3
     return {
         "baseline": f"higher {version('higher')}",
-        "threads": threads if threads is not None else previous_threads,
+        "threads": threads if threads is not None else torch.get_num_threads(),
         "meta_batch_size": meta_batch_size,
         "support_size": support_size,
         "inner_steps": inner_steps,
@@ -118,10 +114,7 @@ def bench_reaching_meta_step(preset: str = "full", family: str = "panda", second
 
     config = load_preset(preset, ["meta.variant=maml"])
     meta = config.meta
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         robots = generate(load_config(seed=0, families=[family], robots_per_family=meta.meta_batch_size))
         demos = to_tensors(generate_demos(robots, meta.k_support + meta.k_query, 0, IN_THIS_PROCESS, False))
         vae, model = build_model(config.model, demos.n_waypoints, demos.dof, seed=0)
@@ -144,11 +137,9 @@ def bench_reaching_meta_step(preset: str = "full", family: str = "panda", second
                 start = time.process_time()
                 torch.autograd.grad(loss_of(tasks), parameters)
                 times.append(time.process_time() - start)
-    finally:
-        torch.set_num_threads(previous_threads)
     ours_ms, theirs_ms = statistics.median(ours_times) * 1e3, statistics.median(theirs_times) * 1e3
     return {
-        "preset": preset, "family": family, "threads": threads if threads is not None else previous_threads,
+        "preset": preset, "family": family, "threads": threads if threads is not None else torch.get_num_threads(),
         "meta_batch_size": meta.meta_batch_size, "k_support": meta.k_support, "k_query": meta.k_query,
         "inner_steps": meta.inner_steps, "adapt_only": ", ".join(meta.adapt_only),
         "meta_losses_timed": len(ours_times),
