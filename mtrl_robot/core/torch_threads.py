@@ -8,9 +8,13 @@ runs inside :func:`torch_threads` with the count it needs (a preset's ``compute.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TypeVar
 
 import torch
+
+Result = TypeVar("Result")
 
 
 @contextlib.contextmanager
@@ -23,3 +27,14 @@ def torch_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def in_torch_threads(function: Callable[..., Result], count: int | None) -> Callable[..., Result]:
+    """``function`` run inside :func:`torch_threads` with ``count``: a job for workers (it pickles if ``function``
+    does)."""
+    return partial(_call, function, count)
+
+
+def _call(function: Callable[..., Result], count: int | None, *args, **kwargs) -> Result:
+    with torch_threads(count):
+        return function(*args, **kwargs)

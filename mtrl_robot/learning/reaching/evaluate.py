@@ -73,6 +73,7 @@ from mtrl_robot.arms.chain import Arm
 from mtrl_robot.backends.mujoco_backend import MujocoBackend
 from mtrl_robot.backends.trajectory import JointTrajectory
 from mtrl_robot.core.atomic import write_atomic
+from mtrl_robot.core.torch_threads import in_torch_threads
 from mtrl_robot.distributed.compute import IN_THIS_PROCESS, ComputeConfig, check_reachable, ordered_map
 from mtrl_robot.evaluation.report import Curve, interval, markdown_table, plot_panels
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
@@ -278,7 +279,8 @@ def held_out_errors(dataset: DemoDataset, robot_ids: Sequence[str], states: dict
     measure = partial(robot_errors, states=states, multitask=multitask, base=base, methods=methods, ks=ks,
                       n_targets=targets_per_robot, seed=seed, scratch_steps=scratch_steps, scratch_lr=scratch_lr,
                       finetune_lrs=dict(finetune_lrs or {}))
-    rows = ordered_map(compute, measure, [dataset.for_robot(robot_id) for robot_id in robot_ids],
+    rows = ordered_map(compute, in_torch_threads(measure, compute.threads),
+                       [dataset.for_robot(robot_id) for robot_id in robot_ids],
                        desc=f"evaluate {base.info['family']}", unit="robot", progress=progress)
     for robot_id, (row, guards) in zip(robot_ids, rows, strict=True):
         per_robot[robot_id] = {m: {str(k): v for k, v in by_k.items()} for m, by_k in row.items()}
@@ -476,9 +478,10 @@ def finetune_sweep(multitask, validation: dict[str, tuple[DemoDataset, ReachingC
     if missing:  # every step size × validation robot one work item
         items = [(lr, dataset.for_robot(robot), state) for lr in settings["step_sizes"]
                  for dataset, state, robots in validation.values() for robot in robots]
-        rows = ordered_map(compute, partial(_finetune_errors, multitask=multitask, ks=tuple(missing),
-                                            n_targets=targets_per_robot, seed=seed),
-                           items, desc="fine-tuning step sizes", unit="robot", progress=False)
+        finetune = partial(_finetune_errors, multitask=multitask, ks=tuple(missing), n_targets=targets_per_robot,
+                           seed=seed)
+        rows = ordered_map(compute, in_torch_threads(finetune, compute.threads), items, desc="fine-tuning step sizes",
+                           unit="robot", progress=False)
         for lr in settings["step_sizes"]:
             errors = [row for (item_lr, _, _), row in zip(items, rows, strict=True) if item_lr == lr]
             summary[str(lr)].update({str(k): interval([e for row in errors for e in row[k]]).to_dict()

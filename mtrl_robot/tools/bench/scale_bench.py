@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from mtrl_robot.arms.population import generate, load_config
+from mtrl_robot.core.torch_threads import in_torch_threads
 from mtrl_robot.distributed.compute import ComputeConfig, Workers, workers
 from mtrl_robot.learning.reaching import checkpoint as checkpoints
 from mtrl_robot.learning.reaching.evaluate import robot_errors
@@ -70,9 +71,10 @@ def bench_scale() -> dict[str, float | int | str]:
 
     figures: dict[str, float | int | str] = {"robots_planned": len(robots), "demos_per_robot": DEMOS_PER_ROBOT,
                                              "robots_evaluated": len(held), "targets_per_robot": TARGETS}
-    measure = partial(robot_errors, states={"maml": state}, multitask=None, base=state,
-                      methods=["no_adaptation", "maml", "ik_oracle"], ks=(2,), n_targets=TARGETS, seed=0,
-                      scratch_steps=0, scratch_lr=0.0, finetune_lrs={})
+    measure = in_torch_threads(partial(robot_errors, states={"maml": state}, multitask=None, base=state,
+                                       methods=["no_adaptation", "maml", "ik_oracle"], ks=(2,), n_targets=TARGETS,
+                                       seed=0, scratch_steps=0, scratch_lr=0.0, finetune_lrs={}),
+                               ComputeConfig().threads)  # as reaching evaluate measures a robot
     evaluated = [dataset.for_robot(robot_id) for robot_id in held]
     saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))  # read when ray is imported;
