@@ -82,14 +82,16 @@ def test_bad_population_config_names_field(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (("reaching", "train", "huge"), "unknown training preset 'huge'"),
-    (("reaching", "evaluate", "no_such_run"), "no_such_run"),
-    (("reaching", "adapt", "no_such_run", "missing.npz"), "missing.npz"),
+    (("reaching", "evaluate", "no_such_run"), "no_such_run: no such training run folder"),
+    (("reaching", "adapt", "no_such_run", "missing.npz"), "no_such_run: no such checkpoint file or training run"),
+    (("reaching", "adapt", "empty_run", "missing.npz"), "missing.npz: no such demonstrations file"),
     (("puck", "train", "--preset", "huge"), "huge"),
-    (("puck", "evaluate", "no_such_run"), "no_such_run"),
-    (("puck", "evaluate", "no_such_run", "--methods", "meta", "oracle"), "unknown, repeated or no methods"),
-    (("puck", "evaluate", "no_such_run", "--backend", "pybullet", "--camera"), "camera mode"),
+    (("puck", "evaluate", "no_such_run"), "no_such_run: no such puck training run folder"),
+    (("puck", "evaluate", "empty_run", "--methods", "meta", "oracle"), "unknown, repeated or no methods"),
+    (("puck", "evaluate", "empty_run", "--backend", "pybullet", "--camera"), "camera mode"),
 ])
 def test_learning_verbs_report_bad_input_in_one_line(tmp_path, args, message):
+    (tmp_path / "empty_run").mkdir()
     done = run(*args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr

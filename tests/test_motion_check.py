@@ -76,6 +76,10 @@ def test_check_motions_command_prints_and_writes_the_figures(vae, tmp_path, caps
 def test_check_motions_bad_input_is_one_line(vae, tmp_path, capsys):
     assert main(["puck", "check-motions", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
+    assert err == f"mtrl-robot: error: {tmp_path / 'nowhere'}: no such puck training run folder\n"
+    (tmp_path / "empty").mkdir()
+    assert main(["puck", "check-motions", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
     assert err.startswith("mtrl-robot: error:") and "no such hitting VAE file" in err and err.count("\n") == 1
     run = tmp_path / "run"
     vae.save(run / VAE_FILE)

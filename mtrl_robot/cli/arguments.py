@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,6 +47,14 @@ class ComputeSection:
     """What ``--set`` sets on a command that reads no preset (an evaluation): the ``compute`` section."""
 
     compute: ComputeConfig = setting(ComputeConfig)
+
+
+def existing(path: Path, what: str) -> Path:
+    """``path``, which must exist, else one line naming it as ``what`` it should be: checked before a command loads
+    torch, so that a mistyped path is named at once."""
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, f"no such {what}", str(path))
+    return path
 
 
 def add_compute_option(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mtrl_robot.cli.arguments import RUNS, add_compute_option, bounded, compute_of, like, seed
+from mtrl_robot.cli.arguments import RUNS, add_compute_option, bounded, compute_of, existing, like, seed
 from mtrl_robot.core.config import Limit
 from mtrl_robot.learning.puck.presets import HITS, PuckMetaRLConfig
 
@@ -19,6 +19,7 @@ def train(args: argparse.Namespace) -> None:
 
 
 def train_history(args: argparse.Namespace) -> None:
+    existing(args.run, "puck training run folder")
     from mtrl_robot.core.config import config_from_overrides
     from mtrl_robot.learning.puck.history_policy import HistoryPolicyConfig, train_history_policy
 
@@ -26,6 +27,7 @@ def train_history(args: argparse.Namespace) -> None:
 
 
 def adapt(args: argparse.Namespace) -> None:
+    existing(args.run, "puck training run folder")
     from mtrl_robot.learning.puck.adapt import adapt as adapt_puck
 
     out = args.output / f"{args.policy}_{args.condition}.pt" if args.output.is_dir() else args.output
@@ -35,6 +37,7 @@ def adapt(args: argparse.Namespace) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> None:
+    existing(args.run, "puck training run folder")
     from mtrl_robot.learning.puck.evaluate import evaluate_puck
 
     table, plot = evaluate_puck(args.run, args.output or args.run, repeats=args.repeats, camera=args.camera,
@@ -50,6 +53,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def check_motions(args: argparse.Namespace) -> None:
+    existing(args.run, "puck training run folder")
     from mtrl_robot.hardware.presets import load_preset
     from mtrl_robot.learning.puck.motion_check import check_latent_grid, write_motion_check
     from mtrl_robot.learning.puck.train import VAE_FILE

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mtrl_robot.cli.arguments import RUNS, add_compute_option, bounded, compute_of, like, seed
+from mtrl_robot.cli.arguments import RUNS, add_compute_option, bounded, compute_of, existing, like, seed
 from mtrl_robot.core.config import ROBOTS, STEPS, Limit
 from mtrl_robot.learning.reaching.presets import DEMOS, AdaptConfig
 
@@ -25,6 +25,8 @@ def train(args: argparse.Namespace) -> None:
 
 
 def adapt(args: argparse.Namespace) -> None:
+    existing(args.checkpoint, "checkpoint file or training run folder")
+    existing(args.demos, "demonstrations file")
     from mtrl_robot.learning.reaching.adapt import adapt_cli
 
     path = adapt_cli(args.checkpoint, args.demos, args.robot, args.k, out=args.output, steps=args.steps)
@@ -32,6 +34,7 @@ def adapt(args: argparse.Namespace) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> None:
+    existing(args.run, "training run folder")
     from mtrl_robot.learning.reaching.evaluate import evaluate_reaching
 
     given = {"ks": args.ks, "methods": args.methods, "targets_per_robot": args.targets, "seed": args.seed,
@@ -67,6 +70,7 @@ def lofo(args: argparse.Namespace) -> None:
 
 
 def calibrate(args: argparse.Namespace) -> None:
+    existing(args.run, "training run folder")
     from mtrl_robot.learning.reaching.calibration import calibrate_reaching
 
     given = {"ks": args.ks, "targets_per_robot": args.targets, "samples": args.samples, "seed": args.seed,
@@ -77,6 +81,7 @@ def calibrate(args: argparse.Namespace) -> None:
 
 
 def single_demo(args: argparse.Namespace) -> None:
+    existing(args.run, "training run folder")
     from mtrl_robot.learning.reaching.single_demo_confidence import measure_confidences
 
     given = {"targets_per_robot": args.targets, "seed": args.seed, "validation": args.validation_robots}
@@ -86,6 +91,7 @@ def single_demo(args: argparse.Namespace) -> None:
 
 
 def suggest(args: argparse.Namespace) -> None:
+    existing(args.run, "checkpoint file or training run folder")
     from mtrl_robot.learning.reaching.suggest import suggest_cli
 
     given = {"candidates": args.candidates, "samples": args.samples, "seed": args.seed, "criterion": args.criterion}
@@ -95,6 +101,7 @@ def suggest(args: argparse.Namespace) -> None:
 
 
 def suggest_compare(args: argparse.Namespace) -> None:
+    existing(args.run, "training run folder")
     from mtrl_robot.learning.reaching.suggest import compare_suggested_random
 
     given = {"ks": args.ks, "targets_per_robot": args.targets, "candidates": args.candidates, "samples": args.samples,
