@@ -229,7 +229,7 @@ class TrajectoryController:
             ordered = check_trajectory(goal.trajectory, self.limits)
         except TrajectoryError as exc:
             raise GoalRejected(ErrorCode.INVALID_GOAL, str(exc)) from None
-        if ordered.velocities is not None and np.any(ordered.velocities[-1] != 0):
+        if ordered.velocities is not None and (ordered.velocities[-1] != 0).any():
             j = int(np.flatnonzero(ordered.velocities[-1])[0])
             speed = ordered.velocities[-1, j]
             raise GoalRejected(ErrorCode.INVALID_GOAL, f"{self.limits.names[j]}: velocity {speed:.4f} rad/s at the "

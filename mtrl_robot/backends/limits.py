@@ -79,7 +79,8 @@ def motion_peaks(trajectory: JointTrajectory, control_period: float) -> MotionPe
     seg_v, seg_a0, seg_a1, seg_j = segment_extremes(trajectory)
     v_left, v_right = np.zeros((count, n)), np.zeros((count, n))  # velocity arriving at each point and leaving it
     if trajectory.velocities is None:
-        v_left[1:] = v_right[:-1] = np.diff(trajectory.positions, axis=0) / np.diff(times)[:, None]
+        positions = trajectory.positions
+        v_left[1:] = v_right[:-1] = (positions[1:] - positions[:-1]) / (times[1:] - times[:-1])[:, None]
     else:
         v_left[1:], v_right[:-1] = trajectory.velocities[1:], trajectory.velocities[:-1]
     a_left, a_right = np.zeros((count, n)), np.zeros((count, n))  # acceleration arriving and leaving
@@ -119,7 +120,7 @@ def _window_max(segment: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.
     if n_segments == 0:
         return out
     lo, hi = np.maximum(first - 1, 0), np.minimum(last, n_segments - 1)
-    if np.all(hi - lo <= 1):  # windows of at most two segments (waypoints farther apart than the window)
+    if (hi - lo <= 1).all():  # windows of at most two segments (waypoints farther apart than the window)
         return np.maximum(segment[lo], segment[hi])
     # Range maxima from a sparse table: level i holds the maxima of runs of 2**i segments.
     levels = [segment]

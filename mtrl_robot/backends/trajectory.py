@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 from scipy.interpolate import BSpline, PPoly, make_interp_spline
@@ -135,13 +135,13 @@ def well_formed(traj: JointTrajectory, robot_names: Sequence[str]) -> JointTraje
     velocities = None if traj.velocities is None else np.asarray(traj.velocities, dtype=float)
     if velocities is not None and velocities.shape != positions.shape:
         raise TrajectoryError(f"velocities must have shape {positions.shape}, got {velocities.shape}")
-    if not np.all(np.isfinite(times)):
+    if not np.isfinite(times).all():
         raise TrajectoryError("times contain NaN or inf")
     for label, arr in (("position", positions), ("velocity", velocities)):
-        if arr is not None and not np.all(np.isfinite(arr)):
+        if arr is not None and not np.isfinite(arr).all():
             k, j = np.argwhere(~np.isfinite(arr))[0]
             raise TrajectoryError(f"{names[j]}: {label} at point {k} is {arr[k, j]} (NaN or inf)")
-    if times[0] < 0 or np.any(np.diff(times) <= 0):
+    if times[0] < 0 or (times[1:] <= times[:-1]).any():
         raise TrajectoryError("times must start at or after 0 and increase strictly")
     return JointTrajectory(names, times, positions, velocities).reordered(robot_names)
 
@@ -159,8 +159,8 @@ def check_trajectory(traj: JointTrajectory, limits: JointLimits) -> JointTraject
                               f"[{lo:.4f}, {hi:.4f}]")
     vmax = limits.velocity * VELOCITY_SLACK
     if len(ordered.times) > 1:
-        dt = np.diff(ordered.times)[:, None]
-        speed = np.abs(np.diff(ordered.positions, axis=0)) / dt
+        times, positions = ordered.times, ordered.positions
+        speed = np.abs(positions[1:] - positions[:-1]) / (times[1:] - times[:-1])[:, None]
         if ordered.velocities is not None:
             speed = np.maximum(speed, np.abs(ordered.velocities[1:]))
         over = np.argwhere(speed > vmax)
@@ -226,8 +226,9 @@ def segment_extremes(trajectory: JointTrajectory) -> tuple[np.ndarray, np.ndarra
     stationary point), acceleration linear, jerk constant. Without, they are linear: constant velocity, no
     acceleration or jerk inside (the steps at the waypoints are the caller's to price).
     """
-    h = np.diff(trajectory.times)[:, None]
-    dp = np.diff(trajectory.positions, axis=0)
+    times, positions = trajectory.times, trajectory.positions
+    h = (times[1:] - times[:-1])[:, None]
+    dp = positions[1:] - positions[:-1]
     if trajectory.velocities is None:
         zero = np.zeros_like(dp)
         return np.abs(dp) / h, zero, zero, zero
@@ -273,9 +274,18 @@ def thinned(trajectory: JointTrajectory, points: int) -> JointTrajectory:
         raise ValueError(f"a thinned trajectory needs at least 2 points, got {points}")
     if len(trajectory.times) <= points or trajectory.velocities is None:
         return trajectory
-    index = np.round(np.linspace(0, len(trajectory.times) - 1, points)).astype(int)
+    index = _thinning_index(len(trajectory.times), points)
     return JointTrajectory(trajectory.joint_names, trajectory.times[index], trajectory.positions[index],
                            trajectory.velocities[index])
+
+
+@cache
+def _thinning_index(count: int, points: int) -> np.ndarray:
+    """Indices of ``points`` of ``count`` points spread evenly, read-only, built once per pair (a policy thins every
+    trajectory it plans the same way)."""
+    index = np.round(np.linspace(0, count - 1, points)).astype(int)
+    index.flags.writeable = False
+    return index
 
 
 def tolerance_violation(names: Sequence[str], position_error: np.ndarray, position_tolerance: np.ndarray,

@@ -202,7 +202,7 @@ class SafetyChecker:
             raise SafetyError(f"the measured joint state lacks joints {missing}; it has {list(measured.names)}")
         index = [list(measured.names).index(n) for n in self.limits.names]
         positions = np.asarray(measured.positions, dtype=float)[index]
-        if not np.all(np.isfinite(positions)):
+        if not np.isfinite(positions).all():
             j = int(np.argmax(~np.isfinite(positions)))
             raise SafetyError(f"{self.limits.names[j]}: measured position is {positions[j]} (NaN or inf)")
         return positions
@@ -221,7 +221,7 @@ class SafetyChecker:
         """Positions (T, n) inside the limits less the margin: waypoints, or samples of ``segments`` at ``times``."""
         lim = self.limits
         low, high = positions < lim.inner_lower, positions > lim.inner_upper
-        if not np.any(low | high):
+        if not (low | high).any():
             return
         k, j = np.argwhere(low | high)[0]
         q = positions[k, j]
@@ -246,16 +246,16 @@ class SafetyChecker:
         times, positions = traj.times, traj.positions
         corners = [positions[:-1], positions[1:]]
         if traj.velocities is not None:
-            third = np.diff(times)[:, None] / 3.0
+            third = (times[1:] - times[:-1])[:, None] / 3.0
             corners += [positions[:-1] + third * traj.velocities[:-1], positions[1:] - third * traj.velocities[1:]]
         low, high = np.minimum.reduce(corners), np.maximum.reduce(corners)
-        unsure = np.any((low < lim.inner_lower + BOUND_SLACK) | (high > lim.inner_upper - BOUND_SLACK), axis=1)
+        unsure = ((low < lim.inner_lower + BOUND_SLACK) | (high > lim.inner_upper - BOUND_SLACK)).any(axis=1)
         if box is not None:
             flange = self._chain.flange_positions(positions[:, self._fk_columns])
             clearance = np.minimum(flange - box.lower, box.upper - flange).min(axis=1) - BOUND_SLACK
             reach = [np.maximum(np.abs(low - end), np.abs(high - end)) @ self._lever_arms for end in corners[:2]]
             unsure |= (reach[0] >= clearance[:-1]) & (reach[1] >= clearance[1:])
-        if np.any(unsure):
+        if unsure.any():
             inner, segments = path_samples(times, self.workspace_step)
             inner, segments = inner[unsure[segments]], segments[unsure[segments]]
         else:
@@ -275,7 +275,7 @@ class SafetyChecker:
         """Flange positions (k, 3) inside the workspace box; ``where(row)`` names row ``row`` in a refusal."""
         box = self.limits.workspace
         low, high = flange < box.lower, flange > box.upper
-        if not np.any(low | high):
+        if not (low | high).any():
             return
         row, axis = np.argwhere(low | high)[0]
         value = flange[row, axis]

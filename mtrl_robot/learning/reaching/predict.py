@@ -12,6 +12,7 @@ stretched until every joint stays within ``LIMIT_FRACTIONS`` of its velocity lim
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
@@ -58,11 +59,35 @@ def predict_positions(model: OffsetModel, arm: Arm, targets: np.ndarray, start: 
 
 def timed(arm: Arm, positions: np.ndarray) -> JointTrajectory:
     """A (T, dof) path timed over the planner's quintic duration, stretched if needed to respect velocity limits."""
-    times = planner.move_duration(arm, positions[-1] - positions[0]) * np.linspace(0.0, 1.0, len(positions))
-    times = retime(JointTrajectory(arm.joint_names, times, positions), arm.velocity_limits).times
-    velocities = np.gradient(positions, times, axis=0)
-    velocities[[0, -1]] = 0.0
-    return JointTrajectory(arm.joint_names, times, positions, velocities)
+    names = arm.joint_names
+    times = planner.move_duration(arm, positions[-1] - positions[0]) * unit_grid(len(positions))
+    times = retime(JointTrajectory(names, times, positions), arm.velocity_limits).times
+    return JointTrajectory(names, times, positions, waypoint_velocities(times, positions))
+
+
+@cache
+def unit_grid(count: int) -> np.ndarray:
+    """``np.linspace(0, 1, count)``, read-only, built once per count (planning a target runs it after idle spells,
+    when numpy's set-up for it costs more than the rest of the step)."""
+    grid = np.linspace(0.0, 1.0, count)
+    grid.flags.writeable = False
+    return grid
+
+
+def waypoint_velocities(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Velocities (T, dof) through the points of a path, zero at both ends: ``np.gradient(positions, times,
+    axis=0)`` inside (its second-order central differences, with the same arithmetic, value for value), without
+    its generic set-up, which costs planning after an idle spell more than the differences themselves."""
+    h = times[1:] - times[:-1]
+    velocities = np.zeros(positions.shape)
+    if (h == h[0]).all():
+        velocities[1:-1] = (positions[2:] - positions[:-2]) / (2.0 * h[0])
+    else:
+        before, after = h[:-1, None], h[1:, None]
+        velocities[1:-1] = (-after / (before * (before + after)) * positions[:-2]
+                            + (after - before) / (before * after) * positions[1:-1]
+                            + before / (after * (before + after)) * positions[2:])
+    return velocities
 
 
 def predict(model: str | Path | OffsetModel, arm: Arm, targets: np.ndarray,
