@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 
@@ -106,11 +106,11 @@ class SafetyLimits:
         if self.arm is not None and sorted(model) != sorted(self.arm.joint_names):
             raise ValueError(f"joints {list(model)} do not match the arm's {list(self.arm.joint_names)}")
 
-    @property
+    @cached_property
     def inner_lower(self) -> np.ndarray:
         return self.lower + self.position_margin
 
-    @property
+    @cached_property
     def inner_upper(self) -> np.ndarray:
         return self.upper - self.position_margin
 
@@ -200,7 +200,8 @@ class SafetyChecker:
         missing = [n for n in self.limits.names if n not in measured.names]
         if missing:
             raise SafetyError(f"the measured joint state lacks joints {missing}; it has {list(measured.names)}")
-        index = [list(measured.names).index(n) for n in self.limits.names]
+        measured_names = list(measured.names)
+        index = [measured_names.index(n) for n in self.limits.names]
         positions = np.asarray(measured.positions, dtype=float)[index]
         if not np.isfinite(positions).all():
             j = int(np.argmax(~np.isfinite(positions)))
@@ -258,13 +259,16 @@ class SafetyChecker:
         if unsure.any():
             inner, segments = path_samples(times, self.workspace_step)
             inner, segments = inner[unsure[segments]], segments[unsure[segments]]
-        else:
-            inner, segments = np.zeros(0), np.zeros(0, dtype=int)
-        sampled = traj.sample(inner)[0] if inner.size else np.zeros((0, len(lim.names)))
-        self._check_positions(sampled, segments, inner)
+        else:  # every segment stays inside: nothing between waypoints to sample
+            inner = np.zeros(0)
+        if inner.size:
+            sampled = traj.sample(inner)[0]
+            self._check_positions(sampled, segments, inner)
         if box is None:
             return
         self._check_box(flange, lambda row: f"at waypoint {row}")
+        if not inner.size:
+            return
         moved = [np.abs(sampled - positions[ends]) @ self._lever_arms for ends in (segments, segments + 1)]
         doubtful = np.flatnonzero((moved[0] >= clearance[segments]) & (moved[1] >= clearance[segments + 1]))
         if doubtful.size:
