@@ -47,7 +47,7 @@ import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 import rclpy
@@ -110,9 +110,14 @@ def to_hardware_names(trajectory: JointTrajectory, model_to_hardware: Mapping[st
 
 def goal_msg(trajectory: JointTrajectory) -> FJT.Goal:
     """A goal for ``trajectory`` (hardware names) asking for GOAL_TOLERANCE at its end within SETTLE_TIME."""
-    return FJT.Goal(trajectory=trajectory_to_msg(trajectory),
-                    goal_tolerance=[JointTolerance(name=n, position=GOAL_TOLERANCE) for n in trajectory.joint_names],
+    return FJT.Goal(trajectory=trajectory_to_msg(trajectory), goal_tolerance=_goal_tolerances(trajectory.joint_names),
                     goal_time_tolerance=to_duration(SETTLE_TIME))
+
+
+@cache
+def _goal_tolerances(names: tuple[str, ...]) -> tuple[JointTolerance, ...]:
+    """The goal tolerance entries for joints ``names``, built once: every goal to the same joints repeats them."""
+    return tuple(JointTolerance(name=n, position=GOAL_TOLERANCE) for n in names)
 
 
 def _close_at_exit(reference: weakref.ref[HardwareBackend]) -> None:
