@@ -110,7 +110,8 @@ def to_hardware_names(trajectory: JointTrajectory, model_to_hardware: Mapping[st
 
 def goal_msg(trajectory: JointTrajectory) -> FJT.Goal:
     """A goal for ``trajectory`` (hardware names) asking for GOAL_TOLERANCE at its end within SETTLE_TIME."""
-    return FJT.Goal(trajectory=trajectory_to_msg(trajectory), goal_tolerance=_goal_tolerances(trajectory.joint_names),
+    return FJT.Goal(trajectory=trajectory_to_msg(trajectory),
+                    goal_tolerance=_goal_tolerances(tuple(trajectory.joint_names)),
                     goal_time_tolerance=to_duration(SETTLE_TIME))
 
 
