@@ -10,6 +10,7 @@ they agree by construction on what a robot is.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -97,25 +98,33 @@ class Arm:
     def dof(self) -> int:
         return len(self.joints)
 
-    @property
+    @cached_property
     def joint_names(self) -> tuple[str, ...]:
         return tuple(j.name for j in self.joints)
 
+    @cached_property
+    def _joint_arrays(self) -> dict[str, np.ndarray]:
+        """The per-joint arrays, built once: the properties below hand out copies (planning a target reads them
+        several times)."""
+        return {"lower": np.array([j.lower for j in self.joints]), "upper": np.array([j.upper for j in self.joints]),
+                "velocity": np.array([j.velocity for j in self.joints]),
+                "home": np.array(self.home, dtype=float) if self.home else np.zeros(self.dof)}
+
     @property
     def lower(self) -> np.ndarray:
-        return np.array([j.lower for j in self.joints])
+        return self._joint_arrays["lower"].copy()
 
     @property
     def upper(self) -> np.ndarray:
-        return np.array([j.upper for j in self.joints])
+        return self._joint_arrays["upper"].copy()
 
     @property
     def velocity_limits(self) -> np.ndarray:
-        return np.array([j.velocity for j in self.joints])
+        return self._joint_arrays["velocity"].copy()
 
     @property
     def home_q(self) -> np.ndarray:
-        return np.array(self.home, dtype=float) if self.home else np.zeros(self.dof)
+        return self._joint_arrays["home"].copy()
 
     def base_transform(self) -> np.ndarray:
         return transform(np.array(self.base_xyz), rpy_to_matrix(np.array(self.base_rpy)))
