@@ -230,12 +230,12 @@ def segment_extremes(trajectory: JointTrajectory) -> tuple[np.ndarray, np.ndarra
     h = (times[1:] - times[:-1])[:, None]
     dp = positions[1:] - positions[:-1]
     if trajectory.velocities is None:
-        zero = np.zeros_like(dp)
+        zero = np.zeros(dp.shape)
         return np.abs(dp) / h, zero, zero, zero
     v0, v1 = trajectory.velocities[:-1], trajectory.velocities[1:]
     c2 = (3 * dp / h - 2 * v0 - v1) / h  # p(s) = p0 + v0 s + c2 s² + c3 s³ on [0, h]
     c3 = (v0 + v1 - 2 * dp / h) / h**2
-    s = np.divide(-c2, 3 * c3, out=np.zeros_like(c2), where=c3 != 0)
+    s = np.divide(-c2, 3 * c3, out=np.zeros(c2.shape), where=c3 != 0)
     stationary = np.where((s > 0) & (s < h), np.abs(v0 + 2 * c2 * s + 3 * c3 * s**2), 0.0)
     speed = np.maximum(np.maximum(np.abs(v0), np.abs(v1)), stationary)
     start_acceleration = 2 * c2

@@ -137,7 +137,8 @@ class HardwarePreset:
 
     def to_model(self, state: JointState) -> JointState:
         """A hardware joint state (possibly with more joints) as the model's joints, in the model's order."""
-        index = [list(state.names).index(n) for n in self.joint_names]
+        names = list(state.names)
+        index = [names.index(n) for n in self.joint_names]
         velocities = np.asarray(state.velocities, dtype=float)
         return JointState(self.model_names, np.asarray(state.positions, dtype=float)[index],
                           velocities[index] if velocities.size else np.zeros(len(index)), state.stamp)

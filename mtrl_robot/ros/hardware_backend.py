@@ -358,8 +358,8 @@ class HardwareBackend(RobotBackend):
 
     def _connect(self, timeout: float) -> None:
         """Wait for the action server, or for the controller's subscription to the trajectory topic to be matched."""
-        if not self.use_topic:
-            if not self._action.wait_for_server(timeout_sec=timeout):
+        if not self.use_topic:  # asked once first: wait_for_server asks twice even when the server is there
+            if not self._action.server_is_ready() and not self._action.wait_for_server(timeout_sec=timeout):
                 raise HardwareError(f"no action server {self.preset.action} within {timeout:.1f} s")
             return
         deadline = time.monotonic() + timeout
