@@ -41,7 +41,7 @@ class LocalWorkers:
             if exc_type is not None:  # interrupted or failed: the jobs still running unwind and end their workers
                 for worker in list(self._pool._processes.values()):  # Python 3.14: self._pool.terminate_workers()
                     worker.terminate()
-            self._pool.shutdown(wait=True, cancel_futures=True)  # done: the workers exit once their bars are sent
+            self._pool.shutdown(wait=True, cancel_futures=True)  # when done, the workers exit once their bars are sent
         self._stack.close()  # stops drawing the workers' bars
 
     def map(self, function: Callable, items: Sequence, *, desc: str, unit: str = "item", progress: bool = True,
