@@ -4,13 +4,16 @@ each target after an idle spell, as targets reach the nodes.
 The stages are the policy node's (planning, the safety check, building the goal message) and the arm node's goal
 check (reading the goal message and checking it against the controller's limits from the arm's position). Each is
 timed per target; the idle run sleeps ``idle`` s before each target, as the ROS bench lets the nodes settle between
-targets, and then runs the stages in order. The ratio of the two medians is what an idle spell costs each stage:
-on a virtual machine, the caches and branch predictors of a core that has been idle hold other work.
+targets, and then runs the stages in order. The ratio of the idle and back-to-back medians is what an idle spell
+costs each stage: on a virtual machine, the caches and branch predictors of a core hold other work by then. The busy
+run spends the same ``idle`` s spinning in this process instead of sleeping, so the core never idles: what it still
+costs comes with the passing time (the host's other work), not with the core's idle state.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -33,8 +36,9 @@ STAGES = ("plan", "safety_check", "goal_message", "goal_check")
 def stage_latency(model: ReachingModelFile, arm: Arm, preset: HardwarePreset, targets: np.ndarray, goal_points: int,
                   idle: float = IDLE) -> dict[str, float]:
     """p50 (ms) of each stage in ``STAGES`` for ``targets`` from ``arm``'s home posture, back to back
-    (``stage_<name>_p50_ms``) and after ``idle`` s without work (``stage_<name>_after_idle_p50_ms``), and their
-    ratio (``stage_<name>_idle_slowdown``)."""
+    (``stage_<name>_p50_ms``), after ``idle`` s without work (``stage_<name>_after_idle_p50_ms``) and after ``idle``
+    s spent spinning (``stage_<name>_after_busy_p50_ms``), and the ratio of the idle and back-to-back medians
+    (``stage_<name>_idle_slowdown``)."""
     planner = NumpyReachingModel(model)
     limits = preset.safety_limits(arm)
     checker = SafetyChecker(limits)
@@ -61,14 +65,27 @@ def stage_latency(model: ReachingModelFile, arm: Arm, preset: HardwarePreset, ta
     for target in targets:  # first calls' set-up out of the way, and the code warm
         stages(target)
     warm = np.median([stages(target) for target in targets], axis=0)
-    cold = []
-    for target in targets:
-        time.sleep(idle)
-        cold.append(stages(target))
-    cold = np.median(cold, axis=0)
+
+    def after(wait: Callable[[float], None]) -> np.ndarray:
+        """The stages' median times with ``wait(idle)`` before each target."""
+        times = []
+        for target in targets:
+            wait(idle)
+            times.append(stages(target))
+        return np.median(times, axis=0)
+
+    cold, busy = after(time.sleep), after(_spin)
     figures = {}
-    for name, back_to_back, after_idle in zip(STAGES, warm, cold, strict=True):
+    for name, back_to_back, after_idle, after_busy in zip(STAGES, warm, cold, busy, strict=True):
         figures[f"stage_{name}_p50_ms"] = float(back_to_back)
         figures[f"stage_{name}_after_idle_p50_ms"] = float(after_idle)
+        figures[f"stage_{name}_after_busy_p50_ms"] = float(after_busy)
         figures[f"stage_{name}_idle_slowdown"] = float(after_idle / back_to_back)
     return figures
+
+
+def _spin(seconds: float) -> None:
+    """Keep the calling thread running for ``seconds``: a wait in which its core never idles."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
