@@ -9,11 +9,20 @@ guides set up); elsewhere the request is refused and the thread keeps normal sch
 Nodes on the path from a target to a goal (the arm and policy nodes) run the threads that take ROS messages
 and run callbacks at ``executor_priority``: the executor's (and the threads it starts later, which inherit it) and
 the middleware's.
+
+A woken thread also waits for its CPU to leave its idle state, and on a virtual machine an idle CPU is handed back
+to the host. :func:`cpus_awake` keeps every CPU out of such states for as long as it is held: Linux's CPU latency
+request (PM QoS), which stays in force while ``/dev/cpu_dma_latency`` is held open, as cyclictest and tuned's
+latency-performance profile set it. It is system-wide and costs power (idle CPUs poll), so it is a machine's
+setting, made for a measurement or on a robot's control computer, not a node's.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rclpy.node import Node
@@ -21,6 +30,7 @@ from rclpy.node import Node
 from mtrl_robot.ros.parameters import Range
 
 MIDDLEWARE_THREADS = "dds."  # name prefix of the middleware's threads
+CPU_LATENCY_DEVICE = Path("/dev/cpu_dma_latency")  # Linux's CPU latency request, in µs as a 32-bit integer
 EXECUTOR_PRIORITY = 40  # below the arm node's physics thread (50, as ros2_control's controller manager)
 EXECUTOR_PRIORITY_PARAMETER = {  # a node's parameter table entry: name: (default, description, Range)
     "executor_priority": (EXECUTOR_PRIORITY, "SCHED_FIFO priority of the node's threads that take ROS messages and "
@@ -82,3 +92,21 @@ def serve_at_priority(node: Node, priority: int) -> None:
 def normal_scheduling() -> None:
     """Put the calling thread back under normal scheduling (for work that must not take the CPU first)."""
     os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+@contextmanager
+def cpus_awake(device: Path = CPU_LATENCY_DEVICE) -> Iterator[str | None]:
+    """While the block runs, ask that no CPU take more than 0 µs to wake (idle CPUs poll instead of sleeping);
+    yields why not, if refused (None if in force). The request ends with the block."""
+    handle = None
+    try:
+        handle = os.open(device, os.O_WRONLY)
+        os.write(handle, struct.pack("i", 0))
+        refusal = None
+    except OSError as exc:
+        refusal = f"CPU wake-up latency left as it is ({device}: {exc.strerror})"
+    try:
+        yield refusal
+    finally:
+        if handle is not None:
+            os.close(handle)

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 
 import pytest
 
 from mtrl_robot.backends.trajectory import GOAL_TOLERANCE
-from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY
+from mtrl_robot.ros.realtime import CPU_LATENCY_DEVICE, EXECUTOR_PRIORITY
 from mtrl_robot.tools.bench import ros_floor
 from mtrl_robot.tools.bench.policy_bench import bench_policy
 from mtrl_robot.tools.bench.stage_bench import STAGES
 
 
 def test_bench_policy_figures():
-    figures = bench_policy(targets=2)
+    figures = bench_policy(targets=2, keep_cpus_awake=True)
     assert figures.pop("executor_priority") == EXECUTOR_PRIORITY, figures
     assert isinstance(figures.pop("executor_sched_fifo"), bool), figures  # whether the system granted it
+    assert figures.pop("cpus_awake") == os.access(CPU_LATENCY_DEVICE, os.W_OK), figures  # held if allowed
     assert figures["targets"] == 2 and figures["goal_points"] < figures["all_points"], figures
     assert figures["trajectories_run_to_end"] == figures["trajectories_succeeded"] == 1, figures
     assert figures["all_points_trajectories_succeeded"] == 1, figures

@@ -23,7 +23,8 @@ short; with most cut short too, many targets fit in a run and p99 is more than t
 target first lets the nodes finish discovering each other. For comparison,
 :func:`~mtrl_robot.ros.policy_node.plan_latency` times the planning step alone, without ROS, on the same
 model file and targets, and :func:`~mtrl_robot.tools.bench.stage_bench.stage_latency` times each stage of the work
-between a target and its accepted goal on the first ``STAGE_TARGETS`` of them, back to back and after an idle spell.
+between a target and its accepted goal on the first ``STAGE_TARGETS`` of them, back to back and after an idle spell
+(unless ``time_stages`` is off).
 
 Each target is sent three times, back to back in the same processes: once with the policy node's default
 ``goal_points``, once with every point the model predicts (``ALL_POINTS``, set through the node's ``set_parameters``
@@ -33,7 +34,9 @@ checked), the order rotating from target to target, so the three latencies are m
 floor is what rclpy and the middleware cost on this machine; the policy node's latency over it is reported as a ratio
 (``target_to_goal_accepted_p50_over_ros_floor``, p99 likewise). Every node runs its executor and middleware
 threads at ``executor_priority`` (:mod:`~mtrl_robot.ros.realtime`; 0: normal scheduling); the figures say whether
-the system granted it (``executor_sched_fifo``). For the trajectories run to their end, both
+the system granted it (``executor_sched_fifo``). With ``keep_cpus_awake``, the measurement runs with every CPU kept out
+of its idle states (:func:`~mtrl_robot.ros.realtime.cpus_awake`; ``cpus_awake`` says whether the system allowed
+it). For the trajectories run to their end, both
 executions are recorded from ``/joint_states`` and compared: the flange path (how far each point of the thinned
 goal's path lies from the nearest point of the full goal's path), and each final joint error against the planned
 final posture (the same for both).
@@ -47,6 +50,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +76,7 @@ from mtrl_robot.models.numpy_model import NumpyReachingModel
 from mtrl_robot.ros.conversions import point_msg
 from mtrl_robot.ros.conversions import seconds as stamp_seconds
 from mtrl_robot.ros.policy_node import GOAL_POINTS, plan, plan_latency
-from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY
+from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY, cpus_awake
 from mtrl_robot.ros.run import node_command
 from mtrl_robot.tools.bench.ros_bench import BenchClient, percentiles_ms, stop_process, wait_reply
 from mtrl_robot.tools.bench.ros_floor import FLOOR, floor_command
@@ -190,10 +194,12 @@ class _Trials:
     succeeded: int = 0
 
 
-def bench_policy(targets: int = TARGETS, seed: int = 0, executor_priority: int = EXECUTOR_PRIORITY) -> dict[str, float]:
+def bench_policy(targets: int = TARGETS, seed: int = 0, executor_priority: int = EXECUTOR_PRIORITY,
+                 keep_cpus_awake: bool = False, time_stages: bool = True) -> dict[str, float]:
     """Target → accepted-goal latency of the policy node over ``targets`` targets near home, with its default
     ``goal_points`` and with every point, planning alone, and how thinning changed the executed motions; every node
-    (the floor's too) at ``executor_priority``, and whether each got it (``executor_sched_fifo``)."""
+    (the floor's too) at ``executor_priority``, and whether each got it (``executor_sched_fifo``); with
+    ``keep_cpus_awake``, CPUs kept out of idle states while measuring, and whether they were (``cpus_awake``)."""
     arm = load_family("panda")
     home = flange_position(arm, arm.home_q)  # the first target is the untimed warm-up
     points = home + np.random.default_rng(seed).uniform(-SHORT_REACH, SHORT_REACH, (targets + 1, 3))
@@ -214,20 +220,23 @@ def bench_policy(targets: int = TARGETS, seed: int = 0, executor_priority: int =
                 "model": model, "robot": "panda", "preset": "sim_panda", **priority}), env, folder))
             nodes += [_Node(f"floor_{role}", floor_command(role, GOAL_POINTS, executor_priority=executor_priority),
                             env, folder) for role in ("relay", "server")]
-            trials = _measure(domain, nodes, points, arm.joint_names)
+            with cpus_awake() if keep_cpus_awake else nullcontext("not asked for") as refusal:
+                if keep_cpus_awake and refusal:
+                    print(f"policy bench: {refusal}")
+                trials = _measure(domain, nodes, points, arm.joint_names)
             fifo = all(os.sched_getscheduler(node.process.pid) == os.SCHED_FIFO for node in nodes)
         finally:
             for node in reversed(nodes):
                 stop_process(node.process)
         model_file = load_model_file(model)
         planning = {n: plan_latency(model_file, arm, points[1:], limits, n) for n in (GOAL_POINTS, ALL_POINTS)}
-        stages = stage_latency(model_file, arm, preset, points[1:1 + STAGE_TARGETS], GOAL_POINTS)
+        stages = stage_latency(model_file, arm, preset, points[1:1 + STAGE_TARGETS], GOAL_POINTS) if time_stages else {}
     planner = NumpyReachingModel(model_file)
     thin, full, floor = trials[GOAL_POINTS], trials[ALL_POINTS], trials[FLOOR]
     ran = sorted(thin.paths)
     planned = [plan(planner, arm, points[1 + k], arm.home_q, limits, ALL_POINTS).positions[-1] for k in ran]
     deviation = [_path_deviation(arm, thin.paths[k], full.paths[k]) for k in ran]
-    return {"executor_priority": executor_priority, "executor_sched_fifo": fifo,
+    return {"executor_priority": executor_priority, "executor_sched_fifo": fifo, "cpus_awake": refusal is None,
             "targets": len(thin.accepted), "goal_points": GOAL_POINTS, "trajectories_run_to_end": len(ran),
             "trajectories_succeeded": thin.succeeded,
             **percentiles_ms(thin.accepted, "target_to_goal_accepted"),

@@ -43,7 +43,8 @@ ROS_RATES = (250.0, 1000.0)  # Hz of /joint_states benchmarked: the default and 
 
 def _ros_suite(seconds: float) -> dict[str, dict]:
     """Real arm_node at each of ``ROS_RATES``: /joint_states rate, gaps, CPU, action round trips; real policy_node:
-    target → goal latency, with the nodes' threads at SCHED_FIFO ``EXECUTOR_PRIORITY`` and at normal scheduling."""
+    target → goal latency with the nodes' threads at SCHED_FIFO ``EXECUTOR_PRIORITY``, the same with the CPUs kept
+    out of idle states, and at normal scheduling (the stages, timed without ROS, in the first run only)."""
     import os
 
     from mtrl_robot.ros.realtime import EXECUTOR_PRIORITY
@@ -51,9 +52,12 @@ def _ros_suite(seconds: float) -> dict[str, dict]:
     from mtrl_robot.tools.bench.ros_bench import bench_ros
 
     figures = {f"arm_node_{rate:g}hz": bench_ros(seconds=seconds, rate=rate) for rate in ROS_RATES}
-    for name, priority in (("policy_node", EXECUTOR_PRIORITY), ("policy_node_normal_scheduling", 0)):
+    for name, options in (("policy_node", {"executor_priority": EXECUTOR_PRIORITY}),
+                          ("policy_node_cpus_awake", {"executor_priority": EXECUTOR_PRIORITY, "keep_cpus_awake": True,
+                                                      "time_stages": False}),
+                          ("policy_node_normal_scheduling", {"executor_priority": 0, "time_stages": False})):
         load = os.getloadavg()[0]
-        figures[name] = {**bench_policy(executor_priority=priority), "load_average_1min": load}
+        figures[name] = {**bench_policy(**options), "load_average_1min": load}
     return figures
 
 
