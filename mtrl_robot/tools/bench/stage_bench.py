@@ -7,7 +7,7 @@ timed per target; the idle run sleeps ``idle`` s before each target, as the ROS 
 targets, and then runs the stages in order. The ratio of the idle and back-to-back medians is what an idle spell
 costs each stage: on a virtual machine, the caches and branch predictors of a core hold other work by then. The busy
 run spends the same ``idle`` s spinning in this process instead of sleeping, so the core never idles: what it still
-costs comes with the passing time (the host's other work), not with the core's idle state.
+costs comes with the passing time (most likely the host's other work), not with the core's idle state.
 """
 
 from __future__ import annotations
